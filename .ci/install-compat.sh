@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs the external Kafka clients used by compat/run.sh (client-interop suites).
+# Target: a fresh Debian 12 machine, running as root, with Python 3.11 + pip and
+# Node 20 + npm preinstalled. Idempotent and non-interactive: safe to run repeatedly.
+#
+#   kcat               Debian package (bookworm: kcat 1.7.1 on librdkafka 2.0.2)
+#   confluent-kafka    PyPI wheel (bundles a current librdkafka)   -> .ci/venv
+#   kafka-python       PyPI (pure Python)                          -> .ci/venv
+#   kafkajs            npm, pinned by compat/kafkajs/package-lock.json (npm ci)
+set -euo pipefail
+
+CONFLUENT_KAFKA_VERSION="${CONFLUENT_KAFKA_VERSION:-2.16.1}"
+KAFKA_PYTHON_VERSION="${KAFKA_PYTHON_VERSION:-2.3.3}"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.ci/venv"
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '== install-compat: %s\n' "$*"; }
+
+retry() { # retry N CMD...: run CMD up to N times, 5 s apart
+    local n="$1" i; shift
+    for ((i = 1; i <= n; i++)); do
+        "$@" && return 0
+        [[ $i -lt $n ]] && { log "attempt $i/$n failed: $*; retrying"; sleep 5; }
+    done
+    return 1
+}
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo -n); fi
+
+# --- kcat (Debian) ---------------------------------------------------------------
+if command -v kcat >/dev/null 2>&1; then
+    log "kcat already installed"
+else
+    log "apt-get install kcat"
+    retry 3 "${SUDO[@]}" apt-get update -q
+    retry 3 "${SUDO[@]}" apt-get install -y -q --no-install-recommends kcat
+fi
+
+# --- Python clients (venv under .ci/venv) ------------------------------------------
+PYTHON_BOOT="${PYTHON:-python3}"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    log "creating venv $VENV"
+    "$PYTHON_BOOT" -m venv "$VENV"
+fi
+# Keep the venv out of git status whatever the repository's .gitignore says.
+printf '*\n' >"$VENV/.gitignore"
+log "pip install confluent-kafka==$CONFLUENT_KAFKA_VERSION kafka-python==$KAFKA_PYTHON_VERSION"
+retry 3 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
+    "confluent-kafka==$CONFLUENT_KAFKA_VERSION" "kafka-python==$KAFKA_PYTHON_VERSION"
+
+# --- kafkajs (npm, from the committed lock file) -----------------------------------
+log "npm ci in compat/kafkajs"
+(cd "$ROOT/compat/kafkajs" && retry 3 npm ci --no-audit --no-fund --loglevel=error)
+
+# --- record what was installed ----------------------------------------------------
+log "installed versions:"
+printf 'kcat: %s\n' "$(kcat -V 2>&1 | grep -m1 '^Version' || true)"
+dpkg-query -W -f='debian: ${Package} ${Version}\n' kcat librdkafka1 2>/dev/null || true
+"$VENV/bin/python" - <<'PY'
+import sys
+import confluent_kafka, kafka
+print("python:", sys.version.split()[0])
+print("confluent-kafka:", confluent_kafka.version(), "librdkafka:", confluent_kafka.libversion())
+print("kafka-python:", kafka.__version__)
+PY
+printf 'node: %s  kafkajs: ' "$(node --version)"
+node -p "require('$ROOT/compat/kafkajs/node_modules/kafkajs/package.json').version"
+log "done"
