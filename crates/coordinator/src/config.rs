@@ -1,0 +1,46 @@
+//! Coordinator settings.
+
+use std::time::Duration;
+
+/// Settings of the group coordinator, named after the Kafka broker settings they mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorConfig {
+    /// How long a group coming out of Empty waits for more members before its first
+    /// generation (`group.initial.rebalance.delay.ms`); extended while members keep arriving,
+    /// up to the rebalance timeout. Avoids one rebalance per member when a fleet starts.
+    pub initial_rebalance_delay: Duration,
+    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`).
+    pub min_session_timeout: Duration,
+    /// Largest session timeout a member may ask for (`group.max.session.timeout.ms`).
+    pub max_session_timeout: Duration,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay: Duration::from_secs(3),
+            min_session_timeout: Duration::from_secs(6),
+            max_session_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Checks what Kafka checks: every duration fits its int32 milliseconds setting and the
+    /// session bounds are ordered.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let fits = |d: Duration| d.as_millis() <= i32::MAX as u128;
+        let named = [
+            ("initial_rebalance_delay", self.initial_rebalance_delay),
+            ("min_session_timeout", self.min_session_timeout),
+            ("max_session_timeout", self.max_session_timeout),
+        ];
+        if let Some((name, _)) = named.iter().find(|(_, d)| !fits(*d)) {
+            return Err(format!("{name} exceeds i32::MAX milliseconds"));
+        }
+        if self.min_session_timeout > self.max_session_timeout {
+            return Err("min_session_timeout is larger than max_session_timeout".into());
+        }
+        Ok(())
+    }
+}

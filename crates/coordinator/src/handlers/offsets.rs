@@ -1,0 +1,337 @@
+//! OffsetCommit, OffsetFetch and topic deletion: committed offsets in and out of the store.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{error_code, instance_id_for};
+use crate::coordinator::{GroupUnavailable, IfMissing};
+use crate::group::MemberIdentity;
+use crate::store::{CommittedOffset, Record};
+use crate::GroupCoordinator;
+
+/// Longest metadata string a commit may carry (Kafka's `offset.metadata.max.bytes` default).
+pub const MAX_OFFSET_METADATA_BYTES: usize = 4096;
+
+/// Where a partition of an OffsetCommit stands before the group has been consulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Rejected on its own (unknown partition).
+    Rejected(ResponseError),
+    /// Committed if the group allows.
+    Commit,
+    /// Rejected for its metadata size, unless the group rejects the whole commit first.
+    MetadataTooLarge,
+}
+
+impl GroupCoordinator {
+    /// OffsetCommit v0–8. Answers once the accepted offsets are fsynced (concurrent commits
+    /// share one fsync). `partition_exists(topic, partition)` rejects unknown partitions with
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub async fn offset_commit(
+        &self,
+        req: OffsetCommitRequest,
+        version: i16,
+        partition_exists: &(dyn Fn(&str, i32) -> bool + Sync),
+    ) -> OffsetCommitResponse {
+        // v0 commits carry no membership: they are standalone commits.
+        let (generation, who) = if version >= 1 {
+            let who = MemberIdentity {
+                member_id: req.member_id.to_string(),
+                instance_id: instance_id_for(version, 7, req.group_instance_id),
+            };
+            (req.generation_id_or_member_epoch, who)
+        } else {
+            (-1, MemberIdentity::default())
+        };
+        let commit_timestamp_ms = unix_millis();
+
+        let mut admissions = Vec::new();
+        let mut records = Vec::new();
+        for topic in &req.topics {
+            for partition in &topic.partitions {
+                let admission = admit(&topic.name, partition, partition_exists);
+                if admission == Admission::Commit {
+                    records.push(commit_record(
+                        &req.group_id,
+                        &topic.name,
+                        partition,
+                        version,
+                        commit_timestamp_ms,
+                    ));
+                }
+                admissions.push(admission);
+            }
+        }
+        let needs_group = admissions
+            .iter()
+            .any(|a| !matches!(a, Admission::Rejected(_)));
+        let committed = if needs_group {
+            self.commit(&req.group_id, &who, generation, records).await
+        } else {
+            Ok(())
+        };
+
+        let mut errors = admissions
+            .into_iter()
+            .map(|admission| match (admission, committed) {
+                (Admission::Rejected(error), _) | (_, Err(error)) => Some(error),
+                (Admission::MetadataTooLarge, Ok(())) => {
+                    Some(ResponseError::OffsetMetadataTooLarge)
+                }
+                (Admission::Commit, Ok(())) => None,
+            });
+        let mut response = OffsetCommitResponse::default();
+        response.topics = req
+            .topics
+            .iter()
+            .map(|topic| {
+                let mut answer = OffsetCommitResponseTopic::default();
+                answer.name = topic.name.clone();
+                answer.partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|partition| {
+                        let mut p = OffsetCommitResponsePartition::default();
+                        p.partition_index = partition.partition_index;
+                        p.error_code = error_code(errors.next().flatten());
+                        p
+                    })
+                    .collect();
+                answer
+            })
+            .collect();
+        response
+    }
+
+    /// Checks the group lets `who` commit, appends the records and waits until they are durable.
+    async fn commit(
+        &self,
+        group_id: &str,
+        who: &MemberIdentity,
+        generation: i32,
+        records: Vec<Record>,
+    ) -> Result<(), ResponseError> {
+        // A standalone commit (negative generation) to an unknown group creates it; a member's
+        // commit to an unknown group is from a generation that no longer exists.
+        let if_missing = if generation < 0 {
+            IfMissing::Create
+        } else {
+            IfMissing::Fail
+        };
+        // Authorising and appending under the same group lock keeps a commit from landing
+        // after a rebalance that made its generation stale.
+        let appended = self.update_group(group_id, if_missing, |group, now, _| {
+            group.authorize_commit(who, generation, now)?;
+            if records.is_empty() {
+                return Ok(None);
+            }
+            self.store.append(records).map(Some).map_err(|error| {
+                tracing::error!(%error, group = group_id, "cannot append offset commit");
+                // Kafka maps storage errors of the offsets log to NOT_COORDINATOR.
+                ResponseError::NotCoordinator
+            })
+        });
+        let seq = match appended {
+            Ok(Ok(Some(seq))) => seq,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(error)) => return Err(error),
+            Err(GroupUnavailable::Closed) => return Err(ResponseError::CoordinatorNotAvailable),
+            Err(GroupUnavailable::Missing) => return Err(ResponseError::IllegalGeneration),
+        };
+        self.store.wait_durable(seq).await.map_err(|error| {
+            tracing::error!(%error, group = group_id, "offset commit not durable");
+            ResponseError::NotCoordinator
+        })
+    }
+
+    /// OffsetFetch v1–7 (one group). A partition without a commit gets offset -1 and no error;
+    /// `topics = None` means every partition the group committed. A topic listed with no
+    /// partitions gets all its committed partitions.
+    pub async fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        let mut response = OffsetFetchResponse::default();
+        if self.is_closed() {
+            let error = ResponseError::CoordinatorNotAvailable;
+            if version >= 2 {
+                response.error_code = error.code();
+            } else {
+                // v0–1 have no top-level error: every requested partition carries it.
+                response.topics = fetch_error_topics(req.topics.unwrap_or_default(), error);
+            }
+            return response;
+        }
+        let group = req.group_id.as_str();
+        response.topics = match req.topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|topic| self.fetch_topic(group, topic, version))
+                .collect(),
+            None => self.fetch_all(group, version),
+        };
+        response
+    }
+
+    fn fetch_topic(
+        &self,
+        group: &str,
+        topic: OffsetFetchRequestTopic,
+        version: i16,
+    ) -> OffsetFetchResponseTopic {
+        let mut answer = OffsetFetchResponseTopic::default();
+        answer.partitions = if topic.partition_indexes.is_empty() {
+            self.store
+                .committed_by_group(group)
+                .into_iter()
+                .filter(|(t, _, _)| *t == topic.name.as_str())
+                .map(|(_, partition, offset)| fetched_partition(partition, Some(offset), version))
+                .collect()
+        } else {
+            topic
+                .partition_indexes
+                .iter()
+                .map(|&partition| {
+                    let offset = self.store.committed(group, &topic.name, partition);
+                    fetched_partition(partition, offset, version)
+                })
+                .collect()
+        };
+        answer.name = topic.name;
+        answer
+    }
+
+    fn fetch_all(&self, group: &str, version: i16) -> Vec<OffsetFetchResponseTopic> {
+        let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
+        for (topic, partition, offset) in self.store.committed_by_group(group) {
+            let partition = fetched_partition(partition, Some(offset), version);
+            // Commits come ordered by topic, so a topic's partitions are adjacent.
+            match topics.last_mut() {
+                Some(last) if last.name.as_str() == topic => last.partitions.push(partition),
+                _ => {
+                    let mut answer = OffsetFetchResponseTopic::default();
+                    answer.name = TopicName(StrBytes::from_string(topic));
+                    answer.partitions.push(partition);
+                    topics.push(answer);
+                }
+            }
+        }
+        topics
+    }
+
+    /// Forgets every group's committed offsets for a deleted topic, durably.
+    pub async fn delete_topic(&self, topic: &str) {
+        let record = Record::TopicDeleted {
+            topic: topic.to_owned(),
+        };
+        let durable = match self.store.append(vec![record]) {
+            Ok(seq) => self.store.wait_durable(seq).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = durable {
+            tracing::error!(%error, topic, "cannot forget the offsets of a deleted topic");
+        }
+    }
+}
+
+fn admit(
+    topic: &str,
+    partition: &OffsetCommitRequestPartition,
+    partition_exists: &(dyn Fn(&str, i32) -> bool + Sync),
+) -> Admission {
+    if !partition_exists(topic, partition.partition_index) {
+        return Admission::Rejected(ResponseError::UnknownTopicOrPartition);
+    }
+    let metadata_len = partition.committed_metadata.as_ref().map_or(0, |m| m.len());
+    if metadata_len > MAX_OFFSET_METADATA_BYTES {
+        return Admission::MetadataTooLarge;
+    }
+    Admission::Commit
+}
+
+fn commit_record(
+    group: &str,
+    topic: &str,
+    partition: &OffsetCommitRequestPartition,
+    version: i16,
+    commit_timestamp_ms: i64,
+) -> Record {
+    Record::OffsetCommit {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        partition: partition.partition_index,
+        offset: CommittedOffset {
+            offset: partition.committed_offset,
+            leader_epoch: if version >= 6 {
+                partition.committed_leader_epoch
+            } else {
+                -1
+            },
+            // Kafka stores a null metadata as "".
+            metadata: partition
+                .committed_metadata
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+            commit_timestamp_ms,
+        },
+    }
+}
+
+fn fetched_partition(
+    partition: i32,
+    committed: Option<CommittedOffset>,
+    version: i16,
+) -> OffsetFetchResponsePartition {
+    let mut answer = OffsetFetchResponsePartition::default();
+    answer.partition_index = partition;
+    let (offset, leader_epoch, metadata) = match committed {
+        Some(c) => (c.offset, c.leader_epoch, c.metadata),
+        None => (-1, -1, String::new()),
+    };
+    answer.committed_offset = offset;
+    if version >= 5 {
+        answer.committed_leader_epoch = leader_epoch;
+    }
+    answer.metadata = Some(StrBytes::from_string(metadata));
+    answer
+}
+
+fn fetch_error_topics(
+    topics: Vec<OffsetFetchRequestTopic>,
+    error: ResponseError,
+) -> Vec<OffsetFetchResponseTopic> {
+    topics
+        .into_iter()
+        .map(|topic| {
+            let mut answer = OffsetFetchResponseTopic::default();
+            answer.name = topic.name;
+            answer.partitions = topic
+                .partition_indexes
+                .into_iter()
+                .map(|partition| {
+                    let mut p = fetched_partition(partition, None, 1);
+                    p.error_code = error.code();
+                    p
+                })
+                .collect();
+            answer
+        })
+        .collect()
+}
+
+fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

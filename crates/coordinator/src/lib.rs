@@ -1,0 +1,92 @@
+//! Freshet's consumer-group coordinator: Kafka's classic group membership protocol
+//! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), committed offsets (OffsetCommit,
+//! OffsetFetch) and the admin views (ListGroups, DescribeGroups), for a single broker that is
+//! the coordinator of every group.
+//!
+//! The broker decodes a request, calls the matching [`GroupCoordinator`] method with the
+//! request version, and encodes the response it gets back at that version. Handlers never
+//! fail: errors are Kafka error codes in the response, and no client input can panic.
+//!
+//! # The group state machine
+//!
+//! ```text
+//!                  first JoinGroup
+//!        ┌───────┐ ───────────────▶ ┌────────────────────┐  all members rejoined, or the
+//!        │ Empty │                  │ PreparingRebalance │  rebalance timeout expired
+//!        └───────┘ ◀─────────────── └────────────────────┘ ──────────────┐
+//!            ▲     join phase ended      ▲          ▲                    ▼
+//!            │     with no members       │          │        ┌─────────────────────┐
+//!            │                           │          └────────│ CompletingRebalance │
+//!            │  last member left or      │  member joins,    └─────────────────────┘
+//!            │  expired                  │  leaves, expires,             │ leader's
+//!            │                           │  or changes metadata          ▼ SyncGroup
+//!            │                           │                        ┌────────┐
+//!            └───────────────────────────┴────────────────────────│ Stable │
+//!                                                                 └────────┘
+//! ```
+//!
+//! * **PreparingRebalance** is the *join phase*. Every member must (re)send JoinGroup; those
+//!   requests are long polls, answered all at once when the phase completes: when every known
+//!   member has rejoined, or when the rebalance timeout (the largest among members) expires,
+//!   in which case the members that did not rejoin are removed. A group coming out of Empty
+//!   first waits `initial_rebalance_delay`, and again each time new members arrived during
+//!   the wait, for at most its rebalance timeout, so that a starting fleet causes one
+//!   rebalance, not one per member.
+//! * Completing the join phase bumps the **generation**, picks the protocol (assignor) every
+//!   member supports that most members prefer, and answers the JoinGroups: the leader gets
+//!   every member's metadata, followers an empty list. The new generation is written to the
+//!   offsets file before the answers are released, so generations never go backwards across
+//!   restarts.
+//! * **CompletingRebalance**: the leader computes the assignment and sends it in SyncGroup;
+//!   followers' SyncGroups wait for it. With the leader's, everyone gets their part and the
+//!   group is **Stable**.
+//! * Heartbeats keep sessions alive and carry REBALANCE_IN_PROGRESS while a join phase is
+//!   open, which is how members learn they must rejoin. A member whose session expires is
+//!   removed, as is one that sends LeaveGroup; the rest rebalance at once.
+//! * Since JoinGroup v4 a new member first gets MEMBER_ID_REQUIRED with its id and must
+//!   rejoin with it. Since v5 members may have a static `group.instance.id` (KIP-345): a
+//!   restarted static member takes over its previous member id's place without a rebalance,
+//!   and the previous incarnation is fenced (FENCED_INSTANCE_ID).
+//! * **Dead** is only reported (DescribeGroups of an unknown group); groups are never removed.
+//!
+//! The groups live in memory under one mutex that is never held across an `.await`; a
+//! single tokio task runs the timers (session expiry, join-phase deadlines) and sleeps until
+//! the earliest one. Members are not persisted: after a restart groups come back Empty, at
+//! their persisted generation, with their committed offsets, and clients rejoin.
+//!
+//! # On disk
+//!
+//! One append-only file, `<dir>/offsets.log`: an 8-byte magic (`FRSHOFS1`), then records,
+//! each framed as `length:u32 crc32c:u32 body` (big-endian). Bodies are an offset commit
+//! (group, topic, partition, offset, leader epoch, commit timestamp, metadata), a group's
+//! generation (with its protocol type), or a deleted topic's marker; the latest record per key
+//! wins. An OffsetCommit is answered only after its records are fsynced; concurrent commits
+//! share one fsync (group commit). Opening replays the file and cuts off a torn tail (an
+//! incomplete or CRC-mismatched last frame, the remains of a crash mid-write: never
+//! acknowledged). When the file grows to several times its live size it is rewritten
+//! compacted: temporary file, fsync, rename, fsync of the directory.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod coordinator;
+mod error;
+mod group;
+mod handlers;
+mod overview;
+mod store;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+pub use config::CoordinatorConfig;
+pub use coordinator::GroupCoordinator;
+pub use error::{CoordinatorError, StoreError};
+pub use group::GroupState;
+pub use handlers::MAX_OFFSET_METADATA_BYTES;
+pub use overview::{AssignedPartitions, GroupOverview, MemberOverview, OffsetOverview};
+
+/// Locks `mutex`, ignoring poisoning: every critical section leaves its data consistent
+/// before anything that could panic, and a coordinator that stopped answering would be worse.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,530 @@
+//! The durable half of the coordinator: committed offsets and group generations, kept in one
+//! append-only file (`<dir>/offsets.log`, format in [`record`]).
+//!
+//! # Writing
+//! [`OffsetStore::append`] writes records to the file (one `write` call, under the store lock,
+//! so the file order is the append order) and returns a sequence number. Nothing is visible yet:
+//! [`OffsetStore::wait_durable`] waits until a background fsync covers that number. There is at
+//! most one fsync round in flight; appends that arrive meanwhile are covered by the next round,
+//! so concurrent committers share fsyncs (group commit). After a round the covered records are
+//! applied, in file order, to the in-memory [`LiveState`] that readers see, so a reader never
+//! sees an offset that a crash could take back.
+//!
+//! # Recovery and compaction
+//! Opening replays the file into [`LiveState`]. A torn tail (an incomplete or CRC-mismatched
+//! frame, left by a crash mid-write) is cut off; anything after it was never acknowledged,
+//! because acknowledgement waits for the fsync of everything before it. When the file grows to
+//! [`CompactionPolicy::max_garbage_ratio`] times its live size, the sync thread rewrites it with
+//! one record per live key: temporary file, fsync, rename over the old one, fsync the directory.
+
+mod record;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use record::{decode_frame, BadFrame, FILE_MAGIC};
+pub(crate) use record::{CommittedOffset, Record};
+
+use crate::lock;
+
+const FILE_NAME: &str = "offsets.log";
+const COMPACTION_TMP_NAME: &str = "offsets.log.compacting";
+
+/// Failures of the offsets file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Reading, writing or syncing the file failed.
+    #[error("offsets file I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The file does not start with the offsets-file magic.
+    #[error("{path} is not a Freshet offsets file")]
+    NotAnOffsetsFile {
+        /// The offending file.
+        path: PathBuf,
+    },
+    /// A CRC-valid record could not be decoded; the file is refused rather than truncated,
+    /// since everything after it would be lost.
+    #[error("undecodable record at byte {position} of {path}: {reason}")]
+    Corrupt {
+        /// The offending file.
+        path: PathBuf,
+        /// Byte position of the record's frame.
+        position: u64,
+        /// What was wrong with it.
+        reason: &'static str,
+    },
+    /// A string in a record is longer than the format can frame (4 GiB).
+    #[error("record too large for the offsets file")]
+    RecordTooLarge,
+    /// An earlier fsync failed; after that the kernel may have dropped dirty pages, so nothing
+    /// more is acknowledged until a restart re-reads the file.
+    #[error("the offsets file is unusable after an earlier fsync failure")]
+    Failed,
+}
+
+/// When to rewrite the file without its dead records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CompactionPolicy {
+    /// Files smaller than this are never compacted.
+    pub(crate) min_file_bytes: u64,
+    /// Compact once the file is this many times larger than its live records.
+    pub(crate) max_garbage_ratio: u64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        Self {
+            min_file_bytes: 8 << 20,
+            max_garbage_ratio: 4,
+        }
+    }
+}
+
+/// A group's persisted generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredGeneration {
+    pub(crate) generation: i32,
+    /// "" when the group has none.
+    pub(crate) protocol_type: String,
+}
+
+type TopicPartition = (String, i32);
+
+/// The state the file describes: the latest record per key, and nothing else.
+#[derive(Debug, Default)]
+struct LiveState {
+    offsets: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>>,
+    generations: HashMap<String, StoredGeneration>,
+}
+
+impl LiveState {
+    fn apply(&mut self, record: Record) {
+        match record {
+            Record::OffsetCommit {
+                group,
+                topic,
+                partition,
+                offset,
+            } => {
+                self.offsets
+                    .entry(group)
+                    .or_default()
+                    .insert((topic, partition), offset);
+            }
+            Record::Generation {
+                group,
+                generation,
+                protocol_type,
+            } => {
+                let stored = StoredGeneration {
+                    generation,
+                    protocol_type,
+                };
+                self.generations.insert(group, stored);
+            }
+            Record::TopicDeleted { topic } => {
+                for partitions in self.offsets.values_mut() {
+                    partitions.retain(|(t, _), _| *t != topic);
+                }
+                self.offsets.retain(|_, partitions| !partitions.is_empty());
+            }
+        }
+    }
+
+    /// One record per live key: the content of a compacted file.
+    fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        let generations = self
+            .generations
+            .iter()
+            .map(|(group, g)| Record::Generation {
+                group: group.clone(),
+                generation: g.generation,
+                protocol_type: g.protocol_type.clone(),
+            });
+        let commits = self.offsets.iter().flat_map(|(group, partitions)| {
+            partitions
+                .iter()
+                .map(move |((topic, partition), offset)| Record::OffsetCommit {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: offset.clone(),
+                })
+        });
+        generations.chain(commits)
+    }
+
+    fn encoded_len(&self) -> u64 {
+        self.records().map(|r| r.frame_len()).sum()
+    }
+}
+
+/// Records written to the file but not yet covered by an fsync.
+#[derive(Debug)]
+struct PendingAppend {
+    seq: u64,
+    records: Vec<Record>,
+}
+
+#[derive(Debug)]
+struct StoreInner {
+    /// Opened in append mode; shared with the sync thread, which fsyncs it outside the lock.
+    file: Arc<File>,
+    file_len: u64,
+    /// Sequence number of the latest append (0 = none yet).
+    appended_seq: u64,
+    /// Every append up to this one is on stable storage and applied to `live`.
+    durable_seq: u64,
+    pending: VecDeque<PendingAppend>,
+    live: LiveState,
+    sync_running: bool,
+    failed: bool,
+    /// File length at which to evaluate compaction next (measuring the live size walks the
+    /// whole state, so it is not done on every round).
+    next_compaction_check: u64,
+}
+
+/// What waiters watch: how far durability has progressed.
+#[derive(Debug, Clone, Copy, Default)]
+struct SyncProgress {
+    durable_seq: u64,
+    failed: bool,
+}
+
+/// The offsets file and its in-memory view. See the module docs.
+#[derive(Debug)]
+pub(crate) struct OffsetStore {
+    dir: PathBuf,
+    path: PathBuf,
+    policy: CompactionPolicy,
+    inner: Mutex<StoreInner>,
+    progress: watch::Sender<SyncProgress>,
+    fsyncs: AtomicU64,
+    /// Where fsync rounds run (on the blocking pool).
+    runtime: Handle,
+}
+
+impl OffsetStore {
+    /// Opens (or creates) `<dir>/offsets.log` and replays it.
+    pub(crate) fn open(
+        dir: &Path,
+        policy: CompactionPolicy,
+        runtime: Handle,
+    ) -> Result<Arc<Self>, StoreError> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(FILE_NAME);
+        remove_if_exists(&dir.join(COMPACTION_TMP_NAME))?;
+        let (live, file_len) = replay(dir, &path)?;
+        let file = OpenOptions::new().append(true).open(&path)?;
+        let inner = StoreInner {
+            file: Arc::new(file),
+            file_len,
+            appended_seq: 0,
+            durable_seq: 0,
+            pending: VecDeque::new(),
+            live,
+            sync_running: false,
+            failed: false,
+            next_compaction_check: 0,
+        };
+        let store = Arc::new(Self {
+            dir: dir.to_path_buf(),
+            path,
+            policy,
+            inner: Mutex::new(inner),
+            progress: watch::Sender::new(SyncProgress::default()),
+            fsyncs: AtomicU64::new(0),
+            runtime,
+        });
+        store.maybe_compact(&mut lock(&store.inner));
+        Ok(store)
+    }
+
+    /// Writes `records` to the file and returns the sequence number to pass to
+    /// [`wait_durable`](Self::wait_durable). The records become visible to readers once durable.
+    pub(crate) fn append(self: &Arc<Self>, records: Vec<Record>) -> Result<u64, StoreError> {
+        let mut bytes = Vec::new();
+        for record in &records {
+            record.encode_frame(&mut bytes)?;
+        }
+        let mut inner = lock(&self.inner);
+        if inner.failed {
+            return Err(StoreError::Failed);
+        }
+        if let Err(error) = (&*inner.file).write_all(&bytes) {
+            self.undo_partial_write(&mut inner);
+            return Err(error.into());
+        }
+        inner.file_len += bytes.len() as u64;
+        inner.appended_seq += 1;
+        let seq = inner.appended_seq;
+        inner.pending.push_back(PendingAppend { seq, records });
+        if !inner.sync_running {
+            inner.sync_running = true;
+            let store = Arc::clone(self);
+            self.runtime.spawn_blocking(move || store.run_sync_rounds());
+        }
+        Ok(seq)
+    }
+
+    /// Waits until the append numbered `seq` is on stable storage (and visible to readers).
+    pub(crate) async fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut progress = self.progress.subscribe();
+        let reached = progress
+            .wait_for(|p| p.failed || p.durable_seq >= seq)
+            .await
+            .map(|p| !p.failed);
+        match reached {
+            Ok(true) => Ok(()),
+            _ => Err(StoreError::Failed),
+        }
+    }
+
+    /// Waits until everything appended so far is durable.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        let seq = lock(&self.inner).appended_seq;
+        self.wait_durable(seq).await
+    }
+
+    /// How many fsync rounds have covered appends (compaction's own fsyncs are not counted).
+    pub(crate) fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<CommittedOffset> {
+        let inner = lock(&self.inner);
+        let partitions = inner.live.offsets.get(group)?;
+        partitions.get(&(topic.to_owned(), partition)).cloned()
+    }
+
+    /// All of `group`'s commits, ordered by topic and partition.
+    pub(crate) fn committed_by_group(&self, group: &str) -> Vec<(String, i32, CommittedOffset)> {
+        let inner = lock(&self.inner);
+        let Some(partitions) = inner.live.offsets.get(group) else {
+            return Vec::new();
+        };
+        partitions
+            .iter()
+            .map(|((topic, partition), offset)| (topic.clone(), *partition, offset.clone()))
+            .collect()
+    }
+
+    /// Every group the file knows: its persisted generation, if any.
+    pub(crate) fn known_groups(&self) -> HashMap<String, Option<StoredGeneration>> {
+        let inner = lock(&self.inner);
+        let mut groups: HashMap<_, _> = inner
+            .live
+            .offsets
+            .keys()
+            .map(|group| (group.clone(), None))
+            .collect();
+        for (group, generation) in &inner.live.generations {
+            groups.insert(group.clone(), Some(generation.clone()));
+        }
+        groups
+    }
+
+    #[cfg(test)]
+    pub(crate) fn file_len(&self) -> u64 {
+        lock(&self.inner).file_len
+    }
+
+    /// A failed `write` may have left part of a frame behind; cut it off so the next append
+    /// does not land after garbage (which replay would treat as a torn tail, losing it).
+    fn undo_partial_write(&self, inner: &mut StoreInner) {
+        if let Err(error) = inner.file.set_len(inner.file_len) {
+            tracing::error!(%error, path = %self.path.display(),
+                "cannot cut a failed write off the offsets file; refusing further commits");
+            inner.failed = true;
+            self.progress.send_modify(|p| p.failed = true);
+        }
+    }
+
+    /// The sync thread: fsync until every append is covered, then exit. Runs on the blocking
+    /// pool; at most one at a time (guarded by `sync_running`).
+    fn run_sync_rounds(self: Arc<Self>) {
+        loop {
+            let (file, target) = {
+                let mut inner = lock(&self.inner);
+                if inner.durable_seq >= inner.appended_seq {
+                    inner.sync_running = false;
+                    return;
+                }
+                (Arc::clone(&inner.file), inner.appended_seq)
+            };
+            // Outside the lock: appends keep flowing and will share the next round.
+            let synced = file.sync_data();
+            self.fsyncs.fetch_add(1, Ordering::Relaxed);
+            let mut inner = lock(&self.inner);
+            if let Err(error) = synced {
+                tracing::error!(%error, path = %self.path.display(),
+                    "fsync of the offsets file failed; refusing further commits");
+                inner.failed = true;
+                inner.sync_running = false;
+                self.progress.send_modify(|p| p.failed = true);
+                return;
+            }
+            inner.make_durable(target);
+            self.maybe_compact(&mut inner);
+            let durable_seq = inner.durable_seq;
+            drop(inner);
+            self.progress.send_modify(|p| p.durable_seq = durable_seq);
+        }
+    }
+
+    /// Rewrites the file if it is mostly dead records. Failure is logged and harmless: the old
+    /// file is still complete.
+    fn maybe_compact(&self, inner: &mut StoreInner) {
+        if inner.file_len < inner.next_compaction_check {
+            return;
+        }
+        let pending_len: u64 = inner
+            .pending
+            .iter()
+            .flat_map(|p| &p.records)
+            .map(Record::frame_len)
+            .sum();
+        let live_len = FILE_MAGIC.len() as u64 + inner.live.encoded_len() + pending_len;
+        let threshold = live_len.saturating_mul(self.policy.max_garbage_ratio);
+        if inner.file_len >= self.policy.min_file_bytes && inner.file_len > threshold {
+            match self.rewrite(inner) {
+                Ok(()) => tracing::info!(path = %self.path.display(), bytes = inner.file_len,
+                    "compacted the offsets file"),
+                Err(error) => tracing::warn!(%error, path = %self.path.display(),
+                    "compacting the offsets file failed; keeping the old one"),
+            }
+        }
+        inner.next_compaction_check = threshold.max(self.policy.min_file_bytes);
+    }
+
+    /// Writes the live records plus the pending (not yet fsynced) ones to a new file and swaps
+    /// it in. The pending ones stay pending: the next round fsyncs the new file and applies them.
+    fn rewrite(&self, inner: &mut StoreInner) -> Result<(), StoreError> {
+        let mut bytes = FILE_MAGIC.to_vec();
+        for record in inner.live.records() {
+            record.encode_frame(&mut bytes)?;
+        }
+        for record in inner.pending.iter().flat_map(|p| &p.records) {
+            record.encode_frame(&mut bytes)?;
+        }
+        let tmp = self.dir.join(COMPACTION_TMP_NAME);
+        let written = write_new_file(&tmp, &bytes).and_then(|file| {
+            fs::rename(&tmp, &self.path)?;
+            sync_dir(&self.dir)?;
+            Ok(file)
+        });
+        match written {
+            Ok(file) => {
+                inner.file = Arc::new(file);
+                inner.file_len = bytes.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                let _ = fs::remove_file(&tmp);
+                Err(error.into())
+            }
+        }
+    }
+}
+
+impl StoreInner {
+    /// Applies, in file order, every pending append up to `target` (now fsynced).
+    fn make_durable(&mut self, target: u64) {
+        while self.pending.front().is_some_and(|p| p.seq <= target) {
+            if let Some(append) = self.pending.pop_front() {
+                for record in append.records {
+                    self.live.apply(record);
+                }
+            }
+        }
+        self.durable_seq = target;
+    }
+}
+
+/// Reads the file at `path` into a [`LiveState`], creating the file if needed and cutting off
+/// a torn tail. Returns the state and the (possibly truncated) file length.
+fn replay(dir: &Path, path: &Path) -> Result<(LiveState, u64), StoreError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(error.into()),
+    };
+    if bytes.len() < FILE_MAGIC.len() && FILE_MAGIC.starts_with(&bytes) {
+        // New, or a crash while creating it: nothing was ever committed.
+        drop(write_new_file(path, FILE_MAGIC)?);
+        sync_dir(dir)?;
+        return Ok((LiveState::default(), FILE_MAGIC.len() as u64));
+    }
+    let Some(records) = bytes.strip_prefix(FILE_MAGIC.as_slice()) else {
+        return Err(StoreError::NotAnOffsetsFile {
+            path: path.to_path_buf(),
+        });
+    };
+    let mut live = LiveState::default();
+    let mut position = 0;
+    loop {
+        let file_position = (FILE_MAGIC.len() + position) as u64;
+        match decode_frame(&records[position..]) {
+            Ok(Some((record, len))) => {
+                live.apply(record);
+                position += len;
+            }
+            Ok(None) => return Ok((live, file_position)),
+            Err(BadFrame::Torn(reason)) => {
+                tracing::warn!(path = %path.display(), position = file_position, reason,
+                    dropped_bytes = records.len() - position,
+                    "truncating a torn tail of the offsets file");
+                let file = OpenOptions::new().write(true).open(path)?;
+                file.set_len(file_position)?;
+                file.sync_all()?;
+                return Ok((live, file_position));
+            }
+            Err(BadFrame::Undecodable(reason)) => {
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    position: file_position,
+                    reason,
+                })
+            }
+        }
+    }
+}
+
+/// Creates `path` (replacing it) with `bytes`, fsynced, and returns it open for appending.
+fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<File> {
+    remove_if_exists(path)?;
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(file)
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Makes a rename or creation in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests;

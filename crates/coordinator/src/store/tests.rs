@@ -1,0 +1,268 @@
+use std::sync::mpsc;
+
+use super::*;
+
+fn commit(group: &str, topic: &str, partition: i32, offset: i64) -> Record {
+    Record::OffsetCommit {
+        group: group.into(),
+        topic: topic.into(),
+        partition,
+        offset: CommittedOffset {
+            offset,
+            leader_epoch: 3,
+            metadata: format!("meta-{offset}"),
+            commit_timestamp_ms: 1_700_000_000_000 + offset,
+        },
+    }
+}
+
+fn generation(group: &str, generation: i32) -> Record {
+    Record::Generation {
+        group: group.into(),
+        generation,
+        protocol_type: "consumer".into(),
+    }
+}
+
+fn open(dir: &Path) -> Arc<OffsetStore> {
+    OffsetStore::open(dir, CompactionPolicy::default(), Handle::current()).expect("open store")
+}
+
+async fn append_durably(store: &Arc<OffsetStore>, records: Vec<Record>) {
+    let seq = store.append(records).expect("append");
+    store.wait_durable(seq).await.expect("durable");
+}
+
+fn offset_of(store: &OffsetStore, group: &str, topic: &str, partition: i32) -> Option<i64> {
+    store.committed(group, topic, partition).map(|c| c.offset)
+}
+
+#[tokio::test]
+async fn a_new_directory_gets_an_empty_file_with_the_magic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir.path().join("nested"));
+    assert!(store.known_groups().is_empty());
+    let bytes = fs::read(dir.path().join("nested").join(FILE_NAME)).expect("file");
+    assert_eq!(bytes, FILE_MAGIC);
+}
+
+#[tokio::test]
+async fn durable_records_are_visible_and_survive_a_reopen_without_flush() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    append_durably(&store, vec![commit("g", "t", 0, 10), commit("g", "t", 1, 11)]).await;
+    append_durably(&store, vec![commit("g", "t", 0, 20), generation("g", 4)]).await;
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(20));
+    drop(store); // no flush: what was acknowledged is already on disk
+
+    let store = open(dir.path());
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(20));
+    assert_eq!(offset_of(&store, "g", "t", 1), Some(11));
+    let committed = store.committed("g", "t", 1).expect("committed");
+    assert_eq!(committed.metadata, "meta-11");
+    assert_eq!(committed.leader_epoch, 3);
+    let groups = store.known_groups();
+    let stored = groups["g"].as_ref().expect("generation");
+    assert_eq!(stored.generation, 4);
+    assert_eq!(stored.protocol_type, "consumer");
+}
+
+#[tokio::test]
+async fn a_topic_deletion_forgets_that_topic_in_every_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let records = vec![
+        commit("a", "gone", 0, 1),
+        commit("b", "gone", 1, 2),
+        commit("b", "kept", 0, 3),
+    ];
+    append_durably(&store, records).await;
+    let deletion = Record::TopicDeleted {
+        topic: "gone".into(),
+    };
+    append_durably(&store, vec![deletion]).await;
+    assert_eq!(offset_of(&store, "a", "gone", 0), None);
+    assert_eq!(offset_of(&store, "b", "gone", 1), None);
+    assert_eq!(offset_of(&store, "b", "kept", 0), Some(3));
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(offset_of(&store, "b", "gone", 1), None);
+    assert_eq!(offset_of(&store, "b", "kept", 0), Some(3));
+    assert!(!store.known_groups().contains_key("a"));
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_off_and_appends_continue_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(FILE_NAME);
+    let store = open(dir.path());
+    append_durably(&store, vec![commit("g", "t", 0, 1)]).await;
+    drop(store);
+    let good_len = fs::metadata(&path).expect("metadata").len();
+
+    // A crash halfway through writing the next frame.
+    let mut frame = Vec::new();
+    commit("g", "t", 0, 2)
+        .encode_frame(&mut frame)
+        .expect("encode");
+    let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+    file.write_all(&frame[..frame.len() / 2]).expect("write");
+    drop(file);
+
+    let store = open(dir.path());
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(1));
+    assert_eq!(fs::metadata(&path).expect("metadata").len(), good_len);
+    append_durably(&store, vec![commit("g", "t", 0, 3)]).await;
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(3));
+}
+
+#[tokio::test]
+async fn garbage_after_the_last_frame_is_cut_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(FILE_NAME);
+    let store = open(dir.path());
+    append_durably(&store, vec![commit("g", "t", 0, 1)]).await;
+    drop(store);
+    let good_len = fs::metadata(&path).expect("metadata").len();
+    let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+    file.write_all(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1, 2, 3, 4])
+        .expect("write");
+    drop(file);
+
+    let store = open(dir.path());
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(1));
+    assert_eq!(fs::metadata(&path).expect("metadata").len(), good_len);
+}
+
+#[tokio::test]
+async fn a_file_cut_inside_the_magic_starts_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join(FILE_NAME), &FILE_MAGIC[..3]).expect("write");
+    let store = open(dir.path());
+    append_durably(&store, vec![commit("g", "t", 0, 1)]).await;
+    drop(store);
+    assert_eq!(offset_of(&open(dir.path()), "g", "t", 0), Some(1));
+}
+
+#[tokio::test]
+async fn a_foreign_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join(FILE_NAME), b"something else entirely").expect("write");
+    let result = OffsetStore::open(dir.path(), CompactionPolicy::default(), Handle::current());
+    assert!(matches!(result, Err(StoreError::NotAnOffsetsFile { .. })));
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_refused_not_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(FILE_NAME);
+    let body = [42u8, 0, 0];
+    let mut bytes = FILE_MAGIC.to_vec();
+    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    fs::write(&path, &bytes).expect("write");
+
+    let result = OffsetStore::open(dir.path(), CompactionPolicy::default(), Handle::current());
+    assert!(matches!(result, Err(StoreError::Corrupt { position: 8, .. })));
+    assert_eq!(fs::read(&path).expect("read"), bytes);
+}
+
+#[tokio::test]
+async fn compaction_keeps_only_the_latest_record_per_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(FILE_NAME);
+    let policy = CompactionPolicy {
+        min_file_bytes: 4096,
+        max_garbage_ratio: 4,
+    };
+    let store = OffsetStore::open(dir.path(), policy, Handle::current()).expect("open");
+    append_durably(&store, vec![generation("g", 1), commit("g", "doomed", 0, 1)]).await;
+    let deletion = Record::TopicDeleted {
+        topic: "doomed".into(),
+    };
+    append_durably(&store, vec![deletion]).await;
+    for offset in 0..500 {
+        let records = vec![commit("g", "t", 0, offset), commit("g", "t", 1, offset)];
+        append_durably(&store, records).await;
+    }
+    append_durably(&store, vec![generation("g", 2)]).await;
+
+    let live = FILE_MAGIC.len() as u64
+        + generation("g", 2).frame_len()
+        + commit("g", "t", 0, 499).frame_len()
+        + commit("g", "t", 1, 499).frame_len();
+    let len = store.file_len();
+    assert_eq!(len, fs::metadata(&path).expect("metadata").len());
+    assert!(
+        len < policy.min_file_bytes.max(live * policy.max_garbage_ratio) + 200,
+        "file not compacted: {len} bytes"
+    );
+    assert!(!dir.path().join(COMPACTION_TMP_NAME).exists());
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(499));
+    assert_eq!(offset_of(&store, "g", "t", 1), Some(499));
+    assert_eq!(offset_of(&store, "g", "doomed", 0), None);
+    let groups = store.known_groups();
+    assert_eq!(groups["g"].as_ref().map(|g| g.generation), Some(2));
+}
+
+#[tokio::test]
+async fn opening_compacts_a_file_that_is_mostly_garbage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    for offset in 0..200 {
+        append_durably(&store, vec![commit("g", "t", 0, offset)]).await;
+    }
+    let before = store.file_len();
+    drop(store);
+
+    let policy = CompactionPolicy {
+        min_file_bytes: 1024,
+        max_garbage_ratio: 4,
+    };
+    let store = OffsetStore::open(dir.path(), policy, Handle::current()).expect("open");
+    let expected = FILE_MAGIC.len() as u64 + commit("g", "t", 0, 199).frame_len();
+    assert!(before > expected * 4);
+    assert_eq!(store.file_len(), expected);
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(199));
+}
+
+/// The sync round cannot start while the only blocking thread is taken, so every append made
+/// meanwhile must be covered by a single fsync.
+#[test]
+fn appends_waiting_for_the_same_round_share_one_fsync() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    runtime.block_on(async {
+        let store = open(dir.path());
+        let (release, gate) = mpsc::channel::<()>();
+        let blocker = tokio::task::spawn_blocking(move || gate.recv());
+
+        let seqs: Vec<u64> = (0..50)
+            .map(|i| store.append(vec![commit("g", "t", i, i64::from(i))]).expect("append"))
+            .collect();
+        assert_eq!(store.fsync_count(), 0);
+        assert_eq!(offset_of(&store, "g", "t", 0), None, "visible before durable");
+
+        release.send(()).expect("release");
+        let waits = seqs.iter().map(|&seq| store.wait_durable(seq));
+        for wait in waits {
+            wait.await.expect("durable");
+        }
+        blocker.await.expect("blocker").expect("gate");
+        assert_eq!(store.fsync_count(), 1);
+        assert_eq!(offset_of(&store, "g", "t", 49), Some(49));
+    });
+}
