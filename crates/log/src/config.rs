@@ -1,0 +1,85 @@
+//! Per-partition log settings, named and defaulted like Kafka's topic configs.
+
+use std::time::Duration;
+
+/// Kafka's `max.message.bytes` default: 1 MiB plus the 12-byte log overhead.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
+
+const ONE_GIB: u64 = 1 << 30;
+const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+const ONE_DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Settings of one partition log. [`PartitionLog::set_config`](crate::PartitionLog::set_config)
+/// applies a new value from the next operation on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll to a new segment before the active one would grow past this size.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment's first append is at least this old.
+    pub segment_ms: i64,
+    /// `retention.ms`: delete closed segments whose largest timestamp is older; -1 = forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete the oldest closed segments while the log is larger; -1 = no limit.
+    pub retention_bytes: i64,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long compaction keeps tombstones (records with a null value).
+    pub delete_retention_ms: i64,
+    /// `max.message.bytes`: the largest record batch (including its 12-byte log overhead) accepted.
+    pub max_message_bytes: usize,
+    /// `index.interval.bytes`: bytes of batches between two entries of the sparse indexes.
+    pub index_interval_bytes: u32,
+    /// When appended data is fsynced, and therefore when it becomes visible to readers.
+    pub durability: Durability,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: ONE_GIB,
+            segment_ms: SEVEN_DAYS_MS,
+            retention_ms: SEVEN_DAYS_MS,
+            retention_bytes: -1,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: ONE_DAY_MS,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            index_interval_bytes: 4096,
+            durability: Durability::Fsync,
+        }
+    }
+}
+
+/// Kafka's `cleanup.policy`: what happens to old data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    /// `delete`: whole segments are removed by retention time or size.
+    #[default]
+    Delete,
+    /// `compact`: only the latest record per key is kept.
+    Compact,
+    /// `compact,delete`: both.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether retention deletes old segments under this policy.
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+
+    /// Whether compaction runs under this policy.
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+}
+
+/// When appended data reaches the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Every acknowledged write is fsynced first (group commit). Readers see only fsynced data.
+    #[default]
+    Fsync,
+    /// Opt-in relaxed mode: data is visible once written; the owner calls
+    /// [`PartitionLog::flush`](crate::PartitionLog::flush) every so often (this interval).
+    Interval(Duration),
+}

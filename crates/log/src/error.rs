@@ -1,0 +1,125 @@
+//! The one error type of the crate, with the Kafka error code each variant maps to.
+
+use std::io;
+
+/// Why a log operation failed. [`LogError::error_code`] gives the Kafka protocol error code the
+/// broker puts in its response.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A batch's framing is broken: bad length, magic byte or CRC (Kafka `CORRUPT_MESSAGE`).
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    /// A batch is larger than `max.message.bytes` (Kafka `MESSAGE_TOO_LARGE`).
+    #[error("record batch of {size} bytes is larger than max.message.bytes ({max})")]
+    MessageTooLarge {
+        /// Size of the offending batch, log overhead included.
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A well-framed batch whose content is not acceptable (Kafka `INVALID_RECORD`).
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(String),
+    /// A read outside `[log start offset, high watermark]` (Kafka `OFFSET_OUT_OF_RANGE`).
+    #[error("offset {offset} is out of range [{log_start_offset}, {high_watermark}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// The log start offset at the time of the request.
+        log_start_offset: i64,
+        /// The high watermark at the time of the request.
+        high_watermark: i64,
+    },
+    /// An idempotent producer skipped or reordered sequence numbers
+    /// (Kafka `OUT_OF_ORDER_SEQUENCE_NUMBER`).
+    #[error("producer {producer_id}: expected sequence {expected}, received {received}")]
+    OutOfOrderSequence {
+        /// The producer id of the batch.
+        producer_id: i64,
+        /// The sequence number the log expected next.
+        expected: i32,
+        /// The batch's base sequence.
+        received: i32,
+    },
+    /// An idempotent producer wrote with an epoch older than the one the log knows
+    /// (Kafka `INVALID_PRODUCER_EPOCH`).
+    #[error("producer {producer_id}: epoch {received} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        /// The producer id of the batch.
+        producer_id: i64,
+        /// The newest epoch the log has seen for this producer.
+        current: i16,
+        /// The batch's epoch.
+        received: i16,
+    },
+    /// The disk failed us, or the log is poisoned by an earlier failed fsync
+    /// (Kafka `KAFKA_STORAGE_ERROR`).
+    #[error("storage error: {0}")]
+    Storage(#[from] io::Error),
+}
+
+impl LogError {
+    /// The Kafka protocol error code for this error.
+    pub fn error_code(&self) -> i16 {
+        match self {
+            LogError::OffsetOutOfRange { .. } => 1,
+            LogError::CorruptMessage(_) => 2,
+            LogError::MessageTooLarge { .. } => 10,
+            LogError::OutOfOrderSequence { .. } => 45,
+            LogError::InvalidProducerEpoch { .. } => 47,
+            LogError::Storage(_) => 56,
+            LogError::InvalidRecord(_) => 87,
+        }
+    }
+
+    pub(crate) fn corrupt(message: impl Into<String>) -> Self {
+        LogError::CorruptMessage(message.into())
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        LogError::InvalidRecord(message.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_match_kafka() {
+        assert_eq!(LogError::corrupt("x").error_code(), 2);
+        assert_eq!(LogError::invalid("x").error_code(), 87);
+        assert_eq!(
+            LogError::MessageTooLarge { size: 2, max: 1 }.error_code(),
+            10
+        );
+        assert_eq!(
+            LogError::OffsetOutOfRange {
+                offset: 5,
+                log_start_offset: 0,
+                high_watermark: 1
+            }
+            .error_code(),
+            1
+        );
+        assert_eq!(
+            LogError::OutOfOrderSequence {
+                producer_id: 1,
+                expected: 0,
+                received: 3
+            }
+            .error_code(),
+            45
+        );
+        assert_eq!(
+            LogError::InvalidProducerEpoch {
+                producer_id: 1,
+                current: 2,
+                received: 1
+            }
+            .error_code(),
+            47
+        );
+        assert_eq!(LogError::Storage(io::Error::other("disk")).error_code(), 56);
+    }
+}

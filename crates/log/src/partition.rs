@@ -1,0 +1,720 @@
+//! [`PartitionLog`]: the appender, group commit, reader and the bookkeeping around them.
+//! Opening (recovery) lives in `recovery.rs`, retention in `retention.rs`, compaction in
+//! `compaction.rs`; they are further `impl PartitionLog` blocks over the same fields.
+
+use std::fs;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::batch::{self, BatchHeader, ValidBatch};
+use crate::commit::GroupCommit;
+use crate::config::{Durability, LogConfig};
+use crate::error::LogError;
+use crate::fsutil::{self, SNAPSHOT_EXT};
+use crate::locks::{lock, read_lock, write_lock};
+use crate::producer::{ProducerStates, SetVerdict};
+use crate::segment::Segment;
+
+/// Name of the clean-shutdown marker file.
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Name of the log-start-offset checkpoint file (DeleteRecords).
+pub(crate) const LOG_START_CHECKPOINT_FILE: &str = "log-start-offset.checkpoint";
+/// Producer-state snapshots kept on disk; older ones are deleted.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// The result of [`PartitionLog::append`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Offset of the first record of the record set.
+    pub base_offset: i64,
+    /// Offset of the last record of the record set.
+    pub last_offset: i64,
+    /// The set was a retry of batches already in the log; the offsets are the original ones
+    /// and nothing was written.
+    pub duplicate: bool,
+    /// Records in the set.
+    pub record_count: u64,
+    /// Bytes written to the log (0 for a duplicate).
+    pub bytes: u64,
+}
+
+/// The result of [`PartitionLog::read`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// Whole record batches, byte for byte as stored.
+    pub records: Bytes,
+    /// The high watermark when the read started.
+    pub high_watermark: i64,
+    /// The log start offset when the read started.
+    pub log_start_offset: i64,
+}
+
+/// Counters since the log was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Bytes written by appends (duplicates excluded).
+    pub bytes_appended: u64,
+    /// Records written by appends.
+    pub records_appended: u64,
+    /// Batches written by appends.
+    pub batches_appended: u64,
+    /// fsyncs of segment log files (group commits, flushes and rolls).
+    pub fsyncs: u64,
+    /// Time spent in those fsyncs.
+    pub fsync_nanos_total: u64,
+    /// The slowest of those fsyncs.
+    pub fsync_nanos_max: u64,
+    /// Bytes returned by reads.
+    pub bytes_read: u64,
+}
+
+/// Describes one segment, for `segments()`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Offset the segment starts at (its file name).
+    pub base_offset: i64,
+    /// Offset after its last batch.
+    pub next_offset: i64,
+    /// Bytes of its `.log` file.
+    pub size_bytes: u64,
+    /// Path of its `.log` file.
+    pub path: PathBuf,
+    /// Largest record timestamp in it, or -1.
+    pub max_timestamp: i64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    bytes_appended: AtomicU64,
+    records_appended: AtomicU64,
+    batches_appended: AtomicU64,
+    fsyncs: AtomicU64,
+    fsync_nanos_total: AtomicU64,
+    fsync_nanos_max: AtomicU64,
+    bytes_read: AtomicU64,
+}
+
+impl Counters {
+    fn record_fsync(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.fsync_nanos_total.fetch_add(nanos, Ordering::Relaxed);
+        self.fsync_nanos_max.fetch_max(nanos, Ordering::Relaxed);
+    }
+}
+
+/// What only the appender changes; guarded by the writer mutex.
+#[derive(Debug)]
+pub(crate) struct WriterState {
+    pub producers: ProducerStates,
+    /// The clean-shutdown marker is on disk and must be removed before the next write.
+    pub clean_marker: bool,
+    /// Wall-clock time (ms) of the active segment's first append, for `segment.ms`.
+    pub active_since_ms: Option<i64>,
+}
+
+/// The log of one partition: a directory of segments. Cheap operations take `&self`; share it
+/// as `Arc<PartitionLog>`.
+///
+/// Locks, always taken in this order: `maintenance` (retention, compaction, DeleteRecords) →
+/// `writer` (appends, rolls) → `segments` (the list) → a segment's state. The group-commit lock
+/// is taken after `writer` or alone, never while waiting on another lock.
+#[derive(Debug)]
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: RwLock<LogConfig>,
+    pub(crate) writer: Mutex<WriterState>,
+    pub(crate) segments: RwLock<SegmentList>,
+    pub(crate) maintenance: Mutex<()>,
+    pub(crate) commit: GroupCommit,
+    pub(crate) high_watermark: watch::Sender<i64>,
+    pub(crate) log_end_offset: AtomicI64,
+    pub(crate) log_start_offset: AtomicI64,
+    counters: Counters,
+    deleted: AtomicBool,
+}
+
+impl PartitionLog {
+    /// Assembles a log from what recovery found.
+    pub(crate) fn from_parts(
+        dir: PathBuf,
+        config: LogConfig,
+        segments: SegmentList,
+        writer: WriterState,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    ) -> PartitionLog {
+        PartitionLog {
+            dir,
+            config: RwLock::new(config),
+            writer: Mutex::new(writer),
+            segments: RwLock::new(segments),
+            maintenance: Mutex::new(()),
+            commit: GroupCommit::new(log_end_offset),
+            high_watermark: watch::Sender::new(log_end_offset),
+            log_end_offset: AtomicI64::new(log_end_offset),
+            log_start_offset: AtomicI64::new(log_start_offset),
+            counters: Counters::default(),
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> LogConfig {
+        read_lock(&self.config).clone()
+    }
+
+    /// Changes the settings; they apply from the next operation on.
+    pub fn set_config(&self, config: LogConfig) {
+        let relaxed = matches!(config.durability, Durability::Interval(_));
+        *write_lock(&self.config) = config;
+        if relaxed {
+            // Interval mode exposes written data at once.
+            let _writer = lock(&self.writer);
+            self.advance_high_watermark(self.log_end_offset());
+        }
+    }
+
+    /// Appends the record set of one Produce partition: one or more v2 batches back to back.
+    ///
+    /// Every batch is validated (framing, CRC, size, counts) and sequence-checked before
+    /// anything is written, so the set is all-or-nothing. The log assigns offsets (patching
+    /// only `baseOffset` and `partitionLeaderEpoch`, outside the CRC) and writes the set with
+    /// one positioned write, rolling first if the active segment is full or old. Returns
+    /// before the data is durable: call [`PartitionLog::wait_durable`] before acknowledging.
+    pub fn append(&self, records: &[u8]) -> Result<AppendOutcome, LogError> {
+        self.check_not_deleted()?;
+        let config = self.config();
+        let batches = batch::validate_record_set(records, config.max_message_bytes)?;
+        let mut bytes = records.to_vec();
+        let record_count = batches
+            .iter()
+            .map(|b| u64::from(b.header.record_count.unsigned_abs()))
+            .sum();
+
+        let mut writer = lock(&self.writer);
+        self.commit.check_healthy()?;
+        let placed = assign_offsets(&mut bytes, &batches, self.log_end_offset());
+        let headers: Vec<BatchHeader> = placed.iter().map(|(header, _)| *header).collect();
+        let plan = match writer.producers.check(&headers)? {
+            SetVerdict::Duplicate {
+                base_offset,
+                last_offset,
+            } => {
+                return Ok(AppendOutcome {
+                    base_offset,
+                    last_offset,
+                    duplicate: true,
+                    record_count,
+                    bytes: 0,
+                });
+            }
+            SetVerdict::Append(plan) => plan,
+        };
+        let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
+            return Err(LogError::invalid("record set holds no batch"));
+        };
+        self.remove_clean_marker(&mut writer)?;
+        let now = now_ms();
+        if self.needs_roll(
+            &writer,
+            &config,
+            bytes.len() as u64,
+            last.last_offset(),
+            now,
+        ) {
+            self.roll(&mut writer)?;
+        }
+        self.active_segment()
+            .append(&bytes, &placed, config.index_interval_bytes)?;
+        writer.active_since_ms.get_or_insert(now);
+        writer.producers.apply(plan);
+        self.log_end_offset
+            .store(last.next_offset(), Ordering::Release);
+        self.count_append(bytes.len() as u64, record_count, headers.len() as u64);
+        if matches!(config.durability, Durability::Interval(_)) {
+            self.advance_high_watermark(last.next_offset());
+        }
+        Ok(AppendOutcome {
+            base_offset: first.base_offset,
+            last_offset: last.last_offset(),
+            duplicate: false,
+            record_count,
+            bytes: bytes.len() as u64,
+        })
+    }
+
+    /// Blocks until every offset below `end_offset` is fsynced, sharing one fsync among all
+    /// writers waiting at that moment, then publishes the new high watermark. Meant for
+    /// `spawn_blocking`. Returns at once in [`Durability::Interval`] mode.
+    pub fn wait_durable(&self, end_offset: i64) -> Result<(), LogError> {
+        self.commit.check_healthy()?;
+        if matches!(self.config().durability, Durability::Interval(_)) {
+            return Ok(());
+        }
+        self.sync_through(end_offset)
+    }
+
+    /// Forces an fsync of everything written so far and publishes the high watermark (the
+    /// Interval mode's timer calls this).
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.sync_through(self.log_end_offset())
+    }
+
+    /// Group commit up to `end_offset` (capped at what was written: waiting for offsets that
+    /// nobody wrote would never end).
+    fn sync_through(&self, end_offset: i64) -> Result<(), LogError> {
+        let target = end_offset.min(self.log_end_offset());
+        self.commit.wait_for(
+            target,
+            || self.sync_written_data(),
+            |durable| self.advance_high_watermark(durable),
+        )
+    }
+
+    /// The leader's part of group commit: capture the active segment and the end of written
+    /// data under the writer lock (so no append is half done), then fdatasync with no lock
+    /// held. Earlier segments were fsynced when they rolled.
+    fn sync_written_data(&self) -> io::Result<i64> {
+        let (segment, end_offset) = {
+            let _writer = lock(&self.writer);
+            (self.active_segment(), self.log_end_offset())
+        };
+        let started = Instant::now();
+        segment.sync()?;
+        self.counters.record_fsync(started.elapsed());
+        Ok(end_offset)
+    }
+
+    /// A receiver of the high watermark. It changes when the high watermark moves and when the
+    /// log is deleted.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// End of the data readers may see: fsynced data (Interval mode: written data).
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// End of written data: the offset the next record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// The first offset readers may ask for.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    /// Whole batches from the one holding `offset` on, at most `max_bytes` (unless
+    /// `min_one_batch` and the first batch alone is larger: then exactly that batch), never
+    /// reaching the high watermark. Empty at the high watermark; `OffsetOutOfRange` below the
+    /// log start offset or above the high watermark.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadOutcome, LogError> {
+        self.check_not_deleted()?;
+        let high_watermark = self.high_watermark();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        let records = if offset == high_watermark {
+            Bytes::new()
+        } else {
+            self.read_batches(offset, high_watermark, max_bytes, min_one_batch)?
+        };
+        self.counters
+            .bytes_read
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        Ok(ReadOutcome {
+            records,
+            high_watermark,
+            log_start_offset,
+        })
+    }
+
+    /// Reads from the segment holding `offset`, moving to the next segment when that one has
+    /// nothing at or after `offset` (it ends in a compacted gap).
+    fn read_batches(
+        &self,
+        offset: i64,
+        high_watermark: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<Bytes, LogError> {
+        let mut next = Some(self.segment_for(offset));
+        while let Some(segment) = next {
+            if let Some(bytes) = segment.read(offset, high_watermark, max_bytes, min_one_batch)? {
+                return Ok(bytes);
+            }
+            next = self.segment_after(segment.base_offset());
+        }
+        Ok(Bytes::new())
+    }
+
+    /// The earliest offset (at or after the log start, below the high watermark) whose record
+    /// timestamp is at least `timestamp`, with that timestamp. The time index finds the batch;
+    /// its records are decoded for the exact one. Kafka's special values (-1 latest,
+    /// -2 earliest) are the caller's to resolve.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        self.check_not_deleted()?;
+        let high_watermark = self.high_watermark();
+        let log_start_offset = self.log_start_offset();
+        for segment in self.segment_list() {
+            if segment.base_offset() >= high_watermark {
+                break;
+            }
+            if segment.next_offset() <= log_start_offset || segment.max_timestamp() < timestamp {
+                continue;
+            }
+            if let Some(found) =
+                segment.find_timestamp(timestamp, log_start_offset, high_watermark)?
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// DeleteRecords: raises the log start offset to `offset` (capped at the high watermark),
+    /// durably, and deletes the segments that now lie wholly below it. Returns the new log
+    /// start offset.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        self.check_not_deleted()?;
+        let _maintenance = lock(&self.maintenance);
+        let target = offset.min(self.high_watermark());
+        if target > self.log_start_offset() {
+            self.write_log_start_checkpoint(target)?;
+            self.log_start_offset.fetch_max(target, Ordering::AcqRel);
+        }
+        let log_start = self.log_start_offset();
+        {
+            // The active segment is never deleted; roll it away if all of it is gone.
+            let mut writer = lock(&self.writer);
+            let active = self.active_segment();
+            if !active.is_empty() && active.next_offset() <= log_start {
+                self.roll(&mut writer)?;
+            }
+        }
+        let doomed = read_lock(&self.segments)
+            .closed
+            .iter()
+            .take_while(|segment| segment.next_offset() <= log_start)
+            .count();
+        self.delete_oldest_segments(doomed)?;
+        Ok(self.log_start_offset())
+    }
+
+    fn write_log_start_checkpoint(&self, offset: i64) -> io::Result<()> {
+        let body = serde_json::json!({ "version": 1, "log_start_offset": offset }).to_string();
+        fsutil::replace_file_atomically(&self.dir.join(LOG_START_CHECKPOINT_FILE), body.as_bytes())
+    }
+
+    /// Clean shutdown: fsync written data, write the active segment's indexes and a producer
+    /// state snapshot, then the clean-shutdown marker that lets the next open trust them. The
+    /// log stays usable; the next append removes the marker again.
+    pub fn close(&self) -> Result<(), LogError> {
+        self.check_not_deleted()?;
+        self.flush()?;
+        let mut writer = lock(&self.writer);
+        self.active_segment().write_indexes()?;
+        self.write_producer_snapshot(&writer.producers, self.log_end_offset())?;
+        fsutil::write_file_synced(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        fsutil::sync_dir(&self.dir)?;
+        writer.clean_marker = true;
+        Ok(())
+    }
+
+    /// Deletes the partition directory (topic deletion). Every later operation fails;
+    /// high-watermark watchers are woken.
+    pub fn delete(&self) -> Result<(), LogError> {
+        let _maintenance = lock(&self.maintenance);
+        let _writer = lock(&self.writer);
+        self.deleted.store(true, Ordering::Release);
+        self.high_watermark.send_modify(|_| {});
+        fs::remove_dir_all(&self.dir)?;
+        Ok(())
+    }
+
+    /// Bytes of all segment files.
+    pub fn size_bytes(&self) -> u64 {
+        read_lock(&self.segments)
+            .iter()
+            .map(|segment| segment.size())
+            .sum()
+    }
+
+    /// All segments, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.segment_list()
+            .iter()
+            .map(|segment| {
+                let state = segment.state();
+                SegmentInfo {
+                    base_offset: segment.base_offset(),
+                    next_offset: state.next_offset,
+                    size_bytes: state.size,
+                    path: segment.log_path().to_path_buf(),
+                    max_timestamp: state.max_timestamp,
+                }
+            })
+            .collect()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> LogStats {
+        let c = &self.counters;
+        LogStats {
+            bytes_appended: c.bytes_appended.load(Ordering::Relaxed),
+            records_appended: c.records_appended.load(Ordering::Relaxed),
+            batches_appended: c.batches_appended.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            fsync_nanos_total: c.fsync_nanos_total.load(Ordering::Relaxed),
+            fsync_nanos_max: c.fsync_nanos_max.load(Ordering::Relaxed),
+            bytes_read: c.bytes_read.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count_append(&self, bytes: u64, records: u64, batches: u64) {
+        self.counters
+            .bytes_appended
+            .fetch_add(bytes, Ordering::Relaxed);
+        self.counters
+            .records_appended
+            .fetch_add(records, Ordering::Relaxed);
+        self.counters
+            .batches_appended
+            .fetch_add(batches, Ordering::Relaxed);
+    }
+
+    // ---- segment list ----------------------------------------------------------------------
+
+    /// All segments, oldest first, the active one last.
+    pub(crate) fn segment_list(&self) -> Vec<Arc<Segment>> {
+        read_lock(&self.segments).iter().cloned().collect()
+    }
+
+    pub(crate) fn active_segment(&self) -> Arc<Segment> {
+        read_lock(&self.segments).active.clone()
+    }
+
+    /// The last segment starting at or before `offset` (the first one if none does).
+    fn segment_for(&self, offset: i64) -> Arc<Segment> {
+        let segments = read_lock(&self.segments);
+        let before = segments
+            .closed
+            .partition_point(|segment| segment.base_offset() <= offset);
+        if offset >= segments.active.base_offset() {
+            return segments.active.clone();
+        }
+        let index = before.saturating_sub(1);
+        segments
+            .closed
+            .get(index)
+            .unwrap_or(&segments.active)
+            .clone()
+    }
+
+    fn segment_after(&self, base_offset: i64) -> Option<Arc<Segment>> {
+        read_lock(&self.segments)
+            .iter()
+            .find(|segment| segment.base_offset() > base_offset)
+            .cloned()
+    }
+
+    /// Removes the `count` oldest segments (never the active one), raises the log start offset
+    /// to the new first segment and deletes their files. Readers still holding one keep reading
+    /// it: its file is unlinked but stays open.
+    pub(crate) fn delete_oldest_segments(&self, count: usize) -> Result<usize, LogError> {
+        let removed: Vec<Arc<Segment>> = {
+            let mut segments = write_lock(&self.segments);
+            let count = count.min(segments.closed.len());
+            segments.closed.drain(..count).collect()
+        };
+        if removed.is_empty() {
+            return Ok(0);
+        }
+        let first_base = self
+            .segment_list()
+            .first()
+            .map_or(0, |segment| segment.base_offset());
+        self.log_start_offset
+            .fetch_max(first_base, Ordering::AcqRel);
+        for segment in &removed {
+            tracing::info!(segment = %segment.log_path().display(), "deleting segment");
+            segment.delete_files()?;
+        }
+        fsutil::sync_dir(&self.dir)?;
+        Ok(removed.len())
+    }
+
+    // ---- rolling ---------------------------------------------------------------------------
+
+    /// Whether the active segment must be closed before `incoming` bytes ending at
+    /// `last_offset` are appended: it would outgrow `segment.bytes`, it is older than
+    /// `segment.ms`, or its index entries (u32 relative offsets and positions) would overflow.
+    fn needs_roll(
+        &self,
+        writer: &WriterState,
+        config: &LogConfig,
+        incoming: u64,
+        last_offset: i64,
+        now: i64,
+    ) -> bool {
+        let active = self.active_segment();
+        let size = active.size();
+        if size == 0 {
+            return false;
+        }
+        let too_big = size + incoming > config.segment_bytes;
+        let too_old = writer
+            .active_since_ms
+            .is_some_and(|since| now.saturating_sub(since) >= config.segment_ms);
+        let index_overflow = size + incoming > u64::from(u32::MAX)
+            || last_offset - active.base_offset() > i64::from(u32::MAX);
+        too_big || too_old || index_overflow
+    }
+
+    /// Closes the active segment and starts a new one at the log end offset: write the old
+    /// segment's indexes and fsync its log, create the new file, snapshot producer state, fsync
+    /// the directory. Everything before the roll is then durable.
+    pub(crate) fn roll(&self, writer: &mut WriterState) -> Result<(), LogError> {
+        let old = self.active_segment();
+        let new_base = old.next_offset();
+        old.write_indexes()?;
+        let started = Instant::now();
+        if let Err(error) = old.sync() {
+            self.commit.poison(&error);
+            return Err(LogError::Storage(error));
+        }
+        self.counters.record_fsync(started.elapsed());
+        let segment = Segment::create(&self.dir, new_base)?;
+        self.write_producer_snapshot(&writer.producers, new_base)?;
+        fsutil::sync_dir(&self.dir)?;
+        write_lock(&self.segments).push_active(Arc::new(segment));
+        writer.active_since_ms = None;
+        tracing::debug!(dir = %self.dir.display(), new_base, "rolled segment");
+        self.commit
+            .mark_durable(new_base, |durable| self.advance_high_watermark(durable));
+        Ok(())
+    }
+
+    /// Writes `<offset>.snapshot` atomically and deletes all but the newest few snapshots.
+    fn write_producer_snapshot(&self, producers: &ProducerStates, offset: i64) -> io::Result<()> {
+        let path = fsutil::offset_file(&self.dir, offset, SNAPSHOT_EXT);
+        fsutil::replace_file_atomically(&path, &producers.to_snapshot(offset))?;
+        let mut offsets = crate::recovery::snapshot_offsets(&self.dir)?;
+        offsets.sort_unstable();
+        let stale = offsets.len().saturating_sub(SNAPSHOTS_KEPT);
+        for old in &offsets[..stale] {
+            fsutil::remove_if_exists(&fsutil::offset_file(&self.dir, *old, SNAPSHOT_EXT))?;
+        }
+        Ok(())
+    }
+
+    /// Before the first write after a clean open, the marker must go (durably): a crash later
+    /// must not let the next open trust indexes that miss the new data.
+    fn remove_clean_marker(&self, writer: &mut WriterState) -> io::Result<()> {
+        if writer.clean_marker {
+            fsutil::remove_if_exists(&self.dir.join(CLEAN_SHUTDOWN_FILE))?;
+            fsutil::sync_dir(&self.dir)?;
+            writer.clean_marker = false;
+        }
+        Ok(())
+    }
+
+    /// Raises the published high watermark (never lowers it).
+    pub(crate) fn advance_high_watermark(&self, offset: i64) {
+        self.high_watermark.send_if_modified(|current| {
+            let moved = offset > *current;
+            if moved {
+                *current = offset;
+            }
+            moved
+        });
+    }
+
+    pub(crate) fn check_not_deleted(&self) -> Result<(), LogError> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(LogError::Storage(io::Error::new(
+                io::ErrorKind::NotFound,
+                "partition log was deleted",
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The segments of a log: closed ones oldest first, then the active one (so there always is
+/// one to append to).
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentList {
+    pub closed: Vec<Arc<Segment>>,
+    pub active: Arc<Segment>,
+}
+
+impl SegmentList {
+    /// Oldest first, the active segment last.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Segment>> {
+        self.closed.iter().chain(std::iter::once(&self.active))
+    }
+
+    /// Closes the active segment and makes `segment` the active one.
+    fn push_active(&mut self, segment: Arc<Segment>) {
+        let previous = std::mem::replace(&mut self.active, segment);
+        self.closed.push(previous);
+    }
+}
+
+/// Stamps consecutive offsets from `base_offset` into the batches of `bytes` and returns each
+/// batch's header (as stored) with its range.
+fn assign_offsets(
+    bytes: &mut [u8],
+    batches: &[ValidBatch],
+    base_offset: i64,
+) -> Vec<(BatchHeader, Range<usize>)> {
+    let mut next = base_offset;
+    batches
+        .iter()
+        .map(|valid| {
+            batch::stamp_batch(&mut bytes[valid.range.clone()], next);
+            let header = BatchHeader {
+                base_offset: next,
+                partition_leader_epoch: 0,
+                ..valid.header
+            };
+            next = header.next_offset();
+            (header, valid.range.clone())
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
