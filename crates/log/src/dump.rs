@@ -117,7 +117,7 @@ fn dump_offset_index(path: &Path, base_offset: i64, out: &mut dyn Write) -> Resu
                 entries.len()
             )?;
             for entry in entries {
-                let offset = base_offset + i64::from(entry.relative_offset);
+                let offset = base_offset.saturating_add(i64::from(entry.relative_offset));
                 writeln!(out, "  offset: {offset} position: {}", entry.position)?;
             }
         }
@@ -140,7 +140,7 @@ fn dump_time_index(path: &Path, base_offset: i64, out: &mut dyn Write) -> Result
                 entries.len()
             )?;
             for entry in entries {
-                let offset = base_offset + i64::from(entry.relative_offset);
+                let offset = base_offset.saturating_add(i64::from(entry.relative_offset));
                 writeln!(out, "  timestamp: {} offset: {offset}", entry.timestamp)?;
             }
         }

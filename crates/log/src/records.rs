@@ -29,7 +29,9 @@ pub(crate) struct RawRecord<'a> {
 impl RawRecord<'_> {
     /// The record's absolute offset within its batch.
     pub fn offset(&self, header: &BatchHeader) -> i64 {
-        header.base_offset + i64::from(self.offset_delta)
+        header
+            .base_offset
+            .saturating_add(i64::from(self.offset_delta))
     }
 
     /// The record's timestamp: the broker's append time for log-append-time batches, otherwise

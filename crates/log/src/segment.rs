@@ -390,7 +390,8 @@ impl Segment {
                 .time_index
                 .last_before(timestamp)
                 .map_or(self.base_offset, |entry| {
-                    self.base_offset + i64::from(entry.relative_offset)
+                    self.base_offset
+                        .saturating_add(i64::from(entry.relative_offset))
                 })
         };
         let mut scanner = self.scanner_near(start_offset, false);
@@ -509,10 +510,11 @@ fn load_trusted_state(
         .map_or(0, |entry| u64::from(entry.position));
     let indexed_offset = offset_index
         .last()
-        .map(|entry| base_offset + i64::from(entry.relative_offset));
+        .map(|entry| base_offset.saturating_add(i64::from(entry.relative_offset)));
     if let Some(last_time) = time_index.last() {
         state.max_timestamp = last_time.timestamp;
-        state.offset_of_max_timestamp = base_offset + i64::from(last_time.relative_offset);
+        state.offset_of_max_timestamp =
+            base_offset.saturating_add(i64::from(last_time.relative_offset));
     }
     state.offset_index = offset_index;
     state.time_index = time_index;
