@@ -64,13 +64,21 @@ fn group_with(members: &[&[&str]]) -> Group {
 
 #[test]
 fn the_protocol_every_member_supports_wins_even_if_less_preferred() {
-    let group = group_with(&[&["range", "roundrobin"], &["range", "roundrobin"], &["roundrobin"]]);
+    let group = group_with(&[
+        &["range", "roundrobin"],
+        &["range", "roundrobin"],
+        &["roundrobin"],
+    ]);
     assert_eq!(group.select_protocol().as_deref(), Some("roundrobin"));
 }
 
 #[test]
 fn the_most_preferred_common_protocol_wins() {
-    let group = group_with(&[&["roundrobin", "range"], &["range", "roundrobin"], &["range"]]);
+    let group = group_with(&[
+        &["roundrobin", "range"],
+        &["range", "roundrobin"],
+        &["range"],
+    ]);
     assert_eq!(group.select_protocol().as_deref(), Some("range"));
 }
 

@@ -50,7 +50,11 @@ async fn a_new_directory_gets_an_empty_file_with_the_magic() {
 async fn durable_records_are_visible_and_survive_a_reopen_without_flush() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path());
-    append_durably(&store, vec![commit("g", "t", 0, 10), commit("g", "t", 1, 11)]).await;
+    append_durably(
+        &store,
+        vec![commit("g", "t", 0, 10), commit("g", "t", 1, 11)],
+    )
+    .await;
     append_durably(&store, vec![commit("g", "t", 0, 20), generation("g", 4)]).await;
     assert_eq!(offset_of(&store, "g", "t", 0), Some(20));
     drop(store); // no flush: what was acknowledged is already on disk
@@ -168,7 +172,10 @@ async fn an_undecodable_record_is_refused_not_truncated() {
     fs::write(&path, &bytes).expect("write");
 
     let result = OffsetStore::open(dir.path(), CompactionPolicy::default(), Handle::current());
-    assert!(matches!(result, Err(StoreError::Corrupt { position: 8, .. })));
+    assert!(matches!(
+        result,
+        Err(StoreError::Corrupt { position: 8, .. })
+    ));
     assert_eq!(fs::read(&path).expect("read"), bytes);
 }
 
@@ -181,7 +188,11 @@ async fn compaction_keeps_only_the_latest_record_per_key() {
         max_garbage_ratio: 4,
     };
     let store = OffsetStore::open(dir.path(), policy, Handle::current()).expect("open");
-    append_durably(&store, vec![generation("g", 1), commit("g", "doomed", 0, 1)]).await;
+    append_durably(
+        &store,
+        vec![generation("g", 1), commit("g", "doomed", 0, 1)],
+    )
+    .await;
     let deletion = Record::TopicDeleted {
         topic: "doomed".into(),
     };
@@ -251,10 +262,18 @@ fn appends_waiting_for_the_same_round_share_one_fsync() {
         let blocker = tokio::task::spawn_blocking(move || gate.recv());
 
         let seqs: Vec<u64> = (0..50)
-            .map(|i| store.append(vec![commit("g", "t", i, i64::from(i))]).expect("append"))
+            .map(|i| {
+                store
+                    .append(vec![commit("g", "t", i, i64::from(i))])
+                    .expect("append")
+            })
             .collect();
         assert_eq!(store.fsync_count(), 0);
-        assert_eq!(offset_of(&store, "g", "t", 0), None, "visible before durable");
+        assert_eq!(
+            offset_of(&store, "g", "t", 0),
+            None,
+            "visible before durable"
+        );
 
         release.send(()).expect("release");
         let waits = seqs.iter().map(|&seq| store.wait_durable(seq));
