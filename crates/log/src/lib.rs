@@ -23,7 +23,7 @@
 //! segment is the *active* one; appends go there. Index files are kept in memory and written
 //! when a segment is closed (rolled) and at clean shutdown; after a crash the active segment's
 //! indexes are rebuilt by scanning it. See [`batch`] for the batch header layout and
-//! `index.rs` for when index entries are made.
+//! [`index`] for when index entries are made.
 //!
 //! # Durability protocol
 //!

@@ -226,27 +226,9 @@ impl PartitionLog {
         let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
             return Err(LogError::invalid("record set holds no batch"));
         };
-        self.remove_clean_marker(&mut writer)?;
-        let now = now_ms();
-        if self.needs_roll(
-            &writer,
-            &config,
-            bytes.len() as u64,
-            last.last_offset(),
-            now,
-        ) {
-            self.roll(&mut writer)?;
-        }
-        self.active_segment()
-            .append(&bytes, &placed, config.index_interval_bytes)?;
-        writer.active_since_ms.get_or_insert(now);
+        self.write_batches(&mut writer, &config, &bytes, &placed, last.next_offset())?;
         writer.producers.apply(plan);
-        self.log_end_offset
-            .store(last.next_offset(), Ordering::Release);
         self.count_append(bytes.len() as u64, record_count, headers.len() as u64);
-        if matches!(config.durability, Durability::Interval(_)) {
-            self.advance_high_watermark(last.next_offset());
-        }
         Ok(AppendOutcome {
             base_offset: first.base_offset,
             last_offset: last.last_offset(),
@@ -254,6 +236,31 @@ impl PartitionLog {
             record_count,
             bytes: bytes.len() as u64,
         })
+    }
+
+    /// Writes offset-stamped batches (ending before `end_offset`) to the active segment,
+    /// rolling first when needed, and publishes the new log end offset.
+    fn write_batches(
+        &self,
+        writer: &mut WriterState,
+        config: &LogConfig,
+        bytes: &[u8],
+        placed: &[(BatchHeader, Range<usize>)],
+        end_offset: i64,
+    ) -> Result<(), LogError> {
+        self.remove_clean_marker(writer)?;
+        let now = now_ms();
+        if self.needs_roll(writer, config, bytes.len() as u64, end_offset - 1, now) {
+            self.roll(writer)?;
+        }
+        self.active_segment()
+            .append(bytes, placed, config.index_interval_bytes)?;
+        writer.active_since_ms.get_or_insert(now);
+        self.log_end_offset.store(end_offset, Ordering::Release);
+        if matches!(config.durability, Durability::Interval(_)) {
+            self.advance_high_watermark(end_offset);
+        }
+        Ok(())
     }
 
     /// Blocks until every offset below `end_offset` is fsynced, sharing one fsync among all

@@ -147,13 +147,16 @@ pub(crate) struct Recovered {
 }
 
 impl Segment {
-    /// Creates the (empty) files of a new segment. The caller fsyncs the directory.
+    /// Creates the (empty) log file of a new segment at the log end offset. The caller fsyncs
+    /// the directory. A file of that name can only be left by an earlier roll that failed
+    /// after creating it (every other segment starts below the log end), so it is emptied.
     pub fn create(dir: &Path, base_offset: i64) -> io::Result<Segment> {
         let log_path = fsutil::offset_file(dir, base_offset, LOG_EXT);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .open(&log_path)?;
         Ok(Segment::with_state(
             dir,
@@ -320,7 +323,7 @@ impl Segment {
         )
     }
 
-    /// A header-only scanner starting at the indexed position at or before `offset`.
+    /// A scanner starting at the indexed position at or before `offset`.
     pub fn scanner_near(&self, offset: i64, read_bodies: bool) -> BatchScanner<'_> {
         let (position, size) = {
             let state = read_lock(&self.state);

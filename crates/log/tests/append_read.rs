@@ -117,6 +117,16 @@ fn high_watermark_moves_only_after_wait_durable() {
         5
     );
     assert!(log.stats().fsyncs >= 1);
+
+    // Written but not yet durable data is cut from reads.
+    log.append(&values_batch("b", 3, 1, Compression::None))
+        .expect("append");
+    let read = log.read(0, 1 << 20, true).expect("read");
+    assert_eq!(decode(&read.records).len(), 5);
+    assert_eq!(read.high_watermark, 5);
+    log.flush().expect("flush");
+    let read = log.read(0, 1 << 20, true).expect("read");
+    assert_eq!(decode(&read.records).len(), 8);
 }
 
 #[test]
@@ -374,4 +384,20 @@ fn segment_ms_rolls_old_segments() {
 fn partition_log_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PartitionLog>();
+}
+
+#[test]
+fn switching_to_interval_durability_publishes_written_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), LogConfig::default());
+    log.append(&values_batch("s", 4, 1, Compression::None))
+        .expect("append");
+    assert_eq!(log.high_watermark(), 0);
+    let relaxed = LogConfig {
+        durability: Durability::Interval(Duration::from_secs(1)),
+        ..log.config()
+    };
+    log.set_config(relaxed.clone());
+    assert_eq!(log.config(), relaxed);
+    assert_eq!(log.high_watermark(), 4);
 }
