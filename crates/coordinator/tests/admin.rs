@@ -191,3 +191,26 @@ async fn the_overview_decodes_consumer_assignments_and_lists_offsets() {
     assert_eq!(group.offsets[0].leader_epoch, 5);
     assert!(group.offsets[0].commit_timestamp_ms > 0);
 }
+
+/// The broker spawns handler futures onto a multi-threaded runtime: they must be `Send`, and
+/// the coordinator `Send + Sync`.
+#[tokio::test]
+async fn the_coordinator_and_its_handler_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<freshet_coordinator::GroupCoordinator>();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let coordinator = open(dir.path());
+    let exists = |_: &str, _: i32| true;
+    assert_send(&coordinator.join_group(join_request("g", "", &[]), 5, "c", "h"));
+    assert_send(&coordinator.sync_group(sync_request("g", 1, "m", &[]), 4));
+    assert_send(&coordinator.heartbeat(Default::default(), 4));
+    assert_send(&coordinator.leave_group(Default::default(), 4));
+    assert_send(&coordinator.offset_commit(Default::default(), 8, &exists));
+    assert_send(&coordinator.offset_fetch(Default::default(), 7));
+    assert_send(&coordinator.list_groups(Default::default(), 4));
+    assert_send(&coordinator.describe_groups(Default::default(), 5));
+    assert_send(&coordinator.delete_topic("t"));
+    assert_send(&coordinator.close());
+}

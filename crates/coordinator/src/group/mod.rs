@@ -141,6 +141,8 @@ pub(crate) struct NewGeneration {
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
     pub(crate) join_answers: Vec<(oneshot::Sender<JoinOutcome>, JoinOutcome)>,
+    /// The generation to persist (the latest, should one operation complete two join phases:
+    /// persisting the higher one is enough).
     pub(crate) new_generation: Option<NewGeneration>,
 }
 

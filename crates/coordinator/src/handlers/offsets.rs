@@ -2,7 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -84,36 +86,10 @@ impl GroupCoordinator {
             Ok(())
         };
 
-        let mut errors = admissions
+        let errors = admissions
             .into_iter()
-            .map(|admission| match (admission, committed) {
-                (Admission::Rejected(error), _) | (_, Err(error)) => Some(error),
-                (Admission::MetadataTooLarge, Ok(())) => {
-                    Some(ResponseError::OffsetMetadataTooLarge)
-                }
-                (Admission::Commit, Ok(())) => None,
-            });
-        let mut response = OffsetCommitResponse::default();
-        response.topics = req
-            .topics
-            .iter()
-            .map(|topic| {
-                let mut answer = OffsetCommitResponseTopic::default();
-                answer.name = topic.name.clone();
-                answer.partitions = topic
-                    .partitions
-                    .iter()
-                    .map(|partition| {
-                        let mut p = OffsetCommitResponsePartition::default();
-                        p.partition_index = partition.partition_index;
-                        p.error_code = error_code(errors.next().flatten());
-                        p
-                    })
-                    .collect();
-                answer
-            })
-            .collect();
-        response
+            .map(|admission| admission.outcome(committed));
+        commit_response(&req.topics, errors)
     }
 
     /// Checks the group lets `who` commit, appends the records and waits until they are durable.
@@ -244,6 +220,17 @@ impl GroupCoordinator {
     }
 }
 
+impl Admission {
+    /// The partition's error once the group has answered for the whole commit.
+    fn outcome(self, committed: Result<(), ResponseError>) -> Option<ResponseError> {
+        match (self, committed) {
+            (Admission::Rejected(error), _) | (_, Err(error)) => Some(error),
+            (Admission::MetadataTooLarge, Ok(())) => Some(ResponseError::OffsetMetadataTooLarge),
+            (Admission::Commit, Ok(())) => None,
+        }
+    }
+}
+
 fn admit(
     topic: &str,
     partition: &OffsetCommitRequestPartition,
@@ -257,6 +244,33 @@ fn admit(
         return Admission::MetadataTooLarge;
     }
     Admission::Commit
+}
+
+/// The response, in request order; `errors` yields one entry per requested partition.
+fn commit_response(
+    topics: &[OffsetCommitRequestTopic],
+    mut errors: impl Iterator<Item = Option<ResponseError>>,
+) -> OffsetCommitResponse {
+    let mut response = OffsetCommitResponse::default();
+    response.topics = topics
+        .iter()
+        .map(|topic| {
+            let mut answer = OffsetCommitResponseTopic::default();
+            answer.name = topic.name.clone();
+            answer.partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let mut p = OffsetCommitResponsePartition::default();
+                    p.partition_index = partition.partition_index;
+                    p.error_code = error_code(errors.next().flatten());
+                    p
+                })
+                .collect();
+            answer
+        })
+        .collect();
+    response
 }
 
 fn commit_record(
