@@ -41,9 +41,17 @@ fi
 
 # --- Python clients (venv under .ci/venv) ------------------------------------------
 PYTHON_BOOT="${PYTHON:-python3}"
-if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating venv $VENV"
-    "$PYTHON_BOOT" -m venv "$VENV"
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    log "creating venv $VENV with $PYTHON_BOOT ($("$PYTHON_BOOT" --version 2>&1))"
+    rm -rf "$VENV"
+    if ! "$PYTHON_BOOT" -m venv "$VENV"; then
+        # Debian's own python3 needs python3-venv (ensurepip) for this.
+        log "venv failed; installing python3-venv and retrying"
+        rm -rf "$VENV"
+        retry 3 "${SUDO[@]}" apt-get update -q
+        retry 3 "${SUDO[@]}" apt-get install -y -q --no-install-recommends python3-venv
+        "$PYTHON_BOOT" -m venv "$VENV"
+    fi
 fi
 # Keep the venv out of git status whatever the repository's .gitignore says.
 printf '*\n' >"$VENV/.gitignore"

@@ -1,0 +1,168 @@
+//! The broker's shared state: configuration, topics, groups, producer ids and metrics.
+
+use std::fs;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use freshet_coordinator::GroupCoordinator;
+use freshet_log::{Durability, LogStats};
+use thiserror::Error;
+
+use crate::metrics::Metrics;
+use crate::producer_ids::ProducerIds;
+use crate::topics::{write_atomically, TopicError, TopicRegistry};
+use crate::BrokerConfig;
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("data directory {0}: {1}")]
+    DataDir(String, io::Error),
+    #[error("opening topics: {0}")]
+    Topics(#[from] TopicError),
+    #[error("opening consumer groups: {0}")]
+    Groups(String),
+}
+
+/// Everything a request handler may touch.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub topics: TopicRegistry,
+    pub groups: Arc<GroupCoordinator>,
+    pub producer_ids: ProducerIds,
+    pub metrics: Metrics,
+    /// A random id generated once per data directory, like Kafka's `cluster.id`.
+    pub cluster_id: String,
+    /// Set once the listener is bound, for the address clients are told to use.
+    bound_addr: OnceLock<SocketAddr>,
+}
+
+/// Traffic and fsync numbers of one partition.
+#[derive(Debug, Clone)]
+pub struct PartitionMetrics {
+    pub topic: String,
+    pub partition: i32,
+    pub bytes_in: u64,
+    pub records_in: u64,
+    pub bytes_out: u64,
+    pub records_out: u64,
+    pub log: LogStats,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub size_bytes: u64,
+}
+
+impl Broker {
+    /// Opens (or creates) the data directory, recovering every log. Needs a tokio runtime.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, StartError> {
+        let dir = &config.data_dir;
+        let data_dir_error = |e| StartError::DataDir(dir.display().to_string(), e);
+        fs::create_dir_all(dir).map_err(data_dir_error)?;
+        let cluster_id = load_or_create_cluster_id(dir).map_err(data_dir_error)?;
+        let topics = TopicRegistry::open(dir, config.log_defaults.clone())?;
+        let groups = GroupCoordinator::open(&dir.join("groups"), config.coordinator.clone())
+            .map_err(|e| StartError::Groups(e.to_string()))?;
+        let producer_ids = ProducerIds::open(dir).map_err(data_dir_error)?;
+        Ok(Arc::new(Broker {
+            config,
+            topics,
+            groups,
+            producer_ids,
+            metrics: Metrics::default(),
+            cluster_id,
+            bound_addr: OnceLock::new(),
+        }))
+    }
+
+    /// Records the address the listener is bound to (called by [`crate::serve`]).
+    pub fn set_bound_addr(&self, addr: SocketAddr) {
+        let _ = self.bound_addr.set(addr);
+    }
+
+    /// The address clients are told to connect to.
+    pub fn advertised_addr(&self) -> SocketAddr {
+        self.config
+            .advertised_addr
+            .or_else(|| self.bound_addr.get().copied())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092)))
+    }
+
+    /// Counters of every partition.
+    pub fn metrics_snapshot(&self) -> Vec<PartitionMetrics> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.topics
+            .all()
+            .iter()
+            .flat_map(|topic| {
+                topic.partitions.iter().map(|p| PartitionMetrics {
+                    topic: topic.name.clone(),
+                    partition: p.index,
+                    bytes_in: p.counters.bytes_in.load(Relaxed),
+                    records_in: p.counters.records_in.load(Relaxed),
+                    bytes_out: p.counters.bytes_out.load(Relaxed),
+                    records_out: p.counters.records_out.load(Relaxed),
+                    log: p.log.stats(),
+                    high_watermark: p.log.high_watermark(),
+                    log_start_offset: p.log.log_start_offset(),
+                    size_bytes: p.log.size_bytes(),
+                })
+            })
+            .collect()
+    }
+
+    /// Runs retention and compaction on every partition once.
+    pub fn clean_logs(&self) {
+        let now = now_ms();
+        for topic in self.topics.all() {
+            for partition in &topic.partitions {
+                if let Err(e) = partition.log.enforce_retention(now) {
+                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "retention failed");
+                }
+                if let Err(e) = partition.log.compact(now) {
+                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "compaction failed");
+                }
+            }
+        }
+    }
+
+    /// Flushes logs that run with `--flush-interval-ms` (relaxed durability).
+    pub fn flush_interval_logs(&self) {
+        for topic in self.topics.all() {
+            for partition in &topic.partitions {
+                if matches!(partition.log.config().durability, Durability::Interval(_)) {
+                    if let Err(e) = partition.log.flush() {
+                        tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Clean shutdown of groups and logs.
+    pub async fn close(&self) {
+        self.groups.close().await;
+        self.topics.close();
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn load_or_create_cluster_id(dir: &std::path::Path) -> io::Result<String> {
+    let path = dir.join("cluster-id");
+    match fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        Ok(_) | Err(_) => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            write_atomically(&path, id.as_bytes())?;
+            Ok(id)
+        }
+    }
+}

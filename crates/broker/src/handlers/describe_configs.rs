@@ -1,0 +1,170 @@
+//! DescribeConfigs: topic configs (overrides and effective defaults) and the broker's own.
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{str_bytes, RequestContext};
+use crate::topics::{config_value, TOPIC_CONFIGS};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+/// One config entry before it is filtered and encoded.
+struct Entry {
+    name: String,
+    value: String,
+    source: i8,
+    config_type: i8,
+    documentation: &'static str,
+}
+
+pub async fn handle(
+    ctx: &RequestContext,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let entries = match resource.resource_type {
+                RESOURCE_TOPIC => topic_entries(ctx, &resource.resource_name),
+                RESOURCE_BROKER => Ok(broker_entries(ctx)),
+                other => Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("resource type {other} is not supported"),
+                )),
+            };
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name);
+            match entries {
+                Ok(entries) => result.with_configs(
+                    entries
+                        .into_iter()
+                        .filter(|e| wanted(&resource.configuration_keys, &e.name))
+                        .map(|e| encode(ctx.version, request.include_documentation, e))
+                        .collect(),
+                ),
+                Err((code, message)) => result
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(message))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
+    keys.as_ref()
+        .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
+}
+
+fn topic_entries(ctx: &RequestContext, name: &str) -> Result<Vec<Entry>, (i16, String)> {
+    let registry = &ctx.broker.topics;
+    let topic = registry.get(name).ok_or_else(|| {
+        (
+            ResponseError::UnknownTopicOrPartition.code(),
+            format!("topic {name} does not exist"),
+        )
+    })?;
+    let effective = registry.effective_config(&topic);
+    Ok(TOPIC_CONFIGS
+        .iter()
+        .map(|&(config, documentation)| Entry {
+            name: config.to_string(),
+            value: config_value(&effective, config),
+            source: if topic.configs.0.contains_key(config) {
+                SOURCE_TOPIC
+            } else {
+                SOURCE_DEFAULT
+            },
+            config_type: topic_config_type(config),
+            documentation,
+        })
+        .collect())
+}
+
+/// Kafka's ConfigType: BOOLEAN 1, STRING 2, INT 3, LONG 5, LIST 7.
+fn topic_config_type(name: &str) -> i8 {
+    match name {
+        "cleanup.policy" => 7,
+        "segment.bytes" | "max.message.bytes" => 3,
+        _ => 5,
+    }
+}
+
+fn broker_entries(ctx: &RequestContext) -> Vec<Entry> {
+    let config = &ctx.broker.config;
+    let static_entry = |name: &str, value: String, config_type: i8, documentation| Entry {
+        name: name.to_string(),
+        value,
+        source: SOURCE_STATIC_BROKER,
+        config_type,
+        documentation,
+    };
+    vec![
+        static_entry("broker.id", config.node_id.to_string(), 3, "this node's id"),
+        static_entry(
+            "auto.create.topics.enable",
+            config.auto_create_topics.to_string(),
+            1,
+            "create unknown topics on Metadata and Produce",
+        ),
+        static_entry(
+            "num.partitions",
+            config.default_partitions.to_string(),
+            3,
+            "partitions of an auto-created topic",
+        ),
+        static_entry(
+            "socket.request.max.bytes",
+            config.max_request_bytes.to_string(),
+            3,
+            "largest request frame accepted",
+        ),
+        static_entry(
+            "message.max.bytes",
+            config.log_defaults.max_message_bytes.to_string(),
+            3,
+            "largest record batch accepted",
+        ),
+        static_entry(
+            "log.segment.bytes",
+            config.log_defaults.segment_bytes.to_string(),
+            3,
+            "default segment size",
+        ),
+        static_entry(
+            "log.retention.ms",
+            config.log_defaults.retention_ms.to_string(),
+            5,
+            "default retention time",
+        ),
+    ]
+}
+
+fn encode(
+    version: i16,
+    include_documentation: bool,
+    entry: Entry,
+) -> DescribeConfigsResourceResult {
+    let mut result = DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(entry.name))
+        .with_value(Some(str_bytes(entry.value)))
+        .with_read_only(entry.source == SOURCE_STATIC_BROKER)
+        .with_config_source(entry.source);
+    if version >= 3 {
+        result.config_type = entry.config_type;
+        if include_documentation {
+            result.documentation = Some(str_bytes(entry.documentation));
+        }
+    }
+    result
+}

@@ -1,0 +1,37 @@
+//! Freshet's Kafka-protocol broker.
+//!
+//! A single-node broker that speaks the Kafka wire protocol well enough for kcat, librdkafka,
+//! kafka-python and kafkajs to use it unchanged. The layout follows the path of a request:
+//!
+//! - [`server`]: accepts TCP connections on an already-bound listener (tests bind port 0).
+//! - [`connection`]: one task per client: reads size-prefixed frames from a `BytesMut`,
+//!   refuses oversize frames before buffering them, and writes responses back in request order.
+//! - [`dispatch`]: decodes the request header, checks the version against [`versions`] and
+//!   hands the body to one module per API in [`handlers`].
+//! - [`topics`]: the topic registry: topic metadata on disk and one [`freshet_log::PartitionLog`]
+//!   per partition.
+//! - [`producer_ids`]: durable allocation of idempotent-producer ids.
+//! - [`metrics`]: counters the HTTP API exposes.
+//!
+//! Consumer groups live in the `freshet-coordinator` crate and the on-disk log in
+//! `freshet-log`; this crate wires them to the wire protocol.
+//!
+//! Ordering rule: requests on one connection take effect in the order they arrive (a produce
+//! appends before the next request is read), but the waiting part of a request (the fsync of a
+//! produce, a fetch long-poll, a join-group) runs concurrently, so pipelined produce requests
+//! share one group-commit fsync. Responses are always written in request order.
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod handlers;
+pub mod metrics;
+pub mod producer_ids;
+pub mod server;
+pub mod topics;
+pub mod versions;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;
+pub use server::serve;

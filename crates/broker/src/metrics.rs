@@ -1,0 +1,55 @@
+//! Broker counters for the metrics endpoint: requests per API and connections. Per-partition
+//! traffic lives with each partition ([`crate::topics::PartitionCounters`]) and fsync timings
+//! with each log ([`freshet_log::LogStats`]); [`Broker::metrics_snapshot`](crate::Broker::metrics_snapshot)
+//! gathers them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kafka_protocol::messages::ApiKey;
+
+/// Highest Kafka API key counted individually.
+const MAX_API_KEY: usize = 128;
+
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Vec<AtomicU64>,
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: (0..MAX_API_KEY).map(|_| AtomicU64::new(0)).collect(),
+            connections_open: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count_request(&self, api: ApiKey) {
+        if let Some(counter) = self.requests.get(api as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `(api, requests)` for every API that has been called.
+    pub fn requests(&self) -> Vec<(ApiKey, u64)> {
+        ApiKey::iter()
+            .filter_map(|api| {
+                let count = self.requests.get(api as usize)?.load(Ordering::Relaxed);
+                (count > 0).then_some((api, count))
+            })
+            .collect()
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,619 @@
+//! The topic registry: which topics exist, their configs, and one log per partition.
+//!
+//! On disk, every topic is a directory `<data>/topics/<name>/` holding `topic.json` (id,
+//! partition count, config overrides) and one directory per partition (`0/`, `1/`, ...) that
+//! belongs to [`freshet_log::PartitionLog`]. `topic.json` is replaced atomically (write, fsync,
+//! rename, fsync the directory), so a crash leaves either the old or the new metadata.
+//!
+//! A [`Topic`] is immutable once published; changes (more partitions, new configs) build a new
+//! `Topic` and swap it into the map, so readers never see a half-changed topic.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use freshet_log::{CleanupPolicy, LogConfig, LogError, PartitionLog};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+/// Kafka's limit on topic name length.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+/// Partitions a single topic may have; a guard against absurd requests, not a Kafka rule.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// Why a topic operation failed; each maps to one Kafka error code.
+#[derive(Debug, Error)]
+pub enum TopicError {
+    #[error("invalid topic name {0:?}: {1}")]
+    InvalidName(String, &'static str),
+    #[error("topic {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("topic {0:?} does not exist")]
+    Unknown(String),
+    #[error("invalid partition count {0}: {1}")]
+    InvalidPartitions(i32, String),
+    #[error("invalid replication factor {0}: this broker has one node")]
+    InvalidReplicationFactor(i16),
+    #[error("invalid config {0}: {1}")]
+    InvalidConfig(String, String),
+    #[error("log error: {0}")]
+    Log(#[from] LogError),
+    #[error("storage error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl TopicError {
+    /// The Kafka error code clients expect for this error.
+    pub fn error_code(&self) -> i16 {
+        use kafka_protocol::ResponseError as E;
+        match self {
+            TopicError::InvalidName(..) => E::InvalidTopicException.code(),
+            TopicError::AlreadyExists(_) => E::TopicAlreadyExists.code(),
+            TopicError::Unknown(_) => E::UnknownTopicOrPartition.code(),
+            TopicError::InvalidPartitions(..) => E::InvalidPartitions.code(),
+            TopicError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
+            TopicError::InvalidConfig(..) => E::InvalidConfig.code(),
+            TopicError::Log(e) => e.error_code(),
+            TopicError::Io(_) => E::KafkaStorageError.code(),
+        }
+    }
+}
+
+/// Checks a topic name against Kafka's rules: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |why| Err(TopicError::InvalidName(name.to_string(), why));
+    if name.is_empty() {
+        return invalid("empty");
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return invalid("longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are reserved");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// Per-partition traffic counters, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct PartitionCounters {
+    pub bytes_in: AtomicU64,
+    pub records_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub records_out: AtomicU64,
+}
+
+impl PartitionCounters {
+    pub fn record_in(&self, bytes: u64, records: u64) {
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        self.records_in.fetch_add(records, Ordering::Relaxed);
+    }
+
+    pub fn record_out(&self, bytes: u64, records: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.records_out.fetch_add(records, Ordering::Relaxed);
+    }
+}
+
+/// One partition: its log and its counters.
+#[derive(Debug)]
+pub struct Partition {
+    pub index: i32,
+    pub log: Arc<PartitionLog>,
+    pub counters: PartitionCounters,
+}
+
+/// A topic as published in the registry.
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub configs: TopicConfigs,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+
+    /// Internal topics are those of Freshet's services (`freshet.` prefix) and Kafka's own.
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+}
+
+/// Topic-level config overrides, by Kafka config name. Only the names in [`TOPIC_CONFIGS`] are accepted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopicConfigs(pub BTreeMap<String, String>);
+
+/// The topic configs Freshet understands, with their documentation.
+pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
+    (
+        "cleanup.policy",
+        "delete, compact or compact,delete: what happens to old segments",
+    ),
+    (
+        "retention.ms",
+        "age after which whole segments are deleted (-1: never)",
+    ),
+    (
+        "retention.bytes",
+        "size above which the oldest segments are deleted (-1: no limit)",
+    ),
+    (
+        "segment.bytes",
+        "size at which the active segment is rolled",
+    ),
+    ("segment.ms", "age at which the active segment is rolled"),
+    (
+        "delete.retention.ms",
+        "how long compaction keeps tombstones",
+    ),
+    ("max.message.bytes", "largest record batch accepted"),
+];
+
+impl TopicConfigs {
+    /// Validates and applies the overrides on top of `defaults`.
+    pub fn apply(&self, defaults: &LogConfig) -> Result<LogConfig, TopicError> {
+        let mut config = defaults.clone();
+        for (name, value) in &self.0 {
+            apply_one(&mut config, name, value)?;
+        }
+        Ok(config)
+    }
+
+    /// The effective value of every supported config, with whether it is the broker default.
+    pub fn describe(&self, effective: &LogConfig) -> Vec<(String, String, bool)> {
+        TOPIC_CONFIGS
+            .iter()
+            .map(|(name, _)| {
+                let value = config_value(effective, name);
+                (name.to_string(), value, !self.0.contains_key(*name))
+            })
+            .collect()
+    }
+}
+
+fn parse_i64(name: &str, value: &str, min: i64) -> Result<i64, TopicError> {
+    let parsed: i64 = value.trim().parse().map_err(|_| {
+        TopicError::InvalidConfig(name.to_string(), format!("{value:?} is not an integer"))
+    })?;
+    if parsed < min {
+        return Err(TopicError::InvalidConfig(
+            name.to_string(),
+            format!("{parsed} is below the minimum {min}"),
+        ));
+    }
+    Ok(parsed)
+}
+
+fn apply_one(config: &mut LogConfig, name: &str, value: &str) -> Result<(), TopicError> {
+    match name {
+        "cleanup.policy" => {
+            config.cleanup_policy = parse_cleanup_policy(value).ok_or_else(|| {
+                TopicError::InvalidConfig(
+                    name.to_string(),
+                    format!("{value:?} is not one of delete, compact, compact,delete"),
+                )
+            })?
+        }
+        "retention.ms" => config.retention_ms = parse_i64(name, value, -1)?,
+        "retention.bytes" => config.retention_bytes = parse_i64(name, value, -1)?,
+        // A segment must hold at least one maximal batch header; Kafka's floor is 14 bytes.
+        "segment.bytes" => config.segment_bytes = parse_i64(name, value, 1024)? as u64,
+        "segment.ms" => config.segment_ms = parse_i64(name, value, 1)?,
+        "delete.retention.ms" => config.delete_retention_ms = parse_i64(name, value, 0)?,
+        "max.message.bytes" => config.max_message_bytes = parse_i64(name, value, 0)? as usize,
+        _ => {
+            return Err(TopicError::InvalidConfig(
+                name.to_string(),
+                "unknown or unsupported topic config".to_string(),
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn parse_cleanup_policy(value: &str) -> Option<CleanupPolicy> {
+    let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
+    parts.sort_unstable();
+    parts.dedup();
+    match parts.as_slice() {
+        ["delete"] => Some(CleanupPolicy::Delete),
+        ["compact"] => Some(CleanupPolicy::Compact),
+        ["compact", "delete"] => Some(CleanupPolicy::CompactDelete),
+        _ => None,
+    }
+}
+
+fn cleanup_policy_name(policy: &CleanupPolicy) -> &'static str {
+    match policy {
+        CleanupPolicy::Delete => "delete",
+        CleanupPolicy::Compact => "compact",
+        CleanupPolicy::CompactDelete => "compact,delete",
+    }
+}
+
+/// The effective value of a supported config name, as Kafka prints it.
+pub fn config_value(config: &LogConfig, name: &str) -> String {
+    match name {
+        "cleanup.policy" => cleanup_policy_name(&config.cleanup_policy).to_string(),
+        "retention.ms" => config.retention_ms.to_string(),
+        "retention.bytes" => config.retention_bytes.to_string(),
+        "segment.bytes" => config.segment_bytes.to_string(),
+        "segment.ms" => config.segment_ms.to_string(),
+        "delete.retention.ms" => config.delete_retention_ms.to_string(),
+        "max.message.bytes" => config.max_message_bytes.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// What `topic.json` holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicMeta {
+    id: Uuid,
+    partitions: i32,
+    #[serde(default)]
+    configs: TopicConfigs,
+}
+
+/// All topics of the broker.
+#[derive(Debug)]
+pub struct TopicRegistry {
+    root: PathBuf,
+    log_defaults: LogConfig,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+}
+
+impl TopicRegistry {
+    /// Opens every topic under `<data_dir>/topics`, running log recovery for each partition.
+    pub fn open(data_dir: &Path, log_defaults: LogConfig) -> Result<Self, TopicError> {
+        let root = data_dir.join("topics");
+        fs::create_dir_all(&root)?;
+        remove_leftover_deletions(&root);
+        let mut topics = BTreeMap::new();
+        for entry in fs::read_dir(&root)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if validate_topic_name(&name).is_err() || !entry.path().join("topic.json").exists() {
+                continue;
+            }
+            let topic = open_topic(&entry.path(), &name, &log_defaults)?;
+            tracing::info!(topic = %name, partitions = topic.partitions.len(), "opened topic");
+            topics.insert(name, Arc::new(topic));
+        }
+        Ok(TopicRegistry {
+            root,
+            log_defaults,
+            topics: RwLock::new(topics),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read().get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        self.read().values().cloned().collect()
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.get(topic)?.partition(partition).cloned()
+    }
+
+    pub fn log_defaults(&self) -> &LogConfig {
+        &self.log_defaults
+    }
+
+    /// The effective log config of a topic.
+    pub fn effective_config(&self, topic: &Topic) -> LogConfig {
+        topic
+            .configs
+            .apply(&self.log_defaults)
+            .unwrap_or_else(|_| self.log_defaults.clone())
+    }
+
+    /// Checks a CreateTopics request without creating anything.
+    pub fn validate_new_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &TopicConfigs,
+    ) -> Result<(), TopicError> {
+        self.validate_new_topic_unlocked(name, partitions, configs)?;
+        if self.read().contains_key(name) {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Creates a topic durably and publishes it.
+    pub fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: TopicConfigs,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let mut topics = self.write();
+        if topics.contains_key(name) {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        self.validate_new_topic_unlocked(name, partitions, &configs)?;
+        let dir = self.root.join(name);
+        fs::create_dir_all(&dir)?;
+        let meta = TopicMeta {
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        write_meta(&dir, &meta)?;
+        sync_dir(&self.root)?;
+        let topic = Arc::new(open_topic(&dir, name, &self.log_defaults)?);
+        topics.insert(name.to_string(), topic.clone());
+        tracing::info!(topic = %name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Returns the topic, creating it with the default partition count when it is missing.
+    pub fn get_or_create(&self, name: &str, partitions: i32) -> Result<Arc<Topic>, TopicError> {
+        if let Some(topic) = self.get(name) {
+            return Ok(topic);
+        }
+        match self.create(name, partitions, TopicConfigs::default()) {
+            Err(TopicError::AlreadyExists(_)) => self
+                .get(name)
+                .ok_or_else(|| TopicError::Unknown(name.to_string())),
+            other => other,
+        }
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn add_partitions(&self, name: &str, count: i32) -> Result<Arc<Topic>, TopicError> {
+        let mut topics = self.write();
+        let old = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let current = old.partitions.len() as i32;
+        if count <= current {
+            return Err(TopicError::InvalidPartitions(
+                count,
+                format!("topic {name} already has {current} partitions"),
+            ));
+        }
+        if count > MAX_PARTITIONS {
+            return Err(TopicError::InvalidPartitions(
+                count,
+                format!("must be at most {MAX_PARTITIONS}"),
+            ));
+        }
+        let dir = self.root.join(name);
+        let log_config = old.configs.apply(&self.log_defaults)?;
+        let mut partitions = old.partitions.clone();
+        for index in current..count {
+            partitions.push(open_partition(&dir, index, log_config.clone())?);
+        }
+        let meta = TopicMeta {
+            id: old.id,
+            partitions: count,
+            configs: old.configs.clone(),
+        };
+        write_meta(&dir, &meta)?;
+        let topic = Arc::new(Topic {
+            name: old.name.clone(),
+            id: old.id,
+            configs: old.configs.clone(),
+            partitions,
+        });
+        topics.insert(name.to_string(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Removes a topic: unpublished at once, its files renamed away and deleted.
+    pub fn delete(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        let topic = self
+            .write()
+            .remove(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        // Rename first so that a crash mid-delete never resurrects half a topic.
+        let doomed = self.root.join(format!(".deleted-{}-{}", name, topic.id));
+        fs::rename(self.root.join(name), &doomed)?;
+        sync_dir(&self.root)?;
+        if let Err(e) = fs::remove_dir_all(&doomed) {
+            tracing::warn!(topic = %name, error = %e, "could not remove deleted topic's files; removed at next start");
+        }
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(topic)
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub fn close(&self) {
+        for topic in self.all() {
+            for partition in &topic.partitions {
+                if let Err(e) = partition.log.close() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "closing log failed");
+                }
+            }
+        }
+    }
+
+    fn validate_new_topic_unlocked(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &TopicConfigs,
+    ) -> Result<(), TopicError> {
+        validate_topic_name(name)?;
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(
+                partitions,
+                format!("must be between 1 and {MAX_PARTITIONS}"),
+            ));
+        }
+        configs.apply(&self.log_defaults)?;
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        // A poisoned lock only means a panic elsewhere; the map itself is always consistent
+        // because every change is a single insert or remove.
+        self.topics.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.topics.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn open_topic(dir: &Path, name: &str, defaults: &LogConfig) -> Result<Topic, TopicError> {
+    let meta = read_meta(dir)?;
+    let log_config = meta.configs.apply(defaults)?;
+    let partitions = (0..meta.partitions)
+        .map(|index| open_partition(dir, index, log_config.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Topic {
+        name: name.to_string(),
+        id: meta.id,
+        configs: meta.configs,
+        partitions,
+    })
+}
+
+fn open_partition(
+    topic_dir: &Path,
+    index: i32,
+    config: LogConfig,
+) -> Result<Arc<Partition>, TopicError> {
+    let log = PartitionLog::open(&topic_dir.join(index.to_string()), config)?;
+    Ok(Arc::new(Partition {
+        index,
+        log: Arc::new(log),
+        counters: PartitionCounters::default(),
+    }))
+}
+
+fn read_meta(dir: &Path) -> Result<TopicMeta, TopicError> {
+    let bytes = fs::read(dir.join("topic.json"))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        TopicError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", dir.join("topic.json").display()),
+        ))
+    })
+}
+
+fn write_meta(dir: &Path, meta: &TopicMeta) -> Result<(), TopicError> {
+    let json = serde_json::to_vec_pretty(meta)
+        .map_err(|e| TopicError::Io(io::Error::other(e.to_string())))?;
+    write_atomically(&dir.join("topic.json"), &json)?;
+    Ok(())
+}
+
+/// Replaces `path` with `contents` so that a crash leaves the old or the new file, never a mix.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Makes a directory's entries (created, renamed, removed files) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Finishes deletions a crash interrupted.
+fn remove_leftover_deletions(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".deleted-") {
+            if let Err(e) = fs::remove_dir_all(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove deleted topic");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("device-events.dlq_2").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a/b").is_err());
+        assert!(validate_topic_name("ü").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+    }
+
+    #[test]
+    fn configs_are_validated_and_applied() {
+        let mut overrides = TopicConfigs::default();
+        overrides
+            .0
+            .insert("cleanup.policy".into(), "delete,compact".into());
+        overrides.0.insert("retention.ms".into(), "1000".into());
+        let config = overrides.apply(&LogConfig::default()).expect("valid");
+        assert_eq!(config.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!(config.retention_ms, 1000);
+
+        let mut bad = TopicConfigs::default();
+        bad.0.insert("retention.ms".into(), "soon".into());
+        assert!(matches!(
+            bad.apply(&LogConfig::default()),
+            Err(TopicError::InvalidConfig(..))
+        ));
+        let mut unknown = TopicConfigs::default();
+        unknown.0.insert("flux.capacitor".into(), "1".into());
+        assert!(unknown.apply(&LogConfig::default()).is_err());
+    }
+
+    #[test]
+    fn topics_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let mut configs = TopicConfigs::default();
+        configs.0.insert("cleanup.policy".into(), "compact".into());
+        let created = registry
+            .create("state", 2, configs.clone())
+            .expect("create");
+        registry.add_partitions("state", 4).expect("grow");
+        registry.close();
+        drop(registry);
+
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        let topic = reopened.get("state").expect("topic survived");
+        assert_eq!(topic.id, created.id);
+        assert_eq!(topic.partitions.len(), 4);
+        assert_eq!(topic.configs, configs);
+        reopened.delete("state").expect("delete");
+        drop(reopened);
+        let again = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        assert!(again.get("state").is_none());
+    }
+}

@@ -1,0 +1,62 @@
+//! The API versions this broker implements, advertised in ApiVersions.
+//!
+//! Clients use the highest version both sides support, so this table must list exactly what the
+//! handlers implement. The ranges cover every client in `shared/reference/kafka-protocol.md`,
+//! including the first flexible (tagged-field) version of each API where a client uses it.
+
+use kafka_protocol::messages::ApiKey;
+
+/// `(api, min, max)` for every implemented API.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 5),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+];
+
+/// The supported range of an API, if it is implemented.
+pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(key, _, _)| *key == api)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// Whether `version` of `api` is implemented.
+pub fn is_supported(api: ApiKey, version: i16) -> bool {
+    supported_range(api).is_some_and(|(min, max)| (min..=max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_range_is_one_the_codec_handles() {
+        for &(api, min, max) in SUPPORTED {
+            let codec = api.valid_versions();
+            assert!(
+                codec.min <= min && max <= codec.max,
+                "{api:?} {min}..={max} outside the codec's {}..={}",
+                codec.min,
+                codec.max
+            );
+        }
+    }
+}

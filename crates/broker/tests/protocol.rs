@@ -1,0 +1,209 @@
+//! Hostile and unusual bytes on the wire: the broker answers with Kafka error codes or closes
+//! the connection, never panics, and keeps serving everyone else.
+
+use bytes::{BufMut, BytesMut};
+use freshet_testkit::raw::RawClient;
+use freshet_testkit::TestBroker;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use kafka_protocol::ResponseError;
+
+fn batch(values: &[&str]) -> BytesMut {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode batch");
+    buf
+}
+
+fn produce(topic: &str, records: BytesMut) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records.freeze()))])])
+}
+
+async fn produce_error(broker: &TestBroker, topic: &str, records: BytesMut) -> i16 {
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let response: ProduceResponse = client
+        .call(ApiKey::Produce, 9, &produce(topic, records))
+        .await
+        .expect("produce answered");
+    response.responses[0].partition_responses[0].error_code
+}
+
+async fn still_serves(broker: &TestBroker) {
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let response: ApiVersionsResponse = client
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await
+        .expect("broker still answers");
+    assert_eq!(response.error_code, 0);
+}
+
+#[tokio::test]
+async fn unsupported_api_versions_version_gets_a_v0_error_with_the_key_list() {
+    let broker = TestBroker::start().await;
+    // v4 exists in Kafka but this broker advertises up to v3; the answer must be a v0 body.
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    client
+        .send(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default())
+        .await
+        .expect("send");
+    let mut frame = client.read_frame().await.expect("answered, not closed");
+    use kafka_protocol::protocol::Decodable;
+    kafka_protocol::messages::ResponseHeader::decode(&mut frame, 0).expect("header v0");
+    let body = ApiVersionsResponse::decode(&mut frame, 0).expect("v0 body");
+    assert_eq!(body.error_code, ResponseError::UnsupportedVersion.code());
+    assert!(body
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16));
+}
+
+#[tokio::test]
+async fn oversize_frame_is_refused_before_it_is_read() {
+    let broker = TestBroker::start_with(|c| c.max_request_bytes = 1024).await;
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    // Announce a 1 GiB frame and send only its first bytes: the broker must not wait for the rest.
+    let mut frame = BytesMut::new();
+    frame.put_i32(1 << 30);
+    frame.put_slice(&[0u8; 64]);
+    client.send_raw(&frame).await.expect("send");
+    assert!(client.is_closed().await, "connection closed");
+    still_serves(&broker).await;
+}
+
+#[tokio::test]
+async fn garbage_frames_close_the_connection_and_nothing_else() {
+    let broker = TestBroker::start().await;
+    let garbage: [&[u8]; 5] = [
+        &[],
+        &[0xff, 0xff],
+        &[0x7f, 0x00, 0x00, 0x01, 0, 0, 0, 1, 0, 0],
+        // Metadata v1 claiming 2^31-1 topics in a 10-byte frame.
+        &[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff],
+        // Produce v9 with a bogus compact array length.
+        &[
+            0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ],
+    ];
+    for bytes in garbage {
+        let mut client = RawClient::connect(broker.addr).await.expect("connect");
+        client.send_frame(bytes).await.expect("send");
+        assert!(
+            client.is_closed().await,
+            "connection closed after {bytes:?}"
+        );
+    }
+    still_serves(&broker).await;
+}
+
+#[tokio::test]
+async fn produce_errors_carry_kafka_codes_and_write_nothing() {
+    let broker = TestBroker::start_with(|c| c.log_defaults.max_message_bytes = 4096).await;
+
+    let mut corrupt = batch(&["a", "b"]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert_eq!(
+        produce_error(&broker, "checked", corrupt).await,
+        ResponseError::CorruptMessage.code()
+    );
+
+    let big = "x".repeat(10_000);
+    assert_eq!(
+        produce_error(&broker, "checked", batch(&[&big])).await,
+        ResponseError::MessageTooLarge.code()
+    );
+    assert_eq!(
+        produce_error(&broker, "bad/name", batch(&["a"])).await,
+        ResponseError::InvalidTopicException.code()
+    );
+    assert_eq!(produce_error(&broker, "checked", batch(&["fine"])).await, 0);
+
+    // Only the valid batch was stored.
+    let topic = broker_topic_hw(&broker, "checked").await;
+    assert_eq!(topic, 1);
+}
+
+async fn broker_topic_hw(broker: &TestBroker, topic: &str) -> i64 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let request = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partitions(vec![ListOffsetsPartition::default()
+            .with_partition_index(0)
+            .with_timestamp(-1)])]);
+    let response: ListOffsetsResponse = client
+        .call(ApiKey::ListOffsets, 6, &request)
+        .await
+        .expect("ListOffsets");
+    response.topics[0].partitions[0].offset
+}
+
+#[tokio::test]
+async fn metadata_reports_invalid_and_unknown_topics() {
+    let broker = TestBroker::start_with(|c| c.auto_create_topics = false).await;
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("no-such-topic")))),
+            MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("bad topic")))),
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let response: MetadataResponse = client
+        .call(ApiKey::Metadata, 12, &request)
+        .await
+        .expect("metadata");
+    assert_eq!(
+        response.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(
+        response.topics[1].error_code,
+        ResponseError::InvalidTopicException.code()
+    );
+    assert_eq!(response.brokers.len(), 1);
+    assert_eq!(response.brokers[0].port, i32::from(broker.addr.port()));
+}

@@ -1,0 +1,414 @@
+//! `freshet bench broker`.
+//!
+//! The client is librdkafka (rdkafka crate), as a real deployment's would be. Without
+//! `--bootstrap-servers` a fresh `freshet broker` runs as a child process with durability on
+//! (fsync before every acknowledgement), so broker and client are separate processes exactly
+//! as when the same tool measures another broker.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+#[derive(Debug, Clone, Args)]
+pub struct BrokerBenchArgs {
+    /// Measure this broker instead of starting a fresh Freshet broker.
+    #[arg(long, env = "FRESHET_BENCH_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+    /// Records of 100 B for the small-record produce run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub small_records: u64,
+    /// Records of 1 KiB for the large-record produce and consume runs.
+    #[arg(long, default_value_t = 200_000)]
+    pub large_records: u64,
+    /// Steady rate for the ack-latency run, records per second.
+    #[arg(long, default_value_t = 10_000)]
+    pub latency_rate: u64,
+    /// Length of the ack-latency run, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub latency_seconds: u64,
+    /// Partitions of each benchmark topic.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    /// Print results as JSON lines as well.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
+    let (bootstrap, _broker) = match &args.bootstrap_servers {
+        Some(servers) => (servers.clone(), None),
+        None => {
+            let broker = ChildBroker::start()?;
+            (broker.addr.clone(), Some(broker))
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let run_id = std::process::id();
+    let small_topic = format!("bench-small-{run_id}");
+    let large_topic = format!("bench-large-{run_id}");
+    let latency_topic = format!("bench-latency-{run_id}");
+    runtime.block_on(create_topics(
+        &bootstrap,
+        &[&small_topic, &large_topic, &latency_topic],
+        args.partitions,
+    ))?;
+
+    eprintln!(
+        "broker: {bootstrap}; acks=all; {} partitions per topic",
+        args.partitions
+    );
+    let small = produce_throughput(&bootstrap, &small_topic, args.small_records, 100)?;
+    report(&args, "produce 100 B", &small);
+    let large = produce_throughput(&bootstrap, &large_topic, args.large_records, 1024)?;
+    report(&args, "produce 1 KiB", &large);
+    let latency = ack_latency(
+        &bootstrap,
+        &latency_topic,
+        args.latency_rate,
+        args.latency_seconds,
+    )?;
+    println!(
+        "{:<18} {:>10} records/s steady: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "ack latency",
+        args.latency_rate,
+        latency.value_at_quantile(0.50) as f64 / 1000.0,
+        latency.value_at_quantile(0.99) as f64 / 1000.0,
+        latency.max() as f64 / 1000.0
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"bench": "ack latency", "rate": args.latency_rate,
+                "p50_ms": latency.value_at_quantile(0.5) as f64 / 1000.0,
+                "p99_ms": latency.value_at_quantile(0.99) as f64 / 1000.0})
+        );
+    }
+    let consume = consume_throughput(
+        &bootstrap,
+        &large_topic,
+        args.partitions,
+        args.large_records,
+    )?;
+    report(&args, "consume 1 KiB", &consume);
+    Ok(())
+}
+
+/// Records and bytes moved in a measured time.
+#[derive(Debug)]
+struct Throughput {
+    records: u64,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+fn report(args: &BrokerBenchArgs, name: &str, t: &Throughput) {
+    let secs = t.elapsed.as_secs_f64();
+    let rps = t.records as f64 / secs;
+    let mbps = t.bytes as f64 / secs / 1e6;
+    println!(
+        "{name:<18} {:>10} records in {secs:>6.2} s: {rps:>12.0} records/s {mbps:>8.1} MB/s",
+        t.records
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"bench": name, "records": t.records, "seconds": secs,
+                "records_per_s": rps, "mb_per_s": mbps})
+        );
+    }
+}
+
+/// A `freshet broker` child process on a free port in a temporary data directory.
+struct ChildBroker {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ChildBroker {
+    fn start() -> anyhow::Result<ChildBroker> {
+        let dir = tempfile::tempdir().context("temporary data directory")?;
+        let exe = std::env::current_exe().context("locating the freshet binary")?;
+        let mut child = Command::new(exe)
+            .args(["broker", "--kafka-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("FRESHET_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting freshet broker")?;
+        let stderr = child.stderr.take().context("broker stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let Some(line) = lines.next() else {
+                bail!("the broker exited before listening");
+            };
+            let line = line?;
+            if let Some(rest) = line.split("Kafka protocol on ").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        };
+        // Keep draining stderr so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(ChildBroker {
+            child,
+            addr,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for ChildBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4");
+    config
+}
+
+async fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    for result in admin.create_topics(&new, &AdminOptions::new()).await? {
+        if let Err((topic, code)) = result {
+            if code != RDKafkaErrorCode::TopicAlreadyExists {
+                bail!("creating {topic}: {code}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts delivery reports and records ack latency when the message carries its send time.
+#[derive(Default)]
+struct Deliveries {
+    acked: AtomicU64,
+    failed: AtomicU64,
+    latency: Option<Mutex<Histogram<u64>>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_at: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => {
+                self.acked.fetch_add(1, Ordering::Relaxed);
+                if let Some(latency) = &self.latency {
+                    let micros = sent_at.elapsed().as_micros() as u64;
+                    if let Ok(mut histogram) = latency.lock() {
+                        let _ = histogram.record(micros.max(1));
+                    }
+                }
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn producer(
+    bootstrap: &str,
+    context: Deliveries,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<BaseProducer<Deliveries>> {
+    let mut config = client(bootstrap);
+    config
+        .set("acks", "all")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    Ok(config.create_with_context(context)?)
+}
+
+fn progress(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:<18} [{bar:30}] {pos}/{len} {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn produce_throughput(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    size: usize,
+) -> anyhow::Result<Throughput> {
+    let producer = producer(
+        bootstrap,
+        Deliveries::default(),
+        &[
+            ("linger.ms", "5"),
+            ("batch.size", "1000000"),
+            ("compression.type", "none"),
+        ],
+    )?;
+    let payload = vec![b'x'; size];
+    let bar = progress(records, &format!("produce {size} B"));
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < records {
+        let key = (sent % 1024).to_be_bytes();
+        let record = BaseRecord::with_opaque_to(topic, Box::new(start))
+            .key(&key[..])
+            .payload(&payload[..]);
+        match producer.send(record) {
+            Ok(()) => sent += 1,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => bail!("produce failed: {e}"),
+        }
+        if sent % 10_000 == 0 {
+            producer.poll(Duration::ZERO);
+            bar.set_position(producer.context().acked.load(Ordering::Relaxed));
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
+    let failed = producer.context().failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        bail!("{failed} records were not acknowledged");
+    }
+    Ok(Throughput {
+        records,
+        bytes: records * size as u64,
+        elapsed,
+    })
+}
+
+fn ack_latency(
+    bootstrap: &str,
+    topic: &str,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Histogram<u64>> {
+    let histogram = Histogram::new_with_bounds(1, 60_000_000, 3)?;
+    let context = Deliveries {
+        latency: Some(Mutex::new(histogram)),
+        ..Deliveries::default()
+    };
+    // linger 0: each record is sent as soon as it is produced, so latency is the broker's.
+    let producer = producer(bootstrap, context, &[("linger.ms", "0")])?;
+    let payload = vec![b'x'; 100];
+    let total = rate * seconds;
+    let bar = progress(total, "ack latency");
+    let start = Instant::now();
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        while Instant::now() < due {
+            producer.poll(
+                due.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(1)),
+            );
+        }
+        let record =
+            BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now()))
+                .payload(&payload[..]);
+        if let Err((e, _)) = producer.send(record) {
+            bail!("produce failed: {e}");
+        }
+        if i % 1000 == 0 {
+            bar.set_position(i);
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    bar.finish_and_clear();
+    let histogram = producer
+        .context()
+        .latency
+        .as_ref()
+        .and_then(|h| h.lock().ok().map(|h| h.clone()))
+        .context("latency histogram")?;
+    Ok(histogram)
+}
+
+fn consume_throughput(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    records: u64,
+) -> anyhow::Result<Throughput> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", format!("bench-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "104857600")
+        .set("max.partition.fetch.bytes", "10485760")
+        .set("queued.min.messages", "1000000")
+        .set("fetch.wait.max.ms", "100")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let bar = progress(records, "consume 1 KiB");
+    // The clock starts at the first record, so connection setup is not counted as reading.
+    let mut start = Instant::now();
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let deadline = start + Duration::from_secs(300);
+    while count < records {
+        if Instant::now() > deadline {
+            bail!("consumed only {count} of {records} records");
+        }
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message?;
+            if count == 0 {
+                start = Instant::now();
+            }
+            bytes += message.payload_len() as u64;
+            count += 1;
+            if count % 10_000 == 0 {
+                bar.set_position(count);
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
+    Ok(Throughput {
+        records: count,
+        bytes,
+        elapsed,
+    })
+}

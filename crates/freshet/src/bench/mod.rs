@@ -1,0 +1,19 @@
+//! `freshet bench ...`: the measurements behind docs/BENCHMARKS.md. Each prints a table and,
+//! with `--json`, one JSON object per result so runs can be compared by scripts.
+
+mod broker;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Produce and consume throughput and ack latency against a Kafka-compatible broker
+    /// (a fresh Freshet broker in a child process unless --bootstrap-servers is given).
+    Broker(broker::BrokerBenchArgs),
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Broker(args) => broker::run(args),
+    }
+}

@@ -1,0 +1,144 @@
+//! Command-line interface. Every flag has a matching `FRESHET_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use freshet_broker::BrokerConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "freshet",
+    version,
+    about = "A Kafka-compatible event-streaming broker and the stream services built on it, in one binary"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `freshet_broker=debug`.
+    #[arg(long, env = "FRESHET_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// Log line format.
+    #[arg(long, env = "FRESHET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process (for now: the broker).
+    Up(BrokerArgs),
+    /// Run the Kafka-compatible broker alone.
+    Broker(BrokerArgs),
+    /// Inspect log files on disk.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+    /// Run the benchmarks behind docs/BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Print a segment's record batches and its offset and time index entries.
+    Dump {
+        /// Path of a segment's `.log` file, e.g. `freshet-data/topics/t/0/00000000000000000000.log`.
+        segment: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BrokerArgs {
+    /// Address the Kafka protocol listener binds to.
+    #[arg(long, env = "FRESHET_KAFKA_LISTEN", default_value = "127.0.0.1:9092")]
+    pub kafka_listen: SocketAddr,
+    /// Address given to clients in Metadata responses (default: the listen address; set it
+    /// when listening on 0.0.0.0 or behind NAT).
+    #[arg(long, env = "FRESHET_ADVERTISED_ADDR")]
+    pub advertised_addr: Option<SocketAddr>,
+    /// Directory holding all persistent state (topics, offsets, producer ids).
+    #[arg(long, env = "FRESHET_DATA_DIR", default_value = "./freshet-data")]
+    pub data_dir: PathBuf,
+    /// Create unknown topics when clients ask for their metadata or produce to them.
+    #[arg(long, env = "FRESHET_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic.
+    #[arg(long, env = "FRESHET_DEFAULT_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub default_partitions: i32,
+    /// Largest request frame accepted; larger frames close the connection before being read.
+    #[arg(long, env = "FRESHET_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Opt-in relaxed durability: fsync every N ms instead of before acknowledging a produce.
+    /// Acknowledged data written in the last N ms can be lost in a machine crash.
+    #[arg(long, env = "FRESHET_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
+    /// Default size at which a partition's active segment is rolled.
+    #[arg(long, env = "FRESHET_SEGMENT_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub segment_bytes: u64,
+    /// Default retention of a topic in ms (-1: keep forever).
+    #[arg(long, env = "FRESHET_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000, allow_negative_numbers = true)]
+    pub retention_ms: i64,
+    /// How often retention and compaction run, in ms.
+    #[arg(
+        long,
+        env = "FRESHET_LOG_CLEANUP_INTERVAL_MS",
+        default_value_t = 30_000
+    )]
+    pub log_cleanup_interval_ms: u64,
+    /// How long a new consumer group waits for more members before its first rebalance, in ms.
+    #[arg(
+        long,
+        env = "FRESHET_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+}
+
+impl BrokerArgs {
+    pub fn to_config(&self) -> BrokerConfig {
+        let mut config = BrokerConfig::new(&self.data_dir);
+        config.advertised_addr = self.advertised_addr;
+        config.auto_create_topics = self.auto_create_topics;
+        config.default_partitions = self.default_partitions;
+        config.max_request_bytes = self.max_request_bytes;
+        config.log_defaults.segment_bytes = self.segment_bytes;
+        config.log_defaults.retention_ms = self.retention_ms;
+        config.log_cleanup_interval = Duration::from_millis(self.log_cleanup_interval_ms.max(1));
+        config.coordinator.initial_rebalance_delay =
+            Duration::from_millis(self.group_initial_rebalance_delay_ms);
+        if let Some(ms) = self.flush_interval_ms {
+            config = config.with_flush_interval(Duration::from_millis(ms.max(1)));
+        }
+        config
+    }
+}
+
+pub fn init_tracing(args: &GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,23 @@
+//! `freshet`: the one binary. Each subcommand lives in its own module; `up` runs everything.
+
+mod bench;
+mod cli;
+mod logdump;
+mod run;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, LogCommand};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    cli::init_tracing(&cli.global);
+    match cli.command {
+        Command::Up(args) => run::up(args),
+        Command::Broker(args) => run::broker(args),
+        Command::Log {
+            command: LogCommand::Dump { segment },
+        } => logdump::dump(&segment),
+        Command::Bench { command } => bench::run(command),
+    }
+}
