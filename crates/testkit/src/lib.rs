@@ -1,8 +1,8 @@
 //! Test helpers shared by every integration test: a real Freshet broker listening on port 0 in
 //! a temporary directory, and rdkafka clients configured for it.
 //!
-//! The broker runs in the test's tokio runtime (use `#[tokio::test(flavor = "multi_thread")]`);
-//! clients talk to it over real TCP exactly as any Kafka client would.
+//! The broker runs on its own runtime and threads; clients talk to it over real TCP exactly
+//! as any Kafka client would.
 
 pub mod raw;
 
@@ -17,7 +17,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A broker running in this process.
 #[derive(Debug)]
@@ -27,7 +26,7 @@ pub struct TestBroker {
     /// Keeps the temporary directory alive while the broker (or a restarted one) uses it.
     _temp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestBroker {
@@ -51,6 +50,10 @@ impl TestBroker {
     }
 
     /// A broker on an existing data directory listening on `addr`.
+    ///
+    /// The broker gets its own runtime on its own threads, like a separate process would: a
+    /// test that makes blocking client calls (rdkafka's commit, committed offsets, consumer
+    /// close) on its runtime's workers must not be able to starve the broker.
     pub async fn start_on(
         dir: &Path,
         addr: SocketAddr,
@@ -58,21 +61,36 @@ impl TestBroker {
     ) -> TestBroker {
         let mut config = test_config(dir);
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind the listener");
-        let addr = listener.local_addr().expect("local addr");
-        let broker = Broker::open(config).expect("broker opens");
+        let (ready_tx, ready_rx) = oneshot::channel::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(freshet_broker::serve(listener, broker, async {
-            let _ = stopped.await;
-        }));
+        let thread = std::thread::Builder::new()
+            .name("test-broker".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("broker runtime");
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .expect("bind the listener");
+                    let broker = Broker::open(config).expect("broker opens");
+                    let _ = ready_tx.send(listener.local_addr().expect("local addr"));
+                    freshet_broker::serve(listener, broker, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                });
+            })
+            .expect("broker thread");
+        let addr = ready_rx.await.expect("the broker started (see its panic above)");
         TestBroker {
             addr,
             data_dir: dir.to_path_buf(),
             _temp: None,
             stop: Some(stop),
-            task: Some(task),
+            thread: Some(thread),
         }
     }
 
@@ -91,8 +109,8 @@ impl TestBroker {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 
