@@ -50,8 +50,26 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
     if ctx.version >= 1 {
         response.controller_id = node_id.into();
     }
+    // Without an authorizer every operation is allowed; answer what Kafka answers then.
+    if (8..=10).contains(&ctx.version) && request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = ALL_CLUSTER_OPERATIONS;
+    }
+    if ctx.version >= 8 && request.include_topic_authorized_operations {
+        for topic in &mut response.topics {
+            if topic.error_code == 0 {
+                topic.topic_authorized_operations = ALL_TOPIC_OPERATIONS;
+            }
+        }
+    }
     response
 }
+
+/// Bits of Kafka's AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7,
+/// DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11.
+const ALL_TOPIC_OPERATIONS: i32 = 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 10 | 1 << 11;
+/// CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
+/// IDEMPOTENT_WRITE 12.
+const ALL_CLUSTER_OPERATIONS: i32 = 1 << 5 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 12;
 
 fn lookup_topic(
     ctx: &RequestContext,
