@@ -21,12 +21,11 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Reads every record of a partition from the beginning: `(offset, key, value)`.
-fn read_all(
-    broker: &TestBroker,
-    topic: &str,
-    partition: i32,
-) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+/// `(offset, key, value)` of a record read back.
+type StoredRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Reads every record of a partition from the beginning.
+fn read_all(broker: &TestBroker, topic: &str, partition: i32) -> Vec<StoredRecord> {
     let consumer: BaseConsumer = broker
         .client_config()
         .set("group.id", "reader")

@@ -3,7 +3,7 @@
 //! broker in a temp dir. Any panic fails the test.
 //!
 //! `cargo test` runs a short pass; `.ci/run` runs the ignored long pass
-//! (`FRESHET_FUZZ_CASES`, default 20,000).
+//! (`FRESHET_FUZZ_CASES`, default 200,000).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,8 +113,8 @@ fn frames(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
     let count = seeds.len();
     let mutated = (
         0..count,
-        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
-        prop::option::of(any::<prop::sample::Index>()),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        prop::option::weighted(0.1, any::<prop::sample::Index>()),
     )
         .prop_map(move |(which, flips, cut)| {
             let mut frame = seeds[which].clone();
@@ -150,6 +150,8 @@ fn fuzz(cases: u32) {
         Broker::open(config).expect("broker")
     });
     let peer: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    // How the inputs fared, printed at the end so a run that only exercises one path shows.
+    let outcomes = std::sync::Mutex::new([0u64; 3]);
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -158,17 +160,28 @@ fn fuzz(cases: u32) {
     runner
         .run(&frames(seed_frames()), |frame| {
             runtime.block_on(async {
-                match dispatch::start(&broker, Bytes::from(frame), peer).await {
+                let outcome = match dispatch::start(&broker, Bytes::from(frame), peer).await {
                     Started::Respond(response) => {
                         // Long polls and group barriers may wait; only panics matter here.
                         let _ = tokio::time::timeout(Duration::from_millis(50), response).await;
+                        0
                     }
-                    Started::NoResponse | Started::Close(_) => {}
+                    Started::NoResponse => 1,
+                    Started::Close(_) => 2,
+                };
+                if let Ok(mut counts) = outcomes.lock() {
+                    counts[outcome] += 1;
                 }
             });
             Ok(())
         })
         .expect("no input panics the broker");
+    let [answered, silent, closed] = *outcomes.lock().expect("counts");
+    eprintln!("fuzz: {answered} answered, {silent} without response (acks=0), {closed} closed the connection");
+    assert!(
+        answered > 0 && closed > 0,
+        "the inputs reach both handlers and decoding errors"
+    );
 }
 
 #[test]
@@ -182,6 +195,6 @@ fn long_fuzz_of_request_handling() {
     let cases = std::env::var("FRESHET_FUZZ_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(20_000);
+        .unwrap_or(200_000);
     fuzz(cases);
 }

@@ -46,7 +46,10 @@ async fn committed_offsets(broker: &TestBroker) -> Vec<i64> {
             .iter()
             .map(|e| match e.offset() {
                 Offset::Offset(o) => o,
-                other => panic!("partition {} has no committed offset: {other:?}", e.partition()),
+                other => panic!(
+                    "partition {} has no committed offset: {other:?}",
+                    e.partition()
+                ),
             })
             .collect()
     })
@@ -145,7 +148,11 @@ async fn committed_offsets_survive_a_broker_restart() {
 
     // Read back through a client that is not a group member (OffsetFetch from outside).
     let committed_before = committed_offsets(&broker).await;
-    assert_eq!(committed_before.iter().sum::<i64>(), 15, "15 records were committed");
+    assert_eq!(
+        committed_before.iter().sum::<i64>(),
+        15,
+        "15 records were committed"
+    );
 
     let broker = broker.restart(|_| {}).await;
     assert_eq!(

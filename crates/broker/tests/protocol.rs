@@ -218,7 +218,10 @@ async fn metadata_reports_authorized_operations_only_when_asked() {
         .with_allow_auto_topic_creation(true)
         .with_include_cluster_authorized_operations(true)
         .with_include_topic_authorized_operations(true);
-    let response: MetadataResponse = client.call(ApiKey::Metadata, 8, &asking).await.expect("metadata");
+    let response: MetadataResponse = client
+        .call(ApiKey::Metadata, 8, &asking)
+        .await
+        .expect("metadata");
     // Every ACL operation a topic (3576) and the cluster (8096) support: there is no authorizer.
     assert_eq!(response.topics[0].topic_authorized_operations, 3576);
     assert_eq!(response.cluster_authorized_operations, 8096);
@@ -226,7 +229,10 @@ async fn metadata_reports_authorized_operations_only_when_asked() {
     let not_asking = asking
         .with_include_cluster_authorized_operations(false)
         .with_include_topic_authorized_operations(false);
-    let response: MetadataResponse = client.call(ApiKey::Metadata, 8, &not_asking).await.expect("metadata");
+    let response: MetadataResponse = client
+        .call(ApiKey::Metadata, 8, &not_asking)
+        .await
+        .expect("metadata");
     assert_eq!(response.topics[0].topic_authorized_operations, i32::MIN);
     assert_eq!(response.cluster_authorized_operations, i32::MIN);
 }

@@ -84,7 +84,9 @@ impl TestBroker {
                 });
             })
             .expect("broker thread");
-        let addr = ready_rx.await.expect("the broker started (see its panic above)");
+        let addr = ready_rx
+            .await
+            .expect("the broker started (see its panic above)");
         TestBroker {
             addr,
             data_dir: dir.to_path_buf(),

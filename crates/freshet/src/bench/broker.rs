@@ -331,7 +331,7 @@ fn ack_latency(
     };
     // linger 0: each record is sent as soon as it is produced, so latency is the broker's.
     let producer = producer(bootstrap, context, &[("linger.ms", "0")])?;
-    let payload = vec![b'x'; 100];
+    let payload = [b'x'; 100];
     let total = rate * seconds;
     let bar = progress(total, "ack latency");
     let start = Instant::now();

@@ -1,6 +1,9 @@
 //! `freshet bench ...`: the measurements behind docs/BENCHMARKS.md. Each prints a table and,
 //! with `--json`, one JSON object per result so runs can be compared by scripts.
 
+// A benchmark's report on stdout is its product.
+#![allow(clippy::print_stdout)]
+
 mod broker;
 
 use clap::Subcommand;
