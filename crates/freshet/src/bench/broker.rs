@@ -45,6 +45,10 @@ pub struct BrokerBenchArgs {
     /// Partitions of each benchmark topic.
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
+    /// Directory on the broker's disk for the disk anchors (sequential write and fdatasync
+    /// latency measured in the same run).
+    #[arg(long, default_value = ".")]
+    pub anchor_dir: std::path::PathBuf,
     /// Print results as JSON lines as well.
     #[arg(long)]
     pub json: bool,
@@ -75,10 +79,21 @@ pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
         "broker: {bootstrap}; acks=all; {} partitions per topic",
         args.partitions
     );
+    let disk = disk_anchors(&args)?;
+    println!(
+        "{:<18} sequential write + fdatasync {:.0} MB/s; 100 B append + fdatasync p50 {:.2} ms, p99 {:.2} ms",
+        "disk (anchor)", disk.write_mb_s, disk.fsync_p50_ms, disk.fsync_p99_ms
+    );
     let small = produce_throughput(&bootstrap, &small_topic, args.small_records, 100)?;
     report(&args, "produce 100 B", &small);
     let large = produce_throughput(&bootstrap, &large_topic, args.large_records, 1024)?;
     report(&args, "produce 1 KiB", &large);
+    let large_mb_s = large.bytes as f64 / large.elapsed.as_secs_f64() / 1e6;
+    println!(
+        "{:<18} {:.2} x the disk's sequential write + fdatasync rate",
+        "  ratio",
+        large_mb_s / disk.write_mb_s
+    );
     let latency = ack_latency(
         &bootstrap,
         &latency_topic,
@@ -92,6 +107,11 @@ pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
         latency.value_at_quantile(0.50) as f64 / 1000.0,
         latency.value_at_quantile(0.99) as f64 / 1000.0,
         latency.max() as f64 / 1000.0
+    );
+    println!(
+        "{:<18} p99 {:.1} x the disk's own fdatasync p99",
+        "  ratio",
+        latency.value_at_quantile(0.99) as f64 / 1000.0 / disk.fsync_p99_ms
     );
     if args.json {
         println!(
@@ -109,6 +129,46 @@ pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
     )?;
     report(&args, "consume 1 KiB", &consume);
     Ok(())
+}
+
+/// What the disk itself does, measured in the same run: the anchors the broker is compared to.
+#[derive(Debug)]
+struct DiskAnchors {
+    write_mb_s: f64,
+    fsync_p50_ms: f64,
+    fsync_p99_ms: f64,
+}
+
+/// Like `dd bs=1M count=512 conv=fdatasync`, then 2,000 appends of 100 B each followed by
+/// fdatasync, in a temporary directory under `--anchor-dir` (the broker's filesystem).
+fn disk_anchors(args: &BrokerBenchArgs) -> anyhow::Result<DiskAnchors> {
+    use std::io::Write;
+    let dir = tempfile::tempdir_in(&args.anchor_dir)
+        .with_context(|| format!("temporary file under {}", args.anchor_dir.display()))?;
+    let path = dir.path().join("anchor");
+    let chunk = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    let mut file = std::fs::File::create(&path)?;
+    for _ in 0..512 {
+        file.write_all(&chunk)?;
+    }
+    file.sync_data()?;
+    let write_mb_s = 512.0 * 1_048_576.0 / start.elapsed().as_secs_f64() / 1e6;
+    drop(file);
+
+    let mut file = std::fs::File::create(dir.path().join("appends"))?;
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for _ in 0..2000 {
+        file.write_all(&chunk[..100])?;
+        let start = Instant::now();
+        file.sync_data()?;
+        latency.record((start.elapsed().as_micros() as u64).max(1))?;
+    }
+    Ok(DiskAnchors {
+        write_mb_s,
+        fsync_p50_ms: latency.value_at_quantile(0.5) as f64 / 1000.0,
+        fsync_p99_ms: latency.value_at_quantile(0.99) as f64 / 1000.0,
+    })
 }
 
 /// Records and bytes moved in a measured time.
