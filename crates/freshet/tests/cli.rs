@@ -1,0 +1,561 @@
+//! The `freshet` binary as an operator uses it: graceful shutdown on SIGTERM, `log dump`,
+//! `--help` and configuration through `FRESHET_*` environment variables.
+//!
+//! Every test runs the real binary (`CARGO_BIN_EXE_freshet`) and talks to it over TCP with
+//! librdkafka, from plain `#[test]` functions (all client calls here are blocking).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The binary with none of the caller's `FRESHET_*` settings leaking in.
+fn freshet() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_freshet"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FRESHET_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A `freshet broker` child process whose stderr is collected line by line.
+struct BrokerProcess {
+    child: Child,
+    addr: String,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl BrokerProcess {
+    fn start(data_dir: &Path, env: &[(&str, &str)]) -> BrokerProcess {
+        let mut command = freshet();
+        command
+            .args(["broker", "--kafka-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("FRESHET_LOG", "info")
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start freshet broker");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut stderr = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let addr = loop {
+            let line = match stderr.next() {
+                Some(line) => line.expect("read stderr"),
+                None => panic!("broker exited before listening; stderr: {seen:#?}"),
+            };
+            eprintln!("[broker] {line}");
+            if let Some(rest) = line.split("Kafka protocol on ").nth(1) {
+                break rest.split_whitespace().next().expect("address").to_string();
+            }
+            seen.push(line);
+        };
+        let lines = Arc::new(Mutex::new(seen));
+        let reader = {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in stderr.map_while(Result::ok) {
+                    eprintln!("[broker] {line}");
+                    lines.lock().expect("lock").push(line);
+                }
+            })
+        };
+        BrokerProcess {
+            child,
+            addr,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// Sends SIGTERM and waits (with a deadline) for the process to exit. Returns its status
+    /// and everything it wrote to stderr.
+    fn terminate(mut self, limit: Duration) -> (ExitStatus, Duration, Vec<String>) {
+        let sent = Instant::now();
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(kill.success(), "kill -TERM failed: {kill}");
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the broker") {
+                break status;
+            }
+            assert!(
+                sent.elapsed() < limit,
+                "the broker did not exit within {limit:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = sent.elapsed();
+        // stderr is at EOF now; the reader thread ends by itself.
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("stderr reader");
+        }
+        let lines = self.lines.lock().expect("lock").clone();
+        (status, took, lines)
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client_config(addr: &str) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", addr)
+        .set("broker.address.family", "v4");
+    config
+}
+
+fn producer(addr: &str) -> BaseProducer {
+    client_config(addr)
+        .set("acks", "all")
+        .set("linger.ms", "50")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer")
+}
+
+/// Reads every record of partition 0 of `topic` from the beginning: (offset, value) pairs.
+fn read_all(addr: &str, topic: &str) -> Vec<(i64, String)> {
+    let consumer: BaseConsumer = client_config(addr)
+        .set("group.id", "cli-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, TIMEOUT)
+        .expect("watermarks");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    let mut next = low;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while next < high {
+        assert!(
+            Instant::now() < deadline,
+            "reading back stalled at offset {next} of {high}"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.expect("no consumer error");
+            let value =
+                String::from_utf8(message.payload().expect("value").to_vec()).expect("utf8");
+            records.push((message.offset(), value));
+            next = message.offset() + 1;
+        }
+    }
+    records
+}
+
+/// Runs a short-lived command, killing it if it is still running after `limit`.
+fn run(mut command: Command, limit: Duration) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start freshet");
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let output = child.wait_with_output();
+        let _ = done_tx.send(());
+        output
+    });
+    if done_rx.recv_timeout(limit).is_err() {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        let _ = waiter.join();
+        panic!("freshet did not exit within {limit:?}");
+    }
+    waiter
+        .join()
+        .expect("waiter thread")
+        .expect("freshet output")
+}
+
+/// The JSON log lines with the given message.
+fn log_events(lines: &[String], message: &str) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["fields"]["message"] == message)
+        .collect()
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_keeps_every_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json_logs = [("FRESHET_LOG_FORMAT", "json")];
+    let broker = BrokerProcess::start(dir.path(), &json_logs);
+    let producer = producer(&broker.addr);
+    for i in 0..500 {
+        let value = format!("record-{i}");
+        producer
+            .send(
+                BaseRecord::to("graceful")
+                    .key("k")
+                    .payload(&value)
+                    .partition(0),
+            )
+            .expect("queued");
+    }
+    producer.flush(TIMEOUT).expect("all 500 acknowledged");
+
+    // The producer stays connected: open connections must not hold up the shutdown.
+    let (status, took, lines) = broker.terminate(Duration::from_secs(10));
+    drop(producer);
+    assert!(
+        status.success(),
+        "exit status after SIGTERM: {status}; log: {lines:#?}"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "shutdown took {took:?}, longer than draining idle connections should"
+    );
+    for message in ["SIGTERM received", "shutting down", "broker stopped"] {
+        assert_eq!(
+            log_events(&lines, message).len(),
+            1,
+            "the log says {message:?} once: {lines:#?}"
+        );
+    }
+    let complaints: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains(r#""level":"WARN""#) || line.contains(r#""level":"ERROR""#))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "warnings or errors during a clean shutdown: {complaints:#?}"
+    );
+    let partition_dir = dir.path().join("topics/graceful/0");
+    assert!(
+        partition_dir.join("clean-shutdown").exists(),
+        "the partition log was closed cleanly"
+    );
+
+    let broker = BrokerProcess::start(dir.path(), &json_logs);
+    let records = read_all(&broker.addr, "graceful");
+    let expected: Vec<(i64, String)> = (0..500).map(|i| (i, format!("record-{i}"))).collect();
+    assert_eq!(records, expected, "every record is back after the restart");
+    let lines = broker.lines.lock().expect("lock").clone();
+    let opened: Vec<serde_json::Value> = log_events(&lines, "opened partition log")
+        .into_iter()
+        .filter(|event| {
+            event["fields"]["dir"]
+                .as_str()
+                .is_some_and(|d| Path::new(d) == partition_dir)
+        })
+        .collect();
+    assert_eq!(opened.len(), 1, "one open of graceful/0: {lines:#?}");
+    assert_eq!(
+        opened[0]["fields"]["clean"], true,
+        "the restart saw a clean shutdown"
+    );
+    assert_eq!(opened[0]["fields"]["log_end_offset"], 500);
+}
+
+/// One `base_offset: .. last_offset: .. count: ..` line of `freshet log dump`, as
+/// (base offset, last offset, count, max timestamp).
+fn parse_batch(line: &str) -> (i64, i64, i64, i64) {
+    let field = |name: &str| -> i64 {
+        let mut words = line.split_whitespace();
+        words
+            .position(|w| w == name)
+            .and_then(|_| words.next())
+            .unwrap_or_else(|| panic!("{name} in {line:?}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{name} in {line:?}: {e}"))
+    };
+    (
+        field("base_offset:"),
+        field("last_offset:"),
+        field("count:"),
+        field("max_timestamp:"),
+    )
+}
+
+#[test]
+fn log_dump_prints_every_batch_and_the_indexes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let producer = producer(&broker.addr);
+    // Five produce requests of 1..=5 records; each record is 5000 bytes, so every batch is
+    // larger than the 4096-byte index interval and gets its own index entries.
+    let payload = "x".repeat(5000);
+    let mut offset = 0i64;
+    for size in 1..=5i64 {
+        for _ in 0..size {
+            producer
+                .send(
+                    BaseRecord::to("dumped")
+                        .key("k")
+                        .payload(&payload)
+                        .partition(0)
+                        .timestamp(1_000_000 + offset * 10),
+                )
+                .expect("queued");
+            offset += 1;
+        }
+        producer.flush(TIMEOUT).expect("batch acknowledged");
+    }
+    drop(producer);
+    // A clean stop writes the active segment's index files.
+    let (status, _, _) = broker.terminate(Duration::from_secs(10));
+    assert!(status.success(), "broker exit status {status}");
+
+    let segment = dir.path().join("topics/dumped/0/00000000000000000000.log");
+    let mut command = freshet();
+    command.args(["log", "dump"]).arg(&segment);
+    let output = run(command, Duration::from_secs(30));
+    let stdout = String::from_utf8(output.stdout).expect("utf8 stdout");
+    assert!(
+        output.status.success(),
+        "log dump failed: {}; stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let batches: Vec<(i64, i64, i64, i64)> = stdout
+        .lines()
+        .filter(|line| line.starts_with("base_offset:"))
+        .map(parse_batch)
+        .collect();
+    assert_eq!(
+        batches,
+        [
+            (0, 0, 1, 1_000_000),
+            (1, 2, 2, 1_000_020),
+            (3, 5, 3, 1_000_050),
+            (6, 9, 4, 1_000_090),
+            (10, 14, 5, 1_000_140),
+        ],
+        "one line per batch with its offsets, record count and max timestamp:\n{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|line| line == "5 batches"),
+        "the batch total is printed:\n{stdout}"
+    );
+    for line in stdout.lines().filter(|l| l.starts_with("base_offset:")) {
+        assert!(line.contains("crc_ok: true"), "valid CRC: {line}");
+        assert!(line.contains("compression: none"), "uncompressed: {line}");
+    }
+    assert!(!stdout.contains("INVALID"), "no damage reported:\n{stdout}");
+
+    let section = |title: &str| -> Vec<String> {
+        let mut lines = stdout.lines().skip_while(|l| !l.starts_with(title));
+        let header = lines
+            .next()
+            .unwrap_or_else(|| panic!("a {title} section:\n{stdout}"));
+        let entries: Vec<String> = lines
+            .take_while(|l| l.starts_with("  "))
+            .map(|l| l.trim().to_string())
+            .collect();
+        assert!(
+            header.ends_with(&format!(": {} entries", entries.len())),
+            "{header} matches its {} listed entries",
+            entries.len()
+        );
+        entries
+    };
+    let offset_entries = section("Offset index");
+    let indexed: Vec<String> = offset_entries
+        .iter()
+        .map(|e| e.split(" position:").next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        indexed,
+        [
+            "offset: 0",
+            "offset: 1",
+            "offset: 3",
+            "offset: 6",
+            "offset: 10"
+        ],
+        "an offset index entry for every batch:\n{stdout}"
+    );
+    assert!(
+        offset_entries[0].ends_with("position: 0"),
+        "the first batch is at position 0:\n{stdout}"
+    );
+    let time_entries = section("Time index");
+    assert!(
+        !time_entries.is_empty(),
+        "the time index has entries:\n{stdout}"
+    );
+    for entry in &time_entries {
+        let known = batches
+            .iter()
+            .any(|(base, _, _, max_ts)| *entry == format!("timestamp: {max_ts} offset: {base}"));
+        assert!(
+            known,
+            "time index entry {entry:?} names a batch's max timestamp and offset:\n{stdout}"
+        );
+    }
+
+    // A path that does not exist: an error on stderr, nothing pretending to be a dump.
+    let missing = dir.path().join("topics/dumped/0/no-such-segment.log");
+    let mut command = freshet();
+    command.args(["log", "dump"]).arg(&missing);
+    let output = run(command, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "dumping a missing file must fail");
+    assert!(
+        stderr.contains("no-such-segment.log") && stderr.contains("No such file"),
+        "stderr names the file and the problem: {stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("batches"),
+        "no dump is printed"
+    );
+}
+
+/// The `--flag` names in a help text and each one's block of lines.
+fn flag_blocks(help: &str) -> Vec<(String, String)> {
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.starts_with('-') && indent <= 6 {
+            let flag = trimmed
+                .split_whitespace()
+                .find(|w| w.starts_with("--"))
+                .unwrap_or_else(|| panic!("a long flag in {line:?}"))
+                .trim_end_matches(',')
+                .to_string();
+            blocks.push((flag, String::new()));
+        } else if let Some((_, block)) = blocks.last_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    blocks
+}
+
+#[test]
+fn help_lists_every_broker_flag_with_its_environment_variable() {
+    let mut command = freshet();
+    command.arg("--help");
+    let output = run(command, Duration::from_secs(30));
+    assert!(output.status.success(), "freshet --help: {}", output.status);
+    let help = String::from_utf8(output.stdout).expect("utf8");
+    for subcommand in ["up", "broker", "log", "bench"] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{subcommand} "))),
+            "freshet --help lists {subcommand}:\n{help}"
+        );
+    }
+
+    let mut command = freshet();
+    command.args(["broker", "--help"]);
+    let output = run(command, Duration::from_secs(30));
+    assert!(
+        output.status.success(),
+        "freshet broker --help: {}",
+        output.status
+    );
+    let help = String::from_utf8(output.stdout).expect("utf8");
+    let blocks = flag_blocks(&help);
+    let flags: Vec<&str> = blocks.iter().map(|(flag, _)| flag.as_str()).collect();
+    for expected in [
+        "--kafka-listen",
+        "--advertised-addr",
+        "--data-dir",
+        "--auto-create-topics",
+        "--default-partitions",
+        "--max-request-bytes",
+        "--flush-interval-ms",
+        "--segment-bytes",
+        "--retention-ms",
+        "--log-cleanup-interval-ms",
+        "--group-initial-rebalance-delay-ms",
+        "--log",
+        "--log-format",
+    ] {
+        assert!(
+            flags.contains(&expected),
+            "broker --help shows {expected}: {flags:?}"
+        );
+    }
+    for (flag, block) in &blocks {
+        if flag == "--help" || flag == "--version" {
+            continue;
+        }
+        let var = format!(
+            "FRESHET_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        );
+        assert!(
+            block.contains(&format!("[env: {var}=")) || block.contains(&format!("[env: {var}]")),
+            "{flag} shows its environment variable {var}:\n{block}"
+        );
+    }
+}
+
+#[test]
+fn default_partitions_come_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[("FRESHET_DEFAULT_PARTITIONS", "5")]);
+    let producer = producer(&broker.addr);
+    // Producing to an unknown topic auto-creates it.
+    producer
+        .send(BaseRecord::to("auto-five").key("k").payload("hello"))
+        .expect("queued");
+    producer.flush(TIMEOUT).expect("acknowledged");
+    drop(producer);
+    let consumer: BaseConsumer = client_config(&broker.addr).create().expect("client");
+    // Metadata for all topics never auto-creates anything itself.
+    let metadata = consumer.fetch_metadata(None, TIMEOUT).expect("Metadata");
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == "auto-five")
+        .expect("the topic was auto-created");
+    assert_eq!(
+        topic.partitions().len(),
+        5,
+        "FRESHET_DEFAULT_PARTITIONS=5 sets the partitions of an auto-created topic"
+    );
+    drop(consumer);
+    drop(broker);
+
+    // An out-of-range value is refused at startup, naming the variable's flag.
+    let mut command = freshet();
+    command
+        .args(["broker", "--kafka-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("FRESHET_DEFAULT_PARTITIONS", "0");
+    let output = run(command, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "a broker with 0 default partitions must not start"
+    );
+    assert!(
+        stderr.contains("default-partitions"),
+        "the error names the setting: {stderr}"
+    );
+}
