@@ -203,7 +203,10 @@ pub fn encode_frame<R: Encodable>(
     correlation_id: i32,
     body: &R,
 ) -> Bytes {
-    let mut buf = BytesMut::with_capacity(256);
+    // Sizing the buffer up front matters for fetch responses of tens of MB: growing it by
+    // doubling would copy every record batch several times.
+    let body_size = body.compute_size(version).unwrap_or(0);
+    let mut buf = BytesMut::with_capacity(64 + body_size);
     buf.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let encoded = header

@@ -85,6 +85,13 @@ pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
         "{:<18} sequential write + fdatasync {:.0} MB/s; 100 B append + fdatasync p50 {:.2} ms, p99 {:.2} ms",
         "disk (anchor)", disk.write_mb_s, disk.fsync_p50_ms, disk.fsync_p99_ms
     );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"bench": "disk anchor", "write_mb_per_s": disk.write_mb_s,
+                "fsync_p50_ms": disk.fsync_p50_ms, "fsync_p99_ms": disk.fsync_p99_ms})
+        );
+    }
     let small = produce_throughput(&bootstrap, &small_topic, args.small_records, 100)?;
     report(&args, "produce 100 B", &small);
     let large = produce_throughput(&bootstrap, &large_topic, args.large_records, 1024)?;
