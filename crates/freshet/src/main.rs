@@ -7,6 +7,12 @@ mod run;
 
 use clap::Parser;
 
+/// Fetch responses and read buffers are large and short-lived; mimalloc keeps their pages
+/// instead of returning them to the kernel after every request, which glibc's allocator did
+/// (page faults and zeroing were the broker's top cost while serving consumers).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::cli::{Cli, Command, LogCommand};
 
 fn main() -> anyhow::Result<()> {
