@@ -3,65 +3,17 @@
 //! exactly once and in order. Garbage appended to a segment's tail is cut at the next start.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 
-/// A `freshet broker` child process.
-struct BrokerProcess {
-    child: Child,
-    addr: String,
-}
-
-impl BrokerProcess {
-    fn start(data_dir: &Path) -> BrokerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-            .args(["broker", "--kafka-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("FRESHET_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start freshet broker");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("broker exited before listening")
-                .expect("read stderr");
-            if let Some(rest) = line.split("Kafka protocol on ").nth(1) {
-                break rest.split_whitespace().next().expect("address").to_string();
-            }
-        };
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                eprintln!("[broker] {line}");
-            }
-        });
-        BrokerProcess { child, addr }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::{client_config, read_all, BrokerProcess};
 
 /// Collects the values the broker acknowledged.
 struct Acks {
@@ -80,51 +32,18 @@ impl ProducerContext for Acks {
     }
 }
 
-fn client_config(addr: &str) -> rdkafka::ClientConfig {
-    let mut config = rdkafka::ClientConfig::new();
-    config
-        .set("bootstrap.servers", addr)
-        .set("broker.address.family", "v4");
-    config
-}
-
-/// Reads every value of partition 0 of `topic`, in offset order.
-fn read_all(addr: &str, topic: &str) -> Vec<u64> {
-    let consumer: BaseConsumer = client_config(addr)
-        .set("group.id", "crash-check")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .expect("watermarks");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("assign");
-    consumer.assign(&assignment).expect("assign");
-    let mut values = Vec::new();
-    let mut next = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while next < high {
-        assert!(
-            Instant::now() < deadline,
-            "reading back stalled at offset {next} of {high}"
-        );
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.expect("no consumer error");
-            let text = std::str::from_utf8(message.payload().expect("value")).expect("utf8");
-            values.push(text.parse().expect("number"));
-            next = message.offset() + 1;
-        }
-    }
-    values
+/// Every value of partition 0 of `topic`, in offset order.
+fn read_values(addr: &str, topic: &str) -> Vec<u64> {
+    read_all(addr, topic)
+        .into_iter()
+        .map(|(_, value)| value.parse().expect("a number"))
+        .collect()
 }
 
 #[test]
 fn acknowledged_records_survive_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = BrokerProcess::start(dir.path());
+    let broker = BrokerProcess::start(dir.path(), &[]);
     let producer: BaseProducer<Acks> = client_config(&broker.addr)
         .set("acks", "all")
         .set("enable.idempotence", "true")
@@ -172,8 +91,8 @@ fn acknowledged_records_survive_sigkill() {
     let acked: Vec<u64> = producer.context().acked.lock().expect("lock").clone();
     drop(producer);
 
-    let broker = BrokerProcess::start(dir.path());
-    let stored = read_all(&broker.addr, "crash");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let stored = read_values(&broker.addr, "crash");
     let stored_set: BTreeSet<u64> = stored.iter().copied().collect();
     assert_eq!(stored_set.len(), stored.len(), "no record stored twice");
     assert!(
@@ -200,7 +119,7 @@ fn acknowledged_records_survive_sigkill() {
 #[test]
 fn garbage_at_a_segment_tail_is_truncated_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = BrokerProcess::start(dir.path());
+    let broker = BrokerProcess::start(dir.path(), &[]);
     let producer: BaseProducer = client_config(&broker.addr)
         .set("acks", "all")
         .create()
@@ -231,13 +150,13 @@ fn garbage_at_a_segment_tail_is_truncated_at_start() {
     file.write_all(&[0xab; 37]).expect("append garbage");
     drop(file);
 
-    let broker = BrokerProcess::start(dir.path());
+    let broker = BrokerProcess::start(dir.path(), &[]);
     assert_eq!(
         std::fs::metadata(&segment).expect("segment").len(),
         good_len,
         "the torn tail was cut back to the last whole batch"
     );
-    let values = read_all(&broker.addr, "torn");
+    let values = read_values(&broker.addr, "torn");
     assert_eq!(values, (0..100).collect::<Vec<u64>>());
 
     // Appends continue at the right offset after recovery.
@@ -252,7 +171,7 @@ fn garbage_at_a_segment_tail_is_truncated_at_start() {
         .flush(Duration::from_secs(10))
         .expect("acknowledged");
     assert_eq!(
-        read_all(&broker.addr, "torn"),
+        read_values(&broker.addr, "torn"),
         (0..=100).collect::<Vec<u64>>()
     );
 }

@@ -1,0 +1,165 @@
+//! Helpers shared by the tests that run the real `freshet` binary.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The binary with none of the caller's `FRESHET_*` settings leaking in.
+pub fn freshet() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_freshet"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FRESHET_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A `freshet broker` child process whose stderr is collected line by line.
+pub struct BrokerProcess {
+    child: Child,
+    pub addr: String,
+    /// Every stderr line so far.
+    pub lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl BrokerProcess {
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> BrokerProcess {
+        let mut command = freshet();
+        command
+            .args(["broker", "--kafka-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("FRESHET_LOG", "info")
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start freshet broker");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut stderr = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let addr = loop {
+            let line = match stderr.next() {
+                Some(line) => line.expect("read stderr"),
+                None => panic!("broker exited before listening; stderr: {seen:#?}"),
+            };
+            eprintln!("[broker] {line}");
+            if let Some(rest) = line.split("Kafka protocol on ").nth(1) {
+                break rest.split_whitespace().next().expect("address").to_string();
+            }
+            seen.push(line);
+        };
+        let lines = Arc::new(Mutex::new(seen));
+        let reader = {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in stderr.map_while(Result::ok) {
+                    eprintln!("[broker] {line}");
+                    lines.lock().expect("lock").push(line);
+                }
+            })
+        };
+        BrokerProcess {
+            child,
+            addr,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// Sends SIGTERM and waits (with a deadline) for the process to exit. Returns its status
+    /// and everything it wrote to stderr.
+    pub fn terminate(mut self, limit: Duration) -> (ExitStatus, Duration, Vec<String>) {
+        let sent = Instant::now();
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(kill.success(), "kill -TERM failed: {kill}");
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the broker") {
+                break status;
+            }
+            assert!(
+                sent.elapsed() < limit,
+                "the broker did not exit within {limit:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = sent.elapsed();
+        // stderr is at EOF now; the reader thread ends by itself.
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("stderr reader");
+        }
+        let lines = self.lines.lock().expect("lock").clone();
+        (status, took, lines)
+    }
+}
+
+impl BrokerProcess {
+    /// SIGKILL: the process gets no chance to flush or close anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client_config(addr: &str) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", addr)
+        .set("broker.address.family", "v4");
+    config
+}
+
+/// Reads every record of partition 0 of `topic` from the beginning: (offset, value) pairs.
+pub fn read_all(addr: &str, topic: &str) -> Vec<(i64, String)> {
+    let consumer: BaseConsumer = client_config(addr)
+        .set("group.id", "cli-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, TIMEOUT)
+        .expect("watermarks");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    let mut next = low;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while next < high {
+        assert!(
+            Instant::now() < deadline,
+            "reading back stalled at offset {next} of {high}"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.expect("no consumer error");
+            let value =
+                String::from_utf8(message.payload().expect("value").to_vec()).expect("utf8");
+            records.push((message.offset(), value));
+            next = message.offset() + 1;
+        }
+    }
+    records
+}
