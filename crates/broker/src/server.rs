@@ -18,6 +18,14 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     if let Ok(addr) = listener.local_addr() {
         broker.set_bound_addr(addr);
         tracing::info!(%addr, advertised = %broker.advertised_addr(), "broker listening");
+        if broker.advertised_addr().ip().is_unspecified() {
+            tracing::warn!(
+                %addr,
+                "listening on all interfaces without --advertised-addr: clients will be told to \
+                 connect to {} and fail; set --advertised-addr to a reachable address",
+                broker.advertised_addr()
+            );
+        }
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();

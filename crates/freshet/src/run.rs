@@ -23,7 +23,7 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         let broker = Broker::open(args.to_config())
             .with_context(|| format!("opening data directory {}", args.data_dir.display()))?;
         eprintln!(
-            "freshet broker: Kafka protocol on {} (data in {})",
+            "freshet: Kafka protocol on {} (data in {})",
             broker_addr(&listener),
             args.data_dir.display()
         );
