@@ -236,3 +236,68 @@ async fn metadata_reports_authorized_operations_only_when_asked() {
     assert_eq!(response.topics[0].topic_authorized_operations, i32::MIN);
     assert_eq!(response.cluster_authorized_operations, i32::MIN);
 }
+
+fn fetch_request(
+    topic: &str,
+    min_bytes: i32,
+    max_wait_ms: i32,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    kafka_protocol::messages::FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+#[tokio::test]
+async fn fetch_with_min_bytes_zero_answers_at_once_and_a_long_poll_wakes_on_data() {
+    use kafka_protocol::messages::FetchResponse;
+    use std::time::Duration;
+    let broker = TestBroker::start().await;
+    broker.create_topic("polled", 1, &[]).await;
+
+    // min_bytes = 0 on an empty partition: an immediate empty answer, not a 30 s wait.
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.call::<_, FetchResponse>(ApiKey::Fetch, 12, &fetch_request("polled", 0, 30_000)),
+    )
+    .await
+    .expect("answered without waiting for max_wait_ms")
+    .expect("fetch");
+    let partition = &answer.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.high_watermark, 0);
+    assert!(partition.records.as_ref().is_none_or(|r| r.is_empty()));
+
+    // min_bytes = 1: the fetch waits, and a produce on another connection wakes it.
+    let waiting = tokio::spawn({
+        let addr = broker.addr;
+        async move {
+            let mut client = RawClient::connect(addr).await.expect("connect");
+            client
+                .call::<_, FetchResponse>(ApiKey::Fetch, 12, &fetch_request("polled", 1, 30_000))
+                .await
+                .expect("fetch")
+        }
+    });
+    assert_eq!(
+        produce_error(&broker, "polled", batch(&["wake up"])).await,
+        0
+    );
+    let woken = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the long poll ended when data arrived, well before max_wait_ms")
+        .expect("fetch task");
+    let partition = &woken.responses[0].partitions[0];
+    assert_eq!(partition.high_watermark, 1);
+    assert!(partition.records.as_ref().is_some_and(|r| !r.is_empty()));
+}

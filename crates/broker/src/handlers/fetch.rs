@@ -39,7 +39,8 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         // Subscribe before reading so that data arriving between the read and the wait wakes us.
         let mut watchers = Vec::new();
         let round = read_round(ctx, &request.topics, max_bytes, &mut watchers);
-        let done = round.bytes >= min_bytes.max(1)
+        // min_bytes = 0 asks for an immediate answer, even an empty one.
+        let done = round.bytes >= min_bytes
             || round.has_error
             || Instant::now() >= deadline
             || watchers.is_empty();
