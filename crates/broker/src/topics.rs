@@ -333,7 +333,7 @@ impl TopicRegistry {
         partitions: i32,
         configs: &TopicConfigs,
     ) -> Result<(), TopicError> {
-        self.validate_new_topic_unlocked(name, partitions, configs)?;
+        self.validate_topic_settings(name, partitions, configs)?;
         if self.read().contains_key(name) {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
@@ -351,7 +351,7 @@ impl TopicRegistry {
         if topics.contains_key(name) {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
-        self.validate_new_topic_unlocked(name, partitions, &configs)?;
+        self.validate_topic_settings(name, partitions, &configs)?;
         let dir = self.root.join(name);
         fs::create_dir_all(&dir)?;
         let meta = TopicMeta {
@@ -450,7 +450,8 @@ impl TopicRegistry {
         }
     }
 
-    fn validate_new_topic_unlocked(
+    /// Name, partition count and configs, without looking at existing topics.
+    fn validate_topic_settings(
         &self,
         name: &str,
         partitions: i32,
