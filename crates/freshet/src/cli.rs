@@ -49,6 +49,19 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Normalise timestamps to UTC `YYYY-MM-DDTHH:MM:SS.mmmZ`, one output line per VALUE.
+    ///
+    /// Accepts ISO 8601 / RFC 3339 (`T` or space, 0-9 fraction digits truncated to ms, `Z`,
+    /// `+02:00`, `-0500`, `+02` or no zone = UTC) and Unix epoch numbers: seconds below 1e11,
+    /// milliseconds below 1e14, microseconds below 1e17, nanoseconds above. Each VALUE is read
+    /// as JSON when it is valid JSON (`1726667942` and `1.5e9` are numbers, `'"123"'` is a
+    /// string, `true` is rejected), otherwise as a plain string. Failures print
+    /// `error: VALUE: REASON` on stderr; the exit status is non-zero if any value failed.
+    Ts {
+        /// Timestamps to normalise.
+        #[arg(required = true, allow_hyphen_values = true)]
+        values: Vec<String>,
+    },
     /// Run the benchmarks behind docs/BENCHMARKS.md.
     Bench {
         #[command(subcommand)]

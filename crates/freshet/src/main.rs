@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod logdump;
 mod run;
+mod ts;
 
 use clap::Parser;
 
@@ -24,6 +25,7 @@ fn main() -> anyhow::Result<()> {
         Command::Log {
             command: LogCommand::Dump { segment },
         } => logdump::dump(&segment),
+        Command::Ts { values } => ts::run(&values),
         Command::Bench { command } => bench::run(command),
     }
 }

@@ -414,3 +414,50 @@ fn default_partitions_come_from_the_environment() {
         "the error names the setting: {stderr}"
     );
 }
+
+#[test]
+fn ts_prints_one_line_per_value_and_fails_if_any_value_fails() {
+    let mut command = freshet();
+    command.args([
+        "ts",
+        "2021-12-03T16:15:30.235+02:00",
+        "1726668850124",
+        "\"1726667942\"",
+        "1726667942.5",
+        "2023-02-30T00:00:00Z",
+        "true",
+        "2011-12-03 10:15:30",
+    ]);
+    let output = run(command, Duration::from_secs(30));
+    let stdout = String::from_utf8(output.stdout).expect("utf8 stdout");
+    let stderr = String::from_utf8(output.stderr).expect("utf8 stderr");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "2021-12-03T14:15:30.235Z",
+            "2024-09-18T14:14:10.124Z",
+            "2024-09-18T13:59:02.000Z",
+            "2024-09-18T13:59:02.500Z",
+            "2011-12-03T10:15:30.000Z",
+        ]
+    );
+    assert!(
+        stderr
+            .contains("error: 2023-02-30T00:00:00Z: February 30 does not exist in 2023 at byte 8"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: true: unsupported type boolean"),
+        "{stderr}"
+    );
+    assert!(!output.status.success());
+
+    let mut command = freshet();
+    command.args(["ts", "-1"]);
+    let output = run(command, Duration::from_secs(30));
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "1969-12-31T23:59:59.000Z\n"
+    );
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout)]
 
 mod broker;
+mod timestamp;
 
 use clap::Subcommand;
 
@@ -13,10 +14,14 @@ pub enum BenchCommand {
     /// Produce and consume throughput and ack latency against a Kafka-compatible broker
     /// (a fresh Freshet broker in a child process unless --bootstrap-servers is given).
     Broker(broker::BrokerBenchArgs),
+    /// Timestamp normalisations per second over a mix of eight input forms, beside jiff doing
+    /// the same job in the same run.
+    Timestamp(timestamp::TimestampBenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Broker(args) => broker::run(args),
+        BenchCommand::Timestamp(args) => timestamp::run(args),
     }
 }
