@@ -1,5 +1,5 @@
-//! Proleptic Gregorian calendar arithmetic (Howard Hinnant's `days_from_civil` and
-//! `civil_from_days`) and the fixed-width output writer.
+//! Proleptic Gregorian calendar arithmetic (Howard Hinnant's `days_from_civil`, Neri and
+//! Schneider's `civil_from_days`, both in 32-bit arithmetic) and the fixed-width output writer.
 
 /// Milliseconds per day.
 pub(crate) const MS_PER_DAY: i64 = 86_400_000;
@@ -33,31 +33,53 @@ pub(crate) fn days_in_month(year: u16, month: u8) -> u8 {
     }
 }
 
+/// Days from 0000-01-01 to 1970-01-01.
+const UNIX_EPOCH_DAY: u32 = 719_528;
+/// Days in a 400-year Gregorian cycle.
+const DAYS_PER_ERA: u32 = 146_097;
+
 /// Days since 1970-01-01 of a valid date.
 pub(crate) fn days_from_civil(year: u16, month: u8, day: u8) -> i64 {
-    let (m, d) = (i64::from(month), i64::from(day));
-    let y = i64::from(year) - i64::from(month <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
+    // Hinnant's algorithm in u32, on years shifted by one era so they stay non-negative.
+    let (m, d) = (u32::from(month), u32::from(day));
+    let y = u32::from(year) + 400 - u32::from(month <= 2);
+    let era = y / 400;
+    let yoe = y % 400;
     let mp = if m > 2 { m - 3 } else { m + 9 };
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    // era * 146_097 + doe counts from 0000-03-01 minus one era (-400-03-01).
+    i64::from(era * DAYS_PER_ERA + doe) - i64::from(DAYS_PER_ERA + UNIX_EPOCH_DAY - 60)
+}
+
+/// The date `days` after 0000-01-01 (at most 9999-12-31), by Neri and Schneider's Euclidean
+/// affine functions in 32-bit arithmetic ("Euclidean affine functions and their application to
+/// calendar algorithms", 2022).
+fn civil_from_days0(days: u32) -> (u16, u8, u8) {
+    // Days since -400-03-01 (a March-based year, shifted one era to stay non-negative; year 0
+    // is a leap year, so 0000-03-01 is day 60 of 0000).
+    let n = days + DAYS_PER_ERA - 60;
+    let n1 = 4 * n + 3;
+    let century = n1 / DAYS_PER_ERA;
+    let day_of_century = n1 % DAYS_PER_ERA / 4;
+    let n2 = 4 * day_of_century + 3;
+    let p2 = 2_939_745 * u64::from(n2);
+    let year_of_century = (p2 >> 32) as u32;
+    let day_of_year = (p2 as u32) / 2_939_745 / 4;
+    let n3 = 2141 * day_of_year + 197_913;
+    let month = n3 >> 16;
+    let day = (n3 & 0xFFFF) / 2141 + 1;
+    let jan_feb = day_of_year >= 306;
+    let year = 100 * century + year_of_century + u32::from(jan_feb) - 400;
+    let month = if jan_feb { month - 12 } else { month };
+    // Year <= 9999, month 1-12, day 1-31 for days within 0000-01-01..=9999-12-31.
+    (year as u16, month as u8, day as u8)
 }
 
 /// The date `days` after 1970-01-01; `days` must lie within years 0000-9999.
+#[cfg(test)]
 fn civil_from_days(days: i64) -> (u16, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // In range by the caller's contract (MIN_MS..=MAX_MS), so the casts cannot truncate.
-    (year as u16, month as u8, day as u8)
+    civil_from_days0((days + i64::from(UNIX_EPOCH_DAY)) as u32)
 }
 
 impl Civil {
@@ -71,45 +93,62 @@ impl Civil {
 
     /// The instant `ms` Unix milliseconds; `ms` must lie within `MIN_MS..=MAX_MS`.
     pub(crate) fn from_unix_ms(ms: i64) -> Self {
-        let days = ms.div_euclid(MS_PER_DAY);
-        let in_day = ms.rem_euclid(MS_PER_DAY);
-        let (year, month, day) = civil_from_days(days);
+        // MIN_MS is a whole number of days (0000-01-01), so counting from it keeps the value
+        // non-negative and the day split is the Euclidean one.
+        let since_min = ms.wrapping_sub(MIN_MS) as u64;
+        let days = (since_min / MS_PER_DAY as u64) as u32;
+        let in_day = (since_min % MS_PER_DAY as u64) as u32;
+        let (year, month, day) = civil_from_days0(days);
         let secs = in_day / 1000;
+        let mins = secs / 60;
         // All below 86_400_000, so the casts cannot truncate.
         Civil {
             year,
             month,
             day,
-            hour: (secs / 3600) as u8,
-            minute: (secs / 60 % 60) as u8,
+            hour: (mins / 60) as u8,
+            minute: (mins % 60) as u8,
             second: (secs % 60) as u8,
             milli: (in_day % 1000) as u16,
         }
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    #[inline]
     pub(crate) fn format(self) -> [u8; 24] {
         let mut out = *b"0000-00-00T00:00:00.000Z";
-        put4(&mut out, 0, self.year);
-        put2(&mut out, 5, self.month);
-        put2(&mut out, 8, self.day);
-        put2(&mut out, 11, self.hour);
-        put2(&mut out, 14, self.minute);
-        put2(&mut out, 17, self.second);
-        out[20] = b'0' + (self.milli / 100) as u8;
-        put2(&mut out, 21, (self.milli % 100) as u8);
+        let year = usize::from(self.year);
+        put2(&mut out, 0, year / 100);
+        put2(&mut out, 2, year % 100);
+        put2(&mut out, 5, usize::from(self.month));
+        put2(&mut out, 8, usize::from(self.day));
+        put2(&mut out, 11, usize::from(self.hour));
+        put2(&mut out, 14, usize::from(self.minute));
+        put2(&mut out, 17, usize::from(self.second));
+        let milli = usize::from(self.milli);
+        out[20] = b'0' + (milli / 100) as u8;
+        put2(&mut out, 21, milli % 100);
         out
     }
 }
 
-fn put2(out: &mut [u8; 24], at: usize, value: u8) {
-    out[at] = b'0' + value / 10;
-    out[at + 1] = b'0' + value % 10;
-}
+/// `"00" "01" ... "99"`: two ASCII digits per entry.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut table = [[0; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        table[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    table
+};
 
-fn put4(out: &mut [u8; 24], at: usize, value: u16) {
-    put2(out, at, (value / 100) as u8);
-    put2(out, at + 2, (value % 100) as u8);
+/// Writes `value` (below 100) as two digits at `at`.
+#[inline(always)]
+fn put2(out: &mut [u8; 24], at: usize, value: usize) {
+    let pair = PAIRS[value % 100];
+    out[at] = pair[0];
+    out[at + 1] = pair[1];
 }
 
 #[cfg(test)]
@@ -126,6 +165,51 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert!(d >= 1 && d <= days_in_month(y, m), "{y}-{m}-{d}");
             assert_eq!(days_from_civil(y, m, d), days);
+            assert_eq!((y, m, d), hinnant_civil_from_days(days), "{days}");
+        }
+    }
+
+    /// The previous (i64, Hinnant) conversion, as a reference for the 32-bit one.
+    fn hinnant_civil_from_days(days: i64) -> (u16, u8, u8) {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        (year as u16, month as u8, day as u8)
+    }
+
+    #[test]
+    fn from_unix_ms_matches_euclidean_split() {
+        let probes = [
+            MIN_MS,
+            MIN_MS + 1,
+            -86_400_001,
+            -86_400_000,
+            -1,
+            0,
+            1,
+            86_399_999,
+        ];
+        let probes = probes.into_iter().chain([MAX_MS - 1, MAX_MS]);
+        for ms in probes.chain((0..200_000).map(|i| MIN_MS + i * 1_267_011_234_567)) {
+            if ms > MAX_MS {
+                continue;
+            }
+            let c = Civil::from_unix_ms(ms);
+            let in_day = ms.rem_euclid(MS_PER_DAY);
+            let date = hinnant_civil_from_days(ms.div_euclid(MS_PER_DAY));
+            assert_eq!((c.year, c.month, c.day), date, "{ms}");
+            let secs = in_day / 1000;
+            assert_eq!(i64::from(c.hour), secs / 3600);
+            assert_eq!(i64::from(c.minute), secs / 60 % 60);
+            assert_eq!(i64::from(c.second), secs % 60);
+            assert_eq!(i64::from(c.milli), in_day % 1000);
+            assert_eq!(c.to_unix_ms(), ms);
         }
     }
 }

@@ -19,7 +19,25 @@ pub(crate) fn unit_of(abs: u64) -> Unit {
 
 /// Unix milliseconds of the integer `±abs`.
 pub(crate) fn from_integer(negative: bool, abs: u64) -> Result<i64> {
-    from_parts(negative, abs, &[])
+    // `from_parts` with no fraction digits, written out so no fraction code is on this path.
+    let unit = unit_of(abs);
+    let (abs_ms, rest_nonzero) = match unit {
+        Unit::Seconds => (abs * 1000, false),
+        Unit::Milliseconds => (abs, false),
+        Unit::Microseconds => (abs / 1000, abs % 1000 != 0),
+        Unit::Nanoseconds if abs < 10_000_000_000_000_000_000 => {
+            (abs / 1_000_000, abs % 1_000_000 != 0)
+        }
+        Unit::Nanoseconds => return Err(TimestampError::new(ErrorKind::EpochOutOfRange(unit))),
+    };
+    // abs_ms < 10^16 in every unit (abs < 10^19), so it fits in i64.
+    let abs_ms = abs_ms as i64;
+    let ms = if negative {
+        -abs_ms - i64::from(rest_nonzero)
+    } else {
+        abs_ms
+    };
+    in_range(ms, unit)
 }
 
 /// Unix milliseconds of `±int.frac` (`frac` holds ASCII digits), rounded towards the past.
@@ -82,14 +100,19 @@ fn frac_millis(frac: &[u8]) -> u16 {
 pub(crate) fn from_decimal(s: &[u8]) -> Result<i64> {
     let negative = s.first() == Some(&b'-');
     let start = usize::from(negative);
-    let int_len = s[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let int_len = digit_run(&s[start..]);
     if int_len == 0 {
         return Err(TimestampError::unexpected("a digit", s, start));
     }
     let int_end = start + int_len;
-    let int = s[start..int_end].iter().try_fold(0u64, |acc, &b| {
-        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    });
+    let int = if int_len <= 19 {
+        // At most 19 digits: below 10^19 < u64::MAX, no overflow possible.
+        Some(parse_digits(&s[start..int_end]))
+    } else {
+        s[start..int_end].iter().try_fold(0u64, |acc, &b| {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })
+    };
     let Some(int) = int.filter(|&v| v < 10_000_000_000_000_000_000) else {
         let kind = ErrorKind::EpochOutOfRange(Unit::Nanoseconds);
         return Err(TimestampError::at(kind, start));
@@ -100,6 +123,55 @@ pub(crate) fn from_decimal(s: &[u8]) -> Result<i64> {
         Some(_) => return Err(TimestampError::unexpected("a digit or '.'", s, int_end)),
     };
     from_parts(negative, int, frac)
+}
+
+/// The number of ASCII digits at the start of `s`, eight bytes at a time where possible.
+fn digit_run(s: &[u8]) -> usize {
+    let mut len = 0;
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        if !all_digits8(load8(chunk)) {
+            break;
+        }
+        len += 8;
+    }
+    len + s[len..].iter().take_while(|b| b.is_ascii_digit()).count()
+}
+
+/// Eight bytes, the first in the lowest byte.
+#[inline(always)]
+fn load8(chunk: &[u8]) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(chunk);
+    u64::from_le_bytes(bytes)
+}
+
+/// Whether all eight bytes of `v` are ASCII digits (Lemire's `is_made_of_eight_digits_fast`).
+#[inline(always)]
+fn all_digits8(v: u64) -> bool {
+    (v & v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) == 0x3030_3030_3030_3030
+}
+
+/// The value of eight ASCII digits loaded by [`load8`] (SWAR, Lemire's
+/// `parse_eight_digits_unrolled`).
+#[inline(always)]
+fn parse8(v: u64) -> u64 {
+    let v = (v & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul((10 << 8) + 1) >> 8;
+    let v = (v & 0x00FF_00FF_00FF_00FF).wrapping_mul((100 << 16) + 1) >> 16;
+    (v & 0x0000_FFFF_0000_FFFF).wrapping_mul((10_000 << 32) + 1) >> 32
+}
+
+/// The value of 1 to 19 ASCII digits.
+fn parse_digits(digits: &[u8]) -> u64 {
+    let mut value = 0;
+    let mut chunks = digits.chunks_exact(8);
+    for chunk in &mut chunks {
+        value = value * 100_000_000 + parse8(load8(chunk));
+    }
+    chunks
+        .remainder()
+        .iter()
+        .fold(value, |acc, &b| acc * 10 + u64::from(b - b'0'))
 }
 
 /// The digits from `at` to the end of `s` (at least one, nothing else).
@@ -158,5 +230,40 @@ impl std::fmt::Write for DecimalBuf {
         slot.copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swar_digits_match_bytewise() {
+        for s in [
+            &b"0"[..],
+            b"12345678",
+            b"1726668850124",
+            b"9999999999999999999",
+            b"0000000000000000001",
+            b"1234567890123456789",
+            b"87654321x",
+            b"1234567/",
+            b"12345:78",
+        ] {
+            let run = s.iter().take_while(|b| b.is_ascii_digit()).count();
+            assert_eq!(digit_run(s), run, "{s:?}");
+            let slow = s[..run]
+                .iter()
+                .fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
+            assert_eq!(parse_digits(&s[..run]), slow, "{s:?}");
+        }
+        // Every byte value in every position of an 8-byte chunk.
+        for pos in 0..8 {
+            for b in 0..=255u8 {
+                let mut chunk = *b"12345678";
+                chunk[pos] = b;
+                assert_eq!(all_digits8(load8(&chunk)), b.is_ascii_digit(), "{pos} {b}");
+            }
+        }
     }
 }
