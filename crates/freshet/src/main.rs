@@ -16,10 +16,35 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crate::cli::{Cli, Command, LogCommand};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli::init_tracing(&cli.global);
-    match cli.command {
+    match run(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line with the cause chain; a backtrace is for bugs, not for user errors.
+            eprintln!("error: {}", one_line(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes joined by `: `, skipping a cause whose text the message already
+/// carries (error types that print their source inside their own message).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Up(args) => run::up(args),
         Command::Broker(args) => run::broker(args),
         Command::Log {
