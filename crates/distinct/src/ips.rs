@@ -1,0 +1,240 @@
+//! [`DistinctIps`]: the exact set and its wire format.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use roaring::RoaringBitmap;
+
+use crate::codec::Reader;
+use crate::v6::V6Set;
+use crate::DistinctError;
+
+/// First bytes of a [`DistinctIps`] encoding.
+pub const SET_MAGIC: [u8; 4] = *b"FDIP";
+/// Version byte of the [`DistinctIps`] encoding this build writes and reads.
+pub const SET_VERSION: u8 = 1;
+/// Roaring's cookie for its portable format without run containers (what
+/// `RoaringBitmap::serialize_into` writes).
+const ROARING_COOKIE_NO_RUN: u32 = 12346;
+/// Header bytes before the IPv4 bitmap: magic, version, flags, bitmap length.
+const HEADER_LEN: usize = 4 + 1 + 1 + 4;
+
+/// An exact, compact, mergeable set of IP addresses.
+///
+/// IPv4 addresses live in a Roaring bitmap of `u32`s; IPv6 addresses in a
+/// sorted vector of `u128`s (see the crate docs). IPv4-mapped IPv6 addresses
+/// (`::ffff:a.b.c.d`) are stored as the IPv4 address `a.b.c.d`: a device is
+/// counted once however its address was written. IPv4-compatible addresses
+/// (`::a.b.c.d`, deprecated) stay IPv6.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DistinctIps {
+    v4: RoaringBitmap,
+    v6: V6Set,
+}
+
+// Roaring's equality is a plain container comparison, reflexive for the
+// canonical bitmaps this crate builds.
+impl Eq for DistinctIps {}
+
+/// Where an address is stored.
+enum Key {
+    V4(u32),
+    V6(u128),
+}
+
+fn key(ip: IpAddr) -> Key {
+    match ip {
+        IpAddr::V4(v4) => Key::V4(u32::from(v4)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Key::V4(u32::from(v4)),
+            None => Key::V6(u128::from(v6)),
+        },
+    }
+}
+
+impl DistinctIps {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `ip`; true if it was not in the set.
+    pub fn insert(&mut self, ip: IpAddr) -> bool {
+        match key(ip) {
+            Key::V4(v) => self.v4.insert(v),
+            Key::V6(v) => self.v6.insert(v),
+        }
+    }
+
+    /// Whether `ip` is in the set.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match key(ip) {
+            Key::V4(v) => self.v4.contains(v),
+            Key::V6(v) => self.v6.contains(v),
+        }
+    }
+
+    /// Exact number of distinct addresses.
+    pub fn len(&self) -> u64 {
+        self.len_v4() + self.len_v6()
+    }
+
+    /// Exact number of distinct IPv4 addresses (IPv4-mapped IPv6 included).
+    pub fn len_v4(&self) -> u64 {
+        self.v4.len()
+    }
+
+    /// Exact number of distinct IPv6 addresses (IPv4-mapped excluded).
+    pub fn len_v6(&self) -> u64 {
+        self.v6.len()
+    }
+
+    /// True if the set has no address.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds every address of `other`.
+    pub fn union_with(&mut self, other: &DistinctIps) {
+        self.v4 |= &other.v4;
+        self.v6.union_with(&other.v6);
+    }
+
+    /// Drops spare capacity: Roaring array containers grow by doubling, so a
+    /// set built by inserts holds ~4 bytes per random IPv4 address where its
+    /// encoding (and a set restored from it) needs ~2.1. Rebuilds the bitmap
+    /// from its own encoding, so it briefly needs that much more memory; call
+    /// it after a bulk load or beside a checkpoint, not per insert.
+    pub fn shrink_to_fit(&mut self) {
+        let mut bytes = Vec::with_capacity(self.v4.serialized_size());
+        self.v4
+            .serialize_into(&mut bytes)
+            .expect("writing to a Vec<u8> cannot fail");
+        self.v4 = RoaringBitmap::deserialize_unchecked_from(bytes.as_slice())
+            .expect("roaring reads back its own encoding");
+        self.v6.shrink_to_fit();
+    }
+
+    /// All addresses: IPv4 in increasing order, then IPv6 in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let v4 = self.v4.iter().map(|v| IpAddr::V4(Ipv4Addr::from(v)));
+        v4.chain(self.v6.iter().map(|v| IpAddr::V6(Ipv6Addr::from(v))))
+    }
+
+    /// Size in bytes of [`serialize`](Self::serialize)'s output; also a close
+    /// proxy for the in-memory size.
+    pub fn serialized_size(&self) -> usize {
+        HEADER_LEN + self.v4.serialized_size() + 8 + 16 * self.v6.len() as usize
+    }
+
+    /// Appends the encoding described in the crate docs to `out`.
+    pub fn serialize(&self, out: &mut Vec<u8>) {
+        out.reserve(self.serialized_size());
+        out.extend_from_slice(&SET_MAGIC);
+        out.extend_from_slice(&[SET_VERSION, 0]);
+        let v4_len = u32::try_from(self.v4.serialized_size())
+            .expect("a Roaring bitmap of u32 serialises to < 4 GiB (at most ~537 MB)");
+        out.extend_from_slice(&v4_len.to_le_bytes());
+        self.v4
+            .serialize_into(&mut *out)
+            .expect("writing to a Vec<u8> cannot fail");
+        out.extend_from_slice(&self.v6.len().to_le_bytes());
+        for v in self.v6.iter() {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    /// Decodes [`serialize`](Self::serialize)'s output. Any truncated,
+    /// corrupt or non-canonical input is an error; no input panics.
+    pub fn deserialize(bytes: &[u8]) -> Result<Self, DistinctError> {
+        let mut reader = Reader::new(bytes);
+        reader.header(SET_MAGIC, SET_VERSION)?;
+        let v4_len = reader.u32_le("IPv4 bitmap length")? as usize;
+        let v4 = decode_v4(reader.take(v4_len, "IPv4 bitmap")?)?;
+        let v6 = decode_v6(&mut reader)?;
+        reader.finish()?;
+        Ok(Self { v4, v6 })
+    }
+}
+
+impl FromIterator<IpAddr> for DistinctIps {
+    fn from_iter<I: IntoIterator<Item = IpAddr>>(iter: I) -> Self {
+        let mut set = Self::new();
+        set.extend(iter);
+        set
+    }
+}
+
+impl Extend<IpAddr> for DistinctIps {
+    fn extend<I: IntoIterator<Item = IpAddr>>(&mut self, iter: I) {
+        for ip in iter {
+            self.insert(ip);
+        }
+    }
+}
+
+/// Decodes a Roaring bitmap and insists on the canonical form `serialize`
+/// writes: roaring's own checks (sorted arrays, bitmap cardinalities) plus
+/// strictly increasing container keys and a byte-identical re-encoding, so a
+/// decoded set always has the invariants roaring relies on.
+fn decode_v4(bytes: &[u8]) -> Result<RoaringBitmap, DistinctError> {
+    check_roaring_keys(bytes)?;
+    let bitmap = RoaringBitmap::deserialize_from(bytes)
+        .map_err(|e| DistinctError::InvalidV4Bitmap(e.to_string()))?;
+    let mut again = Vec::with_capacity(bytes.len());
+    bitmap
+        .serialize_into(&mut again)
+        .expect("writing to a Vec<u8> cannot fail");
+    if again != bytes {
+        return Err(DistinctError::InvalidV4Bitmap(
+            "not in canonical form".into(),
+        ));
+    }
+    Ok(bitmap)
+}
+
+/// Checks the cookie and that container keys strictly increase.
+fn check_roaring_keys(bytes: &[u8]) -> Result<(), DistinctError> {
+    let mut reader = Reader::new(bytes);
+    let cookie = reader.u32_le("Roaring cookie")?;
+    if cookie != ROARING_COOKIE_NO_RUN {
+        return Err(DistinctError::InvalidV4Bitmap(format!(
+            "unexpected Roaring cookie {cookie}"
+        )));
+    }
+    let containers = reader.u32_le("Roaring container count")?;
+    if containers > 1 << 16 {
+        return Err(DistinctError::InvalidV4Bitmap(format!(
+            "{containers} containers (max 65536)"
+        )));
+    }
+    let mut previous: Option<u16> = None;
+    for _ in 0..containers {
+        let key = u16::from_le_bytes(reader.array("Roaring container key")?);
+        reader.take(2, "Roaring container cardinality")?;
+        if previous.is_some_and(|p| p >= key) {
+            return Err(DistinctError::InvalidV4Bitmap(format!(
+                "container key {key} out of order"
+            )));
+        }
+        previous = Some(key);
+    }
+    Ok(())
+}
+
+/// Reads the IPv6 count and the sorted big-endian addresses.
+fn decode_v6(reader: &mut Reader<'_>) -> Result<V6Set, DistinctError> {
+    let count = reader.u64_le("IPv6 count")?;
+    let available = reader.remaining();
+    if count.checked_mul(16) != Some(available as u64) {
+        return Err(DistinctError::V6LengthMismatch { count, available });
+    }
+    let mut sorted = Vec::with_capacity(available / 16);
+    for index in 0..count {
+        let value = u128::from_be_bytes(reader.array("IPv6 address")?);
+        if sorted.last().is_some_and(|&last| last >= value) {
+            return Err(DistinctError::V6NotSorted { index });
+        }
+        sorted.push(value);
+    }
+    Ok(V6Set::from_sorted(sorted))
+}
