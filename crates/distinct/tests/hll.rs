@@ -5,18 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use freshet_distinct::{DistinctError, HyperLogLog};
 use proptest::prelude::*;
 
-/// SplitMix64: a fixed-seed generator of distinct-looking addresses.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
+mod common;
+use common::SplitMix64;
 
 /// `n` distinct IPv4 addresses (a multiplicative bijection of 0..n).
 fn distinct_v4(n: u32) -> impl Iterator<Item = IpAddr> {

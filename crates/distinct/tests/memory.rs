@@ -6,18 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use freshet_distinct::{DistinctIps, HyperLogLog};
 
-/// SplitMix64 with a fixed seed: the same addresses on every run.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
+mod common;
+use common::SplitMix64;
 
 /// Resident set size in bytes, from `VmRSS` in /proc/self/status (Linux).
 fn rss_bytes() -> Option<u64> {

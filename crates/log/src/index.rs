@@ -161,42 +161,40 @@ impl TimeIndex {
 
 /// Decodes `.index` bytes without judging them (used by `dump` too).
 pub fn decode_offset_entries(bytes: &[u8]) -> Result<Vec<OffsetEntry>, String> {
-    let chunks = bytes.chunks_exact(OFFSET_ENTRY_LEN);
-    if !chunks.remainder().is_empty() {
-        return Err(format!(
-            "{} bytes is not a whole number of entries",
-            bytes.len()
-        ));
-    }
-    Ok(chunks
-        .map(|chunk| {
-            let (offset, position) = chunk.split_at(4);
-            OffsetEntry {
-                relative_offset: u32::from_be_bytes(array(offset)),
-                position: u32::from_be_bytes(array(position)),
-            }
-        })
-        .collect())
+    decode_entries(bytes, OFFSET_ENTRY_LEN, |chunk| {
+        let (offset, position) = chunk.split_at(4);
+        OffsetEntry {
+            relative_offset: u32::from_be_bytes(array(offset)),
+            position: u32::from_be_bytes(array(position)),
+        }
+    })
 }
 
 /// Decodes `.timeindex` bytes without judging them (used by `dump` too).
 pub fn decode_time_entries(bytes: &[u8]) -> Result<Vec<TimeEntry>, String> {
-    let chunks = bytes.chunks_exact(TIME_ENTRY_LEN);
+    decode_entries(bytes, TIME_ENTRY_LEN, |chunk| {
+        let (timestamp, offset) = chunk.split_at(8);
+        TimeEntry {
+            timestamp: i64::from_be_bytes(array(timestamp)),
+            relative_offset: u32::from_be_bytes(array(offset)),
+        }
+    })
+}
+
+/// Splits index file bytes into fixed-size entries, refusing a partial last entry.
+fn decode_entries<T>(
+    bytes: &[u8],
+    entry_len: usize,
+    decode: impl Fn(&[u8]) -> T,
+) -> Result<Vec<T>, String> {
+    let chunks = bytes.chunks_exact(entry_len);
     if !chunks.remainder().is_empty() {
         return Err(format!(
             "{} bytes is not a whole number of entries",
             bytes.len()
         ));
     }
-    Ok(chunks
-        .map(|chunk| {
-            let (timestamp, offset) = chunk.split_at(8);
-            TimeEntry {
-                timestamp: i64::from_be_bytes(array(timestamp)),
-                relative_offset: u32::from_be_bytes(array(offset)),
-            }
-        })
-        .collect())
+    Ok(chunks.map(decode).collect())
 }
 
 /// Copies a slice whose length the caller fixed (by `chunks_exact` + `split_at`) into an array.

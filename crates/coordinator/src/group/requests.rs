@@ -336,12 +336,8 @@ impl Group {
         generation: i32,
         now: Instant,
     ) -> Result<(), ResponseError> {
-        self.check_generation(who, generation)?;
         let state = self.state;
-        let member = self
-            .members
-            .get_mut(&who.member_id)
-            .ok_or(ResponseError::UnknownMemberId)?;
+        let member = self.member_at_generation(who, generation)?;
         match state {
             GroupState::Empty => Err(ResponseError::UnknownMemberId),
             GroupState::Dead => Err(ResponseError::CoordinatorNotAvailable),
@@ -404,12 +400,8 @@ impl Group {
         if generation < 0 && self.state == GroupState::Empty {
             return Ok(());
         }
-        self.check_generation(who, generation)?;
         let state = self.state;
-        let member = self
-            .members
-            .get_mut(&who.member_id)
-            .ok_or(ResponseError::UnknownMemberId)?;
+        let member = self.member_at_generation(who, generation)?;
         match state {
             // During PreparingRebalance commits are still allowed: the member learns about the
             // rebalance from its next heartbeat, and committing first avoids duplicates.
@@ -421,6 +413,18 @@ impl Group {
             GroupState::CompletingRebalance => Err(ResponseError::RebalanceInProgress),
             GroupState::Empty | GroupState::Dead => Err(ResponseError::UnknownMemberId),
         }
+    }
+
+    /// The member, if it exists, is not fenced and is at `generation`.
+    fn member_at_generation(
+        &mut self,
+        who: &MemberIdentity,
+        generation: i32,
+    ) -> Result<&mut Member, ResponseError> {
+        self.check_generation(who, generation)?;
+        self.members
+            .get_mut(&who.member_id)
+            .ok_or(ResponseError::UnknownMemberId)
     }
 
     /// The member exists (and is not a fenced static incarnation) and is at `generation`.
