@@ -1,0 +1,23 @@
+//! Errors of the services.
+
+use rdkafka::error::KafkaError;
+
+/// What can stop a service or refuse a request to it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The Kafka client failed (connection, produce, consume or admin request).
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// A topic could not be created or has the wrong shape.
+    #[error("topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
+    /// Parameters given by a user are out of range; the text says which and why.
+    #[error("{0}")]
+    InvalidParams(String),
+    /// A checkpoint record could not be decoded (corrupt or from an incompatible version).
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// Waiting for the cluster took longer than allowed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+}

@@ -1,0 +1,199 @@
+//! The `device-events` record: `{"timestamp": <string or number>, "device_ip": "a.b.c.d",
+//! "error_code": 0..10}`, and its validation by the tracker.
+//!
+//! The tracker must not rely on record keys (producers other than Freshet's generator may not
+//! key by IP), so everything it needs comes from the value.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+/// Topic the generator writes and the tracker reads.
+pub const DEVICE_EVENTS: &str = "device-events";
+/// Where the tracker puts events it rejects, with the reason in the [`REASON_HEADER`] header.
+pub const DEVICE_EVENTS_DLQ: &str = "device-events.dlq";
+/// Header of a dead-letter record that says why the event was rejected.
+pub const REASON_HEADER: &str = "freshet.reason";
+/// Largest error code a device reports.
+pub const MAX_ERROR_CODE: u8 = 10;
+/// Largest event accepted; a device event is under 100 bytes, so anything this big is not one.
+pub const MAX_EVENT_BYTES: usize = 4096;
+
+/// A validated event: what the tracker counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceEvent {
+    pub ip: IpAddr,
+    /// Event time in Unix milliseconds, from the normalised timestamp.
+    pub time_ms: i64,
+    pub error_code: u8,
+}
+
+/// The raw shape. Strings are borrowed unless they contain escapes.
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    timestamp: Option<RawTimestamp<'a>>,
+    #[serde(borrow)]
+    device_ip: Option<Cow<'a, str>>,
+    error_code: Option<serde_json::Number>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTimestamp<'a> {
+    #[serde(borrow)]
+    Str(Cow<'a, str>),
+    Number(serde_json::Number),
+}
+
+/// Parses and validates one record value. The error is the reason written to the DLQ header:
+/// it names the field and what is wrong with it.
+pub fn parse_event(value: Option<&[u8]>) -> Result<DeviceEvent, String> {
+    let bytes = value.ok_or_else(|| "record has no value".to_string())?;
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(format!(
+            "event is {} bytes, more than the {MAX_EVENT_BYTES} a device event can be",
+            bytes.len()
+        ));
+    }
+    let raw: RawEvent<'_> =
+        serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    let ip = parse_ip(raw.device_ip.as_deref())?;
+    let time_ms = parse_time(raw.timestamp.as_ref())?;
+    let error_code = parse_error_code(raw.error_code.as_ref())?;
+    Ok(DeviceEvent {
+        ip,
+        time_ms,
+        error_code,
+    })
+}
+
+fn parse_ip(field: Option<&str>) -> Result<IpAddr, String> {
+    let text = field.ok_or_else(|| "missing field device_ip".to_string())?;
+    text.parse::<IpAddr>()
+        .map_err(|_| format!("device_ip {:?} is not an IPv4 or IPv6 address", clip(text)))
+}
+
+fn parse_time(field: Option<&RawTimestamp<'_>>) -> Result<i64, String> {
+    let normalized = match field.ok_or_else(|| "missing field timestamp".to_string())? {
+        RawTimestamp::Str(s) => freshet_timestamp::normalize(s.as_ref()),
+        RawTimestamp::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                freshet_timestamp::normalize(i)
+            } else if let Some(u) = n.as_u64() {
+                freshet_timestamp::normalize(u)
+            } else {
+                freshet_timestamp::normalize(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+    };
+    normalized
+        .map(|ts| ts.unix_millis())
+        .map_err(|e| format!("timestamp: {e}"))
+}
+
+fn parse_error_code(field: Option<&serde_json::Number>) -> Result<u8, String> {
+    let number = field.ok_or_else(|| "missing field error_code".to_string())?;
+    match number.as_u64() {
+        Some(code) if code <= u64::from(MAX_ERROR_CODE) => Ok(code as u8),
+        _ => Err(format!(
+            "error_code {number} is not an integer from 0 to {MAX_ERROR_CODE}"
+        )),
+    }
+}
+
+/// Keeps a hostile value from making the reason header huge.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<DeviceEvent, String> {
+        parse_event(Some(text.as_bytes()))
+    }
+
+    #[test]
+    fn accepts_every_timestamp_form_and_both_ip_versions() {
+        for ts in [
+            r#""2024-09-18T13:59:02.123456Z""#,
+            r#""2024-09-18T13:59:02.123456""#,
+            r#""2024-09-18T13:59:02""#,
+            r#""2024-09-18 13:59:02.123456""#,
+            r#""2024-09-18 13:59:02""#,
+            r#""1726667942123""#,
+            r#""1726667942""#,
+            "1726667942",
+            "1726667942.5",
+        ] {
+            let event = parse(&format!(
+                r#"{{"timestamp": {ts}, "device_ip": "10.0.0.1", "error_code": 3}}"#
+            ))
+            .unwrap_or_else(|e| panic!("{ts}: {e}"));
+            assert_eq!(event.time_ms / 1000, 1_726_667_942, "{ts}");
+            assert_eq!(event.error_code, 3);
+        }
+        let v6 = parse(r#"{"timestamp": 0, "device_ip": "2001:db8::1", "error_code": 0}"#);
+        assert_eq!(v6.map(|e| e.ip.is_ipv6()), Ok(true));
+    }
+
+    #[test]
+    fn rejections_name_the_problem() {
+        let cases = [
+            ("not json", "invalid JSON"),
+            (
+                r#"{"device_ip": "1.2.3.4", "error_code": 1}"#,
+                "missing field timestamp",
+            ),
+            (
+                r#"{"timestamp": 1, "error_code": 1}"#,
+                "missing field device_ip",
+            ),
+            (
+                r#"{"timestamp": 1, "device_ip": "1.2.3.4"}"#,
+                "missing field error_code",
+            ),
+            (
+                r#"{"timestamp": 1, "device_ip": "1.2.3.256", "error_code": 1}"#,
+                "not an IPv4",
+            ),
+            (
+                r#"{"timestamp": "2024-02-30", "device_ip": "1.2.3.4", "error_code": 1}"#,
+                "timestamp:",
+            ),
+            (
+                r#"{"timestamp": 1, "device_ip": "1.2.3.4", "error_code": 11}"#,
+                "error_code 11",
+            ),
+            (
+                r#"{"timestamp": 1, "device_ip": "1.2.3.4", "error_code": -1}"#,
+                "error_code -1",
+            ),
+            (
+                r#"{"timestamp": 1, "device_ip": "1.2.3.4", "error_code": 1e400}"#,
+                "invalid JSON",
+            ),
+            (
+                r#"{"timestamp": true, "device_ip": "1.2.3.4", "error_code": 1}"#,
+                "invalid JSON",
+            ),
+            (
+                r#"{"timestamp": 1, "device_ip": 5, "error_code": 1}"#,
+                "invalid JSON",
+            ),
+        ];
+        for (text, expected) in cases {
+            let reason = parse(text).expect_err(text);
+            assert!(reason.contains(expected), "{text}: {reason}");
+        }
+        assert_eq!(parse_event(None), Err("record has no value".into()));
+        let huge = format!(r#"{{"device_ip": "{}"}}"#, "9".repeat(10_000));
+        assert!(parse(&huge).expect_err("huge").contains("more than"));
+    }
+}

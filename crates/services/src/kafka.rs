@@ -1,0 +1,87 @@
+//! Kafka client settings shared by the services, and idempotent topic creation.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::ServiceError;
+
+/// Where the Kafka cluster is and how services identify themselves to it.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`, the embedded broker in `freshet up`.
+    pub bootstrap_servers: String,
+    /// Prefix of every client id, so broker logs show which service a connection is.
+    pub client_id: String,
+}
+
+impl KafkaConfig {
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        KafkaConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            client_id: "freshet".into(),
+        }
+    }
+
+    /// Base client settings; callers add producer or consumer settings.
+    pub fn client_config(&self, role: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", format!("{}-{role}", self.client_id))
+            // A broker that is starting up refuses connections for a moment; keep retrying.
+            .set("reconnect.backoff.ms", "50")
+            .set("reconnect.backoff.max.ms", "1000");
+        config
+    }
+
+    /// A durable, ordered producer: acks=all and idempotence, so retries never duplicate or
+    /// reorder records.
+    pub fn durable_producer_config(&self, role: &str) -> ClientConfig {
+        let mut config = self.client_config(role);
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "60000");
+        config
+    }
+
+    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, ServiceError> {
+        Ok(self.client_config("admin").create()?)
+    }
+}
+
+/// How a topic a service needs should look when it has to be created.
+#[derive(Debug, Clone)]
+pub struct TopicSpec<'a> {
+    pub name: &'a str,
+    pub partitions: i32,
+    pub configs: &'a [(&'a str, &'a str)],
+}
+
+/// Creates the topic unless it exists, with the cluster's default replication factor. An existing topic is left as it is (its partition count
+/// is the operator's choice).
+pub async fn ensure_topic(kafka: &KafkaConfig, spec: &TopicSpec<'_>) -> Result<(), ServiceError> {
+    let admin = kafka.admin()?;
+    let mut topic = NewTopic::new(spec.name, spec.partitions, TopicReplication::Fixed(-1));
+    for (key, value) in spec.configs {
+        topic = topic.set(key, value);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics([&topic], &options).await?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(ServiceError::Topic {
+                    topic: name,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! Freshet's stream services. They reach Kafka only through the Kafka protocol (the rdkafka
+//! crate) and never import broker code, so each runs unchanged against Freshet's embedded
+//! broker or an Apache Kafka / Redpanda cluster (`--bootstrap-servers`).
+//!
+//! # Layout
+//!
+//! - [`kafka`]: client settings shared by every service, and topic creation.
+//! - [`generator`]: the device-event generator (`freshet generate`, `GET /start`) and the job
+//!   registry the HTTP API reads progress from.
+//! - [`tracker`]: tracker nodes counting distinct device IPs exactly, per node and globally,
+//!   with checkpoints in a compacted `freshet.` topic.
+//! - [`event`]: the `device-events` record format, shared by generator and tracker.
+
+pub mod error;
+pub mod event;
+pub mod generator;
+pub mod kafka;
+pub mod tracker;
+
+pub use error::ServiceError;
+pub use kafka::KafkaConfig;

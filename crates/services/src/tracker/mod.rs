@@ -1,0 +1,3 @@
+//! Tracker nodes: count distinct device IPs exactly, per node and globally.
+
+pub mod view;
