@@ -99,6 +99,19 @@ impl DistinctIps {
         self.v6.union_with(&other.v6);
     }
 
+    /// Exact number of distinct addresses in the union of `sets`, without
+    /// changing them. Sets that share no address (per-partition sets of a
+    /// topic keyed by device) are summed after a container-level disjointness
+    /// check; otherwise the IPv4 union is built, which briefly needs memory
+    /// for it.
+    pub fn union_len(sets: &[&DistinctIps]) -> u64 {
+        match sets {
+            [] => 0,
+            [one] => one.len(),
+            _ => union_len_v4(sets) + union_len_v6(sets),
+        }
+    }
+
     /// Drops spare capacity: Roaring array containers grow by doubling, so a
     /// set built by inserts holds ~4 bytes per random IPv4 address where its
     /// encoding (and a set restored from it) needs ~2.1. Rebuilds the bitmap
@@ -237,4 +250,27 @@ fn decode_v6(reader: &mut Reader<'_>) -> Result<V6Set, DistinctError> {
         sorted.push(value);
     }
     Ok(V6Set::from_sorted(sorted))
+}
+
+fn union_len_v4(sets: &[&DistinctIps]) -> u64 {
+    let pairwise_disjoint = sets
+        .iter()
+        .enumerate()
+        .all(|(i, a)| sets[i + 1..].iter().all(|b| a.v4.is_disjoint(&b.v4)));
+    if pairwise_disjoint {
+        sets.iter().map(|s| s.v4.len()).sum()
+    } else {
+        use roaring::MultiOps;
+        sets.iter().map(|s| &s.v4).union().len()
+    }
+}
+
+fn union_len_v6(sets: &[&DistinctIps]) -> u64 {
+    if sets.iter().filter(|s| s.v6.len() > 0).count() <= 1 {
+        return sets.iter().map(|s| s.v6.len()).sum();
+    }
+    let mut all: Vec<u128> = sets.iter().flat_map(|s| s.v6.iter()).collect();
+    all.sort_unstable();
+    all.dedup();
+    all.len() as u64
 }

@@ -75,6 +75,21 @@ proptest! {
     }
 
     #[test]
+    fn union_len_is_the_model_union_size(parts in proptest::collection::vec(proptest::collection::vec(ip(), 0..800), 0..5), disjoint in any::<bool>()) {
+        // Disjoint parts take the summing path, overlapping ones the union path.
+        let parts: Vec<Vec<IpAddr>> = if disjoint {
+            let mut seen = HashSet::new();
+            parts.into_iter().map(|p| p.into_iter().filter(|ip| seen.insert(canonical(*ip))).collect()).collect()
+        } else {
+            parts
+        };
+        let sets: Vec<DistinctIps> = parts.iter().map(|p| p.iter().copied().collect()).collect();
+        let refs: Vec<&DistinctIps> = sets.iter().collect();
+        let model: HashSet<IpAddr> = parts.iter().flatten().map(|ip| canonical(*ip)).collect();
+        prop_assert_eq!(DistinctIps::union_len(&refs), model.len() as u64);
+    }
+
+    #[test]
     fn round_trips(ips in proptest::collection::vec(ip(), 0..3000)) {
         let set: DistinctIps = ips.into_iter().collect();
         let bytes = encode(&set);

@@ -117,6 +117,14 @@ impl NormalizedTs {
         &self.0
     }
 
+    /// The instant `ms` milliseconds after 1970-01-01T00:00:00Z, or `None` outside years
+    /// 0000..=9999 (what the 24-byte form can show).
+    pub fn from_unix_millis(ms: i64) -> Option<NormalizedTs> {
+        (civil::MIN_MS..=civil::MAX_MS)
+            .contains(&ms)
+            .then(|| NormalizedTs(Civil::from_unix_ms(ms).format()))
+    }
+
     /// Milliseconds since 1970-01-01T00:00:00Z (negative before).
     pub fn unix_millis(&self) -> i64 {
         let b = &self.0;

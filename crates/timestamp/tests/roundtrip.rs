@@ -150,4 +150,10 @@ proptest! {
         let ours = normalize(TsInput::Str(&expected(ts))).expect("valid").unix_millis();
         prop_assert_eq!(ours, ts.as_millisecond());
     }
+
+    #[test]
+    fn from_unix_millis_matches_jiff(ts in instant(3)) {
+        let ours = freshet_timestamp::NormalizedTs::from_unix_millis(ts.as_millisecond()).expect("in range");
+        prop_assert_eq!(ours.as_str(), expected(ts));
+    }
 }

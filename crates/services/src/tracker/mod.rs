@@ -1,3 +1,389 @@
-//! Tracker nodes: count distinct device IPs exactly, per node and globally.
+//! Tracker nodes: count distinct device IPs exactly, per node and globally, across crashes and
+//! rebalances.
+//!
+//! # How a node works
+//!
+//! - A **worker** thread ([`worker`]) is a member of one consumer group on the input topic
+//!   (`device-events`). It validates each event ([`crate::event::parse_event`]), sends
+//!   rejected ones to the dead-letter topic with the reason in a header, and adds valid ones to
+//!   its partition's exact sets ([`state::Sets`]): all IPs, per minute and hour of event time,
+//!   per error code.
+//! - Every checkpoint interval (and when it loses partitions or stops) the worker writes each
+//!   owned partition's **delta** (IPs new to a set since its last checkpoint) together with the
+//!   input offset it covers to the compacted checkpoint topic ([`checkpoint`]), after the
+//!   dead-letter records before that offset are acknowledged.
+//! - A **follower** thread ([`follower`]) reads the checkpoint topic from the beginning and
+//!   keeps applying it, so every node holds every partition's sets: the global count is the
+//!   exact union over partitions, and a node that gains a partition in a rebalance resumes
+//!   from the newest checkpoint's offset and counters, without re-reading the input.
+//!
+//! Sets only grow by union, so replaying events or applying a checkpoint twice never counts an
+//! IP twice; counters come from the checkpoint that matches the offset resumed from.
 
+pub mod checkpoint;
+mod follower;
+pub mod state;
 pub mod view;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use freshet_timestamp::NormalizedTs;
+
+use crate::event::{DEVICE_EVENTS, DEVICE_EVENTS_DLQ};
+use crate::kafka::{ensure_topic, TopicSpec};
+use crate::{KafkaConfig, ServiceError};
+pub use state::WindowLimits;
+use state::{NodeState, SetKind};
+use view::{ErrorCodeCount, Granularity, PartitionStatus, UniqueIps, WindowCount};
+
+/// How a tracker node runs.
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// Topic of device events.
+    pub input_topic: String,
+    /// Partitions the input topic is created with when it does not exist.
+    pub input_partitions: i32,
+    /// Where rejected events go.
+    pub dlq_topic: String,
+    /// Consumer group shared by the tracker nodes.
+    pub group: String,
+    /// How often owned partitions are checkpointed.
+    pub checkpoint_interval: Duration,
+    /// How long the group waits for a silent node before giving its partitions to others.
+    pub session_timeout: Duration,
+    /// Keep the per-window and per-error-code sets (more memory) or only the overall set.
+    pub views: bool,
+    pub window_limits: WindowLimits,
+    /// This node's id; a random UUID when not given.
+    pub node_id: Option<String>,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            input_topic: DEVICE_EVENTS.into(),
+            input_partitions: 3,
+            dlq_topic: DEVICE_EVENTS_DLQ.into(),
+            group: "freshet-tracker".into(),
+            checkpoint_interval: Duration::from_secs(1),
+            session_timeout: Duration::from_secs(10),
+            views: true,
+            window_limits: WindowLimits::default(),
+            node_id: None,
+        }
+    }
+}
+
+impl TrackerConfig {
+    /// The compacted topic holding this input topic's checkpoints.
+    pub fn checkpoint_topic(&self) -> String {
+        format!("freshet.tracker.{}", self.input_topic)
+    }
+}
+
+/// Counts computed from the sets, refreshed by the follower when something changed (they
+/// take a pass over every set, too slow for each API request at millions of IPs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    global: u64,
+    node: u64,
+}
+
+/// State shared by the worker, the follower and the handles.
+#[derive(Debug)]
+struct Shared {
+    node_id: String,
+    config: TrackerConfig,
+    checkpoint_topic: String,
+    state: Mutex<NodeState>,
+    counts: Mutex<Counts>,
+    /// Next checkpoint-topic offset the follower will apply.
+    follower_position: AtomicI64,
+    /// Records not yet consumed in owned partitions; -1 when unknown.
+    lag: AtomicI64,
+    /// Set to stop the threads.
+    stopping: AtomicBool,
+    /// False once the worker has stopped (cleanly or not).
+    worker_running: AtomicBool,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, NodeState> {
+        // A panic while holding the lock leaves sets that only ever grew: still valid.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn counts(&self) -> Counts {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Recomputes the global and node counts (a pass over the sets).
+    fn refresh_counts(&self) {
+        let counts = {
+            let mut state = self.state();
+            if !state.dirty {
+                return;
+            }
+            state.dirty = false;
+            Counts {
+                global: state.union_len(|_, _| true, SetKind::All),
+                node: state.union_len(|_, p| p.live.is_some(), SetKind::All),
+            }
+        };
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
+    }
+}
+
+/// A running tracker node.
+#[derive(Debug)]
+pub struct Tracker {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Tracker {
+    /// Creates the topics the tracker needs (if missing) and starts the worker and follower.
+    pub async fn start(
+        kafka: &KafkaConfig,
+        config: TrackerConfig,
+    ) -> Result<Tracker, ServiceError> {
+        let checkpoint_topic = config.checkpoint_topic();
+        ensure_topics(kafka, &config, &checkpoint_topic).await?;
+        let node_id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let shared = Arc::new(Shared {
+            node_id,
+            config,
+            checkpoint_topic,
+            state: Mutex::new(NodeState::default()),
+            counts: Mutex::new(Counts::default()),
+            follower_position: AtomicI64::new(0),
+            lag: AtomicI64::new(-1),
+            stopping: AtomicBool::new(false),
+            worker_running: AtomicBool::new(true),
+        });
+        let follower = follower::Follower::new(kafka, shared.clone())?;
+        let worker = worker::Worker::new(kafka, shared.clone())?;
+        let threads = vec![
+            spawn_named("tracker-follower", move || follower.run())?,
+            spawn_named("tracker-worker", move || worker.run())?,
+        ];
+        tracing::info!(node = %shared.node_id, group = %shared.config.group, "tracker node started");
+        Ok(Tracker { shared, threads })
+    }
+
+    pub fn handle(&self) -> TrackerHandle {
+        TrackerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Writes a last checkpoint, leaves the group and waits for the threads. Blocking.
+    pub fn shutdown(self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for thread in self.threads {
+            if thread.join().is_err() {
+                tracing::error!("a tracker thread panicked");
+            }
+        }
+    }
+}
+
+fn spawn_named(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, ServiceError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| ServiceError::Topic {
+            topic: name.into(),
+            reason: format!("cannot start thread: {e}"),
+        })
+}
+
+async fn ensure_topics(
+    kafka: &KafkaConfig,
+    config: &TrackerConfig,
+    checkpoint_topic: &str,
+) -> Result<(), ServiceError> {
+    let specs = [
+        TopicSpec {
+            name: &config.input_topic,
+            partitions: config.input_partitions,
+            configs: &[],
+        },
+        TopicSpec {
+            name: &config.dlq_topic,
+            partitions: 1,
+            configs: &[],
+        },
+        TopicSpec {
+            name: checkpoint_topic,
+            partitions: 1,
+            configs: &[("cleanup.policy", "compact")],
+        },
+    ];
+    for spec in &specs {
+        ensure_topic(kafka, spec).await?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How long a node counts as seen after its last heartbeat.
+fn node_seen_window(config: &TrackerConfig) -> Duration {
+    config.checkpoint_interval * 3 + Duration::from_secs(5)
+}
+
+/// Read access to a tracker node, for the HTTP API. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TrackerHandle {
+    shared: Arc<Shared>,
+}
+
+impl TrackerHandle {
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    pub fn group(&self) -> &str {
+        &self.shared.config.group
+    }
+
+    /// Whether the node's consumer is running.
+    pub fn is_active(&self) -> bool {
+        self.shared.worker_running.load(Ordering::SeqCst)
+    }
+
+    /// Exact distinct IPs across all partitions, as of the last refresh (at most a few hundred
+    /// ms old).
+    pub fn global_count(&self) -> u64 {
+        self.shared.counts().global
+    }
+
+    /// Exact distinct IPs in the partitions this node owns.
+    pub fn node_count(&self) -> u64 {
+        self.shared.counts().node
+    }
+
+    pub fn unique_ips(&self) -> UniqueIps {
+        let counts = self.shared.counts();
+        let state = self.shared.state();
+        let estimate = state.hll.estimate();
+        let covered = state
+            .partitions
+            .values()
+            .filter(|p| p.live.is_some() || p.checkpoint.is_some())
+            .count() as u32;
+        let lag = self.shared.lag.load(Ordering::SeqCst);
+        UniqueIps {
+            node_id: self.shared.node_id.clone(),
+            group: self.shared.config.group.clone(),
+            node_count: counts.node,
+            global_count: counts.global,
+            global_estimate: estimate,
+            estimate_error_percent: error_percent(estimate, counts.global),
+            partitions_total: state.partitions_total.max(state.partitions.len() as u32),
+            partitions_covered: covered,
+            partitions_owned: state.owned(),
+            nodes_seen: state.live_nodes(now_ms(), node_seen_window(&self.shared.config)),
+            checkpoint_age_ms: state
+                .newest_checkpoint_ms
+                .map(|ms| (now_ms() - ms).max(0) as u64),
+            consumer_lag: (lag >= 0).then_some(lag),
+            events_counted: state.partitions.values().map(|p| p.events()).sum(),
+            events_rejected: state.partitions.values().map(|p| p.rejected()).sum(),
+        }
+    }
+
+    /// Distinct IPs per event-time window, newest first, at most `limit` windows.
+    pub fn windows(&self, granularity: Granularity, limit: usize) -> Vec<WindowCount> {
+        let state = self.shared.state();
+        let keys = state.keys(|sets| match granularity {
+            Granularity::Minute => sets.minutes.keys().map(|k| SetKind::Minute(*k)).collect(),
+            Granularity::Hour => sets.hours.keys().map(|k| SetKind::Hour(*k)).collect(),
+        });
+        keys.into_iter()
+            .rev()
+            .take(limit)
+            .filter_map(|kind| {
+                let start_ms = match kind {
+                    SetKind::Minute(start) | SetKind::Hour(start) => start,
+                    _ => return None,
+                };
+                Some(WindowCount {
+                    start: format_ms(start_ms),
+                    start_ms,
+                    distinct_ips: state.union_len(|_, _| true, kind),
+                })
+            })
+            .collect()
+    }
+
+    /// Distinct IPs per error code, for the codes seen.
+    pub fn error_codes(&self) -> Vec<ErrorCodeCount> {
+        let state = self.shared.state();
+        state
+            .keys(|sets| sets.codes.keys().map(|c| SetKind::Code(*c)).collect())
+            .into_iter()
+            .filter_map(|kind| match kind {
+                SetKind::Code(code) => Some(ErrorCodeCount {
+                    error_code: code,
+                    distinct_ips: state.union_len(|_, _| true, kind),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn partitions(&self) -> Vec<PartitionStatus> {
+        let state = self.shared.state();
+        state
+            .partitions
+            .iter()
+            .map(|(id, p)| PartitionStatus {
+                partition: *id,
+                owned: p.live.is_some(),
+                distinct_ips: p.sets.all.len(),
+                checkpoint_offset: p.checkpoint.as_ref().map(|c| c.offset),
+                checkpoint_node: p.checkpoint.as_ref().map(|c| c.node.clone()),
+                events: p.events(),
+                rejected: p.rejected(),
+            })
+            .collect()
+    }
+
+    /// Waits until the counts reflect everything applied so far (tests and benchmarks).
+    pub fn wait_refreshed(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.shared.state().dirty && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn error_percent(estimate: u64, exact: u64) -> f64 {
+    if exact == 0 {
+        return 0.0;
+    }
+    (estimate as f64 - exact as f64) / exact as f64 * 100.0
+}
+
+/// A window start as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn format_ms(ms: i64) -> String {
+    NormalizedTs::from_unix_millis(ms)
+        .map(|ts| ts.as_str().to_string())
+        .unwrap_or_else(|| ms.to_string())
+}

@@ -1,0 +1,360 @@
+//! A node's state: for every input partition, the exact sets of IPs seen and the newest
+//! checkpoint, plus the node registry and the global HyperLogLog.
+//!
+//! All sets only ever grow by union, so applying the same IPs twice (a checkpoint this node
+//! wrote itself and reads back, a partition replayed after a crash) never changes a count.
+//! Counters (events, rejected) are not idempotent; they come from the newest checkpoint of a
+//! partition plus, on its owner, the events processed since.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use freshet_distinct::{DistinctIps, HyperLogLog};
+
+use crate::event::{DeviceEvent, MAX_ERROR_CODE};
+
+/// Number of error codes (0..=10).
+pub const ERROR_CODES: usize = MAX_ERROR_CODE as usize + 1;
+pub const MINUTE_MS: i64 = 60_000;
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// The sets of one partition: all IPs, and per event-time window and per error code.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Sets {
+    pub all: DistinctIps,
+    /// Minute window start (Unix ms) → IPs with events in it.
+    pub minutes: BTreeMap<i64, DistinctIps>,
+    pub hours: BTreeMap<i64, DistinctIps>,
+    pub codes: BTreeMap<u8, DistinctIps>,
+}
+
+/// Which of the sets a section of a checkpoint belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKind {
+    All,
+    Minute(i64),
+    Hour(i64),
+    Code(u8),
+}
+
+impl Sets {
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+            && self.minutes.is_empty()
+            && self.hours.is_empty()
+            && self.codes.is_empty()
+    }
+
+    /// Adds the event's IP to every set it belongs to and records in `new` what was not
+    /// there before (the delta the next checkpoint carries). `views` off keeps only `all`.
+    pub fn insert_event(&mut self, event: &DeviceEvent, views: bool, new: &mut Sets) -> bool {
+        let ip = event.ip;
+        let is_new = self.all.insert(ip);
+        if is_new {
+            new.all.insert(ip);
+        }
+        if views {
+            let minute = event.time_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+            let hour = event.time_ms.div_euclid(HOUR_MS) * HOUR_MS;
+            insert_keyed(&mut self.minutes, &mut new.minutes, minute, ip);
+            insert_keyed(&mut self.hours, &mut new.hours, hour, ip);
+            insert_keyed(&mut self.codes, &mut new.codes, event.error_code, ip);
+        }
+        is_new
+    }
+
+    pub fn get_mut(&mut self, kind: SetKind) -> &mut DistinctIps {
+        match kind {
+            SetKind::All => &mut self.all,
+            SetKind::Minute(start) => self.minutes.entry(start).or_default(),
+            SetKind::Hour(start) => self.hours.entry(start).or_default(),
+            SetKind::Code(code) => self.codes.entry(code).or_default(),
+        }
+    }
+
+    /// Every set with its kind, `all` first.
+    pub fn sections(&self) -> impl Iterator<Item = (SetKind, &DistinctIps)> {
+        std::iter::once((SetKind::All, &self.all))
+            .chain(self.minutes.iter().map(|(k, s)| (SetKind::Minute(*k), s)))
+            .chain(self.hours.iter().map(|(k, s)| (SetKind::Hour(*k), s)))
+            .chain(self.codes.iter().map(|(k, s)| (SetKind::Code(*k), s)))
+    }
+
+    /// Drops the oldest windows beyond the limits, so a long-running node's memory follows
+    /// the number of devices, not the running time.
+    pub fn retain_windows(&mut self, limits: WindowLimits) {
+        trim_oldest(&mut self.minutes, limits.minutes);
+        trim_oldest(&mut self.hours, limits.hours);
+    }
+
+    /// Releases the slack that growing sets keep (Roaring arrays double as they grow).
+    pub fn shrink_to_fit(&mut self) {
+        self.all.shrink_to_fit();
+        for set in self
+            .minutes
+            .values_mut()
+            .chain(self.hours.values_mut())
+            .chain(self.codes.values_mut())
+        {
+            set.shrink_to_fit();
+        }
+    }
+}
+
+fn insert_keyed<K: Ord + Copy>(
+    sets: &mut BTreeMap<K, DistinctIps>,
+    new: &mut BTreeMap<K, DistinctIps>,
+    key: K,
+    ip: IpAddr,
+) {
+    if sets.entry(key).or_default().insert(ip) {
+        new.entry(key).or_default().insert(ip);
+    }
+}
+
+fn trim_oldest(windows: &mut BTreeMap<i64, DistinctIps>, keep: usize) {
+    while windows.len() > keep {
+        windows.pop_first();
+    }
+}
+
+/// How many event-time windows each partition keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowLimits {
+    pub minutes: usize,
+    pub hours: usize,
+}
+
+impl Default for WindowLimits {
+    fn default() -> Self {
+        WindowLimits {
+            minutes: 120,
+            hours: 48,
+        }
+    }
+}
+
+/// What a complete checkpoint says about a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointMeta {
+    /// Input offset the checkpoint covers: events below it are in it.
+    pub offset: i64,
+    pub events: u64,
+    pub rejected: u64,
+    pub seq: u64,
+    pub node: String,
+    pub written_at_ms: i64,
+}
+
+/// Counters of a partition this node consumes, live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LiveCounters {
+    /// Next input offset to process.
+    pub next_offset: i64,
+    pub events: u64,
+    pub rejected: u64,
+}
+
+/// One input partition as this node knows it.
+#[derive(Debug, Default)]
+pub struct PartitionState {
+    pub sets: Sets,
+    pub checkpoint: Option<CheckpointMeta>,
+    /// Present while this node owns the partition.
+    pub live: Option<LiveCounters>,
+    /// Size of `sets.all` when the sets were last shrunk.
+    shrunk_len: u64,
+}
+
+impl PartitionState {
+    pub fn events(&self) -> u64 {
+        match (&self.live, &self.checkpoint) {
+            (Some(live), _) => live.events,
+            (None, Some(meta)) => meta.events,
+            (None, None) => 0,
+        }
+    }
+
+    pub fn rejected(&self) -> u64 {
+        match (&self.live, &self.checkpoint) {
+            (Some(live), _) => live.rejected,
+            (None, Some(meta)) => meta.rejected,
+            (None, None) => 0,
+        }
+    }
+
+    /// Shrinks the sets once they have grown by a quarter since the last time: growing
+    /// Roaring arrays keep up to twice the memory they need, and shrinking at every change
+    /// would rebuild millions of entries per checkpoint.
+    pub fn maybe_shrink(&mut self) {
+        let len = self.sets.all.len();
+        if len >= 4096 && len >= self.shrunk_len + self.shrunk_len / 4 {
+            self.sets.shrink_to_fit();
+            self.shrunk_len = len;
+        }
+    }
+
+    /// Where an owner starts and the counters it starts from: the newest checkpoint, or the
+    /// beginning of the partition.
+    pub fn resume_point(&self) -> LiveCounters {
+        match &self.checkpoint {
+            Some(meta) => LiveCounters {
+                next_offset: meta.offset,
+                events: meta.events,
+                rejected: meta.rejected,
+            },
+            None => LiveCounters::default(),
+        }
+    }
+}
+
+/// The last heartbeat of a tracker node.
+#[derive(Debug, Clone)]
+pub struct NodeHeartbeat {
+    pub partitions: Vec<i32>,
+    /// When the node wrote it, Unix ms (its clock).
+    pub written_at_ms: i64,
+}
+
+/// Everything a node knows. Guarded by one mutex: the consumer thread takes it once per batch
+/// of events, the checkpoint follower once per record.
+#[derive(Debug, Default)]
+pub struct NodeState {
+    pub partitions: BTreeMap<i32, PartitionState>,
+    /// Estimate of the global count, fed with every new IP seen live or in a checkpoint.
+    pub hll: HyperLogLog,
+    pub nodes: HashMap<String, NodeHeartbeat>,
+    /// Write time of the newest checkpoint applied, Unix ms.
+    pub newest_checkpoint_ms: Option<i64>,
+    /// Partitions of the input topic, from metadata.
+    pub partitions_total: u32,
+    /// Whether a set changed since the cached counts were computed.
+    pub dirty: bool,
+}
+
+impl NodeState {
+    pub fn partition(&mut self, partition: i32) -> &mut PartitionState {
+        self.partitions.entry(partition).or_default()
+    }
+
+    pub fn owned(&self) -> Vec<i32> {
+        self.partitions
+            .iter()
+            .filter(|(_, p)| p.live.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Nodes whose last heartbeat was written less than `within` before `now_ms`.
+    pub fn live_nodes(&self, now_ms: i64, within: Duration) -> Vec<String> {
+        let within_ms = within.as_millis() as i64;
+        let mut nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, hb)| now_ms - hb.written_at_ms <= within_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    /// Exact distinct IPs in the union of the selected partitions' sets of one kind.
+    pub fn union_len(&self, select: impl Fn(&i32, &PartitionState) -> bool, kind: SetKind) -> u64 {
+        let sets: Vec<&DistinctIps> = self
+            .partitions
+            .iter()
+            .filter(|(id, p)| select(id, p))
+            .filter_map(|(_, p)| set_of(&p.sets, kind))
+            .collect();
+        DistinctIps::union_len(&sets)
+    }
+
+    /// Every window start (or error code) present in any partition.
+    pub fn keys(&self, pick: impl Fn(&Sets) -> Vec<SetKind>) -> Vec<SetKind> {
+        let mut keys: Vec<SetKind> = self
+            .partitions
+            .values()
+            .flat_map(|p| pick(&p.sets))
+            .collect();
+        keys.sort_by_key(set_kind_order);
+        keys.dedup();
+        keys
+    }
+}
+
+fn set_of(sets: &Sets, kind: SetKind) -> Option<&DistinctIps> {
+    match kind {
+        SetKind::All => Some(&sets.all),
+        SetKind::Minute(start) => sets.minutes.get(&start),
+        SetKind::Hour(start) => sets.hours.get(&start),
+        SetKind::Code(code) => sets.codes.get(&code),
+    }
+}
+
+fn set_kind_order(kind: &SetKind) -> (u8, i64) {
+    match *kind {
+        SetKind::All => (0, 0),
+        SetKind::Minute(start) => (1, start),
+        SetKind::Hour(start) => (2, start),
+        SetKind::Code(code) => (3, i64::from(code)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ip: &str, time_ms: i64, error_code: u8) -> DeviceEvent {
+        DeviceEvent {
+            ip: ip.parse().expect("test ip"),
+            time_ms,
+            error_code,
+        }
+    }
+
+    #[test]
+    fn insert_records_only_what_is_new_in_each_set() {
+        let mut sets = Sets::default();
+        let mut new = Sets::default();
+        assert!(sets.insert_event(&event("10.0.0.1", 0, 1), true, &mut new));
+        assert!(!sets.insert_event(&event("10.0.0.1", 61_000, 1), true, &mut new));
+        assert_eq!(new.all.len(), 1);
+        // Same IP in a second minute window is new there, not in the hour or code sets.
+        assert_eq!(new.minutes.len(), 2);
+        assert_eq!(new.hours.len(), 1);
+        assert_eq!(new.codes.get(&1).map(DistinctIps::len), Some(1));
+    }
+
+    #[test]
+    fn union_len_across_partitions_counts_shared_ips_once() {
+        let mut state = NodeState::default();
+        let mut scratch = Sets::default();
+        for (p, ip) in [(0, "1.1.1.1"), (0, "2.2.2.2"), (1, "2.2.2.2"), (1, "::1")] {
+            state
+                .partition(p)
+                .sets
+                .insert_event(&event(ip, 0, 0), true, &mut scratch);
+        }
+        assert_eq!(state.union_len(|_, _| true, SetKind::All), 3);
+        assert_eq!(state.union_len(|id, _| *id == 1, SetKind::All), 2);
+        assert_eq!(state.union_len(|_, _| true, SetKind::Minute(0)), 3);
+    }
+
+    #[test]
+    fn windows_beyond_the_limit_are_dropped_oldest_first() {
+        let mut sets = Sets::default();
+        let mut new = Sets::default();
+        for minute in 0..5 {
+            sets.insert_event(&event("1.2.3.4", minute * MINUTE_MS, 0), true, &mut new);
+        }
+        sets.retain_windows(WindowLimits {
+            minutes: 2,
+            hours: 1,
+        });
+        assert_eq!(
+            sets.minutes.keys().copied().collect::<Vec<_>>(),
+            vec![3 * MINUTE_MS, 4 * MINUTE_MS]
+        );
+    }
+}

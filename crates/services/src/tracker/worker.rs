@@ -1,0 +1,542 @@
+//! The worker: a consumer-group member on the input topic. It counts events into its
+//! partitions' sets, dead-letters invalid ones and checkpoints owned partitions.
+//!
+//! Rebalances are handled in [`TrackerContext::rebalance`], which librdkafka calls from inside
+//! `poll` on this same thread: before partitions are revoked, everything polled so far is
+//! applied and checkpointed; when partitions are assigned, each starts at its newest
+//! checkpoint's offset (not the group's committed offset, which only serves lag tools).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use super::checkpoint::{delta_key, encode_delta, encode_heartbeat, heartbeat_key, DeltaHeader};
+use super::state::{NodeState, Sets};
+use super::{now_ms, Shared};
+use crate::event::{parse_event, DeviceEvent, REASON_HEADER};
+use crate::{KafkaConfig, ServiceError};
+
+/// Events parsed before they are applied under one lock.
+const BATCH: usize = 4096;
+/// How long a checkpoint may wait for the cluster to acknowledge it.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node that gained partitions waits for its follower to read the newest
+/// checkpoints. Resuming from an older checkpoint is still exact, only slower.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(super) struct Worker {
+    shared: Arc<Shared>,
+    consumer: BaseConsumer<TrackerContext>,
+}
+
+impl Worker {
+    pub(super) fn new(kafka: &KafkaConfig, shared: Arc<Shared>) -> Result<Self, ServiceError> {
+        let producer: ThreadedProducer<DeliveryCounter> = kafka
+            .durable_producer_config("tracker")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "2")
+            .create_with_context(DeliveryCounter::default())?;
+        let session_ms = shared.config.session_timeout.as_millis().max(6000);
+        let context = TrackerContext {
+            shared: shared.clone(),
+            producer,
+            writer: uuid::Uuid::new_v4().simple().to_string(),
+            owner: Mutex::new(Owner::default()),
+        };
+        let consumer: BaseConsumer<TrackerContext> = kafka
+            .client_config("tracker")
+            .set("group.id", &shared.config.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", session_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (session_ms / 4).min(3000).to_string(),
+            )
+            .set("max.partition.fetch.bytes", (8 << 20).to_string())
+            .set("fetch.wait.max.ms", "100")
+            .create_with_context(context)?;
+        consumer.subscribe(&[&shared.config.input_topic])?;
+        Ok(Worker { shared, consumer })
+    }
+
+    pub(super) fn run(self) {
+        let context = self.consumer.context().clone();
+        let interval = self.shared.config.checkpoint_interval;
+        let mut last_checkpoint = Instant::now();
+        while !self.shared.stopping.load(Ordering::SeqCst) {
+            self.poll_batch(&context);
+            context.apply_batch();
+            if last_checkpoint.elapsed() >= interval {
+                context.checkpoint(&self.consumer);
+                last_checkpoint = Instant::now();
+            }
+        }
+        // Closing the consumer revokes its partitions, which writes the last checkpoint.
+        drop(self.consumer);
+        context.say_goodbye();
+        self.shared.worker_running.store(false, Ordering::SeqCst);
+        tracing::info!(node = %self.shared.node_id, "tracker node stopped");
+    }
+
+    /// Polls up to [`BATCH`] messages, waiting at most 100 ms for the first.
+    fn poll_batch(&self, context: &TrackerContext) {
+        let mut timeout = Duration::from_millis(100);
+        for _ in 0..BATCH {
+            match self.consumer.poll(timeout) {
+                Some(Ok(message)) => context.push(parse(&message)),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consuming device events");
+                    return;
+                }
+                None => return,
+            }
+            timeout = Duration::ZERO;
+        }
+    }
+}
+
+/// One polled event, parsed outside the state lock.
+struct Parsed {
+    partition: i32,
+    offset: i64,
+    outcome: Result<DeviceEvent, Rejected>,
+}
+
+/// An invalid event and what the dead-letter record needs.
+struct Rejected {
+    reason: String,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+fn parse(message: &BorrowedMessage<'_>) -> Parsed {
+    let outcome = parse_event(message.payload()).map_err(|reason| Rejected {
+        reason,
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+    });
+    Parsed {
+        partition: message.partition(),
+        offset: message.offset(),
+        outcome,
+    }
+}
+
+/// The worker's bookkeeping for the partitions it owns. Only the worker thread touches it
+/// (rebalance callbacks run inside its `poll`), the mutex is for the `&self` context API.
+#[derive(Default)]
+struct Owner {
+    batch: Vec<Parsed>,
+    /// IPs new to each set since the partition's last successful checkpoint.
+    pending: HashMap<i32, Sets>,
+    /// Input offset of the last checkpoint written per owned partition.
+    checkpointed: HashMap<i32, i64>,
+    /// Sequence number of the next checkpoint of this run.
+    next_seq: u64,
+    /// Delivery failures already handled.
+    failures_seen: u64,
+}
+
+/// Counts producer deliveries that failed (dead-letter records or checkpoints).
+#[derive(Default)]
+struct DeliveryCounter {
+    failures: AtomicU64,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            tracing::error!(error = %error, topic = message.topic(), "a tracker record was not delivered");
+            self.failures.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+pub(super) struct TrackerContext {
+    shared: Arc<Shared>,
+    producer: ThreadedProducer<DeliveryCounter>,
+    /// Unique to this run: part of every delta key.
+    writer: String,
+    owner: Mutex<Owner>,
+}
+
+impl ClientContext for TrackerContext {}
+
+impl ConsumerContext for TrackerContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.on_assign(consumer, tpl);
+                consumer.assign(tpl)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.on_revoke(consumer);
+                consumer.unassign()
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed");
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying a rebalance");
+        }
+    }
+}
+
+impl TrackerContext {
+    fn owner(&self) -> MutexGuard<'_, Owner> {
+        self.owner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, parsed: Parsed) {
+        self.owner().batch.push(parsed);
+    }
+
+    /// Counts the polled events into the sets and dead-letters the invalid ones.
+    fn apply_batch(&self) {
+        let mut owner = self.owner();
+        if owner.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut owner.batch);
+        let views = self.shared.config.views;
+        let mut state = self.shared.state();
+        let NodeState {
+            partitions, hll, ..
+        } = &mut *state;
+        for event in batch {
+            let Some(partition) = partitions.get_mut(&event.partition) else {
+                continue;
+            };
+            let Some(live) = partition.live.as_mut() else {
+                continue;
+            };
+            // A seek back (after a failed checkpoint) can deliver events counted before.
+            if event.offset < live.next_offset {
+                continue;
+            }
+            match event.outcome {
+                Ok(device) => {
+                    let pending = owner.pending.entry(event.partition).or_default();
+                    if partition.sets.insert_event(&device, views, pending) {
+                        hll.insert(device.ip);
+                    }
+                    live.events += 1;
+                }
+                Err(rejected) => {
+                    self.dead_letter(event.partition, event.offset, rejected);
+                    live.rejected += 1;
+                }
+            }
+            live.next_offset = event.offset + 1;
+        }
+        state.dirty = true;
+    }
+
+    /// Sends an invalid event to the dead-letter topic, unchanged, with the reason and its
+    /// origin in headers. Never drops it: a full queue is waited out.
+    fn dead_letter(&self, partition: i32, offset: i64, rejected: Rejected) {
+        let config = &self.shared.config;
+        let origin = format!("{}/{partition}/{offset}", config.input_topic);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: REASON_HEADER,
+                value: Some(rejected.reason.as_str()),
+            })
+            .insert(Header {
+                key: "freshet.origin",
+                value: Some(origin.as_str()),
+            });
+        let mut record = BaseRecord::<[u8], [u8]>::to(&config.dlq_topic).headers(headers);
+        if let Some(key) = &rejected.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = &rejected.value {
+            record = record.payload(value.as_slice());
+        }
+        self.send(record);
+    }
+
+    /// Enqueues a record, waiting while the producer queue is full. A record that cannot be
+    /// enqueued counts as a delivery failure, which makes the next checkpoint rewind.
+    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => {
+                    tracing::error!(error = %e, "cannot enqueue a tracker record");
+                    self.producer
+                        .context()
+                        .failures
+                        .fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes a delta checkpoint for every owned partition that changed, after the
+    /// dead-letter records it covers are acknowledged. Returns false when it failed, in
+    /// which case the owned partitions were rewound to their last checkpoint.
+    fn checkpoint(&self, consumer: &BaseConsumer<Self>) -> bool {
+        self.apply_batch();
+        if !self.flush() {
+            self.rewind(consumer);
+            return false;
+        }
+        let deltas = self.take_deltas();
+        for (header, delta) in &deltas {
+            for (chunk, value) in encode_delta(header, delta).into_iter().enumerate() {
+                let key = delta_key(header.partition, &self.writer, header.seq, chunk as u32);
+                self.send(
+                    BaseRecord::to(&self.shared.checkpoint_topic)
+                        .partition(0)
+                        .key(key.as_bytes())
+                        .payload(value.as_slice()),
+                );
+            }
+        }
+        self.send_heartbeat();
+        if !self.flush() {
+            // Which chunks arrived is unknown; their IPs go into the next checkpoint again
+            // (a union, so a repeat is harmless).
+            self.restore_pending(deltas);
+            self.rewind(consumer);
+            return false;
+        }
+        self.commit_offsets(consumer, &deltas);
+        self.shrink_owned();
+        true
+    }
+
+    /// Takes the pending sets of the owned partitions that changed, with their headers.
+    fn take_deltas(&self) -> Vec<(DeltaHeader, Sets)> {
+        let mut owner = self.owner();
+        let mut state = self.shared.state();
+        let window_limits = self.shared.config.window_limits;
+        let written_at_ms = now_ms();
+        let mut deltas = Vec::new();
+        for (id, partition) in state.partitions.iter_mut() {
+            let Some(live) = partition.live else {
+                continue;
+            };
+            partition.sets.retain_windows(window_limits);
+            let mut delta = owner.pending.remove(id).unwrap_or_default();
+            delta.retain_windows(window_limits);
+            let unchanged = owner.checkpointed.get(id) == Some(&live.next_offset);
+            if delta.is_empty() && unchanged {
+                continue;
+            }
+            owner.next_seq += 1;
+            owner.checkpointed.insert(*id, live.next_offset);
+            let header = DeltaHeader {
+                partition: *id,
+                seq: owner.next_seq,
+                chunk: 0,
+                is_final: true,
+                offset: live.next_offset,
+                events: live.events,
+                rejected: live.rejected,
+                written_at_ms,
+                node: self.shared.node_id.clone(),
+            };
+            deltas.push((header, delta));
+        }
+        deltas
+    }
+
+    fn restore_pending(&self, deltas: Vec<(DeltaHeader, Sets)>) {
+        let mut owner = self.owner();
+        for (header, delta) in deltas {
+            owner.checkpointed.remove(&header.partition);
+            let pending = owner.pending.entry(header.partition).or_default();
+            for (kind, set) in delta.sections() {
+                pending.get_mut(kind).union_with(set);
+            }
+        }
+    }
+
+    /// Waits until every record sent so far is acknowledged; false if any failed.
+    fn flush(&self) -> bool {
+        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+            tracing::error!(error = %e, "tracker records not acknowledged in time");
+            return false;
+        }
+        let failures = self.producer.context().failures.load(Ordering::SeqCst);
+        let mut owner = self.owner();
+        let ok = failures == owner.failures_seen;
+        owner.failures_seen = failures;
+        ok
+    }
+
+    /// After a failed delivery: restart every owned partition from its newest checkpoint,
+    /// with that checkpoint's counters, so dead-letter records and counters are redone.
+    fn rewind(&self, consumer: &BaseConsumer<Self>) {
+        let mut owner = self.owner();
+        owner.batch.clear();
+        let mut state = self.shared.state();
+        for (id, partition) in state.partitions.iter_mut() {
+            if partition.live.is_none() {
+                continue;
+            }
+            let resume = partition.resume_point();
+            partition.live = Some(resume);
+            owner.checkpointed.remove(id);
+            let offset = start_offset(resume.next_offset);
+            let topic = &self.shared.config.input_topic;
+            if let Err(e) = consumer.seek(topic, *id, offset, Duration::from_secs(5)) {
+                tracing::error!(error = %e, partition = id, "rewinding after a failed checkpoint");
+            }
+        }
+        tracing::warn!("checkpoint failed; owned partitions rewound to their last checkpoint");
+    }
+
+    /// Commits the checkpointed offsets to the group, so lag tools see the tracker's progress.
+    fn commit_offsets(&self, consumer: &BaseConsumer<Self>, deltas: &[(DeltaHeader, Sets)]) {
+        if deltas.is_empty() {
+            return;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (header, _) in deltas {
+            let added = offsets.add_partition_offset(
+                &self.shared.config.input_topic,
+                header.partition,
+                Offset::Offset(header.offset),
+            );
+            if added.is_err() {
+                return;
+            }
+        }
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
+            tracing::debug!(error = %e, "committing tracker offsets");
+        }
+    }
+
+    fn shrink_owned(&self) {
+        let mut state = self.shared.state();
+        for partition in state.partitions.values_mut() {
+            if partition.live.is_some() {
+                partition.maybe_shrink();
+            }
+        }
+    }
+
+    fn send_heartbeat(&self) {
+        let owned = self.shared.state().owned();
+        let value = encode_heartbeat(now_ms(), &owned);
+        let key = heartbeat_key(&self.shared.node_id);
+        self.send(
+            BaseRecord::to(&self.shared.checkpoint_topic)
+                .partition(0)
+                .key(key.as_bytes())
+                .payload(value.as_slice()),
+        );
+    }
+
+    /// A tombstone for this node's heartbeat: the others stop listing it at once.
+    fn say_goodbye(&self) {
+        let key = heartbeat_key(&self.shared.node_id);
+        self.send(
+            BaseRecord::<[u8], [u8]>::to(&self.shared.checkpoint_topic)
+                .partition(0)
+                .key(key.as_bytes()),
+        );
+        self.flush();
+    }
+
+    /// Partitions arrive: resume each from its newest checkpoint (offset and counters).
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        self.wait_for_follower(consumer);
+        let topic = self.shared.config.input_topic.clone();
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let mut owner = self.owner();
+        let mut state = self.shared.state();
+        for id in partitions {
+            let partition = state.partition(id);
+            let resume = partition.resume_point();
+            partition.live = Some(resume);
+            owner.checkpointed.insert(id, resume.next_offset);
+            if let Err(e) = tpl.set_partition_offset(&topic, id, start_offset(resume.next_offset)) {
+                tracing::error!(error = %e, partition = id, "setting the start offset");
+            }
+            tracing::info!(
+                partition = id,
+                offset = resume.next_offset,
+                "partition assigned"
+            );
+        }
+        state.dirty = true;
+    }
+
+    /// Partitions leave: checkpoint everything counted, then stop owning them. If the
+    /// checkpoint failed, their pending IPs stay, in case they come back to this node.
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>) {
+        let written = self.checkpoint(consumer);
+        let mut owner = self.owner();
+        owner.batch.clear();
+        owner.checkpointed.clear();
+        if written {
+            owner.pending.clear();
+        }
+        let mut state = self.shared.state();
+        for partition in state.partitions.values_mut() {
+            partition.live = None;
+        }
+        state.dirty = true;
+        tracing::info!("partitions revoked");
+    }
+
+    /// Waits until the follower has applied the checkpoint topic up to its current end, so a
+    /// gained partition resumes from the newest checkpoint.
+    fn wait_for_follower(&self, consumer: &BaseConsumer<Self>) {
+        let topic = &self.shared.checkpoint_topic;
+        let end = match consumer.fetch_watermarks(topic, 0, Duration::from_secs(5)) {
+            Ok((_, high)) => high,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the checkpoint topic's end");
+                return;
+            }
+        };
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        while self.shared.follower_position.load(Ordering::SeqCst) < end {
+            if Instant::now() >= deadline {
+                tracing::warn!("checkpoints not caught up; resuming from older ones");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn start_offset(next_offset: i64) -> Offset {
+    if next_offset == 0 {
+        Offset::Beginning
+    } else {
+        Offset::Offset(next_offset)
+    }
+}
