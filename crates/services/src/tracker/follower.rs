@@ -26,8 +26,12 @@ pub(super) struct Follower {
 
 impl Follower {
     pub(super) fn new(kafka: &KafkaConfig, shared: Arc<Shared>) -> Result<Self, ServiceError> {
+        // librdkafka needs a group id even for manual assignment; this one never joins or
+        // commits, so it leaves no trace on the cluster.
+        let group = format!("{}-follower", shared.config.group);
         let consumer: BaseConsumer = kafka
             .client_config("tracker-follower")
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest")

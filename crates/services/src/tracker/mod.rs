@@ -359,6 +359,7 @@ impl TrackerHandle {
                 distinct_ips: p.sets.all.len(),
                 checkpoint_offset: p.checkpoint.as_ref().map(|c| c.offset),
                 checkpoint_node: p.checkpoint.as_ref().map(|c| c.node.clone()),
+                resumed_from: p.resumed_from,
                 events: p.events(),
                 rejected: p.rejected(),
             })

@@ -163,6 +163,8 @@ pub struct PartitionState {
     pub checkpoint: Option<CheckpointMeta>,
     /// Present while this node owns the partition.
     pub live: Option<LiveCounters>,
+    /// Offset this node started consuming the partition at, the last time it gained it.
+    pub resumed_from: Option<i64>,
     /// Size of `sets.all` when the sets were last shrunk.
     shrunk_len: u64,
 }

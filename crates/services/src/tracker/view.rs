@@ -78,6 +78,9 @@ pub struct PartitionStatus {
     pub checkpoint_offset: Option<i64>,
     /// Node that wrote the newest checkpoint.
     pub checkpoint_node: Option<String>,
+    /// Input offset this node started from when it last gained the partition (its newest
+    /// checkpoint then; 0 if there was none).
+    pub resumed_from: Option<i64>,
     /// Valid events counted in this partition.
     pub events: u64,
     /// Events rejected to the dead-letter topic.

@@ -480,6 +480,7 @@ impl TrackerContext {
             let partition = state.partition(id);
             let resume = partition.resume_point();
             partition.live = Some(resume);
+            partition.resumed_from = Some(resume.next_offset);
             owner.checkpointed.insert(id, resume.next_offset);
             if let Err(e) = tpl.set_partition_offset(&topic, id, start_offset(resume.next_offset)) {
                 tracing::error!(error = %e, partition = id, "setting the start offset");

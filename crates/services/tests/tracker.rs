@@ -1,0 +1,271 @@
+//! Tracker nodes against a real broker over TCP: exact counts, the dead-letter topic, several
+//! nodes in one group, and resuming from checkpoints.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use freshet_services::event::{DEVICE_EVENTS_DLQ, REASON_HEADER};
+use freshet_services::tracker::view::Granularity;
+use freshet_services::tracker::{Tracker, TrackerConfig, TrackerHandle};
+use freshet_services::KafkaConfig;
+use freshet_testkit::TestBroker;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::FutureRecord;
+use rdkafka::Message;
+
+const TOPIC: &str = "device-events";
+
+fn config(node: &str) -> TrackerConfig {
+    TrackerConfig {
+        checkpoint_interval: Duration::from_millis(200),
+        session_timeout: Duration::from_secs(6),
+        node_id: Some(node.into()),
+        ..TrackerConfig::default()
+    }
+}
+
+/// `count` events from `ips` distinct IPv4 addresses starting at `first_ip`, keyed by IP,
+/// spread over two minutes and all error codes. Returns the IPs sent.
+async fn send_events(broker: &TestBroker, first_ip: u32, ips: u32, count: u32) -> HashSet<String> {
+    let producer = broker.producer(&[]);
+    let mut sent = HashSet::new();
+    let mut pending = Vec::new();
+    for i in 0..count {
+        let ip = std::net::Ipv4Addr::from(first_ip + i % ips).to_string();
+        let second = 1_726_667_940 + i64::from(i % 120);
+        let value = format!(
+            r#"{{"timestamp": "{second}", "device_ip": "{ip}", "error_code": {}}}"#,
+            i % 11
+        );
+        let record = FutureRecord::to(TOPIC).key(&ip).payload(&value);
+        pending.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+        sent.insert(ip);
+    }
+    for delivery in pending {
+        delivery.await.expect("delivered").expect("acknowledged");
+    }
+    sent
+}
+
+async fn send_raw(broker: &TestBroker, values: &[&[u8]]) {
+    let producer = broker.producer(&[]);
+    for value in values {
+        producer
+            .send(
+                FutureRecord::<[u8], [u8]>::to(TOPIC).payload(*value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("acknowledged");
+    }
+}
+
+async fn start(broker: &TestBroker, node: &str) -> Tracker {
+    Tracker::start(&KafkaConfig::new(broker.bootstrap()), config(node))
+        .await
+        .expect("tracker starts")
+}
+
+async fn stop(tracker: Tracker) {
+    tokio::task::spawn_blocking(move || tracker.shutdown())
+        .await
+        .expect("shutdown");
+}
+
+/// Waits until `check` holds for the handle, or fails with what it last saw.
+async fn eventually(handle: &TrackerHandle, what: &str, check: impl Fn(&TrackerHandle) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check(handle) {
+        if Instant::now() > deadline {
+            panic!("{what} never held; node sees {:?}", handle.unique_ips());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counts_exactly_and_dead_letters_invalid_events_with_reasons() {
+    let broker = TestBroker::start().await;
+    broker.create_topic(TOPIC, 3, &[]).await;
+    let sent = send_events(&broker, 0x0A00_0000, 500, 3000).await;
+    let invalid: [&[u8]; 5] = [
+        b"not json",
+        br#"{"timestamp": 1, "device_ip": "300.1.1.1", "error_code": 1}"#,
+        br#"{"timestamp": "2024-02-30T00:00:00", "device_ip": "1.2.3.4", "error_code": 1}"#,
+        br#"{"timestamp": 1, "device_ip": "1.2.3.4", "error_code": 99}"#,
+        br#"{"device_ip": "1.2.3.4", "error_code": 1}"#,
+    ];
+    send_raw(&broker, &invalid).await;
+    let tracker = start(&broker, "solo").await;
+    let handle = tracker.handle();
+    eventually(&handle, "all events counted", |h| {
+        let u = h.unique_ips();
+        u.events_counted == 3000 && u.events_rejected == 5
+    })
+    .await;
+    handle.wait_refreshed(Duration::from_secs(5));
+    let summary = handle.unique_ips();
+    assert_eq!(summary.global_count, sent.len() as u64);
+    assert_eq!(summary.node_count, sent.len() as u64);
+    assert_eq!(summary.partitions_owned, vec![0, 1, 2]);
+    let estimate_error = summary.estimate_error_percent.abs();
+    assert!(estimate_error < 5.0, "HLL off by {estimate_error}%");
+
+    // 3000 events over 120 seconds from minute 1726667940 / 60: every IP appears in each of
+    // the (two or three) minute windows its events fall in; per error code, the IPs i % 11.
+    let windows = handle.windows(Granularity::Minute, 100);
+    let expected_windows = expected_minute_windows(0x0A00_0000, 500, 3000);
+    let got: HashMap<i64, u64> = windows
+        .iter()
+        .map(|w| (w.start_ms, w.distinct_ips))
+        .collect();
+    assert_eq!(got, expected_windows);
+    let codes = handle.error_codes();
+    assert_eq!(codes.len(), 11);
+    for code in &codes {
+        let expected = (0..3000u32)
+            .filter(|i| i % 11 == u32::from(code.error_code))
+            .map(|i| i % 500)
+            .collect::<HashSet<_>>()
+            .len() as u64;
+        assert_eq!(
+            code.distinct_ips, expected,
+            "error code {}",
+            code.error_code
+        );
+    }
+
+    let dead = read_dead_letters(&broker, invalid.len()).await;
+    let payloads: HashSet<Vec<u8>> = dead.iter().map(|(_, payload)| payload.clone()).collect();
+    let originals: HashSet<Vec<u8>> = invalid.iter().map(|v| v.to_vec()).collect();
+    assert_eq!(payloads, originals, "dead letters carry the original bytes");
+    for expected in [
+        "invalid JSON",
+        "not an IPv4 or IPv6 address",
+        "timestamp:",
+        "error_code 99",
+        "missing field timestamp",
+    ] {
+        let matching = dead
+            .iter()
+            .filter(|(reason, _)| reason.contains(expected))
+            .count();
+        assert_eq!(matching, 1, "one reason mentions {expected:?}: {dead:?}");
+    }
+    stop(tracker).await;
+}
+
+fn expected_minute_windows(first_ip: u32, ips: u32, count: u32) -> HashMap<i64, u64> {
+    let mut windows: HashMap<i64, HashSet<u32>> = HashMap::new();
+    for i in 0..count {
+        let second = 1_726_667_940 + i64::from(i % 120);
+        windows
+            .entry(second / 60 * 60_000)
+            .or_default()
+            .insert(first_ip + i % ips);
+    }
+    windows
+        .into_iter()
+        .map(|(start, ips)| (start, ips.len() as u64))
+        .collect()
+}
+
+/// `(reason header, payload)` of the first `expected` dead-letter records.
+async fn read_dead_letters(broker: &TestBroker, expected: usize) -> Vec<(String, Vec<u8>)> {
+    let consumer: StreamConsumer = broker.consumer("dlq-reader", &[]);
+    consumer.subscribe(&[DEVICE_EVENTS_DLQ]).expect("subscribe");
+    let mut records = Vec::new();
+    while records.len() < expected {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("dead letters arrive")
+            .expect("consumed");
+        let reason = message
+            .headers()
+            .and_then(|headers| headers.iter().find(|h| h.key == REASON_HEADER))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .expect("a dead letter has a reason header");
+        records.push((reason, message.payload().unwrap_or_default().to_vec()));
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_split_partitions_and_both_know_the_global_count() {
+    let broker = TestBroker::start().await;
+    broker.create_topic(TOPIC, 4, &[]).await;
+    let a = start(&broker, "node-a").await;
+    let b = start(&broker, "node-b").await;
+    let sent = send_events(&broker, 0x0B00_0000, 2000, 6000).await;
+    for handle in [a.handle(), b.handle()] {
+        eventually(&handle, "global count exact on both nodes", |h| {
+            h.global_count() == sent.len() as u64
+        })
+        .await;
+    }
+    let (ua, ub) = (a.handle().unique_ips(), b.handle().unique_ips());
+    assert_eq!(
+        ua.partitions_owned.len() + ub.partitions_owned.len(),
+        4,
+        "{ua:?} {ub:?}"
+    );
+    // Keyed by IP, so the partitions' sets are disjoint and the node counts add up.
+    assert_eq!(ua.node_count + ub.node_count, sent.len() as u64);
+    eventually(&a.handle(), "both nodes seen", |h| {
+        h.unique_ips().nodes_seen.len() == 2
+    })
+    .await;
+
+    // One node leaves: the other takes all partitions and the count stays exact as more
+    // events arrive.
+    stop(b).await;
+    let more = send_events(&broker, 0x0C00_0000, 1000, 2000).await;
+    let total = (sent.len() + more.len()) as u64;
+    eventually(&a.handle(), "survivor owns all and counts exactly", |h| {
+        let u = h.unique_ips();
+        u.partitions_owned.len() == 4 && u.global_count == total && u.node_count == total
+    })
+    .await;
+    assert_eq!(a.handle().unique_ips().events_counted, 8000);
+    stop(a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_resumes_from_its_checkpoints() {
+    let broker = TestBroker::start().await;
+    broker.create_topic(TOPIC, 3, &[]).await;
+    let first = send_events(&broker, 0x0D00_0000, 700, 2100).await;
+    let tracker = start(&broker, "restarting").await;
+    eventually(&tracker.handle(), "first batch counted", |h| {
+        h.unique_ips().events_counted == 2100
+    })
+    .await;
+    stop(tracker).await;
+
+    let second = send_events(&broker, 0x0E00_0000, 300, 900).await;
+    let tracker = start(&broker, "restarting").await;
+    let handle = tracker.handle();
+    let total = (first.len() + second.len()) as u64;
+    eventually(&handle, "exact after restart", |h| {
+        h.global_count() == total && h.unique_ips().events_counted == 3000
+    })
+    .await;
+    // Every partition resumed where the first run's last checkpoint left it, not at 0.
+    let resumed: i64 = handle
+        .partitions()
+        .iter()
+        .map(|p| {
+            p.resumed_from
+                .expect("owned partitions have a resume offset")
+        })
+        .sum();
+    assert_eq!(resumed, 2100);
+    stop(tracker).await;
+}
