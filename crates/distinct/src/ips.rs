@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use roaring::RoaringBitmap;
 
 use crate::codec::Reader;
+use crate::v4::V4Set;
 use crate::v6::V6Set;
 use crate::DistinctError;
 
@@ -27,7 +28,7 @@ const HEADER_LEN: usize = 4 + 1 + 1 + 4;
 /// (`::a.b.c.d`, deprecated) stay IPv6.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DistinctIps {
-    v4: RoaringBitmap,
+    v4: V4Set,
     v6: V6Set,
 }
 
@@ -95,7 +96,7 @@ impl DistinctIps {
 
     /// Adds every address of `other`.
     pub fn union_with(&mut self, other: &DistinctIps) {
-        self.v4 |= &other.v4;
+        self.v4.union_with(&other.v4);
         self.v6.union_with(&other.v6);
     }
 
@@ -118,12 +119,7 @@ impl DistinctIps {
     /// from its own encoding, so it briefly needs that much more memory; call
     /// it after a bulk load or beside a checkpoint, not per insert.
     pub fn shrink_to_fit(&mut self) {
-        let mut bytes = Vec::with_capacity(self.v4.serialized_size());
-        self.v4
-            .serialize_into(&mut bytes)
-            .expect("writing to a Vec<u8> cannot fail");
-        self.v4 = RoaringBitmap::deserialize_unchecked_from(bytes.as_slice())
-            .expect("roaring reads back its own encoding");
+        self.v4.shrink_to_fit();
         self.v6.shrink_to_fit();
     }
 
@@ -148,6 +144,7 @@ impl DistinctIps {
             .expect("a Roaring bitmap of u32 serialises to < 4 GiB (at most ~537 MB)");
         out.extend_from_slice(&v4_len.to_le_bytes());
         self.v4
+            .to_bitmap()
             .serialize_into(&mut *out)
             .expect("writing to a Vec<u8> cannot fail");
         out.extend_from_slice(&self.v6.len().to_le_bytes());
@@ -162,7 +159,7 @@ impl DistinctIps {
         let mut reader = Reader::new(bytes);
         reader.header(SET_MAGIC, SET_VERSION)?;
         let v4_len = reader.u32_le("IPv4 bitmap length")? as usize;
-        let v4 = decode_v4(reader.take(v4_len, "IPv4 bitmap")?)?;
+        let v4 = V4Set::from_bitmap(&decode_v4(reader.take(v4_len, "IPv4 bitmap")?)?);
         let v6 = decode_v6(&mut reader)?;
         reader.finish()?;
         Ok(Self { v4, v6 })
@@ -170,9 +167,20 @@ impl DistinctIps {
 }
 
 impl FromIterator<IpAddr> for DistinctIps {
+    /// Sorts the IPv4 addresses first, so building a large set costs a sort, not
+    /// one insert per address.
     fn from_iter<I: IntoIterator<Item = IpAddr>>(iter: I) -> Self {
+        let mut v4 = Vec::new();
         let mut set = Self::new();
-        set.extend(iter);
+        for ip in iter {
+            match key(ip) {
+                Key::V4(v) => v4.push(v),
+                Key::V6(v) => {
+                    set.v6.insert(v);
+                }
+            }
+        }
+        set.v4 = v4.into_iter().collect();
         set
     }
 }
@@ -260,8 +268,8 @@ fn union_len_v4(sets: &[&DistinctIps]) -> u64 {
     if pairwise_disjoint {
         sets.iter().map(|s| s.v4.len()).sum()
     } else {
-        use roaring::MultiOps;
-        sets.iter().map(|s| &s.v4).union().len()
+        let v4: Vec<&V4Set> = sets.iter().map(|s| &s.v4).collect();
+        V4Set::union_len(&v4)
     }
 }
 

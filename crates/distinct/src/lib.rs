@@ -47,6 +47,7 @@ mod codec;
 mod error;
 pub mod hll;
 mod ips;
+mod v4;
 mod v6;
 
 pub use error::DistinctError;

@@ -139,18 +139,10 @@ fn split(set: &DistinctIps) -> Vec<std::borrow::Cow<'_, DistinctIps>> {
         return vec![std::borrow::Cow::Borrowed(set)];
     }
     let per_piece = MAX_CHUNK_BYTES / 16 - 64;
-    let mut pieces = Vec::new();
-    let mut piece = DistinctIps::new();
-    for ip in set.iter() {
-        piece.insert(ip);
-        if piece.len() as usize >= per_piece {
-            pieces.push(std::borrow::Cow::Owned(std::mem::take(&mut piece)));
-        }
-    }
-    if !piece.is_empty() {
-        pieces.push(std::borrow::Cow::Owned(piece));
-    }
-    pieces
+    let ips: Vec<std::net::IpAddr> = set.iter().collect();
+    ips.chunks(per_piece)
+        .map(|piece| std::borrow::Cow::Owned(piece.iter().copied().collect()))
+        .collect()
 }
 
 fn encode_chunk(header: &DeltaHeader, sections: &[Vec<u8>]) -> Vec<u8> {

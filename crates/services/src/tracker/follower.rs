@@ -14,8 +14,9 @@ use super::state::{CheckpointMeta, NodeHeartbeat, NodeState, SetKind};
 use super::Shared;
 use crate::{KafkaConfig, ServiceError};
 
-/// How often the counts are recomputed when sets changed.
-const REFRESH_EVERY: Duration = Duration::from_millis(250);
+/// How often the counts are recomputed when sets changed: a pass over every set, so not
+/// too often, and well inside the promise of a global count at most ~2 s behind.
+const REFRESH_EVERY: Duration = Duration::from_millis(500);
 /// How often partition count and lag are asked from the cluster.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 

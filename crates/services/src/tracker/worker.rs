@@ -25,7 +25,7 @@ use crate::event::{parse_event, DeviceEvent, REASON_HEADER};
 use crate::{KafkaConfig, ServiceError};
 
 /// Events parsed before they are applied under one lock.
-const BATCH: usize = 4096;
+const BATCH: usize = 16_384;
 /// How long a checkpoint may wait for the cluster to acknowledge it.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node that gained partitions waits for its follower to read the newest
@@ -214,44 +214,64 @@ impl TrackerContext {
     }
 
     /// Counts the polled events into the sets and dead-letters the invalid ones.
+    ///
+    /// Offsets and counters advance in arrival order; the sets are then updated in address
+    /// order, so consecutive inserts touch neighbouring Roaring containers that are already
+    /// in cache (in arrival order, nearly every insert missed the cache several times).
     fn apply_batch(&self) {
         let mut owner = self.owner();
         if owner.batch.is_empty() {
             return;
         }
         let batch = std::mem::take(&mut owner.batch);
-        let views = self.shared.config.views;
         let mut state = self.shared.state();
+        let mut valid = self.admit(&mut state, batch);
+        valid.sort_unstable_by_key(|(partition, event)| (*partition, event.ip));
+        let views = self.shared.config.views;
         let NodeState {
             partitions, hll, ..
         } = &mut *state;
-        for event in batch {
-            let Some(partition) = partitions.get_mut(&event.partition) else {
+        for (id, event) in valid {
+            let Some(partition) = partitions.get_mut(&id) else {
                 continue;
             };
-            let Some(live) = partition.live.as_mut() else {
+            let pending = owner.pending.entry(id).or_default();
+            if partition.sets.insert_event(&event, views, pending) {
+                hll.insert(event.ip);
+            }
+        }
+        state.dirty = true;
+    }
+
+    /// Advances offsets and counters in arrival order, dead-letters invalid events, and
+    /// returns the valid ones of owned partitions not counted before.
+    fn admit(&self, state: &mut NodeState, batch: Vec<Parsed>) -> Vec<(i32, DeviceEvent)> {
+        let mut valid = Vec::with_capacity(batch.len());
+        for event in batch {
+            let Some(live) = state
+                .partitions
+                .get_mut(&event.partition)
+                .and_then(|p| p.live.as_mut())
+            else {
                 continue;
             };
             // A seek back (after a failed checkpoint) can deliver events counted before.
             if event.offset < live.next_offset {
                 continue;
             }
+            live.next_offset = event.offset + 1;
             match event.outcome {
                 Ok(device) => {
-                    let pending = owner.pending.entry(event.partition).or_default();
-                    if partition.sets.insert_event(&device, views, pending) {
-                        hll.insert(device.ip);
-                    }
                     live.events += 1;
+                    valid.push((event.partition, device));
                 }
                 Err(rejected) => {
-                    self.dead_letter(event.partition, event.offset, rejected);
                     live.rejected += 1;
+                    self.dead_letter(event.partition, event.offset, rejected);
                 }
             }
-            live.next_offset = event.offset + 1;
         }
-        state.dirty = true;
+        valid
     }
 
     /// Sends an invalid event to the dead-letter topic, unchanged, with the reason and its
