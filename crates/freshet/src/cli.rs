@@ -40,10 +40,13 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run everything in one process (for now: the broker).
-    Up(BrokerArgs),
+    /// Run everything in one process: the broker, the HTTP API and the tracker.
+    Up(UpArgs),
     /// Run the Kafka-compatible broker alone.
     Broker(BrokerArgs),
+    /// Run one tracker node: counts distinct device IPs exactly with the other nodes of its
+    /// consumer group, and serves its counts over HTTP.
+    Tracker(TrackerNodeArgs),
     /// Inspect log files on disk.
     Log {
         #[command(subcommand)]
@@ -123,6 +126,90 @@ pub struct BrokerArgs {
         default_value_t = 3000
     )]
     pub group_initial_rebalance_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Address the HTTP API and console bind to.
+    #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8000")]
+    pub http_listen: SocketAddr,
+    /// Use this Kafka cluster (`host:port,...`) instead of starting the embedded broker.
+    #[arg(long, env = "FRESHET_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+    #[command(flatten)]
+    pub tracker: TrackerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrackerNodeArgs {
+    /// Kafka cluster to use (`host:port,...`): Freshet's broker or any Kafka-compatible one.
+    #[arg(long, env = "FRESHET_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    pub bootstrap_servers: String,
+    /// Address this node's HTTP API binds to (port 0 picks a free port; the address is
+    /// printed).
+    #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8001")]
+    pub http_listen: SocketAddr,
+    #[command(flatten)]
+    pub tracker: TrackerArgs,
+}
+
+/// Settings of a tracker node, shared by `freshet tracker` and `freshet up`.
+#[derive(Debug, Clone, Args)]
+pub struct TrackerArgs {
+    /// Consumer group of the tracker nodes; nodes in one group split the input partitions.
+    #[arg(long, env = "FRESHET_TRACKER_GROUP", default_value = "freshet-tracker")]
+    pub tracker_group: String,
+    /// Topic of device events.
+    #[arg(long, env = "FRESHET_TRACKER_INPUT_TOPIC", default_value = "device-events")]
+    pub tracker_input_topic: String,
+    /// Partitions of the input topic when the tracker has to create it.
+    #[arg(long, env = "FRESHET_TRACKER_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub tracker_partitions: i32,
+    /// Topic for rejected events (the reason is in the `freshet.reason` header).
+    #[arg(long, env = "FRESHET_TRACKER_DLQ_TOPIC", default_value = "device-events.dlq")]
+    pub tracker_dlq_topic: String,
+    /// How often owned partitions are checkpointed, in ms: the most a crash makes a node
+    /// re-read.
+    #[arg(long, env = "FRESHET_CHECKPOINT_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub checkpoint_interval_ms: u64,
+    /// How long the group waits for a silent node before its partitions move, in ms.
+    #[arg(long, env = "FRESHET_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(6000..=300_000))]
+    pub session_timeout_ms: u64,
+    /// This node's id in heartbeats and checkpoints (default: a random UUID).
+    #[arg(long, env = "FRESHET_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Keep exact sets per minute, per hour and per error code (the views of the API). Off
+    /// keeps only the overall set, about a quarter of the memory.
+    #[arg(long, env = "FRESHET_TRACKER_VIEWS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tracker_views: bool,
+    /// Minute windows kept per partition.
+    #[arg(long, env = "FRESHET_MINUTE_WINDOWS", default_value_t = 120)]
+    pub minute_windows: usize,
+    /// Hour windows kept per partition.
+    #[arg(long, env = "FRESHET_HOUR_WINDOWS", default_value_t = 48)]
+    pub hour_windows: usize,
+}
+
+impl TrackerArgs {
+    pub fn to_config(&self) -> freshet_services::tracker::TrackerConfig {
+        use freshet_services::tracker::{TrackerConfig, WindowLimits};
+        TrackerConfig {
+            input_topic: self.tracker_input_topic.clone(),
+            input_partitions: self.tracker_partitions,
+            dlq_topic: self.tracker_dlq_topic.clone(),
+            group: self.tracker_group.clone(),
+            checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
+            session_timeout: Duration::from_millis(self.session_timeout_ms),
+            views: self.tracker_views,
+            window_limits: WindowLimits {
+                minutes: self.minute_windows,
+                hours: self.hour_windows,
+            },
+            node_id: self.node_id.clone(),
+        }
+    }
 }
 
 impl BrokerArgs {

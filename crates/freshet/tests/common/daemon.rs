@@ -1,0 +1,118 @@
+//! A long-running `freshet` child process (a tracker node, `freshet up`) whose stderr is
+//! echoed and kept, and a minimal HTTP/1.1 GET for its API.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Daemon {
+    child: Child,
+    label: String,
+    /// The address printed after the ready marker.
+    pub addr: String,
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `command` and waits until it prints `marker` on stderr; the word after the
+    /// marker is its address.
+    pub fn start(mut command: Command, label: &str, marker: &str) -> Daemon {
+        command.stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start freshet");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut stderr = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let addr = loop {
+            let line = match stderr.next() {
+                Some(line) => line.expect("read stderr"),
+                None => panic!("{label} exited before it was ready; stderr: {seen:#?}"),
+            };
+            eprintln!("[{label}] {line}");
+            if let Some(rest) = line.split(marker).nth(1) {
+                break rest.split_whitespace().next().expect("address").to_string();
+            }
+            seen.push(line);
+        };
+        let lines = Arc::new(Mutex::new(seen));
+        {
+            let lines = lines.clone();
+            let label = label.to_string();
+            std::thread::spawn(move || {
+                for line in stderr.map_while(Result::ok) {
+                    eprintln!("[{label}] {line}");
+                    lines.lock().expect("lock").push(line);
+                }
+            });
+        }
+        Daemon {
+            child,
+            label: label.into(),
+            addr,
+            lines,
+        }
+    }
+
+    /// SIGKILL: no last checkpoint, no goodbye to the group.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "{} exited with {status}", self.label);
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} ignored SIGTERM", self.label);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` on `addr`: the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// `GET path` parsed as JSON; `None` while the node is not answering.
+pub fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
+    let (status, body) = http_get(addr, path).ok()?;
+    if status != 200 {
+        return None;
+    }
+    serde_json::from_str(&body).ok()
+}
