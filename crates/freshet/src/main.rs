@@ -47,6 +47,7 @@ fn one_line(error: &anyhow::Error) -> String {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => run::up(args),
+        Command::Tracker(args) => run::tracker(args),
         Command::Broker(args) => run::broker(args),
         Command::Log {
             command: LogCommand::Dump { segment },

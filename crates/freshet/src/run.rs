@@ -1,38 +1,162 @@
-//! `freshet broker` and `freshet up`.
+//! `freshet up`, `freshet broker` and `freshet tracker`: the long-running commands.
+//!
+//! Shutdown runs in dependency order: the HTTP API stops taking requests, the tracker writes
+//! its last checkpoint and leaves its group, and only then does the embedded broker close.
+
+use std::net::SocketAddr;
 
 use anyhow::Context;
+use freshet_api::AppState;
 use freshet_broker::Broker;
+use freshet_services::generator::GeneratorJobs;
+use freshet_services::tracker::Tracker;
+use freshet_services::KafkaConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::cli::BrokerArgs;
+use crate::cli::{BrokerArgs, TrackerNodeArgs, UpArgs};
 
-/// Everything in one process. For now that is the broker; the services join it as they land.
-pub fn up(args: BrokerArgs) -> anyhow::Result<()> {
-    broker(args)
-}
-
-pub fn broker(args: BrokerArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("freshet")
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.kafka_listen)
+        .context("starting the async runtime")
+}
+
+/// Everything in one process: the broker (unless `--bootstrap-servers` names another
+/// cluster), the tracker, the generator jobs and the HTTP API.
+pub fn up(args: UpArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let embedded = match &args.bootstrap_servers {
+            Some(_) => None,
+            None => Some(EmbeddedBroker::start(&args.broker).await?),
+        };
+        let bootstrap = match (&args.bootstrap_servers, &embedded) {
+            (Some(servers), _) => servers.clone(),
+            (None, Some(broker)) => broker.addr.to_string(),
+            (None, None) => unreachable!("an embedded broker starts when no cluster is given"),
+        };
+        let result = run_services(&args, &bootstrap).await;
+        if let Some(broker) = embedded {
+            broker.stop().await;
+        }
+        result
+    })
+}
+
+async fn run_services(args: &UpArgs, bootstrap: &str) -> anyhow::Result<()> {
+    let kafka = KafkaConfig::new(bootstrap);
+    let http = bind_http(args.http_listen).await?;
+    let tracker = Tracker::start(&kafka, args.tracker.to_config())
+        .await
+        .with_context(|| format!("starting the tracker against {bootstrap}"))?;
+    let state = AppState::new()
+        .with_tracker(tracker.handle())
+        .with_generator(GeneratorJobs::new(kafka.clone()));
+    eprintln!(
+        "freshet: HTTP API on http://{} (spec: /api/openapi.json), tracker node {}",
+        local_addr(&http),
+        tracker.handle().node_id()
+    );
+    serve_until_signal(http, state).await;
+    stop_tracker(tracker).await;
+    Ok(())
+}
+
+/// One tracker node with its own HTTP API.
+pub fn tracker(args: TrackerNodeArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let kafka = KafkaConfig::new(&args.bootstrap_servers);
+        let http = bind_http(args.http_listen).await?;
+        let tracker = Tracker::start(&kafka, args.tracker.to_config())
             .await
-            .with_context(|| format!("binding the Kafka listener to {}", args.kafka_listen))?;
-        let broker = Broker::open(args.to_config())
-            .with_context(|| format!("opening data directory {}", args.data_dir.display()))?;
+            .with_context(|| format!("starting the tracker against {}", args.bootstrap_servers))?;
+        let handle = tracker.handle();
         eprintln!(
-            "freshet: Kafka protocol on {} (data in {})",
-            broker_addr(&listener),
-            args.data_dir.display()
+            "freshet: tracker node {} in group {}; HTTP API on http://{}",
+            handle.node_id(),
+            handle.group(),
+            local_addr(&http)
         );
-        freshet_broker::serve(listener, broker, shutdown_signal()).await;
+        serve_until_signal(http, AppState::new().with_tracker(handle)).await;
+        stop_tracker(tracker).await;
         Ok(())
     })
 }
 
-fn broker_addr(listener: &tokio::net::TcpListener) -> String {
+pub fn broker(args: BrokerArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let broker = EmbeddedBroker::start(&args).await?;
+        shutdown_signal().await;
+        broker.stop().await;
+        Ok(())
+    })
+}
+
+/// The broker serving in this process until [`stop`](Self::stop).
+struct EmbeddedBroker {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl EmbeddedBroker {
+    async fn start(args: &BrokerArgs) -> anyhow::Result<EmbeddedBroker> {
+        let listener = TcpListener::bind(args.kafka_listen)
+            .await
+            .with_context(|| format!("binding the Kafka listener to {}", args.kafka_listen))?;
+        let addr = listener.local_addr().context("reading the Kafka address")?;
+        let broker = Broker::open(args.to_config())
+            .with_context(|| format!("opening data directory {}", args.data_dir.display()))?;
+        eprintln!(
+            "freshet: Kafka protocol on {addr} (data in {})",
+            args.data_dir.display()
+        );
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(freshet_broker::serve(listener, broker, changed(stopped)));
+        Ok(EmbeddedBroker { addr, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the broker task failed");
+        }
+    }
+}
+
+/// Completes when the watched value changes (or its sender is gone).
+async fn changed(mut receiver: watch::Receiver<bool>) {
+    let _ = receiver.changed().await;
+}
+
+async fn bind_http(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the HTTP listener to {addr}"))
+}
+
+/// Serves the API until SIGINT or SIGTERM, then lets requests in flight finish.
+async fn serve_until_signal(listener: TcpListener, state: AppState) {
+    let router = freshet_api::app(state);
+    if let Err(e) = freshet_api::serve(listener, router, shutdown_signal()).await {
+        tracing::error!(error = %e, "the HTTP server failed");
+    }
+}
+
+/// The tracker's shutdown waits for its last checkpoint: blocking work, off the runtime.
+async fn stop_tracker(tracker: Tracker) {
+    if tokio::task::spawn_blocking(move || tracker.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::error!("the tracker panicked while stopping");
+    }
+}
+
+fn local_addr(listener: &TcpListener) -> String {
     listener
         .local_addr()
         .map(|a| a.to_string())
@@ -45,7 +169,7 @@ async fn shutdown_signal() {
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops freshet");
             let _ = tokio::signal::ctrl_c().await;
             return;
         }
