@@ -49,6 +49,14 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Send device events to Kafka and print exactly how many distinct device IPs were sent.
+    ///
+    /// Builds a pool of NUM_DEVICES distinct random addresses (IPv4, IPV6_PERCENT of them
+    /// IPv6), then sends NUM_MESSAGES events `{"timestamp", "device_ip", "error_code"}`, each
+    /// from a device picked at random and keyed by its IP, with the timestamp in one of seven
+    /// forms. Counts what the broker acknowledged; Ctrl-C stops sending, waits for what was
+    /// queued and prints the partial summary.
+    Generate(GenerateArgs),
     /// Normalise timestamps to UTC `YYYY-MM-DDTHH:MM:SS.mmmZ`, one output line per VALUE.
     ///
     /// Accepts ISO 8601 / RFC 3339 (`T` or space, 0-9 fraction digits truncated to ms, `Z`,
@@ -67,6 +75,52 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::bench::BenchCommand,
     },
+}
+
+/// Where the Kafka cluster the services talk to is.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, `host:port[,host:port...]`: a Freshet broker or any Kafka
+    /// cluster.
+    #[arg(
+        long,
+        env = "FRESHET_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap_servers: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// Distinct simulated devices, each with its own IP address (at most 10,000,000).
+    #[arg(long, env = "FRESHET_GENERATE_NUM_DEVICES", default_value_t = 100)]
+    pub num_devices: u64,
+    /// Events to send (at most 1,000,000,000).
+    #[arg(long, env = "FRESHET_GENERATE_NUM_MESSAGES", default_value_t = 1000)]
+    pub num_messages: u64,
+    /// Milliseconds between two sends; 0 sends as fast as the broker acknowledges [default:
+    /// 100, or 0 with --rate]
+    #[arg(long, env = "FRESHET_GENERATE_PAUSE_MS")]
+    pub pause_ms: Option<u64>,
+    /// Events per second to pace to, instead of --pause-ms.
+    #[arg(long, env = "FRESHET_GENERATE_RATE")]
+    pub rate: Option<f64>,
+    /// Seed of every random choice: the same seed sends the same events (timestamps aside).
+    /// Chosen at random and printed when not given.
+    #[arg(long, env = "FRESHET_GENERATE_SEED")]
+    pub seed: Option<u64>,
+    /// Share of devices with an IPv6 address, in percent.
+    #[arg(long, env = "FRESHET_GENERATE_IPV6_PERCENT", default_value_t = 0)]
+    pub ipv6_percent: u8,
+    /// Topic to send to; created with 3 partitions if missing.
+    #[arg(long, env = "FRESHET_GENERATE_TOPIC", default_value = freshet_services::event::DEVICE_EVENTS)]
+    pub topic: String,
+    /// Also print the summary as one JSON object, the last line of stdout (the human summary
+    /// then goes to stderr).
+    #[arg(long, env = "FRESHET_GENERATE_JSON")]
+    pub json: bool,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 #[derive(Debug, Subcommand)]

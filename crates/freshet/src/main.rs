@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod generate;
 mod logdump;
 mod run;
 mod ts;
@@ -50,6 +51,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Log {
             command: LogCommand::Dump { segment },
         } => logdump::dump(&segment),
+        Command::Generate(args) => generate::run(args),
         Command::Ts { values } => ts::run(&values),
         Command::Bench { command } => bench::run(command),
     }

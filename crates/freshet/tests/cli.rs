@@ -5,14 +5,13 @@
 //! librdkafka, from plain `#[test]` functions (all client calls here are blocking).
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 mod common;
-use common::{client_config, freshet, read_all, BrokerProcess, TIMEOUT};
+use common::{client_config, freshet, read_all, run, BrokerProcess, TIMEOUT};
 
 fn producer(addr: &str) -> BaseProducer {
     client_config(addr)
@@ -21,33 +20,6 @@ fn producer(addr: &str) -> BaseProducer {
         .set("message.timeout.ms", "10000")
         .create()
         .expect("producer")
-}
-
-/// Runs a short-lived command, killing it if it is still running after `limit`.
-fn run(mut command: Command, limit: Duration) -> Output {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start freshet");
-    let pid = child.id();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let output = child.wait_with_output();
-        let _ = done_tx.send(());
-        output
-    });
-    if done_rx.recv_timeout(limit).is_err() {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        let _ = waiter.join();
-        panic!("freshet did not exit within {limit:?}");
-    }
-    waiter
-        .join()
-        .expect("waiter thread")
-        .expect("freshet output")
 }
 
 /// The JSON log lines with the given message.

@@ -1,0 +1,297 @@
+//! Generator runs in the background, for the HTTP API: start, watch, list, cancel.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::format::rfc3339_millis;
+use super::{random_seed, run, GeneratorParams, GeneratorSummary, JobProgress};
+use crate::{KafkaConfig, ServiceError};
+
+/// Finished jobs beyond this many are forgotten, oldest first; running jobs are always kept.
+pub const KEPT_JOBS: usize = 100;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Sending (or waiting for the last acknowledgements).
+    Running,
+    /// Every event was queued and then acknowledged or failed.
+    Completed,
+    /// The run stopped with an error (see `error`).
+    Failed,
+    /// Stopped on request; what it had queued was still delivered.
+    Cancelled,
+}
+
+/// A job as the API reports it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobStatus {
+    /// Job id, counting from 1 since the process started.
+    pub id: u64,
+    pub state: JobState,
+    /// The parameters it runs with; `seed` is always set (chosen at start when not given).
+    pub params: GeneratorParams,
+    /// Events handed to the producer so far.
+    pub queued: u64,
+    /// Events the broker acknowledged so far.
+    pub sent: u64,
+    /// Events that could not be delivered so far.
+    pub failed: u64,
+    /// Distinct device addresses among the acknowledged events so far.
+    pub distinct_ips: u64,
+    /// Share of `num_messages` acknowledged or failed, from 0.0 to 1.0.
+    pub progress: f64,
+    /// When the job started, RFC 3339 UTC with milliseconds.
+    pub started_at: String,
+    /// When it ended (null while running).
+    pub finished_at: Option<String>,
+    /// Milliseconds since the start, or from start to end once it ended.
+    pub elapsed_ms: u64,
+    /// Why it failed (null unless `state` is `failed`).
+    pub error: Option<String>,
+    /// The run's summary once it ended without an error.
+    pub summary: Option<GeneratorSummary>,
+}
+
+/// The background jobs of one process. Cheap to clone: clones share the jobs.
+#[derive(Debug, Clone)]
+pub struct GeneratorJobs {
+    kafka: KafkaConfig,
+    registry: Arc<Mutex<Registry>>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    last_id: u64,
+    /// Oldest first.
+    jobs: VecDeque<Arc<Job>>,
+}
+
+#[derive(Debug)]
+struct Job {
+    id: u64,
+    params: GeneratorParams,
+    progress: JobProgress,
+    started_at: SystemTime,
+    outcome: Mutex<Option<Outcome>>,
+}
+
+#[derive(Debug)]
+struct Outcome {
+    finished_at: SystemTime,
+    result: Result<GeneratorSummary, String>,
+}
+
+impl GeneratorJobs {
+    pub fn new(kafka: KafkaConfig) -> Self {
+        GeneratorJobs {
+            kafka,
+            registry: Arc::default(),
+        }
+    }
+
+    /// Validates `params` and starts a job on a thread of its own; returns at once. The seed
+    /// is chosen here when not given, so the status shows it from the start.
+    pub fn start(&self, mut params: GeneratorParams) -> Result<JobStatus, ServiceError> {
+        params.validate()?;
+        params.seed = Some(params.seed.unwrap_or_else(random_seed));
+        let job = self.register(params);
+        let kafka = self.kafka.clone();
+        let worker = Arc::clone(&job);
+        std::thread::Builder::new()
+            .name(format!("generator-{}", job.id))
+            .spawn(move || worker.run_to_end(&kafka))
+            .map_err(|e| {
+                let reason = format!("cannot start a thread for the job: {e}");
+                job.finish(Err(reason.clone()));
+                ServiceError::InvalidParams(reason)
+            })?;
+        Ok(job.status())
+    }
+
+    pub fn get(&self, id: u64) -> Option<JobStatus> {
+        self.find(id).map(|job| job.status())
+    }
+
+    /// Every kept job, newest first.
+    pub fn list(&self) -> Vec<JobStatus> {
+        let jobs: Vec<Arc<Job>> = self.lock().jobs.iter().rev().cloned().collect();
+        jobs.iter().map(|job| job.status()).collect()
+    }
+
+    /// Asks a running job to stop. It reports `cancelled` once it has delivered what it
+    /// queued; a job that already ended is left as it is.
+    pub fn cancel(&self, id: u64) -> Option<JobStatus> {
+        let job = self.find(id)?;
+        job.progress.cancel();
+        Some(job.status())
+    }
+
+    fn find(&self, id: u64) -> Option<Arc<Job>> {
+        self.lock().jobs.iter().find(|job| job.id == id).cloned()
+    }
+
+    fn register(&self, params: GeneratorParams) -> Arc<Job> {
+        let mut registry = self.lock();
+        registry.last_id += 1;
+        let job = Arc::new(Job {
+            id: registry.last_id,
+            params,
+            progress: JobProgress::new(),
+            started_at: SystemTime::now(),
+            outcome: Mutex::new(None),
+        });
+        registry.jobs.push_back(Arc::clone(&job));
+        registry.forget_old_finished_jobs();
+        job
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // The registry holds plain data that no panic leaves half-updated.
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Registry {
+    fn forget_old_finished_jobs(&mut self) {
+        while self.jobs.len() > KEPT_JOBS {
+            match self.jobs.iter().position(|job| job.is_finished()) {
+                Some(oldest_finished) => {
+                    self.jobs.remove(oldest_finished);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+impl Job {
+    fn run_to_end(&self, kafka: &KafkaConfig) {
+        let result = run(kafka, &self.params, &self.progress).map_err(|e| e.to_string());
+        if let Err(error) = &result {
+            tracing::warn!(job = self.id, %error, "generator job failed");
+        }
+        self.finish(result);
+    }
+
+    fn finish(&self, result: Result<GeneratorSummary, String>) {
+        *self.outcome() = Some(Outcome {
+            finished_at: SystemTime::now(),
+            result,
+        });
+    }
+
+    fn is_finished(&self) -> bool {
+        self.outcome().is_some()
+    }
+
+    fn outcome(&self) -> MutexGuard<'_, Option<Outcome>> {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn status(&self) -> JobStatus {
+        let outcome = self.outcome();
+        let (state, finished_at, error, summary) = match &*outcome {
+            None => (JobState::Running, None, None, None),
+            Some(Outcome {
+                finished_at,
+                result,
+            }) => {
+                let (state, error, summary) = match result {
+                    Ok(summary) if self.progress.is_cancelled() => {
+                        (JobState::Cancelled, None, Some(summary.clone()))
+                    }
+                    Ok(summary) => (JobState::Completed, None, Some(summary.clone())),
+                    Err(error) => (JobState::Failed, Some(error.clone()), None),
+                };
+                (state, Some(*finished_at), error, summary)
+            }
+        };
+        let end = finished_at.unwrap_or_else(SystemTime::now);
+        let elapsed_ms = end
+            .duration_since(self.started_at)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        let (sent, failed) = (self.progress.sent(), self.progress.failed());
+        JobStatus {
+            id: self.id,
+            state,
+            params: self.params.clone(),
+            queued: self.progress.queued(),
+            sent,
+            failed,
+            distinct_ips: self.progress.distinct_ips(),
+            progress: fraction_done(sent + failed, self.params.num_messages),
+            started_at: rfc3339_millis(self.started_at),
+            finished_at: finished_at.map(rfc3339_millis),
+            elapsed_ms,
+            error,
+            summary,
+        }
+    }
+}
+
+fn fraction_done(done: u64, total: u64) -> f64 {
+    if total == 0 {
+        1.0
+    } else {
+        (done as f64 / total as f64).min(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_params_start_no_job() {
+        let jobs = GeneratorJobs::new(KafkaConfig::new("127.0.0.1:1"));
+        let params = GeneratorParams {
+            num_devices: 0,
+            ..GeneratorParams::default()
+        };
+        assert!(matches!(
+            jobs.start(params),
+            Err(ServiceError::InvalidParams(_))
+        ));
+        assert!(jobs.list().is_empty());
+        assert!(jobs.get(1).is_none());
+        assert!(jobs.cancel(1).is_none());
+    }
+
+    #[test]
+    fn only_finished_jobs_are_forgotten_oldest_first() {
+        let jobs = GeneratorJobs::new(KafkaConfig::new("127.0.0.1:1"));
+        let running = jobs.register(GeneratorParams::default());
+        for _ in 0..KEPT_JOBS + 5 {
+            jobs.register(GeneratorParams::default())
+                .finish(Err("test".into()));
+        }
+        let listed = jobs.list();
+        assert_eq!(listed.len(), KEPT_JOBS);
+        assert_eq!(listed[0].id, KEPT_JOBS as u64 + 6);
+        assert!(listed.windows(2).all(|w| w[0].id > w[1].id));
+        // The running job (id 1) survived; the oldest finished ones (ids 2..) went.
+        assert_eq!(listed[KEPT_JOBS - 1].id, running.id);
+        assert_eq!(listed[KEPT_JOBS - 2].id, 8);
+        assert_eq!(listed[KEPT_JOBS - 1].state, JobState::Running);
+        assert_eq!(listed[0].state, JobState::Failed);
+        assert_eq!(listed[0].error.as_deref(), Some("test"));
+    }
+
+    #[test]
+    fn progress_fraction() {
+        assert_eq!(fraction_done(0, 0), 1.0);
+        assert_eq!(fraction_done(250, 1000), 0.25);
+        assert_eq!(fraction_done(5, 4), 1.0);
+    }
+}

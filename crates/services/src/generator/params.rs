@@ -1,0 +1,386 @@
+//! What a generator run is asked to do, and the limits a request must stay within.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::event::DEVICE_EVENTS;
+use crate::ServiceError;
+
+/// Devices of the earlier tool's `GET /start` when the caller names none.
+pub const DEFAULT_NUM_DEVICES: u64 = 100;
+/// Events of the earlier tool's `GET /start` when the caller names none.
+pub const DEFAULT_NUM_MESSAGES: u64 = 1000;
+/// Pause of the earlier tool's `GET /start` when the caller names none.
+pub const DEFAULT_PAUSE_MS: u64 = 100;
+
+/// More devices than this would make the pool (and the acknowledged-device bitset) a memory
+/// hazard for a request anyone with HTTP access can send.
+pub const MAX_NUM_DEVICES: u64 = 10_000_000;
+/// A billion events is hours of sending even unpaced; more is almost certainly a typo.
+pub const MAX_NUM_MESSAGES: u64 = 1_000_000_000;
+/// A pause longer than a minute between events is not a load generator any more.
+pub const MAX_PAUSE_MS: u64 = 60_000;
+/// Far above what one producer can send; a larger rate would simply mean "unpaced".
+pub const MAX_RATE: f64 = 10_000_000.0;
+/// Kafka's limit on topic name length.
+const MAX_TOPIC_CHARS: usize = 249;
+
+/// Parameters of one generator run: `freshet generate` flags, and the JSON body of
+/// `POST /api/v1/generator/jobs`. Missing fields take the earlier tool's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+// `default` only tells the OpenAPI schema that every field may be left out; deserialising
+// goes through `ParamsBody`.
+#[serde(from = "ParamsBody", default)]
+pub struct GeneratorParams {
+    /// Distinct simulated devices, each with its own IP address (default 100, at most
+    /// 10,000,000). May be 0 only when `num_messages` is 0.
+    #[schema(default = 100, maximum = 10_000_000)]
+    pub num_devices: u64,
+    /// Events to send, each from a device picked uniformly at random (default 1000, at most
+    /// 1,000,000,000).
+    #[schema(default = 1000, maximum = 1_000_000_000)]
+    pub num_messages: u64,
+    /// Milliseconds to wait between two sends (default 100, or 0 when `rate` is given; at
+    /// most 60,000). 0 sends as fast as the broker acknowledges.
+    #[schema(default = 100, maximum = 60_000)]
+    pub pause_ms: u64,
+    /// Events per second to pace to, instead of `pause_ms` (above 0, at most 10,000,000).
+    pub rate: Option<f64>,
+    /// Seed of the random choices (device addresses, which device sends, error codes,
+    /// timestamp forms): the same seed gives the same events apart from their timestamps.
+    /// Chosen at random and reported when absent.
+    pub seed: Option<u64>,
+    /// Share of devices with an IPv6 address, in percent (default 0: all IPv4).
+    #[schema(default = 0, maximum = 100)]
+    pub ipv6_percent: u8,
+    /// Topic to write to (default `device-events`); created with 3 partitions if missing.
+    #[schema(default = "device-events")]
+    pub topic: String,
+}
+
+impl Default for GeneratorParams {
+    fn default() -> Self {
+        GeneratorParams {
+            num_devices: DEFAULT_NUM_DEVICES,
+            num_messages: DEFAULT_NUM_MESSAGES,
+            pause_ms: DEFAULT_PAUSE_MS,
+            rate: None,
+            seed: None,
+            ipv6_percent: 0,
+            topic: DEVICE_EVENTS.to_string(),
+        }
+    }
+}
+
+/// The JSON body as sent. `pause_ms` defaults to 100 only when no `rate` is given, so
+/// `{"rate": 5000}` means "pace to 5000/s" instead of being refused for naming both.
+/// Unknown fields are refused: a misspelt `num_device` must not silently become 100 devices.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamsBody {
+    num_devices: Option<u64>,
+    num_messages: Option<u64>,
+    pause_ms: Option<u64>,
+    rate: Option<f64>,
+    seed: Option<u64>,
+    ipv6_percent: Option<u8>,
+    topic: Option<String>,
+}
+
+impl From<ParamsBody> for GeneratorParams {
+    fn from(body: ParamsBody) -> Self {
+        let defaults = GeneratorParams::default();
+        let default_pause = if body.rate.is_some() {
+            0
+        } else {
+            defaults.pause_ms
+        };
+        GeneratorParams {
+            num_devices: body.num_devices.unwrap_or(defaults.num_devices),
+            num_messages: body.num_messages.unwrap_or(defaults.num_messages),
+            pause_ms: body.pause_ms.unwrap_or(default_pause),
+            rate: body.rate,
+            seed: body.seed,
+            ipv6_percent: body.ipv6_percent.unwrap_or(defaults.ipv6_percent),
+            topic: body.topic.unwrap_or(defaults.topic),
+        }
+    }
+}
+
+impl GeneratorParams {
+    /// Checks every limit; the error names the parameter, its value and what is allowed.
+    pub fn validate(&self) -> Result<(), ServiceError> {
+        self.check_counts()
+            .and_then(|()| self.check_pacing())
+            .and_then(|()| self.check_ipv6_percent())
+            .and_then(|()| check_topic_name(&self.topic))
+            .map_err(ServiceError::InvalidParams)
+    }
+
+    fn check_counts(&self) -> Result<(), String> {
+        if self.num_devices > MAX_NUM_DEVICES {
+            return Err(format!(
+                "num_devices {} is more than the {MAX_NUM_DEVICES} allowed",
+                self.num_devices
+            ));
+        }
+        if self.num_messages > MAX_NUM_MESSAGES {
+            return Err(format!(
+                "num_messages {} is more than the {MAX_NUM_MESSAGES} allowed",
+                self.num_messages
+            ));
+        }
+        if self.num_devices == 0 && self.num_messages > 0 {
+            return Err(format!(
+                "num_devices is 0 but num_messages is {}: events need at least one device",
+                self.num_messages
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_pacing(&self) -> Result<(), String> {
+        if self.pause_ms > MAX_PAUSE_MS {
+            return Err(format!(
+                "pause_ms {} is more than the {MAX_PAUSE_MS} allowed",
+                self.pause_ms
+            ));
+        }
+        let Some(rate) = self.rate else {
+            return Ok(());
+        };
+        if !rate.is_finite() || rate <= 0.0 || rate > MAX_RATE {
+            return Err(format!(
+                "rate {rate} must be a number of events per second above 0 and at most {MAX_RATE}"
+            ));
+        }
+        if self.pause_ms > 0 {
+            return Err(format!(
+                "both pause_ms ({}) and rate ({rate}) are given: drop pause_ms (or set it to 0) \
+                 to pace by rate, or drop rate to pause between sends",
+                self.pause_ms
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_ipv6_percent(&self) -> Result<(), String> {
+        if self.ipv6_percent > 100 {
+            return Err(format!(
+                "ipv6_percent {} is not a percentage from 0 to 100",
+                self.ipv6_percent
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many of the devices get an IPv6 address: the percentage of `num_devices`, rounded
+    /// to the nearest device.
+    pub(crate) fn ipv6_devices(&self) -> u64 {
+        let scaled = u128::from(self.num_devices) * u128::from(self.ipv6_percent.min(100));
+        // `num_devices` is at most u64::MAX, so the rounded quotient fits back into a u64.
+        u64::try_from((scaled + 50) / 100).unwrap_or(self.num_devices)
+    }
+}
+
+/// Kafka's topic naming rules: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn check_topic_name(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("topic must not be empty".into());
+    }
+    if topic.len() > MAX_TOPIC_CHARS {
+        return Err(format!(
+            "topic is {} characters long, more than Kafka's {MAX_TOPIC_CHARS}",
+            topic.len()
+        ));
+    }
+    if topic == "." || topic == ".." {
+        return Err(format!("topic {topic:?} is not a valid topic name"));
+    }
+    if let Some(bad) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic {topic:?} contains {bad:?}; topic names may only contain ASCII letters, \
+             digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// A seed for a run that was given none. Kept below 2^53 so it survives a round trip through
+/// JSON numbers in JavaScript (the console and most dashboards), letting users replay it.
+pub fn random_seed() -> u64 {
+    rand::random::<u64>() >> 11
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(params: &GeneratorParams) -> String {
+        match params.validate() {
+            Err(ServiceError::InvalidParams(reason)) => reason,
+            other => panic!("expected InvalidParams for {params:?}, got {other:?}"),
+        }
+    }
+
+    fn with(change: impl FnOnce(&mut GeneratorParams)) -> GeneratorParams {
+        let mut params = GeneratorParams::default();
+        change(&mut params);
+        params
+    }
+
+    #[test]
+    fn defaults_are_the_compatible_ones_and_valid() {
+        let params = GeneratorParams::default();
+        assert_eq!(
+            (params.num_devices, params.num_messages, params.pause_ms),
+            (100, 1000, 100)
+        );
+        assert_eq!(params.topic, "device-events");
+        assert_eq!(params.ipv6_percent, 0);
+        params.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn every_bad_parameter_is_refused_with_its_reason() {
+        let cases: Vec<(GeneratorParams, &str)> = vec![
+            (
+                with(|p| p.num_devices = 0),
+                "num_devices is 0 but num_messages is 1000",
+            ),
+            (
+                with(|p| p.num_devices = MAX_NUM_DEVICES + 1),
+                "num_devices 10000001 is more than",
+            ),
+            (
+                with(|p| p.num_messages = MAX_NUM_MESSAGES + 1),
+                "num_messages 1000000001 is more than",
+            ),
+            (
+                with(|p| p.pause_ms = MAX_PAUSE_MS + 1),
+                "pause_ms 60001 is more than",
+            ),
+            (
+                with(|p| {
+                    p.pause_ms = 0;
+                    p.rate = Some(f64::NAN);
+                }),
+                "rate NaN must be",
+            ),
+            (
+                with(|p| {
+                    p.pause_ms = 0;
+                    p.rate = Some(f64::INFINITY);
+                }),
+                "rate inf must be",
+            ),
+            (
+                with(|p| {
+                    p.pause_ms = 0;
+                    p.rate = Some(0.0);
+                }),
+                "rate 0 must be",
+            ),
+            (
+                with(|p| {
+                    p.pause_ms = 0;
+                    p.rate = Some(-5.0);
+                }),
+                "rate -5 must be",
+            ),
+            (
+                with(|p| {
+                    p.pause_ms = 0;
+                    p.rate = Some(MAX_RATE * 2.0);
+                }),
+                "rate 20000000 must be",
+            ),
+            (
+                with(|p| p.rate = Some(50.0)),
+                "both pause_ms (100) and rate (50) are given: drop pause_ms",
+            ),
+            (
+                with(|p| p.ipv6_percent = 101),
+                "ipv6_percent 101 is not a percentage",
+            ),
+            (with(|p| p.topic = String::new()), "topic must not be empty"),
+            (with(|p| p.topic = "..".into()), "is not a valid topic name"),
+            (with(|p| p.topic = "a b".into()), "contains ' '"),
+            (with(|p| p.topic = "é".into()), "contains 'é'"),
+            (
+                with(|p| p.topic = "t".repeat(250)),
+                "250 characters long, more than Kafka's 249",
+            ),
+        ];
+        for (params, expected) in cases {
+            let reason = reason(&params);
+            assert!(reason.contains(expected), "{params:?}: {reason}");
+        }
+    }
+
+    #[test]
+    fn limits_themselves_are_allowed() {
+        for params in [
+            with(|p| p.num_devices = MAX_NUM_DEVICES),
+            with(|p| p.num_messages = MAX_NUM_MESSAGES),
+            with(|p| p.pause_ms = MAX_PAUSE_MS),
+            with(|p| {
+                p.pause_ms = 0;
+                p.rate = Some(MAX_RATE);
+            }),
+            with(|p| {
+                p.num_devices = 0;
+                p.num_messages = 0;
+            }),
+            with(|p| p.ipv6_percent = 100),
+            with(|p| p.topic = "a.B_c-9".repeat(35)),
+        ] {
+            params.validate().expect("at the limit is valid");
+        }
+    }
+
+    #[test]
+    fn json_body_takes_defaults_and_drops_the_default_pause_for_a_rate() {
+        let empty: GeneratorParams = serde_json::from_str("{}").expect("empty body");
+        assert_eq!(empty, GeneratorParams::default());
+        let paced: GeneratorParams =
+            serde_json::from_str(r#"{"rate": 5000, "num_messages": 7}"#).expect("rate body");
+        assert_eq!((paced.pause_ms, paced.rate), (0, Some(5000.0)));
+        assert_eq!(paced.num_messages, 7);
+        paced.validate().expect("rate alone is valid");
+        let both: GeneratorParams =
+            serde_json::from_str(r#"{"rate": 5000, "pause_ms": 10}"#).expect("both");
+        assert!(both.validate().is_err());
+        let typo = serde_json::from_str::<GeneratorParams>(r#"{"num_device": 5}"#)
+            .expect_err("unknown field");
+        assert!(typo.to_string().contains("num_device"), "{typo}");
+        let negative = serde_json::from_str::<GeneratorParams>(r#"{"num_messages": -1}"#);
+        assert!(negative.is_err());
+    }
+
+    #[test]
+    fn ipv6_share_rounds_to_whole_devices() {
+        let share = |devices, percent| {
+            with(|p| {
+                p.num_devices = devices;
+                p.ipv6_percent = percent;
+            })
+            .ipv6_devices()
+        };
+        assert_eq!(share(100, 0), 0);
+        assert_eq!(share(100, 100), 100);
+        assert_eq!(share(10, 25), 3);
+        assert_eq!(share(3, 10), 0);
+        assert_eq!(share(MAX_NUM_DEVICES, 33), 3_300_000);
+    }
+
+    #[test]
+    fn random_seeds_survive_javascript_numbers() {
+        for _ in 0..1000 {
+            assert!(random_seed() < 1 << 53);
+        }
+    }
+}

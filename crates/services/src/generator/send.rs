@@ -1,0 +1,263 @@
+//! The producer side: librdkafka settings for throughput, delivery accounting and pacing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+
+use super::JobProgress;
+use crate::{KafkaConfig, ServiceError};
+
+/// How long librdkafka keeps retrying a record before reporting it failed.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Flushing waits for every queued record to be acknowledged or to time out, so it can take
+/// up to one message timeout; the margin covers the last request's round trip.
+pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The generator's producer: durable (acks=all, idempotent: retries neither duplicate nor
+/// reorder, so `sent` is exact) and built for throughput.
+pub(crate) fn create_producer<'a>(
+    kafka: &KafkaConfig,
+    deliveries: Deliveries<'a>,
+) -> Result<BaseProducer<Deliveries<'a>>, ServiceError> {
+    let mut config = kafka.durable_producer_config("generator");
+    config
+        .set(
+            "message.timeout.ms",
+            MESSAGE_TIMEOUT.as_millis().to_string(),
+        )
+        // Wait up to 5 ms to fill large batches: a few hundred events per request instead of
+        // one keeps the broker's per-request work (and fsyncs) from being the limit.
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("batch.num.messages", "100000")
+        // Events are repetitive JSON; lz4 shrinks them about 3x for little CPU.
+        .set("compression.type", "lz4")
+        // Room for ~0.5 s at full speed, so sending never waits on a single slow fsync.
+        .set("queue.buffering.max.messages", "500000")
+        .set("queue.buffering.max.kbytes", "1048576");
+    Ok(config.create_with_context(deliveries)?)
+}
+
+/// Counts delivery reports into the job's progress and marks which devices had an event
+/// acknowledged. Reports are served on the sending thread, when it polls.
+#[derive(Debug)]
+pub(crate) struct Deliveries<'a> {
+    progress: &'a JobProgress,
+    /// One bit per device: set once an event of that device is acknowledged.
+    acknowledged_devices: Vec<AtomicU64>,
+    first_failure: Once,
+}
+
+impl<'a> Deliveries<'a> {
+    pub(crate) fn new(progress: &'a JobProgress, devices: usize) -> Self {
+        Deliveries {
+            progress,
+            acknowledged_devices: (0..devices.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            first_failure: Once::new(),
+        }
+    }
+
+    fn acknowledge(&self, device: usize) {
+        let word = &self.acknowledged_devices[device / 64];
+        let bit = 1u64 << (device % 64);
+        // A plain load first: most events come from devices already seen, and a load is much
+        // cheaper than the locked read-modify-write.
+        if word.load(Ordering::Relaxed) & bit == 0
+            && word.fetch_or(bit, Ordering::Relaxed) & bit == 0
+        {
+            self.progress.distinct_ips.fetch_add(1, Ordering::Relaxed);
+        }
+        self.progress.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn fail(&self, error: &KafkaError, topic: &str, partition: i32) {
+        self.progress.failed.fetch_add(1, Ordering::Relaxed);
+        // One line is enough to say why; a dead broker would otherwise log every record.
+        self.first_failure.call_once(|| {
+            tracing::warn!(%error, topic, partition, "generator: an event was not delivered");
+        });
+    }
+}
+
+impl ClientContext for Deliveries<'_> {}
+
+impl ProducerContext for Deliveries<'_> {
+    /// The device index of the event.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, device: usize) {
+        match result {
+            Ok(_) => self.acknowledge(device),
+            Err((error, message)) => self.fail(error, message.topic(), message.partition()),
+        }
+    }
+}
+
+/// Queues one event, waiting for room when librdkafka's queue is full (serving delivery
+/// reports frees it). Gives up only when the job is cancelled while waiting, or on an error
+/// other than a full queue. Returns whether the event was queued.
+pub(crate) fn queue_event(
+    producer: &BaseProducer<Deliveries<'_>>,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+    device: usize,
+    progress: &JobProgress,
+) -> Result<bool, ServiceError> {
+    let mut record = BaseRecord::with_opaque_to(topic, device)
+        .key(key)
+        .payload(value);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(true),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                if progress.is_cancelled() {
+                    return Ok(false);
+                }
+                producer.poll(Duration::from_millis(1));
+                record = returned;
+            }
+            Err((error, _)) => return Err(error.into()),
+        }
+    }
+}
+
+/// When each event is due.
+#[derive(Debug)]
+pub(crate) enum Pacer {
+    /// As fast as the producer queue takes them.
+    Unpaced,
+    /// A fixed pause after each send, like the earlier tool.
+    Pause { pause: Duration, next: Instant },
+    /// A steady rate: event `n` after the anchor is due `n / rate` seconds after it. Falling
+    /// behind by more than [`MAX_LAG`] moves the anchor, so a stall (a full queue, a slow
+    /// broker) is not followed by an unbounded burst.
+    Rate {
+        per_second: f64,
+        anchor: Instant,
+        since_anchor: u64,
+    },
+}
+
+/// How far a rate-paced run may fall behind before it stops trying to catch up.
+const MAX_LAG: Duration = Duration::from_millis(100);
+/// Shortest wait worth sleeping for. At high rates the gap between two events is a few
+/// microseconds; instead of spinning per event, the pacer sleeps at least this long and then
+/// sends every event that fell due meanwhile back to back.
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
+impl Pacer {
+    pub(crate) fn new(pause_ms: u64, rate: Option<f64>) -> Self {
+        let now = Instant::now();
+        match rate {
+            Some(per_second) => Pacer::Rate {
+                per_second,
+                anchor: now,
+                since_anchor: 0,
+            },
+            None if pause_ms > 0 => Pacer::Pause {
+                pause: Duration::from_millis(pause_ms),
+                next: now,
+            },
+            None => Pacer::Unpaced,
+        }
+    }
+
+    /// How long to wait before the next event may go; zero when it is due.
+    pub(crate) fn wait(&mut self, now: Instant) -> Duration {
+        match self {
+            Pacer::Unpaced => Duration::ZERO,
+            Pacer::Pause { next, .. } => next.saturating_duration_since(now),
+            Pacer::Rate {
+                per_second,
+                anchor,
+                since_anchor,
+            } => {
+                let due = *anchor + Duration::from_secs_f64(*since_anchor as f64 / *per_second);
+                if now.saturating_duration_since(due) > MAX_LAG {
+                    *anchor = now;
+                    *since_anchor = 0;
+                    return Duration::ZERO;
+                }
+                let wait = due.saturating_duration_since(now);
+                if wait.is_zero() {
+                    wait
+                } else {
+                    wait.max(MIN_WAIT)
+                }
+            }
+        }
+    }
+
+    /// Records that an event went out at `now`.
+    pub(crate) fn sent(&mut self, now: Instant) {
+        match self {
+            Pacer::Unpaced => {}
+            Pacer::Pause { pause, next } => *next = now + *pause,
+            Pacer::Rate { since_anchor, .. } => *since_anchor += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_waits_after_each_send() {
+        let mut pacer = Pacer::new(100, None);
+        let start = Instant::now();
+        assert_eq!(pacer.wait(start), Duration::ZERO);
+        pacer.sent(start);
+        assert_eq!(
+            pacer.wait(start + Duration::from_millis(30)),
+            Duration::from_millis(70)
+        );
+        assert_eq!(
+            pacer.wait(start + Duration::from_millis(100)),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn rate_releases_due_events_in_bursts_and_never_spins() {
+        let mut pacer = Pacer::new(0, Some(100_000.0));
+        let start = match &pacer {
+            Pacer::Rate { anchor, .. } => *anchor,
+            other => panic!("{other:?}"),
+        };
+        // 1 ms in, events 0..100 are due (10 µs apart) and go without waiting.
+        let later = start + Duration::from_millis(1);
+        for _ in 0..=100 {
+            assert_eq!(pacer.wait(later), Duration::ZERO);
+            pacer.sent(later);
+        }
+        // The next is due 10 µs later, but the pacer sleeps at least a millisecond.
+        assert_eq!(pacer.wait(later), MIN_WAIT);
+    }
+
+    #[test]
+    fn rate_does_not_burst_after_a_stall() {
+        let mut pacer = Pacer::new(0, Some(1000.0));
+        let start = Instant::now();
+        let stalled = start + Duration::from_secs(5);
+        assert_eq!(pacer.wait(stalled), Duration::ZERO);
+        pacer.sent(stalled);
+        // Re-anchored at the stall: the next event is due 1 ms later, not at once.
+        assert_eq!(pacer.wait(stalled), MIN_WAIT);
+    }
+
+    #[test]
+    fn no_pause_no_rate_is_unpaced() {
+        let mut pacer = Pacer::new(0, None);
+        assert!(matches!(pacer, Pacer::Unpaced));
+        assert_eq!(pacer.wait(Instant::now()), Duration::ZERO);
+    }
+}
