@@ -1,0 +1,257 @@
+//! The endpoints earlier tools exposed, with their exact paths and response shapes
+//! (`shared/reference/compat-endpoints.md`), so existing scripts and dashboards can point at
+//! Freshet unchanged. Freshet's own API (`/api/v1/...`) has richer versions of each.
+
+use freshet_services::generator::GeneratorParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, Query};
+use crate::generator::job_url;
+use crate::state::{blocking, AppState, Generator, Tracker};
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(is_node_active))
+        .routes(routes!(number_ips))
+        .routes(routes!(global_number_ips))
+        .routes(routes!(unique_ip_count_v1))
+        .routes(routes!(unique_device_ip_count))
+        .routes(routes!(start_generator))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeActive {
+    /// Whether this node's consumer is running.
+    pub status: bool,
+    /// This node's id.
+    pub node_id: String,
+}
+
+/// Whether this tracker node is consuming
+#[utoipa::path(
+    get,
+    path = "/is-node-active",
+    tag = "compatible",
+    responses(
+        (status = 200, description = "The node's state", body = NodeActive,
+         example = json!({"status": true, "node_id": "5f0c4f7e-5a3b-4f43-9a86-2f4b3f1c2d10"})),
+        (status = 503, description = "No tracker runs in this process", body = ApiError),
+    )
+)]
+pub async fn is_node_active(Tracker(tracker): Tracker) -> axum::Json<NodeActive> {
+    axum::Json(NodeActive {
+        status: tracker.is_active(),
+        node_id: tracker.node_id().to_string(),
+    })
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeCount {
+    /// Exact distinct IPs in the partitions this node consumes.
+    pub counting: u64,
+}
+
+/// Distinct IPs this node counts
+#[utoipa::path(
+    get,
+    path = "/number-ips",
+    tag = "compatible",
+    responses(
+        (status = 200, description = "This node's count", body = NodeCount,
+         example = json!({"counting": 1234})),
+        (status = 503, description = "No tracker runs in this process", body = ApiError),
+    )
+)]
+pub async fn number_ips(Tracker(tracker): Tracker) -> Result<axum::Json<NodeCount>, ApiError> {
+    let counting = blocking(move || tracker.node_count()).await?;
+    Ok(axum::Json(NodeCount { counting }))
+}
+
+/// The global count with its coverage. Earlier tools voted between nodes (`voted_by`,
+/// `voting_nodes`, `votes`); Freshet's count is an exact union, so it says what the union
+/// covers instead.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GlobalCount {
+    /// Exact distinct IPs across all nodes.
+    pub number: u64,
+    /// Tracker nodes that wrote a heartbeat recently (including this one).
+    pub nodes: usize,
+    /// Partitions the count covers (checkpointed or consumed by this node).
+    pub partitions_covered: u32,
+    /// Partitions of the input topic.
+    pub partitions_total: u32,
+    /// Always true: the count is exact, not a vote or an estimate.
+    pub exact: bool,
+}
+
+/// Distinct IPs across all nodes
+#[utoipa::path(
+    get,
+    path = "/global-number-ips",
+    tag = "compatible",
+    responses(
+        (status = 200, description = "The global count and what it covers", body = GlobalCount,
+         example = json!({"number": 5000, "nodes": 2, "partitions_covered": 3, "partitions_total": 3, "exact": true})),
+        (status = 503, description = "No tracker runs in this process", body = ApiError),
+    )
+)]
+pub async fn global_number_ips(
+    Tracker(tracker): Tracker,
+) -> Result<axum::Json<GlobalCount>, ApiError> {
+    let ips = blocking(move || tracker.unique_ips()).await?;
+    Ok(axum::Json(GlobalCount {
+        number: ips.global_count,
+        nodes: ips.nodes_seen.len(),
+        partitions_covered: ips.partitions_covered,
+        partitions_total: ips.partitions_total,
+        exact: true,
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UniqueIpCount {
+    /// Exact distinct IPs across all nodes.
+    pub unique_ip_count: u64,
+}
+
+/// Distinct IPs across all nodes
+#[utoipa::path(
+    get,
+    path = "/api/v1/unique_ip_count",
+    tag = "compatible",
+    responses(
+        (status = 200, description = "The global count", body = UniqueIpCount,
+         example = json!({"unique_ip_count": 5000})),
+        (status = 503, description = "No tracker runs in this process", body = ApiError),
+    )
+)]
+pub async fn unique_ip_count_v1(
+    Tracker(tracker): Tracker,
+) -> Result<axum::Json<UniqueIpCount>, ApiError> {
+    let unique_ip_count = blocking(move || tracker.global_count()).await?;
+    Ok(axum::Json(UniqueIpCount { unique_ip_count }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UniqueDeviceIpCount {
+    /// Exact distinct IPs across all nodes.
+    pub unique_device_ip_count: u64,
+}
+
+/// Distinct IPs across all nodes
+#[utoipa::path(
+    get,
+    path = "/unique_ip_count",
+    tag = "compatible",
+    responses(
+        (status = 200, description = "The global count", body = UniqueDeviceIpCount,
+         example = json!({"unique_device_ip_count": 5000})),
+        (status = 503, description = "No tracker runs in this process", body = ApiError),
+    )
+)]
+pub async fn unique_device_ip_count(
+    Tracker(tracker): Tracker,
+) -> Result<axum::Json<UniqueDeviceIpCount>, ApiError> {
+    let unique_device_ip_count = blocking(move || tracker.global_count()).await?;
+    Ok(axum::Json(UniqueDeviceIpCount {
+        unique_device_ip_count,
+    }))
+}
+
+/// The earlier generator's query parameters, plus `rate` and `seed`. Unknown parameters are
+/// refused: a misspelt `num_device` must not silently become 100 devices.
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct StartQuery {
+    /// Distinct simulated devices (default 100, at most 10,000,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_devices: Option<u64>,
+    /// Events to send (default 1000, at most 1,000,000,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_messages: Option<u64>,
+    /// Milliseconds between two sends (default 100, or 0 when `rate` is given; at most 60,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_ms: Option<u64>,
+    /// Events per second to pace to, instead of `pause_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Seed of the random choices; chosen at random and reported when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+impl StartQuery {
+    /// Goes through the generator's own JSON form, so the defaults (including "no default
+    /// pause when a rate is given") come from the one place that defines them.
+    fn into_params(self) -> Result<GeneratorParams, ApiError> {
+        serde_json::to_value(&self)
+            .and_then(serde_json::from_value)
+            .map_err(|e| ApiError::bad_request(format!("invalid generator parameters: {e}")))
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Started {
+    /// Always true: a request that cannot start gets a 400 instead.
+    pub started: bool,
+    /// The job's id in `/api/v1/generator/jobs`.
+    pub job_id: u64,
+    /// Where the job's progress is.
+    pub status_url: String,
+}
+
+/// Start sending device events
+///
+/// The earlier generator's endpoint: builds a pool of `num_devices` random addresses and sends
+/// `num_messages` events to `device-events` in the background, pausing `pause_ms` between
+/// sends. Returns at once with the job's id; its progress is at `status_url`.
+#[utoipa::path(
+    get,
+    path = "/start",
+    tag = "compatible",
+    params(StartQuery),
+    responses(
+        (status = 200, description = "The job started", body = Started,
+         example = json!({"started": true, "job_id": 1, "status_url": "/api/v1/generator/jobs/1"})),
+        (status = 400, description = "A parameter is not a number or out of range", body = ApiError),
+        (status = 503, description = "No generator runs in this process", body = ApiError),
+    )
+)]
+pub async fn start_generator(
+    Generator(jobs): Generator,
+    Query(query): Query<StartQuery>,
+) -> Result<axum::Json<Started>, ApiError> {
+    let params = query.into_params()?;
+    let status = blocking(move || jobs.start(params)).await??;
+    Ok(axum::Json(Started {
+        started: true,
+        job_id: status.id,
+        status_url: job_url(status.id),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_query_takes_the_generator_defaults() {
+        let params = StartQuery::default().into_params().expect("defaults");
+        assert_eq!(params, GeneratorParams::default());
+        let paced = StartQuery {
+            rate: Some(500.0),
+            num_messages: Some(7),
+            ..StartQuery::default()
+        }
+        .into_params()
+        .expect("rate only");
+        assert_eq!(
+            (paced.pause_ms, paced.rate, paced.num_messages),
+            (0, Some(500.0), 7)
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! The one error type of every route: a status and a message, rendered as `{"error": "..."}`.
+//!
+//! Every way a request can fail ends here, including axum's own rejections (bad query string,
+//! bad JSON, body too large) and the fallbacks for unknown routes and methods, so a client
+//! never has to parse axum's plain-text defaults.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use freshet_services::ServiceError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An error answer: `{"error": "<what went wrong>"}` with a fitting HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"error": "the tracker is not running in this process"}))]
+pub struct ApiError {
+    /// Sent as the response status, not in the body.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub status: StatusCode,
+    /// What went wrong, precise enough to fix the request.
+    pub error: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            error: error.into(),
+        }
+    }
+
+    pub fn bad_request(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error)
+    }
+
+    pub fn not_found(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, error)
+    }
+
+    /// A route whose service this process does not run (`freshet tracker` has no generator,
+    /// `freshet guard` no tracker): the route exists, the service is unavailable here.
+    pub fn service_not_running(service: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the {service} is not running in this process"),
+        )
+    }
+
+    /// A failure of ours, not of the request; the details go to the log.
+    pub fn internal(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, error = %self.error, "request failed");
+        }
+        (self.status, axum::Json(self)).into_response()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        let status = match &error {
+            ServiceError::InvalidParams(_) => StatusCode::BAD_REQUEST,
+            ServiceError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            // Kafka unreachable or a topic it refused: the cluster, not this request, is the
+            // problem, and a retry may succeed.
+            ServiceError::Kafka(_) | ServiceError::Topic { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Checkpoint(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+/// axum's rejections keep their status (400, 413, 415, 422...) and their reason text, but
+/// are rendered as JSON. Unprocessable JSON is a 400 here: the API has one status for "your
+/// request is wrong" and says why in the body.
+fn from_rejection(status: StatusCode, reason: String) -> ApiError {
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    ApiError::new(status, reason)
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        from_rejection(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        from_rejection(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        from_rejection(rejection.status(), rejection.body_text())
+    }
+}
+
+/// `axum::extract::Query` whose rejection is an [`ApiError`].
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` whose rejection is an [`ApiError`].
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `axum::Json` whose rejection is an [`ApiError`].
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+/// The router's fallback: a path no route matches.
+pub async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+/// The fallback of a route that exists but not for this method. axum adds the `Allow`
+/// header listing the methods that are.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_errors_map_to_fitting_statuses() {
+        let cases = [
+            (
+                ServiceError::InvalidParams("num_devices is 0".into()),
+                StatusCode::BAD_REQUEST,
+                "num_devices is 0",
+            ),
+            (
+                ServiceError::Timeout("metadata".into()),
+                StatusCode::GATEWAY_TIMEOUT,
+                "timed out: metadata",
+            ),
+            (
+                ServiceError::Topic {
+                    topic: "t".into(),
+                    reason: "refused".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "topic t: refused",
+            ),
+            (
+                ServiceError::Checkpoint("bad version".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "checkpoint: bad version",
+            ),
+        ];
+        for (service_error, status, message) in cases {
+            let error = ApiError::from(service_error);
+            assert_eq!((error.status, error.error.as_str()), (status, message));
+        }
+    }
+
+    #[test]
+    fn body_is_only_the_error_field() {
+        let error = ApiError::bad_request("value is missing");
+        let body = serde_json::to_value(&error).expect("serialises");
+        assert_eq!(body, serde_json::json!({"error": "value is missing"}));
+    }
+}

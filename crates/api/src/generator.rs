@@ -1,0 +1,138 @@
+//! Generator jobs: start one with JSON parameters, watch its progress, list, cancel. The
+//! earlier tool's `GET /start` is in [`crate::compat`].
+
+use axum::http::{header, StatusCode};
+use freshet_services::generator::jobs::KEPT_JOBS;
+use freshet_services::generator::{GeneratorParams, JobStatus};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, Json, Path};
+use crate::state::{blocking, AppState, Generator};
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_job, list_jobs))
+        .routes(routes!(get_job, cancel_job))
+}
+
+/// Where a job's status is served.
+pub fn job_url(id: u64) -> String {
+    format!("/api/v1/generator/jobs/{id}")
+}
+
+fn no_such_job(id: u64) -> ApiError {
+    ApiError::not_found(format!(
+        "no generator job {id} (finished jobs beyond the newest {KEPT_JOBS} are forgotten)"
+    ))
+}
+
+/// Start a generator job
+///
+/// Validates the parameters and starts sending in the background; returns at once. Missing
+/// fields take their defaults (100 devices, 1000 events, 100 ms pause); unknown fields are
+/// refused.
+#[utoipa::path(
+    post,
+    path = "/api/v1/generator/jobs",
+    tag = "generator",
+    request_body = GeneratorParams,
+    responses(
+        (status = 201, description = "The job started; `Location` is its URL", body = JobStatus,
+         headers(("Location" = String, description = "URL of the job's status"))),
+        (status = 400, description = "Invalid JSON or a parameter out of range", body = ApiError),
+        (status = 413, description = "The body is larger than 64 KiB", body = ApiError),
+        (status = 503, description = "No generator runs in this process", body = ApiError),
+    )
+)]
+pub async fn create_job(
+    Generator(jobs): Generator,
+    Json(params): Json<GeneratorParams>,
+) -> Result<
+    (
+        StatusCode,
+        [(header::HeaderName, String); 1],
+        axum::Json<JobStatus>,
+    ),
+    ApiError,
+> {
+    let status = blocking(move || jobs.start(params)).await??;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, job_url(status.id))],
+        axum::Json(status),
+    ))
+}
+
+/// The jobs this process keeps.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Jobs {
+    /// Newest first: every running job and the newest 100 finished ones.
+    pub jobs: Vec<JobStatus>,
+}
+
+/// List generator jobs
+#[utoipa::path(
+    get,
+    path = "/api/v1/generator/jobs",
+    tag = "generator",
+    responses(
+        (status = 200, description = "Jobs, newest first", body = Jobs),
+        (status = 503, description = "No generator runs in this process", body = ApiError),
+    )
+)]
+pub async fn list_jobs(Generator(jobs): Generator) -> Result<axum::Json<Jobs>, ApiError> {
+    let jobs = blocking(move || jobs.list()).await?;
+    Ok(axum::Json(Jobs { jobs }))
+}
+
+/// A generator job's progress
+#[utoipa::path(
+    get,
+    path = "/api/v1/generator/jobs/{id}",
+    tag = "generator",
+    params(("id" = u64, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = JobStatus),
+        (status = 400, description = "The id is not a number", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 503, description = "No generator runs in this process", body = ApiError),
+    )
+)]
+pub async fn get_job(
+    Generator(jobs): Generator,
+    Path(id): Path<u64>,
+) -> Result<axum::Json<JobStatus>, ApiError> {
+    blocking(move || jobs.get(id))
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| no_such_job(id))
+}
+
+/// Cancel a generator job
+///
+/// Asks a running job to stop; it reports `cancelled` once what it queued is delivered. A job
+/// that already ended is left as it is.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/generator/jobs/{id}",
+    tag = "generator",
+    params(("id" = u64, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job as of the cancel request", body = JobStatus),
+        (status = 400, description = "The id is not a number", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 503, description = "No generator runs in this process", body = ApiError),
+    )
+)]
+pub async fn cancel_job(
+    Generator(jobs): Generator,
+    Path(id): Path<u64>,
+) -> Result<axum::Json<JobStatus>, ApiError> {
+    blocking(move || jobs.cancel(id))
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| no_such_job(id))
+}

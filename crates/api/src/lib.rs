@@ -1,0 +1,97 @@
+//! Freshet's HTTP API: the routes of each stream service, the endpoints earlier tools exposed
+//! (same paths, same JSON), and the OpenAPI 3.1 spec of all of them.
+//!
+//! [`app`] builds the router from an [`AppState`] naming the services this process runs;
+//! [`serve`] runs it on an already-bound listener until a shutdown future completes. Tests
+//! call the router directly (`tower::ServiceExt::oneshot`), without sockets.
+//!
+//! # Layout
+//!
+//! One module per area, each with a `routes()` that mounts its handlers:
+//!
+//! - [`error`]: [`ApiError`], the `{"error": "..."}` answer of every failure, including
+//!   axum's rejections (bad query, bad JSON, body too large), unknown routes (404) and wrong
+//!   methods (405); and the extractors that reject with it.
+//! - [`state`]: [`AppState`] and the extractors that answer 503 when a route's service does
+//!   not run in this process.
+//! - [`timestamp`]: `GET /api/v1/timestamp`.
+//! - [`tracker`]: `/api/v1/unique-ips...` and `/api/v1/tracker/partitions`.
+//! - [`generator`]: `/api/v1/generator/jobs...`.
+//! - [`compat`]: the earlier tools' `/is-node-active`, `/number-ips`, `/global-number-ips`,
+//!   `/unique_ip_count`, `/api/v1/unique_ip_count` and `/start`.
+//! - [`health`]: `GET /healthz`.
+//! - [`openapi`]: the route table and the spec, built together (`GET /api/openapi.json`).
+//!
+//! # Documented by construction
+//!
+//! Handlers are mounted only through utoipa-axum's `routes!`, which reads the path and method
+//! from the handler's `#[utoipa::path]`. A route therefore cannot exist without its spec
+//! entry; the tests check the spec against what the router answers.
+
+pub mod compat;
+pub mod error;
+pub mod generator;
+pub mod health;
+pub mod openapi;
+pub mod state;
+pub mod timestamp;
+pub mod tracker;
+
+use std::future::Future;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+pub use error::ApiError;
+pub use state::AppState;
+
+/// Largest request body accepted. Every body the API takes is a small JSON object; the cap
+/// keeps a client from making the server buffer megabytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The whole API for the services in `state`.
+pub fn app(state: AppState) -> Router {
+    let (router, spec) = openapi::router().split_for_parts();
+    router
+        // Set after every route is mounted: axum applies it to the routes that exist.
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::unknown_route)
+        .layer(openapi::SharedSpec::layer(openapi::with_version(spec)))
+        // Bodies without a Content-Length (chunked) are cut off by the extractors at the cap.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(reject_declared_oversized_body))
+        .with_state(state)
+}
+
+/// Answers 413 before routing when the declared `Content-Length` is over the cap, so the
+/// limit holds (with a JSON answer) on every route, including those that ignore bodies.
+async fn reject_declared_oversized_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > MAX_BODY_BYTES as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is {length} bytes, more than the {MAX_BODY_BYTES} allowed"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
+/// finish. The listener is bound by the caller, so tests can bind port 0 and read the port.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,94 @@
+//! The route table and the OpenAPI spec, built together.
+//!
+//! Every route is registered through utoipa-axum's `routes!`, which takes the path and
+//! method from the handler's `#[utoipa::path]`: the attribute that documents a route is the
+//! one that mounts it, so the spec cannot miss a route.
+
+use std::sync::Arc;
+
+use axum::{Extension, Json};
+use utoipa::openapi::OpenApi as Spec;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+use crate::{compat, generator, health, timestamp, tracker};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Freshet",
+        description = "HTTP API of Freshet's stream services: the unique-IP tracker, the \
+                       device-event generator and timestamp normalisation. Errors are \
+                       `{\"error\": \"...\"}` with a fitting status. Routes tagged `compatible` \
+                       keep the exact paths and shapes of earlier tools.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "tracker", description = "Exact distinct device IPs, per node and across nodes"),
+        (name = "generator", description = "Background jobs sending device events"),
+        (name = "timestamp", description = "Timestamp normalisation"),
+        (name = "compatible", description = "Endpoints of earlier tools, unchanged"),
+        (name = "meta", description = "Health and this spec"),
+    )
+)]
+struct ApiDoc;
+
+/// Every route with its documentation, before state and layers are added.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(timestamp::routes())
+        .merge(tracker::routes())
+        .merge(generator::routes())
+        .merge(compat::routes())
+        .merge(health::routes())
+        .routes(routes!(openapi_json))
+}
+
+/// The spec of every route [`crate::app`] serves.
+pub fn spec() -> Spec {
+    let (_, spec) = router().split_for_parts();
+    with_version(spec)
+}
+
+/// The version is this crate's (the workspace's), set here rather than left to the derive so
+/// it is visibly the one `freshet --version` prints.
+pub(crate) fn with_version(mut spec: Spec) -> Spec {
+    spec.info.version = env!("CARGO_PKG_VERSION").to_string();
+    spec
+}
+
+/// The spec shared by every request for it.
+#[derive(Clone)]
+pub(crate) struct SharedSpec(Arc<Spec>);
+
+impl std::fmt::Debug for SharedSpec {
+    // utoipa's types implement Debug only with its `debug` feature; the title is enough here.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedSpec")
+            .field(&self.0.info.title)
+            .finish()
+    }
+}
+
+impl SharedSpec {
+    pub(crate) fn layer(spec: Spec) -> Extension<SharedSpec> {
+        Extension(SharedSpec(Arc::new(spec)))
+    }
+}
+
+/// The OpenAPI 3.1 spec of this API
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "meta",
+    responses(
+        (status = 200, description = "This document", content_type = "application/json"),
+    )
+)]
+pub(crate) async fn openapi_json(Extension(SharedSpec(spec)): Extension<SharedSpec>) -> Json<Spec> {
+    // A few kilobytes, rendered per request: cheaper to keep than a cached copy that could
+    // differ from the spec the router was built with.
+    Json(Spec::clone(&spec))
+}

@@ -1,0 +1,80 @@
+//! What the routes read: handles of the services running in this process.
+//!
+//! Every route exists in every process (and in the spec); a route whose service is absent
+//! answers 503 through the extractors here, so handlers never check for it themselves.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use freshet_services::generator::GeneratorJobs;
+use freshet_services::tracker::TrackerHandle;
+
+use crate::error::ApiError;
+
+/// The services this process runs. `freshet up` has all of them; `freshet tracker` only a
+/// tracker.
+#[derive(Debug, Clone, Default)]
+pub struct AppState {
+    tracker: Option<TrackerHandle>,
+    generator: Option<GeneratorJobs>,
+}
+
+impl AppState {
+    /// A state with no service: only the timestamp, health and spec routes answer 200.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_tracker(mut self, tracker: TrackerHandle) -> Self {
+        self.tracker = Some(tracker);
+        self
+    }
+
+    pub fn with_generator(mut self, generator: GeneratorJobs) -> Self {
+        self.generator = Some(generator);
+        self
+    }
+}
+
+/// The tracker of this process, or a 503 rejection when it runs none.
+#[derive(Debug, Clone)]
+pub struct Tracker(pub TrackerHandle);
+
+impl FromRequestParts<AppState> for Tracker {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state
+            .tracker
+            .clone()
+            .map(Tracker)
+            .ok_or_else(|| ApiError::service_not_running("tracker"))
+    }
+}
+
+/// The generator jobs of this process, or a 503 rejection when it runs no generator.
+#[derive(Debug, Clone)]
+pub struct Generator(pub GeneratorJobs);
+
+impl FromRequestParts<AppState> for Generator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state
+            .generator
+            .clone()
+            .map(Generator)
+            .ok_or_else(|| ApiError::service_not_running("generator"))
+    }
+}
+
+/// Runs a service call that takes a std mutex (and, at millions of IPs, tens of
+/// milliseconds) off the async workers, so slow reads never stall other requests.
+pub async fn blocking<T, F>(call: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| ApiError::internal(format!("the service call did not finish: {e}")))
+}
