@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that run the real `freshet` binary.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod daemon;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
