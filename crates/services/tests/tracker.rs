@@ -94,7 +94,12 @@ async fn counts_exactly_and_dead_letters_invalid_events_with_reasons() {
     let broker = TestBroker::start().await;
     broker.create_topic(TOPIC, 3, &[]).await;
     let sent = send_events(&broker, 0x0A00_0000, 500, 3000).await;
-    let invalid: [&[u8]; 5] = [
+    let huge = format!(
+        r#"{{"timestamp": 1, "device_ip": "1.2.3.4", "error_code": 1, "pad": "{}"}}"#,
+        "x".repeat(100_000)
+    );
+    let invalid: [&[u8]; 6] = [
+        huge.as_bytes(),
         b"not json",
         br#"{"timestamp": 1, "device_ip": "300.1.1.1", "error_code": 1}"#,
         br#"{"timestamp": "2024-02-30T00:00:00", "device_ip": "1.2.3.4", "error_code": 1}"#,
@@ -106,7 +111,7 @@ async fn counts_exactly_and_dead_letters_invalid_events_with_reasons() {
     let handle = tracker.handle();
     eventually(&handle, "all events counted", |h| {
         let u = h.unique_ips();
-        u.events_counted == 3000 && u.events_rejected == 5
+        u.events_counted == 3000 && u.events_rejected == 6
     })
     .await;
     handle.wait_refreshed(Duration::from_secs(5));
@@ -146,6 +151,7 @@ async fn counts_exactly_and_dead_letters_invalid_events_with_reasons() {
     let originals: HashSet<Vec<u8>> = invalid.iter().map(|v| v.to_vec()).collect();
     assert_eq!(payloads, originals, "dead letters carry the original bytes");
     for expected in [
+        "more than the 4096",
         "invalid JSON",
         "not an IPv4 or IPv6 address",
         "timestamp:",
