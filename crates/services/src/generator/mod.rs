@@ -29,25 +29,27 @@ use crate::kafka::{ensure_topic, TopicSpec};
 use crate::{KafkaConfig, ServiceError};
 use format::{now_micros, EventBuffer, TimestampForm};
 use pool::{DevicePool, SplitMix64};
-use send::{create_producer, queue_event, Deliveries, Pacer, FLUSH_TIMEOUT};
+use send::{create_producer, flush, queue_event, Deliveries, Pacer};
 
 /// Partitions of the events topic when the generator creates it.
 pub const DEFAULT_PARTITIONS: i32 = 3;
 /// Events queued between two polls when nothing else makes the generator poll: often enough
 /// to keep delivery reports (and progress) flowing, rarely enough to cost nothing.
 const POLL_EVERY: u64 = 1024;
+/// How long to wait for the topic's metadata before sending.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A run's counters, readable from other threads while it runs, and its cancel switch.
 #[derive(Debug, Default)]
 pub struct JobProgress {
     /// Events handed to the producer.
-    pub queued: AtomicU64,
+    pub(crate) queued: AtomicU64,
     /// Events the broker acknowledged.
-    pub sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     /// Events that could not be delivered.
-    pub failed: AtomicU64,
+    pub(crate) failed: AtomicU64,
     /// Distinct devices among the acknowledged events.
-    pub distinct_ips: AtomicU64,
+    pub(crate) distinct_ips: AtomicU64,
     cancelled: AtomicBool,
 }
 
@@ -112,13 +114,19 @@ pub fn run(
 ) -> Result<GeneratorSummary, ServiceError> {
     params.validate()?;
     let seed = params.seed.unwrap_or_else(random_seed);
-    ensure_topic_blocking(kafka, &params.topic)?;
     let mut rng = SplitMix64::new(seed);
     let pool = build_pool(params, &mut rng)?;
+    // Created first so that connecting and obtaining a producer id overlap with creating the
+    // topic; the metadata request then waits until the producer knows the new topic's
+    // leaders, which would otherwise hold the first batch back for a refresh interval.
     let producer = create_producer(kafka, Deliveries::new(progress, pool.len()))?;
+    ensure_topic_blocking(kafka, &params.topic)?;
+    producer
+        .client()
+        .fetch_metadata(Some(&params.topic), METADATA_TIMEOUT)?;
     let started = Instant::now();
     send_events(&producer, params, &pool, &mut rng.fork(), progress)?;
-    producer.flush(FLUSH_TIMEOUT)?;
+    flush(&producer)?;
     let elapsed = started.elapsed();
     Ok(summarize(progress, seed, elapsed, &params.topic))
 }
