@@ -7,20 +7,20 @@
 //!
 //! # Layout
 //!
-//! One module per area, each with a `routes()` that mounts its handlers:
+//! One module per area; each one that serves routes mounts them in its `routes()`:
 //!
-//! - [`error`]: [`ApiError`], the `{"error": "..."}` answer of every failure, including
+//! - [`error`] — [`ApiError`], the `{"error": "..."}` answer of every failure, including
 //!   axum's rejections (bad query, bad JSON, body too large), unknown routes (404) and wrong
 //!   methods (405); and the extractors that reject with it.
-//! - [`state`]: [`AppState`] and the extractors that answer 503 when a route's service does
+//! - [`state`] — [`AppState`] and the extractors that answer 503 when a route's service does
 //!   not run in this process.
-//! - [`timestamp`]: `GET /api/v1/timestamp`.
-//! - [`tracker`]: `/api/v1/unique-ips...` and `/api/v1/tracker/partitions`.
-//! - [`generator`]: `/api/v1/generator/jobs...`.
-//! - [`compat`]: the earlier tools' `/is-node-active`, `/number-ips`, `/global-number-ips`,
+//! - [`timestamp`] — `GET /api/v1/timestamp`.
+//! - [`tracker`] — `/api/v1/unique-ips...` and `/api/v1/tracker/partitions`.
+//! - [`generator`] — `/api/v1/generator/jobs...`.
+//! - [`compat`] — the earlier tools' `/is-node-active`, `/number-ips`, `/global-number-ips`,
 //!   `/unique_ip_count`, `/api/v1/unique_ip_count` and `/start`.
-//! - [`health`]: `GET /healthz`.
-//! - [`openapi`]: the route table and the spec, built together (`GET /api/openapi.json`).
+//! - [`health`] — `GET /healthz`.
+//! - [`openapi`] — the route table and the spec, built together (`GET /api/openapi.json`).
 //!
 //! # Documented by construction
 //!
