@@ -131,9 +131,6 @@ async fn jobs_are_created_listed_and_cancelled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "GeneratorJobs::cancel sets the cancel flag on a job that already completed, and \
-            JobStatus reads the flag at report time, so the job turns into `cancelled` \
-            (crates/services/src/generator/jobs.rs, cancel and Job::status)"]
 async fn cancelling_an_ended_job_leaves_it_as_it_was() {
     let broker = TestBroker::start().await;
     let app = generator_app(&broker);

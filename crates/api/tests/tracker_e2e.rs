@@ -220,8 +220,6 @@ async fn check_view_parameters_are_validated(app: &Router) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Tracker::start fails: the follower's consumer has no group.id, so librdkafka's \
-            assign() refuses with \"Local: Unknown group\" (crates/services/src/tracker/follower.rs)"]
 async fn tracker_routes_report_exactly_what_was_sent() {
     // The testkit's brokers start groups without an initial rebalance delay.
     let broker = TestBroker::start().await;

@@ -199,7 +199,11 @@ pub struct UpArgs {
 #[derive(Debug, Clone, Args)]
 pub struct TrackerNodeArgs {
     /// Kafka cluster to use (`host:port,...`): Freshet's broker or any Kafka-compatible one.
-    #[arg(long, env = "FRESHET_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "FRESHET_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap_servers: String,
     /// Address this node's HTTP API binds to (port 0 picks a free port; the address is
     /// printed).
@@ -216,13 +220,21 @@ pub struct TrackerArgs {
     #[arg(long, env = "FRESHET_TRACKER_GROUP", default_value = "freshet-tracker")]
     pub tracker_group: String,
     /// Topic of device events.
-    #[arg(long, env = "FRESHET_TRACKER_INPUT_TOPIC", default_value = "device-events")]
+    #[arg(
+        long,
+        env = "FRESHET_TRACKER_INPUT_TOPIC",
+        default_value = "device-events"
+    )]
     pub tracker_input_topic: String,
     /// Partitions of the input topic when the tracker has to create it.
     #[arg(long, env = "FRESHET_TRACKER_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub tracker_partitions: i32,
     /// Topic for rejected events (the reason is in the `freshet.reason` header).
-    #[arg(long, env = "FRESHET_TRACKER_DLQ_TOPIC", default_value = "device-events.dlq")]
+    #[arg(
+        long,
+        env = "FRESHET_TRACKER_DLQ_TOPIC",
+        default_value = "device-events.dlq"
+    )]
     pub tracker_dlq_topic: String,
     /// How often owned partitions are checkpointed, in ms: the most a crash makes a node
     /// re-read.

@@ -19,7 +19,12 @@ fn start_tracker(bootstrap: &str, node: &str) -> Daemon {
     command
         .args(["tracker", "--bootstrap-servers", bootstrap])
         .args(["--http-listen", "127.0.0.1:0", "--node-id", node])
-        .args(["--checkpoint-interval-ms", "200", "--session-timeout-ms", "6000"])
+        .args([
+            "--checkpoint-interval-ms",
+            "200",
+            "--session-timeout-ms",
+            "6000",
+        ])
         .args(["--tracker-partitions", &PARTITIONS.to_string()])
         .env("FRESHET_LOG", "info");
     Daemon::start(command, node, "HTTP API on http://")
@@ -28,7 +33,14 @@ fn start_tracker(bootstrap: &str, node: &str) -> Daemon {
 /// Runs `freshet generate` to completion; returns its last stdout line as JSON.
 fn generate(bootstrap: &str, seed: u64, devices: u64, messages: u64) -> serde_json::Value {
     let output = freshet()
-        .args(["generate", "--bootstrap-servers", bootstrap, "--json", "--pause-ms", "0"])
+        .args([
+            "generate",
+            "--bootstrap-servers",
+            bootstrap,
+            "--json",
+            "--pause-ms",
+            "0",
+        ])
         .args(["--seed", &seed.to_string()])
         .args(["--num-devices", &devices.to_string()])
         .args(["--num-messages", &messages.to_string()])
@@ -79,7 +91,8 @@ fn wait_for_global(nodes: &[&Daemon], expected: u64) {
     let deadline = Instant::now() + Duration::from_secs(90);
     for node in nodes {
         loop {
-            let number = get_json(&node.addr, "/global-number-ips").and_then(|v| v["number"].as_u64());
+            let number =
+                get_json(&node.addr, "/global-number-ips").and_then(|v| v["number"].as_u64());
             if number == Some(expected) {
                 break;
             }
@@ -137,7 +150,10 @@ fn three_nodes_stay_exact_through_a_kill_and_a_restart() {
     wait_for_global(&nodes.iter().collect::<Vec<_>>(), truth);
     let deadline = Instant::now() + Duration::from_secs(60);
     while nodes.iter().map(owned_partitions).sum::<usize>() != PARTITIONS as usize {
-        assert!(Instant::now() < deadline, "survivors never took all partitions");
+        assert!(
+            Instant::now() < deadline,
+            "survivors never took all partitions"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -161,14 +177,20 @@ fn three_nodes_stay_exact_through_a_kill_and_a_restart() {
         if partitions.len() == PARTITIONS as usize {
             break partitions;
         }
-        assert!(Instant::now() < deadline, "partitions never all owned after restart");
+        assert!(
+            Instant::now() < deadline,
+            "partitions never all owned after restart"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let total: i64 = resumed
         .iter()
         .map(|p| p["resumed_from"].as_i64().expect("resume offset"))
         .sum();
-    assert_eq!(total, 70_000, "every partition resumed at its end, none from 0");
+    assert_eq!(
+        total, 70_000,
+        "every partition resumed at its end, none from 0"
+    );
     for node in nodes {
         node.terminate();
     }

@@ -128,7 +128,12 @@ impl GeneratorJobs {
     /// queued; a job that already ended is left as it is.
     pub fn cancel(&self, id: u64) -> Option<JobStatus> {
         let job = self.find(id)?;
-        job.progress.cancel();
+        // Holding the outcome lock while deciding, so the job cannot finish in between.
+        let outcome = job.outcome();
+        if outcome.is_none() {
+            job.progress.cancel();
+        }
+        drop(outcome);
         Some(job.status())
     }
 
@@ -207,7 +212,11 @@ impl Job {
                 result,
             }) => {
                 let (state, error, summary) = match result {
-                    Ok(summary) if self.progress.is_cancelled() => {
+                    // A cancel that came after the last event was queued stopped nothing.
+                    Ok(summary)
+                        if self.progress.is_cancelled()
+                            && summary.sent + summary.failed < self.params.num_messages =>
+                    {
                         (JobState::Cancelled, None, Some(summary.clone()))
                     }
                     Ok(summary) => (JobState::Completed, None, Some(summary.clone())),
