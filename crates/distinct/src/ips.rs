@@ -159,7 +159,7 @@ impl DistinctIps {
         let mut reader = Reader::new(bytes);
         reader.header(SET_MAGIC, SET_VERSION)?;
         let v4_len = reader.u32_le("IPv4 bitmap length")? as usize;
-        let v4 = V4Set::from_bitmap(&decode_v4(reader.take(v4_len, "IPv4 bitmap")?)?);
+        let v4 = decode_v4(reader.take(v4_len, "IPv4 bitmap")?)?;
         let v6 = decode_v6(&mut reader)?;
         reader.finish()?;
         Ok(Self { v4, v6 })
@@ -193,28 +193,102 @@ impl Extend<IpAddr> for DistinctIps {
     }
 }
 
-/// Decodes a Roaring bitmap and insists on the canonical form `serialize`
-/// writes: roaring's own checks (sorted arrays, bitmap cardinalities) plus
-/// strictly increasing container keys and a byte-identical re-encoding, so a
-/// decoded set always has the invariants roaring relies on.
-fn decode_v4(bytes: &[u8]) -> Result<RoaringBitmap, DistinctError> {
-    check_roaring_keys(bytes)?;
-    let bitmap = RoaringBitmap::deserialize_from(bytes)
-        .map_err(|e| DistinctError::InvalidV4Bitmap(e.to_string()))?;
-    let mut again = Vec::with_capacity(bytes.len());
-    bitmap
-        .serialize_into(&mut again)
-        .expect("writing to a Vec<u8> cannot fail");
-    if again != bytes {
-        return Err(DistinctError::InvalidV4Bitmap(
-            "not in canonical form".into(),
-        ));
+/// Decodes a portable Roaring bitmap into the per-/8 shards and insists on the
+/// canonical form `serialize` writes: strictly increasing container keys, roaring's
+/// own checks (sorted arrays, bitmap cardinalities) and a byte-identical
+/// re-encoding, so a decoded set always has the invariants roaring relies on.
+///
+/// Each shard's containers are a contiguous run of the input; the run is re-framed
+/// as a bitmap of its own and decoded by roaring, so no combined bitmap is ever
+/// built (restoring a 10M-address set would otherwise need it twice over).
+fn decode_v4(bytes: &[u8]) -> Result<V4Set, DistinctError> {
+    let descriptors = container_descriptors(bytes)?;
+    let count = descriptors.len();
+    let mut data_offset = 8 + 8 * count;
+    let mut shards = Vec::new();
+    let mut start = 0;
+    while start < count {
+        let top = descriptors[start].0 >> 8;
+        let end = start
+            + descriptors[start..]
+                .iter()
+                .take_while(|d| d.0 >> 8 == top)
+                .count();
+        let run = &descriptors[start..end];
+        let data_len: usize = run.iter().map(|d| container_bytes(d.1)).sum();
+        let data = bytes
+            .get(data_offset..data_offset + data_len)
+            .ok_or_else(|| invalid_v4("container data is truncated"))?;
+        let framed = frame_run(run, data);
+        let shard = RoaringBitmap::deserialize_from(framed.as_slice())
+            .map_err(|e| DistinctError::InvalidV4Bitmap(e.to_string()))?;
+        let mut again = Vec::with_capacity(framed.len());
+        shard
+            .serialize_into(&mut again)
+            .expect("writing to a Vec<u8> cannot fail");
+        if again != framed {
+            return Err(invalid_v4("not in canonical form"));
+        }
+        shards.push((top as u8, shard));
+        data_offset += data_len;
+        start = end;
     }
-    Ok(bitmap)
+    check_offsets(bytes, &descriptors)?;
+    if data_offset != bytes.len() {
+        return Err(invalid_v4("bytes after the last container"));
+    }
+    Ok(V4Set::from_shards(shards))
 }
 
-/// Checks the cookie and that container keys strictly increase.
-fn check_roaring_keys(bytes: &[u8]) -> Result<(), DistinctError> {
+fn invalid_v4(reason: &str) -> DistinctError {
+    DistinctError::InvalidV4Bitmap(reason.into())
+}
+
+/// Bytes of a container's data: an array of u16 up to 4096 values, else a bitmap.
+fn container_bytes(cardinality: usize) -> usize {
+    if cardinality <= 4096 {
+        2 * cardinality
+    } else {
+        8192
+    }
+}
+
+/// A run of containers as a portable bitmap of its own: cookie, count, descriptors,
+/// offsets from the start of the framed bytes, data.
+fn frame_run(run: &[(u16, usize)], data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 8 * run.len() + data.len());
+    out.extend_from_slice(&ROARING_COOKIE_NO_RUN.to_le_bytes());
+    out.extend_from_slice(&(run.len() as u32).to_le_bytes());
+    for (key, cardinality) in run {
+        out.extend_from_slice(&key.to_le_bytes());
+        out.extend_from_slice(&((cardinality - 1) as u16).to_le_bytes());
+    }
+    let mut offset = 8 + 8 * run.len();
+    for (_, cardinality) in run {
+        out.extend_from_slice(&(offset as u32).to_le_bytes());
+        offset += container_bytes(*cardinality);
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// The offsets section must point at each container's data in order.
+fn check_offsets(bytes: &[u8], descriptors: &[(u16, usize)]) -> Result<(), DistinctError> {
+    let mut reader = Reader::new(&bytes[8 + 4 * descriptors.len()..]);
+    let mut expected = 8 + 8 * descriptors.len();
+    for (_, cardinality) in descriptors {
+        let offset = reader.u32_le("Roaring container offset")? as usize;
+        if offset != expected {
+            return Err(invalid_v4("not in canonical form"));
+        }
+        expected += container_bytes(*cardinality);
+    }
+    Ok(())
+}
+
+/// Checks the cookie and that container keys strictly increase; returns each
+/// container's key and cardinality.
+fn container_descriptors(bytes: &[u8]) -> Result<Vec<(u16, usize)>, DistinctError> {
     let mut reader = Reader::new(bytes);
     let cookie = reader.u32_le("Roaring cookie")?;
     if cookie != ROARING_COOKIE_NO_RUN {
@@ -228,18 +302,27 @@ fn check_roaring_keys(bytes: &[u8]) -> Result<(), DistinctError> {
             "{containers} containers (max 65536)"
         )));
     }
-    let mut previous: Option<u16> = None;
+    // Both the descriptors and the offsets must fit before any allocation.
+    if (containers as usize) * 8 > reader.remaining() {
+        return Err(invalid_v4("container headers are truncated"));
+    }
+    let mut descriptors: Vec<(u16, usize)> = Vec::with_capacity(containers as usize);
     for _ in 0..containers {
         let key = u16::from_le_bytes(reader.array("Roaring container key")?);
-        reader.take(2, "Roaring container cardinality")?;
-        if previous.is_some_and(|p| p >= key) {
+        let cardinality = usize::from(u16::from_le_bytes(
+            reader.array("Roaring container cardinality")?,
+        )) + 1;
+        if descriptors
+            .last()
+            .is_some_and(|&(previous, _)| previous >= key)
+        {
             return Err(DistinctError::InvalidV4Bitmap(format!(
                 "container key {key} out of order"
             )));
         }
-        previous = Some(key);
+        descriptors.push((key, cardinality));
     }
-    Ok(())
+    Ok(descriptors)
 }
 
 /// Reads the IPv6 count and the sorted big-endian addresses.

@@ -115,18 +115,13 @@ impl V4Set {
         RoaringBitmap::from_sorted_iter(self.iter()).expect("shards iterate in increasing order")
     }
 
-    pub(crate) fn from_bitmap(bitmap: &RoaringBitmap) -> V4Set {
-        if bitmap.is_empty() {
-            return V4Set::default();
+    /// Builds a set from decoded shards, given by their top byte.
+    pub(crate) fn from_shards(shards: Vec<(u8, RoaringBitmap)>) -> V4Set {
+        let mut set = V4Set::default();
+        for (top, shard) in shards {
+            set.shards_mut()[usize::from(top)] = shard;
         }
-        let shards = (0..SHARDS as u32)
-            .map(|i| {
-                let range = (i << 24)..=(i << 24 | 0x00FF_FFFF);
-                RoaringBitmap::from_sorted_iter(bitmap.range(range))
-                    .expect("a range iterates in increasing order")
-            })
-            .collect();
-        V4Set { shards }
+        set
     }
 }
 
