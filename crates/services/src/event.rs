@@ -57,6 +57,9 @@ pub fn parse_event(value: Option<&[u8]>) -> Result<DeviceEvent, String> {
             bytes.len()
         ));
     }
+    if let Some(event) = fast::parse(bytes) {
+        return Ok(event);
+    }
     let raw: RawEvent<'_> =
         serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     let ip = parse_ip(raw.device_ip.as_deref())?;
@@ -108,6 +111,107 @@ fn clip(text: &str) -> &str {
     match text.char_indices().nth(64) {
         Some((end, _)) => &text[..end],
         None => text,
+    }
+}
+
+/// A parser for the common shape only: one flat object with the three fields, string
+/// timestamp and IP without escapes, a plain integer error code, valid values. It answers
+/// `None` for anything else, valid or not, and the general path decides (and words the
+/// error). About four times faster than serde_json on generator events, which is most of
+/// the tracker's parsing time.
+mod fast {
+    use super::{DeviceEvent, MAX_ERROR_CODE};
+
+    pub(super) fn parse(bytes: &[u8]) -> Option<DeviceEvent> {
+        let mut p = Parser { bytes, at: 0 };
+        p.skip_ws();
+        p.expect(b'{')?;
+        let (mut ts, mut ip, mut code) = (None, None, None);
+        loop {
+            p.skip_ws();
+            let key = p.string()?;
+            p.skip_ws();
+            p.expect(b':')?;
+            p.skip_ws();
+            match key {
+                b"timestamp" if ts.is_none() => ts = Some(p.string()?),
+                b"device_ip" if ip.is_none() => ip = Some(p.string()?),
+                b"error_code" if code.is_none() => code = Some(p.small_uint()?),
+                _ => return None,
+            }
+            p.skip_ws();
+            match p.next()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        p.skip_ws();
+        if p.at != bytes.len() {
+            return None;
+        }
+        let ip = std::str::from_utf8(ip?).ok()?.parse().ok()?;
+        let ts = std::str::from_utf8(ts?).ok()?;
+        let time_ms = freshet_timestamp::normalize(ts).ok()?.unix_millis();
+        let error_code = u8::try_from(code?).ok().filter(|c| *c <= MAX_ERROR_CODE)?;
+        Some(DeviceEvent {
+            ip,
+            time_ms,
+            error_code,
+        })
+    }
+
+    struct Parser<'a> {
+        bytes: &'a [u8],
+        at: usize,
+    }
+
+    impl<'a> Parser<'a> {
+        fn next(&mut self) -> Option<u8> {
+            let b = *self.bytes.get(self.at)?;
+            self.at += 1;
+            Some(b)
+        }
+
+        fn expect(&mut self, want: u8) -> Option<()> {
+            (self.next()? == want).then_some(())
+        }
+
+        fn skip_ws(&mut self) {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+                self.at += 1;
+            }
+        }
+
+        /// A string without escapes or control characters.
+        fn string(&mut self) -> Option<&'a [u8]> {
+            self.expect(b'"')?;
+            let start = self.at;
+            loop {
+                match self.next()? {
+                    b'"' => return Some(&self.bytes[start..self.at - 1]),
+                    b'\\' | 0..=0x1f => return None,
+                    _ => {}
+                }
+            }
+        }
+
+        /// A JSON integer without sign, fraction or exponent, below 1000.
+        fn small_uint(&mut self) -> Option<u32> {
+            let start = self.at;
+            let mut value = 0u32;
+            while let Some(d @ b'0'..=b'9') = self.bytes.get(self.at) {
+                value = value * 10 + u32::from(d - b'0');
+                self.at += 1;
+                if self.at - start > 3 {
+                    return None;
+                }
+            }
+            let digits = self.at - start;
+            let leading_zero = digits > 1 && self.bytes[start] == b'0';
+            let continues = matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E'));
+            (digits > 0 && !leading_zero && !continues).then_some(value)
+        }
     }
 }
 
@@ -195,5 +299,92 @@ mod tests {
         assert_eq!(parse_event(None), Err("record has no value".into()));
         let huge = format!(r#"{{"device_ip": "{}"}}"#, "9".repeat(10_000));
         assert!(parse(&huge).expect_err("huge").contains("more than"));
+    }
+
+    /// Event text in the shapes devices send, with optional oddities the fast path must
+    /// either read exactly like serde_json or leave to it.
+    fn event_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let ts = prop_oneof![
+            Just(r#""2024-09-18T13:59:02.123456Z""#.to_string()),
+            Just(r#""2024-09-18 13:59:02""#.to_string()),
+            Just(r#""1726667942123""#.to_string()),
+            Just("1726667942".to_string()),
+            Just(r#""2024-02-30T00:00:00""#.to_string()),
+            Just(r#""2024-09-18T13:59:02\u005a""#.to_string()),
+            "[0-9]{1,13}".prop_map(|d| format!("\"{d}\"")),
+        ];
+        let ip = prop_oneof![
+            Just(r#""10.1.2.3""#.to_string()),
+            Just(r#""2001:db8::7""#.to_string()),
+            Just(r#""300.1.2.3""#.to_string()),
+            Just(r#""10.1.2.3 ""#.to_string()),
+            Just(r#""10.1.2.\u0033""#.to_string()),
+        ];
+        let code = prop_oneof![
+            (0u32..13).prop_map(|c| c.to_string()),
+            Just("03".to_string()),
+            Just("3.0".to_string()),
+            Just("-1".to_string()),
+            Just("1e0".to_string()),
+        ];
+        let ws = prop_oneof![Just(""), Just(" "), Just("\n\t")];
+        (ts, ip, code, ws, any::<bool>(), any::<bool>()).prop_map(
+            |(ts, ip, code, ws, swap, extra)| {
+                let mut fields = vec![
+                    format!(r#""timestamp":{ws}{ts}"#),
+                    format!(r#""device_ip": {ip}"#),
+                    format!(r#""error_code" :{code}"#),
+                ];
+                if swap {
+                    fields.swap(0, 2);
+                }
+                if extra {
+                    fields.push(r#""firmware": "1.2""#.to_string());
+                }
+                format!("{ws}{{{}}}{ws}", fields.join(","))
+            },
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_path_agrees_with_serde_json(text in event_text()) {
+            let bytes = text.as_bytes();
+            if let Some(fast) = fast::parse(bytes) {
+                let raw: RawEvent<'_> = serde_json::from_slice(bytes).expect("fast accepted, serde must too");
+                let slow = (
+                    parse_ip(raw.device_ip.as_deref()),
+                    parse_time(raw.timestamp.as_ref()),
+                    parse_error_code(raw.error_code.as_ref()),
+                );
+                proptest::prop_assert_eq!(slow, (Ok(fast.ip), Ok(fast.time_ms), Ok(fast.error_code)));
+            }
+        }
+
+        #[test]
+        fn mutated_events_never_differ(text in event_text(), at in 0usize..80, byte in proptest::prelude::any::<u8>()) {
+            let mut bytes = text.into_bytes();
+            if let Some(b) = bytes.get_mut(at) {
+                *b = byte;
+            }
+            if let Some(fast) = fast::parse(&bytes) {
+                // Bypass the fast path: the general path alone must give the same event.
+                let raw: Result<RawEvent<'_>, _> = serde_json::from_slice(&bytes);
+                let raw = raw.expect("fast accepted, serde must too");
+                proptest::prop_assert_eq!(parse_ip(raw.device_ip.as_deref()), Ok(fast.ip));
+                proptest::prop_assert_eq!(parse_time(raw.timestamp.as_ref()), Ok(fast.time_ms));
+                proptest::prop_assert_eq!(parse_error_code(raw.error_code.as_ref()), Ok(fast.error_code));
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_takes_generator_events() {
+        let text = r#"{"timestamp": "2024-09-18 13:59:02.123456", "device_ip": "10.0.0.1", "error_code": 10}"#;
+        assert!(fast::parse(text.as_bytes()).is_some());
+        assert!(
+            fast::parse(br#"{"timestamp": 1, "device_ip": "10.0.0.1", "error_code": 1}"#).is_none()
+        );
     }
 }
