@@ -5,8 +5,6 @@
 //! (fsync before every acknowledgement), so broker and client are separate processes exactly
 //! as when the same tool measures another broker.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,6 +23,8 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::child::ChildBroker;
 
 #[derive(Debug, Clone, Args)]
 pub struct BrokerBenchArgs {
@@ -59,8 +59,8 @@ pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
     let (bootstrap, _broker) = match &args.bootstrap_servers {
         Some(servers) => (servers.clone(), None),
         None => {
-            let broker = ChildBroker::start()?;
-            (broker.addr.clone(), Some(broker))
+            let broker = ChildBroker::start(&[])?;
+            (broker.addr().to_string(), Some(broker))
         }
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -204,57 +204,7 @@ fn report(args: &BrokerBenchArgs, name: &str, t: &Throughput) {
     }
 }
 
-/// A `freshet broker` child process on a free port in a temporary data directory.
-struct ChildBroker {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl ChildBroker {
-    fn start() -> anyhow::Result<ChildBroker> {
-        let dir = tempfile::tempdir().context("temporary data directory")?;
-        let exe = std::env::current_exe().context("locating the freshet binary")?;
-        let mut child = Command::new(exe)
-            .args(["broker", "--kafka-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("FRESHET_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting freshet broker")?;
-        let stderr = child.stderr.take().context("broker stderr")?;
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let Some(line) = lines.next() else {
-                bail!("the broker exited before listening");
-            };
-            let line = line?;
-            if let Some(rest) = line.split("Kafka protocol on ").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-            }
-        };
-        // Keep draining stderr so the broker never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Ok(ChildBroker {
-            child,
-            addr,
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for ChildBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client(bootstrap: &str) -> ClientConfig {
+pub(super) fn client(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -262,7 +212,11 @@ fn client(bootstrap: &str) -> ClientConfig {
     config
 }
 
-async fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
+pub(super) async fn create_topics(
+    bootstrap: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
     let new: Vec<NewTopic> = topics
         .iter()
@@ -325,7 +279,7 @@ fn producer<P: FromClientConfigAndContext<Deliveries>>(
     Ok(config.create_with_context(context)?)
 }
 
-fn progress(total: u64, what: &str) -> ProgressBar {
+pub(super) fn progress(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{msg:<18} [{bar:30}] {pos}/{len} {per_sec}")

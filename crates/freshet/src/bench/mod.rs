@@ -5,6 +5,8 @@
 #![allow(clippy::print_stdout)]
 
 mod broker;
+mod child;
+mod pipeline;
 mod timestamp;
 
 use clap::Subcommand;
@@ -14,6 +16,9 @@ pub enum BenchCommand {
     /// Produce and consume throughput and ack latency against a Kafka-compatible broker
     /// (a fresh Freshet broker in a child process unless --bootstrap-servers is given).
     Broker(broker::BrokerBenchArgs),
+    /// Events per second through broker → tracker (a tracker node in a child process counting
+    /// generated device events exactly), and the tracker's resident memory per distinct IP.
+    Pipeline(pipeline::PipelineBenchArgs),
     /// Timestamp normalisations per second over a mix of eight input forms, beside jiff doing
     /// the same job in the same run.
     Timestamp(timestamp::TimestampBenchArgs),
@@ -22,6 +27,7 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Broker(args) => broker::run(args),
+        BenchCommand::Pipeline(args) => pipeline::run(args),
         BenchCommand::Timestamp(args) => timestamp::run(args),
     }
 }

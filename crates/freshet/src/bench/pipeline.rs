@@ -1,0 +1,646 @@
+//! `freshet bench pipeline`: events per second through broker → tracker, and the tracker's
+//! resident memory per distinct address.
+//!
+//! The broker (unless `--bootstrap-servers` is given) and every tracker node are child
+//! processes of this binary; the events come from the real device-event generator, run in
+//! this process. Each tracker run counts a topic of its own: checkpoints are kept per input
+//! topic, so a second node on a topic already counted would resume from the first one's
+//! checkpoints instead of reading the events.
+//!
+//! A count only counts when it is exact: the tracker must report every generated event and
+//! exactly as many distinct addresses as the generator acknowledged, or the benchmark fails.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use freshet_services::generator::{self, GeneratorParams, GeneratorSummary, JobProgress};
+use freshet_services::{KafkaConfig, ServiceError};
+use indicatif::ProgressBar;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+
+use super::broker::{client, create_topics, progress};
+use super::child::{http_get, ChildBroker, FreshetChild};
+
+/// The issue's end-to-end target on this 2-core machine.
+const TARGET_EVENTS_PER_S: f64 = 1_000_000.0;
+/// The issue's memory target per distinct IPv4 address.
+const TARGET_BYTES_PER_ADDRESS: f64 = 4.0;
+/// Fixed so every run sends the same devices and choices (timestamps aside).
+const SEED: u64 = 42;
+/// How often a tracker's count is read while waiting for it to become exact.
+const POLL: Duration = Duration::from_millis(20);
+/// How long an idle tracker runs after joining its group before its baseline is read.
+const IDLE_SETTLE: Duration = Duration::from_secs(1);
+/// How long after counting the resident memory is read again: checkpoints move live sets
+/// into compact checkpointed ones, so memory settles a few checkpoint intervals later.
+const CHECKPOINT_SETTLE: Duration = Duration::from_secs(3);
+/// Slowest counting rate still waited for, so a stuck tracker fails the run instead of
+/// hanging it.
+const SLOWEST_EVENTS_PER_S: u64 = 20_000;
+
+#[derive(Debug, Clone, Args)]
+pub struct PipelineBenchArgs {
+    /// Events per throughput run.
+    #[arg(long, env = "FRESHET_BENCH_EVENTS", default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Devices the throughput runs' events come from (each event from one picked at random).
+    #[arg(long, env = "FRESHET_BENCH_DEVICES", default_value_t = 1_000_000)]
+    pub devices: u64,
+    /// Random IPv4 devices of the memory run, which sends as many events as devices.
+    #[arg(long, env = "FRESHET_BENCH_DISTINCT", default_value_t = 10_000_000)]
+    pub distinct: u64,
+    /// Partitions of each benchmark topic.
+    #[arg(long, env = "FRESHET_BENCH_PARTITIONS", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub partitions: i32,
+    /// Use this Kafka-compatible cluster instead of starting a fresh Freshet broker.
+    #[arg(long, env = "FRESHET_BENCH_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+    /// Print each result as a JSON line as well.
+    #[arg(long, env = "FRESHET_BENCH_JSON")]
+    pub json: bool,
+    /// Skip the memory runs (they generate `--distinct` more events twice).
+    #[arg(long, env = "FRESHET_BENCH_SKIP_MEMORY")]
+    pub skip_memory: bool,
+}
+
+pub fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
+    check_args(&args)?;
+    let broker = match &args.bootstrap_servers {
+        Some(_) => None,
+        // Without the delay the tracker's group forms at once instead of after 3 s, which
+        // would otherwise count as tracker time.
+        None => Some(ChildBroker::start(&[
+            "--group-initial-rebalance-delay-ms",
+            "0",
+        ])?),
+    };
+    let bootstrap = match (&args.bootstrap_servers, &broker) {
+        (Some(servers), _) => servers.clone(),
+        (None, Some(broker)) => broker.addr().to_string(),
+        (None, None) => bail!("no broker to run against"),
+    };
+    let bench = Bench::new(&args, bootstrap);
+    bench.print_header(broker.is_some());
+    bench.throughput_runs()?;
+    bench.end_to_end_run()?;
+    if !args.skip_memory {
+        bench.memory_runs()?;
+    }
+    Ok(())
+}
+
+fn check_args(args: &PipelineBenchArgs) -> anyhow::Result<()> {
+    if args.events == 0 || args.devices == 0 || args.distinct == 0 {
+        bail!("--events, --devices and --distinct must be above 0");
+    }
+    for (name, devices) in [("--devices", args.devices), ("--distinct", args.distinct)] {
+        if devices > generator::params::MAX_NUM_DEVICES {
+            bail!(
+                "{name} {devices} is more than the generator's {} devices",
+                generator::params::MAX_NUM_DEVICES
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Tracker settings compared in the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Views {
+    /// Per-minute, per-hour and per-error-code sets besides the overall one (the default).
+    On,
+    /// Only the overall set.
+    Off,
+}
+
+impl Views {
+    fn flag(self) -> &'static str {
+        match self {
+            Views::On => "true",
+            Views::Off => "false",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Views::On => "views",
+            Views::Off => "no views",
+        }
+    }
+}
+
+/// One benchmark run's settings and the names it gives its topics and groups.
+#[derive(Debug)]
+struct Bench<'a> {
+    args: &'a PipelineBenchArgs,
+    bootstrap: String,
+    /// Distinguishes this run's topics and groups from earlier runs on the same cluster.
+    run_id: String,
+    next_name: std::cell::Cell<u32>,
+}
+
+/// What the generator acknowledged: the ground truth a tracker must report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Truth {
+    events: u64,
+    distinct: u64,
+}
+
+impl Truth {
+    fn of(summary: &GeneratorSummary) -> Truth {
+        Truth {
+            events: summary.sent,
+            distinct: summary.distinct_ips,
+        }
+    }
+}
+
+/// A tracker's counters as its HTTP API reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Counted {
+    events: u64,
+    rejected: u64,
+    distinct: u64,
+    partitions_owned: usize,
+}
+
+/// How long a tracker took to count a topic exactly.
+#[derive(Debug)]
+struct CountTime {
+    /// From the instant the clock started (spawn or generator start) until exact.
+    total: Duration,
+    /// From the first poll that saw a nonzero count until exact, with the events counted in
+    /// that span; `None` when everything appeared in one poll.
+    from_first: Option<(Duration, u64)>,
+}
+
+impl<'a> Bench<'a> {
+    fn new(args: &'a PipelineBenchArgs, bootstrap: String) -> Bench<'a> {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        Bench {
+            args,
+            bootstrap,
+            run_id: format!("{}-{:x}", std::process::id(), millis),
+            next_name: std::cell::Cell::new(0),
+        }
+    }
+
+    fn fresh_name(&self, what: &str) -> String {
+        let n = self.next_name.get() + 1;
+        self.next_name.set(n);
+        format!("bench-{what}-{}-{n}", self.run_id)
+    }
+
+    fn kafka(&self) -> KafkaConfig {
+        KafkaConfig::new(&self.bootstrap)
+    }
+
+    fn print_header(&self, child_broker: bool) {
+        let broker = if child_broker {
+            "a fresh freshet broker child process"
+        } else {
+            "the given cluster"
+        };
+        println!(
+            "pipeline: broker {} ({broker}), {} partitions, generator seed {SEED}",
+            self.bootstrap, self.args.partitions
+        );
+        println!(
+            "{:<34} {:>10} {:>8} {:>12} {:>9}",
+            "run", "events", "seconds", "events/s", "x target"
+        );
+    }
+
+    /// Generate, then count with and without views; each tracker gets a topic of its own
+    /// with the same events (same seed).
+    fn throughput_runs(&self) -> anyhow::Result<()> {
+        for views in [Views::On, Views::Off] {
+            let topic = self.fresh_topic("events")?;
+            let summary = self.generate(&topic, self.args.events, self.args.devices)?;
+            self.report_generate(
+                &format!("generate (for {})", views.label()),
+                self.args.devices,
+                &summary,
+            );
+            let truth = Truth::of(&summary);
+            let mut tracker = self.start_tracker(&topic, views)?;
+            let spawned = tracker.spawned;
+            let time = wait_exact(
+                &mut tracker,
+                spawned,
+                &mut || Ok(Some(truth)),
+                &format!("tracker ({})", views.label()),
+            )?;
+            drop(tracker);
+            self.report_count(
+                &format!("tracker ({}) from spawn", views.label()),
+                truth,
+                &time,
+            );
+            self.delete_topic(&topic);
+        }
+        Ok(())
+    }
+
+    /// A tracker that already joined its group on an empty topic; then the generator starts,
+    /// and the clock runs from its start until the tracker's count is exact.
+    fn end_to_end_run(&self) -> anyhow::Result<()> {
+        let topic = self.fresh_topic("e2e")?;
+        let mut tracker = self.start_tracker(&topic, Views::On)?;
+        self.wait_joined(&mut tracker)?;
+        let params = generator_params(&topic, self.args.events, self.args.devices);
+        let started = Instant::now();
+        let job = Arc::new(JobProgress::new());
+        let mut worker = Some(start_generator(self.kafka(), params, job)?);
+        let mut summary = None;
+        let mut truth_when_done = || -> anyhow::Result<Option<Truth>> {
+            if worker.as_ref().is_some_and(JoinHandle::is_finished) {
+                if let Some(handle) = worker.take() {
+                    let finished = join_generator(handle, self.args.events)?;
+                    summary = Some(finished);
+                }
+            }
+            Ok(summary.as_ref().map(Truth::of))
+        };
+        let time = wait_exact(&mut tracker, started, &mut truth_when_done, "end to end")?;
+        drop(tracker);
+        let summary = summary.context("the generator's summary")?;
+        self.report_generate("generate (beside the tracker)", self.args.devices, &summary);
+        self.report_count("end to end (views)", Truth::of(&summary), &time);
+        self.delete_topic(&topic);
+        Ok(())
+    }
+
+    /// Resident memory per distinct address, with and without views.
+    fn memory_runs(&self) -> anyhow::Result<()> {
+        for views in [Views::On, Views::Off] {
+            let idle = self.idle_resident_bytes(views)?;
+            let topic = self.fresh_topic("memory")?;
+            let summary = self.generate(&topic, self.args.distinct, self.args.distinct)?;
+            let label = format!("memory ({})", views.label());
+            self.report_generate(
+                &format!("generate (memory, {})", views.label()),
+                self.args.distinct,
+                &summary,
+            );
+            let truth = Truth::of(&summary);
+            let mut tracker = self.start_tracker(&topic, views)?;
+            let spawned = tracker.spawned;
+            wait_exact(&mut tracker, spawned, &mut || Ok(Some(truth)), &label)?;
+            let counted = tracker.resident_bytes()?;
+            std::thread::sleep(CHECKPOINT_SETTLE);
+            tracker.check_running()?;
+            let settled = tracker.resident_bytes()?;
+            drop(tracker);
+            self.report_memory(&label, truth.distinct, idle, counted, settled);
+            self.delete_topic(&topic);
+        }
+        Ok(())
+    }
+
+    /// A tracker's resident memory after joining its group on an empty topic and idling.
+    fn idle_resident_bytes(&self, views: Views) -> anyhow::Result<u64> {
+        let topic = self.fresh_topic("idle")?;
+        let mut tracker = self.start_tracker(&topic, views)?;
+        self.wait_joined(&mut tracker)?;
+        std::thread::sleep(IDLE_SETTLE);
+        tracker.check_running()?;
+        let idle = tracker.resident_bytes()?;
+        drop(tracker);
+        self.delete_topic(&topic);
+        Ok(idle)
+    }
+
+    fn fresh_topic(&self, what: &str) -> anyhow::Result<String> {
+        let topic = self.fresh_name(what);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(create_topics(
+            &self.bootstrap,
+            &[&topic],
+            self.args.partitions,
+        ))?;
+        Ok(topic)
+    }
+
+    /// Deletes a run's input topic and the tracker's topics for it, so a long benchmark does
+    /// not keep gigabytes it no longer reads. Best effort: a failure is only reported.
+    fn delete_topic(&self, topic: &str) {
+        let dlq = format!("{topic}.dlq");
+        let checkpoints = format!("freshet.tracker.{topic}");
+        let names = [topic, dlq.as_str(), checkpoints.as_str()];
+        let deleted = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(delete_topics(&self.bootstrap, &names)));
+        if let Err(e) = deleted {
+            eprintln!("pipeline: could not delete {names:?}: {e:#}");
+        }
+    }
+
+    /// Runs the generator to completion with a progress bar.
+    fn generate(&self, topic: &str, events: u64, devices: u64) -> anyhow::Result<GeneratorSummary> {
+        let job = Arc::new(JobProgress::new());
+        let params = generator_params(topic, events, devices);
+        let worker = start_generator(self.kafka(), params, Arc::clone(&job))?;
+        let bar = progress(events, "generate");
+        while !worker.is_finished() {
+            bar.set_position(job.sent());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+        join_generator(worker, events)
+    }
+
+    fn start_tracker(&self, topic: &str, views: Views) -> anyhow::Result<FreshetChild> {
+        let group = self.fresh_name("tracker");
+        let partitions = self.args.partitions.to_string();
+        let dlq = format!("{topic}.dlq");
+        let args = [
+            "tracker",
+            "--bootstrap-servers",
+            &self.bootstrap,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--tracker-input-topic",
+            topic,
+            "--tracker-dlq-topic",
+            &dlq,
+            "--tracker-group",
+            &group,
+            "--tracker-partitions",
+            &partitions,
+            "--tracker-views",
+            views.flag(),
+            "--node-id",
+            "bench",
+        ];
+        FreshetChild::start(args, "HTTP API on http://")
+    }
+
+    /// Waits until the tracker owns every partition of its topic (the group has formed).
+    fn wait_joined(&self, tracker: &mut FreshetChild) -> anyhow::Result<()> {
+        let wanted = usize::try_from(self.args.partitions).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            tracker.check_running()?;
+            if poll_counted(tracker).is_some_and(|c| c.partitions_owned >= wanted) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the tracker did not own all {wanted} partitions within 60 s");
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn report_rate(&self, name: &str, events: u64, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let rate = per_second(events, elapsed);
+        println!(
+            "{name:<34} {events:>10} {seconds:>8.2} {rate:>12.0} {:>9.2}",
+            rate / TARGET_EVENTS_PER_S
+        );
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::json!({"bench": format!("pipeline {name}"), "events": events,
+                    "seconds": seconds, "events_per_s": rate,
+                    "ratio_to_target": rate / TARGET_EVENTS_PER_S})
+            );
+        }
+    }
+
+    /// The generator's rate, and the ground truth its events carry.
+    fn report_generate(&self, name: &str, devices: u64, summary: &GeneratorSummary) {
+        self.report_rate(
+            name,
+            summary.sent,
+            Duration::from_millis(summary.elapsed_ms),
+        );
+        println!(
+            "{:<34} {} devices sent, {} distinct IPs among them (exact)",
+            "  ground truth", devices, summary.distinct_ips
+        );
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::json!({"bench": format!("pipeline {name} ground truth"),
+                    "events": summary.sent, "distinct_ips": summary.distinct_ips,
+                    "seed": summary.seed})
+            );
+        }
+    }
+
+    fn report_count(&self, name: &str, truth: Truth, time: &CountTime) {
+        self.report_rate(name, truth.events, time.total);
+        if let Some((span, events)) = time.from_first {
+            let first_name = name.replace(" from spawn", "");
+            self.report_rate(&format!("{first_name} from 1st count"), events, span);
+        }
+    }
+
+    fn report_memory(&self, name: &str, distinct: u64, idle: u64, counted: u64, settled: u64) {
+        let per_address = |rss: u64| rss.saturating_sub(idle) as f64 / distinct.max(1) as f64;
+        let mb = |bytes: u64| bytes as f64 / 1e6;
+        println!(
+            "{name:<34} {distinct} distinct IPv4: RSS {:.1} MB when exact, {:.1} MB {} s later, \
+             idle {:.1} MB => {:.2} / {:.2} B per address ({:.2} x the {TARGET_BYTES_PER_ADDRESS} B \
+             target, settled)",
+            mb(counted),
+            mb(settled),
+            CHECKPOINT_SETTLE.as_secs(),
+            mb(idle),
+            per_address(counted),
+            per_address(settled),
+            per_address(settled) / TARGET_BYTES_PER_ADDRESS
+        );
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::json!({"bench": format!("pipeline {name}"), "distinct_ips": distinct,
+                    "idle_rss_bytes": idle, "rss_bytes_exact": counted,
+                    "rss_bytes_settled": settled,
+                    "bytes_per_address_exact": per_address(counted),
+                    "bytes_per_address_settled": per_address(settled),
+                    "ratio_to_target": per_address(settled) / TARGET_BYTES_PER_ADDRESS})
+            );
+        }
+    }
+}
+
+fn per_second(events: u64, elapsed: Duration) -> f64 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds > 0.0 {
+        events as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// An unpaced, all-IPv4 generator run with the fixed seed.
+fn generator_params(topic: &str, events: u64, devices: u64) -> GeneratorParams {
+    GeneratorParams {
+        num_devices: devices,
+        num_messages: events,
+        pause_ms: 0,
+        rate: None,
+        seed: Some(SEED),
+        ipv6_percent: 0,
+        topic: topic.to_string(),
+    }
+}
+
+type Generator = JoinHandle<Result<GeneratorSummary, ServiceError>>;
+
+fn start_generator(
+    kafka: KafkaConfig,
+    params: GeneratorParams,
+    progress: Arc<JobProgress>,
+) -> anyhow::Result<Generator> {
+    std::thread::Builder::new()
+        .name("generator".into())
+        .spawn(move || generator::run(&kafka, &params, &progress))
+        .context("starting the generator thread")
+}
+
+/// The finished run's summary; fails unless every event was acknowledged.
+fn join_generator(worker: Generator, events: u64) -> anyhow::Result<GeneratorSummary> {
+    let summary = worker
+        .join()
+        .map_err(|_| anyhow!("the generator thread panicked"))??;
+    if summary.failed > 0 || summary.sent != events {
+        bail!(
+            "the generator had {} of {events} events acknowledged ({} failed)",
+            summary.sent,
+            summary.failed
+        );
+    }
+    Ok(summary)
+}
+
+/// The tracker's counters, or `None` while its API does not answer.
+fn poll_counted(tracker: &FreshetChild) -> Option<Counted> {
+    let (status, body) = http_get(&tracker.addr, "/api/v1/unique-ips").ok()?;
+    if status != 200 {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some(Counted {
+        events: json["events_counted"].as_u64()?,
+        rejected: json["events_rejected"].as_u64()?,
+        distinct: json["global_count"].as_u64()?,
+        partitions_owned: json["partitions_owned"].as_array()?.len(),
+    })
+}
+
+/// Polls the tracker until it reports exactly the truth, which `truth` yields once known
+/// (at once for a filled topic, when the generator finishes for the end-to-end run). Fails
+/// as soon as a count goes past the truth, when the tracker exits, or when it is too slow.
+fn wait_exact(
+    tracker: &mut FreshetChild,
+    clock_start: Instant,
+    truth: &mut dyn FnMut() -> anyhow::Result<Option<Truth>>,
+    label: &str,
+) -> anyhow::Result<CountTime> {
+    let bar = progress(0, label);
+    let mut first: Option<(Instant, u64)> = None;
+    let mut last = Counted::default();
+    loop {
+        tracker.check_running()?;
+        let known = truth()?;
+        if let Some(counted) = poll_counted(tracker) {
+            let now = Instant::now();
+            if first.is_none() && counted.events > 0 {
+                first = Some((now, counted.events));
+            }
+            show(&bar, &counted, known);
+            if let Some(known) = known {
+                check_not_past(&counted, known, label)?;
+                if is_exact(&counted, known) {
+                    bar.finish_and_clear();
+                    return Ok(CountTime {
+                        total: now - clock_start,
+                        from_first: first
+                            .filter(|(at, _)| *at < now)
+                            .map(|(at, count)| (now - at, known.events - count)),
+                    });
+                }
+            }
+            last = counted;
+        }
+        if let Some(known) = known {
+            let limit = Duration::from_secs(60 + known.events / SLOWEST_EVENTS_PER_S);
+            if clock_start.elapsed() > limit {
+                bar.abandon();
+                bail!(
+                    "{label}: after {} s the tracker reports {} events counted, {} rejected and \
+                     {} distinct IPs; the generator acknowledged {} events from {} distinct IPs",
+                    limit.as_secs(),
+                    last.events,
+                    last.rejected,
+                    last.distinct,
+                    known.events,
+                    known.distinct
+                );
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn show(bar: &ProgressBar, counted: &Counted, truth: Option<Truth>) {
+    if let Some(truth) = truth {
+        bar.set_length(truth.events);
+    }
+    bar.set_position(counted.events);
+}
+
+fn is_exact(counted: &Counted, truth: Truth) -> bool {
+    counted.events == truth.events && counted.rejected == 0 && counted.distinct == truth.distinct
+}
+
+/// Counts only grow, so one past the truth can never become exact: a tracker bug.
+fn check_not_past(counted: &Counted, truth: Truth, label: &str) -> anyhow::Result<()> {
+    if counted.events + counted.rejected > truth.events || counted.distinct > truth.distinct {
+        bail!(
+            "{label}: the tracker reports {} events counted, {} rejected and {} distinct IPs, \
+             more than the {} events from {} distinct IPs the generator acknowledged",
+            counted.events,
+            counted.rejected,
+            counted.distinct,
+            truth.events,
+            truth.distinct
+        );
+    }
+    if counted.rejected > 0 {
+        bail!(
+            "{label}: the tracker rejected {} of the generator's {} events, which are all valid",
+            counted.rejected,
+            truth.events
+        );
+    }
+    Ok(())
+}
+
+async fn delete_topics(bootstrap: &str, topics: &[&str]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
+    for result in admin.delete_topics(topics, &AdminOptions::new()).await? {
+        if let Err((topic, code)) = result {
+            // The tracker creates its topics lazily; one that never came to be is fine.
+            if code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+                bail!("deleting {topic}: {code}");
+            }
+        }
+    }
+    Ok(())
+}
