@@ -335,7 +335,8 @@ impl<'a> Bench<'a> {
     /// not keep gigabytes it no longer reads. Best effort: a failure is only reported.
     fn delete_topic(&self, topic: &str) {
         let dlq = format!("{topic}.dlq");
-        let checkpoints = format!("freshet.tracker.{topic}");
+        // The tracker names its checkpoint topic after its group and input topic.
+        let checkpoints = format!("freshet.tracker.{}.{topic}", tracker_group(topic));
         let names = [topic, dlq.as_str(), checkpoints.as_str()];
         let deleted = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -362,7 +363,7 @@ impl<'a> Bench<'a> {
     }
 
     fn start_tracker(&self, topic: &str, views: Views) -> anyhow::Result<FreshetChild> {
-        let group = self.fresh_name("tracker");
+        let group = tracker_group(topic);
         let partitions = self.args.partitions.to_string();
         let dlq = format!("{topic}.dlq");
         let args = [
@@ -630,6 +631,11 @@ fn check_not_past(counted: &Counted, truth: Truth, label: &str) -> anyhow::Resul
         );
     }
     Ok(())
+}
+
+/// Each run's topic is fresh, so a group named after it is too.
+fn tracker_group(topic: &str) -> String {
+    format!("{topic}-tracker")
 }
 
 async fn delete_topics(bootstrap: &str, topics: &[&str]) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! Records of the checkpoint topic (`freshet.tracker.<input topic>`, compacted, one partition
+//! Records of the checkpoint topic (`freshet.tracker.<group>.<input topic>`, compacted, one partition
 //! so every node reads them in one order).
 //!
 //! # Deltas

@@ -79,9 +79,20 @@ impl Default for TrackerConfig {
 }
 
 impl TrackerConfig {
-    /// The compacted topic holding this input topic's checkpoints.
+    /// The compacted topic holding the checkpoints of this group's count of this input
+    /// topic: `freshet.tracker.<group>.<input topic>`. State belongs to the group, so a
+    /// second group on the same topic counts from scratch. Characters a topic name cannot
+    /// have become `_`.
     pub fn checkpoint_topic(&self) -> String {
-        format!("freshet.tracker.{}", self.input_topic)
+        let name = format!("freshet.tracker.{}.{}", self.group, self.input_topic);
+        let clean: String = name
+            .chars()
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+                _ => '_',
+            })
+            .collect();
+        clean.chars().take(249).collect()
     }
 }
 

@@ -63,7 +63,13 @@ impl Worker {
                 "heartbeat.interval.ms",
                 (session_ms / 4).min(3000).to_string(),
             )
-            .set("max.partition.fetch.bytes", (8 << 20).to_string())
+            // librdkafka's prefetch buffers are C allocations that glibc keeps once freed;
+            // its defaults (64 MiB queue, 100,000 messages per partition) left a node that
+            // had caught up with ~250 MB it no longer used. These bounds keep fetches large
+            // enough for full speed.
+            .set("queued.max.messages.kbytes", "32768")
+            .set("max.partition.fetch.bytes", (4 << 20).to_string())
+            .set("fetch.max.bytes", (16 << 20).to_string())
             .set("fetch.wait.max.ms", "100")
             .create_with_context(context)?;
         consumer.subscribe(&[&shared.config.input_topic])?;
