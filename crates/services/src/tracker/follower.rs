@@ -1,6 +1,6 @@
 //! The follower: reads the checkpoint topic from the beginning and applies every record to the
 //! node's state, so each node knows every partition's sets and newest checkpoint. It also
-//! refreshes the cached counts, the input topic's partition count and the consumer lag.
+//! asks the cluster for the input topic's partition count and the consumer lag.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,9 +14,6 @@ use super::state::{CheckpointMeta, NodeHeartbeat, NodeState, SetKind};
 use super::Shared;
 use crate::{KafkaConfig, ServiceError};
 
-/// How often the counts are recomputed when sets changed: a pass over every set, so not
-/// too often, and well inside the promise of a global count at most ~2 s behind.
-const REFRESH_EVERY: Duration = Duration::from_millis(500);
 /// How often partition count and lag are asked from the cluster.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
@@ -45,7 +42,6 @@ impl Follower {
     }
 
     pub(super) fn run(self) {
-        let mut last_refresh = Instant::now();
         let mut last_status = Instant::now() - STATUS_EVERY;
         while !self.shared.stopping.load(Ordering::SeqCst)
             || self.shared.worker_running.load(Ordering::SeqCst)
@@ -59,10 +55,6 @@ impl Follower {
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "reading checkpoints"),
                 None => {}
-            }
-            if last_refresh.elapsed() >= REFRESH_EVERY {
-                self.shared.refresh_counts();
-                last_refresh = Instant::now();
             }
             if last_status.elapsed() >= STATUS_EVERY {
                 self.refresh_status();
@@ -126,23 +118,13 @@ fn apply_record(state: &mut NodeState, record: Record, shared: &Shared) {
             // This node's own delta for a partition it still owns is already in its sets.
             if !own_live {
                 for (kind, set) in &sections {
-                    if *kind == SetKind::All {
-                        for ip in set.iter() {
-                            state.hll.insert(ip);
-                        }
-                    } else if !shared.config.views {
-                        continue;
+                    if *kind == SetKind::All || shared.config.views {
+                        state.apply_section(header.partition, *kind, set);
                     }
-                    state
-                        .partition(header.partition)
-                        .sets
-                        .get_mut(*kind)
-                        .union_with(set);
                 }
                 let partition = state.partition(header.partition);
                 partition.sets.retain_windows(shared.config.window_limits);
                 partition.maybe_shrink();
-                state.dirty = true;
             }
             let partition = state.partition(header.partition);
             let newer = partition

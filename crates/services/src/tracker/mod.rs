@@ -29,7 +29,7 @@ mod worker;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use freshet_timestamp::NormalizedTs;
 
@@ -96,14 +96,6 @@ impl TrackerConfig {
     }
 }
 
-/// Counts computed from the sets, refreshed by the follower when something changed (they
-/// take a pass over every set, too slow for each API request at millions of IPs).
-#[derive(Debug, Clone, Copy, Default)]
-struct Counts {
-    global: u64,
-    node: u64,
-}
-
 /// State shared by the worker, the follower and the handles.
 #[derive(Debug)]
 struct Shared {
@@ -111,7 +103,6 @@ struct Shared {
     config: TrackerConfig,
     checkpoint_topic: String,
     state: Mutex<NodeState>,
-    counts: Mutex<Counts>,
     /// Next checkpoint-topic offset the follower will apply.
     follower_position: AtomicI64,
     /// Records not yet consumed in owned partitions; -1 when unknown.
@@ -126,26 +117,6 @@ impl Shared {
     fn state(&self) -> MutexGuard<'_, NodeState> {
         // A panic while holding the lock leaves sets that only ever grew: still valid.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn counts(&self) -> Counts {
-        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Recomputes the global and node counts (a pass over the sets).
-    fn refresh_counts(&self) {
-        let counts = {
-            let mut state = self.state();
-            if !state.dirty {
-                return;
-            }
-            state.dirty = false;
-            Counts {
-                global: state.union_len(|_, _| true, SetKind::All),
-                node: state.union_len(|_, p| p.live.is_some(), SetKind::All),
-            }
-        };
-        *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
     }
 }
 
@@ -173,7 +144,6 @@ impl Tracker {
             config,
             checkpoint_topic,
             state: Mutex::new(NodeState::default()),
-            counts: Mutex::new(Counts::default()),
             follower_position: AtomicI64::new(0),
             lag: AtomicI64::new(-1),
             stopping: AtomicBool::new(false),
@@ -278,19 +248,17 @@ impl TrackerHandle {
         self.shared.worker_running.load(Ordering::SeqCst)
     }
 
-    /// Exact distinct IPs across all partitions, as of the last refresh (at most a few hundred
-    /// ms old).
+    /// Exact distinct IPs across all partitions, as of the events and checkpoints applied.
     pub fn global_count(&self) -> u64 {
-        self.shared.counts().global
+        self.shared.state().global
     }
 
     /// Exact distinct IPs in the partitions this node owns.
     pub fn node_count(&self) -> u64 {
-        self.shared.counts().node
+        self.shared.state().node
     }
 
     pub fn unique_ips(&self) -> UniqueIps {
-        let counts = self.shared.counts();
         let state = self.shared.state();
         let estimate = state.hll.estimate();
         let covered = state
@@ -302,10 +270,10 @@ impl TrackerHandle {
         UniqueIps {
             node_id: self.shared.node_id.clone(),
             group: self.shared.config.group.clone(),
-            node_count: counts.node,
-            global_count: counts.global,
+            node_count: state.node,
+            global_count: state.global,
             global_estimate: estimate,
-            estimate_error_percent: error_percent(estimate, counts.global),
+            estimate_error_percent: error_percent(estimate, state.global),
             partitions_total: state.partitions_total.max(state.partitions.len() as u32),
             partitions_covered: covered,
             partitions_owned: state.owned(),
@@ -375,14 +343,6 @@ impl TrackerHandle {
                 rejected: p.rejected(),
             })
             .collect()
-    }
-
-    /// Waits until the counts reflect everything applied so far (tests and benchmarks).
-    pub fn wait_refreshed(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.shared.state().dirty && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 }
 

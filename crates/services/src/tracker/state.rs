@@ -231,13 +231,70 @@ pub struct NodeState {
     pub newest_checkpoint_ms: Option<i64>,
     /// Partitions of the input topic, from metadata.
     pub partitions_total: u32,
-    /// Whether a set changed since the cached counts were computed.
-    pub dirty: bool,
+    /// Exact distinct IPs in the union of all partitions' `all` sets, kept up to date by
+    /// every insert (see [`NodeState::insert_event`]).
+    pub global: u64,
+    /// The same over the partitions this node owns; recomputed when ownership changes.
+    pub node: u64,
 }
 
 impl NodeState {
     pub fn partition(&mut self, partition: i32) -> &mut PartitionState {
         self.partitions.entry(partition).or_default()
+    }
+
+    /// Counts an event into partition `id`'s sets (recording what is new in `pending`) and
+    /// keeps the global and node counts exact: an IP new to its partition counts globally
+    /// only if no other partition has it. Sets never shrink, so the counts never go wrong.
+    pub fn insert_event(
+        &mut self,
+        id: i32,
+        event: &DeviceEvent,
+        views: bool,
+        pending: &mut Sets,
+    ) -> bool {
+        let partition = self.partitions.entry(id).or_default();
+        let owned = partition.live.is_some();
+        if !partition.sets.insert_event(event, views, pending) {
+            return false;
+        }
+        self.count_new_ip(id, event.ip, owned);
+        true
+    }
+
+    /// Adds a checkpoint section to partition `id`. The overall set goes address by address
+    /// so the counts stay exact; the views are plain unions.
+    pub fn apply_section(&mut self, id: i32, kind: SetKind, set: &DistinctIps) {
+        if kind != SetKind::All {
+            self.partition(id).sets.get_mut(kind).union_with(set);
+            return;
+        }
+        let owned = self.partition(id).live.is_some();
+        for ip in set.iter() {
+            if self.partition(id).sets.all.insert(ip) {
+                self.count_new_ip(id, ip, owned);
+            }
+        }
+    }
+
+    fn count_new_ip(&mut self, id: i32, ip: IpAddr, owned: bool) {
+        self.hll.insert(ip);
+        let elsewhere = |owned_only: bool| {
+            self.partitions.iter().any(|(other, p)| {
+                *other != id && (!owned_only || p.live.is_some()) && p.sets.all.contains(ip)
+            })
+        };
+        if !elsewhere(false) {
+            self.global += 1;
+        }
+        if owned && !elsewhere(true) {
+            self.node += 1;
+        }
+    }
+
+    /// After a rebalance: the node count over the partitions owned now.
+    pub fn recount_node(&mut self) {
+        self.node = self.union_len(|_, p| p.live.is_some(), SetKind::All);
     }
 
     pub fn owned(&self) -> Vec<i32> {
@@ -341,6 +398,31 @@ mod tests {
         assert_eq!(state.union_len(|_, _| true, SetKind::All), 3);
         assert_eq!(state.union_len(|id, _| *id == 1, SetKind::All), 2);
         assert_eq!(state.union_len(|_, _| true, SetKind::Minute(0)), 3);
+    }
+
+    #[test]
+    fn global_and_node_counts_follow_every_insert() {
+        let mut state = NodeState::default();
+        state.partition(0).live = Some(LiveCounters::default());
+        let mut pending = Sets::default();
+        for (p, ip) in [
+            (0, "1.1.1.1"),
+            (0, "1.1.1.1"),
+            (1, "1.1.1.1"),
+            (1, "2.2.2.2"),
+        ] {
+            state.insert_event(p, &event(ip, 0, 0), false, &mut pending);
+        }
+        assert_eq!((state.global, state.node), (2, 1));
+        let mut section = DistinctIps::new();
+        section.insert("3.3.3.3".parse().expect("ip"));
+        section.insert("2.2.2.2".parse().expect("ip"));
+        state.apply_section(0, SetKind::All, &section);
+        assert_eq!((state.global, state.node), (3, 3));
+        assert_eq!(state.global, state.union_len(|_, _| true, SetKind::All));
+        state.partition(0).live = None;
+        state.recount_node();
+        assert_eq!(state.node, 0);
     }
 
     #[test]

@@ -234,19 +234,10 @@ impl TrackerContext {
         let mut valid = self.admit(&mut state, batch);
         valid.sort_unstable_by_key(|(partition, event)| (*partition, event.ip));
         let views = self.shared.config.views;
-        let NodeState {
-            partitions, hll, ..
-        } = &mut *state;
         for (id, event) in valid {
-            let Some(partition) = partitions.get_mut(&id) else {
-                continue;
-            };
             let pending = owner.pending.entry(id).or_default();
-            if partition.sets.insert_event(&event, views, pending) {
-                hll.insert(event.ip);
-            }
+            state.insert_event(id, &event, views, pending);
         }
-        state.dirty = true;
     }
 
     /// Advances offsets and counters in arrival order, dead-letters invalid events, and
@@ -517,7 +508,7 @@ impl TrackerContext {
                 "partition assigned"
             );
         }
-        state.dirty = true;
+        state.recount_node();
     }
 
     /// Partitions leave: checkpoint everything counted, then stop owning them. If the
@@ -534,7 +525,7 @@ impl TrackerContext {
         for partition in state.partitions.values_mut() {
             partition.live = None;
         }
-        state.dirty = true;
+        state.node = 0;
         tracing::info!("partitions revoked");
     }
 
