@@ -198,21 +198,24 @@ impl Extend<IpAddr> for DistinctIps {
 /// own checks (sorted arrays, bitmap cardinalities) and a byte-identical
 /// re-encoding, so a decoded set always has the invariants roaring relies on.
 ///
-/// Each shard's containers are a contiguous run of the input; the run is re-framed
-/// as a bitmap of its own and decoded by roaring, so no combined bitmap is ever
-/// built (restoring a 10M-address set would otherwise need it twice over).
+/// A large set's shards are contiguous runs of containers in the input; each run
+/// is re-framed as a bitmap of its own and decoded by roaring, so no combined
+/// bitmap is ever built (restoring a 10M-address set would otherwise need it
+/// twice over).
 fn decode_v4(bytes: &[u8]) -> Result<V4Set, DistinctError> {
     let descriptors = container_descriptors(bytes)?;
     let count = descriptors.len();
+    let len: u64 = descriptors.iter().map(|d| d.1 as u64).sum();
+    let shard_of = |key: u16| V4Set::decoded_shard_of_key(len, key);
     let mut data_offset = 8 + 8 * count;
     let mut shards = Vec::new();
     let mut start = 0;
     while start < count {
-        let top = descriptors[start].0 >> 8;
+        let shard = shard_of(descriptors[start].0);
         let end = start
             + descriptors[start..]
                 .iter()
-                .take_while(|d| d.0 >> 8 == top)
+                .take_while(|d| shard_of(d.0) == shard)
                 .count();
         let run = &descriptors[start..end];
         let data_len: usize = run.iter().map(|d| container_bytes(d.1)).sum();
@@ -220,16 +223,16 @@ fn decode_v4(bytes: &[u8]) -> Result<V4Set, DistinctError> {
             .get(data_offset..data_offset + data_len)
             .ok_or_else(|| invalid_v4("container data is truncated"))?;
         let framed = frame_run(run, data);
-        let shard = RoaringBitmap::deserialize_from(framed.as_slice())
+        let bitmap = RoaringBitmap::deserialize_from(framed.as_slice())
             .map_err(|e| DistinctError::InvalidV4Bitmap(e.to_string()))?;
         let mut again = Vec::with_capacity(framed.len());
-        shard
+        bitmap
             .serialize_into(&mut again)
             .expect("writing to a Vec<u8> cannot fail");
         if again != framed {
             return Err(invalid_v4("not in canonical form"));
         }
-        shards.push((top as u8, shard));
+        shards.push((shard, bitmap));
         data_offset += data_len;
         start = end;
     }
@@ -237,7 +240,7 @@ fn decode_v4(bytes: &[u8]) -> Result<V4Set, DistinctError> {
     if data_offset != bytes.len() {
         return Err(invalid_v4("bytes after the last container"));
     }
-    Ok(V4Set::from_shards(shards))
+    Ok(V4Set::from_decoded(len, shards))
 }
 
 fn invalid_v4(reason: &str) -> DistinctError {

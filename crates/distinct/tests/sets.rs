@@ -7,6 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use freshet_distinct::{DistinctError, DistinctIps};
 use proptest::prelude::*;
 
+mod common;
+
 /// The model's view of an address: IPv4-mapped IPv6 is IPv4.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -211,4 +213,36 @@ fn empty_set_encodes_and_decodes() {
     let bytes = encode(&DistinctIps::new());
     assert_eq!(bytes.len(), 4 + 1 + 1 + 4 + 8 + 8);
     assert!(DistinctIps::deserialize(&bytes).expect("valid").is_empty());
+}
+
+/// Sets past 65,536 addresses are kept per /20; everything must behave the same.
+#[test]
+fn large_sets_round_trip_union_and_count() {
+    let mut rng = common::SplitMix64(42);
+    let ips: Vec<IpAddr> = (0..200_000)
+        .map(|_| IpAddr::V4(Ipv4Addr::from(rng.next() as u32)))
+        .collect();
+    let big: DistinctIps = ips.iter().copied().collect();
+    let mut inserted = DistinctIps::new();
+    for ip in &ips {
+        inserted.insert(*ip);
+    }
+    assert_eq!(big, inserted);
+    let model: HashSet<IpAddr> = ips.iter().copied().collect();
+    assert_matches(&big, &model);
+    assert_eq!(DistinctIps::deserialize(&encode(&big)), Ok(big.clone()));
+
+    let small: DistinctIps = ips[..10]
+        .iter()
+        .copied()
+        .chain(["10.0.0.1".parse().expect("ip")])
+        .collect();
+    assert_eq!(
+        DistinctIps::union_len(&[&big, &small]),
+        model.len() as u64 + 1
+    );
+    let mut merged = small.clone();
+    merged.union_with(&big);
+    assert_eq!(merged.len(), model.len() as u64 + 1);
+    assert_eq!(encode(&merged).len(), merged.serialized_size());
 }
