@@ -29,7 +29,9 @@ pub struct UniqueIps {
     pub partitions_owned: Vec<i32>,
     /// Tracker nodes that wrote a heartbeat recently (including this one).
     pub nodes_seen: Vec<String>,
-    /// Milliseconds since the newest checkpoint this node has applied (null before the first).
+    /// Milliseconds since the newest checkpoint this node has applied was written (null before
+    /// the first). Partitions are checkpointed only when they change, so this grows while no
+    /// events arrive; `consumer_lag` says whether anything is waiting.
     pub checkpoint_age_ms: Option<u64>,
     /// Records not yet consumed in this node's partitions (null when unknown).
     pub consumer_lag: Option<i64>,
