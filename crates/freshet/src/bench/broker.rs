@@ -205,14 +205,14 @@ fn report(args: &BrokerBenchArgs, name: &str, t: &Throughput) {
 }
 
 /// A `freshet broker` child process on a free port in a temporary data directory.
-struct ChildBroker {
+pub(super) struct ChildBroker {
     child: Child,
-    addr: String,
+    pub(super) addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl ChildBroker {
-    fn start() -> anyhow::Result<ChildBroker> {
+    pub(super) fn start() -> anyhow::Result<ChildBroker> {
         let dir = tempfile::tempdir().context("temporary data directory")?;
         let exe = std::env::current_exe().context("locating the freshet binary")?;
         let mut child = Command::new(exe)

@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout)]
 
 mod broker;
+mod guard;
 mod timestamp;
 
 use clap::Subcommand;
@@ -14,6 +15,10 @@ pub enum BenchCommand {
     /// Produce and consume throughput and ack latency against a Kafka-compatible broker
     /// (a fresh Freshet broker in a child process unless --bootstrap-servers is given).
     Broker(broker::BrokerBenchArgs),
+    /// Login attempts per second the guard's blocker processes, and logins per second at the
+    /// Argon2id parameters (a fresh Freshet broker in a child process unless
+    /// --bootstrap-servers is given).
+    Guard(guard::GuardBenchArgs),
     /// Timestamp normalisations per second over a mix of eight input forms, beside jiff doing
     /// the same job in the same run.
     Timestamp(timestamp::TimestampBenchArgs),
@@ -22,6 +27,7 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Broker(args) => broker::run(args),
+        BenchCommand::Guard(args) => guard::run(args),
         BenchCommand::Timestamp(args) => timestamp::run(args),
     }
 }
