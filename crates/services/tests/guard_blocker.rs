@@ -165,6 +165,15 @@ async fn a_restarted_blocker_resumes_its_counts_from_the_checkpoint() {
         "the restarted blocker resumed at the checkpoint's offset, not the beginning"
     );
     node.stop().await;
+
+    // Restarted again: a new follower finds the block, and the blocker its state: the next
+    // failure is added to the block (6), not counted from nothing.
+    let node = Node::start(&kafka, &config).await;
+    let still = wait_blocked(&node.blocks(), "erin", 5).await;
+    assert_eq!(still, record);
+    publish(&publisher, &failures("erin", 1)).await;
+    wait_blocked(&node.blocks(), "erin", 6).await;
+    node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,6 +144,9 @@ impl Worker {
                 (session_ms / 4).min(3000).to_string(),
             )
             .set("fetch.wait.max.ms", "100")
+            // Attempts are ~150 bytes: large fetches keep the prefetch queue full, so the
+            // worker never waits on a round trip between batches.
+            .set("max.partition.fetch.bytes", (8 << 20).to_string())
             .create_with_context(context)?;
         consumer.subscribe(&[&topic])?;
         Ok(Worker { consumer, stopping })

@@ -96,11 +96,15 @@ impl GuardConfig {
 
 /// Creates the guard's topics unless they exist.
 pub async fn ensure_topics(kafka: &KafkaConfig, config: &GuardConfig) -> Result<(), ServiceError> {
-    let compacted: &[(&str, &str)] = &[("cleanup.policy", "compact")];
+    // Compaction only cleans closed segments: small segments let it reclaim superseded
+    // blocks and checkpoints soon, so a restarting node reads little.
+    let compacted: &[(&str, &str)] =
+        &[("cleanup.policy", "compact"), ("segment.bytes", "16777216")];
     let max_bytes = (blocker::MAX_CHECKPOINT_BYTES + 4096).to_string();
     let checkpoint_configs: &[(&str, &str)] = &[
         ("cleanup.policy", "compact"),
         ("max.message.bytes", &max_bytes),
+        ("segment.bytes", "67108864"),
     ];
     let specs = [
         TopicSpec {

@@ -111,7 +111,14 @@ impl PartitionState {
     pub fn apply(&mut self, attempt: &Attempt, rules: &Rules) -> Option<Change> {
         self.watermark_ms = self.watermark_ms.max(attempt.time_ms);
         let late_before = self.watermark_ms.saturating_sub(rules.window_ms);
-        let user = self.users.entry(attempt.user.clone()).or_default();
+        // Most attempts are for users already known: look up before allocating a key.
+        if !self.users.contains_key(&attempt.user) {
+            self.users
+                .insert(attempt.user.clone(), UserState::default());
+        }
+        let Some(user) = self.users.get_mut(&attempt.user) else {
+            return None;
+        };
         match attempt.kind {
             AttemptKind::Unblock => Some(user.unblock(attempt)),
             AttemptKind::Login if attempt.success => {
@@ -199,11 +206,11 @@ impl UserState {
 
     /// The most failures any window of `window_ms` holds (failures are few: this is cheap).
     fn densest_window(&self, window_ms: i64) -> usize {
-        let times: Vec<i64> = self.failures.iter().map(|(t, _)| *t).collect();
+        let times = &self.failures;
         let mut best = 0;
         let mut start = 0;
         for end in 0..times.len() {
-            while times[end] - times[start] > window_ms {
+            while times[end].0 - times[start].0 > window_ms {
                 start += 1;
             }
             best = best.max(end - start + 1);
