@@ -116,9 +116,7 @@ impl PartitionState {
             self.users
                 .insert(attempt.user.clone(), UserState::default());
         }
-        let Some(user) = self.users.get_mut(&attempt.user) else {
-            return None;
-        };
+        let user = self.users.get_mut(&attempt.user)?;
         match attempt.kind {
             AttemptKind::Unblock => Some(user.unblock(attempt)),
             AttemptKind::Login if attempt.success => {
