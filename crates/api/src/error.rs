@@ -73,6 +73,9 @@ impl From<ServiceError> for ApiError {
             // problem, and a retry may succeed.
             ServiceError::Kafka(_) | ServiceError::Topic { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Checkpoint(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The account database is unreachable or failing: a retry may succeed.
+            ServiceError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
         };
         ApiError::new(status, error.to_string())
     }

@@ -17,6 +17,8 @@
 //! - [`timestamp`] — `GET /api/v1/timestamp`.
 //! - [`tracker`] — `/api/v1/unique-ips...` and `/api/v1/tracker/partitions`.
 //! - [`generator`] — `/api/v1/generator/jobs...`.
+//! - [`guard`] — the login guard: `/register`, `/login`, `/blocked` and their `/api/v1/...`
+//!   equivalents, and the admin routes listing and lifting blocks.
 //! - [`compat`] — the earlier tools' `/is-node-active`, `/number-ips`, `/global-number-ips`,
 //!   `/unique_ip_count`, `/api/v1/unique_ip_count` and `/start`.
 //! - [`health`] — `GET /healthz`.
@@ -31,6 +33,7 @@
 pub mod compat;
 pub mod error;
 pub mod generator;
+pub mod guard;
 pub mod health;
 pub mod openapi;
 pub mod state;
@@ -86,12 +89,16 @@ async fn reject_declared_oversized_body(request: Request, next: Next) -> Respons
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
 /// finish. The listener is bound by the caller, so tests can bind port 0 and read the port.
+/// Each request carries its peer address (`ConnectInfo`), the source of a login attempt.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -13,14 +13,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
-use crate::{compat, generator, health, timestamp, tracker};
+use crate::{compat, generator, guard, health, timestamp, tracker};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Freshet",
         description = "HTTP API of Freshet's stream services: the unique-IP tracker, the \
-                       device-event generator and timestamp normalisation. Errors are \
+                       device-event generator, the login guard and timestamp normalisation. Errors are \
                        `{\"error\": \"...\"}` with a fitting status. Routes tagged `compatible` \
                        keep the exact paths and shapes of earlier tools.",
         license(name = "Apache-2.0")
@@ -28,12 +28,35 @@ use crate::{compat, generator, health, timestamp, tracker};
     tags(
         (name = "tracker", description = "Exact distinct device IPs, per node and across nodes"),
         (name = "generator", description = "Background jobs sending device events"),
+        (name = "guard", description = "Accounts, logins and brute-force blocking"),
         (name = "timestamp", description = "Timestamp normalisation"),
         (name = "compatible", description = "Endpoints of earlier tools, unchanged"),
         (name = "meta", description = "Health and this spec"),
-    )
+    ),
+    modifiers(&AdminTokenScheme)
 )]
 struct ApiDoc;
+
+/// Declares the bearer token the admin routes name in their `security`.
+struct AdminTokenScheme;
+
+impl utoipa::Modify for AdminTokenScheme {
+    fn modify(&self, spec: &mut Spec) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = spec.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The admin token (--admin-token or FRESHET_ADMIN_TOKEN)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// Every route with its documentation, before state and layers are added.
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -41,6 +64,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(timestamp::routes())
         .merge(tracker::routes())
         .merge(generator::routes())
+        .merge(guard::routes())
         .merge(compat::routes())
         .merge(health::routes())
         .routes(routes!(openapi_json))

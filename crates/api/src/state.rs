@@ -9,6 +9,7 @@ use freshet_services::generator::GeneratorJobs;
 use freshet_services::tracker::TrackerHandle;
 
 use crate::error::ApiError;
+use crate::guard::GuardState;
 
 /// The services this process runs. `freshet up` has all of them; `freshet tracker` only a
 /// tracker.
@@ -16,6 +17,7 @@ use crate::error::ApiError;
 pub struct AppState {
     tracker: Option<TrackerHandle>,
     generator: Option<GeneratorJobs>,
+    guard: Option<GuardState>,
 }
 
 impl AppState {
@@ -32,6 +34,20 @@ impl AppState {
     pub fn with_generator(mut self, generator: GeneratorJobs) -> Self {
         self.generator = Some(generator);
         self
+    }
+
+    /// The login guard with its HTTP settings (admin token, rate limit).
+    pub fn with_guard(
+        mut self,
+        guard: freshet_services::guard::GuardHandle,
+        options: crate::guard::GuardOptions,
+    ) -> Self {
+        self.guard = Some(GuardState::new(guard, options));
+        self
+    }
+
+    pub(crate) fn guard(&self) -> Option<&GuardState> {
+        self.guard.as_ref()
     }
 }
 

@@ -320,6 +320,13 @@ async fn spec_is_openapi_3_1_titled_freshet_with_this_version() {
         "GET /api/v1/generator/jobs",
         "GET /api/v1/generator/jobs/{id}",
         "DELETE /api/v1/generator/jobs/{id}",
+        "POST /register",
+        "POST /login",
+        "GET /blocked",
+        "POST /api/v1/register",
+        "POST /api/v1/login",
+        "GET /api/v1/blocked",
+        "DELETE /api/v1/blocked/{user}",
         "GET /api/openapi.json",
         "GET /healthz",
     ] {

@@ -38,15 +38,21 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start and moved into its command: the size of the largest variant costs
+// nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run everything in one process: the broker, the HTTP API and the tracker.
+    /// Run everything in one process: the broker, the HTTP API, the tracker and the guard.
     Up(UpArgs),
     /// Run the Kafka-compatible broker alone.
     Broker(BrokerArgs),
     /// Run one tracker node: counts distinct device IPs exactly with the other nodes of its
     /// consumer group, and serves its counts over HTTP.
     Tracker(TrackerNodeArgs),
+    /// Run one login-guard node: accounts (`/register`, `/login`), login attempts published
+    /// to `login-attempts`, and a blocker that blocks users after repeated failures.
+    Guard(crate::guard::GuardNodeArgs),
     /// Inspect log files on disk.
     Log {
         #[command(subcommand)]
@@ -194,6 +200,8 @@ pub struct UpArgs {
     pub bootstrap_servers: Option<String>,
     #[command(flatten)]
     pub tracker: TrackerArgs,
+    #[command(flatten)]
+    pub guard: crate::guard::GuardArgs,
 }
 
 #[derive(Debug, Clone, Args)]

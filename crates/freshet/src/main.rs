@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod generate;
+mod guard;
 mod logdump;
 mod run;
 mod ts;
@@ -48,6 +49,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => run::up(args),
         Command::Tracker(args) => run::tracker(args),
+        Command::Guard(args) => guard::node(args),
         Command::Broker(args) => run::broker(args),
         Command::Log {
             command: LogCommand::Dump { segment },

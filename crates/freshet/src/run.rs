@@ -1,7 +1,8 @@
 //! `freshet up`, `freshet broker` and `freshet tracker`: the long-running commands.
 //!
-//! Shutdown runs in dependency order: the HTTP API stops taking requests, the tracker writes
-//! its last checkpoint and leaves its group, and only then does the embedded broker close.
+//! Shutdown runs in dependency order: the HTTP API stops taking requests, the tracker and the
+//! guard's blocker write their last checkpoints and leave their groups, and only then does
+//! the embedded broker close.
 
 use std::net::SocketAddr;
 
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::cli::{BrokerArgs, TrackerNodeArgs, UpArgs};
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("freshet")
@@ -26,7 +27,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Everything in one process: the broker (unless `--bootstrap-servers` names another
-/// cluster), the tracker, the generator jobs and the HTTP API.
+/// cluster), the tracker, the guard, the generator jobs and the HTTP API.
 pub fn up(args: UpArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let embedded = match &args.bootstrap_servers {
@@ -52,15 +53,28 @@ async fn run_services(args: &UpArgs, bootstrap: &str) -> anyhow::Result<()> {
     let tracker = Tracker::start(&kafka, args.tracker.to_config())
         .await
         .with_context(|| format!("starting the tracker against {bootstrap}"))?;
+    let guard = match crate::guard::start(&kafka, &args.guard, &args.broker.data_dir).await {
+        Ok(guard) => guard,
+        Err(e) => {
+            stop_tracker(tracker).await;
+            return Err(e);
+        }
+    };
     let state = AppState::new()
         .with_tracker(tracker.handle())
-        .with_generator(GeneratorJobs::new(kafka.clone()));
+        .with_generator(GeneratorJobs::new(kafka.clone()))
+        .with_guard(guard.handle(), args.guard.options());
     eprintln!(
         "freshet: HTTP API on http://{} (spec: /api/openapi.json), tracker node {}",
         local_addr(&http),
         tracker.handle().node_id()
     );
+    eprintln!(
+        "freshet: login guard on the same API{}",
+        crate::guard::admin_note(&args.guard)
+    );
     serve_until_signal(http, state).await;
+    crate::guard::stop(guard).await;
     stop_tracker(tracker).await;
     Ok(())
 }
@@ -132,14 +146,14 @@ async fn changed(mut receiver: watch::Receiver<bool>) {
     let _ = receiver.changed().await;
 }
 
-async fn bind_http(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+pub(crate) async fn bind_http(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the HTTP listener to {addr}"))
 }
 
 /// Serves the API until SIGINT or SIGTERM, then lets requests in flight finish.
-async fn serve_until_signal(listener: TcpListener, state: AppState) {
+pub(crate) async fn serve_until_signal(listener: TcpListener, state: AppState) {
     let router = freshet_api::app(state);
     if let Err(e) = freshet_api::serve(listener, router, shutdown_signal()).await {
         tracing::error!(error = %e, "the HTTP server failed");
@@ -156,7 +170,7 @@ async fn stop_tracker(tracker: Tracker) {
     }
 }
 
-fn local_addr(listener: &TcpListener) -> String {
+pub(crate) fn local_addr(listener: &TcpListener) -> String {
     listener
         .local_addr()
         .map(|a| a.to_string())

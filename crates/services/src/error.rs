@@ -20,4 +20,16 @@ pub enum ServiceError {
     /// Waiting for the cluster took longer than allowed.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The account database failed (connection, migration or query); the text says which.
+    #[error("store: {0}")]
+    Store(String),
+    /// The request conflicts with what exists (e.g. a user name already taken).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(error: sqlx::Error) -> Self {
+        ServiceError::Store(error.to_string())
+    }
 }

@@ -9,11 +9,14 @@
 //!   registry the HTTP API reads progress from.
 //! - [`tracker`]: tracker nodes counting distinct device IPs exactly, per node and globally,
 //!   with checkpoints in a compacted `freshet.` topic.
+//! - [`guard`]: the login guard: accounts in SQLite or PostgreSQL, login attempts as events,
+//!   a blocker that blocks brute-forced users, and the block map every login node follows.
 //! - [`event`]: the `device-events` record format, shared by generator and tracker.
 
 pub mod error;
 pub mod event;
 pub mod generator;
+pub mod guard;
 pub mod kafka;
 pub mod tracker;
 

@@ -6,6 +6,7 @@
 
 mod broker;
 mod child;
+mod guard;
 mod pipeline;
 mod timestamp;
 
@@ -19,6 +20,10 @@ pub enum BenchCommand {
     /// Events per second through broker → tracker (a tracker node in a child process counting
     /// generated device events exactly), and the tracker's resident memory per distinct IP.
     Pipeline(pipeline::PipelineBenchArgs),
+    /// Login attempts per second the guard's blocker processes, and logins per second at the
+    /// Argon2id parameters (a fresh Freshet broker in a child process unless
+    /// --bootstrap-servers is given).
+    Guard(guard::GuardBenchArgs),
     /// Timestamp normalisations per second over a mix of eight input forms, beside jiff doing
     /// the same job in the same run.
     Timestamp(timestamp::TimestampBenchArgs),
@@ -28,6 +33,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Broker(args) => broker::run(args),
         BenchCommand::Pipeline(args) => pipeline::run(args),
+        BenchCommand::Guard(args) => guard::run(args),
         BenchCommand::Timestamp(args) => timestamp::run(args),
     }
 }

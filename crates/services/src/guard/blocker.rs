@@ -1,0 +1,555 @@
+//! The blocker: a consumer-group member on `login-attempts` that applies the [`Rules`] per
+//! partition and writes block records to the compacted `blocked-users` topic.
+//!
+//! Each owned partition's [`PartitionState`] (failure timestamps and ids, blocks) is
+//! checkpointed, with the input offset it covers, to a compacted checkpoint topic (key
+//! `<input topic>/<partition>`, value the JSON state). A checkpoint is written only after the
+//! block records before its offset are acknowledged, so a crash at any moment either redoes
+//! records (same attempts, same state, same records) or finds them written.
+//!
+//! Rebalances are handled in [`BlockerContext::rebalance`], called by librdkafka inside
+//! `poll` on the worker thread: revoked partitions are checkpointed first; assigned ones
+//! resume from their newest checkpoint's offset and state (the group's committed offsets only
+//! serve lag tools).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use super::attempts::Attempt;
+use super::rules::{Change, PartitionState, Rules};
+use crate::{KafkaConfig, ServiceError};
+
+/// Messages polled per round before block records are sent.
+const BATCH: usize = 16_384;
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest checkpoint value: a partition's state with many users under attack.
+pub const MAX_CHECKPOINT_BYTES: usize = 16 << 20;
+
+/// How the blocker runs.
+#[derive(Debug, Clone)]
+pub struct BlockerConfig {
+    pub attempts_topic: String,
+    pub blocks_topic: String,
+    pub checkpoint_topic: String,
+    pub group: String,
+    pub rules: Rules,
+    pub checkpoint_interval: Duration,
+    pub session_timeout: Duration,
+}
+
+/// Counters for the API and the benchmark.
+#[derive(Debug, Default)]
+pub struct BlockerStats {
+    /// Records of `login-attempts` processed since start (including repeats after a rewind).
+    pub processed: AtomicU64,
+    /// Records that were not attempts (skipped, with a log line).
+    pub invalid: AtomicU64,
+    /// Block records and tombstones written.
+    pub block_writes: AtomicU64,
+    /// Checkpoints written.
+    pub checkpoints: AtomicU64,
+    /// Records processed whose block writes the cluster has acknowledged: once this reaches
+    /// a count, followers of `blocked-users` can see every consequence of those records.
+    pub acknowledged: AtomicU64,
+}
+
+/// A running blocker.
+#[derive(Debug)]
+pub struct Blocker {
+    stopping: Arc<AtomicBool>,
+    stats: Arc<BlockerStats>,
+    thread: JoinHandle<()>,
+}
+
+impl Blocker {
+    /// Joins the group and starts consuming. Topics must exist.
+    pub fn start(kafka: &KafkaConfig, config: BlockerConfig) -> Result<Blocker, ServiceError> {
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(BlockerStats::default());
+        let worker = Worker::new(kafka, config, stopping.clone(), stats.clone())?;
+        let thread = std::thread::Builder::new()
+            .name("guard-blocker".into())
+            .spawn(move || worker.run())
+            .map_err(|e| ServiceError::InvalidParams(format!("cannot start a thread: {e}")))?;
+        Ok(Blocker {
+            stopping,
+            stats,
+            thread,
+        })
+    }
+
+    pub fn stats(&self) -> Arc<BlockerStats> {
+        self.stats.clone()
+    }
+
+    /// Checkpoints, leaves the group and waits for the thread. Blocking.
+    pub fn shutdown(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        if self.thread.join().is_err() {
+            tracing::error!("the blocker thread panicked");
+        }
+    }
+}
+
+struct Worker {
+    consumer: BaseConsumer<BlockerContext>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn new(
+        kafka: &KafkaConfig,
+        config: BlockerConfig,
+        stopping: Arc<AtomicBool>,
+        stats: Arc<BlockerStats>,
+    ) -> Result<Worker, ServiceError> {
+        let producer: ThreadedProducer<DeliveryCounter> = kafka
+            .durable_producer_config("guard-blocker")
+            .set("linger.ms", "2")
+            .set(
+                "message.max.bytes",
+                (MAX_CHECKPOINT_BYTES + 4096).to_string(),
+            )
+            .create_with_context(DeliveryCounter::default())?;
+        let session_ms = config.session_timeout.as_millis().max(6000);
+        let topic = config.attempts_topic.clone();
+        let group = config.group.clone();
+        let context = BlockerContext {
+            kafka: kafka.clone(),
+            config,
+            producer,
+            stats,
+            owned: Mutex::new(Owned::default()),
+        };
+        let consumer: BaseConsumer<BlockerContext> = kafka
+            .client_config("guard-blocker")
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", session_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (session_ms / 4).min(3000).to_string(),
+            )
+            .set("fetch.wait.max.ms", "100")
+            // Attempts are ~150 bytes: large fetches keep the prefetch queue full, so the
+            // worker never waits on a round trip between batches.
+            .set("max.partition.fetch.bytes", (8 << 20).to_string())
+            .create_with_context(context)?;
+        consumer.subscribe(&[&topic])?;
+        Ok(Worker { consumer, stopping })
+    }
+
+    fn run(self) {
+        let context = self.consumer.context();
+        let interval = context.config.checkpoint_interval;
+        let mut last_checkpoint = Instant::now();
+        while !self.stopping.load(Ordering::SeqCst) {
+            self.poll_batch(context);
+            context.send_changes();
+            if last_checkpoint.elapsed() >= interval {
+                context.checkpoint(&self.consumer);
+                last_checkpoint = Instant::now();
+            }
+        }
+        // Closing the consumer revokes its partitions, which writes the last checkpoint.
+        drop(self.consumer);
+        tracing::info!("blocker stopped");
+    }
+
+    fn poll_batch(&self, context: &BlockerContext) {
+        let mut timeout = Duration::from_millis(100);
+        for _ in 0..BATCH {
+            match self.consumer.poll(timeout) {
+                Some(Ok(message)) => context.process(&message),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consuming login attempts");
+                    return;
+                }
+                None => return,
+            }
+            timeout = Duration::ZERO;
+        }
+    }
+}
+
+/// Counts failed deliveries of block records and checkpoints.
+#[derive(Default)]
+struct DeliveryCounter {
+    failures: AtomicU64,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            tracing::error!(error = %error, topic = message.topic(), "a blocker record was not delivered");
+            self.failures.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The partitions this worker owns. Only the worker thread touches it (rebalance callbacks
+/// run inside its `poll`); the mutex is for the `&self` context API.
+#[derive(Default)]
+struct Owned {
+    partitions: HashMap<i32, PartitionState>,
+    /// The last checkpoint written per partition: where a failed checkpoint rewinds to.
+    committed: HashMap<i32, Vec<u8>>,
+    /// Block changes not yet sent, the newest per user.
+    changes: HashMap<String, Change>,
+    failures_seen: u64,
+}
+
+struct BlockerContext {
+    kafka: KafkaConfig,
+    config: BlockerConfig,
+    producer: ThreadedProducer<DeliveryCounter>,
+    stats: Arc<BlockerStats>,
+    owned: Mutex<Owned>,
+}
+
+impl ClientContext for BlockerContext {}
+
+impl ConsumerContext for BlockerContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.on_assign(tpl);
+                consumer.assign(tpl)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.on_revoke(consumer);
+                consumer.unassign()
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed");
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying a rebalance");
+        }
+    }
+}
+
+impl BlockerContext {
+    fn owned(&self) -> MutexGuard<'_, Owned> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies one record to its partition's state, in offset order.
+    fn process(&self, message: &BorrowedMessage<'_>) {
+        let mut owned = self.owned();
+        let Owned {
+            partitions,
+            changes,
+            ..
+        } = &mut *owned;
+        let Some(state) = partitions.get_mut(&message.partition()) else {
+            return;
+        };
+        // A seek back (after a failed checkpoint) delivers records already applied.
+        if message.offset() < state.next_offset {
+            return;
+        }
+        state.next_offset = message.offset() + 1;
+        self.stats.processed.fetch_add(1, Ordering::Relaxed);
+        match Attempt::parse(message.payload()) {
+            Ok(attempt) => {
+                if let Some(change) = state.apply(&attempt, &self.config.rules) {
+                    changes.insert(change.user().to_string(), change);
+                }
+            }
+            Err(reason) => {
+                self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    %reason,
+                    "skipping a record that is not a login attempt"
+                );
+            }
+        }
+    }
+
+    /// Sends the pending block records and tombstones.
+    fn send_changes(&self) {
+        let changes = std::mem::take(&mut self.owned().changes);
+        for (user, change) in changes {
+            let value = match &change {
+                Change::Block(record) => Some(serde_json::to_vec(record).unwrap_or_default()),
+                Change::Unblock(_) => None,
+            };
+            let mut record =
+                BaseRecord::<[u8], [u8]>::to(&self.config.blocks_topic).key(user.as_bytes());
+            if let Some(value) = &value {
+                record = record.payload(value.as_slice());
+            }
+            self.send(record);
+            self.stats.block_writes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Enqueues a record, waiting while the queue is full. One that cannot be enqueued counts
+    /// as a delivery failure, which makes the next checkpoint rewind.
+    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => {
+                    tracing::error!(error = %e, "cannot enqueue a blocker record");
+                    self.producer
+                        .context()
+                        .failures
+                        .fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until everything sent is acknowledged; false if anything failed.
+    fn flush(&self) -> bool {
+        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+            tracing::error!(error = %e, "blocker records not acknowledged in time");
+            return false;
+        }
+        let failures = self.producer.context().failures.load(Ordering::SeqCst);
+        let mut owned = self.owned();
+        let ok = failures == owned.failures_seen;
+        owned.failures_seen = failures;
+        ok
+    }
+
+    /// Writes the state of every owned partition that moved, after its block records are
+    /// acknowledged. On failure, rewinds the owned partitions to their last checkpoint.
+    fn checkpoint(&self, consumer: &BaseConsumer<Self>) -> bool {
+        self.send_changes();
+        let processed = self.stats.processed.load(Ordering::SeqCst);
+        if !self.flush() {
+            self.rewind(consumer);
+            return false;
+        }
+        self.stats.acknowledged.store(processed, Ordering::SeqCst);
+        let written = self.take_snapshots();
+        for (partition, value) in &written {
+            let key = checkpoint_key(&self.config.attempts_topic, *partition);
+            self.send(
+                BaseRecord::to(&self.config.checkpoint_topic)
+                    .partition(0)
+                    .key(key.as_bytes())
+                    .payload(value.as_slice()),
+            );
+        }
+        if !self.flush() {
+            self.rewind(consumer);
+            return false;
+        }
+        self.stats
+            .checkpoints
+            .fetch_add(written.len() as u64, Ordering::Relaxed);
+        let mut owned = self.owned();
+        let mut offsets = TopicPartitionList::new();
+        for (partition, value) in written {
+            if let Some(state) = owned.partitions.get(&partition) {
+                let _ = offsets.add_partition_offset(
+                    &self.config.attempts_topic,
+                    partition,
+                    Offset::Offset(state.next_offset),
+                );
+            }
+            owned.committed.insert(partition, value);
+        }
+        drop(owned);
+        if offsets.count() > 0 {
+            if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
+                tracing::debug!(error = %e, "committing blocker offsets");
+            }
+        }
+        true
+    }
+
+    /// The pruned state of each owned partition that changed since its last checkpoint.
+    fn take_snapshots(&self) -> Vec<(i32, Vec<u8>)> {
+        let mut owned = self.owned();
+        let Owned {
+            partitions,
+            committed,
+            ..
+        } = &mut *owned;
+        let mut out = Vec::new();
+        for (id, state) in partitions.iter_mut() {
+            state.prune(&self.config.rules);
+            let value = serde_json::to_vec(state).unwrap_or_default();
+            if committed.get(id) == Some(&value) {
+                continue;
+            }
+            if value.len() > MAX_CHECKPOINT_BYTES {
+                tracing::error!(
+                    partition = id,
+                    bytes = value.len(),
+                    "checkpoint too large; the partition is replayed from its last one on restart"
+                );
+                continue;
+            }
+            out.push((*id, value));
+        }
+        out
+    }
+
+    /// After a failed delivery: every owned partition restarts from its last checkpoint, so
+    /// its block records are written again.
+    fn rewind(&self, consumer: &BaseConsumer<Self>) {
+        let mut owned = self.owned();
+        owned.changes.clear();
+        let ids: Vec<i32> = owned.partitions.keys().copied().collect();
+        for id in ids {
+            let state = owned
+                .committed
+                .get(&id)
+                .and_then(|bytes| serde_json::from_slice::<PartitionState>(bytes).ok())
+                .unwrap_or_default();
+            let offset = start_offset(state.next_offset);
+            owned.partitions.insert(id, state);
+            let topic = &self.config.attempts_topic;
+            if let Err(e) = consumer.seek(topic, id, offset, Duration::from_secs(5)) {
+                tracing::error!(error = %e, partition = id, "rewinding after a failed checkpoint");
+            }
+        }
+        tracing::warn!("blocker checkpoint failed; owned partitions rewound to their last one");
+    }
+
+    /// Partitions arrive: each resumes from its newest checkpoint (offset and state).
+    fn on_assign(&self, tpl: &mut TopicPartitionList) {
+        let ids: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let mut loaded = match read_checkpoints(&self.kafka, &self.config) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // Starting from the beginning instead is slower, never wrong: the rules are
+                // idempotent per attempt and block records are overwritten with the same.
+                tracing::error!(error = %e, "cannot read blocker checkpoints; replaying");
+                HashMap::new()
+            }
+        };
+        let mut owned = self.owned();
+        for id in ids {
+            let bytes = loaded.remove(&id);
+            let state = bytes
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<PartitionState>(b).ok())
+                .unwrap_or_default();
+            let topic = &self.config.attempts_topic;
+            if let Err(e) = tpl.set_partition_offset(topic, id, start_offset(state.next_offset)) {
+                tracing::error!(error = %e, partition = id, "setting the start offset");
+            }
+            tracing::info!(
+                partition = id,
+                offset = state.next_offset,
+                "login-attempts partition assigned"
+            );
+            owned.partitions.insert(id, state);
+            if let Some(bytes) = bytes {
+                owned.committed.insert(id, bytes);
+            }
+        }
+    }
+
+    /// Partitions leave: checkpoint them, then forget them.
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>) {
+        self.checkpoint(consumer);
+        let mut owned = self.owned();
+        owned.partitions.clear();
+        owned.committed.clear();
+        owned.changes.clear();
+        tracing::info!("login-attempts partitions revoked");
+    }
+}
+
+fn checkpoint_key(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+fn start_offset(next_offset: i64) -> Offset {
+    if next_offset == 0 {
+        Offset::Beginning
+    } else {
+        Offset::Offset(next_offset)
+    }
+}
+
+/// The newest checkpoint of every partition of the input topic, read from the compacted
+/// checkpoint topic up to its current end.
+fn read_checkpoints(
+    kafka: &KafkaConfig,
+    config: &BlockerConfig,
+) -> Result<HashMap<i32, Vec<u8>>, ServiceError> {
+    let consumer: BaseConsumer = kafka
+        .client_config("guard-checkpoints")
+        .set("group.id", format!("{}-checkpoints", config.group))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "fetch.message.max.bytes",
+            (MAX_CHECKPOINT_BYTES + 4096).to_string(),
+        )
+        .create()?;
+    let topic = &config.checkpoint_topic;
+    let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
+    let mut out = HashMap::new();
+    if high <= low {
+        return Ok(out);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    let prefix = format!("{}/", config.attempts_topic);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut position = low;
+    while position < high {
+        if Instant::now() >= deadline {
+            return Err(ServiceError::Timeout("reading blocker checkpoints".into()));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message?;
+        position = message.offset() + 1;
+        let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
+        let partition = key
+            .and_then(|k| k.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<i32>().ok());
+        if let Some(partition) = partition {
+            match message.payload() {
+                Some(value) => out.insert(partition, value.to_vec()),
+                None => out.remove(&partition),
+            };
+        }
+    }
+    Ok(out)
+}

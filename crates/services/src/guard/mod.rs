@@ -1,0 +1,293 @@
+//! The login guard: accounts, login attempts as events, and brute-force blocking.
+//!
+//! # How it fits together
+//!
+//! - [`accounts`] registers users and checks passwords (Argon2id, hashed off the async
+//!   runtime, a dummy hash for unknown users) against the [`store`] (SQLite or PostgreSQL).
+//! - Every login attempt is published to `login-attempts` keyed by user ([`attempts`]),
+//!   without making the login wait for Kafka.
+//! - The [`blocker`] consumes `login-attempts` in a consumer group, applies the [`rules`]
+//!   per partition, writes blocks to the compacted `blocked-users` topic and checkpoints its
+//!   counters with their offsets, so restarts and rebalances neither forget nor double-count.
+//! - Every login node follows `blocked-users` ([`blocks`]) and refuses a blocked user from
+//!   memory, before any password check.
+//! - An admin unblock publishes an unblock record in the user's partition (so the blocker
+//!   resets its count in order with the attempts) and a tombstone (so logins work at once,
+//!   even while no blocker runs).
+
+pub mod accounts;
+pub mod attempts;
+pub mod blocker;
+pub mod blocks;
+pub mod rules;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::producer::FutureRecord;
+
+use accounts::{validate_login, Accounts, Argon2Params};
+use attempts::{Attempt, AttemptPublisher, LOGIN_ATTEMPTS};
+use blocker::{Blocker, BlockerConfig, BlockerStats};
+use blocks::{BlockMap, BlocksFollower, BLOCKED_USERS};
+use rules::{BlockRecord, Rules};
+use store::Store;
+
+use crate::kafka::{ensure_topic, TopicSpec};
+use crate::{KafkaConfig, ServiceError};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How a guard node runs.
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    /// `sqlite://path` or `postgres://...`.
+    pub database_url: String,
+    pub argon2: Argon2Params,
+    pub attempts_topic: String,
+    /// Partitions of `login-attempts` when the guard creates it.
+    pub attempts_partitions: i32,
+    pub blocks_topic: String,
+    /// Compacted topic of the blocker's checkpoints.
+    pub checkpoint_topic: String,
+    /// Consumer group of the blockers.
+    pub group: String,
+    pub rules: Rules,
+    pub checkpoint_interval: Duration,
+    pub session_timeout: Duration,
+    /// Run a blocker in this node (a node can also only serve logins).
+    pub run_blocker: bool,
+}
+
+impl GuardConfig {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        GuardConfig {
+            database_url: database_url.into(),
+            argon2: Argon2Params::default(),
+            attempts_topic: LOGIN_ATTEMPTS.into(),
+            attempts_partitions: 3,
+            blocks_topic: BLOCKED_USERS.into(),
+            checkpoint_topic: "freshet.guard.checkpoints".into(),
+            group: "freshet-guard".into(),
+            rules: Rules::default(),
+            checkpoint_interval: Duration::from_secs(1),
+            session_timeout: Duration::from_secs(10),
+            run_blocker: true,
+        }
+    }
+
+    fn blocker(&self) -> BlockerConfig {
+        BlockerConfig {
+            attempts_topic: self.attempts_topic.clone(),
+            blocks_topic: self.blocks_topic.clone(),
+            checkpoint_topic: self.checkpoint_topic.clone(),
+            group: self.group.clone(),
+            rules: self.rules,
+            checkpoint_interval: self.checkpoint_interval,
+            session_timeout: self.session_timeout,
+        }
+    }
+}
+
+/// Creates the guard's topics unless they exist.
+pub async fn ensure_topics(kafka: &KafkaConfig, config: &GuardConfig) -> Result<(), ServiceError> {
+    // Compaction only cleans closed segments: small segments let it reclaim superseded
+    // blocks and checkpoints soon, so a restarting node reads little.
+    let compacted: &[(&str, &str)] =
+        &[("cleanup.policy", "compact"), ("segment.bytes", "16777216")];
+    let max_bytes = (blocker::MAX_CHECKPOINT_BYTES + 4096).to_string();
+    let checkpoint_configs: &[(&str, &str)] = &[
+        ("cleanup.policy", "compact"),
+        ("max.message.bytes", &max_bytes),
+        ("segment.bytes", "67108864"),
+    ];
+    let specs = [
+        TopicSpec {
+            name: &config.attempts_topic,
+            partitions: config.attempts_partitions,
+            configs: &[],
+        },
+        TopicSpec {
+            name: &config.blocks_topic,
+            partitions: 1,
+            configs: compacted,
+        },
+        TopicSpec {
+            name: &config.checkpoint_topic,
+            partitions: 1,
+            configs: checkpoint_configs,
+        },
+    ];
+    for spec in &specs {
+        ensure_topic(kafka, spec).await?;
+    }
+    Ok(())
+}
+
+/// How a login ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Success,
+    /// Unknown user or wrong password: deliberately the same outcome.
+    Rejected,
+    /// The user is blocked; the password was not checked.
+    Blocked,
+}
+
+/// What the HTTP API uses. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct GuardHandle {
+    accounts: Accounts,
+    publisher: AttemptPublisher,
+    blocks: BlockMap,
+    blocks_topic: Arc<str>,
+    blocker_stats: Option<Arc<BlockerStats>>,
+}
+
+impl GuardHandle {
+    /// A handle over parts started elsewhere (a guard node, or a test).
+    pub fn new(
+        accounts: Accounts,
+        publisher: AttemptPublisher,
+        blocks: BlockMap,
+        blocks_topic: &str,
+    ) -> GuardHandle {
+        GuardHandle {
+            accounts,
+            publisher,
+            blocks,
+            blocks_topic: blocks_topic.into(),
+            blocker_stats: None,
+        }
+    }
+
+    pub async fn register(&self, user: &str, pass: &str) -> Result<(), ServiceError> {
+        self.accounts.register(user, pass).await
+    }
+
+    /// Checks a login and publishes the attempt. A blocked user is refused before the
+    /// password is looked at.
+    pub async fn login(
+        &self,
+        user: &str,
+        pass: &str,
+        source: &str,
+    ) -> Result<LoginOutcome, ServiceError> {
+        validate_login(user, pass)?;
+        if self.blocks.active(user).is_some() {
+            self.publisher.publish(&Attempt {
+                blocked: true,
+                ..Attempt::login(user, source, false)
+            });
+            return Ok(LoginOutcome::Blocked);
+        }
+        let success = self.accounts.verify(user, pass).await?;
+        self.publisher
+            .publish(&Attempt::login(user, source, success));
+        Ok(if success {
+            LoginOutcome::Success
+        } else {
+            LoginOutcome::Rejected
+        })
+    }
+
+    /// Blocks that hold now, by user.
+    pub fn blocked(&self) -> Vec<BlockRecord> {
+        self.blocks.list()
+    }
+
+    pub fn block_map(&self) -> &BlockMap {
+        &self.blocks
+    }
+
+    /// Lifts a user's block; false when the user is not blocked. Returns once the cluster
+    /// has the unblock record and the tombstone.
+    pub async fn unblock(&self, user: &str) -> Result<bool, ServiceError> {
+        if self.blocks.active(user).is_none() {
+            return Ok(false);
+        }
+        self.publisher
+            .publish_acked(&Attempt::unblock(user))
+            .await?;
+        let tombstone = FutureRecord::<str, [u8]>::to(&self.blocks_topic).key(user);
+        self.publisher.send_acked(tombstone).await?;
+        tracing::info!(user, "block lifted by an admin");
+        // The follower applies the tombstone within a poll interval; waiting for it means
+        // the next login on this node already sees the user unblocked.
+        self.blocks
+            .wait_for(user, Duration::from_secs(5), |b| b.is_none())
+            .await;
+        Ok(true)
+    }
+
+    pub fn blocker_stats(&self) -> Option<&BlockerStats> {
+        self.blocker_stats.as_deref()
+    }
+
+    /// Attempts that could not be published.
+    pub fn attempts_dropped(&self) -> u64 {
+        self.publisher.dropped()
+    }
+}
+
+/// A running guard node: store, publisher, block follower and (optionally) a blocker.
+#[derive(Debug)]
+pub struct Guard {
+    handle: GuardHandle,
+    publisher: AttemptPublisher,
+    follower: BlocksFollower,
+    blocker: Option<Blocker>,
+}
+
+impl Guard {
+    /// Connects the store (applying migrations), creates the topics and starts the parts.
+    pub async fn start(kafka: &KafkaConfig, config: GuardConfig) -> Result<Guard, ServiceError> {
+        let store = Store::connect(&config.database_url).await?;
+        let accounts = Accounts::new(store, config.argon2).await?;
+        ensure_topics(kafka, &config).await?;
+        let publisher = AttemptPublisher::new(kafka, &config.attempts_topic)?;
+        let follower = BlocksFollower::start(kafka, &config.blocks_topic)?;
+        let blocker = if config.run_blocker {
+            Some(Blocker::start(kafka, config.blocker())?)
+        } else {
+            None
+        };
+        let mut handle = GuardHandle::new(
+            accounts,
+            publisher.clone(),
+            follower.map(),
+            &config.blocks_topic,
+        );
+        handle.blocker_stats = blocker.as_ref().map(Blocker::stats);
+        tracing::info!(
+            store = handle.accounts.store().backend(),
+            blocker = config.run_blocker,
+            "guard started"
+        );
+        Ok(Guard {
+            handle,
+            publisher,
+            follower,
+            blocker,
+        })
+    }
+
+    pub fn handle(&self) -> GuardHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the blocker (last checkpoint), delivers queued attempts, stops the follower.
+    /// Blocking.
+    pub fn shutdown(self) {
+        if let Some(blocker) = self.blocker {
+            blocker.shutdown();
+        }
+        self.publisher.flush(Duration::from_secs(5));
+        self.follower.shutdown();
+    }
+}

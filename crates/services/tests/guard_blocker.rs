@@ -1,0 +1,259 @@
+//! The blocker and the block follower against a real broker: attempts are published over
+//! TCP, the blocker consumes them in a consumer group, and block records are read back from
+//! `blocked-users` by the follower, as a login node reads them.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use freshet_services::guard::attempts::{Attempt, AttemptPublisher};
+use freshet_services::guard::blocker::{Blocker, BlockerStats};
+use freshet_services::guard::blocks::{BlockMap, BlocksFollower};
+use freshet_services::guard::rules::{BlockRecord, Rules};
+use freshet_services::guard::{ensure_topics, GuardConfig};
+use freshet_services::KafkaConfig;
+use freshet_testkit::TestBroker;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn guard_config(prefix: &str) -> GuardConfig {
+    GuardConfig {
+        attempts_topic: "login-attempts".into(),
+        blocks_topic: format!("{prefix}blocked-users"),
+        checkpoint_topic: format!("{prefix}freshet.guard.checkpoints"),
+        group: format!("{prefix}freshet-guard"),
+        checkpoint_interval: Duration::from_millis(200),
+        session_timeout: Duration::from_secs(6),
+        ..GuardConfig::new("sqlite::memory:")
+    }
+}
+
+/// A blocker and a follower of its block topic.
+struct Node {
+    blocker: Blocker,
+    follower: BlocksFollower,
+}
+
+impl Node {
+    async fn start(kafka: &KafkaConfig, config: &GuardConfig) -> Node {
+        ensure_topics(kafka, config).await.expect("topics");
+        let blocker = Blocker::start(kafka, blocker_config(config)).expect("blocker");
+        let follower = BlocksFollower::start(kafka, &config.blocks_topic).expect("follower");
+        Node { blocker, follower }
+    }
+
+    fn blocks(&self) -> BlockMap {
+        self.follower.map()
+    }
+
+    fn stats(&self) -> Arc<BlockerStats> {
+        self.blocker.stats()
+    }
+
+    async fn stop(self) {
+        tokio::task::spawn_blocking(move || {
+            self.blocker.shutdown();
+            self.follower.shutdown();
+        })
+        .await
+        .expect("stopped");
+    }
+}
+
+fn blocker_config(config: &GuardConfig) -> freshet_services::guard::blocker::BlockerConfig {
+    freshet_services::guard::blocker::BlockerConfig {
+        attempts_topic: config.attempts_topic.clone(),
+        blocks_topic: config.blocks_topic.clone(),
+        checkpoint_topic: config.checkpoint_topic.clone(),
+        group: config.group.clone(),
+        rules: config.rules,
+        checkpoint_interval: config.checkpoint_interval,
+        session_timeout: config.session_timeout,
+    }
+}
+
+async fn publish(publisher: &AttemptPublisher, attempts: &[Attempt]) {
+    for attempt in attempts {
+        publisher.publish_acked(attempt).await.expect("published");
+    }
+}
+
+fn failures(user: &str, n: usize) -> Vec<Attempt> {
+    (0..n)
+        .map(|_| Attempt::login(user, "10.1.2.3", false))
+        .collect()
+}
+
+async fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the blocker has processed `records` and its block writes are acknowledged,
+/// then gives the follower a few poll intervals to read them.
+async fn wait_settled(node: &Node, records: u64) {
+    let stats = node.stats();
+    wait_until(
+        "records processed and their block writes acknowledged",
+        || stats.acknowledged.load(Ordering::SeqCst) >= records,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+async fn wait_blocked(blocks: &BlockMap, user: &str, failures: u64) -> BlockRecord {
+    let arrived = blocks
+        .wait_for(user, TIMEOUT, |b| b.is_some_and(|b| b.failures == failures))
+        .await;
+    assert!(
+        arrived,
+        "{user} blocked with {failures} failures: {:?}",
+        blocks.active(user)
+    );
+    blocks.active(user).expect("blocked")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_failures_block_and_four_plus_a_success_do_not() {
+    let broker = TestBroker::start().await;
+    let kafka = KafkaConfig::new(broker.bootstrap());
+    let config = guard_config("");
+    let node = Node::start(&kafka, &config).await;
+    let publisher = AttemptPublisher::new(&kafka, &config.attempts_topic).expect("publisher");
+
+    let mut alice = failures("alice", 4);
+    alice.push(Attempt::login("alice", "10.1.2.3", true));
+    alice.extend(failures("alice", 4));
+    publish(&publisher, &alice).await;
+    publish(&publisher, &failures("mallory", 5)).await;
+
+    let record = wait_blocked(&node.blocks(), "mallory", 5).await;
+    assert_eq!(record.until_ms, None, "blocks never expire by default");
+    wait_settled(&node, 14).await;
+    assert_eq!(node.blocks().active("alice"), None);
+    let names: Vec<String> = node.blocks().list().into_iter().map(|b| b.user).collect();
+    assert_eq!(names, ["mallory"]);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_blocker_resumes_its_counts_from_the_checkpoint() {
+    let broker = TestBroker::start().await;
+    let kafka = KafkaConfig::new(broker.bootstrap());
+    let config = guard_config("");
+    let node = Node::start(&kafka, &config).await;
+    let publisher = AttemptPublisher::new(&kafka, &config.attempts_topic).expect("publisher");
+
+    publish(&publisher, &failures("erin", 3)).await;
+    let stats = node.stats();
+    wait_until("3 attempts processed and checkpointed", || {
+        stats.processed.load(Ordering::SeqCst) == 3 && stats.checkpoints.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    node.stop().await;
+
+    let node = Node::start(&kafka, &config).await;
+    publish(&publisher, &failures("erin", 2)).await;
+    let record = wait_blocked(&node.blocks(), "erin", 5).await;
+    assert_eq!(record.failures, 5);
+    assert_eq!(
+        node.stats().processed.load(Ordering::SeqCst),
+        2,
+        "the restarted blocker resumed at the checkpoint's offset, not the beginning"
+    );
+    node.stop().await;
+
+    // Restarted again: a new follower finds the block, and the blocker its state: the next
+    // failure is added to the block (6), not counted from nothing.
+    let node = Node::start(&kafka, &config).await;
+    let still = wait_blocked(&node.blocks(), "erin", 5).await;
+    assert_eq!(still, record);
+    publish(&publisher, &failures("erin", 1)).await;
+    wait_blocked(&node.blocks(), "erin", 6).await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_attempt_counts_once() {
+    let broker = TestBroker::start().await;
+    let kafka = KafkaConfig::new(broker.bootstrap());
+    let config = guard_config("");
+    let node = Node::start(&kafka, &config).await;
+    let publisher = AttemptPublisher::new(&kafka, &config.attempts_topic).expect("publisher");
+
+    let repeated = Attempt::login("frank", "10.1.2.3", false);
+    publish(&publisher, &vec![repeated.clone(); 5]).await;
+    publish(&publisher, &failures("frank", 3)).await;
+    wait_settled(&node, 8).await;
+    assert_eq!(node.blocks().active("frank"), None, "4 distinct failures");
+
+    publish(&publisher, &failures("frank", 1)).await;
+    wait_blocked(&node.blocks(), "frank", 5).await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_attempts_topic_gives_the_same_blocks() {
+    let broker = TestBroker::start().await;
+    let kafka = KafkaConfig::new(broker.bootstrap());
+    let config = guard_config("");
+    let node = Node::start(&kafka, &config).await;
+    let publisher = AttemptPublisher::new(&kafka, &config.attempts_topic).expect("publisher");
+
+    let mut attempts = Vec::new();
+    for i in 0..20 {
+        let user = format!("user{i}");
+        attempts.extend(failures(&user, i % 8));
+        if i % 3 == 0 {
+            attempts.push(Attempt::login(&user, "10.9.9.9", true));
+            attempts.extend(failures(&user, 2));
+        }
+    }
+    publish(&publisher, &attempts).await;
+    let total = attempts.len() as u64;
+    wait_settled(&node, total).await;
+    let original = node.blocks().list();
+    assert!(original.len() > 5, "{original:?}");
+
+    // A second blocker with its own group, checkpoints and block topic reads everything
+    // from the beginning.
+    let replay = Node::start(&kafka, &guard_config("replay.")).await;
+    wait_settled(&replay, total).await;
+    assert_eq!(replay.blocks().list(), original);
+    replay.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_expire_after_block_for() {
+    let broker = TestBroker::start().await;
+    let kafka = KafkaConfig::new(broker.bootstrap());
+    let config = GuardConfig {
+        rules: Rules {
+            block_for_ms: Some(1500),
+            ..Rules::default()
+        },
+        ..guard_config("")
+    };
+    let node = Node::start(&kafka, &config).await;
+    let publisher = AttemptPublisher::new(&kafka, &config.attempts_topic).expect("publisher");
+
+    publish(&publisher, &failures("gina", 5)).await;
+    let record = wait_blocked(&node.blocks(), "gina", 5).await;
+    assert_eq!(record.until_ms, Some(record.since_ms + 1500));
+    let expired = node
+        .blocks()
+        .wait_for("gina", Duration::from_secs(5), |b| b.is_none())
+        .await;
+    assert!(expired, "the block ends at until_ms");
+    assert!(node.blocks().list().is_empty());
+
+    // Counting starts afresh: a new burst blocks again, from its own start.
+    publish(&publisher, &failures("gina", 5)).await;
+    let again = wait_blocked(&node.blocks(), "gina", 5).await;
+    assert!(again.since_ms > record.since_ms);
+    node.stop().await;
+}
