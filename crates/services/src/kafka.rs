@@ -5,7 +5,9 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::TopicPartitionList;
 
 use crate::ServiceError;
 
@@ -84,4 +86,33 @@ pub async fn ensure_topic(kafka: &KafkaConfig, spec: &TopicSpec<'_>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The body of a `ConsumerContext::rebalance` for services that keep state per partition
+/// (eager protocol): `on_revoke` runs before partitions are given up, `on_assign` may set each
+/// assigned partition's start offset before the assignment is applied.
+pub(crate) fn rebalance_with<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    err: RDKafkaRespErr,
+    tpl: &mut TopicPartitionList,
+    on_assign: impl FnOnce(&mut TopicPartitionList),
+    on_revoke: impl FnOnce(),
+) {
+    let result = match err {
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+            on_assign(tpl);
+            consumer.assign(tpl)
+        }
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+            on_revoke();
+            consumer.unassign()
+        }
+        other => {
+            tracing::error!(error = ?other, "rebalance failed");
+            consumer.unassign()
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "applying a rebalance");
+    }
 }

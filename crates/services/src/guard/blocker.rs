@@ -233,23 +233,13 @@ impl ConsumerContext for BlockerContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let result = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.on_assign(tpl);
-                consumer.assign(tpl)
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.on_revoke(consumer);
-                consumer.unassign()
-            }
-            other => {
-                tracing::error!(error = ?other, "rebalance failed");
-                consumer.unassign()
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "applying a rebalance");
-        }
+        crate::kafka::rebalance_with(
+            consumer,
+            err,
+            tpl,
+            |tpl| self.on_assign(tpl),
+            || self.on_revoke(consumer),
+        );
     }
 }
 
