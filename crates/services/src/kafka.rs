@@ -1,13 +1,16 @@
 //! Kafka client settings shared by the services, and idempotent topic creation.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
-use rdkafka::TopicPartitionList;
+use rdkafka::{ClientContext, Message, TopicPartitionList};
 
 use crate::ServiceError;
 
@@ -114,5 +117,64 @@ pub(crate) fn rebalance_with<C: ConsumerContext>(
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "applying a rebalance");
+    }
+}
+
+/// A producer context that counts failed deliveries, so a service can refuse to checkpoint
+/// past records that never arrived.
+#[derive(Debug, Default)]
+pub(crate) struct DeliveryCounter {
+    /// Which service's records, for the log.
+    what: &'static str,
+    failures: AtomicU64,
+}
+
+impl DeliveryCounter {
+    pub(crate) fn new(what: &'static str) -> Self {
+        DeliveryCounter {
+            what,
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Failed deliveries so far (and records that could not be enqueued).
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::SeqCst)
+    }
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            tracing::error!(error = %error, topic = message.topic(), "a {} record was not delivered", self.what);
+            self.failures.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Enqueues a record, waiting while the producer queue is full, never dropping it. A record
+/// that cannot be enqueued counts as a failed delivery.
+pub(crate) fn enqueue(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    mut record: BaseRecord<'_, [u8], [u8]>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((e, _)) => {
+                let context = producer.context();
+                tracing::error!(error = %e, "cannot enqueue a {} record", context.what);
+                context.failures.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+        }
     }
 }

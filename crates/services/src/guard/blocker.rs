@@ -19,14 +19,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::attempts::Attempt;
 use super::rules::{Change, PartitionState, Rules};
+use crate::kafka::DeliveryCounter;
 use crate::{KafkaConfig, ServiceError};
 
 /// Messages polled per round before block records are sent.
@@ -120,7 +120,7 @@ impl Worker {
                 "message.max.bytes",
                 (MAX_CHECKPOINT_BYTES + 4096).to_string(),
             )
-            .create_with_context(DeliveryCounter::default())?;
+            .create_with_context(DeliveryCounter::new("blocker"))?;
         let session_ms = config.session_timeout.as_millis().max(6000);
         let topic = config.attempts_topic.clone();
         let group = config.group.clone();
@@ -181,25 +181,6 @@ impl Worker {
                 None => return,
             }
             timeout = Duration::ZERO;
-        }
-    }
-}
-
-/// Counts failed deliveries of block records and checkpoints.
-#[derive(Default)]
-struct DeliveryCounter {
-    failures: AtomicU64,
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, message)) = result {
-            tracing::error!(error = %error, topic = message.topic(), "a blocker record was not delivered");
-            self.failures.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -301,26 +282,8 @@ impl BlockerContext {
         }
     }
 
-    /// Enqueues a record, waiting while the queue is full. One that cannot be enqueued counts
-    /// as a delivery failure, which makes the next checkpoint rewind.
-    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) {
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((e, _)) => {
-                    tracing::error!(error = %e, "cannot enqueue a blocker record");
-                    self.producer
-                        .context()
-                        .failures
-                        .fetch_add(1, Ordering::SeqCst);
-                    return;
-                }
-            }
-        }
+    fn send(&self, record: BaseRecord<'_, [u8], [u8]>) {
+        crate::kafka::enqueue(&self.producer, record);
     }
 
     /// Waits until everything sent is acknowledged; false if anything failed.
@@ -329,7 +292,7 @@ impl BlockerContext {
             tracing::error!(error = %e, "blocker records not acknowledged in time");
             return false;
         }
-        let failures = self.producer.context().failures.load(Ordering::SeqCst);
+        let failures = self.producer.context().failures();
         let mut owned = self.owned();
         let ok = failures == owned.failures_seen;
         owned.failures_seen = failures;

@@ -7,21 +7,21 @@
 //! checkpoint's offset (not the group's committed offset, which only serves lag tools).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::checkpoint::{delta_key, encode_delta, encode_heartbeat, heartbeat_key, DeltaHeader};
 use super::state::{NodeState, Sets};
 use super::{now_ms, Shared};
 use crate::event::{parse_event, DeviceEvent, REASON_HEADER};
+use crate::kafka::DeliveryCounter;
 use crate::{KafkaConfig, ServiceError};
 
 /// Events parsed before they are applied under one lock.
@@ -43,7 +43,7 @@ impl Worker {
             .durable_producer_config("tracker")
             .set("compression.type", "lz4")
             .set("linger.ms", "2")
-            .create_with_context(DeliveryCounter::default())?;
+            .create_with_context(DeliveryCounter::new("tracker"))?;
         let session_ms = shared.config.session_timeout.as_millis().max(6000);
         let context = TrackerContext {
             shared: shared.clone(),
@@ -155,25 +155,6 @@ struct Owner {
     next_seq: u64,
     /// Delivery failures already handled.
     failures_seen: u64,
-}
-
-/// Counts producer deliveries that failed (dead-letter records or checkpoints).
-#[derive(Default)]
-struct DeliveryCounter {
-    failures: AtomicU64,
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, message)) = result {
-            tracing::error!(error = %error, topic = message.topic(), "a tracker record was not delivered");
-            self.failures.fetch_add(1, Ordering::SeqCst);
-        }
-    }
 }
 
 pub(super) struct TrackerContext {
@@ -288,26 +269,8 @@ impl TrackerContext {
         self.send(record);
     }
 
-    /// Enqueues a record, waiting while the producer queue is full. A record that cannot be
-    /// enqueued counts as a delivery failure, which makes the next checkpoint rewind.
-    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) {
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((e, _)) => {
-                    tracing::error!(error = %e, "cannot enqueue a tracker record");
-                    self.producer
-                        .context()
-                        .failures
-                        .fetch_add(1, Ordering::SeqCst);
-                    return;
-                }
-            }
-        }
+    fn send(&self, record: BaseRecord<'_, [u8], [u8]>) {
+        crate::kafka::enqueue(&self.producer, record);
     }
 
     /// Writes a delta checkpoint for every owned partition that changed, after the
@@ -397,7 +360,7 @@ impl TrackerContext {
             tracing::error!(error = %e, "tracker records not acknowledged in time");
             return false;
         }
-        let failures = self.producer.context().failures.load(Ordering::SeqCst);
+        let failures = self.producer.context().failures();
         let mut owner = self.owner();
         let ok = failures == owner.failures_seen;
         owner.failures_seen = failures;
