@@ -54,6 +54,33 @@ impl KafkaConfig {
         config
     }
 
+    /// A consumer-group member for a service that keeps its own per-partition state and
+    /// checkpoints it: offsets are never committed or stored automatically, a partition with
+    /// no checkpoint starts at its beginning, and the group notices a silent member after
+    /// `session_timeout` (at least 6 s, the broker's minimum).
+    pub(crate) fn stateful_group_config(
+        &self,
+        role: &str,
+        group: &str,
+        session_timeout: Duration,
+    ) -> ClientConfig {
+        let session_ms = session_timeout.as_millis().max(6000);
+        let mut config = self.client_config(role);
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", session_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (session_ms / 4).min(3000).to_string(),
+            )
+            .set("fetch.wait.max.ms", "100");
+        config
+    }
+
     pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, ServiceError> {
         Ok(self.client_config("admin").create()?)
     }

@@ -121,7 +121,7 @@ impl Worker {
                 (MAX_CHECKPOINT_BYTES + 4096).to_string(),
             )
             .create_with_context(DeliveryCounter::new("blocker"))?;
-        let session_ms = config.session_timeout.as_millis().max(6000);
+        let session_timeout = config.session_timeout;
         let topic = config.attempts_topic.clone();
         let group = config.group.clone();
         let context = BlockerContext {
@@ -132,18 +132,7 @@ impl Worker {
             owned: Mutex::new(Owned::default()),
         };
         let consumer: BaseConsumer<BlockerContext> = kafka
-            .client_config("guard-blocker")
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            .set("session.timeout.ms", session_ms.to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (session_ms / 4).min(3000).to_string(),
-            )
-            .set("fetch.wait.max.ms", "100")
+            .stateful_group_config("guard-blocker", &group, session_timeout)
             // Attempts are ~150 bytes: large fetches keep the prefetch queue full, so the
             // worker never waits on a round trip between batches.
             .set("max.partition.fetch.bytes", (8 << 20).to_string())

@@ -44,7 +44,6 @@ impl Worker {
             .set("compression.type", "lz4")
             .set("linger.ms", "2")
             .create_with_context(DeliveryCounter::new("tracker"))?;
-        let session_ms = shared.config.session_timeout.as_millis().max(6000);
         let context = TrackerContext {
             shared: shared.clone(),
             producer,
@@ -52,16 +51,10 @@ impl Worker {
             owner: Mutex::new(Owner::default()),
         };
         let consumer: BaseConsumer<TrackerContext> = kafka
-            .client_config("tracker")
-            .set("group.id", &shared.config.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            .set("session.timeout.ms", session_ms.to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (session_ms / 4).min(3000).to_string(),
+            .stateful_group_config(
+                "tracker",
+                &shared.config.group,
+                shared.config.session_timeout,
             )
             // Prefetch trades memory for speed: librdkafka's buffers are C allocations that
             // glibc keeps once freed. Measured over 4M events (1M IPs, no views): its defaults
@@ -73,7 +66,6 @@ impl Worker {
             .set("queued.max.messages.kbytes", "32768")
             .set("max.partition.fetch.bytes", (4 << 20).to_string())
             .set("fetch.max.bytes", (16 << 20).to_string())
-            .set("fetch.wait.max.ms", "100")
             .create_with_context(context)?;
         consumer.subscribe(&[&shared.config.input_topic])?;
         Ok(Worker { shared, consumer })
