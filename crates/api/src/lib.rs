@@ -23,6 +23,7 @@
 //!   `/unique_ip_count`, `/api/v1/unique_ip_count` and `/start`.
 //! - [`health`] — `GET /healthz`.
 //! - [`openapi`] — the route table and the spec, built together (`GET /api/openapi.json`).
+//! - [`docs`] — `/api/docs`, interactive docs (Swagger UI, compiled in) over that spec.
 //!
 //! # Documented by construction
 //!
@@ -31,6 +32,7 @@
 //! entry; the tests check the spec against what the router answers.
 
 pub mod compat;
+pub mod docs;
 pub mod error;
 pub mod generator;
 pub mod guard;
@@ -59,6 +61,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn app(state: AppState) -> Router {
     let (router, spec) = openapi::router().split_for_parts();
     router
+        .merge(docs::routes())
         // Set after every route is mounted: axum applies it to the routes that exist.
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::unknown_route)
