@@ -56,6 +56,11 @@ pub struct GeneratorParams {
     /// Topic to write to (default `device-events`); created with 3 partitions if missing.
     #[schema(default = "device-events")]
     pub topic: String,
+    /// Devices take turns (in pool order, itself random) instead of each event picking one
+    /// at random (default false). With `num_messages` at least `num_devices`, every device
+    /// sends, so the distinct count is exactly `num_devices`.
+    #[schema(default = false)]
+    pub round_robin: bool,
 }
 
 impl Default for GeneratorParams {
@@ -68,6 +73,7 @@ impl Default for GeneratorParams {
             seed: None,
             ipv6_percent: 0,
             topic: DEVICE_EVENTS.to_string(),
+            round_robin: false,
         }
     }
 }
@@ -85,6 +91,7 @@ struct ParamsBody {
     seed: Option<u64>,
     ipv6_percent: Option<u8>,
     topic: Option<String>,
+    round_robin: Option<bool>,
 }
 
 impl From<ParamsBody> for GeneratorParams {
@@ -103,6 +110,7 @@ impl From<ParamsBody> for GeneratorParams {
             seed: body.seed,
             ipv6_percent: body.ipv6_percent.unwrap_or(defaults.ipv6_percent),
             topic: body.topic.unwrap_or(defaults.topic),
+            round_robin: body.round_robin.unwrap_or(defaults.round_robin),
         }
     }
 }
