@@ -68,7 +68,11 @@ pub struct PipelineBenchArgs {
     #[arg(long, env = "FRESHET_BENCH_SKIP_MEMORY")]
     pub skip_memory: bool,
     /// Skip the throughput and end-to-end runs (memory runs only).
-    #[arg(long, env = "FRESHET_BENCH_SKIP_THROUGHPUT", conflicts_with = "skip_memory")]
+    #[arg(
+        long,
+        env = "FRESHET_BENCH_SKIP_THROUGHPUT",
+        conflicts_with = "skip_memory"
+    )]
     pub skip_throughput: bool,
 }
 
