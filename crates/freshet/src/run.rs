@@ -64,9 +64,9 @@ async fn run_services(args: &UpArgs, bootstrap: &str) -> anyhow::Result<()> {
         .with_tracker(tracker.handle())
         .with_generator(GeneratorJobs::new(kafka.clone()))
         .with_guard(guard.handle(), args.guard.options());
+    let url = format!("http://{}", local_addr(&http));
     eprintln!(
-        "freshet: HTTP API on http://{} (spec: /api/openapi.json), tracker node {}",
-        local_addr(&http),
+        "freshet: HTTP API on {url} (console: {url}/, docs: {url}/api/docs, metrics: {url}/metrics), tracker node {}",
         tracker.handle().node_id()
     );
     eprintln!(
