@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::event::DEVICE_EVENTS;
+use crate::kafka::check_topic_name;
 use crate::ServiceError;
 
 /// Devices of the earlier tool's `GET /start` when the caller names none.
@@ -22,8 +23,6 @@ pub const MAX_NUM_MESSAGES: u64 = 1_000_000_000;
 pub const MAX_PAUSE_MS: u64 = 60_000;
 /// Far above what one producer can send; a larger rate would simply mean "unpaced".
 pub const MAX_RATE: f64 = 10_000_000.0;
-/// Kafka's limit on topic name length.
-const MAX_TOPIC_CHARS: usize = 249;
 
 /// Parameters of one generator run: `freshet generate` flags, and the JSON body of
 /// `POST /api/v1/generator/jobs`. Missing fields take the earlier tool's defaults.
@@ -189,32 +188,6 @@ impl GeneratorParams {
         // `num_devices` is at most u64::MAX, so the rounded quotient fits back into a u64.
         u64::try_from((scaled + 50) / 100).unwrap_or(self.num_devices)
     }
-}
-
-/// Kafka's topic naming rules: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-fn check_topic_name(topic: &str) -> Result<(), String> {
-    if topic.is_empty() {
-        return Err("topic must not be empty".into());
-    }
-    if topic.len() > MAX_TOPIC_CHARS {
-        return Err(format!(
-            "topic is {} characters long, more than Kafka's {MAX_TOPIC_CHARS}",
-            topic.len()
-        ));
-    }
-    if topic == "." || topic == ".." {
-        return Err(format!("topic {topic:?} is not a valid topic name"));
-    }
-    if let Some(bad) = topic
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic {topic:?} contains {bad:?}; topic names may only contain ASCII letters, \
-             digits, '.', '_' and '-'"
-        ));
-    }
-    Ok(())
 }
 
 /// A seed for a run that was given none. Kept below 2^53 so it survives a round trip through
