@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
-use crate::{compat, generator, guard, health, timestamp, tracker};
+use crate::{compat, generator, guard, health, metrics, timestamp, tracker};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,7 +31,7 @@ use crate::{compat, generator, guard, health, timestamp, tracker};
         (name = "guard", description = "Accounts, logins and brute-force blocking"),
         (name = "timestamp", description = "Timestamp normalisation"),
         (name = "compatible", description = "Endpoints of earlier tools, unchanged"),
-        (name = "meta", description = "Health and this spec"),
+        (name = "meta", description = "Health, metrics and this spec"),
     ),
     modifiers(&AdminTokenScheme)
 )]
@@ -67,6 +67,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(guard::routes())
         .merge(compat::routes())
         .merge(health::routes())
+        .merge(metrics::routes())
         .routes(routes!(openapi_json))
 }
 
