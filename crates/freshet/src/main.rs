@@ -5,6 +5,7 @@ mod cli;
 mod generate;
 mod guard;
 mod logdump;
+mod metrics;
 mod run;
 mod ts;
 
@@ -19,6 +20,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::cli::{Cli, Command, LogCommand};
 
 fn main() -> std::process::ExitCode {
+    // Fixes the start the uptime metric counts from.
+    freshet_api::metrics::process_started();
     let cli = Cli::parse();
     cli::init_tracing(&cli.global);
     match run(cli.command) {
