@@ -94,6 +94,10 @@ impl GuardState {
             limiter,
         }
     }
+
+    pub(crate) fn handle(&self) -> &GuardHandle {
+        &self.handle
+    }
 }
 
 /// Token buckets per source address.

@@ -1,9 +1,10 @@
 //! Freshet's HTTP API: the routes of each stream service, the endpoints earlier tools exposed
 //! (same paths, same JSON), and the OpenAPI 3.1 spec of all of them.
 //!
-//! [`app`] builds the router from an [`AppState`] naming the services this process runs;
-//! [`serve`] runs it on an already-bound listener until a shutdown future completes. Tests
-//! call the router directly (`tower::ServiceExt::oneshot`), without sockets.
+//! [`app`] builds the router from an [`AppState`] naming the services this process runs
+//! ([`metrics_app`] one with only `/metrics`, for the broker alone); [`serve`] runs it on an
+//! already-bound listener until a shutdown future completes. Tests call the router directly
+//! (`tower::ServiceExt::oneshot`), without sockets.
 //!
 //! # Layout
 //!
@@ -25,6 +26,8 @@
 //! - [`compat`] — the earlier tools' `/is-node-active`, `/number-ips`, `/global-number-ips`,
 //!   `/unique_ip_count`, `/api/v1/unique_ip_count` and `/start`.
 //! - [`health`] — `GET /healthz`.
+//! - [`metrics`] — `GET /metrics`: the Prometheus text exposition of the process, its
+//!   services and the collectors the binary registers (the embedded broker's).
 //! - [`openapi`] — the route table and the spec, built together (`GET /api/openapi.json`).
 //! - [`docs`] — `/api/docs`, interactive docs (Swagger UI, compiled in) over that spec.
 //!
@@ -41,6 +44,7 @@ pub mod generator;
 pub mod groups;
 pub mod guard;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod state;
 pub mod timestamp;
@@ -56,6 +60,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 pub use error::ApiError;
+pub use metrics::Metrics;
 pub use state::AppState;
 
 /// Largest request body accepted, except by the route sending records
@@ -75,6 +80,16 @@ pub fn app(state: AppState) -> Router {
         // Bodies without a Content-Length (chunked) are cut off by the extractors at the cap.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(reject_declared_oversized_body))
+        .with_state(state)
+}
+
+/// Only `GET /metrics`, for a process that serves no API (`freshet broker
+/// --metrics-listen`); other paths get the usual JSON 404.
+pub fn metrics_app(state: AppState) -> Router {
+    let (router, _spec) = metrics::routes().split_for_parts();
+    router
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::unknown_route)
         .with_state(state)
 }
 

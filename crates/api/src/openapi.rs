@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
-use crate::{compat, generator, groups, guard, health, timestamp, topics, tracker};
+use crate::{compat, generator, groups, guard, health, metrics, timestamp, topics, tracker};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,7 +34,7 @@ use crate::{compat, generator, groups, guard, health, timestamp, topics, tracker
         (name = "groups", description = "Consumer groups, their members and lag"),
         (name = "timestamp", description = "Timestamp normalisation"),
         (name = "compatible", description = "Endpoints of earlier tools, unchanged"),
-        (name = "meta", description = "Health and this spec"),
+        (name = "meta", description = "Health, metrics and this spec"),
     ),
     modifiers(&AdminTokenScheme)
 )]
@@ -72,6 +72,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(groups::routes())
         .merge(compat::routes())
         .merge(health::routes())
+        .merge(metrics::routes())
         .routes(routes!(openapi_json))
 }
 

@@ -11,15 +11,17 @@ use freshet_services::tracker::TrackerHandle;
 
 use crate::error::ApiError;
 use crate::guard::GuardState;
+use crate::metrics::Metrics;
 
 /// The services this process runs. `freshet up` has all of them; `freshet tracker` a tracker
-/// and the cluster client.
+/// and the cluster client. `/metrics` reports on each, and on the components in [`Metrics`].
 #[derive(Debug, Clone, Default)]
 pub struct AppState {
     tracker: Option<TrackerHandle>,
     generator: Option<GeneratorJobs>,
     guard: Option<GuardState>,
     cluster: Option<Cluster>,
+    metrics: Metrics,
 }
 
 impl AppState {
@@ -54,8 +56,23 @@ impl AppState {
         self
     }
 
+    /// Collectors of components outside the API (the embedded broker's) for `/metrics`.
+    /// The tracker's and the guard's numbers are reported without this.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     pub(crate) fn guard(&self) -> Option<&GuardState> {
         self.guard.as_ref()
+    }
+
+    pub(crate) fn tracker_handle(&self) -> Option<&TrackerHandle> {
+        self.tracker.as_ref()
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 

@@ -12,10 +12,12 @@ use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use common::{assert_error, get, post_json, request, send};
 use freshet_api::topics::MAX_RECORDS_BODY_BYTES;
-use freshet_api::{app, AppState, MAX_BODY_BYTES};
+use freshet_api::{app, metrics_app, AppState, Metrics, MAX_BODY_BYTES};
 use freshet_services::cluster::Cluster;
 use freshet_services::generator::GeneratorJobs;
 use freshet_services::KafkaConfig;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 use serde_json::{json, Value};
 
 fn bare_app() -> Router {
@@ -477,6 +479,84 @@ async fn healthz_is_ok() {
     assert_eq!(answer.json, json!({"status": "ok"}));
 }
 
+#[tokio::test]
+async fn metrics_without_services_are_the_process_metrics_in_prometheus_text() {
+    let answer = get(&bare_app(), "/metrics").await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(
+        answer.headers.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"text/plain; version=0.0.4; charset=utf-8"[..])
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    let lines: Vec<&str> = answer.text.lines().collect();
+    let build_info = format!("freshet_build_info{{version=\"{version}\"}} 1");
+    for expected in [
+        "# TYPE freshet_build_info gauge",
+        build_info.as_str(),
+        "# TYPE freshet_process_uptime_seconds gauge",
+    ] {
+        assert!(lines.contains(&expected), "{expected} in:\n{}", answer.text);
+    }
+    assert!(
+        !answer.text.contains("freshet_tracker_") && !answer.text.contains("freshet_guard_"),
+        "no service runs, so none reports: {}",
+        answer.text
+    );
+    assert!(
+        !answer.text.contains("# EOF"),
+        "OpenMetrics-only lines are left out"
+    );
+}
+
+/// A component outside the API, reporting through a collector the binary registers.
+#[derive(Debug)]
+struct Widgets;
+
+impl Collector for Widgets {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        freshet_api::metrics::encode::counters(
+            &mut encoder,
+            "test_widgets",
+            "Widgets made, per kind.",
+            "kind",
+            [("plain", 3), ("quoted \"odd\" \\ one", 4)],
+        )
+    }
+}
+
+#[tokio::test]
+async fn registered_collectors_are_scraped_with_counters_named_like_their_samples() {
+    let metrics = Metrics::new();
+    metrics.register(Widgets);
+    let state = AppState::new().with_metrics(metrics);
+    for app in [app(state.clone()), metrics_app(state)] {
+        let answer = get(&app, "/metrics").await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        let lines: Vec<&str> = answer.text.lines().collect();
+        for expected in [
+            "# HELP test_widgets_total Widgets made, per kind.",
+            "# TYPE test_widgets_total counter",
+            "test_widgets_total{kind=\"plain\"} 3",
+            "test_widgets_total{kind=\"quoted \\\"odd\\\" \\\\ one\"} 4",
+        ] {
+            assert!(lines.contains(&expected), "{expected} in:\n{}", answer.text);
+        }
+        assert!(
+            answer.text.contains("freshet_build_info"),
+            "{}",
+            answer.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_metrics_app_serves_nothing_but_metrics() {
+    let app = metrics_app(AppState::new());
+    assert_eq!(get(&app, "/metrics").await.status, StatusCode::OK);
+    let health = get(&app, "/healthz").await;
+    assert_error(&health, StatusCode::NOT_FOUND, "no route for GET /healthz");
+}
+
 async fn served_spec(app: &Router) -> Value {
     let answer = get(app, "/api/openapi.json").await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -547,6 +627,7 @@ async fn spec_is_openapi_3_1_titled_freshet_with_this_version() {
         "GET /api/v1/groups/{group_id}",
         "GET /api/openapi.json",
         "GET /healthz",
+        "GET /metrics",
     ] {
         assert!(
             documented.contains(expected),

@@ -105,6 +105,20 @@ impl GroupCoordinator {
         self.rebalances.load(Ordering::Relaxed)
     }
 
+    /// Completed join phases that produced a generation with members, per group that had
+    /// any, since the coordinator opened.
+    pub fn rebalances_by_group(&self) -> Vec<(String, u64)> {
+        let groups = lock(&self.groups);
+        let mut counts: Vec<(String, u64)> = groups
+            .values()
+            .filter(|group| group.rebalances > 0)
+            .map(|group| (group.id.clone(), group.rebalances))
+            .collect();
+        drop(groups);
+        counts.sort_unstable();
+        counts
+    }
+
     /// Number of fsyncs of the offsets file that made commits durable. Fewer than commits
     /// under concurrency: that is the group commit at work.
     pub fn offsets_fsync_count(&self) -> u64 {
@@ -196,6 +210,7 @@ impl GroupCoordinator {
         if let Some(change) = fx.new_generation {
             if change.has_members {
                 self.rebalances.fetch_add(1, Ordering::Relaxed);
+                group.rebalances += 1;
             }
             let record = Record::Generation {
                 group: group.id.clone(),

@@ -137,6 +137,12 @@ async fn a_new_member_makes_everyone_rejoin_into_the_next_generation() {
         heartbeat(&coordinator, "g", 1, &group.leader).await,
         ILLEGAL_GENERATION
     );
+    form_group(&coordinator, "other", 1).await;
+    assert_eq!(
+        coordinator.rebalances_by_group(),
+        [("g".to_string(), 2), ("other".to_string(), 1)],
+        "rebalances are counted per group"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -46,7 +46,7 @@ pub enum Command {
     /// Run everything in one process: the broker, the HTTP API, the tracker and the guard.
     Up(UpArgs),
     /// Run the Kafka-compatible broker alone.
-    Broker(BrokerArgs),
+    Broker(BrokerNodeArgs),
     /// Run one tracker node: counts distinct device IPs exactly with the other nodes of its
     /// consumer group, and serves its counts over HTTP.
     Tracker(TrackerNodeArgs),
@@ -190,6 +190,17 @@ pub struct BrokerArgs {
         default_value_t = 3000
     )]
     pub group_initial_rebalance_delay_ms: u64,
+}
+
+/// `freshet broker`: the broker's settings, and what it serves besides Kafka.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerNodeArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Serve the broker's metrics at `GET /metrics` (Prometheus text format) on this address;
+    /// off when not given.
+    #[arg(long, env = "FRESHET_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]

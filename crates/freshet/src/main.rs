@@ -6,6 +6,7 @@ mod generate;
 mod guard;
 mod heap;
 mod logdump;
+mod metrics;
 mod run;
 mod ts;
 
@@ -20,6 +21,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::cli::{Cli, Command, LogCommand};
 
 fn main() -> std::process::ExitCode {
+    // Fixes the start the uptime metric counts from.
+    freshet_api::metrics::process_started();
     let cli = Cli::parse();
     cli::init_tracing(&cli.global);
     match run(cli.command) {

@@ -1,13 +1,18 @@
 //! `freshet up`, `freshet broker` and `freshet tracker`: the long-running commands.
 //!
+//! `/metrics` reports on whatever runs in the process: the API covers the services of its
+//! state, and the embedded broker's collector ([`crate::metrics`]) is added where there is
+//! one.
+//!
 //! Shutdown runs in dependency order: the HTTP API stops taking requests, the tracker and the
 //! guard's blocker write their last checkpoints and leave their groups, and only then does
 //! the embedded broker close.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
-use freshet_api::AppState;
+use freshet_api::{AppState, Metrics};
 use freshet_broker::Broker;
 use freshet_services::cluster::Cluster;
 use freshet_services::generator::GeneratorJobs;
@@ -17,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cli::{BrokerArgs, TrackerNodeArgs, UpArgs};
+use crate::cli::{BrokerArgs, BrokerNodeArgs, TrackerNodeArgs, UpArgs};
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -40,7 +45,11 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
             (None, Some(broker)) => broker.addr.to_string(),
             (None, None) => unreachable!("an embedded broker starts when no cluster is given"),
         };
-        let result = run_services(&args, &bootstrap).await;
+        let metrics = embedded
+            .as_ref()
+            .map(EmbeddedBroker::metrics)
+            .unwrap_or_default();
+        let result = run_services(&args, &bootstrap, metrics).await;
         if let Some(broker) = embedded {
             broker.stop().await;
         }
@@ -48,7 +57,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn run_services(args: &UpArgs, bootstrap: &str) -> anyhow::Result<()> {
+async fn run_services(args: &UpArgs, bootstrap: &str, metrics: Metrics) -> anyhow::Result<()> {
     let kafka = KafkaConfig::new(bootstrap);
     let cluster = Cluster::new(&kafka).context("creating the cluster client")?;
     let http = bind_http(args.http_listen).await?;
@@ -66,7 +75,8 @@ async fn run_services(args: &UpArgs, bootstrap: &str) -> anyhow::Result<()> {
         .with_tracker(tracker.handle())
         .with_generator(GeneratorJobs::new(kafka.clone()))
         .with_guard(guard.handle(), args.guard.options())
-        .with_cluster(cluster);
+        .with_cluster(cluster)
+        .with_metrics(metrics);
     let url = format!("http://{}", local_addr(&http));
     eprintln!(
         "freshet: HTTP API on {url} (console: {url}/, docs: {url}/api/docs, metrics: {url}/metrics), tracker node {}",
@@ -105,10 +115,18 @@ pub fn tracker(args: TrackerNodeArgs) -> anyhow::Result<()> {
     })
 }
 
-pub fn broker(args: BrokerArgs) -> anyhow::Result<()> {
+/// The broker alone, and its metrics over HTTP if asked for.
+pub fn broker(args: BrokerNodeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let broker = EmbeddedBroker::start(&args).await?;
-        shutdown_signal().await;
+        let metrics_http = match args.metrics_listen {
+            Some(addr) => Some(bind_http(addr).await?),
+            None => None,
+        };
+        let broker = EmbeddedBroker::start(&args.broker).await?;
+        match metrics_http {
+            Some(listener) => serve_metrics_until_signal(listener, broker.metrics()).await,
+            None => shutdown_signal().await,
+        }
         broker.stop().await;
         Ok(())
     })
@@ -117,6 +135,7 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<()> {
 /// The broker serving in this process until [`stop`](Self::stop).
 struct EmbeddedBroker {
     addr: SocketAddr,
+    broker: Arc<Broker>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -134,8 +153,18 @@ impl EmbeddedBroker {
             args.data_dir.display()
         );
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(freshet_broker::serve(listener, broker, changed(stopped)));
-        Ok(EmbeddedBroker { addr, stop, task })
+        let serving = freshet_broker::serve(listener, broker.clone(), changed(stopped));
+        let task = tokio::spawn(serving);
+        Ok(EmbeddedBroker {
+            addr,
+            broker,
+            stop,
+            task,
+        })
+    }
+
+    fn metrics(&self) -> Metrics {
+        crate::metrics::for_broker(self.broker.clone())
     }
 
     async fn stop(self) {
@@ -162,6 +191,18 @@ pub(crate) async fn serve_until_signal(listener: TcpListener, state: AppState) {
     let router = freshet_api::app(state);
     if let Err(e) = freshet_api::serve(listener, router, shutdown_signal()).await {
         tracing::error!(error = %e, "the HTTP server failed");
+    }
+}
+
+/// Serves only `GET /metrics` until SIGINT or SIGTERM.
+async fn serve_metrics_until_signal(listener: TcpListener, metrics: Metrics) {
+    eprintln!(
+        "freshet: Prometheus metrics on http://{} (GET /metrics)",
+        local_addr(&listener)
+    );
+    let router = freshet_api::metrics_app(AppState::new().with_metrics(metrics));
+    if let Err(e) = freshet_api::serve(listener, router, shutdown_signal()).await {
+        tracing::error!(error = %e, "the metrics server failed");
     }
 }
 

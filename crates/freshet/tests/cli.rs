@@ -317,6 +317,7 @@ fn help_lists_every_broker_flag_with_its_environment_variable() {
         "--retention-ms",
         "--log-cleanup-interval-ms",
         "--group-initial-rebalance-delay-ms",
+        "--metrics-listen",
         "--log",
         "--log-format",
     ] {

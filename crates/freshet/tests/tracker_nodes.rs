@@ -7,7 +7,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::daemon::{get_json, Daemon};
+use common::daemon::{get_json, http_get, Daemon};
+use common::prometheus::{parse, Exposition};
 use common::{client_config, freshet, BrokerProcess};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -86,6 +87,12 @@ fn ground_truth(bootstrap: &str) -> u64 {
     ips.len() as u64
 }
 
+fn scrape(addr: &str) -> Exposition {
+    let (status, body) = http_get(addr, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "{body}");
+    parse(&body)
+}
+
 /// Waits until every node reports `expected` as its global count.
 fn wait_for_global(nodes: &[&Daemon], expected: u64) {
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -142,6 +149,18 @@ fn three_nodes_stay_exact_through_a_kill_and_a_restart() {
     // The group may still be settling (nodes joined one after the other).
     wait_until("the three nodes split the partitions 2/2/2", || {
         nodes.iter().all(|n| owned_partitions(n) == 2)
+    });
+    // Each event was counted by exactly one node: a partition that moved resumed where its
+    // previous owner checkpointed on giving it up.
+    wait_until("the nodes' /metrics add up to every event", || {
+        let metrics: Vec<Exposition> = nodes.iter().map(|n| scrape(&n.addr)).collect();
+        let counted: f64 = metrics
+            .iter()
+            .map(|m| m.value("freshet_tracker_events_total", &[]))
+            .sum();
+        let global = |m: &Exposition| m.get("freshet_tracker_distinct_ips", &[("scope", "global")]);
+        assert!(counted <= 30_000.0, "{counted} events counted");
+        counted == 30_000.0 && metrics.iter().all(|m| global(m) == Some(truth as f64))
     });
 
     // Kill one node while a second stream is being written; the others take over its

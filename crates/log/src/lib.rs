@@ -79,10 +79,12 @@ mod records;
 mod recovery;
 mod retention;
 mod segment;
+pub mod stats;
 
 pub use batch::{BatchHeader, BATCH_HEADER_LEN};
 pub use compaction::CompactionStats;
 pub use config::{CleanupPolicy, Durability, LogConfig};
 pub use dump::dump_segment;
 pub use error::LogError;
-pub use partition::{AppendOutcome, LogStats, PartitionLog, ReadOutcome, SegmentInfo};
+pub use partition::{AppendOutcome, PartitionLog, ReadOutcome, SegmentInfo};
+pub use stats::{FsyncHistogram, LogStats};

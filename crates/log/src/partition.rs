@@ -6,9 +6,9 @@ use std::fs;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -21,6 +21,7 @@ use crate::fsutil::{self, SNAPSHOT_EXT};
 use crate::locks::{lock, read_lock, write_lock};
 use crate::producer::{ProducerStates, SetVerdict};
 use crate::segment::Segment;
+use crate::stats::{Counters, LogStats};
 
 /// Name of the clean-shutdown marker file.
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
@@ -56,25 +57,6 @@ pub struct ReadOutcome {
     pub log_start_offset: i64,
 }
 
-/// Counters since the log was opened.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LogStats {
-    /// Bytes written by appends (duplicates excluded).
-    pub bytes_appended: u64,
-    /// Records written by appends.
-    pub records_appended: u64,
-    /// Batches written by appends.
-    pub batches_appended: u64,
-    /// fsyncs of segment log files (group commits, flushes and rolls).
-    pub fsyncs: u64,
-    /// Time spent in those fsyncs.
-    pub fsync_nanos_total: u64,
-    /// The slowest of those fsyncs.
-    pub fsync_nanos_max: u64,
-    /// Bytes returned by reads.
-    pub bytes_read: u64,
-}
-
 /// Describes one segment, for `segments()`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentInfo {
@@ -88,26 +70,6 @@ pub struct SegmentInfo {
     pub path: PathBuf,
     /// Largest record timestamp in it, or -1.
     pub max_timestamp: i64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    bytes_appended: AtomicU64,
-    records_appended: AtomicU64,
-    batches_appended: AtomicU64,
-    fsyncs: AtomicU64,
-    fsync_nanos_total: AtomicU64,
-    fsync_nanos_max: AtomicU64,
-    bytes_read: AtomicU64,
-}
-
-impl Counters {
-    fn record_fsync(&self, took: Duration) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.fsync_nanos_total.fetch_add(nanos, Ordering::Relaxed);
-        self.fsync_nanos_max.fetch_max(nanos, Ordering::Relaxed);
-    }
 }
 
 /// What only the appender changes; guarded by the writer mutex.
@@ -228,7 +190,8 @@ impl PartitionLog {
         };
         self.write_batches(&mut writer, &config, &bytes, &placed, last.next_offset())?;
         writer.producers.apply(plan);
-        self.count_append(bytes.len() as u64, record_count, headers.len() as u64);
+        self.counters
+            .record_append(bytes.len() as u64, record_count, headers.len() as u64);
         Ok(AppendOutcome {
             base_offset: first.base_offset,
             last_offset: last.last_offset(),
@@ -351,9 +314,7 @@ impl PartitionLog {
         } else {
             self.read_batches(offset, high_watermark, max_bytes, min_one_batch)?
         };
-        self.counters
-            .bytes_read
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.counters.record_read(records.len() as u64);
         Ok(ReadOutcome {
             records,
             high_watermark,
@@ -491,28 +452,7 @@ impl PartitionLog {
 
     /// Counters since open.
     pub fn stats(&self) -> LogStats {
-        let c = &self.counters;
-        LogStats {
-            bytes_appended: c.bytes_appended.load(Ordering::Relaxed),
-            records_appended: c.records_appended.load(Ordering::Relaxed),
-            batches_appended: c.batches_appended.load(Ordering::Relaxed),
-            fsyncs: c.fsyncs.load(Ordering::Relaxed),
-            fsync_nanos_total: c.fsync_nanos_total.load(Ordering::Relaxed),
-            fsync_nanos_max: c.fsync_nanos_max.load(Ordering::Relaxed),
-            bytes_read: c.bytes_read.load(Ordering::Relaxed),
-        }
-    }
-
-    fn count_append(&self, bytes: u64, records: u64, batches: u64) {
-        self.counters
-            .bytes_appended
-            .fetch_add(bytes, Ordering::Relaxed);
-        self.counters
-            .records_appended
-            .fetch_add(records, Ordering::Relaxed);
-        self.counters
-            .batches_appended
-            .fetch_add(batches, Ordering::Relaxed);
+        self.counters.snapshot()
     }
 
     // ---- segment list ----------------------------------------------------------------------

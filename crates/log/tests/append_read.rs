@@ -296,6 +296,7 @@ fn concurrent_appenders_share_fsyncs_and_every_ack_is_readable() {
         stats.fsyncs
     );
     assert!(stats.fsync_nanos_total >= stats.fsync_nanos_max);
+    assert_eq!(stats.fsync_histogram.count(), stats.fsyncs);
     let records = read_all(&log);
     for (offset, value) in acked {
         let record = &records[usize::try_from(offset).expect("offset")];

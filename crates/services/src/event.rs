@@ -47,24 +47,97 @@ enum RawTimestamp<'a> {
     Number(serde_json::Number),
 }
 
-/// Parses and validates one record value. The error is the reason written to the DLQ header:
-/// it names the field and what is wrong with it.
-pub fn parse_event(value: Option<&[u8]>) -> Result<DeviceEvent, String> {
-    let bytes = value.ok_or_else(|| "record has no value".to_string())?;
+/// Why an event was rejected: what kind of problem (a fixed set, for metrics) and the reason
+/// written to the DLQ header, which names the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidEvent {
+    pub kind: InvalidKind,
+    pub reason: String,
+}
+
+/// The kinds of [`InvalidEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidKind {
+    /// A record without a value (a tombstone).
+    NoValue,
+    /// Larger than [`MAX_EVENT_BYTES`].
+    TooLarge,
+    /// Not a JSON object of the event's shape.
+    Json,
+    /// `device_ip` missing or not an address.
+    DeviceIp,
+    /// `timestamp` missing or not a timestamp.
+    Timestamp,
+    /// `error_code` missing or out of range.
+    ErrorCode,
+}
+
+impl InvalidKind {
+    pub const ALL: [InvalidKind; 6] = [
+        InvalidKind::NoValue,
+        InvalidKind::TooLarge,
+        InvalidKind::Json,
+        InvalidKind::DeviceIp,
+        InvalidKind::Timestamp,
+        InvalidKind::ErrorCode,
+    ];
+
+    /// Position in [`Self::ALL`], for counters kept per kind.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidKind::NoValue => "no_value",
+            InvalidKind::TooLarge => "too_large",
+            InvalidKind::Json => "invalid_json",
+            InvalidKind::DeviceIp => "device_ip",
+            InvalidKind::Timestamp => "timestamp",
+            InvalidKind::ErrorCode => "error_code",
+        }
+    }
+}
+
+impl InvalidEvent {
+    fn new(kind: InvalidKind, reason: impl Into<String>) -> Self {
+        InvalidEvent {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for InvalidEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Parses and validates one record value.
+pub fn parse_event(value: Option<&[u8]>) -> Result<DeviceEvent, InvalidEvent> {
+    let bytes =
+        value.ok_or_else(|| InvalidEvent::new(InvalidKind::NoValue, "record has no value"))?;
     if bytes.len() > MAX_EVENT_BYTES {
-        return Err(format!(
-            "event is {} bytes, more than the {MAX_EVENT_BYTES} a device event can be",
-            bytes.len()
+        return Err(InvalidEvent::new(
+            InvalidKind::TooLarge,
+            format!(
+                "event is {} bytes, more than the {MAX_EVENT_BYTES} a device event can be",
+                bytes.len()
+            ),
         ));
     }
     if let Some(event) = fast::parse(bytes) {
         return Ok(event);
     }
-    let raw: RawEvent<'_> =
-        serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
-    let ip = parse_ip(raw.device_ip.as_deref())?;
-    let time_ms = parse_time(raw.timestamp.as_ref())?;
-    let error_code = parse_error_code(raw.error_code.as_ref())?;
+    let raw: RawEvent<'_> = serde_json::from_slice(bytes)
+        .map_err(|e| InvalidEvent::new(InvalidKind::Json, format!("invalid JSON: {e}")))?;
+    let ip = parse_ip(raw.device_ip.as_deref())
+        .map_err(|reason| InvalidEvent::new(InvalidKind::DeviceIp, reason))?;
+    let time_ms = parse_time(raw.timestamp.as_ref())
+        .map_err(|reason| InvalidEvent::new(InvalidKind::Timestamp, reason))?;
+    let error_code = parse_error_code(raw.error_code.as_ref())
+        .map_err(|reason| InvalidEvent::new(InvalidKind::ErrorCode, reason))?;
     Ok(DeviceEvent {
         ip,
         time_ms,
@@ -220,7 +293,11 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<DeviceEvent, String> {
-        parse_event(Some(text.as_bytes()))
+        parse_event(Some(text.as_bytes())).map_err(|e| e.reason)
+    }
+
+    fn kind_of(text: &str) -> InvalidKind {
+        parse_event(Some(text.as_bytes())).expect_err(text).kind
     }
 
     #[test]
@@ -296,9 +373,46 @@ mod tests {
             let reason = parse(text).expect_err(text);
             assert!(reason.contains(expected), "{text}: {reason}");
         }
-        assert_eq!(parse_event(None), Err("record has no value".into()));
+        assert_eq!(
+            parse_event(None),
+            Err(InvalidEvent::new(
+                InvalidKind::NoValue,
+                "record has no value"
+            ))
+        );
         let huge = format!(r#"{{"device_ip": "{}"}}"#, "9".repeat(10_000));
         assert!(parse(&huge).expect_err("huge").contains("more than"));
+    }
+
+    #[test]
+    fn rejections_have_a_kind_per_problem() {
+        let cases = [
+            ("not json", InvalidKind::Json),
+            (
+                r#"{"timestamp": 1, "error_code": 1}"#,
+                InvalidKind::DeviceIp,
+            ),
+            (
+                r#"{"timestamp": 1, "device_ip": "1.2.3.256", "error_code": 1}"#,
+                InvalidKind::DeviceIp,
+            ),
+            (
+                r#"{"timestamp": "yesterday", "device_ip": "1.2.3.4", "error_code": 1}"#,
+                InvalidKind::Timestamp,
+            ),
+            (
+                r#"{"timestamp": 1, "device_ip": "1.2.3.4", "error_code": 11}"#,
+                InvalidKind::ErrorCode,
+            ),
+        ];
+        for (text, kind) in cases {
+            assert_eq!(kind_of(text), kind, "{text}");
+        }
+        let huge = format!(r#"{{"device_ip": "{}"}}"#, "9".repeat(10_000));
+        assert_eq!(kind_of(&huge), InvalidKind::TooLarge);
+        for (index, kind) in InvalidKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), index, "{kind:?}");
+        }
     }
 
     /// Event text in the shapes devices send, with optional oddities the fast path must

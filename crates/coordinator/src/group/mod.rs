@@ -246,6 +246,8 @@ pub(crate) struct Group {
     join_phase: Option<JoinPhase>,
     /// Store sequence number of the record that persisted `generation` (0 = already durable).
     pub(crate) generation_seq: u64,
+    /// Join phases that produced a generation with members since the coordinator opened.
+    pub(crate) rebalances: u64,
 }
 
 impl Group {
@@ -262,6 +264,7 @@ impl Group {
             pending_members: HashMap::new(),
             join_phase: None,
             generation_seq: 0,
+            rebalances: 0,
         }
     }
 

@@ -56,6 +56,9 @@ pub struct BlockerStats {
     pub invalid: AtomicU64,
     /// Block records and tombstones written.
     pub block_writes: AtomicU64,
+    /// Blocks issued: the first record of each block (later ones only update it). A block
+    /// redone after a rewind counts again.
+    pub blocks_issued: AtomicU64,
     /// Checkpoints written.
     pub checkpoints: AtomicU64,
     /// Records processed whose block writes the cluster has acknowledged: once this reaches
@@ -238,6 +241,9 @@ impl BlockerContext {
         match Attempt::parse(message.payload()) {
             Ok(attempt) => {
                 if let Some(change) = state.apply(&attempt, &self.config.rules) {
+                    if matches!(change, Change::Block { started: true, .. }) {
+                        self.stats.blocks_issued.fetch_add(1, Ordering::Relaxed);
+                    }
                     changes.insert(change.user().to_string(), change);
                 }
             }
@@ -258,7 +264,9 @@ impl BlockerContext {
         let changes = std::mem::take(&mut self.owned().changes);
         for (user, change) in changes {
             let value = match &change {
-                Change::Block(record) => Some(serde_json::to_vec(record).unwrap_or_default()),
+                Change::Block { record, .. } => {
+                    Some(serde_json::to_vec(record).unwrap_or_default())
+                }
                 Change::Unblock(_) => None,
             };
             let mut record =

@@ -50,6 +50,13 @@ impl BlockMap {
         list
     }
 
+    /// How many blocks hold now.
+    pub fn active_count(&self) -> u64 {
+        let now = now_ms();
+        let blocks = self.shared.blocks.read().unwrap_or_else(|e| e.into_inner());
+        blocks.values().filter(|b| b.active_at(now)).count() as u64
+    }
+
     /// Waits until `check` holds for the user's current block (tests, and the admin API
     /// waiting for its own unblock to arrive). False on timeout.
     pub async fn wait_for(

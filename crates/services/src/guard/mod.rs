@@ -14,12 +14,15 @@
 //! - An admin unblock publishes an unblock record in the user's partition (so the blocker
 //!   resets its count in order with the attempts) and a tombstone (so logins work at once,
 //!   even while no blocker runs).
+//! - [`stats`]: what a node counts for monitoring (login outcomes, blocks, the blocker's
+//!   progress).
 
 pub mod accounts;
 pub mod attempts;
 pub mod blocker;
 pub mod blocks;
 pub mod rules;
+pub mod stats;
 pub mod store;
 
 use std::sync::Arc;
@@ -32,6 +35,7 @@ use attempts::{Attempt, AttemptPublisher, LOGIN_ATTEMPTS};
 use blocker::{Blocker, BlockerConfig, BlockerStats};
 use blocks::{BlockMap, BlocksFollower, BLOCKED_USERS};
 use rules::{BlockRecord, Rules};
+use stats::{BlockerMetrics, GuardMetrics, LoginCounters};
 use store::Store;
 
 use crate::kafka::{ensure_topic, TopicSpec};
@@ -147,6 +151,7 @@ pub struct GuardHandle {
     blocks: BlockMap,
     blocks_topic: Arc<str>,
     blocker_stats: Option<Arc<BlockerStats>>,
+    logins: Arc<LoginCounters>,
 }
 
 impl GuardHandle {
@@ -163,6 +168,7 @@ impl GuardHandle {
             blocks,
             blocks_topic: blocks_topic.into(),
             blocker_stats: None,
+            logins: Arc::default(),
         }
     }
 
@@ -184,16 +190,19 @@ impl GuardHandle {
                 blocked: true,
                 ..Attempt::login(user, source, false)
             });
+            self.logins.count(LoginOutcome::Blocked);
             return Ok(LoginOutcome::Blocked);
         }
         let success = self.accounts.verify(user, pass).await?;
         self.publisher
             .publish(&Attempt::login(user, source, success));
-        Ok(if success {
+        let outcome = if success {
             LoginOutcome::Success
         } else {
             LoginOutcome::Rejected
-        })
+        };
+        self.logins.count(outcome);
+        Ok(outcome)
     }
 
     /// Blocks that hold now, by user.
@@ -232,6 +241,21 @@ impl GuardHandle {
     /// Attempts that could not be published.
     pub fn attempts_dropped(&self) -> u64 {
         self.publisher.dropped()
+    }
+
+    /// This node's numbers for monitoring.
+    pub fn metrics(&self) -> GuardMetrics {
+        use std::sync::atomic::Ordering::Relaxed;
+        GuardMetrics {
+            logins: self.logins.by_outcome(),
+            users_blocked: self.blocks.active_count(),
+            attempts_dropped: self.attempts_dropped(),
+            blocker: self.blocker_stats().map(|stats| BlockerMetrics {
+                attempts_processed: stats.processed.load(Relaxed),
+                blocks_issued: stats.blocks_issued.load(Relaxed),
+                checkpoints: stats.checkpoints.load(Relaxed),
+            }),
+        }
     }
 }
 

@@ -68,8 +68,8 @@ impl BlockRecord {
 /// What the blocker must write after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A new or updated block record.
-    Block(BlockRecord),
+    /// A block record: a new block (`started`) or one more failure in a block that holds.
+    Block { record: BlockRecord, started: bool },
     /// A tombstone for the user.
     Unblock(String),
 }
@@ -77,7 +77,7 @@ pub enum Change {
 impl Change {
     pub fn user(&self) -> &str {
         match self {
-            Change::Block(record) => &record.user,
+            Change::Block { record, .. } => &record.user,
             Change::Unblock(user) => user,
         }
     }
@@ -187,7 +187,10 @@ impl UserState {
             }
             block.failures += 1;
             block.last_failure_ms = block.last_failure_ms.max(time);
-            return Some(Change::Block(block.clone()));
+            return Some(Change::Block {
+                record: block.clone(),
+                started: false,
+            });
         }
         let too_old = time < late_before || self.reset_ms.is_some_and(|r| time <= r);
         if too_old || self.failures.iter().any(|(_, seen)| *seen == id) {
@@ -199,7 +202,10 @@ impl UserState {
         if in_window < rules.max_failures as usize {
             return None;
         }
-        Some(Change::Block(self.start_block(attempt, rules, in_window)))
+        Some(Change::Block {
+            record: self.start_block(attempt, rules, in_window),
+            started: true,
+        })
     }
 
     /// The most failures any window of `window_ms` holds (failures are few: this is cheap).
@@ -262,7 +268,7 @@ mod tests {
 
     fn blocked(changes: &[Change]) -> Option<&BlockRecord> {
         changes.iter().rev().find_map(|c| match c {
-            Change::Block(record) => Some(record),
+            Change::Block { record, .. } => Some(record),
             Change::Unblock(_) => None,
         })
     }
@@ -278,6 +284,22 @@ mod tests {
         assert_eq!(record.failures, 5);
         assert_eq!(record.since_ms, T0 + 40_000);
         assert_eq!(record.until_ms, None);
+    }
+
+    #[test]
+    fn only_the_first_record_of_a_block_starts_it() {
+        let rules = Rules::default();
+        let mut state = PartitionState::default();
+        let failures: Vec<Attempt> = (0..7).map(|s| attempt("bob", s, false)).collect();
+        let started: Vec<bool> = run(&mut state, &rules, &failures)
+            .into_iter()
+            .map(|change| matches!(change, Change::Block { started: true, .. }))
+            .collect();
+        assert_eq!(
+            started,
+            [true, false, false],
+            "the fifth failure starts the block"
+        );
     }
 
     #[test]

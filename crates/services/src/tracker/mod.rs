@@ -16,6 +16,8 @@
 //!   keeps applying it, so every node holds every partition's sets: the global count is the
 //!   exact union over partitions, and a node that gains a partition in a rebalance resumes
 //!   from the newest checkpoint's offset and counters, without re-reading the input.
+//! - The worker also keeps this process's own tallies for monitoring ([`stats`]): events
+//!   counted and rejected, checkpoints written, the recent event rate.
 //!
 //! Sets only grow by union, so replaying events or applying a checkpoint twice never counts an
 //! IP twice; counters come from the checkpoint that matches the offset resumed from.
@@ -23,6 +25,7 @@
 pub mod checkpoint;
 mod follower;
 pub mod state;
+pub mod stats;
 pub mod view;
 mod worker;
 
@@ -38,6 +41,7 @@ use crate::kafka::{ensure_topic, TopicSpec};
 use crate::{KafkaConfig, ServiceError};
 pub use state::WindowLimits;
 use state::{NodeState, SetKind};
+use stats::{TrackerMetrics, WorkCounters};
 use view::{ErrorCodeCount, Granularity, PartitionStatus, UniqueIps, WindowCount};
 
 /// How a tracker node runs.
@@ -111,6 +115,8 @@ struct Shared {
     stopping: AtomicBool,
     /// False once the worker has stopped (cleanly or not).
     worker_running: AtomicBool,
+    /// This node's own tallies, for monitoring.
+    work: WorkCounters,
 }
 
 impl Shared {
@@ -148,6 +154,7 @@ impl Tracker {
             lag: AtomicI64::new(-1),
             stopping: AtomicBool::new(false),
             worker_running: AtomicBool::new(true),
+            work: WorkCounters::default(),
         });
         let follower = follower::Follower::new(kafka, shared.clone())?;
         let worker = worker::Worker::new(kafka, shared.clone())?;
@@ -284,6 +291,30 @@ impl TrackerHandle {
             consumer_lag: (lag >= 0).then_some(lag),
             events_counted: state.partitions.values().map(|p| p.events()).sum(),
             events_rejected: state.partitions.values().map(|p| p.rejected()).sum(),
+        }
+    }
+
+    /// This node's numbers for monitoring. Cheap: a short hold of the state lock for the
+    /// counts it keeps up to date anyway.
+    pub fn metrics(&self) -> TrackerMetrics {
+        let (distinct_ips_node, distinct_ips_global, partitions_owned) = {
+            let state = self.shared.state();
+            (state.node, state.global, state.owned().len() as u64)
+        };
+        let lag = self.shared.lag.load(Ordering::SeqCst);
+        let work = &self.shared.work;
+        TrackerMetrics {
+            node_id: self.shared.node_id.clone(),
+            group: self.shared.config.group.clone(),
+            running: self.is_active(),
+            events_counted: work.counted(),
+            events_rejected: work.rejected(),
+            events_per_second: work.events_per_second(std::time::Instant::now()),
+            checkpoints_written: work.checkpoints(),
+            consumer_lag: (lag >= 0).then_some(lag),
+            distinct_ips_node,
+            distinct_ips_global,
+            partitions_owned,
         }
     }
 

@@ -19,8 +19,9 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::checkpoint::{delta_key, encode_delta, encode_heartbeat, heartbeat_key, DeltaHeader};
 use super::state::{NodeState, Sets};
+use super::stats::BatchTally;
 use super::{now_ms, Shared};
-use crate::event::{parse_event, DeviceEvent, REASON_HEADER};
+use crate::event::{parse_event, DeviceEvent, InvalidEvent, REASON_HEADER};
 use crate::kafka::DeliveryCounter;
 use crate::{KafkaConfig, ServiceError};
 
@@ -78,6 +79,7 @@ impl Worker {
         while !self.shared.stopping.load(Ordering::SeqCst) {
             self.poll_batch(&context);
             context.apply_batch();
+            self.shared.work.sample_rate(Instant::now());
             if last_checkpoint.elapsed() >= interval {
                 context.checkpoint(&self.consumer);
                 last_checkpoint = Instant::now();
@@ -116,14 +118,14 @@ struct Parsed {
 
 /// An invalid event and what the dead-letter record needs.
 struct Rejected {
-    reason: String,
+    invalid: InvalidEvent,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
 }
 
 fn parse(message: &BorrowedMessage<'_>) -> Parsed {
-    let outcome = parse_event(message.payload()).map_err(|reason| Rejected {
-        reason,
+    let outcome = parse_event(message.payload()).map_err(|invalid| Rejected {
+        invalid,
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
     });
@@ -210,6 +212,7 @@ impl TrackerContext {
     /// returns the valid ones of owned partitions not counted before.
     fn admit(&self, state: &mut NodeState, batch: Vec<Parsed>) -> Vec<(i32, DeviceEvent)> {
         let mut valid = Vec::with_capacity(batch.len());
+        let mut tally = BatchTally::default();
         for event in batch {
             let Some(live) = state
                 .partitions
@@ -230,10 +233,13 @@ impl TrackerContext {
                 }
                 Err(rejected) => {
                     live.rejected += 1;
+                    tally.reject(rejected.invalid.kind);
                     self.dead_letter(event.partition, event.offset, rejected);
                 }
             }
         }
+        tally.counted = valid.len() as u64;
+        self.shared.work.add(&tally);
         valid
     }
 
@@ -245,7 +251,7 @@ impl TrackerContext {
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: REASON_HEADER,
-                value: Some(rejected.reason.as_str()),
+                value: Some(rejected.invalid.reason.as_str()),
             })
             .insert(Header {
                 key: "freshet.origin",
@@ -294,6 +300,7 @@ impl TrackerContext {
             self.rewind(consumer);
             return false;
         }
+        self.shared.work.checkpoints_written(deltas.len());
         self.commit_offsets(consumer, &deltas);
         self.shrink_sets();
         true
