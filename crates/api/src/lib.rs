@@ -23,14 +23,18 @@
 //!   `/unique_ip_count`, `/api/v1/unique_ip_count` and `/start`.
 //! - [`health`] — `GET /healthz`.
 //! - [`openapi`] — the route table and the spec, built together (`GET /api/openapi.json`).
+//! - [`console`] — the web console: `GET /` and its embedded assets under `/assets/`. Not
+//!   API routes, so mounted beside the spec, not in it (the one exception below).
 //!
 //! # Documented by construction
 //!
 //! Handlers are mounted only through utoipa-axum's `routes!`, which reads the path and method
 //! from the handler's `#[utoipa::path]`. A route therefore cannot exist without its spec
-//! entry; the tests check the spec against what the router answers.
+//! entry; the tests check the spec against what the router answers. The console's page and
+//! assets are the exception: they are mounted with plain axum and left out of the spec.
 
 pub mod compat;
+pub mod console;
 pub mod error;
 pub mod generator;
 pub mod guard;
@@ -59,6 +63,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn app(state: AppState) -> Router {
     let (router, spec) = openapi::router().split_for_parts();
     router
+        .merge(console::routes())
         // Set after every route is mounted: axum applies it to the routes that exist.
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::unknown_route)
