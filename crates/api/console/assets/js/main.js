@@ -29,6 +29,8 @@ let current = null;
 
 function show({ page, params }) {
   current?.dispose();
+  // A dialog belongs to the page that opened it.
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
   current = new PageContext(document.getElementById('page'));
   markActive(page);
   closeNavigation();

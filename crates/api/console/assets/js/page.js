@@ -79,7 +79,12 @@ export class PageContext {
   showFreshness(ok) {
     if (!this.alive) return;
     this.live.hidden = false;
-    if (ok) this.live.textContent = `Live · ${clock(Date.now())}`;
+    if (ok) {
+      this.refreshedAt = Date.now();
+      this.live.textContent = `Live · ${clock(this.refreshedAt)}`;
+    } else {
+      this.live.textContent = this.refreshedAt ? `Last refreshed ${clock(this.refreshedAt)}` : 'Not loaded';
+    }
     this.live.classList.toggle('stale', !ok);
   }
 

@@ -151,23 +151,33 @@ export default {
     context.onDispose(() => [throughputChart, uniqueChart, codeChart].forEach((chart) => chart.destroy()));
 
     context.every(POLL_MS, async () => {
+      // Each source feeds its own part of the page: one that fails (the cluster unreachable
+      // for the topic list, say) leaves the others live, and its message in the banner.
       const [unique, errorCodes, topicList, jobList] = await Promise.all([
-        api('/api/v1/unique-ips'),
-        api('/api/v1/unique-ips/error-codes'),
-        api('/api/v1/topics'),
-        api('/api/v1/generator/jobs'),
-      ]);
+        '/api/v1/unique-ips',
+        '/api/v1/unique-ips/error-codes',
+        '/api/v1/topics',
+        '/api/v1/generator/jobs',
+      ].map((path) => api(path).then((value) => ({ value }), (error) => ({ error }))));
       if (!context.alive) return;
-      record({ time: Date.now(), produced: latestOffsets(topicList), counted: unique.events_counted, unique: unique.global_count });
-      const latest = history.at(-1);
-      tiles.replaceChildren(...stats(unique, latest));
-      throughputChart.update([
-        history.map((sample) => [sample.time, sample.producedRate]),
-        history.map((sample) => [sample.time, sample.countedRate]),
-      ]);
-      uniqueChart.update([history.map((sample) => [sample.time, sample.unique])]);
-      codeChart.update(errorCodeBars(errorCodes));
-      renderWhenChanged(jobs, jobList.jobs.slice(0, 4), recentJobs);
+      if (unique.value) {
+        record({
+          time: Date.now(),
+          produced: topicList.value ? latestOffsets(topicList.value) : null,
+          counted: unique.value.events_counted,
+          unique: unique.value.global_count,
+        });
+        tiles.replaceChildren(...stats(unique.value, history.at(-1)));
+        throughputChart.update([
+          history.map((sample) => [sample.time, sample.producedRate]),
+          history.map((sample) => [sample.time, sample.countedRate]),
+        ]);
+        uniqueChart.update([history.map((sample) => [sample.time, sample.unique])]);
+      }
+      if (errorCodes.value) codeChart.update(errorCodeBars(errorCodes.value));
+      if (jobList.value) renderWhenChanged(jobs, jobList.value.jobs.slice(0, 4), recentJobs);
+      const failed = [unique, errorCodes, topicList, jobList].find((result) => result.error);
+      if (failed) throw failed.error;
     });
   },
 };

@@ -8,8 +8,24 @@ import { POLL_MS } from '../page.js';
 import { BarChart } from '../chart.js';
 import { badge, card, stat, table } from '../ui.js';
 
-/** Windows the chart shows. */
-const WINDOWS = { minute: 60, hour: 48 };
+/** How many windows the chart spans, and how wide one is. */
+const WINDOWS = {
+  minute: { count: 30, ms: 60_000 },
+  hour: { count: 24, ms: 3_600_000 },
+};
+
+/**
+ * The chart's bars: the `count` windows up to the newest one (or the current one, when the
+ * newest is older), windows without events drawn as 0 so the time axis is even.
+ */
+function windowBars(windows, { count, ms }) {
+  const byStart = new Map(windows.map((window) => [window.start_ms, window.distinct_ips]));
+  const newest = Math.max(Math.floor(Date.now() / ms) * ms, ...byStart.keys());
+  return Array.from({ length: count }, (_, i) => {
+    const start = newest - (count - 1 - i) * ms;
+    return { label: hourMinute(start), title: dateTime(start), value: byStart.get(start) ?? 0 };
+  });
+}
 
 function nodeList(unique) {
   return h('ul', { class: 'node-list', 'data-testid': 'tracker-nodes' }, unique.nodes_seen.map((node) => h('li', {},
@@ -75,7 +91,7 @@ export default {
       const [unique, partitionList, windowList] = await Promise.all([
         api('/api/v1/unique-ips'),
         api('/api/v1/tracker/partitions'),
-        api(`/api/v1/unique-ips/windows?granularity=${granularity}&limit=${WINDOWS[granularity]}`),
+        api(`/api/v1/unique-ips/windows?granularity=${granularity}&limit=${WINDOWS[granularity].count}`),
       ]);
       if (!context.alive) return;
       tiles.replaceChildren(
@@ -85,12 +101,7 @@ export default {
         stat({ label: 'Checkpoint', value: unique.checkpoint_age_ms === null ? 'none' : ago(unique.checkpoint_age_ms), sub: `consumer lag ${int(unique.consumer_lag)}` }));
       renderWhenChanged(nodes, unique.nodes_seen, () => nodeList(unique));
       renderWhenChanged(partitions, partitionList.partitions, (rows) => partitionTable(rows, unique));
-      // Newest first from the API; drawn oldest to newest.
-      const bars = [...windowList.windows].reverse().map((window) => ({
-        label: hourMinute(window.start_ms),
-        title: dateTime(window.start_ms),
-        value: window.distinct_ips,
-      }));
+      const bars = windowBars(windowList.windows, WINDOWS[granularity]);
       chart.update(bars);
     };
     context.every(POLL_MS, load);
