@@ -76,6 +76,7 @@ impl From<ServiceError> for ApiError {
             // The account database is unreachable or failing: a retry may succeed.
             ServiceError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         };
         ApiError::new(status, error.to_string())
     }
@@ -169,6 +170,16 @@ mod tests {
                 ServiceError::Checkpoint("bad version".into()),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "checkpoint: bad version",
+            ),
+            (
+                ServiceError::NotFound("topic \"t\" does not exist".into()),
+                StatusCode::NOT_FOUND,
+                "topic \"t\" does not exist",
+            ),
+            (
+                ServiceError::Conflict("topic \"t\" already exists".into()),
+                StatusCode::CONFLICT,
+                "topic \"t\" already exists",
             ),
         ];
         for (service_error, status, message) in cases {

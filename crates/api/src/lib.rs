@@ -19,10 +19,14 @@
 //! - [`generator`] — `/api/v1/generator/jobs...`.
 //! - [`guard`] — the login guard: `/register`, `/login`, `/blocked` and their `/api/v1/...`
 //!   equivalents, and the admin routes listing and lifting blocks.
+//! - [`topics`] — `/api/v1/topics...`: list, describe, create and delete topics, send and
+//!   read records, over the Kafka protocol.
+//! - [`groups`] — `/api/v1/groups...`: consumer groups, their members and lag.
 //! - [`compat`] — the earlier tools' `/is-node-active`, `/number-ips`, `/global-number-ips`,
 //!   `/unique_ip_count`, `/api/v1/unique_ip_count` and `/start`.
 //! - [`health`] — `GET /healthz`.
 //! - [`openapi`] — the route table and the spec, built together (`GET /api/openapi.json`).
+//! - [`docs`] — `/api/docs`, interactive docs (Swagger UI, compiled in) over that spec.
 //! - [`console`] — the web console: `GET /` and its embedded assets under `/assets/`. Not
 //!   API routes, so mounted beside the spec, not in it (the one exception below).
 //!
@@ -35,18 +39,21 @@
 
 pub mod compat;
 pub mod console;
+pub mod docs;
 pub mod error;
 pub mod generator;
+pub mod groups;
 pub mod guard;
 pub mod health;
 pub mod openapi;
 pub mod state;
 pub mod timestamp;
+pub mod topics;
 pub mod tracker;
 
 use std::future::Future;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -55,14 +62,16 @@ use axum::Router;
 pub use error::ApiError;
 pub use state::AppState;
 
-/// Largest request body accepted. Every body the API takes is a small JSON object; the cap
-/// keeps a client from making the server buffer megabytes.
+/// Largest request body accepted, except by the route sending records
+/// ([`topics::MAX_RECORDS_BODY_BYTES`]). Every other body the API takes is a small JSON
+/// object; the cap keeps a client from making the server buffer megabytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole API for the services in `state`.
 pub fn app(state: AppState) -> Router {
     let (router, spec) = openapi::router().split_for_parts();
     router
+        .merge(docs::routes())
         .merge(console::routes())
         // Set after every route is mounted: axum applies it to the routes that exist.
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -74,21 +83,34 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Answers 413 before routing when the declared `Content-Length` is over the cap, so the
-/// limit holds (with a JSON answer) on every route, including those that ignore bodies.
+/// Answers 413 before the handler runs when the declared `Content-Length` is over the
+/// route's cap, so the limit holds (with a JSON answer) on every route, including those that
+/// ignore bodies.
 async fn reject_declared_oversized_body(request: Request, next: Next) -> Response {
+    let cap = body_cap(&request);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     match declared {
-        Some(length) if length > MAX_BODY_BYTES as u64 => ApiError::new(
+        Some(length) if length > cap as u64 => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is {length} bytes, more than the {MAX_BODY_BYTES} allowed"),
+            format!("the request body is {length} bytes, more than the {cap} allowed"),
         )
         .into_response(),
         _ => next.run(request).await,
+    }
+}
+
+/// The body cap of the route a request matched. The route sending records also raises
+/// axum's limit (its own `DefaultBodyLimit`) to the same size.
+fn body_cap(request: &Request) -> usize {
+    let route = request.extensions().get::<MatchedPath>();
+    if route.is_some_and(|route| route.as_str() == topics::RECORDS_ROUTE) {
+        topics::MAX_RECORDS_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
     }
 }
 

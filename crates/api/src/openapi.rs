@@ -13,14 +13,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
-use crate::{compat, generator, guard, health, timestamp, tracker};
+use crate::{compat, generator, groups, guard, health, timestamp, topics, tracker};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Freshet",
         description = "HTTP API of Freshet's stream services: the unique-IP tracker, the \
-                       device-event generator, the login guard and timestamp normalisation. Errors are \
+                       device-event generator, the login guard and timestamp normalisation; and \
+                       the cluster's topics, records and consumer groups. Errors are \
                        `{\"error\": \"...\"}` with a fitting status. Routes tagged `compatible` \
                        keep the exact paths and shapes of earlier tools.",
         license(name = "Apache-2.0")
@@ -29,6 +30,8 @@ use crate::{compat, generator, guard, health, timestamp, tracker};
         (name = "tracker", description = "Exact distinct device IPs, per node and across nodes"),
         (name = "generator", description = "Background jobs sending device events"),
         (name = "guard", description = "Accounts, logins and brute-force blocking"),
+        (name = "topics", description = "Topics and their records, over the Kafka protocol"),
+        (name = "groups", description = "Consumer groups, their members and lag"),
         (name = "timestamp", description = "Timestamp normalisation"),
         (name = "compatible", description = "Endpoints of earlier tools, unchanged"),
         (name = "meta", description = "Health and this spec"),
@@ -65,6 +68,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(tracker::routes())
         .merge(generator::routes())
         .merge(guard::routes())
+        .merge(topics::routes())
+        .merge(groups::routes())
         .merge(compat::routes())
         .merge(health::routes())
         .routes(routes!(openapi_json))

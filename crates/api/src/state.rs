@@ -5,19 +5,21 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use freshet_services::cluster::Cluster;
 use freshet_services::generator::GeneratorJobs;
 use freshet_services::tracker::TrackerHandle;
 
 use crate::error::ApiError;
 use crate::guard::GuardState;
 
-/// The services this process runs. `freshet up` has all of them; `freshet tracker` only a
-/// tracker.
+/// The services this process runs. `freshet up` has all of them; `freshet tracker` a tracker
+/// and the cluster client.
 #[derive(Debug, Clone, Default)]
 pub struct AppState {
     tracker: Option<TrackerHandle>,
     generator: Option<GeneratorJobs>,
     guard: Option<GuardState>,
+    cluster: Option<Cluster>,
 }
 
 impl AppState {
@@ -43,6 +45,12 @@ impl AppState {
         options: crate::guard::GuardOptions,
     ) -> Self {
         self.guard = Some(GuardState::new(guard, options));
+        self
+    }
+
+    /// The cluster the topic and group routes read and change.
+    pub fn with_cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(cluster);
         self
     }
 
@@ -80,6 +88,22 @@ impl FromRequestParts<AppState> for Generator {
             .clone()
             .map(Generator)
             .ok_or_else(|| ApiError::service_not_running("generator"))
+    }
+}
+
+/// The cluster client of this process, or a 503 rejection when it has none.
+#[derive(Debug, Clone)]
+pub struct KafkaCluster(pub Cluster);
+
+impl FromRequestParts<AppState> for KafkaCluster {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state
+            .cluster
+            .clone()
+            .map(KafkaCluster)
+            .ok_or_else(|| ApiError::service_not_running("cluster client"))
     }
 }
 

@@ -11,7 +11,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use common::{assert_error, get, post_json, request, send};
+use freshet_api::topics::MAX_RECORDS_BODY_BYTES;
 use freshet_api::{app, AppState, MAX_BODY_BYTES};
+use freshet_services::cluster::Cluster;
 use freshet_services::generator::GeneratorJobs;
 use freshet_services::KafkaConfig;
 use serde_json::{json, Value};
@@ -25,6 +27,14 @@ fn bare_app() -> Router {
 fn app_with_unreachable_generator() -> Router {
     let jobs = GeneratorJobs::new(KafkaConfig::new("127.0.0.1:9"));
     app(AppState::new().with_generator(jobs))
+}
+
+/// A cluster client pointed at a port nothing listens on: only requests refused before any
+/// Kafka call may be sent to it (one that reached Kafka would time out as a 503).
+fn app_with_unreachable_cluster() -> Router {
+    let cluster = Cluster::new(&KafkaConfig::new("127.0.0.1:9"))
+        .expect("clients are created without connecting");
+    app(AppState::new().with_cluster(cluster))
 }
 
 #[tokio::test]
@@ -261,6 +271,206 @@ async fn job_creation_refuses_bad_bodies_with_the_reason() {
 }
 
 #[tokio::test]
+async fn topic_and_group_routes_answer_503_without_a_cluster_client() {
+    let app = bare_app();
+    let answers = [
+        get(&app, "/api/v1/topics").await,
+        post_json(&app, "/api/v1/topics", r#"{"name": "t"}"#).await,
+        get(&app, "/api/v1/topics/t").await,
+        send(&app, request(Method::DELETE, "/api/v1/topics/t")).await,
+        post_json(&app, "/api/v1/topics/t/records", r#"{"records": []}"#).await,
+        get(&app, "/api/v1/topics/t/partitions/0/records").await,
+        get(&app, "/api/v1/groups").await,
+        get(&app, "/api/v1/groups/g").await,
+    ];
+    for answer in answers {
+        assert_error(
+            &answer,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster client is not running in this process",
+        );
+    }
+}
+
+#[tokio::test]
+async fn topic_creation_refuses_bad_bodies_before_asking_the_cluster() {
+    let app = app_with_unreachable_cluster();
+    let long_name = "a".repeat(250);
+    let cases = [
+        (r#"{"name": "a b"}"#.to_string(), "contains ' '"),
+        (r#"{"name": ".."}"#.to_string(), "is not a valid topic name"),
+        (r#"{"name": ""}"#.to_string(), "topic must not be empty"),
+        (
+            format!(r#"{{"name": "{long_name}"}}"#),
+            "250 characters long, more than Kafka's 249",
+        ),
+        (
+            r#"{"name": "t", "partitions": 0}"#.to_string(),
+            "partitions 0 is out of range: a topic has 1 to 10000",
+        ),
+        (
+            r#"{"name": "t", "partitions": 10001}"#.to_string(),
+            "partitions 10001 is out of range",
+        ),
+        (
+            r#"{"name": "t", "replication_factor": 0}"#.to_string(),
+            "replication_factor 0 is invalid",
+        ),
+        (
+            r#"{"name": "t", "configs": {"retention.ms": 5}}"#.to_string(),
+            "configs.retention.ms: invalid type: integer `5`, expected a string",
+        ),
+        (
+            r#"{"name": "t", "replicas": 1}"#.to_string(),
+            "unknown field `replicas`",
+        ),
+        (r#"{"partitions": 1}"#.to_string(), "missing field `name`"),
+    ];
+    for (body, reason) in cases {
+        let answer = post_json(&app, "/api/v1/topics", &body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, reason);
+    }
+}
+
+#[tokio::test]
+async fn topic_and_group_paths_and_queries_are_checked_before_asking_the_cluster() {
+    let app = app_with_unreachable_cluster();
+    let cases = [
+        (
+            "/api/v1/topics?internal=maybe",
+            "internal: provided string was not `true` or `false`",
+        ),
+        ("/api/v1/topics?hidden=true", "unknown field `hidden`"),
+        ("/api/v1/topics/a%20b", "contains ' '"),
+        ("/api/v1/topics/a%20b/partitions/0/records", "contains ' '"),
+        (
+            "/api/v1/topics/t/partitions/-1/records",
+            "partition -1 is negative",
+        ),
+        ("/api/v1/topics/t/partitions/one/records", "Cannot parse"),
+        (
+            "/api/v1/topics/t/partitions/0/records?limit=0",
+            "limit 0 is out of range: ask for 1 to 1000 records",
+        ),
+        (
+            "/api/v1/topics/t/partitions/0/records?limit=1001",
+            "limit 1001 is out of range",
+        ),
+        (
+            "/api/v1/topics/t/partitions/0/records?offset=-3",
+            "offset -3 is negative",
+        ),
+        (
+            "/api/v1/topics/t/partitions/0/records?from=3",
+            "unknown field `from`",
+        ),
+        ("/api/v1/groups/a%01b", "contains control characters"),
+    ];
+    for (uri, reason) in cases {
+        let answer = get(&app, uri).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, reason);
+    }
+    let delete = send(&app, request(Method::DELETE, "/api/v1/topics/a%2Fb")).await;
+    assert_error(&delete, StatusCode::BAD_REQUEST, "contains '/'");
+}
+
+#[tokio::test]
+async fn produce_requests_are_checked_before_asking_the_cluster() {
+    let app = app_with_unreachable_cluster();
+    let too_many = json!({"records": vec![json!({"value": "v"}); 501]}).to_string();
+    let cases = [
+        (
+            r#"{"records": []}"#.to_string(),
+            "records is empty: send 1 to 500 records",
+        ),
+        (
+            too_many,
+            "501 records is more than the 500 one request may send",
+        ),
+        (
+            r#"{"records": [{"value": 1}, {"value": 2, "partition": -1}]}"#.to_string(),
+            "partition -1 is negative",
+        ),
+        (
+            r#"{"records": [{"value": 1, "timestamp": 5}]}"#.to_string(),
+            "unknown field `timestamp`",
+        ),
+        (
+            r#"{"records": [{"key": "k", "headers": {"h": 1}}]}"#.to_string(),
+            "invalid type: integer `1`, expected a string",
+        ),
+        ("{}".to_string(), "missing field `records`"),
+    ];
+    for (body, reason) in cases {
+        let answer = post_json(&app, "/api/v1/topics/t/records", &body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, reason);
+    }
+    let bad_topic = post_json(
+        &app,
+        "/api/v1/topics/a%20b/records",
+        r#"{"records": [{"value": 1}]}"#,
+    )
+    .await;
+    assert_error(&bad_topic, StatusCode::BAD_REQUEST, "contains ' '");
+}
+
+/// `{"records": []}` padded with spaces to `size` bytes: valid JSON the route refuses (400)
+/// once it has read it, so a 400 shows the body got through the size checks.
+fn padded_empty_records(size: usize) -> Vec<u8> {
+    let mut body = b"{\"records\": []".to_vec();
+    body.resize(size - 1, b' ');
+    body.push(b'}');
+    body
+}
+
+fn records_request(body: Vec<u8>, declare_length: bool) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/topics/t/records")
+        .header("content-type", "application/json");
+    if declare_length {
+        builder = builder.header("content-length", body.len().to_string());
+    }
+    builder.body(Body::from(body)).expect("request")
+}
+
+#[tokio::test]
+async fn the_records_route_takes_bodies_up_to_1_mib() {
+    let app = app_with_unreachable_cluster();
+    for declare_length in [true, false] {
+        let within = records_request(padded_empty_records(MAX_RECORDS_BODY_BYTES), declare_length);
+        let answer = send(&app, within).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "records is empty");
+    }
+    let over = MAX_RECORDS_BODY_BYTES + 1;
+    let declared = send(&app, records_request(padded_empty_records(over), true)).await;
+    assert_error(
+        &declared,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the request body is 1048577 bytes, more than the 1048576 allowed",
+    );
+    let undeclared = send(&app, records_request(padded_empty_records(over), false)).await;
+    assert_error(
+        &undeclared,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "length limit exceeded",
+    );
+    // Every other route keeps the 64 KiB cap.
+    let create = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/topics")
+        .header("content-type", "application/json")
+        .header("content-length", (MAX_BODY_BYTES + 1).to_string())
+        .body(Body::from(vec![b' '; MAX_BODY_BYTES + 1]))
+        .expect("request");
+    assert_error(
+        &send(&app, create).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "more than the 65536 allowed",
+    );
+}
+
+#[tokio::test]
 async fn healthz_is_ok() {
     let answer = get(&bare_app(), "/healthz").await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -327,6 +537,14 @@ async fn spec_is_openapi_3_1_titled_freshet_with_this_version() {
         "POST /api/v1/login",
         "GET /api/v1/blocked",
         "DELETE /api/v1/blocked/{user}",
+        "GET /api/v1/topics",
+        "POST /api/v1/topics",
+        "GET /api/v1/topics/{name}",
+        "DELETE /api/v1/topics/{name}",
+        "POST /api/v1/topics/{name}/records",
+        "GET /api/v1/topics/{name}/partitions/{partition}/records",
+        "GET /api/v1/groups",
+        "GET /api/v1/groups/{group_id}",
         "GET /api/openapi.json",
         "GET /healthz",
     ] {
@@ -430,20 +648,28 @@ async fn undocumented_methods_on_documented_paths_are_not_served() {
     }
 }
 
-/// The one module allowed to mount routes with plain axum: the web console's page and assets
-/// are not API routes and stay out of the spec.
+/// The web console's module: its page and assets are not API routes and stay out of the spec.
 const CONSOLE_MODULE: &str = "console.rs";
+
+/// The modules allowed to mount routes with plain axum: they serve web pages (the console,
+/// the interactive API docs), not the API, and stay out of the spec.
+const PAGE_MODULES: [&str; 2] = [CONSOLE_MODULE, "docs.rs"];
 
 /// Routes are mounted only through utoipa-axum's `routes!` (which documents them); a plain
 /// axum `.route(...)` anywhere in the crate would serve a path the spec does not know. The
-/// console is the documented exception, checked by the next test.
+/// page modules are the documented exception (the console's is checked by the next test,
+/// the docs' by tests/docs.rs).
 #[test]
 fn no_route_is_mounted_around_the_spec() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut offenders = Vec::new();
     for entry in std::fs::read_dir(&src).expect("src directory") {
         let path = entry.expect("entry").path();
-        if path.file_name().is_some_and(|name| name == CONSOLE_MODULE) {
+        if path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| PAGE_MODULES.contains(&name))
+        {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("source file");

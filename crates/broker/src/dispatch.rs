@@ -160,6 +160,7 @@ async fn route(ctx: RequestContext, header: &Header, mut frame: Bytes) -> Starte
         ApiKey::InitProducerId => inline!(ctx, header, frame, init_producer_id),
         ApiKey::DescribeConfigs => inline!(ctx, header, frame, describe_configs),
         ApiKey::CreatePartitions => inline!(ctx, header, frame, create_partitions),
+        ApiKey::DescribeLogDirs => inline!(ctx, header, frame, describe_log_dirs),
         other => Started::Close(format!("API {other:?} is not implemented")),
     }
 }

@@ -1,6 +1,7 @@
 //! The admin APIs through librdkafka's AdminClient and consumers, over real TCP: CreateTopics
 //! (with validation), DescribeConfigs, CreatePartitions, DeleteRecords, DeleteTopics,
-//! ListOffsets by timestamp, and ListGroups/DescribeGroups.
+//! ListOffsets by timestamp, ListGroups/DescribeGroups, and DescribeLogDirs (which librdkafka
+//! does not expose, so it is sent raw).
 //!
 //! Blocking rdkafka calls (metadata, watermarks, offsets for times, consumer polls, group
 //! lists, consumer drops) run in `spawn_blocking`, never on the async workers.
@@ -14,7 +15,11 @@ use freshet_log::LogConfig;
 use freshet_testkit::raw::RawClient;
 use freshet_testkit::TestBroker;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use kafka_protocol::messages::{
+    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rdkafka::admin::{
@@ -727,4 +732,106 @@ async fn group_listing_shows_a_stable_group_with_its_member() {
             .is_none_or(|(state, _, members)| state == "Dead" && members.is_empty()),
         "an unknown group is absent or Dead: {unknown:?}"
     );
+}
+
+/// Bytes of the segment files (`*.log`) of one partition on disk.
+fn segment_bytes_on_disk(broker: &TestBroker, topic: &str, partition: i32) -> i64 {
+    let dir = broker
+        .data_dir()
+        .join("topics")
+        .join(topic)
+        .join(partition.to_string());
+    std::fs::read_dir(&dir)
+        .expect("partition directory")
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .map(|path| std::fs::metadata(&path).expect("segment file").len() as i64)
+        .sum()
+}
+
+/// `(topic, partition) -> size` over every log dir of a DescribeLogDirs answer.
+fn reported_sizes(response: &DescribeLogDirsResponse) -> BTreeMap<(String, i32), i64> {
+    assert_eq!(response.error_code, 0, "{response:?}");
+    let mut sizes = BTreeMap::new();
+    for result in &response.results {
+        assert_eq!(result.error_code, 0, "{result:?}");
+        assert!(!result.log_dir.is_empty(), "{result:?}");
+        for topic in &result.topics {
+            for partition in &topic.partitions {
+                sizes.insert(
+                    (topic.name.to_string(), partition.partition_index),
+                    partition.partition_size,
+                );
+            }
+        }
+    }
+    sizes
+}
+
+fn log_dir_topic(name: &'static str, partitions: Vec<i32>) -> DescribableLogDirTopic {
+    DescribableLogDirTopic::default()
+        .with_topic(TopicName(StrBytes::from_static_str(name)))
+        .with_partitions(partitions)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_log_dirs_reports_partition_sizes_in_every_version() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("sized", 2, &[]).await;
+    broker.create_topic("other", 1, &[]).await;
+    let value = "x".repeat(500);
+    produce(&broker, "sized", 1, &[(value.as_str(), None); 3]).await;
+
+    let on_disk = segment_bytes_on_disk(&broker, "sized", 1);
+    assert!(
+        on_disk > 1500,
+        "three 500-byte records are on disk: {on_disk}"
+    );
+    let mut raw = RawClient::connect(broker.addr).await.expect("connect");
+    // v1 is the last non-flexible version, v2 the first flexible one.
+    for version in 1..=4 {
+        let request = DescribeLogDirsRequest::default().with_topics(Some(vec![
+            log_dir_topic("sized", vec![0, 1, 7]),
+            log_dir_topic("missing", vec![0]),
+        ]));
+        let response: DescribeLogDirsResponse = raw
+            .call(ApiKey::DescribeLogDirs, version, &request)
+            .await
+            .unwrap_or_else(|e| panic!("DescribeLogDirs v{version} answered: {e:#}"));
+        let sizes = reported_sizes(&response);
+        // Unknown topics and partitions are left out, as Kafka does.
+        let expected = BTreeMap::from([
+            (("sized".to_string(), 0), 0),
+            (("sized".to_string(), 1), on_disk),
+        ]);
+        assert_eq!(sizes, expected, "v{version}");
+        if version >= 4 {
+            assert_eq!(response.results[0].total_bytes, -1, "volume size unknown");
+        }
+    }
+
+    // Null topics: every partition of every topic.
+    let response: DescribeLogDirsResponse = raw
+        .call(
+            ApiKey::DescribeLogDirs,
+            4,
+            &DescribeLogDirsRequest::default().with_topics(None),
+        )
+        .await
+        .expect("DescribeLogDirs for all topics");
+    let sizes = reported_sizes(&response);
+    assert_eq!(sizes.get(&("sized".to_string(), 1)), Some(&on_disk));
+    assert_eq!(sizes.get(&("other".to_string(), 0)), Some(&0));
+    assert_eq!(sizes.len(), 3, "{sizes:?}");
+
+    // An empty list asks for nothing.
+    let response: DescribeLogDirsResponse = raw
+        .call(
+            ApiKey::DescribeLogDirs,
+            4,
+            &DescribeLogDirsRequest::default().with_topics(Some(Vec::new())),
+        )
+        .await
+        .expect("DescribeLogDirs for no topic");
+    assert!(reported_sizes(&response).is_empty(), "{response:?}");
 }

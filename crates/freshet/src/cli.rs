@@ -124,6 +124,10 @@ pub struct GenerateArgs {
     /// Topic to send to; created with 3 partitions if missing.
     #[arg(long, env = "FRESHET_GENERATE_TOPIC", default_value = freshet_services::event::DEVICE_EVENTS)]
     pub topic: String,
+    /// Devices send in turn (pool order, itself random) instead of at random, so that
+    /// `--num-messages` at least `--num-devices` sends from every device.
+    #[arg(long, env = "FRESHET_GENERATE_ROUND_ROBIN")]
+    pub round_robin: bool,
     /// Also print the summary as one JSON object, the last line of stdout (the human summary
     /// then goes to stderr).
     #[arg(long, env = "FRESHET_GENERATE_JSON")]

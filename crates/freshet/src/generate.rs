@@ -61,6 +61,7 @@ fn params_from(args: &GenerateArgs) -> GeneratorParams {
         seed: args.seed,
         ipv6_percent: args.ipv6_percent,
         topic: args.topic.clone(),
+        round_robin: args.round_robin,
     }
 }
 

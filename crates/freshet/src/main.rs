@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod generate;
 mod guard;
+mod heap;
 mod logdump;
 mod run;
 mod ts;
@@ -46,6 +47,13 @@ fn one_line(error: &anyhow::Error) -> String {
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
+    let long_running = matches!(
+        command,
+        Command::Up(_) | Command::Tracker(_) | Command::Guard(_) | Command::Broker(_)
+    );
+    if long_running {
+        heap::spawn_trimmer();
+    }
     match command {
         Command::Up(args) => run::up(args),
         Command::Tracker(args) => run::tracker(args),

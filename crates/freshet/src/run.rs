@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use freshet_api::AppState;
 use freshet_broker::Broker;
+use freshet_services::cluster::Cluster;
 use freshet_services::generator::GeneratorJobs;
 use freshet_services::tracker::Tracker;
 use freshet_services::KafkaConfig;
@@ -49,6 +50,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
 
 async fn run_services(args: &UpArgs, bootstrap: &str) -> anyhow::Result<()> {
     let kafka = KafkaConfig::new(bootstrap);
+    let cluster = Cluster::new(&kafka).context("creating the cluster client")?;
     let http = bind_http(args.http_listen).await?;
     let tracker = Tracker::start(&kafka, args.tracker.to_config())
         .await
@@ -63,10 +65,11 @@ async fn run_services(args: &UpArgs, bootstrap: &str) -> anyhow::Result<()> {
     let state = AppState::new()
         .with_tracker(tracker.handle())
         .with_generator(GeneratorJobs::new(kafka.clone()))
-        .with_guard(guard.handle(), args.guard.options());
+        .with_guard(guard.handle(), args.guard.options())
+        .with_cluster(cluster);
+    let url = format!("http://{}", local_addr(&http));
     eprintln!(
-        "freshet: HTTP API on http://{} (spec: /api/openapi.json), tracker node {}",
-        local_addr(&http),
+        "freshet: HTTP API on {url} (console: {url}/, docs: {url}/api/docs, metrics: {url}/metrics), tracker node {}",
         tracker.handle().node_id()
     );
     eprintln!(
@@ -83,6 +86,7 @@ async fn run_services(args: &UpArgs, bootstrap: &str) -> anyhow::Result<()> {
 pub fn tracker(args: TrackerNodeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let kafka = KafkaConfig::new(&args.bootstrap_servers);
+        let cluster = Cluster::new(&kafka).context("creating the cluster client")?;
         let http = bind_http(args.http_listen).await?;
         let tracker = Tracker::start(&kafka, args.tracker.to_config())
             .await
@@ -94,7 +98,8 @@ pub fn tracker(args: TrackerNodeArgs) -> anyhow::Result<()> {
             handle.group(),
             local_addr(&http)
         );
-        serve_until_signal(http, AppState::new().with_tracker(handle)).await;
+        let state = AppState::new().with_tracker(handle).with_cluster(cluster);
+        serve_until_signal(http, state).await;
         stop_tracker(tracker).await;
         Ok(())
     })

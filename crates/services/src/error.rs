@@ -26,6 +26,9 @@ pub enum ServiceError {
     /// The request conflicts with what exists (e.g. a user name already taken).
     #[error("{0}")]
     Conflict(String),
+    /// What the request names does not exist (a topic, a partition, a consumer group).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl From<sqlx::Error> for ServiceError {

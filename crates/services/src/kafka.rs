@@ -1,4 +1,5 @@
-//! Kafka client settings shared by the services, and idempotent topic creation.
+//! Kafka client settings shared by the services, Kafka's topic name rules, and idempotent topic
+//! creation.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,6 +14,9 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 
 use crate::ServiceError;
+
+/// Kafka's limit on topic name length.
+const MAX_TOPIC_CHARS: usize = 249;
 
 /// Where the Kafka cluster is and how services identify themselves to it.
 #[derive(Debug, Clone)]
@@ -84,6 +88,32 @@ impl KafkaConfig {
     pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, ServiceError> {
         Ok(self.client_config("admin").create()?)
     }
+}
+
+/// Kafka's topic naming rules: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn check_topic_name(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("topic must not be empty".into());
+    }
+    if topic.len() > MAX_TOPIC_CHARS {
+        return Err(format!(
+            "topic is {} characters long, more than Kafka's {MAX_TOPIC_CHARS}",
+            topic.len()
+        ));
+    }
+    if topic == "." || topic == ".." {
+        return Err(format!("topic {topic:?} is not a valid topic name"));
+    }
+    if let Some(bad) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic {topic:?} contains {bad:?}; topic names may only contain ASCII letters, \
+             digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
 }
 
 /// How a topic a service needs should look when it has to be created.

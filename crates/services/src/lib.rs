@@ -1,6 +1,7 @@
 //! Freshet's stream services. They reach Kafka only through the Kafka protocol (the rdkafka
-//! crate) and never import broker code, so each runs unchanged against Freshet's embedded
-//! broker or an Apache Kafka / Redpanda cluster (`--bootstrap-servers`).
+//! crate; [`cluster`] also encodes the few requests rdkafka does not expose itself, with the
+//! kafka-protocol crate) and never import broker code, so each runs unchanged against
+//! Freshet's embedded broker or an Apache Kafka / Redpanda cluster (`--bootstrap-servers`).
 //!
 //! # Layout
 //!
@@ -12,7 +13,10 @@
 //! - [`guard`]: the login guard: accounts in SQLite or PostgreSQL, login attempts as events,
 //!   a blocker that blocks brute-forced users, and the block map every login node follows.
 //! - [`event`]: the `device-events` record format, shared by generator and tracker.
+//! - [`cluster`]: the cluster's topics, records and consumer groups, for the topic REST API
+//!   (list, describe, create and delete topics; send and read records; groups and their lag).
 
+pub mod cluster;
 pub mod error;
 pub mod event;
 pub mod generator;

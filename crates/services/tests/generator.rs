@@ -153,6 +153,27 @@ fn what_was_acknowledged_is_exactly_what_the_topic_holds() {
     assert_eq!(forms.len(), 7, "{forms:?}");
 }
 
+#[test]
+fn round_robin_sends_from_every_device() {
+    let setup = broker();
+    let params = GeneratorParams {
+        round_robin: true,
+        ..unpaced("events-rr", 2000, 2500, 5)
+    };
+    let summary = run(&setup.kafka(), &params, &JobProgress::new()).expect("run");
+    assert_eq!((summary.sent, summary.distinct_ips), (2500, 2000));
+
+    let records = read_topic(&setup.broker.bootstrap(), "events-rr");
+    let mut per_device: std::collections::HashMap<&str, u32> = Default::default();
+    for record in &records {
+        *per_device.entry(record.key.as_str()).or_default() += 1;
+    }
+    assert_eq!(per_device.len(), 2000);
+    // 2500 turns over 2000 devices: the first 500 in pool order sent twice, the rest once.
+    assert_eq!(per_device.values().filter(|&&n| n == 2).count(), 500);
+    assert!(per_device.values().all(|&n| n == 1 || n == 2));
+}
+
 /// IPs and error codes in send order, taken from records of one partition at a time; a key
 /// always maps to the same partition, so per-device order is what a same-seed run must repeat.
 fn ips_and_codes(records: &[Record]) -> Vec<(String, u64)> {

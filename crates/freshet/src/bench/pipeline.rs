@@ -50,7 +50,8 @@ pub struct PipelineBenchArgs {
     /// Devices the throughput runs' events come from (each event from one picked at random).
     #[arg(long, env = "FRESHET_BENCH_DEVICES", default_value_t = 1_000_000)]
     pub devices: u64,
-    /// Random IPv4 devices of the memory run, which sends as many events as devices.
+    /// Random IPv4 devices of the memory run; each sends one event (round robin), so the
+    /// tracker counts exactly this many distinct addresses.
     #[arg(long, env = "FRESHET_BENCH_DISTINCT", default_value_t = 10_000_000)]
     pub distinct: u64,
     /// Partitions of each benchmark topic.
@@ -66,6 +67,13 @@ pub struct PipelineBenchArgs {
     /// Skip the memory runs (they generate `--distinct` more events twice).
     #[arg(long, env = "FRESHET_BENCH_SKIP_MEMORY")]
     pub skip_memory: bool,
+    /// Skip the throughput and end-to-end runs (memory runs only).
+    #[arg(
+        long,
+        env = "FRESHET_BENCH_SKIP_THROUGHPUT",
+        conflicts_with = "skip_memory"
+    )]
+    pub skip_throughput: bool,
 }
 
 pub fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
@@ -86,8 +94,10 @@ pub fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
     };
     let bench = Bench::new(&args, bootstrap);
     bench.print_header(broker.is_some());
-    bench.throughput_runs()?;
-    bench.end_to_end_run()?;
+    if !args.skip_throughput {
+        bench.throughput_runs()?;
+        bench.end_to_end_run()?;
+    }
     if !args.skip_memory {
         bench.memory_runs()?;
     }
@@ -223,7 +233,7 @@ impl<'a> Bench<'a> {
     fn throughput_runs(&self) -> anyhow::Result<()> {
         for views in [Views::On, Views::Off] {
             let topic = self.fresh_topic("events")?;
-            let summary = self.generate(&topic, self.args.events, self.args.devices)?;
+            let summary = self.generate(&topic, self.args.events, self.args.devices, false)?;
             self.report_generate(
                 &format!("generate (for {})", views.label()),
                 self.args.devices,
@@ -283,7 +293,7 @@ impl<'a> Bench<'a> {
         for views in [Views::On, Views::Off] {
             let idle = self.idle_resident_bytes(views)?;
             let topic = self.fresh_topic("memory")?;
-            let summary = self.generate(&topic, self.args.distinct, self.args.distinct)?;
+            let summary = self.generate(&topic, self.args.distinct, self.args.distinct, true)?;
             let label = format!("memory ({})", views.label());
             self.report_generate(
                 &format!("generate (memory, {})", views.label()),
@@ -349,9 +359,18 @@ impl<'a> Bench<'a> {
     }
 
     /// Runs the generator to completion with a progress bar.
-    fn generate(&self, topic: &str, events: u64, devices: u64) -> anyhow::Result<GeneratorSummary> {
+    fn generate(
+        &self,
+        topic: &str,
+        events: u64,
+        devices: u64,
+        round_robin: bool,
+    ) -> anyhow::Result<GeneratorSummary> {
         let job = Arc::new(JobProgress::new());
-        let params = generator_params(topic, events, devices);
+        let params = GeneratorParams {
+            round_robin,
+            ..generator_params(topic, events, devices)
+        };
         let worker = start_generator(self.kafka(), params, Arc::clone(&job))?;
         let bar = progress(events, "generate");
         while !worker.is_finished() {
@@ -498,6 +517,7 @@ fn generator_params(topic: &str, events: u64, devices: u64) -> GeneratorParams {
         seed: Some(SEED),
         ipv6_percent: 0,
         topic: topic.to_string(),
+        round_robin: false,
     }
 }
 

@@ -2,8 +2,8 @@
 //! earlier tool's `GET /start`).
 //!
 //! A run builds a pool of `num_devices` distinct addresses from a seed, then sends
-//! `num_messages` events to `device-events`, each from a device picked at random, keyed by its
-//! address. It counts what the broker acknowledged, and how many distinct devices those
+//! `num_messages` events to `device-events`, each from a device picked at random (or in turn,
+//! with `round_robin`), keyed by its address. It counts what the broker acknowledged, and how many distinct devices those
 //! acknowledged events came from: the ground truth the tracker's count is checked against.
 //!
 //! - [`params`]: what a run is asked to do, and its limits.
@@ -182,7 +182,11 @@ fn send_events(
         if !wait_for_turn(producer, &mut pacer, progress) {
             break;
         }
-        let device = rng.below(devices) as usize;
+        let device = if params.round_robin {
+            ((queued - 1) % devices) as usize
+        } else {
+            rng.below(devices) as usize
+        };
         let form = TimestampForm::ALL[rng.below(TimestampForm::ALL.len() as u64) as usize];
         let error_code = rng.below(u64::from(crate::event::MAX_ERROR_CODE) + 1) as u8;
         event.render(form, now_micros(), pool.get(device), error_code);

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::event::DEVICE_EVENTS;
+use crate::kafka::check_topic_name;
 use crate::ServiceError;
 
 /// Devices of the earlier tool's `GET /start` when the caller names none.
@@ -22,8 +23,6 @@ pub const MAX_NUM_MESSAGES: u64 = 1_000_000_000;
 pub const MAX_PAUSE_MS: u64 = 60_000;
 /// Far above what one producer can send; a larger rate would simply mean "unpaced".
 pub const MAX_RATE: f64 = 10_000_000.0;
-/// Kafka's limit on topic name length.
-const MAX_TOPIC_CHARS: usize = 249;
 
 /// Parameters of one generator run: `freshet generate` flags, and the JSON body of
 /// `POST /api/v1/generator/jobs`. Missing fields take the earlier tool's defaults.
@@ -56,6 +55,11 @@ pub struct GeneratorParams {
     /// Topic to write to (default `device-events`); created with 3 partitions if missing.
     #[schema(default = "device-events")]
     pub topic: String,
+    /// Devices take turns (in pool order, itself random) instead of each event picking one
+    /// at random (default false). With `num_messages` at least `num_devices`, every device
+    /// sends, so the distinct count is exactly `num_devices`.
+    #[schema(default = false)]
+    pub round_robin: bool,
 }
 
 impl Default for GeneratorParams {
@@ -68,6 +72,7 @@ impl Default for GeneratorParams {
             seed: None,
             ipv6_percent: 0,
             topic: DEVICE_EVENTS.to_string(),
+            round_robin: false,
         }
     }
 }
@@ -85,6 +90,7 @@ struct ParamsBody {
     seed: Option<u64>,
     ipv6_percent: Option<u8>,
     topic: Option<String>,
+    round_robin: Option<bool>,
 }
 
 impl From<ParamsBody> for GeneratorParams {
@@ -103,6 +109,7 @@ impl From<ParamsBody> for GeneratorParams {
             seed: body.seed,
             ipv6_percent: body.ipv6_percent.unwrap_or(defaults.ipv6_percent),
             topic: body.topic.unwrap_or(defaults.topic),
+            round_robin: body.round_robin.unwrap_or(defaults.round_robin),
         }
     }
 }
@@ -181,32 +188,6 @@ impl GeneratorParams {
         // `num_devices` is at most u64::MAX, so the rounded quotient fits back into a u64.
         u64::try_from((scaled + 50) / 100).unwrap_or(self.num_devices)
     }
-}
-
-/// Kafka's topic naming rules: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-fn check_topic_name(topic: &str) -> Result<(), String> {
-    if topic.is_empty() {
-        return Err("topic must not be empty".into());
-    }
-    if topic.len() > MAX_TOPIC_CHARS {
-        return Err(format!(
-            "topic is {} characters long, more than Kafka's {MAX_TOPIC_CHARS}",
-            topic.len()
-        ));
-    }
-    if topic == "." || topic == ".." {
-        return Err(format!("topic {topic:?} is not a valid topic name"));
-    }
-    if let Some(bad) = topic
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic {topic:?} contains {bad:?}; topic names may only contain ASCII letters, \
-             digits, '.', '_' and '-'"
-        ));
-    }
-    Ok(())
 }
 
 /// A seed for a run that was given none. Kept below 2^53 so it survives a round trip through

@@ -123,8 +123,8 @@ fn apply_record(state: &mut NodeState, record: Record, shared: &Shared) {
                     }
                 }
                 let partition = state.partition(header.partition);
+                // Shrunk by the worker's checkpoint tick, which sees every partition.
                 partition.sets.retain_windows(shared.config.window_limits);
-                partition.maybe_shrink();
             }
             let partition = state.partition(header.partition);
             let newer = partition

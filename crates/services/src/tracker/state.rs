@@ -88,6 +88,18 @@ impl Sets {
         trim_oldest(&mut self.hours, limits.hours);
     }
 
+    /// Addresses in all the sets together (an address in several sets counts in each).
+    pub fn total_len(&self) -> u64 {
+        self.all.len()
+            + self
+                .minutes
+                .values()
+                .chain(self.hours.values())
+                .chain(self.codes.values())
+                .map(DistinctIps::len)
+                .sum::<u64>()
+    }
+
     /// Releases the slack that growing sets keep (Roaring arrays double as they grow).
     pub fn shrink_to_fit(&mut self) {
         self.all.shrink_to_fit();
@@ -165,8 +177,10 @@ pub struct PartitionState {
     pub live: Option<LiveCounters>,
     /// Offset this node started consuming the partition at, the last time it gained it.
     pub resumed_from: Option<i64>,
-    /// Size of `sets.all` when the sets were last shrunk.
+    /// Total size of the sets when they were last shrunk.
     shrunk_len: u64,
+    /// Total size of the sets at the previous [`maybe_shrink`](Self::maybe_shrink).
+    checked_len: u64,
 }
 
 impl PartitionState {
@@ -186,15 +200,20 @@ impl PartitionState {
         }
     }
 
-    /// Shrinks the sets once they have grown by a quarter since the last time: growing
-    /// Roaring arrays keep up to twice the memory they need, and shrinking at every change
-    /// would rebuild millions of entries per checkpoint.
+    /// Shrinks the sets once they have grown by a quarter since the last time, or once they
+    /// stop growing: growing Roaring arrays keep up to twice the memory they need, shrinking
+    /// at every change would rebuild millions of entries per checkpoint, and sets that
+    /// settled with their slack would keep it for good (a quarter of the settled memory at
+    /// 10 M addresses).
     pub fn maybe_shrink(&mut self) {
-        let len = self.sets.all.len();
-        if len >= 4096 && len >= self.shrunk_len + self.shrunk_len / 4 {
+        let len = self.sets.total_len();
+        let grew_a_quarter = len >= 4096 && len >= self.shrunk_len + self.shrunk_len / 4;
+        let settled = len != self.shrunk_len && len == self.checked_len;
+        if grew_a_quarter || settled {
             self.sets.shrink_to_fit();
             self.shrunk_len = len;
         }
+        self.checked_len = len;
     }
 
     /// Where an owner starts and the counters it starts from: the newest checkpoint, or the

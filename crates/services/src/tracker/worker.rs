@@ -295,7 +295,7 @@ impl TrackerContext {
             return false;
         }
         self.commit_offsets(consumer, &deltas);
-        self.shrink_owned();
+        self.shrink_sets();
         true
     }
 
@@ -402,12 +402,12 @@ impl TrackerContext {
         }
     }
 
-    fn shrink_owned(&self) {
+    /// Every partition's, owned or followed: this tick is what tells a set that stopped
+    /// growing, whoever feeds it.
+    fn shrink_sets(&self) {
         let mut state = self.shared.state();
         for partition in state.partitions.values_mut() {
-            if partition.live.is_some() {
-                partition.maybe_shrink();
-            }
+            partition.maybe_shrink();
         }
     }
 

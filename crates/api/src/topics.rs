@@ -1,0 +1,228 @@
+//! The topic REST API: list, describe, create and delete topics, send JSON records and read
+//! a partition page by page. Everything goes to the cluster over the Kafka protocol
+//! ([`freshet_services::cluster`]), so it works the same against an external cluster.
+//!
+//! Sending records takes bodies up to [`MAX_RECORDS_BODY_BYTES`], more than the rest of the
+//! API (500 records rarely fit in 64 KiB).
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use freshet_services::cluster::view::{
+    NewTopic, ProduceRequest, ProducedRecords, RecordPage, TopicDescription, TopicList,
+};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, Json, Path, Query};
+use crate::state::{AppState, KafkaCluster};
+
+/// Largest body of `POST /api/v1/topics/{name}/records`: room for 500 records of about 2 KiB.
+pub const MAX_RECORDS_BODY_BYTES: usize = 1024 * 1024;
+
+/// The route whose bodies may be up to [`MAX_RECORDS_BODY_BYTES`].
+pub const RECORDS_ROUTE: &str = "/api/v1/topics/{name}/records";
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    let produce = OpenApiRouter::new()
+        .routes(routes!(produce_records))
+        .layer(DefaultBodyLimit::max(MAX_RECORDS_BODY_BYTES));
+    OpenApiRouter::new()
+        .routes(routes!(list_topics, create_topic))
+        .routes(routes!(describe_topic, delete_topic))
+        .routes(routes!(read_records))
+        .merge(produce)
+}
+
+/// Where a topic's description is served.
+pub fn topic_url(name: &str) -> String {
+    format!("/api/v1/topics/{name}")
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListTopicsQuery {
+    /// `false` hides internal topics (`__...` and `freshet....`); by default all are listed.
+    pub internal: Option<bool>,
+}
+
+/// List topics
+///
+/// Every topic by name, with its partition count and how many records it holds.
+#[utoipa::path(
+    get,
+    path = "/api/v1/topics",
+    tag = "topics",
+    params(ListTopicsQuery),
+    responses(
+        (status = 200, description = "Every topic, by name", body = TopicList),
+        (status = 400, description = "An unknown or malformed query parameter", body = ApiError),
+        (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
+    )
+)]
+pub async fn list_topics(
+    KafkaCluster(cluster): KafkaCluster,
+    Query(query): Query<ListTopicsQuery>,
+) -> Result<axum::Json<TopicList>, ApiError> {
+    let include_internal = query.internal.unwrap_or(true);
+    Ok(axum::Json(cluster.list_topics(include_internal).await?))
+}
+
+/// Create a topic
+///
+/// Creates the topic (1 partition and the cluster's replication factor unless the body says
+/// otherwise) and answers with its description. The cluster checks the configs; a refusal
+/// carries its reason.
+#[utoipa::path(
+    post,
+    path = "/api/v1/topics",
+    tag = "topics",
+    request_body = NewTopic,
+    responses(
+        (status = 201, description = "The topic was created; `Location` is its URL", body = TopicDescription,
+         headers(("Location" = String, description = "URL of the topic's description"))),
+        (status = 400, description = "Invalid JSON, name, partition count, replication factor or config", body = ApiError),
+        (status = 409, description = "The topic exists", body = ApiError),
+        (status = 413, description = "The body is larger than 64 KiB", body = ApiError),
+        (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
+    )
+)]
+pub async fn create_topic(
+    KafkaCluster(cluster): KafkaCluster,
+    Json(request): Json<NewTopic>,
+) -> Result<
+    (
+        StatusCode,
+        [(header::HeaderName, String); 1],
+        axum::Json<TopicDescription>,
+    ),
+    ApiError,
+> {
+    let description = cluster.create_topic(request).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, topic_url(&description.name))],
+        axum::Json(description),
+    ))
+}
+
+/// Describe a topic
+///
+/// Its partitions (leader, offsets, records, size on disk) and effective configs. Sizes are
+/// null when a broker does not report them.
+#[utoipa::path(
+    get,
+    path = "/api/v1/topics/{name}",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    responses(
+        (status = 200, description = "The topic", body = TopicDescription),
+        (status = 400, description = "Not a valid topic name", body = ApiError),
+        (status = 404, description = "No such topic", body = ApiError),
+        (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
+    )
+)]
+pub async fn describe_topic(
+    KafkaCluster(cluster): KafkaCluster,
+    Path(name): Path<String>,
+) -> Result<axum::Json<TopicDescription>, ApiError> {
+    Ok(axum::Json(cluster.describe_topic(&name).await?))
+}
+
+/// Delete a topic
+///
+/// Deletes the topic and all its records.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/topics/{name}",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    responses(
+        (status = 204, description = "The topic was deleted"),
+        (status = 400, description = "Not a valid topic name", body = ApiError),
+        (status = 404, description = "No such topic", body = ApiError),
+        (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
+    )
+)]
+pub async fn delete_topic(
+    KafkaCluster(cluster): KafkaCluster,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    cluster.delete_topic(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Send records to a topic
+///
+/// Sends 1 to 500 records in order and answers once the cluster acknowledged all of them
+/// (acks=all), with each record's partition and offset in request order. A JSON string
+/// value (or key) is sent as its text, any other JSON value as its compact JSON text, null
+/// as no value (a tombstone). Never creates the topic.
+#[utoipa::path(
+    post,
+    path = "/api/v1/topics/{name}/records",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    request_body = ProduceRequest,
+    responses(
+        (status = 200, description = "Every record was acknowledged", body = ProducedRecords),
+        (status = 400, description = "Invalid JSON or topic name, no records or more than 500, or a partition the topic does not have", body = ApiError),
+        (status = 404, description = "No such topic", body = ApiError),
+        (status = 413, description = "The body is larger than 1 MiB", body = ApiError),
+        (status = 503, description = "The cluster is unreachable or did not acknowledge, or no cluster client runs in this process", body = ApiError),
+    )
+)]
+pub async fn produce_records(
+    KafkaCluster(cluster): KafkaCluster,
+    Path(name): Path<String>,
+    Json(request): Json<ProduceRequest>,
+) -> Result<axum::Json<ProducedRecords>, ApiError> {
+    Ok(axum::Json(cluster.produce(&name, request).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRecordsQuery {
+    /// First offset to read (default: the earliest stored). An offset before the earliest
+    /// starts there; one past the latest is refused.
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
+    /// Most records to return (default 50, 1 to 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+/// Read records of a partition
+///
+/// Up to `limit` records from `offset`, in offset order, as far as the partition's latest
+/// offset; `next_offset` is where the next page starts. Returns what the cluster delivered
+/// within about two seconds, without waiting for new records.
+#[utoipa::path(
+    get,
+    path = "/api/v1/topics/{name}/partitions/{partition}/records",
+    tag = "topics",
+    params(
+        ("name" = String, Path, description = "Topic name"),
+        ("partition" = i32, Path, description = "Partition number, from 0"),
+        ReadRecordsQuery,
+    ),
+    responses(
+        (status = 200, description = "One page of records", body = RecordPage),
+        (status = 400, description = "Invalid topic name, partition, offset (negative or past the latest) or limit", body = ApiError),
+        (status = 404, description = "No such topic or partition", body = ApiError),
+        (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
+    )
+)]
+pub async fn read_records(
+    KafkaCluster(cluster): KafkaCluster,
+    Path((name, partition)): Path<(String, i32)>,
+    Query(query): Query<ReadRecordsQuery>,
+) -> Result<axum::Json<RecordPage>, ApiError> {
+    let page = cluster
+        .read_records(&name, partition, query.offset, query.limit)
+        .await?;
+    Ok(axum::Json(page))
+}

@@ -1,0 +1,152 @@
+//! The cluster's topics, records and consumer groups, over the Kafka protocol: what the
+//! topic REST API serves. Like every service it uses rdkafka only (plus the raw protocol for
+//! the one thing rdkafka does not expose), so it works against any Kafka cluster.
+//!
+//! # Layout
+//!
+//! - [`Cluster`] (here): the handle, its clients and the checks every operation makes on its
+//!   parameters before it sends anything.
+//! - `topics`: list, describe, create and delete topics (Metadata, ListOffsets,
+//!   DescribeConfigs, CreateTopics, DeleteTopics).
+//! - `records`: send JSON records and read a page of one partition.
+//! - `groups`: list and describe consumer groups, their committed offsets and lag.
+//! - `log_dirs`: partition sizes from DescribeLogDirs, which rdkafka does not expose.
+//! - `wire`: the minimal Kafka-protocol client `log_dirs` uses.
+//! - [`view`]: what the operations take and report.
+//!
+//! Every rdkafka call that blocks runs on tokio's blocking pool; admin requests use
+//! rdkafka's futures.
+
+mod groups;
+mod log_dirs;
+mod records;
+mod topics;
+pub mod view;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+
+pub use self::groups::validate_group_id;
+pub use self::records::read_limit;
+use crate::kafka::check_topic_name;
+use crate::{KafkaConfig, ServiceError};
+
+/// Partitions of a created topic when the request names none.
+pub const DEFAULT_PARTITIONS: i32 = 1;
+/// Most partitions a created topic may have; a guard against typos, not a Kafka rule.
+pub const MAX_PARTITIONS: i32 = 10_000;
+/// Most records one produce request may carry.
+pub const MAX_RECORDS_PER_PRODUCE: usize = 500;
+/// Records in a page when the request names no limit.
+pub const DEFAULT_READ_LIMIT: usize = 50;
+/// Most records one page may hold.
+pub const MAX_READ_LIMIT: usize = 1000;
+
+/// How long a metadata, offsets or admin request may take before the operation fails.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long partition sizes may take; past it they are reported unknown.
+const SIZES_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long reading a page may take; a page holds what arrived by then.
+const READ_DEADLINE: Duration = Duration::from_secs(2);
+
+/// A handle on the cluster: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Clients>,
+}
+
+/// The long-lived clients every operation shares.
+struct Clients {
+    kafka: KafkaConfig,
+    admin: AdminClient<DefaultClientContext>,
+    /// Metadata, offsets and group lists; never joins a group or asks for topic creation.
+    metadata: BaseConsumer,
+    /// acks=all, idempotent.
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for Cluster {
+    // rdkafka's clients have no Debug; where they point is what matters.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("bootstrap_servers", &self.inner.kafka.bootstrap_servers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Creates the clients. Nothing is sent yet: an unreachable cluster shows up as failing
+    /// operations, not here.
+    pub fn new(kafka: &KafkaConfig) -> Result<Cluster, ServiceError> {
+        let mut admin = kafka.client_config("cluster-admin");
+        admin.set("allow.auto.create.topics", "false");
+        let mut metadata = kafka.client_config("cluster-metadata");
+        metadata.set("allow.auto.create.topics", "false");
+        let mut producer = kafka.durable_producer_config("cluster-producer");
+        producer
+            // Records of one request go out together; nothing waits for more.
+            .set("linger.ms", "1")
+            // Producing never creates a topic; the route checks that it exists.
+            .set("allow.auto.create.topics", "false")
+            // An HTTP client will not wait a minute for an answer.
+            .set("message.timeout.ms", "30000");
+        Ok(Cluster {
+            inner: Arc::new(Clients {
+                kafka: kafka.clone(),
+                admin: admin.create()?,
+                metadata: metadata.create()?,
+                producer: producer.create()?,
+            }),
+        })
+    }
+
+    fn kafka(&self) -> &KafkaConfig {
+        &self.inner.kafka
+    }
+
+    /// Runs a blocking rdkafka call on tokio's blocking pool with this handle.
+    async fn blocking<T, F>(&self, call: F) -> Result<T, ServiceError>
+    where
+        F: FnOnce(&Cluster) -> Result<T, ServiceError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let cluster = self.clone();
+        tokio::task::spawn_blocking(move || call(&cluster))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a cluster call did not finish");
+                Err(ServiceError::Kafka(KafkaError::Canceled))
+            })
+    }
+}
+
+/// Kafka's own topics (`__consumer_offsets`, ...) and the services' state topics.
+pub fn is_internal_topic(name: &str) -> bool {
+    name.starts_with("__") || name.starts_with("freshet.")
+}
+
+/// A topic name from a request, checked against Kafka's rules.
+pub fn validate_topic_name(name: &str) -> Result<(), ServiceError> {
+    check_topic_name(name).map_err(ServiceError::InvalidParams)
+}
+
+/// A partition number from a request: not negative.
+pub fn validate_partition(partition: i32) -> Result<(), ServiceError> {
+    if partition < 0 {
+        return Err(ServiceError::InvalidParams(format!(
+            "partition {partition} is negative; partitions are numbered from 0"
+        )));
+    }
+    Ok(())
+}
+
+fn not_found_topic(name: &str) -> ServiceError {
+    ServiceError::NotFound(format!("topic {name:?} does not exist"))
+}

@@ -1,0 +1,407 @@
+//! Records: send JSON records to a topic, and read a page of one partition.
+//!
+//! Reading uses a consumer per page that is assigned the one partition at the page's start
+//! offset. librdkafka needs a `group.id` to assign partitions, but the reader never joins
+//! that group and never commits, so the group never comes to exist on the cluster.
+
+use std::time::Instant;
+
+use base64::Engine;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+
+use super::view::{
+    ConsumedRecord, Encoding, OutgoingRecord, ProduceRequest, ProducedOffset, ProducedRecords,
+    RecordHeader, RecordPage,
+};
+use super::{
+    validate_partition, validate_topic_name, Cluster, DEFAULT_READ_LIMIT, MAX_READ_LIMIT,
+    MAX_RECORDS_PER_PRODUCE, READ_DEADLINE,
+};
+use crate::ServiceError;
+
+impl Cluster {
+    /// Sends the records in order and answers once the cluster acknowledged every one
+    /// (acks=all), with their offsets in request order. Never creates the topic.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        request: ProduceRequest,
+    ) -> Result<ProducedRecords, ServiceError> {
+        validate_topic_name(topic)?;
+        validate_produce_request(&request)?;
+        let layout = self.topic_layout(topic).await?;
+        let missing = request
+            .records
+            .iter()
+            .filter_map(|record| record.partition)
+            .find(|partition| !layout.has_partition(*partition));
+        if let Some(partition) = missing {
+            return Err(ServiceError::InvalidParams(format!(
+                "partition {partition} does not exist: topic {topic:?} has {} partitions",
+                layout.partitions.len()
+            )));
+        }
+        // Enqueued in request order, so records of one partition get ascending offsets; the
+        // acknowledgements are awaited only once all are on their way.
+        let mut deliveries = Vec::with_capacity(request.records.len());
+        for record in &request.records {
+            let encoded = EncodedRecord::from(record);
+            let delivery = self
+                .inner
+                .producer
+                .send_result(encoded.future_record(topic))
+                .map_err(|(error, _)| error)?;
+            deliveries.push(delivery);
+        }
+        let mut offsets = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let delivered = delivery
+                .await
+                .map_err(|_| ServiceError::Kafka(KafkaError::Canceled))?
+                .map_err(|(error, _)| error)?;
+            offsets.push(ProducedOffset {
+                partition: delivered.partition,
+                offset: delivered.offset,
+            });
+        }
+        Ok(ProducedRecords { offsets })
+    }
+
+    /// Up to `limit` records of one partition from `offset` (default: the earliest). An
+    /// offset before the earliest starts there; one past the latest is refused. Returns what
+    /// arrived within the read deadline, never waiting for records that do not exist yet.
+    pub async fn read_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Option<i64>,
+        limit: Option<usize>,
+    ) -> Result<RecordPage, ServiceError> {
+        validate_topic_name(topic)?;
+        validate_partition(partition)?;
+        let limit = read_limit(limit)?;
+        if let Some(offset) = offset.filter(|offset| *offset < 0) {
+            return Err(ServiceError::InvalidParams(format!(
+                "offset {offset} is negative; offsets start at 0"
+            )));
+        }
+        let layout = self.topic_layout(topic).await?;
+        if !layout.has_partition(partition) {
+            return Err(ServiceError::NotFound(format!(
+                "topic {topic:?} has no partition {partition} (it has {})",
+                layout.partitions.len()
+            )));
+        }
+        let topic = topic.to_string();
+        self.blocking(move |cluster| cluster.read_page(&topic, partition, offset, limit))
+            .await
+    }
+
+    fn read_page(
+        &self,
+        topic: &str,
+        partition: i32,
+        requested: Option<i64>,
+        limit: usize,
+    ) -> Result<RecordPage, ServiceError> {
+        let (earliest, latest) = self.watermarks(topic, partition)?;
+        let start = match requested {
+            Some(offset) if offset > latest => {
+                return Err(ServiceError::InvalidParams(format!(
+                    "offset {offset} is past the latest offset {latest} of partition {partition}"
+                )))
+            }
+            Some(offset) => offset.max(earliest),
+            None => earliest,
+        };
+        let records = if start < latest {
+            self.read_range(topic, partition, start, latest, limit)?
+        } else {
+            Vec::new()
+        };
+        Ok(RecordPage {
+            topic: topic.to_string(),
+            partition,
+            earliest_offset: earliest,
+            latest_offset: latest,
+            next_offset: records.last().map_or(start, |record| record.offset + 1),
+            records,
+        })
+    }
+
+    /// Records from `start` up to (not including) `end`, at most `limit` of them.
+    fn read_range(
+        &self,
+        topic: &str,
+        partition: i32,
+        start: i64,
+        end: i64,
+        limit: usize,
+    ) -> Result<Vec<ConsumedRecord>, ServiceError> {
+        let consumer = self.reader(limit)?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
+        consumer.assign(&assignment)?;
+        let deadline = Instant::now() + READ_DEADLINE;
+        let mut records = Vec::new();
+        let mut last_error = None;
+        while records.len() < limit {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let message = match consumer.poll(remaining) {
+                None => break,
+                // The end of the partition: nothing more to wait for (compaction may have
+                // removed the records just before `end`).
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                // librdkafka reports transient trouble (a dropped connection) and retries on
+                // its own; it is an error only if nothing can be read by the deadline.
+                Some(Err(error)) => {
+                    tracing::debug!(%error, topic, partition, "reading records");
+                    last_error = Some(error);
+                    continue;
+                }
+                Some(Ok(message)) => message,
+            };
+            if message.offset() >= end {
+                break;
+            }
+            records.push(consumed(&message));
+            if message.offset() + 1 >= end {
+                break;
+            }
+        }
+        match last_error {
+            Some(error) if records.is_empty() => Err(error.into()),
+            _ => Ok(records),
+        }
+    }
+
+    /// A consumer that reads assigned partitions only: never joins its group, never
+    /// commits, and prefetches about one page.
+    fn reader(&self, limit: usize) -> Result<BaseConsumer, ServiceError> {
+        let kafka = self.kafka();
+        let mut config = kafka.client_config("record-reader");
+        config
+            .set("group.id", format!("{}-record-reader", kafka.client_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("allow.auto.create.topics", "false")
+            .set("queued.min.messages", limit.to_string())
+            .set("fetch.wait.max.ms", "100");
+        Ok(config.create()?)
+    }
+}
+
+/// A produce request's own limits, checked before anything is sent.
+fn validate_produce_request(request: &ProduceRequest) -> Result<(), ServiceError> {
+    let count = request.records.len();
+    if count == 0 {
+        return Err(ServiceError::InvalidParams(
+            "records is empty: send 1 to 500 records".into(),
+        ));
+    }
+    if count > MAX_RECORDS_PER_PRODUCE {
+        return Err(ServiceError::InvalidParams(format!(
+            "{count} records is more than the {MAX_RECORDS_PER_PRODUCE} one request may send"
+        )));
+    }
+    request
+        .records
+        .iter()
+        .filter_map(|record| record.partition)
+        .try_for_each(validate_partition)
+}
+
+/// The page size a request asks for, or the default.
+pub fn read_limit(requested: Option<usize>) -> Result<usize, ServiceError> {
+    match requested {
+        None => Ok(DEFAULT_READ_LIMIT),
+        Some(limit @ 1..=MAX_READ_LIMIT) => Ok(limit),
+        Some(limit) => Err(ServiceError::InvalidParams(format!(
+            "limit {limit} is out of range: ask for 1 to {MAX_READ_LIMIT} records"
+        ))),
+    }
+}
+
+/// A record's bytes as they go on the wire.
+#[derive(Debug)]
+struct EncodedRecord {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, String)>,
+    partition: Option<i32>,
+}
+
+impl From<&OutgoingRecord> for EncodedRecord {
+    fn from(record: &OutgoingRecord) -> Self {
+        EncodedRecord {
+            key: json_bytes(&record.key),
+            value: json_bytes(&record.value),
+            headers: record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            partition: record.partition,
+        }
+    }
+}
+
+impl EncodedRecord {
+    fn future_record<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, [u8], [u8]> {
+        let mut record = FutureRecord::to(topic);
+        if let Some(key) = &self.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = &self.value {
+            record = record.payload(value.as_slice());
+        }
+        if let Some(partition) = self.partition {
+            record = record.partition(partition);
+        }
+        if !self.headers.is_empty() {
+            let headers = self.headers.iter().fold(
+                OwnedHeaders::new_with_capacity(self.headers.len()),
+                |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(value.as_bytes()),
+                    })
+                },
+            );
+            record = record.headers(headers);
+        }
+        record
+    }
+}
+
+/// A JSON string as its text, null as nothing, anything else as its compact JSON text.
+fn json_bytes(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone().into_bytes()),
+        other => Some(other.to_string().into_bytes()),
+    }
+}
+
+fn consumed(message: &BorrowedMessage<'_>) -> ConsumedRecord {
+    let (key, key_encoding) = shown(message.key());
+    let (value, value_encoding) = shown(message.payload());
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| {
+                    let (value, encoding) = shown(header.value);
+                    RecordHeader {
+                        key: header.key.to_string(),
+                        value,
+                        encoding,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ConsumedRecord {
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis(),
+        key,
+        value,
+        key_encoding,
+        value_encoding,
+        headers,
+    }
+}
+
+/// Bytes as text when they are UTF-8, as base64 otherwise; nothing stays null.
+fn shown(bytes: Option<&[u8]>) -> (Option<String>, Encoding) {
+    match bytes {
+        None => (None, Encoding::Utf8),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => (Some(text.to_string()), Encoding::Utf8),
+            Err(_) => (
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                Encoding::Base64,
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_strings_are_sent_as_text_and_other_values_as_compact_json() {
+        assert_eq!(
+            json_bytes(&json!("plain text")),
+            Some(b"plain text".to_vec())
+        );
+        assert_eq!(
+            json_bytes(&json!({"a": [1, true, null], "b": "c"})),
+            Some(br#"{"a":[1,true,null],"b":"c"}"#.to_vec())
+        );
+        assert_eq!(json_bytes(&json!(42)), Some(b"42".to_vec()));
+        assert_eq!(json_bytes(&json!(false)), Some(b"false".to_vec()));
+        assert_eq!(json_bytes(&Value::Null), None);
+    }
+
+    #[test]
+    fn bytes_are_shown_as_text_or_base64() {
+        assert_eq!(shown(None), (None, Encoding::Utf8));
+        assert_eq!(
+            shown(Some("héllo".as_bytes())),
+            (Some("héllo".into()), Encoding::Utf8)
+        );
+        assert_eq!(
+            shown(Some(&[0xff, 0x00, 0x10])),
+            (Some("/wAQ".into()), Encoding::Base64)
+        );
+    }
+
+    #[test]
+    fn page_limits_default_and_bounds() {
+        assert_eq!(read_limit(None).ok(), Some(DEFAULT_READ_LIMIT));
+        assert_eq!(read_limit(Some(MAX_READ_LIMIT)).ok(), Some(MAX_READ_LIMIT));
+        for bad in [0, MAX_READ_LIMIT + 1] {
+            assert!(read_limit(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    fn records(count: usize, partition: Option<i32>) -> ProduceRequest {
+        let record = OutgoingRecord {
+            key: Value::Null,
+            value: json!("v"),
+            headers: Default::default(),
+            partition,
+        };
+        ProduceRequest {
+            records: vec![record; count],
+        }
+    }
+
+    #[test]
+    fn produce_requests_carry_1_to_500_records_for_real_partitions() {
+        assert!(validate_produce_request(&records(1, Some(0))).is_ok());
+        assert!(validate_produce_request(&records(MAX_RECORDS_PER_PRODUCE, None)).is_ok());
+        for bad in [
+            records(0, None),
+            records(MAX_RECORDS_PER_PRODUCE + 1, None),
+            records(1, Some(-1)),
+            ProduceRequest {
+                records: [records(1, Some(0)).records, records(1, Some(-2)).records].concat(),
+            },
+        ] {
+            assert!(validate_produce_request(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

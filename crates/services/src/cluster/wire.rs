@@ -1,0 +1,176 @@
+//! A minimal Kafka-protocol client over a plain TCP connection, for the requests librdkafka
+//! does not expose (DescribeLogDirs, and CreateTopics' error message).
+//!
+//! It speaks to one broker at a time: size-prefixed frames, request header v1 (v2 for
+//! flexible versions), one request in flight, the answer matched by correlation id. Versions
+//! are negotiated with ApiVersions v0 first, as every Kafka client does, so a broker that
+//! lacks an API is told apart from one that fails. No TLS or SASL: against such a cluster the
+//! connection fails and callers go without what they asked for.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest answer accepted: far above any DescribeLogDirs or CreateTopics response, small
+/// enough that a garbled size prefix cannot make us allocate gigabytes.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a call failed; only logged, since every caller degrades without the answer.
+pub(crate) type WireError = String;
+
+/// One connection to one broker, with the API versions it supports.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    stream: TcpStream,
+    client_id: String,
+    next_correlation_id: i32,
+    supported: Vec<(i16, i16, i16)>,
+}
+
+impl Connection {
+    /// Connects to `address` (`host:port`) and asks which API versions the broker supports,
+    /// all within `timeout`.
+    pub(crate) async fn open(
+        address: &str,
+        client_id: &str,
+        timeout: Duration,
+    ) -> Result<Connection, WireError> {
+        let opened = tokio::time::timeout(timeout, async {
+            let stream = TcpStream::connect(address)
+                .await
+                .map_err(|e| format!("connecting to {address}: {e}"))?;
+            let mut connection = Connection {
+                stream,
+                client_id: client_id.to_string(),
+                next_correlation_id: 1,
+                supported: Vec::new(),
+            };
+            // v0 is the one version every broker answers, with a v0 response header.
+            let versions: ApiVersionsResponse = connection
+                .call_at(0, &ApiVersionsRequest::default())
+                .await?;
+            if versions.error_code != 0 {
+                return Err(format!(
+                    "{address} answered ApiVersions with error {}",
+                    versions.error_code
+                ));
+            }
+            connection.supported = versions
+                .api_keys
+                .iter()
+                .map(|api| (api.api_key, api.min_version, api.max_version))
+                .collect();
+            Ok(connection)
+        })
+        .await;
+        opened.unwrap_or_else(|_| Err(format!("{address} did not answer within {timeout:?}")))
+    }
+
+    /// The newest version of `R` both the broker and the codec support, if any.
+    fn version_of<R: Request>(&self) -> Option<i16> {
+        let (_, min, max) = self.supported.iter().find(|(key, _, _)| *key == R::KEY)?;
+        let highest = (*max).min(R::VERSIONS.max);
+        (highest >= (*min).max(R::VERSIONS.min)).then_some(highest)
+    }
+
+    /// Sends `request` at the newest common version and waits up to `timeout` for its
+    /// answer. Returns the version used with the answer.
+    pub(crate) async fn call<R: Request>(
+        &mut self,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<(i16, R::Response), WireError> {
+        let api = api_key::<R>()?;
+        let version = self
+            .version_of::<R>()
+            .ok_or_else(|| format!("the broker does not support {api:?}"))?;
+        match tokio::time::timeout(timeout, self.call_at(version, request)).await {
+            Ok(answer) => answer.map(|response| (version, response)),
+            Err(_) => Err(format!("{api:?} not answered within {timeout:?}")),
+        }
+    }
+
+    async fn call_at<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+    ) -> Result<R::Response, WireError> {
+        let api = api_key::<R>()?;
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let frame = self.encode_request(api, version, correlation_id, request)?;
+        self.stream
+            .write_all(&frame)
+            .await
+            .map_err(|e| format!("sending {api:?}: {e}"))?;
+        let mut body = self.read_frame().await?;
+        // ApiVersions answers with header v0 whatever the version, so that a client that
+        // asked for a version the broker lacks can still read the answer.
+        let header_version = if api == ApiKey::ApiVersions {
+            0
+        } else {
+            api.response_header_version(version)
+        };
+        let header = ResponseHeader::decode(&mut body, header_version)
+            .map_err(|e| format!("{api:?} response header: {e:#}"))?;
+        if header.correlation_id != correlation_id {
+            return Err(format!(
+                "{api:?} answered with correlation id {} instead of {correlation_id}",
+                header.correlation_id
+            ));
+        }
+        R::Response::decode(&mut body, version).map_err(|e| format!("{api:?} v{version}: {e:#}"))
+    }
+
+    /// A size-prefixed request frame: header, then body.
+    fn encode_request<R: Request>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        request: &R,
+    ) -> Result<Bytes, WireError> {
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_string(self.client_id.clone())));
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        header
+            .encode(&mut frame, api.request_header_version(version))
+            .and_then(|()| request.encode(&mut frame, version))
+            .map_err(|e| format!("encoding {api:?} v{version}: {e:#}"))?;
+        let size = i32::try_from(frame.len() - 4).map_err(|_| format!("{api:?} too large"))?;
+        frame[0..4].copy_from_slice(&size.to_be_bytes());
+        Ok(frame.freeze())
+    }
+
+    async fn read_frame(&mut self) -> Result<Bytes, WireError> {
+        let size = self
+            .stream
+            .read_i32()
+            .await
+            .map_err(|e| format!("reading a response: {e}"))?;
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|size| *size <= MAX_RESPONSE_BYTES)
+            .ok_or_else(|| format!("response size {size} is out of range"))?;
+        let mut body = vec![0u8; size];
+        self.stream
+            .read_exact(&mut body)
+            .await
+            .map_err(|e| format!("reading a response: {e}"))?;
+        Ok(Bytes::from(body))
+    }
+}
+
+fn api_key<R: Request>() -> Result<ApiKey, WireError> {
+    ApiKey::try_from(R::KEY).map_err(|_| format!("unknown API key {}", R::KEY))
+}
