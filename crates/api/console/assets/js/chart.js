@@ -257,7 +257,7 @@ export class BarChart extends Chart {
     const widestLabel = Math.max(...this.bars.map((bar) => String(bar.label).length)) * CHAR_WIDTH + 10;
     const labelEvery = Math.max(1, Math.ceil(widestLabel / band));
     const widestValue = Math.max(...this.bars.map((bar) => yFormat(bar.value).length)) * CHAR_WIDTH;
-    const roomForValues = this.options.valueLabels && widestValue < band - 2;
+    const roomForValues = this.options.valueLabels && widestValue + 8 < band;
     const last = this.bars.length - 1;
 
     const bars = this.bars.map((bar, i) => {

@@ -18,9 +18,12 @@ export function card({ title, note, actions, className, body, testid }) {
 
 /** A big number with a label above and a line of context below. */
 export function stat({ label, value, sub, testid, tone }) {
+  // Long figures (billions of events) get a smaller size instead of being cut off.
+  const length = typeof value === 'string' ? value.length : 0;
+  const size = length > 12 ? ' smaller' : length > 8 ? ' small' : '';
   return h('div', { class: `stat${tone ? ` tone-${tone}` : ''}`, 'data-testid': testid },
     h('div', { class: 'stat-label' }, label),
-    h('div', { class: 'stat-value', 'data-value': '' }, value),
+    h('div', { class: `stat-value${size}` }, value),
     h('div', { class: 'stat-sub' }, sub ?? '\u00a0'));
 }
 

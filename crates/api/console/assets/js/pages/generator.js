@@ -39,16 +39,16 @@ function jobForm(onStarted) {
   const submit = button('Start job', { kind: 'primary', type: 'submit' });
 
   const form = h('form', { class: 'form', 'aria-label': 'New generator job' },
-    h('div', { class: 'form-grid' },
-      field('Devices', inputs.num_devices, 'Distinct simulated devices, each with its own IP.'),
-      field('Events', inputs.num_messages, 'Events to send; each from a random device.'),
+    h('div', { class: 'form-grid wide' },
+      field('Devices', inputs.num_devices, 'Distinct simulated IPs'),
+      field('Events', inputs.num_messages, 'Each from a random device'),
       field('Pacing', inputs.pacing),
-      field('Pace', inputs.pace, 'A pause of 0 sends as fast as the broker acknowledges.'),
-      field('Seed', inputs.seed, 'The same seed sends the same events.'),
+      field('Pace', inputs.pace, 'Pause 0: as fast as acknowledged'),
+      field('Seed', inputs.seed, 'Same seed, same events'),
       field('IPv6 share (%)', inputs.ipv6_percent),
-      field('Topic', inputs.topic, 'Created with 3 partitions if missing.')),
-    error,
-    h('div', { class: 'form-actions' }, submit));
+      field('Topic', inputs.topic, 'Created if missing (3 partitions)'),
+      h('div', { class: 'form-grid-actions' }, submit)),
+    error);
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -128,9 +128,9 @@ export default {
     });
     const jobs = h('div', {});
     let refresh = () => {};
-    context.body.append(h('div', { class: 'grid sidebar-right' },
-      card({ title: 'Jobs', note: 'newest first', body: jobs, testid: 'jobs' }),
-      card({ title: 'New job', body: jobForm(() => refresh()), className: 'sticky' })));
+    context.body.append(
+      card({ title: 'New job', note: 'the parameters of GET /start', body: jobForm(() => refresh()) }),
+      card({ title: 'Jobs', note: 'newest first', body: jobs, testid: 'jobs' }));
 
     const load = async () => {
       const list = await api('/api/v1/generator/jobs');

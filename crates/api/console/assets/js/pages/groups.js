@@ -27,6 +27,19 @@ function assignments(member) {
     h('span', { class: 'chip-key' }, assignment.topic), ` ${assignment.partitions.join(', ')}`)));
 }
 
+/** The topics a group's members are assigned, each with its partition count. */
+function consumedTopics(group) {
+  const partitions = new Map();
+  for (const member of group.members) {
+    for (const assignment of member.assignments) {
+      partitions.set(assignment.topic, (partitions.get(assignment.topic) ?? 0) + assignment.partitions.length);
+    }
+  }
+  if (partitions.size === 0) return h('span', { class: 'muted' }, '—');
+  return h('div', { class: 'chips' }, [...partitions].sort(([a], [b]) => a.localeCompare(b)).map(([topic, count]) => h('a', { class: 'chip', href: href('topics', topic), title: `${plural(count, 'partition')} assigned` },
+    topic, h('span', { class: 'chip-key' }, ` ×${count}`))));
+}
+
 function mountList(context) {
   context.header({ title: 'Consumer groups', subtitle: 'Groups known to the cluster: their state, members and how far behind they are.' });
   const list = h('div', {});
@@ -43,6 +56,7 @@ function mountList(context) {
       columns: [
         { label: 'Group', cell: (group) => h('a', { class: 'strong-link', href: href('groups', group.group_id) }, group.group_id) },
         { label: 'State', cell: (group) => badge(group.state, stateTone(group.state)) },
+        { label: 'Consumes', cell: consumedTopics },
         { label: 'Protocol', cell: (group) => (group.protocol ? `${group.protocol_type} · ${group.protocol}` : group.protocol_type || '—') },
         { label: 'Members', className: 'num', cell: (group) => int(group.members.length) },
         { label: 'Lag', className: 'lag-col', cell: (group) => lagCell(group.lag, maxLag) },

@@ -8,7 +8,7 @@
 
 import { api } from '../api.js';
 import { h, renderWhenChanged } from '../dom.js';
-import { int, perSecond, plural, ago, percent, compact } from '../format.js';
+import { int, perSecond, plural, ago, compact } from '../format.js';
 import { POLL_MS } from '../page.js';
 import { href } from '../router.js';
 import { BarChart, LineChart, legend } from '../chart.js';
@@ -91,20 +91,39 @@ function errorCodeBars(codes) {
   return all.map((code) => ({ label: String(code), title: `Error code ${code}`, value: byCode.get(code) ?? 0 }));
 }
 
+/** The user topics holding the most records, with a bar each. */
+function largestTopics(topicList) {
+  const topics = topicList.topics
+    .filter((topic) => !topic.internal)
+    .sort((a, b) => b.records - a.records || a.name.localeCompare(b.name))
+    .slice(0, 5);
+  if (topics.length === 0) return emptyState('No topics yet', 'A generator job creates device-events.');
+  const most = Math.max(1, ...topics.map((topic) => topic.records));
+  return h('ul', { class: 'meter-list' }, topics.map((topic) => {
+    const bar = h('span', {});
+    bar.style.width = `${(topic.records / most) * 100}%`;
+    return h('li', {},
+      h('div', { class: 'meter-head' },
+        h('a', { href: href('topics', topic.name) }, topic.name),
+        h('span', { class: 'meter-value' }, int(topic.records))),
+      h('div', { class: 'meter' }, bar));
+  }));
+}
+
 function recentJobs(jobs) {
   if (jobs.length === 0) {
     return emptyState('No generator jobs yet', 'Start one to send device events through the pipeline.',
       h('a', { class: 'btn primary small', href: href('generator') }, 'Start a job'));
   }
-  return h('ul', { class: 'job-list compact' }, jobs.slice(0, 4).map((job) => h('li', { class: 'job-line' },
+  return h('ul', { class: 'job-list compact' }, jobs.slice(0, 3).map((job) => h('li', { class: 'job-line' },
     h('div', { class: 'job-line-head' },
       h('span', { class: 'job-id' }, `#${job.id}`),
       badge(job.state, jobTone(job.state)),
-      h('span', { class: 'muted job-line-what' }, `${int(job.params.num_devices)} devices → ${job.params.topic}`),
+      h('span', { class: 'spacer' }),
       h('span', { class: 'job-line-figure' }, `${int(job.distinct_ips)} unique`)),
     progress(job.progress, jobTone(job.state)),
     h('div', { class: 'job-line-foot muted' },
-      `${int(job.sent)} of ${int(job.params.num_messages)} events sent · ${percent(job.progress)}`))));
+      `${int(job.sent)} / ${int(job.params.num_messages)} events · ${int(job.params.num_devices)} devices`))));
 }
 
 export default {
@@ -118,16 +137,23 @@ export default {
     const uniques = h('div', {});
     const codes = h('div', {});
     const jobs = h('div', {});
+    const topics = h('div', {});
     context.body.append(
       tiles,
       h('div', { class: 'grid two' },
         card({ title: 'Throughput', note: 'events per second', actions: legend(['Produced', 'Counted']), body: throughput }),
         card({ title: 'Unique devices', note: 'exact, across all partitions', body: uniques })),
-      h('div', { class: 'grid two' },
-        card({ title: 'Error codes', note: 'distinct devices reporting each code', body: codes }),
+      h('div', { class: 'grid three' },
+        card({ title: 'Error codes', note: 'distinct devices per code', body: codes }),
+        card({
+          title: 'Topics',
+          note: 'most records',
+          actions: h('a', { class: 'link', href: href('topics') }, 'All →'),
+          body: topics,
+        }),
         card({
           title: 'Generator jobs',
-          actions: h('a', { class: 'link', href: href('generator') }, 'All jobs →'),
+          actions: h('a', { class: 'link', href: href('generator') }, 'All →'),
           body: jobs,
         })),
     );
@@ -175,7 +201,8 @@ export default {
         uniqueChart.update([history.map((sample) => [sample.time, sample.unique])]);
       }
       if (errorCodes.value) codeChart.update(errorCodeBars(errorCodes.value));
-      if (jobList.value) renderWhenChanged(jobs, jobList.value.jobs.slice(0, 4), recentJobs);
+      if (topicList.value) renderWhenChanged(topics, topicList.value, largestTopics);
+      if (jobList.value) renderWhenChanged(jobs, jobList.value.jobs.slice(0, 3), recentJobs);
       const failed = [unique, errorCodes, topicList, jobList].find((result) => result.error);
       if (failed) throw failed.error;
     });

@@ -269,7 +269,7 @@ class RecordBrowser {
 }
 
 /** The dialog producing one record; on success the browser shows it. */
-function produceDialog(name, partitions, browser) {
+function produceDialog(name, partitions, browser, onProduced) {
   formDialog({
     title: `Produce to ${name}`,
     submitLabel: 'Produce',
@@ -298,6 +298,7 @@ function produceDialog(name, partitions, browser) {
       const answer = await api(`${topicPath(name)}/records`, { method: 'POST', body: { records: [record] } });
       const [written] = answer.offsets;
       toast(`Produced to partition ${written.partition} at offset ${written.offset}`);
+      onProduced();
       await browser.show(written.partition, null, written.offset);
     },
   });
@@ -345,7 +346,7 @@ function mountTopic(context, name) {
     title: name,
     crumbs: [['Topics', href('topics')]],
     actions: [
-      button('Produce record', { kind: 'primary', onclick: () => produceDialog(name, partitionNumbers, browser) }),
+      button('Produce record', { kind: 'primary', onclick: () => produceDialog(name, partitionNumbers, browser, () => refresh()) }),
       button('Delete topic', { kind: 'danger-outline', onclick: () => deleteTopic(name, records) }),
     ],
   });
@@ -360,7 +361,7 @@ function mountTopic(context, name) {
     browser.element);
 
   let first = true;
-  context.every(POLL_MS, async () => {
+  const load = async () => {
     const topic = await api(topicPath(name));
     if (!context.alive) return;
     records = topic.records;
@@ -382,7 +383,9 @@ function mountTopic(context, name) {
     } else {
       browser.tick();
     }
-  });
+  };
+  const refresh = () => context.attempt('poll', load);
+  context.every(POLL_MS, load);
 }
 
 export default {
