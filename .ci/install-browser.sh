@@ -38,7 +38,7 @@ log "npm ci in tests/console"
 (cd "$ROOT/tests/console" && retry 3 npm ci --no-audit --no-fund --loglevel=error)
 
 log "installed versions:"
-chromium --version
+chromium --version 2>/dev/null
 printf 'node: %s  playwright-core: ' "$(node --version)"
 node -p "require('$ROOT/tests/console/node_modules/playwright-core/package.json').version"
 log "done"
