@@ -28,14 +28,15 @@
 //! - [`openapi`] — the route table and the spec, built together (`GET /api/openapi.json`).
 //! - [`docs`] — `/api/docs`, interactive docs (Swagger UI, compiled in) over that spec.
 //! - [`console`] — the web console: `GET /` and its embedded assets under `/assets/`. Not
-//!   API routes, so mounted beside the spec, not in it (the one exception below).
+//!   API routes, so mounted beside the spec, not in it (see below).
 //!
 //! # Documented by construction
 //!
 //! Handlers are mounted only through utoipa-axum's `routes!`, which reads the path and method
 //! from the handler's `#[utoipa::path]`. A route therefore cannot exist without its spec
-//! entry; the tests check the spec against what the router answers. The console's page and
-//! assets are the exception: they are mounted with plain axum and left out of the spec.
+//! entry; the tests check the spec against what the router answers. The web pages are the
+//! exception: the console ([`console`]) and the interactive docs ([`docs`]) are mounted with
+//! plain axum and left out of the spec.
 
 pub mod compat;
 pub mod console;
