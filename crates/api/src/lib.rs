@@ -30,14 +30,19 @@
 //!   services and the collectors the binary registers (the embedded broker's).
 //! - [`openapi`] — the route table and the spec, built together (`GET /api/openapi.json`).
 //! - [`docs`] — `/api/docs`, interactive docs (Swagger UI, compiled in) over that spec.
+//! - [`console`] — the web console: `GET /` and its embedded assets under `/assets/`. Not
+//!   API routes, so mounted beside the spec, not in it (see below).
 //!
 //! # Documented by construction
 //!
 //! Handlers are mounted only through utoipa-axum's `routes!`, which reads the path and method
 //! from the handler's `#[utoipa::path]`. A route therefore cannot exist without its spec
-//! entry; the tests check the spec against what the router answers.
+//! entry; the tests check the spec against what the router answers. The web pages are the
+//! exception: the console ([`console`]) and the interactive docs ([`docs`]) are mounted with
+//! plain axum and left out of the spec.
 
 pub mod compat;
+pub mod console;
 pub mod docs;
 pub mod error;
 pub mod generator;
@@ -73,6 +78,7 @@ pub fn app(state: AppState) -> Router {
     let (router, spec) = openapi::router().split_for_parts();
     router
         .merge(docs::routes())
+        .merge(console::routes())
         // Set after every route is mounted: axum applies it to the routes that exist.
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::unknown_route)

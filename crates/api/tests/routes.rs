@@ -729,14 +729,30 @@ async fn undocumented_methods_on_documented_paths_are_not_served() {
     }
 }
 
+/// The web console's module: its page and assets are not API routes and stay out of the spec.
+const CONSOLE_MODULE: &str = "console.rs";
+
+/// The modules allowed to mount routes with plain axum: they serve web pages (the console,
+/// the interactive API docs), not the API, and stay out of the spec.
+const PAGE_MODULES: [&str; 2] = [CONSOLE_MODULE, "docs.rs"];
+
 /// Routes are mounted only through utoipa-axum's `routes!` (which documents them); a plain
-/// axum `.route(...)` anywhere in the crate would serve a path the spec does not know.
+/// axum `.route(...)` anywhere in the crate would serve a path the spec does not know. The
+/// page modules are the documented exception (the console's is checked by the next test,
+/// the docs' by tests/docs.rs).
 #[test]
 fn no_route_is_mounted_around_the_spec() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut offenders = Vec::new();
     for entry in std::fs::read_dir(&src).expect("src directory") {
         let path = entry.expect("entry").path();
+        if path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| PAGE_MODULES.contains(&name))
+        {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).expect("source file");
         for needle in [
             ".route(",
@@ -751,4 +767,39 @@ fn no_route_is_mounted_around_the_spec() {
         }
     }
     assert!(offenders.is_empty(), "{offenders:?}");
+}
+
+/// The exception stays narrow: the console module mounts exactly `/` and `/assets/{*path}`,
+/// both only for GET, and neither is in the spec.
+#[tokio::test]
+async fn the_console_mounts_only_its_page_and_assets_outside_the_spec() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join(CONSOLE_MODULE);
+    let text = std::fs::read_to_string(source).expect("console module");
+    let mounted: Vec<&str> = text
+        .split(".route(\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(mounted, ["/", "/assets/{*path}"]);
+    for needle in [".nest(", ".nest_service(", ".route_service(", ".fallback"] {
+        assert!(!text.contains(needle), "the console module uses {needle}");
+    }
+
+    let app = bare_app();
+    let spec = served_spec(&app).await;
+    let documented: BTreeSet<String> = operations(&spec)
+        .into_iter()
+        .map(|(_, path, _)| path)
+        .collect();
+    assert!(!documented.contains("/"), "{documented:?}");
+    assert!(
+        documented.iter().all(|path| !path.starts_with("/assets/")),
+        "{documented:?}"
+    );
+    for path in ["/", "/assets/console.css"] {
+        let answer = send(&app, request(Method::POST, path)).await;
+        assert_error(&answer, StatusCode::METHOD_NOT_ALLOWED, "is not allowed on");
+    }
 }

@@ -1,0 +1,435 @@
+// Browser tests of the web console: a real `freshet up` (its own data directory, ports
+// picked by the system) and real headless Chromium driven by playwright-core. Each step
+// uses the console the way a person would (clicks, forms, dialogs) and checks what it shows
+// against the API. Screenshots of every page go to $CONSOLE_ARTIFACTS
+// (default target/console-screenshots at the repository root).
+//
+// Every step also checks that the page logged no error, that no request failed, and that
+// no request went anywhere but the freshet under test on 127.0.0.1.
+//
+//   FRESHET_BIN=target/release/freshet npm test --prefix tests/console
+
+import { after, before, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ARTIFACTS = path.resolve(ROOT, process.env.CONSOLE_ARTIFACTS || 'target/console-screenshots');
+const FRESHET_BIN = process.env.FRESHET_BIN || path.join(ROOT, 'target/release/freshet');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ADMIN_TOKEN = 'console-test-admin-token';
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+/** Long enough for a cold start of the broker and the services on a busy 2-core machine. */
+const STARTUP_MS = 90_000;
+const STEP_MS = 120_000;
+
+/** Chromium flags for a machine without internet: no background connections at all. */
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** The generator job the tests start: long enough for the throughput chart to draw. */
+const JOB = { devices: 1500, events: 20000, rate: 2500, seed: 42 };
+
+let freshet;
+let context;
+let page;
+let baseUrl;
+const problems = [];
+const foreignRequests = [];
+const scratchDirs = [];
+
+/** Starts `freshet up` and resolves with its HTTP base URL, read from its log. */
+async function startFreshet() {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'freshet-console-data-'));
+  scratchDirs.push(dataDir);
+  const child = spawn(FRESHET_BIN, [
+    'up',
+    '--data-dir', dataDir,
+    '--kafka-listen', '127.0.0.1:0',
+    '--http-listen', '127.0.0.1:0',
+    '--admin-token', ADMIN_TOKEN,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  child.stdout.on('data', (chunk) => log.push(chunk.toString()));
+  child.stderr.on('data', (chunk) => log.push(chunk.toString()));
+  // However the test run ends, the server does not outlive it.
+  process.on('exit', () => child.kill('SIGKILL'));
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`freshet printed no HTTP address within ${STARTUP_MS} ms:\n${log.join('')}`)), STARTUP_MS);
+    const look = () => {
+      const match = log.join('').match(/HTTP API on (http:\/\/[^\s]+)/);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    };
+    child.stderr.on('data', look);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`freshet exited (${code ?? signal}) before serving:\n${log.join('')}`));
+    });
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`could not start ${FRESHET_BIN}: ${error.message}`));
+    });
+  });
+  return { child, log, url: new URL(url).origin };
+}
+
+async function stopFreshet() {
+  if (!freshet) return;
+  const { child, log } = freshet;
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timeout = new Promise((resolve) => setTimeout(() => resolve('timeout'), 20_000));
+    if ((await Promise.race([exited, timeout])) === 'timeout') {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+  await writeFile(path.join(ARTIFACTS, 'freshet.log'), log.join(''));
+}
+
+/** A request to the API from the test itself (not through the browser). */
+async function apiCall(pathname, { method = 'GET', body, token } = {}) {
+  const headers = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(`${baseUrl}${pathname}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, json: text ? JSON.parse(text) : null };
+}
+
+/** Polls `probe` until `done` accepts its result; fails with the last result. */
+async function eventually(probe, done, { timeout = STEP_MS, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (done(last)) return last;
+    if (Date.now() > deadline) assert.fail(`${what} not reached within ${timeout} ms; last: ${JSON.stringify(last)}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+async function screenshot(name) {
+  // Away from the navigation, so no link shows its hover state.
+  await page.mouse.move(page.viewportSize().width - 1, page.viewportSize().height - 1);
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+}
+
+/** Opens a console page by its hash and waits until its title is shown. */
+async function open(hash, title) {
+  await page.goto(`${baseUrl}/${hash}`);
+  await page.locator('.page-head h1', { hasText: title }).waitFor();
+}
+
+function number(text) {
+  return Number(String(text).replace(/[^\d]/g, ''));
+}
+
+/** Waits until the element's text, read as a whole number, equals `expected`. */
+async function waitForNumber(selector, expected, timeout = STEP_MS) {
+  await page.waitForFunction(([sel, want]) => {
+    const element = document.querySelector(sel);
+    return element !== null && Number(element.textContent.replace(/[^\d]/g, '')) === want;
+  }, [selector, expected], { timeout, polling: 250 });
+}
+
+/** Fails the step if the browser saw an error, a failed request or a request elsewhere. */
+function assertClean() {
+  const seen = problems.splice(0);
+  const foreign = foreignRequests.splice(0);
+  assert.deepEqual(seen, [], 'the page logged errors or requests failed');
+  assert.deepEqual(foreign, [], 'the page sent requests to another host');
+}
+
+function watch(browserContext) {
+  browserContext.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.protocol !== 'data:' && url.host !== new URL(baseUrl).host) foreignRequests.push(request.url());
+  });
+  browserContext.on('requestfailed', (request) => {
+    problems.push(`request failed: ${request.method()} ${request.url()}: ${request.failure()?.errorText}`);
+  });
+  browserContext.on('response', (response) => {
+    if (response.status() >= 400) problems.push(`HTTP ${response.status()} for ${response.request().method()} ${response.url()}`);
+  });
+  browserContext.on('weberror', (error) => problems.push(`uncaught: ${error.error().message}`));
+}
+
+function watchPage(newPage) {
+  newPage.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+  });
+}
+
+describe('web console', { timeout: 15 * 60_000 }, () => {
+  before(async () => {
+    await mkdir(ARTIFACTS, { recursive: true });
+    freshet = await startFreshet();
+    baseUrl = freshet.url;
+    assert.match(baseUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
+    const profile = await mkdtemp(path.join(tmpdir(), 'freshet-console-chromium-'));
+    scratchDirs.push(profile);
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: DESKTOP,
+      colorScheme: 'light',
+      reducedMotion: 'reduce',
+    });
+    watch(context);
+    context.on('page', watchPage);
+    page = context.pages()[0] ?? await context.newPage();
+    watchPage(page);
+    page.setDefaultTimeout(30_000);
+  });
+
+  // A failed step leaves its own problems behind, not the next step's.
+  beforeEach(() => {
+    problems.splice(0);
+    foreignRequests.splice(0);
+  });
+
+  after(async () => {
+    await context?.close();
+    await stopFreshet();
+    await Promise.all(scratchDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  });
+
+  it('serves the console with its navigation, and every page loads cleanly', async () => {
+    await page.goto(`${baseUrl}/`);
+    await page.locator('.page-head h1', { hasText: 'Overview' }).waitFor();
+    await page.locator('#connection[data-state="ok"]').waitFor();
+    const pages = [
+      ['Topics', 'Topics'],
+      ['Consumer groups', 'Consumer groups'],
+      ['Generator', 'Generator'],
+      ['Tracker', 'Tracker'],
+      ['Login guard', 'Login guard'],
+      ['Overview', 'Overview'],
+    ];
+    for (const [link, title] of pages) {
+      await page.locator('#nav a', { hasText: link }).click();
+      await page.locator('.page-head h1', { hasText: title }).waitFor();
+      await page.locator(`#nav a[aria-current="page"]`, { hasText: link }).waitFor();
+    }
+    for (const link of ['API docs', 'Metrics']) {
+      const href = await page.locator('#nav a', { hasText: link }).getAttribute('href');
+      assert.ok(href.startsWith('/'), `${link} links to this server: ${href}`);
+    }
+    // Two polling rounds on the overview, then the page must be quiet and error-free.
+    await page.waitForTimeout(4500);
+    assertClean();
+  });
+
+  it('creates a topic, produces a record and browses it', async () => {
+    await open('#/topics', 'Topics');
+    await page.getByRole('button', { name: 'New topic' }).click();
+    const dialog = page.getByTestId('create-topic');
+    await dialog.getByLabel('Name', { exact: true }).fill('console-orders');
+    await dialog.getByLabel('Partitions', { exact: true }).fill('2');
+    await dialog.getByLabel('Configuration', { exact: true }).fill('retention.ms=3600000');
+    await dialog.getByRole('button', { name: 'Create topic' }).click();
+    await page.waitForURL(/#\/topics\/console-orders$/);
+    await page.locator('.page-head h1', { hasText: 'console-orders' }).waitFor();
+    await page.locator('[data-testid="partitions-table"] tbody tr').nth(1).waitFor();
+    assert.equal(await page.locator('[data-testid="partitions-table"] tbody tr').count(), 2);
+    const described = await apiCall('/api/v1/topics/console-orders');
+    assert.equal(described.status, 200);
+    assert.equal(described.json.partitions.length, 2);
+    assert.equal(String(described.json.configs['retention.ms']), '3600000');
+
+    await page.getByRole('button', { name: 'Produce record' }).click();
+    const produce = page.getByTestId('produce');
+    await produce.getByLabel('Key', { exact: true }).fill('order-1');
+    await produce.getByLabel('Value', { exact: true }).fill('{"item": "kettle", "qty": 2}');
+    await produce.getByLabel('Headers', { exact: true }).fill('source=playwright');
+    await produce.getByRole('button', { name: 'Produce' }).click();
+    const toast = page.locator('.toast', { hasText: 'Produced to partition' });
+    await toast.waitFor();
+    const [, partition, offset] = (await toast.textContent()).match(/partition (\d+) at offset (\d+)/);
+    assert.equal(offset, '0', 'the first record of a new topic');
+
+    const row = page.locator('[data-testid="records-table"] tbody tr', { hasText: 'order-1' });
+    await row.waitFor();
+    assert.match(await row.textContent(), /kettle/);
+    assert.match(await row.textContent(), /source=playwright/);
+    assert.equal((await row.locator('td').first().textContent()).trim(), '0');
+    const read = await apiCall(`/api/v1/topics/console-orders/partitions/${partition}/records?offset=0&limit=10`);
+    assert.equal(read.json.records.length, 1);
+    assert.equal(read.json.records[0].key, 'order-1');
+    assert.deepEqual(JSON.parse(read.json.records[0].value), { item: 'kettle', qty: 2 });
+    await screenshot('topic');
+
+    await open('#/topics', 'Topics');
+    const listed = page.locator('[data-testid="topics-table"] tbody tr', { hasText: 'console-orders' });
+    await listed.waitFor();
+    await screenshot('topics');
+    assertClean();
+  });
+
+  it('deletes a topic after confirmation', async () => {
+    const created = await apiCall('/api/v1/topics', { method: 'POST', body: { name: 'console-scratch', partitions: 1, configs: {} } });
+    assert.equal(created.status, 201, JSON.stringify(created.json));
+    await open('#/topics', 'Topics');
+    const row = page.locator('[data-testid="topics-table"] tbody tr', { hasText: 'console-scratch' });
+    await row.getByRole('button', { name: 'Delete' }).click();
+    const dialog = page.getByTestId('confirm-delete-topic');
+    await dialog.getByRole('button', { name: 'Delete topic' }).click();
+    await page.locator('.toast', { hasText: 'Deleted topic console-scratch' }).waitFor();
+    await row.waitFor({ state: 'detached' });
+    await eventually(() => apiCall('/api/v1/topics'), ({ json }) => !json.topics.some((t) => t.name === 'console-scratch'),
+      { what: 'console-scratch gone from the topic list' });
+    assertClean();
+  });
+
+  it('starts a generator job and sees the unique-device count rise to its distinct count', async () => {
+    await open('#/generator', 'Generator');
+    const form = page.getByRole('form', { name: 'New generator job' });
+    await form.getByLabel('Devices', { exact: true }).fill(String(JOB.devices));
+    await form.getByLabel('Events', { exact: true }).fill(String(JOB.events));
+    await form.getByLabel('Pacing', { exact: true }).selectOption('rate');
+    await form.getByLabel('Pace', { exact: true }).fill(String(JOB.rate));
+    await form.getByLabel('Seed', { exact: true }).fill(String(JOB.seed));
+    await form.getByRole('button', { name: 'Start job' }).click();
+    await page.locator('.toast', { hasText: 'Started job #1' }).waitFor();
+    await page.locator('[data-testid="job-1"]').waitFor();
+
+    // Watch the overview while the job runs: the charts fill in as it sends.
+    await open('#/', 'Overview');
+    await page.locator('.job-line').first().waitFor();
+    await eventually(() => apiCall('/api/v1/generator/jobs/1'), ({ json }) => json.progress >= 0.5,
+      { what: 'job 1 half done' });
+    await page.waitForTimeout(1000);
+    await screenshot('overview-running');
+    const job = await eventually(() => apiCall('/api/v1/generator/jobs/1'), ({ json }) => json.state !== 'running',
+      { what: 'job 1 finished' });
+    assert.equal(job.json.state, 'completed', JSON.stringify(job.json));
+    assert.equal(job.json.summary.sent, JOB.events);
+    const distinct = job.json.summary.distinct_ips;
+    assert.ok(distinct > 1000 && distinct <= JOB.devices, `distinct ${distinct}`);
+
+    await waitForNumber('[data-testid="unique-devices"] .stat-value', distinct);
+    const unique = await apiCall('/api/v1/unique-ips');
+    assert.equal(unique.json.global_count, distinct);
+    assert.ok(await page.locator('.chart .series.s0 .line').count() >= 2, 'the live charts drew lines');
+    // Let the throughput chart show the run ending, then capture the overview.
+    await page.waitForTimeout(4500);
+    await screenshot('overview');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await screenshot('overview-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.setViewportSize(PHONE);
+    await page.waitForTimeout(500);
+    await screenshot('overview-phone');
+    await page.locator('.nav-toggle').click();
+    await page.locator('#nav a', { hasText: 'Topics' }).waitFor({ state: 'visible' });
+    await screenshot('overview-phone-menu');
+    await page.locator('#nav a', { hasText: 'Generator' }).click();
+    await page.locator('.page-head h1', { hasText: 'Generator' }).waitFor();
+    await page.setViewportSize(DESKTOP);
+
+    const finished = page.locator('[data-testid="job-1"][data-state="completed"]');
+    await finished.waitFor();
+    assert.equal(number(await finished.getByTestId('job-distinct').locator('.figure-value').textContent()), distinct);
+    assert.equal(number(await finished.getByTestId('job-sent').locator('.figure-value').textContent()), JOB.events);
+    await screenshot('generator');
+    assertClean();
+  });
+
+  it('shows the tracker node and its partitions', async () => {
+    const unique = (await apiCall('/api/v1/unique-ips')).json;
+    await open('#/tracker', 'Tracker');
+    const rows = page.locator('[data-testid="tracker-partitions"] tbody tr');
+    await rows.nth(2).waitFor();
+    assert.equal(await rows.count(), unique.partitions_total);
+    await page.locator('[data-testid="tracker-nodes"] li', { hasText: unique.node_id }).waitFor();
+    await waitForNumber('[data-testid="global-count"] .stat-value', unique.global_count);
+    const partitions = (await apiCall('/api/v1/tracker/partitions')).json.partitions;
+    for (const partition of partitions) {
+      const cells = rows.nth(partitions.indexOf(partition)).locator('td');
+      assert.equal((await cells.nth(0).textContent()).trim(), String(partition.partition));
+      assert.equal(number(await cells.nth(2).textContent()), partition.distinct_ips);
+    }
+    // The job's events fall in the current minute: its bar is drawn.
+    await page.locator('.chart .bar:not([height="0"])').first().waitFor();
+    await screenshot('tracker');
+    assertClean();
+  });
+
+  it('lists the tracker’s consumer group with its lag', async () => {
+    const { group } = (await apiCall('/api/v1/unique-ips')).json;
+    await open('#/groups', 'Consumer groups');
+    const row = page.locator('[data-testid="groups-table"] tbody tr', { hasText: group });
+    await row.waitFor();
+    const lagText = await row.locator('.lag-value').textContent();
+    assert.match(lagText.trim(), /^\d[\d,.\s]*$/, `a lag figure: ${lagText}`);
+    await screenshot('groups');
+
+    await row.getByRole('link', { name: group }).click();
+    await page.locator('.page-head h1', { hasText: group }).waitFor();
+    const offsets = page.locator('[data-testid="offsets-table"] tbody tr', { hasText: 'device-events' });
+    await offsets.first().waitFor();
+    const described = (await apiCall(`/api/v1/groups/${encodeURIComponent(group)}`)).json;
+    assert.ok(described.offsets.some((o) => o.topic === 'device-events'), JSON.stringify(described));
+    await page.locator('[data-testid="group-lag"] .stat-value').waitFor();
+    await page.locator('[data-testid="members-table"] tbody tr').first().waitFor();
+    await screenshot('group');
+    assertClean();
+  });
+
+  it('lists a user blocked after five failed logins and unblocks it with the admin token', async () => {
+    const user = 'mallory';
+    const password = 'correct1horse';
+    const registered = await apiCall('/api/v1/register', { method: 'POST', body: { user, pass: password } });
+    assert.equal(registered.status, 201, JSON.stringify(registered.json));
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      const login = await apiCall('/login', { method: 'POST', body: { user, pass: 'wrong1guess' } });
+      assert.ok([401, 423].includes(login.status), JSON.stringify(login));
+    }
+
+    await open('#/guard', 'Login guard');
+    // Without the token: the public list of names.
+    await page.locator('[data-testid="blocked-table"] tbody tr', { hasText: user }).waitFor({ timeout: STEP_MS });
+    await page.getByRole('form', { name: 'Admin token' }).getByLabel('Admin token', { exact: true }).fill(ADMIN_TOKEN);
+    await page.getByRole('button', { name: 'Use token' }).click();
+    const row = page.locator('[data-testid="blocked-table"] tbody tr', { hasText: user });
+    const unblock = row.getByRole('button', { name: 'Unblock' });
+    await unblock.waitFor();
+    assert.ok(number(await row.locator('td').nth(3).textContent()) >= 5, 'the failures are counted');
+    await screenshot('guard');
+
+    await unblock.click();
+    await page.getByTestId('confirm-unblock').getByRole('button', { name: 'Unblock' }).click();
+    await page.locator('.toast', { hasText: `Unblocked ${user}` }).waitFor();
+    await row.waitFor({ state: 'detached' });
+    const blocked = await apiCall('/api/v1/blocked', { token: ADMIN_TOKEN });
+    assert.ok(!blocked.json.blocked.some((block) => block.user === user), JSON.stringify(blocked.json));
+    const login = await eventually(() => apiCall('/login', { method: 'POST', body: { user, pass: password } }),
+      ({ status }) => status === 200, { what: `${user} can log in again`, timeout: 30_000 });
+    assert.deepEqual(login.json, { success: true });
+    assertClean();
+  });
+});
