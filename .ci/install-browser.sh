@@ -10,19 +10,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DEBIAN_FRONTEND=noninteractive
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 
-log() { printf '== install-browser: %s\n' "$*"; }
-
-retry() { # retry N CMD...: run CMD up to N times, 5 s apart
-    local n="$1" i; shift
-    for ((i = 1; i <= n; i++)); do
-        "$@" && return 0
-        [[ $i -lt $n ]] && { log "attempt $i/$n failed: $*; retrying"; sleep 5; }
-    done
-    return 1
-}
-
-SUDO=()
-if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo -n); fi
+LOG_PREFIX=install-browser
+# shellcheck source=lib.sh
+source "$ROOT/.ci/lib.sh"
 
 # --- Chromium and a font (Debian) ------------------------------------------------
 if command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi 'liberation sans'; then

@@ -16,19 +16,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.ci/venv"
 export DEBIAN_FRONTEND=noninteractive
 
-log() { printf '== install-compat: %s\n' "$*"; }
-
-retry() { # retry N CMD...: run CMD up to N times, 5 s apart
-    local n="$1" i; shift
-    for ((i = 1; i <= n; i++)); do
-        "$@" && return 0
-        [[ $i -lt $n ]] && { log "attempt $i/$n failed: $*; retrying"; sleep 5; }
-    done
-    return 1
-}
-
-SUDO=()
-if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo -n); fi
+LOG_PREFIX=install-compat
+# shellcheck source=lib.sh
+source "$ROOT/.ci/lib.sh"
 
 # --- kcat (Debian) ---------------------------------------------------------------
 if command -v kcat >/dev/null 2>&1; then
