@@ -65,8 +65,7 @@ async fn page_reads_this_api_spec_without_the_online_validator() {
         answer.text
     );
     assert!(
-        answer.text.contains("\"validatorUrl\": \"none\"")
-            || answer.text.contains("\"validatorUrl\":\"none\""),
+        answer.text.contains("\"validatorUrl\": \"none\""),
         "{}",
         answer.text
     );
