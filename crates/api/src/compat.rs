@@ -167,20 +167,28 @@ pub async fn unique_device_ip_count(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StartQuery {
-    /// Distinct simulated devices (default 100, at most 10,000,000).
+    /// Distinct simulated devices (default 100, 1 to 10,000,000).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 10_000_000)]
     pub num_devices: Option<u64>,
     /// Events to send (default 1000, at most 1,000,000,000).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(maximum = 1_000_000_000)]
     pub num_messages: Option<u64>,
-    /// Milliseconds between two sends (default 100, or 0 when `rate` is given; at most 60,000).
+    /// Milliseconds to wait after each send (default 100, or 0 when `rate` is given; at most
+    /// 60,000).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(maximum = 60_000)]
     pub pause_ms: Option<u64>,
-    /// Events per second to pace to, instead of `pause_ms`.
+    /// Most events per second, paced evenly (0.01 to 10,000,000). With a `pause_ms` above 0
+    /// too, the slower of the two sets the pace.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 0.01, maximum = 10_000_000.0)]
     pub rate: Option<f64>,
-    /// Seed of the random choices; chosen at random and reported when absent.
+    /// Seed of the random choices (at most 2^53 - 1); chosen at random and reported when
+    /// absent.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(maximum = 9_007_199_254_740_991_u64)]
     pub seed: Option<u64>,
 }
 

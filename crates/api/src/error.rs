@@ -9,7 +9,9 @@ use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use freshet_services::ServiceError;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 use utoipa::ToSchema;
 
 /// An error answer: `{"error": "<what went wrong>"}` with a fitting HTTP status.
@@ -122,10 +124,64 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-/// `axum::Json` whose rejection is an [`ApiError`].
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body, as `axum::Json` reads it (415 without a JSON content type, 400 for bad
+/// JSON), rejected with an [`ApiError`], and with one difference: a number with a zero
+/// fraction (`3.0`) is taken where an integer is expected. JSON Schema, and so the spec,
+/// counts `3.0` as an integer; serde would refuse it.
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(mut value) = axum::Json::<Value>::from_request(request, state).await?;
+        integers_as_integers(&mut value);
+        serde_path_to_error::deserialize(value)
+            .map(Json)
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "Failed to deserialize the JSON body into the target type: {e}"
+                ))
+            })
+    }
+}
+
+/// Rewrites every number with a zero fraction that fits an integer type as that integer.
+/// A field that wants a float takes the integer just the same.
+fn integers_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(number) => {
+            if let Some(integer) = number.as_f64().and_then(as_integer) {
+                *number = integer;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integers_as_integers),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
+}
+
+/// `float` as an integer when it is one, within `i64` or `u64`.
+fn as_integer(float: f64) -> Option<serde_json::Number> {
+    // 2^63 and 2^64 are exact as f64; the ranges below are the integers both types hold.
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    const TWO_64: f64 = 18_446_744_073_709_551_616.0;
+    if float.fract() != 0.0 || !float.is_finite() {
+        return None;
+    }
+    if (-TWO_63..0.0).contains(&float) {
+        Some((float as i64).into())
+    } else if (0.0..TWO_64).contains(&float) {
+        Some((float as u64).into())
+    } else {
+        None
+    }
+}
 
 /// The router's fallback: a path no route matches.
 pub async fn unknown_route(method: Method, uri: Uri) -> ApiError {
@@ -186,6 +242,22 @@ mod tests {
             let error = ApiError::from(service_error);
             assert_eq!((error.status, error.error.as_str()), (status, message));
         }
+    }
+
+    #[test]
+    fn numbers_with_a_zero_fraction_become_integers() {
+        let mut value = serde_json::json!({
+            "a": 3.0, "b": -2.0, "c": 1.5, "d": [7.0, "8.0"], "e": 1e300, "f": 5,
+            "g": 18446744073709549568.0
+        });
+        integers_as_integers(&mut value);
+        assert_eq!(value["a"].as_u64(), Some(3));
+        assert_eq!(value["b"].as_i64(), Some(-2));
+        assert_eq!(value["c"].as_f64(), Some(1.5));
+        assert_eq!(value["d"], serde_json::json!([7, "8.0"]));
+        assert!(value["e"].is_f64(), "too large for any integer type");
+        assert_eq!(value["f"].as_u64(), Some(5));
+        assert_eq!(value["g"].as_u64(), Some(18_446_744_073_709_549_568));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Generator jobs: start one with JSON parameters, watch its progress, list, cancel. The
+//! Generator jobs: start one with JSON parameters, watch its progress, list, cancel (the job
+//! stays listed with its final counts) or delete (cancelled if running, then forgotten). The
 //! earlier tool's `GET /start` is in [`crate::compat`].
 
 use axum::http::{header, StatusCode};
@@ -15,7 +16,8 @@ use crate::state::{blocking, AppState, Generator};
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_job, list_jobs))
-        .routes(routes!(get_job, cancel_job))
+        .routes(routes!(get_job, delete_job))
+        .routes(routes!(cancel_job))
 }
 
 /// Where a job's status is served.
@@ -44,6 +46,7 @@ fn no_such_job(id: u64) -> ApiError {
          headers(("Location" = String, description = "URL of the job's status"))),
         (status = 400, description = "Invalid JSON or a parameter out of range", body = ApiError),
         (status = 413, description = "The body is larger than 64 KiB", body = ApiError),
+        (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ApiError),
         (status = 503, description = "No generator runs in this process", body = ApiError),
     )
 )]
@@ -113,11 +116,11 @@ pub async fn get_job(
 
 /// Cancel a generator job
 ///
-/// Asks a running job to stop; it reports `cancelled` once what it queued is delivered. A job
-/// that already ended is left as it is.
+/// Asks a running job to stop; it reports `cancelled` once what it queued is delivered, and
+/// stays listed with its final counts. A job that already ended is left as it is.
 #[utoipa::path(
-    delete,
-    path = "/api/v1/generator/jobs/{id}",
+    post,
+    path = "/api/v1/generator/jobs/{id}/cancel",
     tag = "generator",
     params(("id" = u64, Path, description = "Job id")),
     responses(
@@ -134,5 +137,32 @@ pub async fn cancel_job(
     blocking(move || jobs.cancel(id))
         .await?
         .map(axum::Json)
+        .ok_or_else(|| no_such_job(id))
+}
+
+/// Delete a generator job
+///
+/// Forgets the job: afterwards it is not listed and its URL answers 404. A running job is
+/// cancelled first (what it queued is still delivered). To stop a job and keep its final
+/// counts, cancel it instead (`POST .../cancel`).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/generator/jobs/{id}",
+    tag = "generator",
+    params(("id" = u64, Path, description = "Job id")),
+    responses(
+        (status = 204, description = "The job is forgotten (and was cancelled if it ran)"),
+        (status = 400, description = "The id is not a number", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 503, description = "No generator runs in this process", body = ApiError),
+    )
+)]
+pub async fn delete_job(
+    Generator(jobs): Generator,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || jobs.remove(id))
+        .await?
+        .map(|_| StatusCode::NO_CONTENT)
         .ok_or_else(|| no_such_job(id))
 }

@@ -41,7 +41,7 @@ pub async fn list_groups(
     get,
     path = "/api/v1/groups/{group_id}",
     tag = "groups",
-    params(("group_id" = String, Path, description = "Group id")),
+    params(("group_id" = String, Path, description = "Group id: any text without control characters", min_length = 1, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")),
     responses(
         (status = 200, description = "The group", body = GroupDescription),
         (status = 400, description = "Not a usable group id", body = ApiError),

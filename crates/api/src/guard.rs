@@ -7,8 +7,11 @@
 //!   otherwise any client could pick the address its attempts are counted against.
 //! - Each source address may make [`RateLimit::per_second`] login or registration requests a
 //!   second (bursts up to [`RateLimit::burst`]); more get 429.
-//! - Admin routes need `Authorization: Bearer <admin token>`. Without a configured token
-//!   they are refused (403), never open.
+//! - Admin routes need `Authorization: Bearer <admin token>`. A missing or wrong token is a
+//!   401 with `WWW-Authenticate: Bearer`; without a configured token every token is wrong, so
+//!   they are refused (401, saying so), never open.
+//! - A taken name is a 409 on both registration routes (the earlier tool answered 400, which
+//!   said "your request is malformed" about a well-formed request).
 //! - Nothing here logs or returns a password, a hash or a token.
 
 use std::collections::HashMap;
@@ -20,10 +23,10 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use freshet_services::guard::rules::BlockRecord;
 use freshet_services::guard::{GuardHandle, LoginOutcome};
-use freshet_services::ServiceError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -162,15 +165,45 @@ impl FromRequestParts<AppState> for Guard {
 #[derive(Debug, Clone)]
 pub struct Admin(pub GuardHandle);
 
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
+/// The challenge of a 401 from an admin route (RFC 6750).
+pub const ADMIN_CHALLENGE: &str = "Bearer realm=\"freshet-admin\"";
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Guard(guard) = Guard::from_request_parts(parts, state).await?;
+/// Why an admin route refused: a 401 with the challenge, or the guard's own rejection
+/// (503 when this process runs no guard).
+#[derive(Debug)]
+pub struct AdminRejection(ApiError);
+
+impl IntoResponse for AdminRejection {
+    fn into_response(self) -> Response {
+        let challenge = self.0.status == StatusCode::UNAUTHORIZED;
+        let mut response = self.0.into_response();
+        if challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(ADMIN_CHALLENGE),
+            );
+        }
+        response
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AdminRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, AdminRejection> {
+        let Guard(guard) = Guard::from_request_parts(parts, state)
+            .await
+            .map_err(AdminRejection)?;
+        let unauthorized =
+            |reason: &str| AdminRejection(ApiError::new(StatusCode::UNAUTHORIZED, reason));
+        // No configured token: no credentials can be valid, which is what 401 says. The
+        // reason tells the operator what to change.
         let Some(expected) = guard.options.admin_token.as_deref() else {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "admin routes are disabled: no admin token is configured",
+            return Err(unauthorized(
+                "admin routes are disabled: no admin token is configured (--admin-token)",
             ));
         };
         let given = parts
@@ -182,8 +215,7 @@ impl FromRequestParts<AppState> for Admin {
             Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
                 Ok(Admin(guard.handle))
             }
-            _ => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            _ => Err(unauthorized(
                 "a valid admin token is required (Authorization: Bearer <token>)",
             )),
         }
@@ -227,13 +259,67 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(unblock_v1))
 }
 
-/// A registration or login request.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct Credentials {
-    #[schema(example = "alice")]
-    pub user: Option<String>,
-    #[schema(example = "correct1horse")]
-    pub pass: Option<String>,
+/// A registration or login request as parsed: missing fields get the earlier tool's 400
+/// ("missing data") rather than serde's message. The spec's shapes are [`Login`] and
+/// [`NewAccount`].
+#[derive(Debug, Deserialize)]
+struct Credentials {
+    user: Option<String>,
+    pass: Option<String>,
+}
+
+/// A login: the account's name and password. Other fields are ignored.
+#[derive(Debug, ToSchema)]
+pub struct Login {
+    #[schema(example = "alice", min_length = 1, max_length = 64)]
+    pub user: String,
+    #[schema(example = "correct1horse", min_length = 1, max_length = 128)]
+    pub pass: String,
+}
+
+/// A new account. Other fields are ignored.
+#[derive(Debug, ToSchema)]
+pub struct NewAccount {
+    /// 3 to 64 characters, no control characters, not starting or ending with white space.
+    #[schema(
+        example = "alice",
+        min_length = 3,
+        max_length = 64,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
+    pub user: String,
+    /// 8 to 128 characters with at least one letter and one digit (0-9).
+    #[schema(example = "correct1horse", schema_with = new_password_schema)]
+    pub pass: String,
+}
+
+/// 8 to 128 characters, a letter (Unicode `Alphabetic`, as the server checks it) and a digit
+/// somewhere: two patterns, since one would need look-ahead.
+fn new_password_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+    AllOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(8))
+                .max_length(Some(128)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"\p{Alpha}")),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("[0-9]")),
+        )
+        .description(Some(
+            "8 to 128 characters with at least one letter and one digit (0-9)",
+        ))
+        .examples(["correct1horse"])
+        .build()
+        .into()
 }
 
 /// A successful login (the earlier tool's shape).
@@ -351,15 +437,12 @@ async fn do_register(
     peer: Option<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    conflict: StatusCode,
 ) -> Result<(StatusCode, axum::Json<Registered>), ApiError> {
     admit(&guard, peer, &headers)?;
     let (user, pass) = credentials(body)?;
-    match guard.handle.register(&user, &pass).await {
-        Ok(()) => Ok((StatusCode::CREATED, axum::Json(Registered { user }))),
-        Err(ServiceError::Conflict(reason)) => Err(ApiError::new(conflict, reason)),
-        Err(e) => Err(e.into()),
-    }
+    // A taken name is a ServiceError::Conflict: 409.
+    guard.handle.register(&user, &pass).await?;
+    Ok((StatusCode::CREATED, axum::Json(Registered { user })))
 }
 
 async fn do_login(
@@ -379,16 +462,18 @@ async fn do_login(
 
 /// Create an account (earlier tool's route)
 ///
-/// A taken name is a 400, as the earlier tool answered.
+/// The same as `POST /api/v1/register`. A taken name is a 409 (the earlier tool answered
+/// 400).
 #[utoipa::path(
     post,
     path = "/register",
     tag = "compatible",
-    request_body = Credentials,
+    request_body = NewAccount,
     responses(
         (status = 201, description = "Account created", body = Registered),
-        (status = 400, description = "No body, missing fields, a name or password breaking the rules, or a taken name", body = ApiError,
+        (status = 400, description = "No body, missing fields, or a name or password breaking the rules", body = ApiError,
          example = json!({"error": "pass must contain both letters and digits"})),
+        (status = 409, description = "The name is taken", body = ApiError),
         (status = 429, description = "Too many requests from this address", body = ApiError),
         (status = 503, description = "No guard runs in this process", body = ApiError),
     )
@@ -399,7 +484,7 @@ pub async fn register(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, axum::Json<Registered>), ApiError> {
-    do_register(guard, peer, headers, body, StatusCode::BAD_REQUEST).await
+    do_register(guard, peer, headers, body).await
 }
 
 /// Create an account
@@ -409,7 +494,7 @@ pub async fn register(
     post,
     path = "/api/v1/register",
     tag = "guard",
-    request_body = Credentials,
+    request_body = NewAccount,
     responses(
         (status = 201, description = "Account created", body = Registered),
         (status = 400, description = "No body, missing fields, or a name or password breaking the rules", body = ApiError),
@@ -424,7 +509,7 @@ pub async fn register_v1(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, axum::Json<Registered>), ApiError> {
-    do_register(guard, peer, headers, body, StatusCode::CONFLICT).await
+    do_register(guard, peer, headers, body).await
 }
 
 /// Log in (earlier tool's route)
@@ -436,7 +521,7 @@ pub async fn register_v1(
     post,
     path = "/login",
     tag = "compatible",
-    request_body = Credentials,
+    request_body = Login,
     responses(
         (status = 200, description = "Logged in", body = LoginSuccess, example = json!({"success": true})),
         (status = 400, description = "No body or missing fields", body = ApiError),
@@ -463,7 +548,7 @@ pub async fn login(
     post,
     path = "/api/v1/login",
     tag = "guard",
-    request_body = Credentials,
+    request_body = Login,
     responses(
         (status = 200, description = "Logged in", body = LoginSuccess),
         (status = 400, description = "No body or missing fields", body = ApiError),
@@ -506,8 +591,8 @@ pub async fn blocked_names(Guard(guard): Guard) -> axum::Json<BlockedNames> {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Blocks holding now, by user", body = BlockList),
-        (status = 401, description = "Missing or wrong admin token", body = ApiError),
-        (status = 403, description = "No admin token is configured", body = ApiError),
+        (status = 401, description = "Missing or wrong admin token, or none is configured (then every token is wrong)", body = ApiError,
+         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"freshet-admin\"`"))),
         (status = 503, description = "No guard runs in this process", body = ApiError),
     )
 )]
@@ -527,8 +612,8 @@ pub async fn blocked_v1(Admin(guard): Admin) -> axum::Json<BlockList> {
     params(("user" = String, Path, description = "The blocked user")),
     responses(
         (status = 200, description = "The block is lifted", body = Unblocked),
-        (status = 401, description = "Missing or wrong admin token", body = ApiError),
-        (status = 403, description = "No admin token is configured", body = ApiError),
+        (status = 401, description = "Missing or wrong admin token, or none is configured (then every token is wrong)", body = ApiError,
+         headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"freshet-admin\"`"))),
         (status = 404, description = "The user is not blocked", body = ApiError),
         (status = 503, description = "No guard runs here, or Kafka did not take the unblock", body = ApiError),
     )

@@ -21,6 +21,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use freshet_services::guard::stats::GuardMetrics;
 use freshet_services::guard::LoginOutcome;
+use freshet_services::panics::{self, PanicSite};
 use freshet_services::tracker::stats::TrackerMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -149,7 +150,8 @@ pub fn process_started() -> Instant {
     *STARTED.get_or_init(Instant::now)
 }
 
-/// `freshet_build_info` and `freshet_process_uptime_seconds`.
+/// `freshet_build_info`, `freshet_process_uptime_seconds` and
+/// `freshet_panics_caught_total`.
 #[derive(Debug)]
 pub struct ProcessCollector;
 
@@ -167,6 +169,14 @@ impl Collector for ProcessCollector {
             "freshet_process_uptime_seconds",
             "Seconds since this process started.",
             process_started().elapsed().as_secs_f64(),
+        )?;
+        encode::counters(
+            &mut encoder,
+            "freshet_panics_caught",
+            "Panics caught since the process started, by where: a generator job (marked \
+             failed) or an HTTP request (answered 500). Each is a bug, logged at ERROR.",
+            "site",
+            PanicSite::ALL.map(|site| (site.as_str(), panics::count(site))),
         )
     }
 }

@@ -76,6 +76,26 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
 }
 
+/// A required parameter whose schema is built in code. utoipa's `schema_with` on a parameter
+/// drops `required` and the description, which a path parameter (always required) and a
+/// required query parameter cannot do without.
+pub(crate) fn required_parameter(
+    name: &str,
+    location: utoipa::openapi::path::ParameterIn,
+    description: &str,
+    schema: impl Into<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>>,
+) -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::ParameterBuilder;
+    use utoipa::openapi::Required;
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(location)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
 /// The spec of every route [`crate::app`] serves.
 pub fn spec() -> Spec {
     let (_, spec) = router().split_for_parts();

@@ -11,6 +11,7 @@ use freshet_services::tracker::TrackerHandle;
 
 use crate::error::ApiError;
 use crate::guard::GuardState;
+use crate::health::{HealthCheck, HealthChecks};
 use crate::metrics::Metrics;
 
 /// The services this process runs. `freshet up` has all of them; `freshet tracker` a tracker
@@ -22,6 +23,7 @@ pub struct AppState {
     guard: Option<GuardState>,
     cluster: Option<Cluster>,
     metrics: Metrics,
+    health: HealthChecks,
 }
 
 impl AppState {
@@ -61,6 +63,17 @@ impl AppState {
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// A component outside the API (the embedded broker) whose problems make `/healthz`
+    /// answer 503 degraded.
+    pub fn with_health_check(mut self, check: impl HealthCheck) -> Self {
+        self.health = self.health.with(check);
+        self
+    }
+
+    pub(crate) fn health_checks(&self) -> &HealthChecks {
+        &self.health
     }
 
     pub(crate) fn guard(&self) -> Option<&GuardState> {

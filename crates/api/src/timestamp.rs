@@ -2,27 +2,70 @@
 
 use freshet_timestamp::{normalize, normalize_json, NormalizedTs, TimestampError};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Query};
+use crate::openapi::required_parameter;
 use crate::state::AppState;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(normalize_timestamp))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampQuery {
-    /// The timestamp: ISO 8601 / RFC 3339 text (`2021-12-03 16:15:30.2359+02:00`), or a Unix
-    /// epoch number in seconds, milliseconds, microseconds or nanoseconds (`1726667942`). A
-    /// value in double quotes is a JSON string (`"1726667942"`), so it is read as text. One
-    /// value per request.
-    #[param(example = "2024-09-18T13:59:02.123456Z")]
+    /// `Option` so a missing value gets this API's own 400 message; the spec says it is
+    /// required (see the `IntoParams` impl).
     pub value: Option<String>,
+}
+
+impl IntoParams for TimestampQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let value = required_parameter(
+            "value",
+            ParameterIn::Query,
+            "The timestamp: ISO 8601 / RFC 3339 text (`2021-12-03 16:15:30.2359+02:00`), or a \
+             Unix epoch number in seconds, milliseconds, microseconds or nanoseconds \
+             (`1726667942`). A value in double quotes is a JSON string (`\"1726667942\"`), \
+             so it is read as text. One value per request.",
+            value_schema(),
+        );
+        let example = serde_json::Value::from("2024-09-18T13:59:02.123456Z");
+        vec![ParameterBuilder::from(value).example(Some(example)).build()]
+    }
+}
+
+/// What the spec promises the normaliser accepts: every ISO 8601 value of a day that exists
+/// (Feb 29 only in leap years) in years 0001-9998, where no offset can move the instant out
+/// of 0000-9999; and epoch numbers of up to 18 digits with up to 9 fraction digits. The
+/// normaliser takes more (negative epoch numbers, JSON strings in double quotes, years 0000
+/// and 9999 when the offset keeps them in range), which the spec leaves out rather than
+/// promise something the server refuses; the tests check the calendar part exactly.
+pub const TIMESTAMP_PATTERN: &str = concat!(
+    "^((",
+    // A date of years 0001-9998...
+    "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])",
+    "-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))",
+    // ...or Feb 29 of a leap year...
+    "|([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29",
+    // ...then the time and an optional zone...
+    ")[Tt ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.,][0-9]{1,9})?)?",
+    "([Zz]|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?",
+    // ...or an epoch number.
+    "|[0-9]{1,18}([.][0-9]{1,9})?",
+    ")$"
+);
+
+fn value_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(TIMESTAMP_PATTERN))
+        .build()
 }
 
 /// A timestamp in Freshet's one form.

@@ -11,11 +11,13 @@ use freshet_services::cluster::view::{
     NewTopic, ProduceRequest, ProducedRecords, RecordPage, TopicDescription, TopicList,
 };
 use serde::Deserialize;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Json, Path, Query};
+use crate::openapi::required_parameter;
 use crate::state::{AppState, KafkaCluster};
 
 /// Largest body of `POST /api/v1/topics/{name}/records`: room for 500 records of about 2 KiB.
@@ -33,6 +35,45 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(describe_topic, delete_topic))
         .routes(routes!(read_records))
         .merge(produce)
+}
+
+/// A topic named in the path (for the spec; handlers take `Path<String>`).
+#[derive(Debug)]
+pub struct TopicPath;
+
+impl IntoParams for TopicPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![topic_name_parameter()]
+    }
+}
+
+/// A partition of a topic named in the path (for the spec; handlers take
+/// `Path<(String, i32)>`).
+#[derive(Debug)]
+pub struct PartitionPath;
+
+impl IntoParams for PartitionPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        let partition = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+            .minimum(Some(0));
+        vec![
+            topic_name_parameter(),
+            required_parameter(
+                "partition",
+                ParameterIn::Path,
+                "Partition number, from 0",
+                partition,
+            ),
+        ]
+    }
+}
+
+fn topic_name_parameter() -> Parameter {
+    let schema = freshet_services::kafka::topic_name_schema();
+    required_parameter("name", ParameterIn::Path, "Topic name", schema)
 }
 
 /// Where a topic's description is served.
@@ -86,6 +127,7 @@ pub async fn list_topics(
         (status = 400, description = "Invalid JSON, name, partition count, replication factor or config", body = ApiError),
         (status = 409, description = "The topic exists", body = ApiError),
         (status = 413, description = "The body is larger than 64 KiB", body = ApiError),
+        (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ApiError),
         (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
     )
 )]
@@ -116,7 +158,7 @@ pub async fn create_topic(
     get,
     path = "/api/v1/topics/{name}",
     tag = "topics",
-    params(("name" = String, Path, description = "Topic name")),
+    params(TopicPath),
     responses(
         (status = 200, description = "The topic", body = TopicDescription),
         (status = 400, description = "Not a valid topic name", body = ApiError),
@@ -138,7 +180,7 @@ pub async fn describe_topic(
     delete,
     path = "/api/v1/topics/{name}",
     tag = "topics",
-    params(("name" = String, Path, description = "Topic name")),
+    params(TopicPath),
     responses(
         (status = 204, description = "The topic was deleted"),
         (status = 400, description = "Not a valid topic name", body = ApiError),
@@ -164,13 +206,14 @@ pub async fn delete_topic(
     post,
     path = "/api/v1/topics/{name}/records",
     tag = "topics",
-    params(("name" = String, Path, description = "Topic name")),
+    params(TopicPath),
     request_body = ProduceRequest,
     responses(
         (status = 200, description = "Every record was acknowledged", body = ProducedRecords),
-        (status = 400, description = "Invalid JSON or topic name, no records or more than 500, or a partition the topic does not have", body = ApiError),
-        (status = 404, description = "No such topic", body = ApiError),
+        (status = 400, description = "Invalid JSON or topic name, no records or more than 500", body = ApiError),
+        (status = 404, description = "No such topic, or a partition the topic does not have", body = ApiError),
         (status = 413, description = "The body is larger than 1 MiB", body = ApiError),
+        (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ApiError),
         (status = 503, description = "The cluster is unreachable or did not acknowledge, or no cluster client runs in this process", body = ApiError),
     )
 )]
@@ -187,7 +230,7 @@ pub async fn produce_records(
 #[serde(deny_unknown_fields)]
 pub struct ReadRecordsQuery {
     /// First offset to read (default: the earliest stored). An offset before the earliest
-    /// starts there; one past the latest is refused.
+    /// starts there; one past the latest is a 404.
     #[param(minimum = 0)]
     pub offset: Option<i64>,
     /// Most records to return (default 50, 1 to 1000).
@@ -205,14 +248,13 @@ pub struct ReadRecordsQuery {
     path = "/api/v1/topics/{name}/partitions/{partition}/records",
     tag = "topics",
     params(
-        ("name" = String, Path, description = "Topic name"),
-        ("partition" = i32, Path, description = "Partition number, from 0"),
+        PartitionPath,
         ReadRecordsQuery,
     ),
     responses(
         (status = 200, description = "One page of records", body = RecordPage),
-        (status = 400, description = "Invalid topic name, partition, offset (negative or past the latest) or limit", body = ApiError),
-        (status = 404, description = "No such topic or partition", body = ApiError),
+        (status = 400, description = "Invalid topic name, partition, offset or limit", body = ApiError),
+        (status = 404, description = "No such topic or partition, or an offset past the partition's latest (no records are there yet)", body = ApiError),
         (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
     )
 )]

@@ -136,27 +136,28 @@ async fn register_then_login_and_a_taken_name_is_refused() {
     assert_eq!(created.json, json!({"user": "bob"}));
     assert!(!created.text.contains("argon2"), "no hash in any answer");
 
+    // A well-formed request for a name that is taken conflicts with what exists: 409 on
+    // both routes (the earlier tool's 400 said the request itself was malformed).
     let taken = r#"{"user": "bob", "pass": "other123"}"#;
-    assert_error(
-        &call(&s.app, "/register", taken).await,
-        StatusCode::BAD_REQUEST,
-        "already exists",
-    );
-    assert_error(
-        &call(&s.app, "/api/v1/register", taken).await,
-        StatusCode::CONFLICT,
-        "already exists",
-    );
+    for uri in ["/register", "/api/v1/register"] {
+        assert_error(
+            &call(&s.app, uri, taken).await,
+            StatusCode::CONFLICT,
+            "already exists",
+        );
+    }
 
     for uri in ["/login", "/api/v1/login"] {
         let ok = call(&s.app, uri, r#"{"user": "bob", "pass": "hunter22"}"#).await;
         assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
         assert_eq!(ok.json, json!({"success": true}));
-        assert_error(
-            &call(&s.app, uri, r#"{"user": "bob"}"#).await,
-            StatusCode::BAD_REQUEST,
-            "missing data",
-        );
+        for incomplete in [r#"{"user": "bob"}"#, "{}"] {
+            assert_error(
+                &call(&s.app, uri, incomplete).await,
+                StatusCode::BAD_REQUEST,
+                "missing data",
+            );
+        }
     }
 }
 
@@ -262,6 +263,16 @@ async fn oversized_guard_bodies_and_long_fields_are_refused() {
     );
 }
 
+/// The answer to missing or invalid credentials: 401 with a challenge naming the scheme.
+fn assert_challenged(answer: &Answer, reason: &str) {
+    assert_error(answer, StatusCode::UNAUTHORIZED, reason);
+    assert_eq!(
+        answer.headers.get("www-authenticate").map(|v| v.as_bytes()),
+        Some(&b"Bearer realm=\"freshet-admin\""[..]),
+        "{answer:?}"
+    );
+}
+
 #[tokio::test]
 async fn admin_routes_are_refused_without_a_configured_token() {
     let s = setup().await;
@@ -269,13 +280,10 @@ async fn admin_routes_are_refused_without_a_configured_token() {
         (Method::GET, "/api/v1/blocked"),
         (Method::DELETE, "/api/v1/blocked/bob"),
     ] {
+        // No token can be valid: a 401 (as the spec says), never a 403 or an open route.
         for token in [None, Some(""), Some(TOKEN)] {
             let answer = send(&s.app, with_token(method.clone(), uri, token)).await;
-            assert_error(
-                &answer,
-                StatusCode::FORBIDDEN,
-                "no admin token is configured",
-            );
+            assert_challenged(&answer, "no admin token is configured");
         }
     }
     let public = get(&s.app, "/blocked").await;
@@ -292,7 +300,7 @@ async fn admin_routes_need_the_right_token() {
     let s = setup_with(fast(), options).await;
     for token in [None, Some("wrong"), Some("admin-secret-tokeN")] {
         let answer = send(&s.app, with_token(Method::GET, "/api/v1/blocked", token)).await;
-        assert_error(&answer, StatusCode::UNAUTHORIZED, "admin token");
+        assert_challenged(&answer, "a valid admin token is required");
         assert!(!answer.text.contains(TOKEN));
     }
     let listed = send(

@@ -243,7 +243,7 @@ async fn check_paging(app: &Router, last_partition: i64) {
     let past = get(app, &uri(&format!("?offset={}", latest + 1))).await;
     assert_error(
         &past,
-        StatusCode::BAD_REQUEST,
+        StatusCode::NOT_FOUND,
         &format!("is past the latest offset {latest} of partition 1"),
     );
 }
@@ -348,7 +348,7 @@ async fn check_produce_refusals(app: &Router) {
     .await;
     assert_error(
         &out_of_range,
-        StatusCode::BAD_REQUEST,
+        StatusCode::NOT_FOUND,
         "partition 3 does not exist: topic \"orders\" has 3 partitions",
     );
     let empty = post_json(app, &uri, r#"{"records": []}"#).await;
@@ -473,4 +473,27 @@ async fn topics_are_created_filled_read_described_and_deleted() {
         json!({"topics": []}),
         "no topic was auto-created"
     );
+}
+
+/// A topic deleted and created again under the same name takes records through the API
+/// again. The API's producer is idempotent and remembers its sequence numbers for the old
+/// topic; the new one has no state for it, and answering that with OUT_OF_ORDER_SEQUENCE
+/// made the producer fail fatally, so every later produce answered 503 (schemathesis,
+/// issue 10). UNKNOWN_PRODUCER_ID lets the client bump its epoch and start over at 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_again_takes_records_again() {
+    let broker = TestBroker::start().await;
+    let app = api(&broker);
+    let uri = "/api/v1/topics/again/records";
+    let body = json!({"records": [{"value": "v", "partition": 0}]}).to_string();
+    for round in 0..3 {
+        let created = post_json(&app, "/api/v1/topics", r#"{"name": "again"}"#).await;
+        assert_eq!(created.status, StatusCode::CREATED, "round {round}: {created:?}");
+        for _ in 0..3 {
+            let produced = post_json(&app, uri, &body).await;
+            assert_eq!(produced.status, StatusCode::OK, "round {round}: {produced:?}");
+        }
+        let deleted = delete(&app, "/api/v1/topics/again").await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT, "round {round}: {deleted:?}");
+    }
 }

@@ -7,12 +7,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use freshet_coordinator::GroupCoordinator;
-use freshet_log::{Durability, LogStats};
+use freshet_log::{Durability, LogError, LogStats, PartitionLog};
 use thiserror::Error;
 
+use crate::health::{Condition, Health};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIds;
-use crate::topics::{write_atomically, TopicError, TopicRegistry};
+use crate::topics::{
+    validate_topic_name, write_atomically, Topic, TopicConfigs, TopicError, TopicRegistry,
+};
 use crate::BrokerConfig;
 
 #[derive(Debug, Error)]
@@ -33,6 +36,8 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     pub producer_ids: ProducerIds,
     pub metrics: Metrics,
+    /// Degraded conditions (disk full, read-only logs) for logs, `/healthz` and `/metrics`.
+    pub health: Health,
     /// A random id generated once per data directory, like Kafka's `cluster.id`.
     pub cluster_id: String,
     /// Set once the listener is bound, for the address clients are told to use.
@@ -65,12 +70,14 @@ impl Broker {
         let groups = GroupCoordinator::open(&dir.join("groups"), config.coordinator.clone())
             .map_err(|e| StartError::Groups(e.to_string()))?;
         let producer_ids = ProducerIds::open(dir).map_err(data_dir_error)?;
+        let health = Health::new(dir);
         Ok(Arc::new(Broker {
             config,
             topics,
             groups,
             producer_ids,
             metrics: Metrics::default(),
+            health,
             cluster_id,
             bound_addr: OnceLock::new(),
         }))
@@ -117,14 +124,18 @@ impl Broker {
         let now = now_ms();
         for topic in self.topics.all() {
             for partition in &topic.partitions {
-                if let Err(e) = partition.log.enforce_retention(now) {
-                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "retention failed");
+                let log = &partition.log;
+                if let Err(e) = log.enforce_retention(now) {
+                    self.report_log_error("retention", &topic.name, partition.index, log, &e);
                 }
-                if let Err(e) = partition.log.compact(now) {
-                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "compaction failed");
+                if let Err(e) = log.compact(now) {
+                    self.report_log_error("compaction", &topic.name, partition.index, log, &e);
                 }
             }
         }
+        // A log can turn read-only in a roll whose error no request reported (DeleteRecords):
+        // the look at every log here logs it within one cleaning interval, scraped or not.
+        self.health_report();
     }
 
     /// Flushes logs that run with `--flush-interval-ms` (relaxed durability).
@@ -133,9 +144,94 @@ impl Broker {
             for partition in &topic.partitions {
                 if matches!(partition.log.config().durability, Durability::Interval(_)) {
                     if let Err(e) = partition.log.flush() {
-                        tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
+                        let (topic, index) = (&topic.name, partition.index);
+                        self.report_log_error("flush", topic, index, &partition.log, &e);
                     }
                 }
+            }
+        }
+    }
+
+    /// Logs a failed log operation (`what`: "produce", "compaction", ...) and records what it
+    /// says about the disk. An error a degraded condition explains (disk full, a read-only
+    /// log) was logged once at ERROR when the condition began and goes to DEBUG here, so a
+    /// full disk under load is one ERROR line, not one per request or cleaning pass.
+    pub fn report_log_error(
+        &self,
+        what: &str,
+        topic: &str,
+        partition: i32,
+        log: &PartitionLog,
+        error: &LogError,
+    ) {
+        let place = format!("{what} on {topic}-{partition}");
+        let poisoned = self.health.note_partition(topic, partition, log.poisoned());
+        let explained = self.health.note_log_error(&place, error) || poisoned;
+        if explained {
+            tracing::debug!(%topic, partition, %error, "{what} failed");
+        } else {
+            tracing::error!(%topic, partition, %error, "{what} failed");
+        }
+    }
+
+    /// The degraded conditions in effect now, after a look at every partition's log (a log
+    /// can turn read-only in a roll that no request reported).
+    pub fn health_report(&self) -> Vec<Condition> {
+        let poisoned = self.topics.all().into_iter().flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .filter_map(|p| Some(((topic.name.clone(), p.index), p.log.poisoned()?)))
+                .collect::<Vec<_>>()
+        });
+        self.health.refresh_poisoned(poisoned);
+        self.health.conditions()
+    }
+
+    /// CreateTopics: validated in full first (a bad name or an existing topic is answered as
+    /// such whatever the disk), then refused with KAFKA_STORAGE_ERROR while the disk is full.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: TopicConfigs,
+    ) -> Result<Arc<Topic>, TopicError> {
+        self.topics.validate_new_topic(name, partitions, &configs)?;
+        self.health.check_disk_space()?;
+        self.topics
+            .create(name, partitions, configs)
+            .inspect_err(|e| self.report_topic_error("creating topic", name, e))
+    }
+
+    /// A topic a client asked for (Metadata with auto-creation allowed): the existing one, or
+    /// a new one with the default partition count when the name is valid and the disk has
+    /// room.
+    pub fn auto_create_topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        if let Some(topic) = self.topics.get(name) {
+            return Ok(topic);
+        }
+        validate_topic_name(name)?;
+        self.health.check_disk_space()?;
+        self.topics
+            .get_or_create(name, self.config.default_partitions)
+            .inspect_err(|e| self.report_topic_error("auto-creating topic", name, e))
+    }
+
+    /// CreatePartitions, refused like creation while the disk is full.
+    pub fn add_partitions(&self, name: &str, count: i32) -> Result<Arc<Topic>, TopicError> {
+        self.health.check_disk_space()?;
+        self.topics
+            .add_partitions(name, count)
+            .inspect_err(|e| self.report_topic_error("adding partitions to", name, e))
+    }
+
+    fn report_topic_error(&self, what: &str, name: &str, error: &TopicError) {
+        if matches!(error, TopicError::Io(_) | TopicError::Log(_)) {
+            let explained = self
+                .health
+                .note_topic_error(&format!("{what} {name}"), error);
+            if !explained {
+                tracing::error!(topic = %name, %error, "{what} failed");
             }
         }
     }

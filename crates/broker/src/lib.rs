@@ -4,13 +4,18 @@
 //! kafka-python and kafkajs to use it unchanged. The layout follows the path of a request:
 //!
 //! - [`server`]: accepts TCP connections on an already-bound listener (tests bind port 0).
-//! - [`connection`]: one task per client: reads size-prefixed frames from a `BytesMut`,
-//!   refuses oversize frames before buffering them, and writes responses back in request order.
+//! - [`connection`]: one task per client: reads size-prefixed frames from a `BytesMut` that
+//!   grows with the bytes received, refuses oversize frames before buffering them, closes idle
+//!   and too-slow peers, and writes responses back in request order.
+//! - [`limits`]: connection caps (total and per address), the broker-wide budget of request
+//!   bytes in flight, and the open-file limit the default cap is derived from.
 //! - [`dispatch`]: decodes the request header, checks the version against [`versions`] and
 //!   hands the body to one module per API in [`handlers`].
 //! - [`topics`]: the topic registry: topic metadata on disk and one [`freshet_log::PartitionLog`]
 //!   per partition.
 //! - [`producer_ids`]: durable allocation of idempotent-producer ids.
+//! - [`health`]: degraded conditions (disk full, logs read-only after a failed fsync), logged
+//!   once per episode and reported to `/healthz` and `/metrics`.
 //! - [`metrics`]: counters the HTTP API exposes.
 //!
 //! Consumer groups live in the `freshet-coordinator` crate and the on-disk log in
@@ -26,6 +31,8 @@ pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod handlers;
+pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod producer_ids;
 pub mod server;

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use kafka_protocol::messages::ApiKey;
 
+use crate::limits::Refusal;
+
 /// Highest Kafka API key counted individually.
 const MAX_API_KEY: usize = 128;
 
@@ -15,6 +17,16 @@ pub struct Metrics {
     requests: Vec<AtomicU64>,
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
+    /// Connections closed after `connections.max.idle.ms` without a request.
+    pub connections_closed_idle: AtomicU64,
+    /// Connections closed because a request did not arrive whole in time.
+    pub request_read_timeouts: AtomicU64,
+    /// Connections closed as soon as accepted: over `max.connections`.
+    pub connections_refused_max: AtomicU64,
+    /// Connections closed as soon as accepted: over `max.connections.per.ip`.
+    pub connections_refused_per_ip: AtomicU64,
+    /// Failed `accept` calls (out of descriptors and the like).
+    pub accept_errors: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -23,6 +35,11 @@ impl Default for Metrics {
             requests: (0..MAX_API_KEY).map(|_| AtomicU64::new(0)).collect(),
             connections_open: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
+            connections_closed_idle: AtomicU64::new(0),
+            request_read_timeouts: AtomicU64::new(0),
+            connections_refused_max: AtomicU64::new(0),
+            connections_refused_per_ip: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
         }
     }
 }
@@ -51,5 +68,23 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed by the idle clock (`idle`) or the request-read clock.
+    pub fn connection_timed_out(&self, idle: bool) {
+        let counter = if idle {
+            &self.connections_closed_idle
+        } else {
+            &self.request_read_timeouts
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_refused(&self, refusal: Refusal) {
+        let counter = match refusal {
+            Refusal::TooManyConnections => &self.connections_refused_max,
+            Refusal::TooManyFromAddress => &self.connections_refused_per_ip,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }

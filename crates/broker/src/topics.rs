@@ -7,13 +7,27 @@
 //!
 //! A [`Topic`] is immutable once published; changes (more partitions, new configs) build a new
 //! `Topic` and swap it into the map, so readers never see a half-changed topic.
+//!
+//! Creating and deleting are crash-safe by one rule: a directory is a topic exactly when it has
+//! a valid topic name and holds `topic.json`.
+//!
+//! - **Create** makes the directory and the partitions first and writes `topic.json` last (its
+//!   rename is the commit point). A failed creation is removed again; a crashed one leaves a
+//!   directory without `topic.json`, which is skipped at start and cleared by the next
+//!   creation of that name.
+//! - **Delete** renames the directory to a *tombstone*, `.deleted~<topic id>`, and fsyncs the
+//!   parent: that durable rename is the commit point. A crash before it leaves the topic whole
+//!   (and the request unanswered); after it, the tombstone, which the next start removes.
+//!   `~` cannot occur in a topic name, so a tombstone is never taken for a topic, and its
+//!   name is 45 bytes whatever the topic's name (within every file-name limit). The rename
+//!   needs no free space, so deleting topics still works on a full disk.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use freshet_log::{CleanupPolicy, LogConfig, LogError, PartitionLog};
 use serde::{Deserialize, Serialize};
@@ -24,6 +38,13 @@ use uuid::Uuid;
 const MAX_TOPIC_NAME_LEN: usize = 249;
 /// Partitions a single topic may have; a guard against absurd requests, not a Kafka rule.
 pub const MAX_PARTITIONS: i32 = 10_000;
+/// Prefix of a deleted topic's directory until its files are removed (see the module docs).
+const TOMBSTONE_PREFIX: &str = ".deleted~";
+/// Prefix of the tombstones of earlier versions, `.deleted-<name>-<id>`. Such a name is also
+/// a valid topic name, so [`is_legacy_tombstone`] checks the id too.
+const LEGACY_TOMBSTONE_PREFIX: &str = ".deleted-";
+/// Length of a UUID in its hyphenated form.
+const UUID_LEN: usize = 36;
 
 /// Why a topic operation failed; each maps to one Kafka error code.
 #[derive(Debug, Error)]
@@ -276,6 +297,10 @@ pub struct TopicRegistry {
     root: PathBuf,
     log_defaults: LogConfig,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Held by every create, delete and partition change, one at a time: a deleted topic's
+    /// logs are stopped before a topic of the same name can reuse its directory, and a delete
+    /// never races a partition change of the same topic.
+    changes: Mutex<()>,
 }
 
 impl TopicRegistry {
@@ -283,7 +308,7 @@ impl TopicRegistry {
     pub fn open(data_dir: &Path, log_defaults: LogConfig) -> Result<Self, TopicError> {
         let root = data_dir.join("topics");
         fs::create_dir_all(&root)?;
-        remove_leftover_deletions(&root);
+        finish_interrupted_deletions(&root);
         let mut topics = BTreeMap::new();
         for entry in fs::read_dir(&root)? {
             let entry = entry?;
@@ -299,6 +324,7 @@ impl TopicRegistry {
             root,
             log_defaults,
             topics: RwLock::new(topics),
+            changes: Mutex::new(()),
         })
     }
 
@@ -340,31 +366,85 @@ impl TopicRegistry {
         Ok(())
     }
 
-    /// Creates a topic durably and publishes it.
+    /// Creates a topic durably and publishes it. On failure nothing of it stays on disk.
     pub fn create(
         &self,
         name: &str,
         partitions: i32,
         configs: TopicConfigs,
     ) -> Result<Arc<Topic>, TopicError> {
-        let mut topics = self.write();
-        if topics.contains_key(name) {
-            return Err(TopicError::AlreadyExists(name.to_string()));
-        }
-        self.validate_topic_settings(name, partitions, &configs)?;
+        let _changes = self.lock_changes();
+        self.validate_new_topic(name, partitions, &configs)?;
         let dir = self.root.join(name);
-        fs::create_dir_all(&dir)?;
+        self.clear_unfinished_creation(&dir, name)?;
         let meta = TopicMeta {
             id: Uuid::new_v4(),
             partitions,
             configs,
         };
-        write_meta(&dir, &meta)?;
-        sync_dir(&self.root)?;
-        let topic = Arc::new(open_topic(&dir, name, &self.log_defaults)?);
-        topics.insert(name.to_string(), topic.clone());
+        let topic = match self.write_new_topic(&dir, name, meta) {
+            Ok(topic) => Arc::new(topic),
+            Err(e) => {
+                self.discard_directory(&dir);
+                return Err(e);
+            }
+        };
+        self.write().insert(name.to_string(), topic.clone());
         tracing::info!(topic = %name, partitions, "created topic");
         Ok(topic)
+    }
+
+    /// The directory and partitions first, `topic.json` last: until that file is renamed into
+    /// place the directory is not a topic, whatever a crash leaves of it.
+    fn write_new_topic(
+        &self,
+        dir: &Path,
+        name: &str,
+        meta: TopicMeta,
+    ) -> Result<Topic, TopicError> {
+        fs::create_dir_all(dir)?;
+        let log_config = meta.configs.apply(&self.log_defaults)?;
+        let partitions = (0..meta.partitions)
+            .map(|index| open_partition(dir, index, log_config.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        write_meta(dir, &meta)?;
+        sync_dir(&self.root)?;
+        Ok(Topic {
+            name: name.to_string(),
+            id: meta.id,
+            configs: meta.configs,
+            partitions,
+        })
+    }
+
+    /// A directory of this name without `topic.json` is what a failed or crashed creation
+    /// left; it goes before the new topic takes its place.
+    fn clear_unfinished_creation(&self, dir: &Path, name: &str) -> Result<(), TopicError> {
+        if !dir.exists() {
+            return Ok(());
+        }
+        if dir.join("topic.json").exists() {
+            // Not published, yet committed: never overwrite what might be someone's data.
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        tracing::info!(dir = %dir.display(), "removing what an unfinished topic creation left");
+        let tombstone = self.root.join(tombstone_name(Uuid::new_v4()));
+        fs::rename(dir, &tombstone)?;
+        remove_tombstone(&tombstone);
+        Ok(())
+    }
+
+    /// Removes a failed creation's directory: renamed away first, so that even a crash midway
+    /// cannot leave a `topic.json` behind in a directory that looks like a topic.
+    fn discard_directory(&self, dir: &Path) {
+        let tombstone = self.root.join(tombstone_name(Uuid::new_v4()));
+        match fs::rename(dir, &tombstone) {
+            Ok(()) => remove_tombstone(&tombstone),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a failed topic creation")
+            }
+        }
     }
 
     /// Returns the topic, creating it with the default partition count when it is missing.
@@ -382,6 +462,7 @@ impl TopicRegistry {
 
     /// Grows a topic to `count` partitions.
     pub fn add_partitions(&self, name: &str, count: i32) -> Result<Arc<Topic>, TopicError> {
+        let _changes = self.lock_changes();
         let mut topics = self.write();
         let old = topics
             .get(name)
@@ -422,21 +503,54 @@ impl TopicRegistry {
         Ok(topic)
     }
 
-    /// Removes a topic: unpublished at once, its files renamed away and deleted.
+    /// Removes a topic: its directory renamed to a tombstone durably (the commit point, see
+    /// the module docs) and unpublished together, its logs stopped, its files removed. On error
+    /// the topic is still there, unchanged.
     pub fn delete(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        let changes = self.lock_changes();
         let topic = self
-            .write()
-            .remove(name)
+            .get(name)
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        // Rename first so that a crash mid-delete never resurrects half a topic.
-        let doomed = self.root.join(format!(".deleted-{}-{}", name, topic.id));
-        fs::rename(self.root.join(name), &doomed)?;
-        sync_dir(&self.root)?;
-        if let Err(e) = fs::remove_dir_all(&doomed) {
-            tracing::warn!(topic = %name, error = %e, "could not remove deleted topic's files; removed at next start");
+        let live = self.root.join(name);
+        let tombstone = self.root.join(tombstone_name(topic.id));
+        {
+            let mut topics = self.write();
+            fs::rename(&live, &tombstone)?;
+            topics.remove(name);
         }
-        tracing::info!(topic = %name, "deleted topic");
+        if let Err(e) = sync_dir(&self.root) {
+            self.undo_delete(&topic, &live, &tombstone);
+            return Err(e.into());
+        }
+        // Requests that found the topic before may still be using its logs: stop them before
+        // a new topic of this name can take the directory.
+        for partition in &topic.partitions {
+            partition.log.mark_deleted();
+        }
+        drop(changes);
+        remove_tombstone(&tombstone);
+        tracing::info!(topic = %name, id = %topic.id, "deleted topic");
         Ok(topic)
+    }
+
+    /// After a rename whose durability is unknown: put the topic back as it was, so that the
+    /// error the client gets is true (the topic is still there) and a retry can delete it.
+    fn undo_delete(&self, topic: &Arc<Topic>, live: &Path, tombstone: &Path) {
+        let mut topics = self.write();
+        match fs::rename(tombstone, live) {
+            Ok(()) => {
+                topics.insert(topic.name.clone(), topic.clone());
+            }
+            Err(e) => {
+                drop(topics);
+                tracing::error!(topic = %topic.name, error = %e, "cannot undo a topic deletion \
+                    whose rename was not durable: the topic stays deleted, its files are removed \
+                    at the next start");
+                for partition in &topic.partitions {
+                    partition.log.mark_deleted();
+                }
+            }
+        }
     }
 
     /// Flushes and closes every log (clean shutdown).
@@ -466,6 +580,11 @@ impl TopicRegistry {
         }
         configs.apply(&self.log_defaults)?;
         Ok(())
+    }
+
+    fn lock_changes(&self) -> MutexGuard<'_, ()> {
+        // The mutex guards no data, only the order of changes.
+        self.changes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
@@ -543,17 +662,63 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-/// Finishes deletions a crash interrupted.
-fn remove_leftover_deletions(root: &Path) {
+/// The tombstone of the topic (or failed creation) with id `id`: 45 bytes, never a topic name.
+fn tombstone_name(id: Uuid) -> String {
+    format!("{TOMBSTONE_PREFIX}{id}")
+}
+
+/// Deletes a tombstone's files. A failure leaves them for the next start, which retries: the
+/// tombstone can never be opened as a topic.
+fn remove_tombstone(tombstone: &Path) {
+    // A stray file in place of a topic directory is cleared the same way.
+    let removed = match fs::symlink_metadata(tombstone) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(tombstone),
+        Ok(_) => fs::remove_file(tombstone),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = removed {
+        tracing::warn!(path = %tombstone.display(), error = %e, "cannot remove a deleted topic's files yet; the next start retries");
+    }
+}
+
+/// Removes the tombstones of deletions a crash (or an error) left, before topics are opened.
+fn finish_interrupted_deletions(root: &Path) {
     let Ok(entries) = fs::read_dir(root) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(".deleted-") {
-            if let Err(e) = fs::remove_dir_all(entry.path()) {
-                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove deleted topic");
-            }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TOMBSTONE_PREFIX) || is_legacy_tombstone(&entry.path(), &name) {
+            tracing::info!(path = %entry.path().display(), "finishing an interrupted topic deletion");
+            remove_tombstone(&entry.path());
         }
+    }
+}
+
+/// Whether `dir`, named `name`, is an earlier version's tombstone `.deleted-<name>-<id>`. Such
+/// a name is also a valid topic name, so it counts only when its `topic.json` is gone (a
+/// deletion interrupted while removing files) or holds that very id: a topic someone named
+/// `.deleted-x-<uuid>` has an id of its own.
+fn is_legacy_tombstone(dir: &Path, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(LEGACY_TOMBSTONE_PREFIX) else {
+        return false;
+    };
+    let Some(split) = rest.len().checked_sub(UUID_LEN) else {
+        return false;
+    };
+    let Some((head, id)) = rest.split_at_checked(split) else {
+        return false;
+    };
+    let Ok(id) = Uuid::parse_str(id) else {
+        return false;
+    };
+    if !head.ends_with('-') {
+        return false;
+    }
+    match read_meta(dir) {
+        Ok(meta) => meta.id == id,
+        Err(TopicError::Io(e)) => e.kind() == io::ErrorKind::NotFound,
+        Err(_) => false,
     }
 }
 
@@ -616,5 +781,165 @@ mod tests {
         drop(reopened);
         let again = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
         assert!(again.get("state").is_none());
+    }
+
+    /// What `<data>/topics` holds, sorted.
+    fn entries(data_dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(data_dir.join("topics"))
+            .expect("read topics dir")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_topic_with_the_longest_valid_name_is_deleted_for_good() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = "x".repeat(MAX_TOPIC_NAME_LEN);
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let topic = registry
+            .create(&name, 2, TopicConfigs::default())
+            .expect("create");
+        assert!(topic.partitions[0].log.read(0, 1024, true).is_ok());
+        registry.delete(&name).expect("the delete succeeds");
+        assert!(registry.get(&name).is_none());
+        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+        assert!(
+            topic.partitions[0].log.read(0, 1024, true).is_err(),
+            "the deleted topic's logs are stopped"
+        );
+        drop(registry);
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        assert!(reopened.get(&name).is_none(), "it does not come back");
+        let again = reopened
+            .create(&name, 1, TopicConfigs::default())
+            .expect("the name can be used again");
+        assert_ne!(again.id, topic.id);
+    }
+
+    #[test]
+    fn a_delete_whose_rename_fails_leaves_the_topic_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let topic = registry
+            .create("kept", 1, TopicConfigs::default())
+            .expect("create");
+        // The tombstone's place is taken by a non-empty directory: rename(2) refuses.
+        let blocker = dir.path().join("topics").join(tombstone_name(topic.id));
+        fs::create_dir_all(blocker.join("occupied")).expect("blocker");
+        assert!(matches!(registry.delete("kept"), Err(TopicError::Io(_))));
+        assert!(registry.get("kept").is_some(), "still published");
+        assert!(
+            topic.partitions[0].log.read(0, 1024, true).is_ok(),
+            "still usable"
+        );
+        drop(registry);
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        assert_eq!(reopened.get("kept").map(|t| t.id), Some(topic.id));
+    }
+
+    #[test]
+    fn a_crash_after_the_rename_finishes_the_delete_at_the_next_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let topic = registry
+            .create("doomed", 2, TopicConfigs::default())
+            .expect("create");
+        registry
+            .create("kept", 1, TopicConfigs::default())
+            .expect("create");
+        registry.close();
+        drop(registry);
+        // The state a kill leaves after the commit point, while files are being removed: the
+        // directory renamed, `topic.json` and one partition already gone.
+        let topics = dir.path().join("topics");
+        let tombstone = topics.join(tombstone_name(topic.id));
+        fs::rename(topics.join("doomed"), &tombstone).expect("rename");
+        fs::remove_file(tombstone.join("topic.json")).expect("remove topic.json");
+        fs::remove_dir_all(tombstone.join("0")).expect("remove a partition");
+
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        assert!(reopened.get("doomed").is_none());
+        assert!(reopened.get("kept").is_some());
+        assert_eq!(entries(dir.path()), ["kept"], "the tombstone is gone");
+    }
+
+    #[test]
+    fn a_crash_before_the_rename_leaves_the_topic_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let topic = registry
+            .create("whole", 3, TopicConfigs::default())
+            .expect("create");
+        drop(registry);
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        let again = reopened.get("whole").expect("still there");
+        assert_eq!((again.id, again.partitions.len()), (topic.id, 3));
+    }
+
+    #[test]
+    fn tombstones_of_earlier_versions_go_but_topics_named_like_them_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let legacy = registry
+            .create("old", 1, TopicConfigs::default())
+            .expect("create");
+        registry
+            .create(".deleted-mine", 1, TopicConfigs::default())
+            .expect("a valid name");
+        let lookalike_name = format!(".deleted-x-{}", Uuid::new_v4());
+        registry
+            .create(&lookalike_name, 1, TopicConfigs::default())
+            .expect("a valid name");
+        registry.close();
+        drop(registry);
+        // What the previous version's delete left after a crash: `.deleted-<name>-<id>`.
+        let topics = dir.path().join("topics");
+        let legacy_tombstone = topics.join(format!(".deleted-old-{}", legacy.id));
+        fs::rename(topics.join("old"), &legacy_tombstone).expect("rename");
+        // And one whose removal had already taken `topic.json`.
+        let half_removed = topics.join(format!(".deleted-older-{}", Uuid::new_v4()));
+        fs::create_dir_all(half_removed.join("0")).expect("half removed");
+
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        assert!(reopened.get(".deleted-mine").is_some());
+        assert!(reopened.get(&lookalike_name).is_some(), "its id is its own");
+        assert!(reopened
+            .get(&format!(".deleted-old-{}", legacy.id))
+            .is_none());
+        let mut expected = vec![".deleted-mine".to_string(), lookalike_name];
+        expected.sort();
+        assert_eq!(entries(dir.path()), expected);
+    }
+
+    #[test]
+    fn what_an_unfinished_creation_left_is_not_a_topic_and_is_cleared_by_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let topics = dir.path().join("topics");
+        // A creation killed before `topic.json`: partitions without the file that commits them.
+        fs::create_dir_all(topics.join("half").join("7")).expect("leftover");
+        fs::write(topics.join("half").join("7").join("junk"), b"junk").expect("junk");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        assert!(registry.get("half").is_none());
+        registry
+            .create("half", 2, TopicConfigs::default())
+            .expect("create");
+        let mut left: Vec<String> = fs::read_dir(topics.join("half"))
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["0", "1", "topic.json"],
+            "the leftover partition is gone"
+        );
     }
 }

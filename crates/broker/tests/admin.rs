@@ -527,6 +527,82 @@ async fn deleted_topics_disappear_and_come_back_empty() {
     blocking(move || drop(admin)).await;
 }
 
+/// Issue 10, finding 8: a 249-character name (Kafka's longest) was created, but its delete
+/// failed (the old tombstone name exceeded the file-name limit), answered 404 afterwards and
+/// came back after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_with_the_longest_name_is_deleted_and_stays_deleted_across_a_restart() {
+    let broker = TestBroker::start().await;
+    let name = format!("long-{}", "n".repeat(244));
+    assert_eq!(name.len(), 249);
+    broker.create_topic(&name, 2, &[]).await;
+    produce(&broker, &name, 0, &[("a", None), ("b", None)]).await;
+    let admin = broker.admin();
+    let results = admin
+        .delete_topics(&[name.as_str()], &options())
+        .await
+        .expect("DeleteTopics");
+    assert_eq!(results, vec![Ok(name.clone())], "the delete succeeds");
+    assert!(!topic_partitions(broker.client_config())
+        .await
+        .contains_key(&name));
+    blocking(move || drop(admin)).await;
+
+    let broker = broker.restart(|_| {}).await;
+    assert!(
+        !topic_partitions(broker.client_config())
+            .await
+            .contains_key(&name),
+        "the deleted topic does not come back after a restart"
+    );
+    let left: Vec<String> = std::fs::read_dir(broker.data_dir().join("topics"))
+        .expect("topics dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "nothing of it is left on disk: {left:?}");
+
+    broker.create_topic(&name, 1, &[]).await;
+    assert_eq!(
+        watermarks(broker.client_config(), &name, 0).await,
+        (0, 0),
+        "created again, it starts empty"
+    );
+}
+
+/// A broker killed during a delete, after the rename that commits it, while it removed the
+/// files: the next start finishes the delete instead of bringing half a topic back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_cut_short_after_its_commit_point_is_finished_at_the_next_start() {
+    let mut broker = TestBroker::start().await;
+    broker.create_topic("cut-short", 2, &[]).await;
+    broker.create_topic("bystander", 1, &[]).await;
+    produce(&broker, "cut-short", 1, &[("a", None)]).await;
+    produce(&broker, "bystander", 0, &[("b", None)]).await;
+    broker.shutdown().await;
+
+    let topics = broker.data_dir().join("topics");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(topics.join("cut-short").join("topic.json")).expect("topic.json"),
+    )
+    .expect("json");
+    let id = meta["id"].as_str().expect("id");
+    let tombstone = topics.join(format!(".deleted~{id}"));
+    std::fs::rename(topics.join("cut-short"), &tombstone).expect("rename");
+    std::fs::remove_file(tombstone.join("topic.json")).expect("partly removed");
+
+    let broker = TestBroker::start_in(broker.data_dir(), |_| {}).await;
+    let listed = topic_partitions(broker.client_config()).await;
+    assert_eq!(
+        listed.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["bystander"]
+    );
+    assert!(!tombstone.exists(), "the start removed the tombstone");
+    assert_eq!(
+        read_from_beginning(broker.client_config(), "bystander", 0, 1).await,
+        [(0, "b".to_string())]
+    );
+}
+
 /// ListOffsets with timestamps, as `offsets_for_times` sends it, for partition 0 of `topic`.
 async fn offset_for_time(config: ClientConfig, topic: &str, timestamp: i64) -> Offset {
     let topic = topic.to_string();

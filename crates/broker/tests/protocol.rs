@@ -139,6 +139,7 @@ async fn garbage_frames_close_the_connection_and_nothing_else() {
 #[tokio::test]
 async fn produce_errors_carry_kafka_codes_and_write_nothing() {
     let broker = TestBroker::start_with(|c| c.log_defaults.max_message_bytes = 4096).await;
+    broker.create_topic("checked", 1, &[]).await;
 
     let mut corrupt = batch(&["a", "b"]);
     let last = corrupt.len() - 1;
@@ -153,9 +154,10 @@ async fn produce_errors_carry_kafka_codes_and_write_nothing() {
         produce_error(&broker, "checked", batch(&[&big])).await,
         ResponseError::MessageTooLarge.code()
     );
+    // Produce never creates a topic, so a name that cannot exist is simply unknown (as in Kafka).
     assert_eq!(
         produce_error(&broker, "bad/name", batch(&["a"])).await,
-        ResponseError::InvalidTopicException.code()
+        ResponseError::UnknownTopicOrPartition.code()
     );
     assert_eq!(produce_error(&broker, "checked", batch(&["fine"])).await, 0);
 
@@ -300,4 +302,119 @@ async fn fetch_with_min_bytes_zero_answers_at_once_and_a_long_poll_wakes_on_data
     let partition = &woken.responses[0].partitions[0];
     assert_eq!(partition.high_watermark, 1);
     assert!(partition.records.as_ref().is_some_and(|r| !r.is_empty()));
+}
+
+/// Metadata for `names` at `version`, allowing auto-creation or not (v4+ only carry the flag).
+async fn metadata(
+    broker: &TestBroker,
+    version: i16,
+    names: &[&str],
+    allow_auto_topic_creation: bool,
+) -> MetadataResponse {
+    let topics = names
+        .iter()
+        .map(|name| {
+            MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+        })
+        .collect();
+    let mut request = MetadataRequest::default().with_topics(Some(topics));
+    if version >= 4 {
+        request.allow_auto_topic_creation = allow_auto_topic_creation;
+    }
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    client
+        .call(ApiKey::Metadata, version, &request)
+        .await
+        .expect("metadata")
+}
+
+/// Every topic, from a Metadata request for all of them (which creates nothing).
+async fn all_topics(broker: &TestBroker) -> Vec<String> {
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let response: MetadataResponse = client
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await
+        .expect("metadata");
+    let mut names: Vec<String> = response
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+        .collect();
+    names.sort();
+    names
+}
+
+fn error_codes(response: &MetadataResponse) -> Vec<i16> {
+    response.topics.iter().map(|t| t.error_code).collect()
+}
+
+#[tokio::test]
+async fn metadata_creates_a_topic_only_when_the_request_allows_it() {
+    let broker = TestBroker::start().await;
+    let refused = metadata(&broker, 12, &["not-allowed"], false).await;
+    assert_eq!(
+        error_codes(&refused),
+        [ResponseError::UnknownTopicOrPartition.code()]
+    );
+    assert!(all_topics(&broker).await.is_empty(), "nothing was created");
+
+    let allowed = metadata(&broker, 12, &["allowed"], true).await;
+    assert_eq!(error_codes(&allowed), [0]);
+    assert_eq!(allowed.topics[0].partitions.len(), 3);
+    // Before v4 a Metadata request cannot forbid it, and Kafka creates the topic.
+    let old_client = metadata(&broker, 3, &["old-client"], false).await;
+    assert_eq!(error_codes(&old_client), [0]);
+    assert_eq!(all_topics(&broker).await, ["allowed", "old-client"]);
+}
+
+#[tokio::test]
+async fn metadata_never_creates_a_topic_whose_name_is_invalid() {
+    let broker = TestBroker::start().await;
+    let too_long = "x".repeat(250);
+    let invalid = [
+        "bad topic",
+        "a/b",
+        ".",
+        "..",
+        "ü",
+        "nul\0",
+        too_long.as_str(),
+    ];
+    for version in [3, 12] {
+        let response = metadata(&broker, version, &invalid, true).await;
+        assert_eq!(
+            error_codes(&response),
+            vec![ResponseError::InvalidTopicException.code(); invalid.len()],
+            "v{version}"
+        );
+    }
+    assert!(all_topics(&broker).await.is_empty());
+    let on_disk = std::fs::read_dir(broker.data_dir().join("topics"))
+        .expect("topics dir")
+        .count();
+    assert_eq!(on_disk, 0, "no directory was made for any of them");
+}
+
+#[tokio::test]
+async fn produce_to_an_unknown_topic_is_refused_and_creates_nothing() {
+    let broker = TestBroker::start().await;
+    for name in ["ghost", "bad/name"] {
+        assert_eq!(
+            produce_error(&broker, name, batch(&["boo"])).await,
+            ResponseError::UnknownTopicOrPartition.code(),
+            "{name}"
+        );
+    }
+    assert!(all_topics(&broker).await.is_empty(), "nothing was created");
+    // What clients do next: ask Metadata, which creates the topic, then produce again.
+    assert_eq!(
+        error_codes(&metadata(&broker, 12, &["ghost"], true).await),
+        [0]
+    );
+    assert_eq!(produce_error(&broker, "ghost", batch(&["boo"])).await, 0);
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use freshet_api::HttpLimits;
 use freshet_broker::BrokerConfig;
 
 #[derive(Debug, Parser)]
@@ -157,7 +158,8 @@ pub struct BrokerArgs {
     /// Directory holding all persistent state (topics, offsets, producer ids).
     #[arg(long, env = "FRESHET_DATA_DIR", default_value = "./freshet-data")]
     pub data_dir: PathBuf,
-    /// Create unknown topics when clients ask for their metadata or produce to them.
+    /// Create unknown topics when clients ask for their metadata and allow it (as Kafka: a
+    /// produce to an unknown topic is refused, and clients then ask for its metadata).
     #[arg(long, env = "FRESHET_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
     /// Partitions of an auto-created topic.
@@ -166,6 +168,34 @@ pub struct BrokerArgs {
     /// Largest request frame accepted; larger frames close the connection before being read.
     #[arg(long, env = "FRESHET_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Bytes of requests received but not yet answered, across all connections (Kafka's
+    /// `queued.max.request.bytes`). When they are reached, connections stop reading until
+    /// responses go out, instead of the broker allocating more.
+    #[arg(long, env = "FRESHET_QUEUED_MAX_REQUEST_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub queued_max_request_bytes: u64,
+    /// Close a Kafka connection that has no request in flight and sends nothing for this many
+    /// ms (Kafka's `connections.max.idle.ms`).
+    #[arg(long, env = "FRESHET_CONNECTIONS_MAX_IDLE_MS", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connections_max_idle_ms: u64,
+    /// Close a Kafka connection whose request does not arrive whole within this many ms of
+    /// its first byte (slow or stalled senders).
+    #[arg(long, env = "FRESHET_REQUEST_READ_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_read_timeout_ms: u64,
+    /// Kafka connections allowed at once; more are closed as soon as accepted (Kafka's
+    /// `max.connections`). Default: what the open-file limit (raised to its hard limit at
+    /// start) leaves after a quarter of it, 64 to 16,384 descriptors, is kept for the log.
+    #[arg(long, env = "FRESHET_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Kafka connections allowed at once from one IP address; more are closed as soon as
+    /// accepted (Kafka's `max.connections.per.ip`). Default: no limit beyond
+    /// `--max-connections`.
+    #[arg(long, env = "FRESHET_MAX_CONNECTIONS_PER_IP", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_ip: Option<u64>,
+    /// Largest a compressed record batch may be once decompressed; a batch that would be
+    /// larger is refused with MESSAGE_TOO_LARGE before more than this is decompressed
+    /// (decompression bombs). Kafka limits only the compressed size (`max.message.bytes`).
+    #[arg(long, env = "FRESHET_MAX_UNCOMPRESSED_BATCH_BYTES", default_value_t = freshet_log::DEFAULT_MAX_UNCOMPRESSED_BATCH_BYTES as u64, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_uncompressed_batch_bytes: u64,
     /// Opt-in relaxed durability: fsync every N ms instead of before acknowledging a produce.
     /// Acknowledged data written in the last N ms can be lost in a machine crash.
     #[arg(long, env = "FRESHET_FLUSH_INTERVAL_MS")]
@@ -201,6 +231,8 @@ pub struct BrokerNodeArgs {
     /// off when not given.
     #[arg(long, env = "FRESHET_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -210,6 +242,8 @@ pub struct UpArgs {
     /// Address the HTTP API and console bind to.
     #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8000")]
     pub http_listen: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Use this Kafka cluster (`host:port,...`) instead of starting the embedded broker.
     #[arg(long, env = "FRESHET_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,
@@ -232,6 +266,8 @@ pub struct TrackerNodeArgs {
     /// printed).
     #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8001")]
     pub http_listen: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub tracker: TrackerArgs,
 }
@@ -308,7 +344,14 @@ impl BrokerArgs {
         config.auto_create_topics = self.auto_create_topics;
         config.default_partitions = self.default_partitions;
         config.max_request_bytes = self.max_request_bytes;
+        config.queued_max_request_bytes = to_usize(self.queued_max_request_bytes);
+        config.connections_max_idle = Duration::from_millis(self.connections_max_idle_ms);
+        config.request_read_timeout = Duration::from_millis(self.request_read_timeout_ms);
+        config.max_connections = self.max_connections.map(to_usize);
+        config.max_connections_per_ip = self.max_connections_per_ip.map_or(usize::MAX, to_usize);
         config.log_defaults.segment_bytes = self.segment_bytes;
+        config.log_defaults.max_uncompressed_batch_bytes =
+            to_usize(self.max_uncompressed_batch_bytes);
         config.log_defaults.retention_ms = self.retention_ms;
         config.log_cleanup_interval = Duration::from_millis(self.log_cleanup_interval_ms.max(1));
         config.coordinator.initial_rebalance_delay =
@@ -318,6 +361,11 @@ impl BrokerArgs {
         }
         config
     }
+}
+
+/// A count from the command line as a `usize`, saturating on 32-bit targets.
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 pub fn init_tracing(args: &GlobalArgs) {
@@ -330,4 +378,44 @@ pub fn init_tracing(args: &GlobalArgs) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP listener limits: every command with an HTTP listener (`up`, `tracker`, `guard`, and
+// `broker --metrics-listen`) takes these.
+// ---------------------------------------------------------------------------------------
+
+/// Timeouts and the connection cap of the HTTP listener (API, console, metrics).
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Close an HTTP connection whose request headers are not complete this many ms after it
+    /// opened, or after the request's first byte on a kept-alive connection.
+    #[arg(long, env = "FRESHET_HTTP_HEADER_TIMEOUT_MS", default_value_t = millis(HttpLimits::default().header_timeout), value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+    /// Answer 408 (and close the connection) when a request body is not complete this many
+    /// ms after its headers.
+    #[arg(long, env = "FRESHET_HTTP_BODY_TIMEOUT_MS", default_value_t = millis(HttpLimits::default().body_timeout), value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_body_timeout_ms: u64,
+    /// Close a kept-alive HTTP connection that waits this many ms for its next request, or
+    /// whose client reads nothing of a response for as long.
+    #[arg(long, env = "FRESHET_HTTP_IDLE_TIMEOUT_MS", default_value_t = millis(HttpLimits::default().idle_timeout), value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_idle_timeout_ms: u64,
+    /// HTTP connections open at once; more are closed as soon as they are accepted.
+    #[arg(long, env = "FRESHET_HTTP_MAX_CONNECTIONS", default_value_t = HttpLimits::default().max_connections as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub http_max_connections: u64,
+}
+
+impl HttpArgs {
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            body_timeout: Duration::from_millis(self.http_body_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+            max_connections: to_usize(self.http_max_connections),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -29,6 +29,8 @@ pub struct GuardNodeArgs {
     /// printed).
     #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8002")]
     pub http_listen: SocketAddr,
+    #[command(flatten)]
+    pub http: crate::cli::HttpArgs,
     /// Directory of the default SQLite account database.
     #[arg(long, env = "FRESHET_DATA_DIR", default_value = "./freshet-data")]
     pub data_dir: PathBuf,
@@ -163,7 +165,7 @@ pub fn node(args: GuardNodeArgs) -> anyhow::Result<()> {
             admin_note(&args.guard)
         );
         let state = AppState::new().with_guard(guard.handle(), args.guard.options());
-        serve_until_signal(http, state).await;
+        serve_until_signal(http, state, args.http.limits()).await;
         stop(guard).await;
         Ok(())
     })

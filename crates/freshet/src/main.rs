@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod generate;
 mod guard;
+mod health;
 mod heap;
 mod logdump;
 mod metrics;

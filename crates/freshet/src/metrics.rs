@@ -1,7 +1,7 @@
 //! The embedded broker's part of `/metrics`: a collector that reads, at scrape time, the
 //! counters the broker keeps anyway (traffic per partition, each log's size and fsync
-//! timings, connections, requests per API, rebalances per group). It lives with the binary
-//! because the API crate never depends on broker code.
+//! timings, connections, requests per API, rebalances per group, degraded conditions). It
+//! lives with the binary because the API crate never depends on broker code.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use freshet_api::metrics::encode;
 use freshet_api::Metrics;
 use freshet_broker::broker::PartitionMetrics;
+use freshet_broker::health::Reason;
 use freshet_broker::Broker;
 use freshet_log::FsyncHistogram;
 use prometheus_client::collector::Collector;
@@ -57,6 +58,7 @@ impl Collector for BrokerCollector {
         encode_traffic(&mut encoder, &per_topic(&partitions))?;
         encode_fsyncs(&mut encoder, &partitions)?;
         self.encode_connections_and_requests(&mut encoder)?;
+        self.encode_degraded(&mut encoder)?;
         encode::counters(
             &mut encoder,
             "freshet_broker_group_rebalances",
@@ -69,6 +71,37 @@ impl Collector for BrokerCollector {
 }
 
 impl BrokerCollector {
+    /// Every reason is always present (0 or 1), so an alert on `== 1` never meets a missing
+    /// series, and the episode counter shows episodes that began and ended between scrapes.
+    fn encode_degraded(&self, e: &mut DescriptorEncoder) -> fmt::Result {
+        let conditions = self.broker.health_report();
+        let health = &self.broker.health;
+        let in_effect = |reason: Reason| conditions.iter().any(|c| c.reason == reason);
+        encode::gauges(
+            e,
+            "freshet_broker_degraded",
+            "1 while the broker is degraded for this reason: disk_full (a write to the data \
+             directory failed with ENOSPC or EDQUOT and no probe could write since; produce \
+             that needs space and topic creation answer KAFKA_STORAGE_ERROR) or log_poisoned \
+             (partition logs read-only after a failed fsync, until a restart); else 0.",
+            "reason",
+            Reason::ALL.map(|reason| (reason.as_str(), i64::from(in_effect(reason)))),
+        )?;
+        encode::counters(
+            e,
+            "freshet_broker_degraded_episodes",
+            "Times the broker became degraded for this reason since it started.",
+            "reason",
+            Reason::ALL.map(|reason| (reason.as_str(), health.episodes(reason))),
+        )?;
+        encode::gauge(
+            e,
+            "freshet_broker_partitions_read_only",
+            "Partition logs read-only after a failed fsync.",
+            health.poisoned_partitions() as i64,
+        )
+    }
+
     fn encode_connections_and_requests(&self, e: &mut DescriptorEncoder) -> fmt::Result {
         let metrics = &self.broker.metrics;
         encode::gauge(
@@ -82,6 +115,40 @@ impl BrokerCollector {
             "freshet_broker_connections_accepted",
             "Kafka protocol connections accepted since the broker started.",
             metrics.connections_total.load(Ordering::Relaxed),
+        )?;
+        encode::counters(
+            e,
+            "freshet_broker_connections_refused",
+            "Kafka protocol connections closed as soon as accepted, per limit reached.",
+            "limit",
+            [
+                (
+                    "max_connections",
+                    metrics.connections_refused_max.load(Ordering::Relaxed),
+                ),
+                (
+                    "max_connections_per_ip",
+                    metrics.connections_refused_per_ip.load(Ordering::Relaxed),
+                ),
+            ],
+        )?;
+        encode::counter(
+            e,
+            "freshet_broker_connections_closed_idle",
+            "Kafka protocol connections closed after connections.max.idle.ms without a request.",
+            metrics.connections_closed_idle.load(Ordering::Relaxed),
+        )?;
+        encode::counter(
+            e,
+            "freshet_broker_request_read_timeouts",
+            "Kafka protocol connections closed because a request did not arrive whole in time.",
+            metrics.request_read_timeouts.load(Ordering::Relaxed),
+        )?;
+        encode::counter(
+            e,
+            "freshet_broker_accept_errors",
+            "Failed accepts on the Kafka listener (out of file descriptors and the like).",
+            metrics.accept_errors.load(Ordering::Relaxed),
         )?;
         encode::counters(
             e,

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use freshet_api::{AppState, Metrics};
+use freshet_api::{AppState, HttpLimits, Metrics};
 use freshet_broker::Broker;
 use freshet_services::cluster::Cluster;
 use freshet_services::generator::GeneratorJobs;
@@ -45,11 +45,11 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
             (None, Some(broker)) => broker.addr.to_string(),
             (None, None) => unreachable!("an embedded broker starts when no cluster is given"),
         };
-        let metrics = embedded
+        let hooks = embedded
             .as_ref()
-            .map(EmbeddedBroker::metrics)
+            .map(EmbeddedBroker::api_hooks)
             .unwrap_or_default();
-        let result = run_services(&args, &bootstrap, metrics).await;
+        let result = run_services(&args, &bootstrap, hooks).await;
         if let Some(broker) = embedded {
             broker.stop().await;
         }
@@ -57,7 +57,24 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn run_services(args: &UpArgs, bootstrap: &str, metrics: Metrics) -> anyhow::Result<()> {
+/// What the embedded broker adds to the API: its metrics and its health.
+#[derive(Default)]
+struct BrokerHooks {
+    metrics: Metrics,
+    health: Option<Arc<Broker>>,
+}
+
+impl BrokerHooks {
+    fn install(self, state: AppState) -> AppState {
+        let state = state.with_metrics(self.metrics);
+        match self.health {
+            Some(broker) => state.with_health_check(crate::health::for_broker(broker)),
+            None => state,
+        }
+    }
+}
+
+async fn run_services(args: &UpArgs, bootstrap: &str, hooks: BrokerHooks) -> anyhow::Result<()> {
     let kafka = KafkaConfig::new(bootstrap);
     let cluster = Cluster::new(&kafka).context("creating the cluster client")?;
     let http = bind_http(args.http_listen).await?;
@@ -71,12 +88,13 @@ async fn run_services(args: &UpArgs, bootstrap: &str, metrics: Metrics) -> anyho
             return Err(e);
         }
     };
-    let state = AppState::new()
-        .with_tracker(tracker.handle())
-        .with_generator(GeneratorJobs::new(kafka.clone()))
-        .with_guard(guard.handle(), args.guard.options())
-        .with_cluster(cluster)
-        .with_metrics(metrics);
+    let state = hooks.install(
+        AppState::new()
+            .with_tracker(tracker.handle())
+            .with_generator(GeneratorJobs::new(kafka.clone()))
+            .with_guard(guard.handle(), args.guard.options())
+            .with_cluster(cluster),
+    );
     let url = format!("http://{}", local_addr(&http));
     eprintln!(
         "freshet: HTTP API on {url} (console: {url}/, docs: {url}/api/docs, metrics: {url}/metrics), tracker node {}",
@@ -86,7 +104,7 @@ async fn run_services(args: &UpArgs, bootstrap: &str, metrics: Metrics) -> anyho
         "freshet: login guard on the same API{}",
         crate::guard::admin_note(&args.guard)
     );
-    serve_until_signal(http, state).await;
+    serve_until_signal(http, state, args.http.limits()).await;
     crate::guard::stop(guard).await;
     stop_tracker(tracker).await;
     Ok(())
@@ -109,7 +127,7 @@ pub fn tracker(args: TrackerNodeArgs) -> anyhow::Result<()> {
             local_addr(&http)
         );
         let state = AppState::new().with_tracker(handle).with_cluster(cluster);
-        serve_until_signal(http, state).await;
+        serve_until_signal(http, state, args.http.limits()).await;
         stop_tracker(tracker).await;
         Ok(())
     })
@@ -124,7 +142,9 @@ pub fn broker(args: BrokerNodeArgs) -> anyhow::Result<()> {
         };
         let broker = EmbeddedBroker::start(&args.broker).await?;
         match metrics_http {
-            Some(listener) => serve_metrics_until_signal(listener, broker.metrics()).await,
+            Some(listener) => {
+                serve_metrics_until_signal(listener, broker.metrics(), args.http.limits()).await
+            }
             None => shutdown_signal().await,
         }
         broker.stop().await;
@@ -167,6 +187,13 @@ impl EmbeddedBroker {
         crate::metrics::for_broker(self.broker.clone())
     }
 
+    fn api_hooks(&self) -> BrokerHooks {
+        BrokerHooks {
+            metrics: self.metrics(),
+            health: Some(self.broker.clone()),
+        }
+    }
+
     async fn stop(self) {
         let _ = self.stop.send(true);
         if let Err(e) = self.task.await {
@@ -187,21 +214,25 @@ pub(crate) async fn bind_http(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves the API until SIGINT or SIGTERM, then lets requests in flight finish.
-pub(crate) async fn serve_until_signal(listener: TcpListener, state: AppState) {
+pub(crate) async fn serve_until_signal(listener: TcpListener, state: AppState, limits: HttpLimits) {
     let router = freshet_api::app(state);
-    if let Err(e) = freshet_api::serve(listener, router, shutdown_signal()).await {
+    if let Err(e) =
+        freshet_api::serve_with_limits(listener, router, limits, shutdown_signal()).await
+    {
         tracing::error!(error = %e, "the HTTP server failed");
     }
 }
 
 /// Serves only `GET /metrics` until SIGINT or SIGTERM.
-async fn serve_metrics_until_signal(listener: TcpListener, metrics: Metrics) {
+async fn serve_metrics_until_signal(listener: TcpListener, metrics: Metrics, limits: HttpLimits) {
     eprintln!(
         "freshet: Prometheus metrics on http://{} (GET /metrics)",
         local_addr(&listener)
     );
     let router = freshet_api::metrics_app(AppState::new().with_metrics(metrics));
-    if let Err(e) = freshet_api::serve(listener, router, shutdown_signal()).await {
+    if let Err(e) =
+        freshet_api::serve_with_limits(listener, router, limits, shutdown_signal()).await
+    {
         tracing::error!(error = %e, "the metrics server failed");
     }
 }

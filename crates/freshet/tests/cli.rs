@@ -348,7 +348,7 @@ fn default_partitions_come_from_the_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = BrokerProcess::start(dir.path(), &[("FRESHET_DEFAULT_PARTITIONS", "5")]);
     let producer = producer(&broker.addr);
-    // Producing to an unknown topic auto-creates it.
+    // Producing to an unknown topic: the producer asks Metadata for it, which auto-creates it.
     producer
         .send(BaseRecord::to("auto-five").key("k").payload("hello"))
         .expect("queued");

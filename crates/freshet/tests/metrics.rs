@@ -298,6 +298,18 @@ fn freshet_broker_serves_only_its_metrics_when_asked() {
     );
     let (_, fsyncs) = metrics.histogram("freshet_broker_fsync_seconds");
     assert!(fsyncs > 0.0, "acks=all produces were fsynced");
+    for reason in ["disk_full", "log_poisoned"] {
+        let labels = [("reason", reason)];
+        assert_eq!(metrics.get("freshet_broker_degraded", &labels), Some(0.0));
+        assert_eq!(
+            metrics.get("freshet_broker_degraded_episodes_total", &labels),
+            Some(0.0)
+        );
+    }
+    assert_eq!(
+        metrics.get("freshet_broker_partitions_read_only", &[]),
+        Some(0.0)
+    );
     assert_eq!(
         metrics.get(
             "freshet_build_info",

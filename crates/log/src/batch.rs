@@ -25,6 +25,7 @@ use std::ops::Range;
 use kafka_protocol::records::Compression;
 
 use crate::error::LogError;
+use crate::records;
 
 /// Length of the fixed part of a v2 record batch, up to and including `recordCount`.
 pub const BATCH_HEADER_LEN: usize = 61;
@@ -261,10 +262,12 @@ pub(crate) struct ValidBatch {
 }
 
 /// Validates every batch of a Produce record set before anything is written, so that a bad
-/// batch anywhere rejects the whole set.
+/// batch anywhere rejects the whole set. Compressed batches are opened, within
+/// `max_uncompressed` bytes each (see `records::validate_compressed_records`).
 pub(crate) fn validate_record_set(
     records: &[u8],
     max_message_bytes: usize,
+    max_uncompressed: usize,
 ) -> Result<Vec<ValidBatch>, LogError> {
     if records.is_empty() {
         return Err(LogError::invalid("record set holds no batch"));
@@ -272,7 +275,7 @@ pub(crate) fn validate_record_set(
     let mut batches = Vec::new();
     let mut position = 0;
     while position < records.len() {
-        let batch = validate_batch(&records[position..], max_message_bytes)?;
+        let batch = validate_batch(&records[position..], max_message_bytes, max_uncompressed)?;
         let end = position + batch.total_size();
         batches.push(ValidBatch {
             header: batch,
@@ -284,7 +287,11 @@ pub(crate) fn validate_record_set(
 }
 
 /// Validates the batch at the start of `buf` as a producer sent it.
-fn validate_batch(buf: &[u8], max_message_bytes: usize) -> Result<BatchHeader, LogError> {
+fn validate_batch(
+    buf: &[u8],
+    max_message_bytes: usize,
+    max_uncompressed: usize,
+) -> Result<BatchHeader, LogError> {
     let size = framed_size(buf)?;
     if size > max_message_bytes {
         return Err(LogError::MessageTooLarge {
@@ -311,6 +318,7 @@ fn validate_batch(buf: &[u8], max_message_bytes: usize) -> Result<BatchHeader, L
     if header.is_control() {
         return Err(LogError::invalid("producers may not write control batches"));
     }
+    records::validate_compressed_records(&header, bytes, max_uncompressed)?;
     Ok(header)
 }
 
@@ -388,27 +396,27 @@ mod tests {
     fn validation_rejects_bad_framing() {
         let good = header_only_batch(1);
         assert!(matches!(
-            validate_record_set(&[], 100),
+            validate_record_set(&[], 100, 1 << 20),
             Err(LogError::InvalidRecord(_))
         ));
         assert!(matches!(
-            validate_record_set(&good[..20], 1000),
+            validate_record_set(&good[..20], 1000, 1 << 20),
             Err(LogError::CorruptMessage(_))
         ));
         let mut wrong_magic = good.clone();
         wrong_magic[MAGIC_AT] = 1;
         assert!(matches!(
-            validate_record_set(&wrong_magic, 1000),
+            validate_record_set(&wrong_magic, 1000, 1 << 20),
             Err(LogError::CorruptMessage(_))
         ));
         let mut flipped = good.clone();
         flipped[BASE_TIMESTAMP_AT] ^= 0xff;
         assert!(matches!(
-            validate_record_set(&flipped, 1000),
+            validate_record_set(&flipped, 1000, 1 << 20),
             Err(LogError::CorruptMessage(_))
         ));
         assert!(matches!(
-            validate_record_set(&good, 60),
+            validate_record_set(&good, 60, 1 << 20),
             Err(LogError::MessageTooLarge { size: 61, max: 60 })
         ));
     }
@@ -416,7 +424,7 @@ mod tests {
     #[test]
     fn validation_rejects_bad_counts() {
         assert!(matches!(
-            validate_record_set(&header_only_batch(0), 1000),
+            validate_record_set(&header_only_batch(0), 1000, 1 << 20),
             Err(LogError::InvalidRecord(_))
         ));
         let mut header = BatchHeader::parse(&header_only_batch(2)).expect("valid");
@@ -425,7 +433,7 @@ mod tests {
         let crc = compute_crc(&bytes);
         bytes[CRC_AT..ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
         assert!(matches!(
-            validate_record_set(&bytes, 1000),
+            validate_record_set(&bytes, 1000, 1 << 20),
             Err(LogError::InvalidRecord(_))
         ));
     }
@@ -434,11 +442,11 @@ mod tests {
     fn several_batches_are_split() {
         let mut set = header_only_batch(1);
         set.extend(header_only_batch(2));
-        let batches = validate_record_set(&set, 1000).expect("valid set");
+        let batches = validate_record_set(&set, 1000, 1 << 20).expect("valid set");
         assert_eq!(batches.len(), 2);
         assert_eq!(batches[1].range, 61..122);
         set.push(0);
-        assert!(validate_record_set(&set, 1000).is_err());
+        assert!(validate_record_set(&set, 1000, 1 << 20).is_err());
     }
 
     #[test]

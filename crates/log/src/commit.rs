@@ -67,6 +67,11 @@ impl GroupCommit {
         lock(&self.state).check_healthy()
     }
 
+    /// Why the log is read-only (the failed fsync's error), or `None` while it is healthy.
+    pub fn poisoned(&self) -> Option<String> {
+        lock(&self.state).poisoned.clone()
+    }
+
     /// Blocks until every offset below `target` is durable. `sync` makes written data durable
     /// and returns the offset it covered; `on_durable` is told each new durable offset (under
     /// the commit lock, so calls are ordered).

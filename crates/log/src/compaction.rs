@@ -10,6 +10,12 @@
 //!    and the kept records' original bytes, compressed again with the batch's codec; so
 //!    offsets, timestamps and producer sequence ranges are unchanged, only the record count,
 //!    max timestamp, length and CRC differ. A batch keeping nothing is dropped.
+//!
+//!    Batches are streamed, decompressing at most `max_uncompressed_batch_bytes` each. A batch
+//!    that cannot be read (over that cap, or corrupt) is kept byte for byte, and its keys
+//!    supersede nothing. It is remembered by base offset and CRC (in memory), so later passes
+//!    skip it without decompressing it again, and its WARN is logged once per process; without
+//!    this, every pass would decompress it anew, since every pass reads the whole log.
 //! 3. The cleaned log and its indexes are fsynced, then swapped in: the old index files are
 //!    removed (dir fsync, so stale indexes never pair with the new log), the cleaned files are
 //!    renamed over the live names (dir fsync), and the in-memory segment is replaced. Readers
@@ -17,16 +23,18 @@
 //!    point leaves the old log or the new one, whole; missing indexes are rebuilt and
 //!    `.cleaned` leftovers removed on open.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::sync::Arc;
+
+use kafka_protocol::records::Compression;
 
 use crate::batch::{compute_crc, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
 use crate::error::LogError;
 use crate::fsutil::{self, CLEANED_SUFFIX};
 use crate::locks::{lock, write_lock};
 use crate::partition::PartitionLog;
-use crate::records::{compress, decompressed_records, parse_records, RawRecord};
+use crate::records::{compress, Keep, RecordStream, StreamedRecord};
 use crate::segment::{BuiltSegment, ScanStep, Segment, SegmentBuilder};
 
 /// What one [`PartitionLog::compact`] run did.
@@ -44,6 +52,35 @@ pub struct CompactionStats {
     pub bytes_before: u64,
     /// Size of the rewritten segments after.
     pub bytes_after: u64,
+    /// Compressed batches opened (decompressed) by this run, in either of its two scans.
+    pub batches_decompressed: u64,
+    /// Batches this run found it cannot read (over `max_uncompressed_batch_bytes`, or
+    /// corrupt): kept as they are, remembered, and warned about once.
+    pub unreadable_batches_found: u64,
+    /// Batches not opened because an earlier run (or this run's first scan) found them
+    /// unreadable.
+    pub unreadable_batches_skipped: u64,
+}
+
+/// Batches compaction could not read, by base offset and CRC: what identifies a batch across
+/// the rewrites that move it within its segment (an unreadable batch is always kept as it is).
+/// Kept in memory only: after a restart each is opened, and warned about, once more.
+#[derive(Debug, Default)]
+pub(crate) struct UnreadableBatches(HashSet<(i64, u32)>);
+
+impl UnreadableBatches {
+    fn contains(&self, header: &BatchHeader) -> bool {
+        self.0.contains(&(header.base_offset, header.crc))
+    }
+
+    fn remember(&mut self, header: &BatchHeader) {
+        self.0.insert((header.base_offset, header.crc));
+    }
+
+    /// Forgets batches below `offset` (the first segment's base offset): they were deleted.
+    fn forget_below(&mut self, offset: i64) {
+        self.0.retain(|(base_offset, _)| *base_offset >= offset);
+    }
 }
 
 /// Latest offset of each key seen in the log.
@@ -67,6 +104,8 @@ impl PartitionLog {
             return Ok(stats);
         }
         let _maintenance = lock(&self.maintenance);
+        // Again under the lock: a topic deletion may have marked the log while this waited.
+        self.check_not_deleted()?;
         let high_watermark = self.high_watermark();
         let segments = self.segment_list();
         let closed = &segments[..segments.len().saturating_sub(1)];
@@ -77,7 +116,16 @@ impl PartitionLog {
         if cleanable.is_empty() {
             return Ok(stats);
         }
-        let latest = latest_offsets(&segments, high_watermark)?;
+        let mut unreadable = lock(&self.unreadable);
+        if let Some(first) = segments.first() {
+            unreadable.forget_below(first.base_offset());
+        }
+        let mut opener = Opener {
+            max_uncompressed: config.max_uncompressed_batch_bytes,
+            unreadable: &mut unreadable,
+            dir: &self.dir,
+        };
+        let latest = latest_offsets(&segments, high_watermark, &mut opener, &mut stats)?;
         let cleaner = Cleaner {
             latest: &latest,
             tombstone_horizon: now_ms.saturating_sub(config.delete_retention_ms),
@@ -85,7 +133,7 @@ impl PartitionLog {
         };
         for segment in cleanable {
             let before = segment.size();
-            if let Some(built) = cleaner.clean_segment(segment, &mut stats)? {
+            if let Some(built) = cleaner.clean_segment(segment, &mut opener, &mut stats)? {
                 stats.segments_cleaned += 1;
                 stats.bytes_before += before;
                 stats.bytes_after += built.state.size;
@@ -118,10 +166,15 @@ impl PartitionLog {
     }
 }
 
-/// Scans every batch below the high watermark for the latest offset of each key. Batches whose
-/// records cannot be decoded are skipped: their keys then do not supersede older records,
+/// Scans every batch below the high watermark for the latest offset of each key. Batches
+/// whose records cannot be read are skipped: their keys then do not supersede older records,
 /// which errs on the side of keeping data.
-fn latest_offsets(segments: &[Arc<Segment>], high_watermark: i64) -> Result<KeyOffsets, LogError> {
+fn latest_offsets(
+    segments: &[Arc<Segment>],
+    high_watermark: i64,
+    opener: &mut Opener<'_>,
+    stats: &mut CompactionStats,
+) -> Result<KeyOffsets, LogError> {
     let mut latest = KeyOffsets::new();
     for segment in segments {
         let mut scanner = segment.scanner(0, true);
@@ -139,30 +192,76 @@ fn latest_offsets(segments: &[Arc<Segment>], high_watermark: i64) -> Result<KeyO
             if header.is_control() {
                 continue;
             }
-            let Some(body) = decoded_body(&header, bytes) else {
-                continue;
-            };
-            let Ok(records) = parse_records(&body, header.record_count) else {
-                continue;
-            };
-            for record in records {
+            let mut keys = Vec::new();
+            let readable = opener.read_records(&header, bytes, Keep::Keys, stats, |record, _| {
+                let offset = record.offset(&header);
                 if let Some(key) = record.key {
-                    latest.insert(key.to_vec(), record.offset(&header));
+                    keys.push((key, offset));
                 }
+            });
+            if readable {
+                latest.extend(keys);
             }
         }
     }
     Ok(latest)
 }
 
-/// Decompressed records of a batch, or `None` (with a warning) if that fails.
-fn decoded_body(header: &BatchHeader, bytes: &[u8]) -> Option<bytes::Bytes> {
-    match decompressed_records(header, bytes) {
-        Ok(body) => Some(body),
-        Err(error) => {
-            tracing::warn!(base_offset = header.base_offset, %error, "compaction keeps an undecodable batch as is");
-            None
+/// Opens the batches of one compaction run: within the decompression cap, and a batch that
+/// cannot be read only once (module docs, step 2).
+struct Opener<'a> {
+    max_uncompressed: usize,
+    unreadable: &'a mut UnreadableBatches,
+    dir: &'a std::path::Path,
+}
+
+impl Opener<'_> {
+    /// Streams the records of `batch` to `each` (with the record's raw bytes under
+    /// `Keep::KeysAndRaw`). Returns whether the whole batch was read; when it was not, `each`
+    /// may have seen some of its records, so callers apply what they gathered only on `true`.
+    fn read_records(
+        &mut self,
+        header: &BatchHeader,
+        batch: &[u8],
+        keep: Keep,
+        stats: &mut CompactionStats,
+        mut each: impl FnMut(StreamedRecord, &[u8]),
+    ) -> bool {
+        if self.unreadable.contains(header) {
+            stats.unreadable_batches_skipped += 1;
+            return false;
         }
+        if !matches!(header.compression(), Ok(Compression::None)) {
+            stats.batches_decompressed += 1;
+        }
+        match self.stream(header, batch, keep, &mut each) {
+            Ok(()) => true,
+            Err(error) => {
+                self.unreadable.remember(header);
+                stats.unreadable_batches_found += 1;
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    base_offset = header.base_offset,
+                    %error,
+                    "compaction keeps a batch it cannot read as is and will not open it again"
+                );
+                false
+            }
+        }
+    }
+
+    fn stream(
+        &self,
+        header: &BatchHeader,
+        batch: &[u8],
+        keep: Keep,
+        each: &mut impl FnMut(StreamedRecord, &[u8]),
+    ) -> Result<(), LogError> {
+        let mut records = RecordStream::open(header, batch, self.max_uncompressed, keep)?;
+        while let Some(record) = records.next_record()? {
+            each(record, records.raw());
+        }
+        Ok(())
     }
 }
 
@@ -187,18 +286,19 @@ impl Cleaner<'_> {
     fn clean_segment(
         &self,
         segment: &Segment,
+        opener: &mut Opener<'_>,
         stats: &mut CompactionStats,
     ) -> Result<Option<BuiltSegment>, LogError> {
         let log_path = fsutil::with_suffix(segment.log_path(), CLEANED_SUFFIX);
         let (index_path, time_index_path) = segment.index_paths();
         let index_path = fsutil::with_suffix(index_path, CLEANED_SUFFIX);
         let time_index_path = fsutil::with_suffix(time_index_path, CLEANED_SUFFIX);
-        let result =
-            self.write_cleaned(segment, stats, &log_path)
-                .and_then(|builder| match builder {
-                    Some(builder) => Ok(Some(builder.finish(&index_path, &time_index_path)?)),
-                    None => Ok(None),
-                });
+        let result = self
+            .write_cleaned(segment, opener, stats, &log_path)
+            .and_then(|builder| match builder {
+                Some(builder) => Ok(Some(builder.finish(&index_path, &time_index_path)?)),
+                None => Ok(None),
+            });
         if !matches!(result, Ok(Some(_))) {
             for path in [&log_path, &index_path, &time_index_path] {
                 fsutil::remove_if_exists(path)?;
@@ -210,6 +310,7 @@ impl Cleaner<'_> {
     fn write_cleaned(
         &self,
         segment: &Segment,
+        opener: &mut Opener<'_>,
         stats: &mut CompactionStats,
         path: &std::path::Path,
     ) -> Result<Option<SegmentBuilder>, LogError> {
@@ -224,7 +325,7 @@ impl Cleaner<'_> {
                     return Err(corrupt(segment, position, &reason))
                 }
             };
-            match self.clean_batch(&header, bytes, stats)? {
+            match self.clean_batch(&header, bytes, opener, stats)? {
                 Cleaned::Unchanged => builder.push(&header, bytes)?,
                 Cleaned::Rebuilt { header, bytes } => {
                     builder.push(&header, &bytes)?;
@@ -240,85 +341,101 @@ impl Cleaner<'_> {
         &self,
         header: &BatchHeader,
         bytes: &[u8],
+        opener: &mut Opener<'_>,
         stats: &mut CompactionStats,
     ) -> Result<Cleaned, LogError> {
         if header.is_control() {
             return Ok(Cleaned::Unchanged);
         }
-        let Some(body) = decoded_body(header, bytes) else {
+        let mut kept = KeptRecords::default();
+        let readable =
+            opener.read_records(header, bytes, Keep::KeysAndRaw, stats, |record, raw| {
+                let verdict = self.verdict(header, &record);
+                kept.add(header, &record, raw, verdict);
+            });
+        if !readable {
             return Ok(Cleaned::Unchanged);
-        };
-        let records = match parse_records(&body, header.record_count) {
-            Ok(records) => records,
-            Err(error) => {
-                tracing::warn!(base_offset = header.base_offset, %error, "compaction keeps an unparsable batch as is");
-                return Ok(Cleaned::Unchanged);
-            }
-        };
-        let mut kept = Vec::with_capacity(records.len());
-        for record in &records {
-            match self.verdict(header, record) {
-                Keep::Yes => kept.push(record),
-                Keep::Superseded => stats.records_removed += 1,
-                Keep::ExpiredTombstone => {
-                    stats.records_removed += 1;
-                    stats.tombstones_removed += 1;
-                }
-            }
         }
-        stats.records_read += records.len() as u64;
-        if kept.len() == records.len() {
+        stats.records_read += kept.read;
+        stats.records_removed += kept.removed;
+        stats.tombstones_removed += kept.tombstones_removed;
+        if kept.removed == 0 {
             Ok(Cleaned::Unchanged)
-        } else if kept.is_empty() {
+        } else if kept.count == 0 {
             Ok(Cleaned::Dropped)
         } else {
             rebuild_batch(header, &kept)
         }
     }
 
-    fn verdict(&self, header: &BatchHeader, record: &RawRecord<'_>) -> Keep {
-        let Some(key) = record.key else {
-            return Keep::Yes;
+    fn verdict(&self, header: &BatchHeader, record: &StreamedRecord) -> Verdict {
+        let Some(key) = &record.key else {
+            return Verdict::Keep;
         };
         let offset = record.offset(header);
-        // A key missing from the map (its batches could not be decoded) supersedes nothing.
+        // A key missing from the map (its batches could not be read) supersedes nothing.
         if self.latest.get(key).is_some_and(|latest| *latest != offset) {
-            return Keep::Superseded;
+            return Verdict::Superseded;
         }
         if !record.has_value && record.timestamp(header) < self.tombstone_horizon {
-            return Keep::ExpiredTombstone;
+            return Verdict::ExpiredTombstone;
         }
-        Keep::Yes
+        Verdict::Keep
     }
 }
 
-enum Keep {
-    Yes,
+enum Verdict {
+    Keep,
     Superseded,
     ExpiredTombstone,
 }
 
-/// A batch holding only `kept` records (a non-empty subset of `header`'s batch), with the
+/// What one batch keeps, gathered as its records stream by.
+#[derive(Default)]
+struct KeptRecords {
+    /// The kept records' raw bytes, back to back: the new batch's uncompressed body.
+    raw: Vec<u8>,
+    count: u64,
+    max_timestamp: Option<i64>,
+    read: u64,
+    removed: u64,
+    tombstones_removed: u64,
+}
+
+impl KeptRecords {
+    fn add(&mut self, header: &BatchHeader, record: &StreamedRecord, raw: &[u8], verdict: Verdict) {
+        self.read += 1;
+        match verdict {
+            Verdict::Keep => {
+                self.raw.extend_from_slice(raw);
+                self.count += 1;
+                let timestamp = record.timestamp(header);
+                self.max_timestamp =
+                    Some(self.max_timestamp.map_or(timestamp, |t| t.max(timestamp)));
+            }
+            Verdict::Superseded => self.removed += 1,
+            Verdict::ExpiredTombstone => {
+                self.removed += 1;
+                self.tombstones_removed += 1;
+            }
+        }
+    }
+}
+
+/// A batch holding only the `kept` records (a non-empty subset of `header`'s batch), with the
 /// original header fields and codec (module docs, step 2).
-fn rebuild_batch(header: &BatchHeader, kept: &[&RawRecord<'_>]) -> Result<Cleaned, LogError> {
-    let raw: Vec<u8> = kept
-        .iter()
-        .flat_map(|record| record.raw.iter().copied())
-        .collect();
-    let body = compress(header.compression()?, &raw)?;
+fn rebuild_batch(header: &BatchHeader, kept: &KeptRecords) -> Result<Cleaned, LogError> {
+    let body = compress(header.compression()?, &kept.raw)?;
     let max_timestamp = if header.has_log_append_time() {
         header.max_timestamp
     } else {
-        kept.iter()
-            .map(|record| record.timestamp(header))
-            .max()
-            .unwrap_or(header.max_timestamp)
+        kept.max_timestamp.unwrap_or(header.max_timestamp)
     };
     let too_large = || LogError::corrupt("compacted batch does not fit a batch length");
     let mut rebuilt = BatchHeader {
         batch_length: i32::try_from(BATCH_HEADER_LEN - LOG_OVERHEAD + body.len())
             .map_err(|_| too_large())?,
-        record_count: i32::try_from(kept.len()).map_err(|_| too_large())?,
+        record_count: i32::try_from(kept.count).map_err(|_| too_large())?,
         max_timestamp,
         crc: 0,
         ..*header

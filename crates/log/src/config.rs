@@ -5,6 +5,9 @@ use std::time::Duration;
 /// Kafka's `max.message.bytes` default: 1 MiB plus the 12-byte log overhead.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
+/// Default of [`LogConfig::max_uncompressed_batch_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_UNCOMPRESSED_BATCH_BYTES: usize = 64 << 20;
+
 const ONE_GIB: u64 = 1 << 30;
 const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 const ONE_DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -27,6 +30,18 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `max.message.bytes`: the largest record batch (including its 12-byte log overhead) accepted.
     pub max_message_bytes: usize,
+    /// The most bytes the records of one compressed batch may decompress to (a Freshet setting,
+    /// default 64 MiB). Every place that opens a batch (produce validation, compaction,
+    /// ListOffsets by timestamp) stops decompressing there, so a decompression bomb costs at
+    /// most this much work; produce refuses such a batch with `MESSAGE_TOO_LARGE`
+    /// ([`LogError::UncompressedTooLarge`](crate::LogError::UncompressedTooLarge)).
+    ///
+    /// Kafka has no equivalent: it bounds only the compressed size (`max.message.bytes`) and
+    /// streams records without a limit on their total. The default leaves room for a 64:1
+    /// compression ratio on a full default-size (1 MiB) batch; real producers build batches
+    /// of at most `batch.size` (librdkafka: 1 MB before compression; Java: 16 KiB after
+    /// estimated compression) and text rarely compresses better than 10:1.
+    pub max_uncompressed_batch_bytes: usize,
     /// `index.interval.bytes`: bytes of batches between two entries of the sparse indexes.
     pub index_interval_bytes: u32,
     /// When appended data is fsynced, and therefore when it becomes visible to readers.
@@ -43,6 +58,7 @@ impl Default for LogConfig {
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: ONE_DAY_MS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_uncompressed_batch_bytes: DEFAULT_MAX_UNCOMPRESSED_BATCH_BYTES,
             index_interval_bytes: 4096,
             durability: Durability::Fsync,
         }

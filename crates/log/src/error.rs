@@ -17,6 +17,24 @@ pub enum LogError {
         /// The configured limit.
         max: usize,
     },
+    /// A compressed batch whose records decompress to more than
+    /// [`LogConfig::max_uncompressed_batch_bytes`](crate::LogConfig::max_uncompressed_batch_bytes)
+    /// (Kafka `MESSAGE_TOO_LARGE`, code 10).
+    ///
+    /// Code 10 rather than `CORRUPT_MESSAGE` (2) or `RECORD_LIST_TOO_LARGE` (18): the Java
+    /// client maps 10 to `RecordTooLargeException`, which is not retried, and its producer
+    /// answers it by splitting a batch of several records and sending the halves, so an honest
+    /// producer whose batch is merely too big recovers by itself; librdkafka fails the
+    /// messages without retrying. `CORRUPT_MESSAGE` is retriable in the Java client, so a
+    /// batch that can never be accepted would be resent until its delivery timeout, and 18
+    /// means a record set larger than a segment.
+    #[error(
+        "compressed record batch decompresses to more than max_uncompressed_batch_bytes ({max} bytes)"
+    )]
+    UncompressedTooLarge {
+        /// The configured limit.
+        max: usize,
+    },
     /// A well-framed batch whose content is not acceptable (Kafka `INVALID_RECORD`).
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
@@ -38,6 +56,17 @@ pub enum LogError {
         producer_id: i64,
         /// The sequence number the log expected next.
         expected: i32,
+        /// The batch's base sequence.
+        received: i32,
+    },
+    /// An idempotent producer this log has no record of continued a sequence instead of
+    /// starting at 0, as after its topic was deleted and created again (Kafka
+    /// `UNKNOWN_PRODUCER_ID`). Clients answer it by bumping their epoch and starting over at
+    /// 0; `OUT_OF_ORDER_SEQUENCE_NUMBER` would be fatal to them.
+    #[error("producer {producer_id}: no record of it here, and sequence {received} is not 0")]
+    UnknownProducerId {
+        /// The producer id of the batch.
+        producer_id: i64,
         /// The batch's base sequence.
         received: i32,
     },
@@ -64,9 +93,10 @@ impl LogError {
         match self {
             LogError::OffsetOutOfRange { .. } => 1,
             LogError::CorruptMessage(_) => 2,
-            LogError::MessageTooLarge { .. } => 10,
+            LogError::MessageTooLarge { .. } | LogError::UncompressedTooLarge { .. } => 10,
             LogError::OutOfOrderSequence { .. } => 45,
             LogError::InvalidProducerEpoch { .. } => 47,
+            LogError::UnknownProducerId { .. } => 59,
             LogError::Storage(_) => 56,
             LogError::InvalidRecord(_) => 87,
         }
@@ -89,6 +119,7 @@ mod tests {
     fn error_codes_match_kafka() {
         assert_eq!(LogError::corrupt("x").error_code(), 2);
         assert_eq!(LogError::invalid("x").error_code(), 87);
+        assert_eq!(LogError::UncompressedTooLarge { max: 1 }.error_code(), 10);
         assert_eq!(
             LogError::MessageTooLarge { size: 2, max: 1 }.error_code(),
             10

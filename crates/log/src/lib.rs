@@ -28,7 +28,8 @@
 //! # Durability protocol
 //!
 //! * **Append** ([`PartitionLog::append`]) validates every batch of the record set (framing,
-//!   CRC-32C, size, record counts, producer sequence numbers), then, holding the writer mutex,
+//!   CRC-32C, size, record counts, producer sequence numbers; compressed batches are also
+//!   opened and their records parsed, see below), then, holding the writer mutex,
 //!   assigns offsets and writes the whole set with one positioned `write`, and updates the
 //!   in-memory indexes. Nothing is fsynced yet and readers do not see the data yet.
 //! * **Group commit** ([`PartitionLog::wait_durable`]): the first waiter becomes the leader;
@@ -54,6 +55,26 @@
 //!   (durably) before the first append after open.
 //! * **Small files** (checkpoint, snapshots) are replaced atomically: write a temp file, fsync
 //!   it, rename it over the old one, fsync the directory.
+//!
+//! # Bounded decompression
+//!
+//! A compressed batch is small on the wire but may decompress to anything (0.5 MB of gzip
+//! holds 512 MiB of zeros). Wherever the log opens a batch (produce validation, compaction,
+//! [`PartitionLog::offset_for_timestamp`]) it streams the records through the codec's
+//! streaming decoder and a fixed 16 KiB buffer, and stops once a batch has produced more than
+//! [`LogConfig::max_uncompressed_batch_bytes`] (default 64 MiB): a bomb costs at most that
+//! much work, and memory grows only with what is kept of a record, never with what a length
+//! field claims.
+//!
+//! * At append, a compressed batch over the cap is refused with
+//!   [`LogError::UncompressedTooLarge`] (Kafka `MESSAGE_TOO_LARGE`, 10); one whose records do
+//!   not parse, or whose count differs from its header, with `CORRUPT_MESSAGE` (2); offset
+//!   deltas other than 0, 1, 2, ... with `INVALID_RECORD` (87), as Kafka's LogValidator does.
+//!   Uncompressed batches are not opened (`max.message.bytes` bounds them already).
+//! * Compaction keeps a batch it cannot read byte for byte, logs one WARN and remembers it
+//!   (in memory, by base offset and CRC), so later passes do not decompress it again; see
+//!   [`CompactionStats`].
+//! * ListOffsets by timestamp answers a batch it cannot read with the same errors.
 //!
 //! # Concurrency
 //!
@@ -83,8 +104,33 @@ pub mod stats;
 
 pub use batch::{BatchHeader, BATCH_HEADER_LEN};
 pub use compaction::CompactionStats;
-pub use config::{CleanupPolicy, Durability, LogConfig};
+pub use config::{CleanupPolicy, Durability, LogConfig, DEFAULT_MAX_UNCOMPRESSED_BATCH_BYTES};
 pub use dump::dump_segment;
 pub use error::LogError;
 pub use partition::{AppendOutcome, PartitionLog, ReadOutcome, SegmentInfo};
 pub use stats::{FsyncHistogram, LogStats};
+
+/// Entry points for the coverage-guided fuzz targets in `fuzz/` (see `docs/TESTING.md`).
+/// Not part of the crate's API: names and signatures follow the internals they expose.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::batch::BatchHeader;
+    use crate::error::LogError;
+    use crate::records::{Keep, RecordStream};
+
+    /// Streams every record of `batch` (a whole v2 batch, header included; the CRC is not
+    /// checked) the way compaction reads it, decompressing at most `max_uncompressed` bytes,
+    /// and returns each record's raw bytes, length prefix included.
+    pub fn decompress_records(
+        batch: &[u8],
+        max_uncompressed: usize,
+    ) -> Result<Vec<Vec<u8>>, LogError> {
+        let header = BatchHeader::parse(batch)?;
+        let mut stream = RecordStream::open(&header, batch, max_uncompressed, Keep::KeysAndRaw)?;
+        let mut records = Vec::new();
+        while stream.next_record()?.is_some() {
+            records.push(stream.raw().to_vec());
+        }
+        Ok(records)
+    }
+}

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::batch::{self, BatchHeader, ValidBatch};
 use crate::commit::GroupCommit;
+use crate::compaction::UnreadableBatches;
 use crate::config::{Durability, LogConfig};
 use crate::error::LogError;
 use crate::fsutil::{self, SNAPSHOT_EXT};
@@ -95,6 +96,8 @@ pub struct PartitionLog {
     pub(crate) writer: Mutex<WriterState>,
     pub(crate) segments: RwLock<SegmentList>,
     pub(crate) maintenance: Mutex<()>,
+    /// Batches compaction found it cannot open; taken only under `maintenance`.
+    pub(crate) unreadable: Mutex<UnreadableBatches>,
     pub(crate) commit: GroupCommit,
     pub(crate) high_watermark: watch::Sender<i64>,
     pub(crate) log_end_offset: AtomicI64,
@@ -119,6 +122,7 @@ impl PartitionLog {
             writer: Mutex::new(writer),
             segments: RwLock::new(segments),
             maintenance: Mutex::new(()),
+            unreadable: Mutex::new(UnreadableBatches::default()),
             commit: GroupCommit::new(log_end_offset),
             high_watermark: watch::Sender::new(log_end_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
@@ -159,7 +163,11 @@ impl PartitionLog {
     pub fn append(&self, records: &[u8]) -> Result<AppendOutcome, LogError> {
         self.check_not_deleted()?;
         let config = self.config();
-        let batches = batch::validate_record_set(records, config.max_message_bytes)?;
+        let batches = batch::validate_record_set(
+            records,
+            config.max_message_bytes,
+            config.max_uncompressed_batch_bytes,
+        )?;
         let mut bytes = records.to_vec();
         let record_count = batches
             .iter()
@@ -167,6 +175,8 @@ impl PartitionLog {
             .sum();
 
         let mut writer = lock(&self.writer);
+        // Again under the lock: a topic deletion may have marked the log while this waited.
+        self.check_not_deleted()?;
         self.commit.check_healthy()?;
         let placed = assign_offsets(&mut bytes, &batches, self.log_end_offset());
         let headers: Vec<BatchHeader> = placed.iter().map(|(header, _)| *header).collect();
@@ -343,12 +353,13 @@ impl PartitionLog {
 
     /// The earliest offset (at or after the log start, below the high watermark) whose record
     /// timestamp is at least `timestamp`, with that timestamp. The time index finds the batch;
-    /// its records are decoded for the exact one. Kafka's special values (-1 latest,
-    /// -2 earliest) are the caller's to resolve.
+    /// its records are streamed (within `max_uncompressed_batch_bytes`) for the exact one.
+    /// Kafka's special values (-1 latest, -2 earliest) are the caller's to resolve.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
         self.check_not_deleted()?;
         let high_watermark = self.high_watermark();
         let log_start_offset = self.log_start_offset();
+        let max_uncompressed = self.config().max_uncompressed_batch_bytes;
         for segment in self.segment_list() {
             if segment.base_offset() >= high_watermark {
                 break;
@@ -356,9 +367,12 @@ impl PartitionLog {
             if segment.next_offset() <= log_start_offset || segment.max_timestamp() < timestamp {
                 continue;
             }
-            if let Some(found) =
-                segment.find_timestamp(timestamp, log_start_offset, high_watermark)?
-            {
+            if let Some(found) = segment.find_timestamp(
+                timestamp,
+                log_start_offset,
+                high_watermark,
+                max_uncompressed,
+            )? {
                 return Ok(Some(found));
             }
         }
@@ -371,6 +385,8 @@ impl PartitionLog {
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
         self.check_not_deleted()?;
         let _maintenance = lock(&self.maintenance);
+        // Again under the lock: a topic deletion may have marked the log while this waited.
+        self.check_not_deleted()?;
         let target = offset.min(self.high_watermark());
         if target > self.log_start_offset() {
             self.write_log_start_checkpoint(target)?;
@@ -412,6 +428,23 @@ impl PartitionLog {
         fsutil::sync_dir(&self.dir)?;
         writer.clean_marker = true;
         Ok(())
+    }
+
+    /// Stops the log for good without touching its files, for a caller that moved the whole
+    /// directory away (topic deletion renames the topic's directory): waits for the append,
+    /// roll or maintenance in progress, then every later operation fails and high-watermark
+    /// watchers are woken. No operation of this log touches its old path afterwards.
+    pub fn mark_deleted(&self) {
+        let _maintenance = lock(&self.maintenance);
+        let _writer = lock(&self.writer);
+        self.deleted.store(true, Ordering::Release);
+        self.high_watermark.send_modify(|_| {});
+    }
+
+    /// Why the log is read-only, or `None` while it is healthy: after a failed fsync every
+    /// append and wait fails until the log is reopened (see the crate docs).
+    pub fn poisoned(&self) -> Option<String> {
+        self.commit.poisoned()
     }
 
     /// Deletes the partition directory (topic deletion). Every later operation fails;

@@ -102,6 +102,18 @@ impl ProducerEntry {
     }
 }
 
+/// The first batch of a producer this log has no record of must start its sequence at 0.
+fn first_of_unknown_producer(header: &BatchHeader) -> Result<Verdict, LogError> {
+    if header.base_sequence == 0 {
+        Ok(Verdict::Append)
+    } else {
+        Err(LogError::UnknownProducerId {
+            producer_id: header.producer_id,
+            received: header.base_sequence,
+        })
+    }
+}
+
 fn expect_sequence(header: &BatchHeader, expected: i32) -> Result<Verdict, LogError> {
     if header.base_sequence == expected {
         Ok(Verdict::Append)
@@ -154,7 +166,7 @@ impl ProducerStates {
             let entry = updated.get(&id).or_else(|| self.producers.get(&id));
             let verdict = match entry {
                 Some(entry) => entry.check(header)?,
-                None => expect_sequence(header, 0)?,
+                None => first_of_unknown_producer(header)?,
             };
             match verdict {
                 Verdict::Duplicate(original) => duplicates.push(original),
@@ -307,7 +319,10 @@ mod tests {
         let states = ProducerStates::default();
         assert!(matches!(
             states.check(&[batch(1, 0, 4, 1, 0)]),
-            Err(LogError::OutOfOrderSequence { .. })
+            Err(LogError::UnknownProducerId {
+                producer_id: 1,
+                received: 4
+            })
         ));
         let plain = batch(-1, -1, -1, 1, 0);
         assert!(matches!(states.check(&[plain]), Ok(SetVerdict::Append(_))));

@@ -20,6 +20,8 @@ impl PartitionLog {
             return Ok(0);
         }
         let _maintenance = lock(&self.maintenance);
+        // Again under the lock: a topic deletion may have marked the log while this waited.
+        self.check_not_deleted()?;
         let segments = self.segment_list();
         let mut remaining_bytes: u64 = segments.iter().map(|segment| segment.size()).sum();
         let closed = &segments[..segments.len().saturating_sub(1)];

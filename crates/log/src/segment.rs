@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::batch::{verify_crc, BatchHeader, BATCH_HEADER_LEN};
 use crate::error::LogError;
 use crate::fsutil::{self, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 use crate::index::{self, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::locks::{read_lock, write_lock};
+use crate::records::{Keep, RecordStream};
 
 /// "No timestamp", as Kafka writes it.
 pub(crate) const NO_TIMESTAMP: i64 = -1;
@@ -380,12 +380,14 @@ impl Segment {
     }
 
     /// Finds the first record at or after `log_start_offset` and below `high_watermark` whose
-    /// timestamp is at least `timestamp`, decoding the records of the one batch that has it.
+    /// timestamp is at least `timestamp`, streaming the records of the one batch that has it
+    /// (decompressing at most `max_uncompressed` bytes of it).
     pub fn find_timestamp(
         &self,
         timestamp: i64,
         log_start_offset: i64,
         high_watermark: i64,
+        max_uncompressed: usize,
     ) -> Result<Option<(i64, i64)>, LogError> {
         let start_offset = {
             let state = read_lock(&self.state);
@@ -414,42 +416,38 @@ impl Segment {
             if header.next_offset() <= log_start_offset || header.max_timestamp < timestamp {
                 continue;
             }
-            let found =
-                self.first_record_at_or_after(&header, position, timestamp, log_start_offset)?;
+            let found = self.first_record_at_or_after(
+                &header,
+                position,
+                timestamp,
+                log_start_offset,
+                max_uncompressed,
+            )?;
             if found.is_some() {
                 return Ok(found);
             }
         }
     }
 
+    /// The offset and timestamp of the first record of the batch at `position` whose
+    /// timestamp is at least `timestamp` and offset at least `log_start_offset`.
     fn first_record_at_or_after(
         &self,
         header: &BatchHeader,
         position: u64,
         timestamp: i64,
         log_start_offset: i64,
+        max_uncompressed: usize,
     ) -> Result<Option<(i64, i64)>, LogError> {
         let bytes = self.read_exact(position, header.total_size())?;
-        let decoded = RecordBatchDecoder::decode(&mut Bytes::from(bytes)).map_err(|error| {
-            LogError::corrupt(format!(
-                "cannot decode batch at offset {}: {error:#}",
-                header.base_offset
-            ))
-        })?;
-        Ok(decoded
-            .records
-            .iter()
-            .map(|record| {
-                // The decoder derives timestamps from the base timestamp; in log-append-time
-                // batches every record carries the batch's max timestamp instead.
-                let ts = if header.has_log_append_time() {
-                    header.max_timestamp
-                } else {
-                    record.timestamp
-                };
-                (record.offset, ts)
-            })
-            .find(|&(offset, ts)| offset >= log_start_offset && ts >= timestamp))
+        let mut records = RecordStream::open(header, &bytes, max_uncompressed, Keep::Nothing)?;
+        while let Some(record) = records.next_record()? {
+            let (offset, ts) = (record.offset(header), record.timestamp(header));
+            if offset >= log_start_offset && ts >= timestamp {
+                return Ok(Some((offset, ts)));
+            }
+        }
+        Ok(None)
     }
 
     fn read_exact(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {

@@ -43,7 +43,8 @@ fn retries_get_their_original_offsets_and_gaps_are_refused() {
     let unknown = log
         .append(&producer_batch(7, 0, 3, 1))
         .expect_err("unknown producer mid-stream");
-    assert_eq!(unknown.error_code(), 45);
+    // UNKNOWN_PRODUCER_ID, as Kafka answers: clients recover from it by starting over.
+    assert_eq!(unknown.error_code(), 59);
     assert_eq!(log.log_end_offset(), 7);
     append_durable(&log, &producer_batch(42, 0, 5, 1));
 }

@@ -15,6 +15,7 @@
 //! - [`event`]: the `device-events` record format, shared by generator and tracker.
 //! - [`cluster`]: the cluster's topics, records and consumer groups, for the topic REST API
 //!   (list, describe, create and delete topics; send and read records; groups and their lag).
+//! - [`panics`]: panics caught in a job or a request, logged and counted.
 
 pub mod cluster;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod event;
 pub mod generator;
 pub mod guard;
 pub mod kafka;
+pub mod panics;
 pub mod tracker;
 
 pub use error::ServiceError;

@@ -4,10 +4,12 @@
 //! The broker runs on its own runtime and threads; clients talk to it over real TCP exactly
 //! as any Kafka client would.
 
+pub mod batches;
 pub mod raw;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use freshet_broker::{Broker, BrokerConfig};
@@ -22,6 +24,8 @@ use tokio::sync::oneshot;
 #[derive(Debug)]
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The broker's state, for what clients cannot see (its health, say).
+    pub broker: Arc<Broker>,
     data_dir: PathBuf,
     /// Keeps the temporary directory alive while the broker (or a restarted one) uses it.
     _temp: Option<tempfile::TempDir>,
@@ -61,7 +65,7 @@ impl TestBroker {
     ) -> TestBroker {
         let mut config = test_config(dir);
         adjust(&mut config);
-        let (ready_tx, ready_rx) = oneshot::channel::<SocketAddr>();
+        let (ready_tx, ready_rx) = oneshot::channel::<(SocketAddr, Arc<Broker>)>();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("test-broker".into())
@@ -76,7 +80,8 @@ impl TestBroker {
                         .await
                         .expect("bind the listener");
                     let broker = Broker::open(config).expect("broker opens");
-                    let _ = ready_tx.send(listener.local_addr().expect("local addr"));
+                    let addr = listener.local_addr().expect("local addr");
+                    let _ = ready_tx.send((addr, broker.clone()));
                     freshet_broker::serve(listener, broker, async {
                         let _ = stopped.await;
                     })
@@ -84,11 +89,12 @@ impl TestBroker {
                 });
             })
             .expect("broker thread");
-        let addr = ready_rx
+        let (addr, broker) = ready_rx
             .await
             .expect("the broker started (see its panic above)");
         TestBroker {
             addr,
+            broker,
             data_dir: dir.to_path_buf(),
             _temp: None,
             stop: Some(stop),

@@ -28,7 +28,10 @@ pub async fn handle(
                         Ok(())
                     }
                 }
-                Some(_) => registry.add_partitions(&topic.name, topic.count).map(|_| ()),
+                Some(_) => ctx
+                    .broker
+                    .add_partitions(&topic.name, topic.count)
+                    .map(|_| ()),
             };
             let result = CreatePartitionsTopicResult::default().with_name(topic.name);
             match outcome {

@@ -39,8 +39,7 @@ fn create_one(
         } else {
             let created = ctx
                 .broker
-                .topics
-                .create(&name, partitions, configs.clone())?;
+                .create_topic(&name, partitions, configs.clone())?;
             Ok((partitions, configs, Some(created.id)))
         }
     });

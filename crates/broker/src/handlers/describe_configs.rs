@@ -100,6 +100,11 @@ fn topic_config_type(name: &str) -> i8 {
     }
 }
 
+/// A count as Kafka shows an unlimited int setting: capped at `i32::MAX`.
+fn kafka_int(value: usize) -> String {
+    value.min(i32::MAX as usize).to_string()
+}
+
 fn broker_entries(ctx: &RequestContext) -> Vec<Entry> {
     let config = &ctx.broker.config;
     let static_entry = |name: &str, value: String, config_type: i8, documentation| Entry {
@@ -109,7 +114,7 @@ fn broker_entries(ctx: &RequestContext) -> Vec<Entry> {
         config_type,
         documentation,
     };
-    vec![
+    let mut entries = vec![
         static_entry("broker.id", config.node_id.to_string(), 3, "this node's id"),
         static_entry(
             "auto.create.topics.enable",
@@ -147,7 +152,34 @@ fn broker_entries(ctx: &RequestContext) -> Vec<Entry> {
             5,
             "default retention time",
         ),
-    ]
+        static_entry(
+            "queued.max.request.bytes",
+            config.queued_max_request_bytes.to_string(),
+            5,
+            "request bytes in flight across connections before reading pauses",
+        ),
+        static_entry(
+            "connections.max.idle.ms",
+            config.connections_max_idle.as_millis().to_string(),
+            5,
+            "idle connections are closed after this long",
+        ),
+        static_entry(
+            "max.connections.per.ip",
+            kafka_int(config.max_connections_per_ip),
+            3,
+            "connections from one address past this are closed at once",
+        ),
+    ];
+    if let Some(max) = config.max_connections {
+        entries.push(static_entry(
+            "max.connections",
+            kafka_int(max),
+            3,
+            "connections past this are closed at once",
+        ));
+    }
+    entries
 }
 
 fn encode(

@@ -1,5 +1,11 @@
 //! Metadata: brokers (just this one), topics and partitions, creating requested topics when
 //! the client allows it and the broker has auto-creation on.
+//!
+//! Auto-creation follows Kafka: only here (Produce never creates a topic; it answers
+//! UNKNOWN_TOPIC_OR_PARTITION and clients ask for Metadata), only when the request allows it
+//! (v4+ carry `allow_auto_topic_creation`; v0-3 always allow it), only for a valid name (an
+//! invalid one answers INVALID_TOPIC_EXCEPTION whether or not creation is allowed), and not
+//! while the disk is full (KAFKA_STORAGE_ERROR).
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -78,12 +84,12 @@ fn lookup_topic(
     may_create: bool,
     node_id: i32,
 ) -> MetadataResponseTopic {
-    let topics = &ctx.broker.topics;
-    let found = match topics.get(name) {
+    let broker = &ctx.broker;
+    let found = match broker.topics.get(name) {
         Some(topic) => Ok(topic),
         None => validate_topic_name(name).and_then(|()| {
             if may_create {
-                topics.get_or_create(name, ctx.broker.config.default_partitions)
+                broker.auto_create_topic(name)
             } else {
                 Err(TopicError::Unknown(name.to_string()))
             }

@@ -4,20 +4,26 @@
 //! requests reach each partition in request order (idempotent sequences depend on it).
 //! [`Waiting::finish`] then waits for the group-commit fsync that covers every appended
 //! partition; all requests waiting at that moment share one fsync per partition.
+//!
+//! Produce never creates a topic: like Kafka, an unknown topic answers
+//! UNKNOWN_TOPIC_OR_PARTITION, and clients then ask Metadata, which creates it if the client
+//! and the broker allow auto-creation (see [`super::metadata`]).
 
 use std::sync::Arc;
 
-use freshet_log::{Durability, PartitionLog};
+use freshet_log::{Durability, LogError, PartitionLog};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
 use crate::topics::{Topic, TopicError};
+use crate::Broker;
 
 /// A produce whose appends are done and whose response waits for durability.
 #[derive(Debug)]
 pub struct Waiting {
+    broker: Arc<Broker>,
     version: i16,
     topics: Vec<TopicProduceResponse>,
     /// `(topic index, partition index in the response, log, end offset to be durable)`.
@@ -43,6 +49,7 @@ pub fn start(ctx: &RequestContext, request: ProduceRequest) -> Option<Waiting> {
                 ))
             } else {
                 append(
+                    ctx,
                     &topic,
                     data.index,
                     data.records.as_deref().unwrap_or_default(),
@@ -76,16 +83,20 @@ pub fn start(ctx: &RequestContext, request: ProduceRequest) -> Option<Waiting> {
     if acks == 0 {
         // Nobody waits for an acks=0 produce, but its data only becomes visible to consumers
         // once durable, so it still takes part in the next group commit.
-        for (_, _, log, end) in pending_syncs {
+        for (t, p, log, end) in pending_syncs {
+            let broker = ctx.broker.clone();
+            let topic = topics[t].name.to_string();
+            let partition = topics[t].partition_responses[p].index;
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = log.wait_durable(end) {
-                    tracing::error!(error = %e, "fsync after an acks=0 produce failed");
+                    broker.report_log_error("acks=0 produce", &topic, partition, &log, &e);
                 }
             });
         }
         return None;
     }
     Some(Waiting {
+        broker: ctx.broker.clone(),
         version: ctx.version,
         topics,
         pending_syncs,
@@ -99,16 +110,26 @@ impl Waiting {
             .pending_syncs
             .drain(..)
             .map(|(t, p, log, end)| async move {
-                let result = tokio::task::spawn_blocking(move || log.wait_durable(end)).await;
-                (t, p, result)
+                let waiting = log.clone();
+                let result = tokio::task::spawn_blocking(move || waiting.wait_durable(end)).await;
+                (t, p, log, result)
             });
-        for (t, p, result) in futures::future::join_all(syncs).await {
+        for (t, p, log, result) in futures::future::join_all(syncs).await {
             let failure = match result {
                 Ok(Ok(())) => continue,
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => format!("fsync task failed: {e}"),
+                Ok(Err(e)) => {
+                    let topic = self.topics[t].name.to_string();
+                    let partition = self.topics[t].partition_responses[p].index;
+                    // A failed fsync poisons the log: logged once as a degraded condition.
+                    self.broker
+                        .report_log_error("produce", &topic, partition, &log, &e);
+                    e.to_string()
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the fsync task of a produce failed");
+                    format!("fsync task failed: {e}")
+                }
             };
-            tracing::error!(error = %failure, "produce not durable");
             let response = &mut self.topics[t].partition_responses[p];
             response.error_code = ResponseError::KafkaStorageError.code();
             response.base_offset = -1;
@@ -122,23 +143,20 @@ impl Waiting {
 
 type Refusal = (i16, String);
 
+/// The topic, which must exist: Produce never creates one (see the module docs).
 fn find_topic(
     ctx: &RequestContext,
     name: &kafka_protocol::messages::TopicName,
 ) -> Result<Arc<Topic>, Refusal> {
-    let broker = &ctx.broker;
-    let found = match broker.topics.get(name) {
-        Some(topic) => Ok(topic),
-        None if broker.config.auto_create_topics => broker
-            .topics
-            .get_or_create(name, broker.config.default_partitions),
-        None => Err(TopicError::Unknown(name.to_string())),
-    };
-    found.map_err(|e| (e.error_code(), e.to_string()))
+    ctx.broker.topics.get(name).ok_or_else(|| {
+        let unknown = TopicError::Unknown(name.to_string());
+        (unknown.error_code(), unknown.to_string())
+    })
 }
 
 /// Appends to one partition; returns the log, the base offset and the end offset to wait for.
 fn append(
+    ctx: &RequestContext,
     topic: &Result<Arc<Topic>, Refusal>,
     partition: i32,
     records: &[u8],
@@ -156,10 +174,14 @@ fn append(
             "the request carries no record batch".to_string(),
         ));
     }
-    let outcome = partition
-        .log
-        .append(records)
-        .map_err(|e| (e.error_code(), e.to_string()))?;
+    let outcome = partition.log.append(records).map_err(|e| {
+        if matches!(e, LogError::Storage(_)) {
+            let log = &partition.log;
+            ctx.broker
+                .report_log_error("produce", &topic.name, partition.index, log, &e);
+        }
+        (e.error_code(), e.to_string())
+    })?;
     if !outcome.duplicate {
         partition
             .counters

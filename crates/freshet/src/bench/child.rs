@@ -167,6 +167,10 @@ impl ChildBroker {
     pub fn addr(&self) -> &str {
         &self.process.addr
     }
+
+    pub fn resident_bytes(&self) -> anyhow::Result<u64> {
+        self.process.resident_bytes()
+    }
 }
 
 /// `GET path` on `addr` (HTTP/1.1, one connection per request): the status code and body.

@@ -8,6 +8,7 @@ mod broker;
 mod child;
 mod guard;
 mod pipeline;
+mod soak;
 mod timestamp;
 
 use clap::Subcommand;
@@ -24,6 +25,9 @@ pub enum BenchCommand {
     /// Argon2id parameters (a fresh Freshet broker in a child process unless
     /// --bootstrap-servers is given).
     Guard(guard::GuardBenchArgs),
+    /// Broker memory and ack latency over time while many connections produce and consume
+    /// steadily (a fresh Freshet broker in a child process unless --bootstrap-servers is given).
+    Soak(soak::SoakBenchArgs),
     /// Timestamp normalisations per second over a mix of eight input forms, beside jiff doing
     /// the same job in the same run.
     Timestamp(timestamp::TimestampBenchArgs),
@@ -34,6 +38,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Broker(args) => broker::run(args),
         BenchCommand::Pipeline(args) => pipeline::run(args),
         BenchCommand::Guard(args) => guard::run(args),
+        BenchCommand::Soak(args) => soak::run(args),
         BenchCommand::Timestamp(args) => timestamp::run(args),
     }
 }

@@ -19,7 +19,20 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The binary with none of the caller's `FRESHET_*` settings leaking in.
 pub fn freshet() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_freshet"));
+    without_freshet_env(Command::new(env!("CARGO_BIN_EXE_freshet")))
+}
+
+/// `sh -c SCRIPT freshet`: the script runs the binary as `"$0" "$@"` after setting something
+/// up (a resource limit, say); arguments added to the command reach the binary.
+pub fn freshet_through_shell(script: &str) -> Command {
+    let mut command = without_freshet_env(Command::new("sh"));
+    command
+        .args(["-c", script])
+        .arg(env!("CARGO_BIN_EXE_freshet"));
+    command
+}
+
+fn without_freshet_env(mut command: Command) -> Command {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("FRESHET_") {
             command.env_remove(name);
@@ -66,12 +79,32 @@ pub struct BrokerProcess {
 
 impl BrokerProcess {
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> BrokerProcess {
+        Self::start_on(data_dir, "127.0.0.1:0", env)
+    }
+
+    /// Starts the broker listening on `listen` (a fixed port lets clients outlive restarts).
+    pub fn start_on(data_dir: &Path, listen: &str, env: &[(&str, &str)]) -> BrokerProcess {
         let mut command = freshet();
-        command
-            .args(["broker", "--kafka-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("FRESHET_LOG", "info")
-            .stderr(Stdio::piped());
+        command.args(["broker", "--kafka-listen", listen, "--data-dir"]);
+        command.arg(data_dir);
+        Self::spawn(command, env)
+    }
+
+    /// Starts the broker under an open-file limit of `limit` (soft and hard, as `ulimit -n`).
+    pub fn start_with_open_files(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        limit: u32,
+    ) -> BrokerProcess {
+        let mut command =
+            freshet_through_shell(&format!("ulimit -n {limit} && exec \"$0\" \"$@\""));
+        command.args(["broker", "--kafka-listen", "127.0.0.1:0", "--data-dir"]);
+        command.arg(data_dir);
+        Self::spawn(command, env)
+    }
+
+    fn spawn(mut command: Command, env: &[(&str, &str)]) -> BrokerProcess {
+        command.env("FRESHET_LOG", "info").stderr(Stdio::piped());
         for (name, value) in env {
             command.env(name, value);
         }
@@ -138,6 +171,10 @@ impl BrokerProcess {
 }
 
 impl BrokerProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the process gets no chance to flush or close anything.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");

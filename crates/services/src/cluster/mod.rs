@@ -42,6 +42,9 @@ use crate::{KafkaConfig, ServiceError};
 pub const DEFAULT_PARTITIONS: i32 = 1;
 /// Most partitions a created topic may have; a guard against typos, not a Kafka rule.
 pub const MAX_PARTITIONS: i32 = 10_000;
+/// Most replicas a create may ask for: the Kafka client's own limit (it refuses more before
+/// sending anything).
+pub const MAX_REPLICATION_FACTOR: i16 = 10_000;
 /// Most records one produce request may carry.
 pub const MAX_RECORDS_PER_PRODUCE: usize = 500;
 /// Records in a page when the request names no limit.

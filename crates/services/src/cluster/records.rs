@@ -41,7 +41,7 @@ impl Cluster {
             .filter_map(|record| record.partition)
             .find(|partition| !layout.has_partition(*partition));
         if let Some(partition) = missing {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ServiceError::NotFound(format!(
                 "partition {partition} does not exist: topic {topic:?} has {} partitions",
                 layout.partitions.len()
             )));
@@ -73,7 +73,8 @@ impl Cluster {
     }
 
     /// Up to `limit` records of one partition from `offset` (default: the earliest). An
-    /// offset before the earliest starts there; one past the latest is refused. Returns what
+    /// offset before the earliest starts there; one past the latest is `NotFound` (there
+    /// are no records there yet, as for a partition that does not exist). Returns what
     /// arrived within the read deadline, never waiting for records that do not exist yet.
     pub async fn read_records(
         &self,
@@ -112,7 +113,7 @@ impl Cluster {
         let (earliest, latest) = self.watermarks(topic, partition)?;
         let start = match requested {
             Some(offset) if offset > latest => {
-                return Err(ServiceError::InvalidParams(format!(
+                return Err(ServiceError::NotFound(format!(
                     "offset {offset} is past the latest offset {latest} of partition {partition}"
                 )))
             }

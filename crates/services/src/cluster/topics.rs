@@ -19,7 +19,7 @@ use super::view::{NewTopic, PartitionDescription, TopicDescription, TopicList, T
 use super::wire::Connection;
 use super::{
     is_internal_topic, not_found_topic, validate_topic_name, Cluster, DEFAULT_PARTITIONS,
-    MAX_PARTITIONS, REQUEST_TIMEOUT, SIZES_TIMEOUT,
+    MAX_PARTITIONS, MAX_REPLICATION_FACTOR, REQUEST_TIMEOUT, SIZES_TIMEOUT,
 };
 use crate::ServiceError;
 
@@ -334,17 +334,22 @@ impl Cluster {
             Code::TopicAlreadyExists => {
                 ServiceError::Conflict(format!("topic {name:?} already exists"))
             }
+            // More replicas than the cluster has brokers (Freshet's embedded broker is one):
+            // a valid request the cluster cannot serve as it is now, so a conflict with its
+            // state rather than a bad request.
+            Code::InvalidReplicationFactor => {
+                let reason = self.refusal_reason(request, partitions, code).await;
+                ServiceError::Conflict(format!(
+                    "the cluster refused to create topic {name:?}: {reason}"
+                ))
+            }
             Code::InvalidTopic
             | Code::InvalidPartitions
-            | Code::InvalidReplicationFactor
             | Code::InvalidReplicaAssignment
             | Code::InvalidConfig
             | Code::PolicyViolation
             | Code::InvalidRequest => {
-                let reason = match self.broker_reason(request, partitions).await {
-                    Some(message) => format!("{code}: {message}"),
-                    None => code.to_string(),
-                };
+                let reason = self.refusal_reason(request, partitions, code).await;
                 ServiceError::InvalidParams(format!(
                     "the cluster refused to create topic {name:?}: {reason}"
                 ))
@@ -353,6 +358,19 @@ impl Cluster {
                 topic: name.clone(),
                 reason: other.to_string(),
             },
+        }
+    }
+
+    /// `code` with the broker's own message when one says more.
+    async fn refusal_reason(
+        &self,
+        request: &NewTopic,
+        partitions: i32,
+        code: RDKafkaErrorCode,
+    ) -> String {
+        match self.broker_reason(request, partitions).await {
+            Some(message) => format!("{code}: {message}"),
+            None => code.to_string(),
         }
     }
 
@@ -410,17 +428,28 @@ fn validate_new_topic(request: &NewTopic) -> Result<i32, ServiceError> {
     }
     match request.replication_factor {
         None | Some(-1) => {}
-        Some(factor) if factor >= 1 => {}
+        Some(factor) if (1..=MAX_REPLICATION_FACTOR).contains(&factor) => {}
         Some(factor) => {
             return Err(ServiceError::InvalidParams(format!(
-                "replication_factor {factor} is invalid: use -1 (the cluster's default) or at \
-                 least 1"
+                "replication_factor {factor} is invalid: use -1 (the cluster's default) or 1 \
+                 to {MAX_REPLICATION_FACTOR}"
             )))
         }
     }
     if let Some(key) = request.configs.keys().find(|key| key.trim().is_empty()) {
         return Err(ServiceError::InvalidParams(format!(
             "config name {key:?} is empty"
+        )));
+    }
+    // The Kafka client hands configs to C as NUL-terminated strings: one with a NUL inside
+    // cannot be sent at all, so it is the request that is wrong.
+    let with_nul = request
+        .configs
+        .iter()
+        .find(|(name, value)| name.contains('\0') || value.contains('\0'));
+    if let Some((name, value)) = with_nul {
+        return Err(ServiceError::InvalidParams(format!(
+            "config {name:?} = {value:?} contains a NUL character"
         )));
     }
     Ok(partitions)
@@ -495,12 +524,20 @@ mod tests {
         for partitions in [0, -1, MAX_PARTITIONS + 1] {
             assert!(refusal(&request("t", Some(partitions), None)).contains("out of range"));
         }
-        for factor in [0, -2] {
+        for factor in [0, -2, MAX_REPLICATION_FACTOR + 1] {
             assert!(refusal(&request("t", None, Some(factor))).contains("replication_factor"));
         }
         let mut empty_key = request("t", None, None);
         empty_key.configs.insert(" ".into(), "x".into());
         assert!(refusal(&empty_key).contains("config name"));
+        for (name, value) in [("a\0b", "x"), ("retention.ms", "1\0")] {
+            let mut nul = request("t", None, None);
+            nul.configs.insert(name.into(), value.into());
+            assert!(
+                refusal(&nul).contains("contains a NUL character"),
+                "{name:?}"
+            );
+        }
     }
 
     #[test]

@@ -71,17 +71,119 @@ pub struct PartitionDescription {
 #[serde(deny_unknown_fields)]
 pub struct NewTopic {
     /// 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-    #[schema(example = "orders")]
+    #[schema(schema_with = new_topic_name_schema)]
     pub name: String,
     /// Partitions (default 1, at most 10000).
     #[schema(default = 1, minimum = 1, maximum = 10000)]
     pub partitions: Option<i32>,
-    /// Replicas of each partition (default -1: the cluster's default).
-    #[schema(default = -1)]
+    /// Replicas of each partition: -1 (the default) for the cluster's default, or 1 to
+    /// 10000. More than the cluster has brokers is a 409 (Freshet's embedded broker is one).
+    #[schema(schema_with = replication_factor_schema)]
     pub replication_factor: Option<i16>,
-    /// Topic config overrides, e.g. `{"cleanup.policy": "compact"}`; the broker checks them.
+    /// Topic config overrides, e.g. `{"cleanup.policy": "compact"}`.
     #[serde(default)]
+    #[schema(schema_with = topic_configs_schema)]
     pub configs: BTreeMap<String, String>,
+}
+
+/// The topic configs Freshet's embedded broker takes, each with a pattern of the values it
+/// takes, for the spec. Another cluster (`--bootstrap-servers`) may take more names; the API
+/// passes every name on and the cluster decides. The patterns are the plain decimal forms
+/// the broker's minimums allow.
+pub const TOPIC_CONFIG_VALUES: &[(&str, &str, &str)] = &[
+    (
+        "cleanup.policy",
+        "^(delete|compact|compact,delete|delete,compact)$",
+        "What happens to old segments: delete, compact or both",
+    ),
+    (
+        "retention.ms",
+        "^(-1|[0-9]{1,18})$",
+        "How long records are kept, in ms; -1 forever",
+    ),
+    (
+        "retention.bytes",
+        "^(-1|[0-9]{1,18})$",
+        "Size a partition is trimmed to, in bytes; -1 no limit",
+    ),
+    (
+        "segment.bytes",
+        "^(102[4-9]|10[3-9][0-9]|1[1-9][0-9]{2}|[2-9][0-9]{3}|[1-9][0-9]{4,17})$",
+        "Size at which the active segment is rolled, at least 1024",
+    ),
+    (
+        "segment.ms",
+        "^[1-9][0-9]{0,17}$",
+        "Age at which the active segment is rolled, in ms, at least 1",
+    ),
+    (
+        "delete.retention.ms",
+        "^[0-9]{1,18}$",
+        "How long compaction keeps tombstones, in ms",
+    ),
+    (
+        "max.message.bytes",
+        "^[0-9]{1,18}$",
+        "Largest record batch accepted, in bytes",
+    ),
+];
+
+fn new_topic_name_schema() -> utoipa::openapi::schema::Object {
+    crate::kafka::topic_name_schema()
+        .examples(["orders"])
+        .build()
+}
+
+/// -1, or 1 to 10000 (0 and other negatives are refused); null is the default.
+fn replication_factor_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .enum_values(Some([-1])),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(super::MAX_REPLICATION_FACTOR)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "Replicas of each partition: -1 (the default) for the cluster's default, or 1 \
+             to 10000. More than the cluster has brokers is a 409 (Freshet's embedded broker \
+             is one).",
+        ))
+        .default(Some(serde_json::Value::from(-1)))
+        .build()
+        .into()
+}
+
+/// An object of the configs in [`TOPIC_CONFIG_VALUES`], each a string matching its pattern.
+fn topic_configs_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    TOPIC_CONFIG_VALUES
+        .iter()
+        .fold(
+            ObjectBuilder::new().schema_type(Type::Object),
+            |object, (name, pattern, description)| {
+                object.property(
+                    *name,
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(*pattern))
+                        .description(Some(*description)),
+                )
+            },
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .description(Some(
+            "Topic config overrides, e.g. `{\"cleanup.policy\": \"compact\"}`: the configs \
+             of Freshet's broker. With `--bootstrap-servers`, any config the cluster takes is \
+             passed on.",
+        ))
+        .build()
 }
 
 /// `POST /api/v1/topics/{name}/records`: records to send, in order.
@@ -89,6 +191,7 @@ pub struct NewTopic {
 #[serde(deny_unknown_fields)]
 pub struct ProduceRequest {
     /// 1 to 500 records.
+    #[schema(min_items = 1, max_items = 500)]
     pub records: Vec<OutgoingRecord>,
 }
 
@@ -109,6 +212,7 @@ pub struct OutgoingRecord {
     pub headers: BTreeMap<String, String>,
     /// Partition to write to; by default the producer's partitioner picks one (by key hash
     /// when there is a key).
+    #[schema(minimum = 0)]
     pub partition: Option<i32>,
 }
 

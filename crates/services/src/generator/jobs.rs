@@ -1,6 +1,7 @@
 //! Generator runs in the background, for the HTTP API: start, watch, list, cancel.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -9,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::format::rfc3339_millis;
 use super::{random_seed, run, GeneratorParams, GeneratorSummary, JobProgress};
+use crate::panics::{self, PanicSite};
 use crate::{KafkaConfig, ServiceError};
 
 /// Finished jobs beyond this many are forgotten, oldest first; running jobs are always kept.
@@ -97,7 +99,23 @@ impl GeneratorJobs {
 
     /// Validates `params` and starts a job on a thread of its own; returns at once. The seed
     /// is chosen here when not given, so the status shows it from the start.
-    pub fn start(&self, mut params: GeneratorParams) -> Result<JobStatus, ServiceError> {
+    pub fn start(&self, params: GeneratorParams) -> Result<JobStatus, ServiceError> {
+        self.start_with(params, run)
+    }
+
+    /// [`start`](Self::start) with the work a job does given, so tests can make it fail or
+    /// panic.
+    fn start_with(
+        &self,
+        mut params: GeneratorParams,
+        work: impl FnOnce(
+                &KafkaConfig,
+                &GeneratorParams,
+                &JobProgress,
+            ) -> Result<GeneratorSummary, ServiceError>
+            + Send
+            + 'static,
+    ) -> Result<JobStatus, ServiceError> {
         params.validate()?;
         params.seed = Some(params.seed.unwrap_or_else(random_seed));
         let job = self.register(params);
@@ -105,7 +123,7 @@ impl GeneratorJobs {
         let worker = Arc::clone(&job);
         std::thread::Builder::new()
             .name(format!("generator-{}", job.id))
-            .spawn(move || worker.run_to_end(&kafka))
+            .spawn(move || worker.run_to_end(&kafka, work))
             .map_err(|e| {
                 let reason = format!("cannot start a thread for the job: {e}");
                 job.finish(Err(reason.clone()));
@@ -128,12 +146,20 @@ impl GeneratorJobs {
     /// queued; a job that already ended is left as it is.
     pub fn cancel(&self, id: u64) -> Option<JobStatus> {
         let job = self.find(id)?;
-        // Holding the outcome lock while deciding, so the job cannot finish in between.
-        let outcome = job.outcome();
-        if outcome.is_none() {
-            job.progress.cancel();
-        }
-        drop(outcome);
+        job.cancel_if_running();
+        Some(job.status())
+    }
+
+    /// Forgets a job: from now on it is neither listed nor found. A running job is cancelled
+    /// first; its thread delivers what it queued and ends on its own. Returns the job as it
+    /// was when it was forgotten.
+    pub fn remove(&self, id: u64) -> Option<JobStatus> {
+        let job = {
+            let mut registry = self.lock();
+            let index = registry.jobs.iter().position(|job| job.id == id)?;
+            registry.jobs.remove(index)?
+        };
+        job.cancel_if_running();
         Some(job.status())
     }
 
@@ -178,12 +204,40 @@ impl Registry {
 }
 
 impl Job {
-    fn run_to_end(&self, kafka: &KafkaConfig) {
-        let result = run(kafka, &self.params, &self.progress).map_err(|e| e.to_string());
+    /// Runs the job and records how it ended. A panic in the run is caught here: otherwise
+    /// the job would report `running` forever, and cancelling it would change nothing.
+    fn run_to_end(
+        &self,
+        kafka: &KafkaConfig,
+        work: impl FnOnce(
+            &KafkaConfig,
+            &GeneratorParams,
+            &JobProgress,
+        ) -> Result<GeneratorSummary, ServiceError>,
+    ) {
+        let run = AssertUnwindSafe(|| work(kafka, &self.params, &self.progress));
+        let result = match std::panic::catch_unwind(run) {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(payload) => {
+                let context = format!("generator job {}", self.id);
+                let message = panics::caught(PanicSite::GeneratorJob, &context, payload.as_ref());
+                Err(format!("the job panicked: {message}"))
+            }
+        };
         if let Err(error) = &result {
             tracing::warn!(job = self.id, %error, "generator job failed");
         }
         self.finish(result);
+    }
+
+    /// Asks the run to stop unless it already ended: a cancel after the end would turn a
+    /// completed job's report into `cancelled`.
+    fn cancel_if_running(&self) {
+        // Holding the outcome lock while deciding, so the job cannot finish in between.
+        let outcome = self.outcome();
+        if outcome.is_none() {
+            self.progress.cancel();
+        }
     }
 
     fn finish(&self, result: Result<GeneratorSummary, String>) {
@@ -295,6 +349,64 @@ mod tests {
         assert_eq!(listed[KEPT_JOBS - 1].state, JobState::Running);
         assert_eq!(listed[0].state, JobState::Failed);
         assert_eq!(listed[0].error.as_deref(), Some("test"));
+    }
+
+    /// Polls until the job is no longer running; its status then.
+    fn wait_until_ended(jobs: &GeneratorJobs, id: u64) -> JobStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let status = jobs.get(id).expect("the job is kept");
+            if status.state != JobState::Running {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running: {status:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_job_that_panics_is_failed_with_the_panic_message_and_counted() {
+        let jobs = GeneratorJobs::new(KafkaConfig::new("127.0.0.1:1"));
+        let before = panics::count(PanicSite::GeneratorJob);
+        let started = jobs
+            .start_with(GeneratorParams::default(), |_, _, _| {
+                panic!("cannot convert float seconds to Duration")
+            })
+            .expect("valid parameters");
+        let ended = wait_until_ended(&jobs, started.id);
+        assert_eq!(ended.state, JobState::Failed);
+        assert_eq!(
+            ended.error.as_deref(),
+            Some("the job panicked: cannot convert float seconds to Duration")
+        );
+        assert!(ended.finished_at.is_some());
+        assert!(panics::count(PanicSite::GeneratorJob) > before);
+    }
+
+    #[test]
+    fn a_removed_job_is_forgotten_and_a_running_one_is_cancelled() {
+        let jobs = GeneratorJobs::new(KafkaConfig::new("127.0.0.1:1"));
+        let (stopped, stop_seen) = std::sync::mpsc::channel();
+        let running = jobs
+            .start_with(GeneratorParams::default(), move |_, params, progress| {
+                while !progress.is_cancelled() {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                let _ = stopped.send(());
+                Err(ServiceError::InvalidParams(params.topic.clone()))
+            })
+            .expect("valid parameters");
+        let removed = jobs.remove(running.id).expect("the job exists");
+        assert_eq!(removed.id, running.id);
+        assert!(jobs.get(running.id).is_none());
+        assert!(jobs.list().is_empty());
+        assert!(jobs.remove(running.id).is_none());
+        stop_seen
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the removed job was asked to stop");
     }
 
     #[test]

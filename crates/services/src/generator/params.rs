@@ -23,37 +23,48 @@ pub const MAX_NUM_MESSAGES: u64 = 1_000_000_000;
 pub const MAX_PAUSE_MS: u64 = 60_000;
 /// Far above what one producer can send; a larger rate would simply mean "unpaced".
 pub const MAX_RATE: f64 = 10_000_000.0;
+/// One event every 100 s. Slower is a pause (`pause_ms`, up to a minute) rather than a rate;
+/// and far slower rates (1e-300) put the next event past any time a clock can represent.
+pub const MIN_RATE: f64 = 0.01;
+/// The largest integer a JSON number holds exactly everywhere (JavaScript, most dashboards):
+/// a seed above it could not be read back and replayed.
+pub const MAX_SEED: u64 = (1 << 53) - 1;
 
 /// Parameters of one generator run: `freshet generate` flags, and the JSON body of
 /// `POST /api/v1/generator/jobs`. Missing fields take the earlier tool's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-// `default` only tells the OpenAPI schema that every field may be left out; deserialising
-// goes through `ParamsBody`.
-#[serde(from = "ParamsBody", default)]
+// `default` and `deny_unknown_fields` only tell the OpenAPI schema that every field may be
+// left out and no other may be given; deserialising goes through `ParamsBody`, which
+// enforces both.
+#[serde(from = "ParamsBody", default, deny_unknown_fields)]
 pub struct GeneratorParams {
-    /// Distinct simulated devices, each with its own IP address (default 100, at most
-    /// 10,000,000). May be 0 only when `num_messages` is 0.
-    #[schema(default = 100, maximum = 10_000_000)]
+    /// Distinct simulated devices, each with its own IP address (default 100, 1 to
+    /// 10,000,000).
+    #[schema(default = 100, minimum = 1, maximum = 10_000_000)]
     pub num_devices: u64,
     /// Events to send, each from a device picked uniformly at random (default 1000, at most
     /// 1,000,000,000).
     #[schema(default = 1000, maximum = 1_000_000_000)]
     pub num_messages: u64,
-    /// Milliseconds to wait between two sends (default 100, or 0 when `rate` is given; at
-    /// most 60,000). 0 sends as fast as the broker acknowledges.
+    /// Milliseconds to wait after each send (default 100, or 0 when `rate` is given; at most
+    /// 60,000). 0 sends as fast as the broker acknowledges.
     #[schema(default = 100, maximum = 60_000)]
     pub pause_ms: u64,
-    /// Events per second to pace to, instead of `pause_ms` (above 0, at most 10,000,000).
+    /// Most events per second, paced evenly (0.01 to 10,000,000; null or absent: not paced by
+    /// rate). Given with a `pause_ms` above 0, both hold: the slower of the two sets the pace.
+    #[schema(minimum = 0.01, maximum = 10_000_000.0)]
     pub rate: Option<f64>,
     /// Seed of the random choices (device addresses, which device sends, error codes,
     /// timestamp forms): the same seed gives the same events apart from their timestamps.
-    /// Chosen at random and reported when absent.
+    /// Chosen at random and reported when absent. At most 2^53 - 1, so that it survives
+    /// JSON everywhere.
+    #[schema(maximum = 9_007_199_254_740_991_u64)]
     pub seed: Option<u64>,
     /// Share of devices with an IPv6 address, in percent (default 0: all IPv4).
     #[schema(default = 0, maximum = 100)]
     pub ipv6_percent: u8,
     /// Topic to write to (default `device-events`); created with 3 partitions if missing.
-    #[schema(default = "device-events")]
+    #[schema(schema_with = generator_topic_schema)]
     pub topic: String,
     /// Devices take turns (in pool order, itself random) instead of each event picking one
     /// at random (default false). With `num_messages` at least `num_devices`, every device
@@ -78,19 +89,48 @@ impl Default for GeneratorParams {
 }
 
 /// The JSON body as sent. `pause_ms` defaults to 100 only when no `rate` is given, so
-/// `{"rate": 5000}` means "pace to 5000/s" instead of being refused for naming both.
+/// `{"rate": 5000}` means "pace to 5000/s", not "5000/s with 100 ms pauses".
 /// Unknown fields are refused: a misspelt `num_device` must not silently become 100 devices.
+/// A field may be left out for its default, but only `rate` and `seed` may be null (the
+/// schema says which are nullable; `"topic": null` is a mistake, not a request for the
+/// default).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ParamsBody {
+    #[serde(default, deserialize_with = "present")]
     num_devices: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     num_messages: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     pause_ms: Option<u64>,
     rate: Option<f64>,
     seed: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     ipv6_percent: Option<u8>,
+    #[serde(default, deserialize_with = "present")]
     topic: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     round_robin: Option<bool>,
+}
+
+/// A field that may be left out (`None`, through `#[serde(default)]`) but not null.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// The topic field's schema: Kafka's name rules, defaulting to `device-events`.
+fn generator_topic_schema() -> utoipa::openapi::schema::Object {
+    crate::kafka::topic_name_schema()
+        .default(Some(serde_json::Value::from(DEVICE_EVENTS)))
+        .description(Some(
+            "Topic to write to (default `device-events`), created with 3 partitions if \
+             missing: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`",
+        ))
+        .build()
 }
 
 impl From<ParamsBody> for GeneratorParams {
@@ -119,6 +159,7 @@ impl GeneratorParams {
     pub fn validate(&self) -> Result<(), ServiceError> {
         self.check_counts()
             .and_then(|()| self.check_pacing())
+            .and_then(|()| self.check_seed())
             .and_then(|()| self.check_ipv6_percent())
             .and_then(|()| check_topic_name(&self.topic))
             .map_err(ServiceError::InvalidParams)
@@ -137,11 +178,8 @@ impl GeneratorParams {
                 self.num_messages
             ));
         }
-        if self.num_devices == 0 && self.num_messages > 0 {
-            return Err(format!(
-                "num_devices is 0 but num_messages is {}: events need at least one device",
-                self.num_messages
-            ));
+        if self.num_devices == 0 {
+            return Err("num_devices is 0: events need at least one device".into());
         }
         Ok(())
     }
@@ -156,19 +194,22 @@ impl GeneratorParams {
         let Some(rate) = self.rate else {
             return Ok(());
         };
-        if !rate.is_finite() || rate <= 0.0 || rate > MAX_RATE {
+        // Written so that NaN fails too. `{rate:?}` prints 1e-300 as such, not as 300 digits.
+        if !(MIN_RATE..=MAX_RATE).contains(&rate) {
             return Err(format!(
-                "rate {rate} must be a number of events per second above 0 and at most {MAX_RATE}"
-            ));
-        }
-        if self.pause_ms > 0 {
-            return Err(format!(
-                "both pause_ms ({}) and rate ({rate}) are given: drop pause_ms (or set it to 0) \
-                 to pace by rate, or drop rate to pause between sends",
-                self.pause_ms
+                "rate {rate:?} must be a number of events per second from {MIN_RATE} to {MAX_RATE}"
             ));
         }
         Ok(())
+    }
+
+    fn check_seed(&self) -> Result<(), String> {
+        match self.seed {
+            Some(seed) if seed > MAX_SEED => Err(format!(
+                "seed {seed} is more than {MAX_SEED} (2^53 - 1), the largest JSON keeps exactly"
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn check_ipv6_percent(&self) -> Result<(), String> {
@@ -193,7 +234,7 @@ impl GeneratorParams {
 /// A seed for a run that was given none. Kept below 2^53 so it survives a round trip through
 /// JSON numbers in JavaScript (the console and most dashboards), letting users replay it.
 pub fn random_seed() -> u64 {
-    rand::random::<u64>() >> 11
+    rand::random::<u64>() & MAX_SEED
 }
 
 #[cfg(test)]
@@ -228,9 +269,13 @@ mod tests {
     #[test]
     fn every_bad_parameter_is_refused_with_its_reason() {
         let cases: Vec<(GeneratorParams, &str)> = vec![
+            (with(|p| p.num_devices = 0), "num_devices is 0"),
             (
-                with(|p| p.num_devices = 0),
-                "num_devices is 0 but num_messages is 1000",
+                with(|p| {
+                    p.num_devices = 0;
+                    p.num_messages = 0;
+                }),
+                "events need at least one device",
             ),
             (
                 with(|p| p.num_devices = MAX_NUM_DEVICES + 1),
@@ -263,25 +308,39 @@ mod tests {
                     p.pause_ms = 0;
                     p.rate = Some(0.0);
                 }),
-                "rate 0 must be",
+                "rate 0.0 must be",
             ),
             (
                 with(|p| {
                     p.pause_ms = 0;
                     p.rate = Some(-5.0);
                 }),
-                "rate -5 must be",
+                "rate -5.0 must be",
             ),
             (
                 with(|p| {
                     p.pause_ms = 0;
                     p.rate = Some(MAX_RATE * 2.0);
                 }),
-                "rate 20000000 must be",
+                "rate 20000000.0 must be",
             ),
             (
-                with(|p| p.rate = Some(50.0)),
-                "both pause_ms (100) and rate (50) are given: drop pause_ms",
+                with(|p| {
+                    p.pause_ms = 0;
+                    p.rate = Some(1e-300);
+                }),
+                "rate 1e-300 must be",
+            ),
+            (
+                with(|p| {
+                    p.pause_ms = 0;
+                    p.rate = Some(MIN_RATE / 2.0);
+                }),
+                "rate 0.005 must be a number of events per second from 0.01 to 10000000",
+            ),
+            (
+                with(|p| p.seed = Some(MAX_SEED + 1)),
+                "seed 9007199254740992 is more than 9007199254740991",
             ),
             (
                 with(|p| p.ipv6_percent = 101),
@@ -313,10 +372,17 @@ mod tests {
                 p.rate = Some(MAX_RATE);
             }),
             with(|p| {
-                p.num_devices = 0;
+                p.pause_ms = 0;
+                p.rate = Some(MIN_RATE);
+            }),
+            with(|p| {
+                p.num_devices = 1;
                 p.num_messages = 0;
             }),
+            // Both hold; the slower sets the pace.
+            with(|p| p.rate = Some(50.0)),
             with(|p| p.ipv6_percent = 100),
+            with(|p| p.seed = Some(MAX_SEED)),
             with(|p| p.topic = "a.B_c-9".repeat(35)),
         ] {
             params.validate().expect("at the limit is valid");
@@ -334,7 +400,26 @@ mod tests {
         paced.validate().expect("rate alone is valid");
         let both: GeneratorParams =
             serde_json::from_str(r#"{"rate": 5000, "pause_ms": 10}"#).expect("both");
-        assert!(both.validate().is_err());
+        assert_eq!((both.pause_ms, both.rate), (10, Some(5000.0)));
+        both.validate().expect("a pause and a rate both hold");
+        let nulls: GeneratorParams =
+            serde_json::from_str(r#"{"rate": null, "seed": null}"#).expect("nullable fields");
+        assert_eq!(nulls, GeneratorParams::default());
+        for field in [
+            "num_devices",
+            "num_messages",
+            "pause_ms",
+            "ipv6_percent",
+            "topic",
+            "round_robin",
+        ] {
+            let body = format!(r#"{{"{field}": null}}"#);
+            let null = serde_json::from_str::<GeneratorParams>(&body).expect_err("not nullable");
+            assert!(
+                null.to_string().contains("invalid type: null"),
+                "{field}: {null}"
+            );
+        }
         let typo = serde_json::from_str::<GeneratorParams>(r#"{"num_device": 5}"#)
             .expect_err("unknown field");
         assert!(typo.to_string().contains("num_device"), "{typo}");

@@ -147,21 +147,29 @@ pub(crate) fn flush(producer: &BaseProducer<Deliveries<'_>>) -> Result<(), Servi
     Ok(())
 }
 
-/// When each event is due.
+/// When each event is due: after the pause since the last send, and no sooner than the rate
+/// allows. Either, both or neither may be set; with both, the slower one sets the pace.
 #[derive(Debug)]
-pub(crate) enum Pacer {
-    /// As fast as the producer queue takes them.
-    Unpaced,
-    /// A fixed pause after each send, like the earlier tool.
-    Pause { pause: Duration, next: Instant },
-    /// A steady rate: event `n` after the anchor is due `n / rate` seconds after it. Falling
-    /// behind by more than [`MAX_LAG`] moves the anchor, so a stall (a full queue, a slow
-    /// broker) is not followed by an unbounded burst.
-    Rate {
-        per_second: f64,
-        anchor: Instant,
-        since_anchor: u64,
-    },
+pub(crate) struct Pacer {
+    pause: Option<Pause>,
+    rate: Option<Rate>,
+}
+
+/// A fixed pause after each send, like the earlier tool.
+#[derive(Debug)]
+struct Pause {
+    pause: Duration,
+    next: Instant,
+}
+
+/// A steady rate: event `n` after the anchor is due `n / rate` seconds after it. Falling
+/// behind by more than [`MAX_LAG`] moves the anchor, so a stall (a full queue, a slow broker)
+/// is not followed by an unbounded burst.
+#[derive(Debug)]
+struct Rate {
+    per_second: f64,
+    anchor: Instant,
+    since_anchor: u64,
 }
 
 /// How far a rate-paced run may fall behind before it stops trying to catch up.
@@ -171,55 +179,72 @@ const MAX_LAG: Duration = Duration::from_millis(100);
 /// sends every event that fell due meanwhile back to back.
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
+/// When event `n` after `anchor` is due at `per_second`; `None` when that is too far away
+/// to represent. Validation keeps rates where this never happens, but a panic in the pacer
+/// would take the whole job down, so it is not left to validation alone.
+fn due_at(anchor: Instant, n: u64, per_second: f64) -> Option<Instant> {
+    if n == 0 {
+        return Some(anchor);
+    }
+    let seconds = Duration::try_from_secs_f64(n as f64 / per_second).ok()?;
+    anchor.checked_add(seconds)
+}
+
 impl Pacer {
     pub(crate) fn new(pause_ms: u64, rate: Option<f64>) -> Self {
         let now = Instant::now();
-        match rate {
-            Some(per_second) => Pacer::Rate {
+        Pacer {
+            pause: (pause_ms > 0).then(|| Pause {
+                pause: Duration::from_millis(pause_ms),
+                next: now,
+            }),
+            rate: rate.map(|per_second| Rate {
                 per_second,
                 anchor: now,
                 since_anchor: 0,
-            },
-            None if pause_ms > 0 => Pacer::Pause {
-                pause: Duration::from_millis(pause_ms),
-                next: now,
-            },
-            None => Pacer::Unpaced,
+            }),
         }
     }
 
     /// How long to wait before the next event may go; zero when it is due.
     pub(crate) fn wait(&mut self, now: Instant) -> Duration {
-        match self {
-            Pacer::Unpaced => Duration::ZERO,
-            Pacer::Pause { next, .. } => next.saturating_duration_since(now),
-            Pacer::Rate {
-                per_second,
-                anchor,
-                since_anchor,
-            } => {
-                let due = *anchor + Duration::from_secs_f64(*since_anchor as f64 / *per_second);
-                if now.saturating_duration_since(due) > MAX_LAG {
-                    *anchor = now;
-                    *since_anchor = 0;
-                    return Duration::ZERO;
-                }
-                let wait = due.saturating_duration_since(now);
-                if wait.is_zero() {
-                    wait
-                } else {
-                    wait.max(MIN_WAIT)
-                }
-            }
-        }
+        let pause = self.pause.as_ref().map_or(Duration::ZERO, |pause| {
+            pause.next.saturating_duration_since(now)
+        });
+        let rate = self
+            .rate
+            .as_mut()
+            .map_or(Duration::ZERO, |rate| rate.wait(now));
+        pause.max(rate)
     }
 
     /// Records that an event went out at `now`.
     pub(crate) fn sent(&mut self, now: Instant) {
-        match self {
-            Pacer::Unpaced => {}
-            Pacer::Pause { pause, next } => *next = now + *pause,
-            Pacer::Rate { since_anchor, .. } => *since_anchor += 1,
+        if let Some(pause) = &mut self.pause {
+            pause.next = now + pause.pause;
+        }
+        if let Some(rate) = &mut self.rate {
+            rate.since_anchor += 1;
+        }
+    }
+}
+
+impl Rate {
+    fn wait(&mut self, now: Instant) -> Duration {
+        let Some(due) = due_at(self.anchor, self.since_anchor, self.per_second) else {
+            // Further away than a clock can count: never, for any run.
+            return Duration::MAX;
+        };
+        if now.saturating_duration_since(due) > MAX_LAG {
+            self.anchor = now;
+            self.since_anchor = 0;
+            return Duration::ZERO;
+        }
+        let wait = due.saturating_duration_since(now);
+        if wait.is_zero() {
+            wait
+        } else {
+            wait.max(MIN_WAIT)
         }
     }
 }
@@ -247,10 +272,7 @@ mod tests {
     #[test]
     fn rate_releases_due_events_in_bursts_and_never_spins() {
         let mut pacer = Pacer::new(0, Some(100_000.0));
-        let start = match &pacer {
-            Pacer::Rate { anchor, .. } => *anchor,
-            other => panic!("{other:?}"),
-        };
+        let start = pacer.rate.as_ref().expect("paced by rate").anchor;
         // 1 ms in, events 0..100 are due (10 µs apart) and go without waiting.
         let later = start + Duration::from_millis(1);
         for _ in 0..=100 {
@@ -273,9 +295,43 @@ mod tests {
     }
 
     #[test]
+    fn rates_too_slow_for_any_clock_wait_instead_of_panicking() {
+        for rate in [1e-300, f64::MIN_POSITIVE, 0.0, -1.0, f64::NAN] {
+            let mut pacer = Pacer::new(0, Some(rate));
+            let start = Instant::now();
+            assert_eq!(
+                pacer.wait(start),
+                Duration::ZERO,
+                "the first event is due at once"
+            );
+            pacer.sent(start);
+            let wait = pacer.wait(start);
+            assert!(wait > Duration::from_secs(3600), "rate {rate}: {wait:?}");
+        }
+    }
+
+    #[test]
     fn no_pause_no_rate_is_unpaced() {
         let mut pacer = Pacer::new(0, None);
-        assert!(matches!(pacer, Pacer::Unpaced));
-        assert_eq!(pacer.wait(Instant::now()), Duration::ZERO);
+        assert!(pacer.pause.is_none() && pacer.rate.is_none());
+        let now = Instant::now();
+        assert_eq!(pacer.wait(now), Duration::ZERO);
+        pacer.sent(now);
+        assert_eq!(pacer.wait(now), Duration::ZERO);
+    }
+
+    #[test]
+    fn with_a_pause_and_a_rate_the_slower_sets_the_pace() {
+        // 10 ms pause but at most 20 events a second: 50 ms apart.
+        let mut slow_rate = Pacer::new(10, Some(20.0));
+        let start = slow_rate.rate.as_ref().expect("rate").anchor;
+        assert_eq!(slow_rate.wait(start), Duration::ZERO);
+        slow_rate.sent(start);
+        assert_eq!(slow_rate.wait(start), Duration::from_millis(50));
+        // 200 ms pause and up to 1000 a second: 200 ms apart.
+        let mut slow_pause = Pacer::new(200, Some(1000.0));
+        let start = slow_pause.rate.as_ref().expect("rate").anchor;
+        slow_pause.sent(start);
+        assert_eq!(slow_pause.wait(start), Duration::from_millis(200));
     }
 }
