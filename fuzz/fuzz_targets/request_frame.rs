@@ -1,7 +1,13 @@
 //! Request decoding and handling: the input is one request frame (without its 4-byte size
 //! prefix), started through `dispatch::start` on a real broker in a temp dir (on tmpfs when
-//! there is one), exactly as the connection task starts the frames it reads from a socket; an
-//! answer is awaited for up to `RESPONSE_WAIT` (long polls and group barriers may take longer).
+//! there is one), exactly as the connection task starts the frames it reads from a socket, and
+//! its answer awaited.
+//!
+//! The runtime's clock is paused (tokio's test-util): whenever every task waits on a timer,
+//! time jumps to the next one. So long polls, group barriers and session timeouts run their
+//! whole course at once and every answer is checked; `RESPONSE_WAIT` (virtual time, longer
+//! than any wait the broker allows) only stops a request that would never be answered.
+//! A blocking task (appends, fsyncs) holds the clock while it runs.
 //!
 //! Checks, besides "no panic, no abort":
 //! - every answer is one well-formed response frame: its size prefix matches, it carries the
@@ -31,8 +37,8 @@ use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Decodable;
 use libfuzzer_sys::fuzz_target;
 
-/// How long an answer is awaited.
-const RESPONSE_WAIT: Duration = Duration::from_millis(20);
+/// How long an answer is awaited, in the paused clock's virtual time.
+const RESPONSE_WAIT: Duration = Duration::from_secs(120);
 /// Retention and compaction run every this many inputs.
 const CLEAN_EVERY: u64 = 256;
 
@@ -57,9 +63,9 @@ fuzz_target!(|frame: &[u8]| {
 
 impl Harness {
     fn new() -> Harness {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .start_paused(true)
             .build()
             .expect("runtime");
         let reset_every = std::env::var("FRESHET_FUZZ_RESET_EVERY")
@@ -83,7 +89,7 @@ impl Harness {
                 self.runtime.block_on(old.broker.close());
             }
             state.inputs += 1;
-            (state.broker.clone(), state.inputs % CLEAN_EVERY == 0)
+            (state.broker.clone(), state.inputs.is_multiple_of(CLEAN_EVERY))
         };
         let peer = SocketAddr::from(([127, 0, 0, 1], 9));
         let request = Bytes::copy_from_slice(frame);
@@ -135,9 +141,16 @@ impl BrokerState {
 /// One response frame for the request `frame`: size prefix, correlation id, a body that
 /// decodes as the request's API and version.
 fn check_response(frame: &[u8], mut response: Bytes) {
-    assert!(response.len() >= 8, "a response frame has a size and a header");
+    assert!(
+        response.len() >= 8,
+        "a response frame has a size and a header"
+    );
     let size = response.len() - 4;
-    assert_eq!(response.get_i32() as usize, size, "the size prefix counts the frame");
+    assert_eq!(
+        response.get_i32() as usize,
+        size,
+        "the size prefix counts the frame"
+    );
     // The request header decoded, or there would be no answer: key, version, correlation id.
     let api = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -146,12 +159,19 @@ fn check_response(frame: &[u8], mut response: Bytes) {
     let version = if versions::is_supported(api, version) {
         version
     } else {
-        assert_eq!(api, ApiKey::ApiVersions, "only ApiVersions answers an unsupported version");
+        assert_eq!(
+            api,
+            ApiKey::ApiVersions,
+            "only ApiVersions answers an unsupported version"
+        );
         0
     };
     let header = ResponseHeader::decode(&mut response, api.response_header_version(version))
         .expect("the response header decodes");
-    assert_eq!(header.correlation_id, correlation_id, "the answer carries the correlation id");
+    assert_eq!(
+        header.correlation_id, correlation_id,
+        "the answer carries the correlation id"
+    );
     if let Err(error) = ResponseKind::decode(api, &mut response, version) {
         panic!("{api:?} v{version} response does not decode: {error:#}");
     }

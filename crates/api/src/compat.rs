@@ -196,9 +196,14 @@ impl StartQuery {
     /// Goes through the generator's own JSON form, so the defaults (including "no default
     /// pause when a rate is given") come from the one place that defines them.
     fn into_params(self) -> Result<GeneratorParams, ApiError> {
-        serde_json::to_value(&self)
+        let rate = self.rate;
+        let mut params: GeneratorParams = serde_json::to_value(&self)
             .and_then(serde_json::from_value)
-            .map_err(|e| ApiError::bad_request(format!("invalid generator parameters: {e}")))
+            .map_err(|e| ApiError::bad_request(format!("invalid generator parameters: {e}")))?;
+        // JSON has no infinity or NaN: the round trip turns `rate=inf` into null, which would
+        // start an unpaced job. The rate as given goes to validation instead.
+        params.rate = rate;
+        Ok(params)
     }
 }
 

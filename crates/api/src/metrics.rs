@@ -213,7 +213,8 @@ impl Collector for TrackerCollector {
             e,
             "freshet_tracker_events_rejected",
             "Device events this node sent to the dead-letter topic since it started, by kind \
-             of problem.",
+             of problem (unreadable_batch: a whole record batch the consumer cannot read, \
+             one dead-letter record each).",
             "reason",
             m.events_rejected
                 .iter()

@@ -306,9 +306,14 @@ impl ConnectionClock {
         if let Phase::Idle(_) = state.phase {
             state.phase = Phase::Head(now);
             drop(state);
-            // The header deadline is likely earlier than the idle one being waited for.
-            self.changed.notify_one();
+            self.phase_changed();
         }
+    }
+
+    /// The watchdog waits for the deadline of the phase it last saw; a new phase may end
+    /// sooner (a 10 s header wait becomes a shorter idle wait, or the reverse).
+    fn phase_changed(&self) {
+        self.changed.notify_one();
     }
 
     fn write_polled(&self, blocked: bool, now: Instant) {
@@ -327,6 +332,8 @@ impl ConnectionClock {
             Phase::Busy(requests) => Phase::Busy(requests + 1),
             Phase::Head(_) | Phase::Idle(_) => Phase::Busy(1),
         };
+        drop(state);
+        self.phase_changed();
         Busy(Arc::clone(self))
     }
 
@@ -336,6 +343,8 @@ impl ConnectionClock {
             Phase::Busy(requests) if requests > 1 => Phase::Busy(requests - 1),
             _ => Phase::Idle(now),
         };
+        drop(state);
+        self.phase_changed();
     }
 
     /// When the current phase runs out, or when to look again while busy.

@@ -211,7 +211,8 @@ pub async fn delete_topic(
     responses(
         (status = 200, description = "Every record was acknowledged", body = ProducedRecords),
         (status = 400, description = "Invalid JSON or topic name, no records or more than 500", body = ApiError),
-        (status = 404, description = "No such topic, or a partition the topic does not have", body = ApiError),
+        (status = 404, description = "No such topic", body = ApiError),
+        (status = 409, description = "A record names a partition the topic does not have", body = ApiError),
         (status = 413, description = "The body is larger than 1 MiB", body = ApiError),
         (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ApiError),
         (status = 503, description = "The cluster is unreachable or did not acknowledge, or no cluster client runs in this process", body = ApiError),
@@ -242,7 +243,10 @@ pub struct ReadRecordsQuery {
 ///
 /// Up to `limit` records from `offset`, in offset order, as far as the partition's latest
 /// offset; `next_offset` is where the next page starts. Returns what the cluster delivered
-/// within about two seconds, without waiting for new records.
+/// within about two seconds, without waiting for new records. A record batch that cannot be
+/// read (a decompression bomb: each batch may decompress to at most 64 MiB; a corrupt batch;
+/// the pre-0.11 message format) is stepped over and listed in `skipped` with the offsets it
+/// covers and why, so paging on from `next_offset` goes past it.
 #[utoipa::path(
     get,
     path = "/api/v1/topics/{name}/partitions/{partition}/records",
@@ -255,7 +259,7 @@ pub struct ReadRecordsQuery {
         (status = 200, description = "One page of records", body = RecordPage),
         (status = 400, description = "Invalid topic name, partition, offset or limit", body = ApiError),
         (status = 404, description = "No such topic or partition, or an offset past the partition's latest (no records are there yet)", body = ApiError),
-        (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
+        (status = 503, description = "The cluster or the partition's leader is unreachable, or no cluster client runs in this process", body = ApiError),
     )
 )]
 pub async fn read_records(

@@ -119,15 +119,32 @@ async fn jobs_are_created_listed_and_cancelled() {
     assert_eq!(ids, vec![slow_id, quick_id], "newest first");
 
     let slow_url = format!("/api/v1/generator/jobs/{slow_id}");
-    let cancelled = send(&app, request(Method::DELETE, &slow_url)).await;
+    let cancel_url = format!("{slow_url}/cancel");
+    let cancelled = send(&app, request(Method::POST, &cancel_url)).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
     assert_eq!(cancelled.json["id"], slow_id);
     let ended = wait_for_state(&app, &slow_url, "cancelled").await;
     let sent = ended["sent"].as_u64().expect("sent");
     assert!(sent < 100_000, "{ended}");
 
-    let unknown = send(&app, request(Method::DELETE, "/api/v1/generator/jobs/99")).await;
-    assert_error(&unknown, StatusCode::NOT_FOUND, "no generator job 99");
+    // Deleting forgets the job; its final state is gone with it.
+    let deleted = send(&app, request(Method::DELETE, &slow_url)).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{deleted:?}");
+    assert_error(
+        &get(&app, &slow_url).await,
+        StatusCode::NOT_FOUND,
+        "no generator job",
+    );
+
+    for method in [Method::DELETE, Method::POST] {
+        let uri = if method == Method::POST {
+            "/api/v1/generator/jobs/99/cancel"
+        } else {
+            "/api/v1/generator/jobs/99"
+        };
+        let unknown = send(&app, request(method, uri)).await;
+        assert_error(&unknown, StatusCode::NOT_FOUND, "no generator job 99");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +159,7 @@ async fn cancelling_an_ended_job_leaves_it_as_it_was() {
     .await;
     let url = format!("/api/v1/generator/jobs/{}", job.json["id"]);
     wait_for_state(&app, &url, "completed").await;
-    let cancelled = send(&app, request(Method::DELETE, &url)).await;
+    let cancelled = send(&app, request(Method::POST, &format!("{url}/cancel"))).await;
     assert_eq!(cancelled.json["state"], "completed", "{cancelled:?}");
     assert_eq!(get(&app, &url).await.json["state"], "completed");
 }

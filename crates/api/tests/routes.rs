@@ -230,6 +230,7 @@ async fn start_refuses_bad_parameters_with_the_reason() {
         ),
         ("rate=1e-300", "rate 1e-300 must be"),
         ("rate=inf", "rate inf must be"),
+        ("rate=NaN", "rate NaN must be"),
         (
             "num_devices=100000000000",
             "num_devices 100000000000 is more than the 10000000 allowed",
@@ -325,11 +326,15 @@ async fn topic_creation_refuses_bad_bodies_before_asking_the_cluster() {
         ),
         (
             r#"{"name": "t", "partitions": 0}"#.to_string(),
-            "partitions 0 is out of range: a topic has 1 to 10000",
+            "partitions 0 is out of range: a topic has 1 to 1000",
         ),
         (
-            r#"{"name": "t", "partitions": 10001}"#.to_string(),
-            "partitions 10001 is out of range",
+            r#"{"name": "t", "partitions": 1001}"#.to_string(),
+            "partitions 1001 is out of range",
+        ),
+        (
+            r#"{"name": "t", "replication_factor": 10001}"#.to_string(),
+            "replication_factor 10001 is invalid",
         ),
         (
             r#"{"name": "t", "replication_factor": 0}"#.to_string(),
@@ -932,7 +937,7 @@ async fn body_schemas_require_and_bound_what_the_server_does() {
             &params["properties"]["rate"]["minimum"],
             &params["properties"]["rate"]["maximum"]
         ),
-        (&json!(0.01), &json!(10_000_000.0))
+        (&json!(0.01), &json!(10_000_000))
     );
     assert_eq!(params["properties"]["num_devices"]["minimum"], 1);
     // Nullable only where null means "absent": rate and seed.

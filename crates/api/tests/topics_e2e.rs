@@ -106,10 +106,11 @@ async fn check_create_refusals(app: &Router) {
         r#"{"name": "bad-config", "replication_factor": 3}"#,
     )
     .await;
+    // A valid request the one-node cluster cannot place: a conflict with its state.
     assert_error(
         &replicas,
-        StatusCode::BAD_REQUEST,
-        "the cluster refused to create topic \"bad-config\"",
+        StatusCode::CONFLICT,
+        "the cluster refused to create topic \"bad-config\": InvalidReplicationFactor",
     );
     let missing = get(app, "/api/v1/topics/bad-config").await;
     assert_error(
@@ -348,7 +349,7 @@ async fn check_produce_refusals(app: &Router) {
     .await;
     assert_error(
         &out_of_range,
-        StatusCode::NOT_FOUND,
+        StatusCode::CONFLICT,
         "partition 3 does not exist: topic \"orders\" has 3 partitions",
     );
     let empty = post_json(app, &uri, r#"{"records": []}"#).await;
@@ -488,12 +489,24 @@ async fn a_topic_created_again_takes_records_again() {
     let body = json!({"records": [{"value": "v", "partition": 0}]}).to_string();
     for round in 0..3 {
         let created = post_json(&app, "/api/v1/topics", r#"{"name": "again"}"#).await;
-        assert_eq!(created.status, StatusCode::CREATED, "round {round}: {created:?}");
+        assert_eq!(
+            created.status,
+            StatusCode::CREATED,
+            "round {round}: {created:?}"
+        );
         for _ in 0..3 {
             let produced = post_json(&app, uri, &body).await;
-            assert_eq!(produced.status, StatusCode::OK, "round {round}: {produced:?}");
+            assert_eq!(
+                produced.status,
+                StatusCode::OK,
+                "round {round}: {produced:?}"
+            );
         }
         let deleted = delete(&app, "/api/v1/topics/again").await;
-        assert_eq!(deleted.status, StatusCode::NO_CONTENT, "round {round}: {deleted:?}");
+        assert_eq!(
+            deleted.status,
+            StatusCode::NO_CONTENT,
+            "round {round}: {deleted:?}"
+        );
     }
 }

@@ -15,6 +15,11 @@ pub const DEVICE_EVENTS: &str = "device-events";
 pub const DEVICE_EVENTS_DLQ: &str = "device-events.dlq";
 /// Header of a dead-letter record that says why the event was rejected.
 pub const REASON_HEADER: &str = "freshet.reason";
+/// Header of a dead-letter record that says where it came from: `<topic>/<partition>/<offset>`.
+pub const ORIGIN_HEADER: &str = "freshet.origin";
+/// Header of the dead-letter record of a batch that cannot be read: the batch's last offset
+/// (the origin names the first one skipped).
+pub const ORIGIN_LAST_OFFSET_HEADER: &str = "freshet.origin.last-offset";
 /// Largest error code a device reports.
 pub const MAX_ERROR_CODE: u8 = 10;
 /// Largest event accepted; a device event is under 100 bytes, so anything this big is not one.
@@ -70,16 +75,21 @@ pub enum InvalidKind {
     Timestamp,
     /// `error_code` missing or out of range.
     ErrorCode,
+    /// Not an event but a whole record batch the consumer cannot read (a decompression bomb,
+    /// a corrupt batch): its one dead-letter record has no value, only the reason and the
+    /// offsets it covers.
+    UnreadableBatch,
 }
 
 impl InvalidKind {
-    pub const ALL: [InvalidKind; 6] = [
+    pub const ALL: [InvalidKind; 7] = [
         InvalidKind::NoValue,
         InvalidKind::TooLarge,
         InvalidKind::Json,
         InvalidKind::DeviceIp,
         InvalidKind::Timestamp,
         InvalidKind::ErrorCode,
+        InvalidKind::UnreadableBatch,
     ];
 
     /// Position in [`Self::ALL`], for counters kept per kind.
@@ -95,6 +105,7 @@ impl InvalidKind {
             InvalidKind::DeviceIp => "device_ip",
             InvalidKind::Timestamp => "timestamp",
             InvalidKind::ErrorCode => "error_code",
+            InvalidKind::UnreadableBatch => "unreadable_batch",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Freshet's stream services. They reach Kafka only through the Kafka protocol (the rdkafka
 //! crate; [`cluster`] also encodes the few requests rdkafka does not expose itself, with the
-//! kafka-protocol crate) and never import broker code, so each runs unchanged against
+//! kafka-protocol crate, and reads record pages with its own Fetch so that a decompression
+//! bomb costs a bounded amount) and never import broker code, so each runs unchanged against
 //! Freshet's embedded broker or an Apache Kafka / Redpanda cluster (`--bootstrap-servers`).
 //!
 //! # Layout

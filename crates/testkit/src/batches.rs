@@ -21,6 +21,12 @@ pub fn gzip_zeros_batch(zeros: usize) -> Vec<u8> {
     v2_batch(GZIP, 0, 1, &body)
 }
 
+/// A v2 gzip batch claiming one record whose body is not gzip at all, with a valid CRC: corrupt
+/// in a way only decompression shows.
+pub fn corrupt_gzip_batch() -> Vec<u8> {
+    v2_batch(GZIP, 0, 1, b"this body is not gzip data")
+}
+
 /// gzip of `zeros` zero bytes, compressed 1 MiB at a time so the uncompressed body is never held.
 fn gzip_zeros(zeros: usize) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());

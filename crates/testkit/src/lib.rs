@@ -5,6 +5,7 @@
 //! as any Kafka client would.
 
 pub mod batches;
+pub mod memory;
 pub mod raw;
 
 use std::net::SocketAddr;

@@ -1,26 +1,28 @@
 //! Records: send JSON records to a topic, and read a page of one partition.
 //!
-//! Reading uses a consumer per page that is assigned the one partition at the page's start
-//! offset. librdkafka needs a `group.id` to assign partitions, but the reader never joins
-//! that group and never commits, so the group never comes to exist on the cluster.
+//! Reading fetches from the partition's leader over the raw protocol ([`fetch`](super::fetch))
+//! rather than with a librdkafka consumer: librdkafka decompresses a batch without any limit
+//! and, on a batch it cannot read (a gzip bomb of zeros, say), reports nothing and fetches it
+//! again forever, 512 MiB each time. Reading the batches here caps what each may decompress
+//! to and turns one that cannot be read into a `skipped` entry the next page starts after.
 
 use std::time::Instant;
 
 use base64::Engine;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
+use super::batches::Record;
+use super::fetch::{PageWalk, PartitionFetcher, FETCH_BYTES};
 use super::view::{
     ConsumedRecord, Encoding, OutgoingRecord, ProduceRequest, ProducedOffset, ProducedRecords,
     RecordHeader, RecordPage,
 };
 use super::{
     validate_partition, validate_topic_name, Cluster, DEFAULT_READ_LIMIT, MAX_READ_LIMIT,
-    MAX_RECORDS_PER_PRODUCE, READ_DEADLINE,
+    MAX_RECORDS_PER_PRODUCE, READ_DEADLINE, REQUEST_TIMEOUT,
 };
 use crate::ServiceError;
 
@@ -40,8 +42,10 @@ impl Cluster {
             .iter()
             .filter_map(|record| record.partition)
             .find(|partition| !layout.has_partition(*partition));
+        // The topic exists and the request is well formed; it conflicts with the topic's
+        // partition count as it is now (partitions can be added).
         if let Some(partition) = missing {
-            return Err(ServiceError::NotFound(format!(
+            return Err(ServiceError::Conflict(format!(
                 "partition {partition} does not exist: topic {topic:?} has {} partitions",
                 layout.partitions.len()
             )));
@@ -76,6 +80,7 @@ impl Cluster {
     /// offset before the earliest starts there; one past the latest is `NotFound` (there
     /// are no records there yet, as for a partition that does not exist). Returns what
     /// arrived within the read deadline, never waiting for records that do not exist yet.
+    /// Batches that cannot be read are stepped over and listed in the page's `skipped`.
     pub async fn read_records(
         &self,
         topic: &str,
@@ -98,104 +103,95 @@ impl Cluster {
                 layout.partitions.len()
             )));
         }
-        let topic = topic.to_string();
-        self.blocking(move |cluster| cluster.read_page(&topic, partition, offset, limit))
-            .await
-    }
-
-    fn read_page(
-        &self,
-        topic: &str,
-        partition: i32,
-        requested: Option<i64>,
-        limit: usize,
-    ) -> Result<RecordPage, ServiceError> {
-        let (earliest, latest) = self.watermarks(topic, partition)?;
-        let start = match requested {
-            Some(offset) if offset > latest => {
-                return Err(ServiceError::NotFound(format!(
-                    "offset {offset} is past the latest offset {latest} of partition {partition}"
-                )))
-            }
-            Some(offset) => offset.max(earliest),
-            None => earliest,
+        let leader = layout
+            .leader_address(partition)
+            .ok_or_else(|| unavailable(topic, partition, "it has no leader"))?
+            .to_string();
+        let (earliest, latest) = {
+            let topic = topic.to_string();
+            self.blocking(move |cluster| cluster.watermarks(&topic, partition))
+                .await?
         };
-        let records = if start < latest {
-            self.read_range(topic, partition, start, latest, limit)?
-        } else {
-            Vec::new()
-        };
+        let start = page_start(offset, earliest, latest, partition)?;
+        let mut walk = PageWalk::new(start, latest, limit);
+        if !walk.is_done() {
+            walk = self.read_page(walk, &leader, topic, partition).await?;
+        }
         Ok(RecordPage {
             topic: topic.to_string(),
             partition,
             earliest_offset: earliest,
             latest_offset: latest,
-            next_offset: records.last().map_or(start, |record| record.offset + 1),
-            records,
+            next_offset: walk.position,
+            records: walk.records.into_iter().map(consumed).collect(),
+            skipped: walk.skipped,
         })
     }
 
-    /// Records from `start` up to (not including) `end`, at most `limit` of them.
-    fn read_range(
+    /// Fetches from the partition's leader until the page is full, reaches its end, or the
+    /// read deadline passes. A failure after something was read ends the page early instead.
+    async fn read_page(
         &self,
+        mut walk: PageWalk,
+        leader: &str,
         topic: &str,
         partition: i32,
-        start: i64,
-        end: i64,
-        limit: usize,
-    ) -> Result<Vec<ConsumedRecord>, ServiceError> {
-        let consumer = self.reader(limit)?;
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
-        consumer.assign(&assignment)?;
+    ) -> Result<PageWalk, ServiceError> {
         let deadline = Instant::now() + READ_DEADLINE;
-        let mut records = Vec::new();
-        let mut last_error = None;
-        while records.len() < limit {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let message = match consumer.poll(remaining) {
-                None => break,
-                // The end of the partition: nothing more to wait for (compaction may have
-                // removed the records just before `end`).
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
-                // librdkafka reports transient trouble (a dropped connection) and retries on
-                // its own; it is an error only if nothing can be read by the deadline.
-                Some(Err(error)) => {
-                    tracing::debug!(%error, topic, partition, "reading records");
-                    last_error = Some(error);
-                    continue;
+        let client_id = &self.kafka().client_id;
+        let mut fetcher =
+            PartitionFetcher::open(leader, client_id, topic, partition, REQUEST_TIMEOUT)
+                .await
+                .map_err(|reason| unavailable(topic, partition, &reason))?;
+        while !walk.is_done() && Instant::now() < deadline {
+            let fetched = match fetcher.fetch(walk.position, FETCH_BYTES).await {
+                Ok(fetched) => fetched,
+                Err(reason) if walk.records.is_empty() && walk.skipped.is_empty() => {
+                    return Err(unavailable(topic, partition, &reason))
                 }
-                Some(Ok(message)) => message,
+                Err(reason) => {
+                    tracing::debug!(%reason, topic, partition, "a page ends early");
+                    break;
+                }
             };
-            if message.offset() >= end {
-                break;
-            }
-            records.push(consumed(&message));
-            if message.offset() + 1 >= end {
+            // Reading a batch is CPU work (up to the decompression cap): off the runtime.
+            let (taken, moved) = tokio::task::spawn_blocking(move || {
+                let moved = walk.take(&fetched);
+                (walk, moved)
+            })
+            .await
+            .map_err(|e| unavailable(topic, partition, &format!("reading batches failed: {e}")))?;
+            walk = taken;
+            if !moved {
                 break;
             }
         }
-        match last_error {
-            Some(error) if records.is_empty() => Err(error.into()),
-            _ => Ok(records),
-        }
+        Ok(walk)
     }
+}
 
-    /// A consumer that reads assigned partitions only: never joins its group, never
-    /// commits, and prefetches about one page.
-    fn reader(&self, limit: usize) -> Result<BaseConsumer, ServiceError> {
-        let kafka = self.kafka();
-        let mut config = kafka.client_config("record-reader");
-        config
-            .set("group.id", format!("{}-record-reader", kafka.client_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .set("allow.auto.create.topics", "false")
-            .set("queued.min.messages", limit.to_string())
-            .set("fetch.wait.max.ms", "100");
-        Ok(config.create()?)
+/// Where a page starts: the requested offset, moved up to the earliest; past the latest there
+/// is nothing to read yet.
+fn page_start(
+    requested: Option<i64>,
+    earliest: i64,
+    latest: i64,
+    partition: i32,
+) -> Result<i64, ServiceError> {
+    match requested {
+        Some(offset) if offset > latest => Err(ServiceError::NotFound(format!(
+            "offset {offset} is past the latest offset {latest} of partition {partition}"
+        ))),
+        Some(offset) => Ok(offset.max(earliest)),
+        None => Ok(earliest),
+    }
+}
+
+/// The partition cannot be read now (its leader is unknown or unreachable, or it failed).
+fn unavailable(topic: &str, partition: i32, reason: &str) -> ServiceError {
+    ServiceError::Topic {
+        topic: topic.to_string(),
+        reason: format!("reading partition {partition}: {reason}"),
     }
 }
 
@@ -291,28 +287,24 @@ fn json_bytes(value: &Value) -> Option<Vec<u8>> {
     }
 }
 
-fn consumed(message: &BorrowedMessage<'_>) -> ConsumedRecord {
-    let (key, key_encoding) = shown(message.key());
-    let (value, value_encoding) = shown(message.payload());
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|header| {
-                    let (value, encoding) = shown(header.value);
-                    RecordHeader {
-                        key: header.key.to_string(),
-                        value,
-                        encoding,
-                    }
-                })
-                .collect()
+fn consumed(record: Record) -> ConsumedRecord {
+    let (key, key_encoding) = shown(record.key.as_deref());
+    let (value, value_encoding) = shown(record.value.as_deref());
+    let headers = record
+        .headers
+        .into_iter()
+        .map(|(key, value)| {
+            let (value, encoding) = shown(value.as_deref());
+            RecordHeader {
+                key,
+                value,
+                encoding,
+            }
         })
-        .unwrap_or_default();
+        .collect();
     ConsumedRecord {
-        offset: message.offset(),
-        timestamp: message.timestamp().to_millis(),
+        offset: record.offset,
+        timestamp: record.timestamp,
         key,
         value,
         key_encoding,

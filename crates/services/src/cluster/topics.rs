@@ -69,6 +69,12 @@ impl TopicLayout {
         self.partitions.iter().any(|p| p.id == partition)
     }
 
+    /// `host:port` of the partition's leader, if it has one the metadata names.
+    pub(super) fn leader_address(&self, partition: i32) -> Option<&str> {
+        let leader = self.partitions.iter().find(|p| p.id == partition)?.leader;
+        self.brokers.get(&leader).map(String::as_str)
+    }
+
     /// The partitions each reachable leader leads.
     fn leaders(&self) -> Vec<LeaderPartitions> {
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
@@ -456,7 +462,7 @@ fn validate_new_topic(request: &NewTopic) -> Result<i32, ServiceError> {
 }
 
 /// `host:port` as a socket address string, bracketing IPv6 literals.
-fn broker_address(host: &str, port: i32) -> String {
+pub(super) fn broker_address(host: &str, port: i32) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {

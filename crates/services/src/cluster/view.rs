@@ -73,8 +73,8 @@ pub struct NewTopic {
     /// 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
     #[schema(schema_with = new_topic_name_schema)]
     pub name: String,
-    /// Partitions (default 1, at most 10000).
-    #[schema(default = 1, minimum = 1, maximum = 10000)]
+    /// Partitions (default 1, at most 1000).
+    #[schema(default = 1, minimum = 1, maximum = 1000)]
     pub partitions: Option<i32>,
     /// Replicas of each partition: -1 (the default) for the cluster's default, or 1 to
     /// 10000. More than the cluster has brokers is a 409 (Freshet's embedded broker is one).
@@ -238,11 +238,28 @@ pub struct RecordPage {
     pub earliest_offset: i64,
     /// The partition's next offset to be written when the page was read.
     pub latest_offset: i64,
-    /// Where the next page starts: after the last record returned, or the requested start
-    /// when none was.
+    /// Where the next page starts: past everything this page covered (its records, its
+    /// skipped batches, and records a consumer never shows: those of aborted transactions and
+    /// control records), or the requested start when it covered nothing.
     pub next_offset: i64,
     /// In offset order.
     pub records: Vec<ConsumedRecord>,
+    /// Batches the page stepped over because they cannot be read (a decompression bomb, a
+    /// corrupt batch, a message format older than Kafka 0.11), in offset order; usually empty.
+    /// Their offsets hold no record this API can return, so paging on from `next_offset`
+    /// misses nothing else.
+    pub skipped: Vec<SkippedBatch>,
+}
+
+/// Offsets a page stepped over: the part of one unreadable batch at or after the page's start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SkippedBatch {
+    pub from_offset: i64,
+    /// Inclusive: the batch's last offset.
+    pub to_offset: i64,
+    /// Why the batch cannot be read, e.g. `gzip batch of 521542 bytes claiming 1 record: its
+    /// records decompress to more than 67108864 bytes`.
+    pub reason: String,
 }
 
 /// One stored record. Keys, values and header values are shown as text when they are valid

@@ -1,5 +1,6 @@
 //! A minimal Kafka-protocol client over a plain TCP connection, for the requests librdkafka
-//! does not expose (DescribeLogDirs, and CreateTopics' error message).
+//! does not expose (DescribeLogDirs, and CreateTopics' error message) and for Fetch, whose
+//! batches librdkafka decompresses without a limit (see [`batches`](super::batches)).
 //!
 //! It speaks to one broker at a time: size-prefixed frames, request header v1 (v2 for
 //! flexible versions), one request in flight, the answer matched by correlation id. Versions
@@ -72,10 +73,10 @@ impl Connection {
         opened.unwrap_or_else(|_| Err(format!("{address} did not answer within {timeout:?}")))
     }
 
-    /// The newest version of `R` both the broker and the codec support, if any.
-    fn version_of<R: Request>(&self) -> Option<i16> {
+    /// The newest version of `R` up to `newest` both the broker and the codec support, if any.
+    fn version_of<R: Request>(&self, newest: i16) -> Option<i16> {
         let (_, min, max) = self.supported.iter().find(|(key, _, _)| *key == R::KEY)?;
-        let highest = (*max).min(R::VERSIONS.max);
+        let highest = (*max).min(R::VERSIONS.max).min(newest);
         (highest >= (*min).max(R::VERSIONS.min)).then_some(highest)
     }
 
@@ -86,10 +87,21 @@ impl Connection {
         request: &R,
         timeout: Duration,
     ) -> Result<(i16, R::Response), WireError> {
+        self.call_up_to(request, R::VERSIONS.max, timeout).await
+    }
+
+    /// [`call`](Self::call) at no version newer than `newest`, for a request whose newer
+    /// versions need what the caller does not have (Fetch v13 names topics by id).
+    pub(crate) async fn call_up_to<R: Request>(
+        &mut self,
+        request: &R,
+        newest: i16,
+        timeout: Duration,
+    ) -> Result<(i16, R::Response), WireError> {
         let api = api_key::<R>()?;
         let version = self
-            .version_of::<R>()
-            .ok_or_else(|| format!("the broker does not support {api:?}"))?;
+            .version_of::<R>(newest)
+            .ok_or_else(|| format!("the broker does not support {api:?} up to v{newest}"))?;
         match tokio::time::timeout(timeout, self.call_at(version, request)).await {
             Ok(answer) => answer.map(|response| (version, response)),
             Err(_) => Err(format!("{api:?} not answered within {timeout:?}")),

@@ -18,12 +18,16 @@
 //!   from the newest checkpoint's offset and counters, without re-reading the input.
 //! - The worker also keeps this process's own tallies for monitoring ([`stats`]): events
 //!   counted and rejected, checkpoints written, the recent event rate.
+//! - A partition the consumer is stuck on because its next batch cannot be read (librdkafka
+//!   reports nothing, see `stalls`) is stepped past after a few seconds: the batch becomes one
+//!   dead-letter record with the reason and the offsets it covers.
 //!
 //! Sets only grow by union, so replaying events or applying a checkpoint twice never counts an
 //! IP twice; counters come from the checkpoint that matches the offset resumed from.
 
 pub mod checkpoint;
 mod follower;
+mod stalls;
 pub mod state;
 pub mod stats;
 pub mod view;

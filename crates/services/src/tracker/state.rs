@@ -324,6 +324,14 @@ impl NodeState {
             .collect()
     }
 
+    /// The owned partitions with the next offset each will count.
+    pub fn live_positions(&self) -> Vec<(i32, i64)> {
+        self.partitions
+            .iter()
+            .filter_map(|(id, p)| p.live.map(|live| (*id, live.next_offset)))
+            .collect()
+    }
+
     /// Nodes whose last heartbeat was written less than `within` before `now_ms`.
     pub fn live_nodes(&self, now_ms: i64, within: Duration) -> Vec<String> {
         let within_ms = within.as_millis() as i64;

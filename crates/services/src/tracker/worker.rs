@@ -5,6 +5,9 @@
 //! `poll` on this same thread: before partitions are revoked, everything polled so far is
 //! applied and checkpointed; when partitions are assigned, each starts at its newest
 //! checkpoint's offset (not the group's committed offset, which only serves lag tools).
+//!
+//! A partition stuck on a batch that cannot be read ([`stalls`](super::stalls)) is stepped
+//! past: the batch becomes one dead-letter record with the reason, and one rejection.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -18,10 +21,15 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::checkpoint::{delta_key, encode_delta, encode_heartbeat, heartbeat_key, DeltaHeader};
+use super::stalls::{self, Progress};
 use super::state::{NodeState, Sets};
 use super::stats::BatchTally;
 use super::{now_ms, Shared};
-use crate::event::{parse_event, DeviceEvent, InvalidEvent, REASON_HEADER};
+use crate::cluster::view::SkippedBatch;
+use crate::event::{
+    parse_event, DeviceEvent, InvalidEvent, InvalidKind, ORIGIN_HEADER, ORIGIN_LAST_OFFSET_HEADER,
+    REASON_HEADER,
+};
 use crate::kafka::DeliveryCounter;
 use crate::{KafkaConfig, ServiceError};
 
@@ -32,10 +40,18 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node that gained partitions waits for its follower to read the newest
 /// checkpoints. Resuming from an older checkpoint is still exact, only slower.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often owned partitions are checked for a stall.
+const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long a seek past an unreadable batch may take: librdkafka serves it once the fetch it
+/// is decompressing (seconds, for a bomb) is done.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct Worker {
     shared: Arc<Shared>,
     consumer: BaseConsumer<TrackerContext>,
+    /// Runs the raw-protocol probe of a stalled partition from this thread.
+    probe_runtime: tokio::runtime::Runtime,
+    client_id: String,
 }
 
 impl Worker {
@@ -69,17 +85,35 @@ impl Worker {
             .set("fetch.max.bytes", (16 << 20).to_string())
             .create_with_context(context)?;
         consumer.subscribe(&[&shared.config.input_topic])?;
-        Ok(Worker { shared, consumer })
+        let probe_runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ServiceError::Topic {
+                topic: shared.config.input_topic.clone(),
+                reason: format!("cannot start the stall probe's runtime: {e}"),
+            })?;
+        Ok(Worker {
+            shared,
+            consumer,
+            probe_runtime,
+            client_id: format!("{}-tracker-probe", kafka.client_id),
+        })
     }
 
     pub(super) fn run(self) {
         let context = self.consumer.context().clone();
         let interval = self.shared.config.checkpoint_interval;
         let mut last_checkpoint = Instant::now();
+        let mut progress = Progress::default();
+        let mut last_stall_check = Instant::now();
         while !self.shared.stopping.load(Ordering::SeqCst) {
             self.poll_batch(&context);
             context.apply_batch();
             self.shared.work.sample_rate(Instant::now());
+            if last_stall_check.elapsed() >= STALL_CHECK_EVERY {
+                self.step_past_unreadable(&context, &mut progress);
+                last_stall_check = Instant::now();
+            }
             if last_checkpoint.elapsed() >= interval {
                 context.checkpoint(&self.consumer);
                 last_checkpoint = Instant::now();
@@ -90,6 +124,46 @@ impl Worker {
         context.say_goodbye();
         self.shared.worker_running.store(false, Ordering::SeqCst);
         tracing::info!(node = %self.shared.node_id, "tracker node stopped");
+    }
+
+    /// Probes the owned partitions that have records to read but stopped moving, and steps
+    /// past the batch one is stuck on when that batch cannot be read.
+    fn step_past_unreadable(&self, context: &TrackerContext, progress: &mut Progress) {
+        let topic = &self.shared.config.input_topic;
+        let positions = self.shared.state().live_positions();
+        for (partition, offset) in progress.stalled(&positions, Instant::now()) {
+            match stalls::has_records_after(&self.consumer, topic, partition, offset) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                // The cluster does not answer: no point asking about the other partitions
+                // now (each would wait out the timeout); they come up again.
+                Err(e) => {
+                    tracing::debug!(error = %e, partition, "no watermarks for a stall check");
+                    break;
+                }
+            }
+            let probed = stalls::probe(
+                &self.consumer,
+                &self.probe_runtime,
+                &self.client_id,
+                topic,
+                partition,
+                offset,
+            );
+            match probed {
+                Ok(Some(skipped)) => context.step_past(&self.consumer, partition, skipped),
+                Ok(None) => {
+                    tracing::info!(
+                        partition,
+                        offset,
+                        "partition is slow, but its next batch reads fine"
+                    );
+                }
+                Err(reason) => {
+                    tracing::warn!(partition, offset, %reason, "cannot probe a stalled partition");
+                }
+            }
+        }
     }
 
     /// Polls up to [`BATCH`] messages, waiting at most 100 ms for the first.
@@ -254,7 +328,7 @@ impl TrackerContext {
                 value: Some(rejected.invalid.reason.as_str()),
             })
             .insert(Header {
-                key: "freshet.origin",
+                key: ORIGIN_HEADER,
                 value: Some(origin.as_str()),
             });
         let mut record = BaseRecord::<[u8], [u8]>::to(&config.dlq_topic).headers(headers);
@@ -265,6 +339,71 @@ impl TrackerContext {
             record = record.payload(value.as_slice());
         }
         self.send(record);
+    }
+
+    /// Steps past a batch the consumer cannot read: seeks after it, then counts it as one
+    /// rejection and dead-letters it. Nothing happens when the partition moved meanwhile, or
+    /// when the seek fails (the partition stays stalled and is probed again).
+    fn step_past(&self, consumer: &BaseConsumer<Self>, partition: i32, skipped: SkippedBatch) {
+        let topic = &self.shared.config.input_topic;
+        let still_there = self
+            .shared
+            .state()
+            .partitions
+            .get(&partition)
+            .and_then(|p| p.live)
+            .is_some_and(|live| live.next_offset == skipped.from_offset);
+        if !still_there {
+            return;
+        }
+        let after = skipped.to_offset.saturating_add(1);
+        if let Err(e) = consumer.seek(topic, partition, Offset::Offset(after), SEEK_TIMEOUT) {
+            tracing::error!(error = %e, partition, "cannot seek past an unreadable batch");
+            return;
+        }
+        tracing::warn!(
+            partition,
+            from_offset = skipped.from_offset,
+            to_offset = skipped.to_offset,
+            reason = %skipped.reason,
+            "stepped past a batch that cannot be read; it is dead-lettered"
+        );
+        if let Some(live) = self
+            .shared
+            .state()
+            .partitions
+            .get_mut(&partition)
+            .and_then(|p| p.live.as_mut())
+        {
+            live.next_offset = after;
+            live.rejected += 1;
+        }
+        let mut tally = BatchTally::default();
+        tally.reject(InvalidKind::UnreadableBatch);
+        self.shared.work.add(&tally);
+        self.dead_letter_batch(partition, &skipped);
+    }
+
+    /// The dead-letter record of an unreadable batch: no key or value (there is no event to
+    /// keep), the reason, and the offsets it covers (the batch itself stays in the input).
+    fn dead_letter_batch(&self, partition: i32, skipped: &SkippedBatch) {
+        let config = &self.shared.config;
+        let origin = format!("{}/{partition}/{}", config.input_topic, skipped.from_offset);
+        let last_offset = skipped.to_offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: REASON_HEADER,
+                value: Some(skipped.reason.as_str()),
+            })
+            .insert(Header {
+                key: ORIGIN_HEADER,
+                value: Some(origin.as_str()),
+            })
+            .insert(Header {
+                key: ORIGIN_LAST_OFFSET_HEADER,
+                value: Some(last_offset.as_str()),
+            });
+        self.send(BaseRecord::<[u8], [u8]>::to(&config.dlq_topic).headers(headers));
     }
 
     fn send(&self, record: BaseRecord<'_, [u8], [u8]>) {

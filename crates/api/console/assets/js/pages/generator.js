@@ -90,7 +90,7 @@ function jobRow(job, refresh) {
   const eventsPerSecond = job.summary?.events_per_sec ?? (job.elapsed_ms > 0 ? (job.sent * 1000) / job.elapsed_ms : null);
   const cancel = async () => {
     try {
-      await api(`/api/v1/generator/jobs/${segment(job.id)}`, { method: 'DELETE' });
+      await api(`/api/v1/generator/jobs/${segment(job.id)}/cancel`, { method: 'POST' });
       toast(`Cancelling job #${job.id}`);
       refresh();
     } catch (failure) {

@@ -231,26 +231,30 @@ class RecordBrowser {
 
   render() {
     const { page } = this;
+    const rows = pageRows(page);
     renderWhenChanged(this.results, { page, highlight: this.highlight }, () => table({
       testid: 'records-table',
-      rows: page.records,
+      rows,
       empty: page.latest_offset === page.earliest_offset
         ? `Partition ${page.partition} is empty.`
         : `No records from offset ${int(page.offset)}.`,
-      rowProps: (record) => (record.offset === this.highlight ? { class: 'highlight' } : {}),
+      rowProps: (row) => {
+        if (row.skipped) return { class: 'skipped', 'data-testid': 'skipped-batch' };
+        return row.offset === this.highlight ? { class: 'highlight' } : {};
+      },
       columns: [
-        { label: 'Offset', className: 'num mono', cell: (record) => String(record.offset) },
-        { label: 'Timestamp', className: 'nowrap', cell: (record) => timestampCell(record.timestamp) },
-        { label: 'Key', className: 'mono key', cell: (record) => payload(record.key, record.key_encoding) },
-        { label: 'Value', className: 'mono value', cell: (record) => payload(record.value, record.value_encoding) },
-        { label: 'Headers', cell: (record) => headersCell(record.headers) },
+        { label: 'Offset', className: 'num mono', cell: (row) => offsetsCell(row) },
+        { label: 'Timestamp', className: 'nowrap', cell: (row) => (row.skipped ? badge('skipped', 'danger') : timestampCell(row.timestamp)) },
+        { label: 'Key', className: 'mono key', cell: (row) => (row.skipped ? '' : payload(row.key, row.key_encoding)) },
+        { label: 'Value', className: 'mono value', cell: (row) => (row.skipped ? skippedCell(row.skipped) : payload(row.value, row.value_encoding)) },
+        { label: 'Headers', cell: (row) => (row.skipped ? '' : headersCell(row.headers)) },
       ],
     }));
     const first = page.offset;
     replace(this.pager,
-      h('span', { class: 'muted' }, page.records.length === 0
+      h('span', { class: 'muted' }, rows.length === 0
         ? `Offsets ${int(page.earliest_offset)} to ${int(page.latest_offset)} exist`
-        : `Offsets ${int(page.records[0].offset)}–${int(page.records.at(-1).offset)} of ${int(page.earliest_offset)}–${int(Math.max(page.earliest_offset, page.latest_offset - 1))}`),
+        : `Offsets ${int(rows[0].offset)}–${int(lastOffset(rows.at(-1)))} of ${int(page.earliest_offset)}–${int(Math.max(page.earliest_offset, page.latest_offset - 1))}`),
       h('span', { class: 'spacer' }),
       button('Oldest', { small: true, disabled: first <= page.earliest_offset, onclick: () => this.show(this.partition, page.earliest_offset) }),
       button('Older', { small: true, disabled: first <= page.earliest_offset, onclick: () => this.show(this.partition, Math.max(page.earliest_offset, first - this.limit)) }),
@@ -266,6 +270,31 @@ class RecordBrowser {
       this.load();
     }
   }
+}
+
+/**
+ * The rows of a page in offset order: its records, and its skipped batches (ranges of offsets
+ * the server could not read and stepped over), each as `{ offset, skipped }`.
+ */
+function pageRows(page) {
+  const skipped = (page.skipped ?? []).map((batch) => ({ offset: batch.from_offset, skipped: batch }));
+  return [...page.records, ...skipped].sort((a, b) => a.offset - b.offset);
+}
+
+function lastOffset(row) {
+  return row.skipped ? row.skipped.to_offset : row.offset;
+}
+
+function offsetsCell(row) {
+  if (!row.skipped) return String(row.offset);
+  const { from_offset: from, to_offset: to } = row.skipped;
+  return from === to ? String(from) : `${from}–${to}`;
+}
+
+function skippedCell(batch) {
+  const count = batch.to_offset - batch.from_offset + 1;
+  return h('span', { class: 'skip-reason', title: batch.reason },
+    `${plural(count, 'offset')} skipped: this batch cannot be read (${batch.reason}).`);
 }
 
 /** The dialog producing one record; on success the browser shows it. */
