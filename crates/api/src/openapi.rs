@@ -106,7 +106,42 @@ pub fn spec() -> Spec {
 /// it is visibly the one `freshet --version` prints.
 pub(crate) fn with_version(mut spec: Spec) -> Spec {
     spec.info.version = env!("CARGO_PKG_VERSION").to_string();
+    document_body_timeouts(&mut spec);
     spec
+}
+
+/// Every operation that takes a body may answer 408 when the body is sent too slowly (the
+/// router's body layer, see [`crate::server`]); added here rather than to each route so that a
+/// new route cannot miss it.
+fn document_body_timeouts(spec: &mut Spec) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let timeout = ResponseBuilder::new()
+        .description("The body did not arrive within the body timeout; the connection is closed")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ApiError")))
+                .build(),
+        )
+        .build();
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if operation.request_body.is_some() {
+                operation
+                    .responses
+                    .responses
+                    .entry("408".to_string())
+                    .or_insert_with(|| timeout.clone().into());
+            }
+        }
+    }
 }
 
 /// The spec shared by every request for it.

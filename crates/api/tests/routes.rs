@@ -831,7 +831,7 @@ async fn the_console_mounts_only_its_page_and_assets_outside_the_spec() {
 // of mismatch it found has a test here.
 
 /// Every route taking a JSON body answers 415 to a body declared as something else, and
-/// documents that answer.
+/// documents that answer and the 408 of a body sent too slowly.
 #[tokio::test]
 async fn every_json_body_route_documents_its_415() {
     let app = app_with_unreachable_cluster();
@@ -861,6 +861,11 @@ async fn every_json_body_route_documents_its_415() {
         if answer.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
             checked += 1;
         }
+        // Served over a socket, a body sent too slowly gets a 408 (tests/serve.rs).
+        assert!(
+            operation["responses"].get("408").is_some(),
+            "{method} {path} takes a body but does not document its 408"
+        );
     }
     // Topic creation and produce reach their JSON extractor without any service call.
     assert!(checked >= 2, "only {checked} routes answered 415");

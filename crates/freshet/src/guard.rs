@@ -171,7 +171,7 @@ pub fn node(args: GuardNodeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Said at start, so an operator knows why admin routes answer 403.
+/// Said at start, so an operator knows why admin routes refuse every token (401).
 pub fn admin_note(args: &GuardArgs) -> &'static str {
     if args.options().admin_token.is_some() {
         ""

@@ -434,3 +434,60 @@ fn ts_prints_one_line_per_value_and_fails_if_any_value_fails() {
         "1969-12-31T23:59:59.000Z\n"
     );
 }
+
+/// The HTTP limits are flags (with their variables) of every command that has an HTTP
+/// listener, and they take effect: `broker --metrics-listen` with a 300 ms header timeout
+/// closes a connection that stops halfway through its headers.
+#[test]
+fn http_limits_are_flags_of_every_http_listener_and_take_effect() {
+    use std::io::{Read, Write};
+
+    for subcommand in ["up", "tracker", "guard", "broker"] {
+        let mut command = freshet();
+        command.args([subcommand, "--help"]);
+        let output = run(command, Duration::from_secs(30));
+        assert!(output.status.success(), "{subcommand} --help");
+        let help = String::from_utf8(output.stdout).expect("utf8");
+        let blocks = flag_blocks(&help);
+        for (flag, var) in [
+            ("--http-header-timeout-ms", "FRESHET_HTTP_HEADER_TIMEOUT_MS"),
+            ("--http-body-timeout-ms", "FRESHET_HTTP_BODY_TIMEOUT_MS"),
+            ("--http-idle-timeout-ms", "FRESHET_HTTP_IDLE_TIMEOUT_MS"),
+            ("--http-max-connections", "FRESHET_HTTP_MAX_CONNECTIONS"),
+        ] {
+            let block = blocks
+                .iter()
+                .find(|(name, _)| name == flag)
+                .map(|(_, block)| block)
+                .unwrap_or_else(|| panic!("{subcommand} --help has no {flag}:\n{help}"));
+            assert!(
+                block.contains(&format!("[env: {var}=")),
+                "{subcommand} {flag}"
+            );
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = freshet();
+    command
+        .args(["broker", "--kafka-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("FRESHET_LOG", "info")
+        .env("FRESHET_HTTP_HEADER_TIMEOUT_MS", "300");
+    let broker = common::daemon::Daemon::start(command, "broker", "Prometheus metrics on http://");
+    let mut stream = std::net::TcpStream::connect(&broker.addr).expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHo")
+        .expect("write");
+    // Far longer than the timeout: a connection still open then was not closed by it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer)),
+        Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}"),
+    }
+    broker.terminate();
+}

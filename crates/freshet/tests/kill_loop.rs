@@ -9,7 +9,7 @@
 //! test with `FRESHET_KILL_CYCLES`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -129,9 +129,13 @@ impl Sender {
     }
 }
 
-/// A group member that commits synchronously after every poll batch and remembers the last
-/// commit the broker acknowledged per partition.
-fn start_committer(addr: &str, stop: Arc<AtomicBool>) -> JoinHandle<HashMap<i32, i64>> {
+/// A group member that commits synchronously every 50 records, counts the commits the broker
+/// acknowledged in `commits` and remembers the last one per partition.
+fn start_committer(
+    addr: &str,
+    stop: Arc<AtomicBool>,
+    commits: Arc<AtomicUsize>,
+) -> JoinHandle<HashMap<i32, i64>> {
     let consumer: BaseConsumer = client_config(addr)
         .set("group.id", GROUP)
         .set("enable.auto.commit", "false")
@@ -160,6 +164,7 @@ fn start_committer(addr: &str, stop: Arc<AtomicBool>) -> JoinHandle<HashMap<i32,
                 .expect("offset");
             if consumer.commit(&offsets, CommitMode::Sync).is_ok() {
                 committed.insert(message.partition(), message.offset() + 1);
+                commits.fetch_add(1, Ordering::Relaxed);
             }
         }
         committed
@@ -183,45 +188,58 @@ fn pause(cycle: usize) -> Duration {
 fn kill_loop(cycles: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut broker = BrokerProcess::start_on(dir.path(), &listen, &[]);
+    // The group rebalances at once after each restart, so commits happen in every cycle.
+    let env = [("FRESHET_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")];
+    let mut broker = BrokerProcess::start_on(dir.path(), &listen, &env);
     create_topic(&broker.addr);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicUsize::new(0));
     let idempotent = Sender::start(&broker.addr, "idem", true, stop.clone());
     let plain = Sender::start(&broker.addr, "plain", false, stop.clone());
-    let committer = start_committer(&broker.addr, stop.clone());
+    let committer = start_committer(&broker.addr, stop.clone(), commits.clone());
+    let progress = || {
+        (
+            idempotent.acked_count() + plain.acked_count(),
+            commits.load(Ordering::Relaxed),
+        )
+    };
 
     for cycle in 0..cycles {
-        let before = idempotent.acked_count() + plain.acked_count();
+        let before = progress();
         std::thread::sleep(pause(cycle));
-        wait_for_progress(before, || idempotent.acked_count() + plain.acked_count());
+        wait_for_progress(before, progress);
         broker.kill();
-        broker = BrokerProcess::start_on(dir.path(), &listen, &[]);
+        broker = BrokerProcess::start_on(dir.path(), &listen, &env);
         eprintln!(
-            "cycle {}/{cycles}: {} + {} acknowledged so far",
+            "cycle {}/{cycles}: {} + {} acknowledged, {} commits so far",
             cycle + 1,
             idempotent.acked_count(),
-            plain.acked_count()
+            plain.acked_count(),
+            commits.load(Ordering::Relaxed)
         );
     }
     // The clients work against the last broker before they stop.
-    let before = idempotent.acked_count() + plain.acked_count();
-    wait_for_progress(before, || idempotent.acked_count() + plain.acked_count());
+    wait_for_progress(progress(), progress);
     stop.store(true, Ordering::Relaxed);
     let idempotent_acks = idempotent.finish();
     let plain_acks = plain.finish();
-    let commits = committer.join().expect("committer thread");
+    let commits_by_partition = committer.join().expect("committer thread");
 
     let stored = read_partitions(&broker.addr);
     check_acknowledged_records_are_where_they_were_acknowledged(&stored, &idempotent_acks);
     check_acknowledged_records_are_where_they_were_acknowledged(&stored, &plain_acks);
     check_idempotent_records_are_once_and_in_order(&stored, "idem-");
-    check_commits_survived(&broker.addr, &commits);
+    assert!(
+        !commits_by_partition.is_empty(),
+        "no offset commit was acknowledged"
+    );
+    check_commits_survived(&broker.addr, &commits_by_partition);
     eprintln!(
-        "{cycles} kills: {} idempotent and {} plain records acknowledged and stored, {} partitions with commits",
+        "{cycles} kills: {} idempotent and {} plain records acknowledged and stored, {} commits acknowledged and kept",
         idempotent_acks.len(),
         plain_acks.len(),
-        commits.len()
+        commits.load(Ordering::Relaxed)
     );
 }
 
@@ -233,12 +251,20 @@ fn create_topic(addr: &str) {
     assert!(matches!(created.as_slice(), [Ok(_)]), "{created:?}");
 }
 
-fn wait_for_progress(before: usize, acked: impl Fn() -> usize) {
+/// Waits until both more records were acknowledged and more offsets committed than
+/// `before` (acks, commits): every cycle kills a broker that was really working.
+fn wait_for_progress(before: (usize, usize), progress: impl Fn() -> (usize, usize)) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while acked() <= before {
+    loop {
+        let (acks, commits) = progress();
+        if acks > before.0 && commits > before.1 {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
-            "no record acknowledged for 60 s after a restart"
+            "in 60 s after a restart: {} more records acknowledged, {} more commits",
+            acks - before.0,
+            commits - before.1
         );
         std::thread::sleep(Duration::from_millis(20));
     }

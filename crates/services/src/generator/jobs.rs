@@ -230,8 +230,8 @@ impl Job {
         self.finish(result);
     }
 
-    /// Asks the run to stop unless it already ended: a cancel after the end would turn a
-    /// completed job's report into `cancelled`.
+    /// Asks the run to stop unless it already ended: a job that ended keeps the state it
+    /// ended in.
     fn cancel_if_running(&self) {
         // Holding the outcome lock while deciding, so the job cannot finish in between.
         let outcome = self.outcome();
