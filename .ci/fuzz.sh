@@ -21,7 +21,7 @@
 # FRESHET_FUZZ_SANITIZER=none no unstable flag is used and it is not set.
 #
 # Build settings: opt-level 1 and 16 codegen units instead of cargo-fuzz's release defaults
-# (opt-level 3, one codegen unit) cut the cold build on two cores by about a third, which
+# (opt-level 3, one codegen unit) cut the cold build's CPU time by about a third, which
 # matters more to a one-minute run than the executions per second they cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,7 +68,13 @@ log "tools and build took $((built - started)) s"
 
 # --- run -----------------------------------------------------------------------------
 scratch="$(mktemp -d)"
-trap 'rm -rf "$scratch"' EXIT
+# The targets' logs and brokers go here (tmpfs when there is one); a crashing input leaves its
+# directory behind, so the whole of it is removed at the end.
+shm=/dev/shm
+[[ -d "$shm" && -w "$shm" ]] || shm="${TMPDIR:-/tmp}"
+FRESHET_FUZZ_TMPDIR="$(mktemp -d "$shm/freshet-fuzz-ci.XXXXXX")"
+export FRESHET_FUZZ_TMPDIR
+trap 'rm -rf "$scratch" "$FRESHET_FUZZ_TMPDIR"' EXIT
 mkdir -p "$ARTIFACTS"
 failed=()
 summary=()

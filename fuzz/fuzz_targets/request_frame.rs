@@ -89,7 +89,10 @@ impl Harness {
                 self.runtime.block_on(old.broker.close());
             }
             state.inputs += 1;
-            (state.broker.clone(), state.inputs.is_multiple_of(CLEAN_EVERY))
+            (
+                state.broker.clone(),
+                state.inputs.is_multiple_of(CLEAN_EVERY),
+            )
         };
         let peer = SocketAddr::from(([127, 0, 0, 1], 9));
         let request = Bytes::copy_from_slice(frame);

@@ -1,21 +1,24 @@
 //! Helpers shared by Freshet's fuzz targets (`fuzz_targets/`); see `docs/TESTING.md`.
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::PathBuf;
 
 use freshet_log::{BatchHeader, BATCH_HEADER_LEN};
 
-/// A fresh temporary directory, on tmpfs when there is one: the targets create, fsync and
-/// delete files on every input, which costs next to nothing there.
+/// A fresh temporary directory under `FRESHET_FUZZ_TMPDIR` if set (`.ci/fuzz.sh` sets it and
+/// removes it afterwards: a crashing input leaves its directory behind), else on tmpfs when
+/// there is one: the targets create, fsync and delete files on every input, which costs next to
+/// nothing there.
 pub fn scratch_dir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
     let builder = {
         let mut builder = tempfile::Builder::new();
         builder.prefix("freshet-fuzz-");
         builder
     };
-    if shm.is_dir() {
-        if let Ok(dir) = builder.tempdir_in(shm) {
+    let parent = std::env::var_os("FRESHET_FUZZ_TMPDIR").map(PathBuf::from);
+    let parent = parent.or_else(|| Some(PathBuf::from("/dev/shm")).filter(|shm| shm.is_dir()));
+    if let Some(parent) = parent {
+        if let Ok(dir) = builder.tempdir_in(&parent) {
             return dir;
         }
     }

@@ -192,12 +192,12 @@ fn invalid_parameters_fail_with_one_error_line() {
             "error: ipv6_percent 101 is not a percentage from 0 to 100",
         ),
         (
-            &["--rate", "100", "--pause-ms", "5"],
-            "error: both pause_ms (5) and rate (100) are given: drop pause_ms",
+            &["--rate", "1e-300"],
+            "error: rate 1e-300 must be a number of events per second from 0.01 to 10000000",
         ),
         (
             &["--num-devices", "0"],
-            "error: num_devices is 0 but num_messages is 1000",
+            "error: num_devices is 0: events need at least one device",
         ),
     ];
     for (args, expected) in cases {

@@ -262,8 +262,8 @@ pub(crate) struct ValidBatch {
 }
 
 /// Validates every batch of a Produce record set before anything is written, so that a bad
-/// batch anywhere rejects the whole set. Compressed batches are opened, within
-/// `max_uncompressed` bytes each (see `records::validate_compressed_records`).
+/// batch anywhere rejects the whole set. Every batch's records are parsed, compressed ones
+/// within `max_uncompressed` bytes each (see `records::validate_records`).
 pub(crate) fn validate_record_set(
     records: &[u8],
     max_message_bytes: usize,
@@ -318,7 +318,7 @@ fn validate_batch(
     if header.is_control() {
         return Err(LogError::invalid("producers may not write control batches"));
     }
-    records::validate_compressed_records(&header, bytes, max_uncompressed)?;
+    records::validate_records(&header, bytes, max_uncompressed)?;
     Ok(header)
 }
 
@@ -368,6 +368,23 @@ mod tests {
             record_count: count,
         };
         let mut bytes = header.to_bytes().to_vec();
+        let crc = compute_crc(&bytes);
+        bytes[CRC_AT..ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
+        bytes
+    }
+
+    /// A valid batch of `count` (< 64) records with neither key nor value.
+    fn batch_of_empty_records(count: i32) -> Vec<u8> {
+        let mut header = BatchHeader::parse(&header_only_batch(count)).expect("valid");
+        let mut records = Vec::new();
+        for delta in 0..count {
+            // length 6 · attributes · timestamp delta 0 · offset delta · key -1 · value -1 ·
+            // no headers, varints zig-zag encoded.
+            records.extend([12, 0, 0, (delta * 2) as u8, 1, 1, 0]);
+        }
+        header.batch_length += records.len() as i32;
+        let mut bytes = header.to_bytes().to_vec();
+        bytes.extend(records);
         let crc = compute_crc(&bytes);
         bytes[CRC_AT..ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
         bytes
@@ -423,6 +440,17 @@ mod tests {
 
     #[test]
     fn validation_rejects_bad_counts() {
+        let mut missing_records = batch_of_empty_records(3);
+        missing_records.truncate(missing_records.len() - 7);
+        let mut header = BatchHeader::parse(&missing_records).expect("valid");
+        header.batch_length -= 7;
+        missing_records[..BATCH_HEADER_LEN].copy_from_slice(&header.to_bytes());
+        let crc = compute_crc(&missing_records);
+        missing_records[CRC_AT..ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate_record_set(&missing_records, 1000, 1 << 20),
+            Err(LogError::CorruptMessage(_))
+        ));
         assert!(matches!(
             validate_record_set(&header_only_batch(0), 1000, 1 << 20),
             Err(LogError::InvalidRecord(_))
@@ -440,11 +468,11 @@ mod tests {
 
     #[test]
     fn several_batches_are_split() {
-        let mut set = header_only_batch(1);
-        set.extend(header_only_batch(2));
+        let mut set = batch_of_empty_records(1);
+        set.extend(batch_of_empty_records(2));
         let batches = validate_record_set(&set, 1000, 1 << 20).expect("valid set");
         assert_eq!(batches.len(), 2);
-        assert_eq!(batches[1].range, 61..122);
+        assert_eq!(batches[1].range, 68..143);
         set.push(0);
         assert!(validate_record_set(&set, 1000, 1 << 20).is_err());
     }

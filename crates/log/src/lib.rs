@@ -70,7 +70,8 @@
 //!   [`LogError::UncompressedTooLarge`] (Kafka `MESSAGE_TOO_LARGE`, 10); one whose records do
 //!   not parse, or whose count differs from its header, with `CORRUPT_MESSAGE` (2); offset
 //!   deltas other than 0, 1, 2, ... with `INVALID_RECORD` (87), as Kafka's LogValidator does.
-//!   Uncompressed batches are not opened (`max.message.bytes` bounds them already).
+//!   Uncompressed batches are parsed the same way, bounded by their own size
+//!   (`max.message.bytes`) instead of the cap.
 //! * Compaction keeps a batch it cannot read byte for byte, logs one WARN and remembers it
 //!   (in memory, by base offset and CRC), so later passes do not decompress it again; see
 //!   [`CompactionStats`].

@@ -69,19 +69,23 @@ impl StreamedRecord {
     }
 }
 
-/// Produce-time check of a compressed batch (Kafka's LogValidator opens compressed batches
-/// too): every record parses, the offset deltas run 0, 1, 2, ... and their number matches the
-/// header, all within `max_uncompressed` decompressed bytes and a fixed-size buffer.
-/// Uncompressed batches are not opened: they cost nothing here.
-pub(crate) fn validate_compressed_records(
+/// Produce-time check of a batch's records, as Kafka's LogValidator does: every record
+/// parses, the offset deltas run 0, 1, 2, ... and their number matches the header. A
+/// compressed body is decompressed through a fixed-size buffer and refused past
+/// `max_uncompressed` bytes; an uncompressed one is bounded by its own size (already checked
+/// against `max.message.bytes`). Uncompressed batches are checked too: a record claiming an
+/// offset outside its batch would otherwise be stored and answered by ListOffsets.
+pub(crate) fn validate_records(
     header: &BatchHeader,
     batch: &[u8],
     max_uncompressed: usize,
 ) -> Result<(), LogError> {
-    if header.compression()? == Compression::None {
-        return Ok(());
-    }
-    let mut stream = RecordStream::open(header, batch, max_uncompressed, Keep::Nothing)?;
+    let cap = if header.compression()? == Compression::None {
+        batch.len()
+    } else {
+        max_uncompressed
+    };
+    let mut stream = RecordStream::open(header, batch, cap, Keep::Nothing)?;
     let mut expected_delta: i32 = 0;
     while let Some(record) = stream.next_record()? {
         if record.offset_delta != expected_delta {
@@ -705,7 +709,7 @@ mod tests {
             assert_eq!(two.offset(&header), 101);
             assert_eq!(two.key, None);
             assert!(!two.has_value);
-            validate_compressed_records(&header, &bytes, CAP).expect("valid");
+            validate_records(&header, &bytes, CAP).expect("valid");
         }
     }
 
@@ -757,15 +761,23 @@ mod tests {
     }
 
     #[test]
-    fn validation_checks_offset_deltas_of_compressed_batches_only() {
+    fn validation_checks_offset_deltas_of_every_batch() {
         let body = [record(0, None, Some(b"a")), record(5, None, Some(b"b"))].concat();
-        let (header, bytes) = batch(Compression::Zstd, 2, &body);
-        assert!(matches!(
-            validate_compressed_records(&header, &bytes, CAP),
-            Err(LogError::InvalidRecord(_))
-        ));
+        for codec in [Compression::Zstd, Compression::None] {
+            let (header, bytes) = batch(codec, 2, &body);
+            assert!(
+                matches!(
+                    validate_records(&header, &bytes, CAP),
+                    Err(LogError::InvalidRecord(_))
+                ),
+                "{codec:?}"
+            );
+        }
         let (header, garbage) = batch(Compression::None, 2, &[0xff; 40]);
-        validate_compressed_records(&header, &garbage, CAP).expect("uncompressed: not opened");
+        assert!(matches!(
+            validate_records(&header, &garbage, CAP),
+            Err(LogError::CorruptMessage(_))
+        ));
     }
 
     #[test]
@@ -774,7 +786,7 @@ mod tests {
         for codec in CODECS.into_iter().skip(1) {
             let (header, bytes) = batch(codec, 1, &body);
             for cut in [BATCH_HEADER_LEN + 1, bytes.len() / 2, bytes.len() - 1] {
-                let result = validate_compressed_records(&header, &bytes[..cut], CAP);
+                let result = validate_records(&header, &bytes[..cut], CAP);
                 assert!(
                     matches!(result, Err(LogError::CorruptMessage(_))),
                     "{codec:?} cut at {cut}: {result:?}"
@@ -790,9 +802,12 @@ mod tests {
         let body = record(0, None, Some(&value));
         for codec in CODECS {
             let (header, bytes) = batch(codec, 1, &body);
-            let result = validate_compressed_records(&header, &bytes, CAP);
+            let result = validate_records(&header, &bytes, CAP);
             if codec == Compression::None {
-                assert!(result.is_ok(), "uncompressed batches are not opened");
+                assert!(
+                    result.is_ok(),
+                    "an uncompressed batch is bounded by its own size"
+                );
                 continue;
             }
             assert!(
@@ -812,9 +827,9 @@ mod tests {
     fn the_cap_counts_exactly() {
         let body = record(0, None, Some(b"exactly"));
         let (header, bytes) = batch(Compression::Gzip, 1, &body);
-        validate_compressed_records(&header, &bytes, body.len()).expect("at the cap");
+        validate_records(&header, &bytes, body.len()).expect("at the cap");
         assert!(matches!(
-            validate_compressed_records(&header, &bytes, body.len() - 1),
+            validate_records(&header, &bytes, body.len() - 1),
             Err(LogError::UncompressedTooLarge { .. })
         ));
     }
@@ -829,13 +844,13 @@ mod tests {
                 .expect("compress"),
         );
         let header = header(Compression::Snappy, 1);
-        validate_compressed_records(&header, &bytes, CAP).expect("raw snappy");
+        validate_records(&header, &bytes, CAP).expect("raw snappy");
 
         // A 5-byte block claiming 100 MB: refused before anything is allocated.
         let mut claim = vec![0u8; BATCH_HEADER_LEN];
         claim.extend([0x80, 0xc2, 0xd7, 0x2f, 0x00]);
         assert!(matches!(
-            validate_compressed_records(&header, &claim, usize::MAX),
+            validate_records(&header, &claim, usize::MAX),
             Err(LogError::CorruptMessage(_))
         ));
     }
@@ -852,7 +867,7 @@ mod tests {
             bytes.extend(encoder.finish().expect("compress"));
         }
         let header = header(Compression::Gzip, 2);
-        validate_compressed_records(&header, &bytes, CAP).expect("two members");
+        validate_records(&header, &bytes, CAP).expect("two members");
     }
 
     #[test]
