@@ -5,12 +5,10 @@
 //!
 //! One test in its own binary, so that the process's peak RSS (`VmHWM`) is this scenario's.
 
-use std::io::Write;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use freshet_log::batch::compute_crc;
-use freshet_log::{BatchHeader, BATCH_HEADER_LEN};
+use freshet_testkit::batches;
 use freshet_testkit::raw::RawClient;
 use freshet_testkit::TestBroker;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -23,70 +21,6 @@ use kafka_protocol::ResponseError;
 
 const BOMB_BYTES: usize = 512 << 20;
 const RSS_LIMIT_BYTES: u64 = 200 << 20;
-
-/// gzip of `prefix` followed by `zeros` zero bytes, compressed in 1 MiB steps so that the test
-/// itself never holds the uncompressed body.
-fn gzip_bomb(prefix: &[u8], zeros: usize) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    encoder.write_all(prefix).expect("compress");
-    let chunk = vec![0u8; 1 << 20];
-    let mut left = zeros;
-    while left > 0 {
-        let step = left.min(chunk.len());
-        encoder.write_all(&chunk[..step]).expect("compress");
-        left -= step;
-    }
-    encoder.finish().expect("compress")
-}
-
-/// Zig-zag varint, as record fields are encoded.
-fn varint(value: i64, out: &mut Vec<u8>) {
-    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-    while raw >= 0x80 {
-        out.push((raw as u8) | 0x80);
-        raw >>= 7;
-    }
-    out.push(raw as u8);
-}
-
-/// The fields of one record up to its value, for a record whose value is `value_len` zeros and
-/// which has no headers (the trailing header count 0 is itself a zero byte).
-fn record_prefix(value_len: usize) -> Vec<u8> {
-    let mut fields = vec![0u8]; // attributes
-    varint(0, &mut fields); // timestamp delta
-    varint(0, &mut fields); // offset delta
-    varint(-1, &mut fields); // null key
-    varint(value_len as i64, &mut fields);
-    let length = fields.len() + value_len + 1;
-    let mut prefix = Vec::new();
-    varint(length as i64, &mut prefix);
-    prefix.extend(fields);
-    prefix
-}
-
-/// A v2 batch with a valid CRC claiming one record, gzip-compressed `body`.
-fn gzip_batch(body: &[u8]) -> Bytes {
-    let mut header = BatchHeader {
-        base_offset: 0,
-        batch_length: i32::try_from(BATCH_HEADER_LEN - 12 + body.len()).expect("fits"),
-        partition_leader_epoch: -1,
-        magic: 2,
-        crc: 0,
-        attributes: Compression::Gzip as i16,
-        last_offset_delta: 0,
-        base_timestamp: 1_700_000_000_000,
-        max_timestamp: 1_700_000_000_000,
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
-        record_count: 1,
-    };
-    let mut batch = header.to_bytes().to_vec();
-    batch.extend_from_slice(body);
-    header.crc = compute_crc(&batch);
-    batch[..BATCH_HEADER_LEN].copy_from_slice(&header.to_bytes());
-    Bytes::from(batch)
-}
 
 /// A small, legitimate gzip batch with a key, as a real producer sends it.
 fn legit_gzip_batch() -> Bytes {
@@ -148,8 +82,8 @@ fn proc_status_bytes(field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_bombs_are_refused_and_memory_stays_bounded() {
-    let zeros_bomb = gzip_batch(&gzip_bomb(&[], BOMB_BYTES));
-    let record_bomb = gzip_batch(&gzip_bomb(&record_prefix(BOMB_BYTES), BOMB_BYTES + 1));
+    let zeros_bomb = Bytes::from(batches::gzip_zeros_batch(BOMB_BYTES));
+    let record_bomb = Bytes::from(batches::gzip_record_batch(BOMB_BYTES));
     assert!(zeros_bomb.len() < 1 << 20 && record_bomb.len() < 1 << 20);
 
     // test_config cleans logs every 200 ms; one-kilobyte segments put every batch in a closed,

@@ -17,7 +17,15 @@ const GZIP: i16 = 1;
 /// (512 MiB compress to about 0.5 MB), with a valid CRC, at base offset 0. The zeros are not a
 /// record (a record's length varint would be 0), so no reader can return anything from it.
 pub fn gzip_zeros_batch(zeros: usize) -> Vec<u8> {
-    let body = gzip_zeros(zeros);
+    let body = gzip_of(&[], zeros);
+    v2_batch(GZIP, 0, 1, &body)
+}
+
+/// A well-formed bomb: a v2 gzip batch holding one valid record with no key, no headers and a
+/// value of `value_len` zero bytes; only its decompressed size is wrong.
+pub fn gzip_record_batch(value_len: usize) -> Vec<u8> {
+    // The zeros after the prefix: the value, then the header count 0.
+    let body = gzip_of(&record_prefix(value_len), value_len + 1);
     v2_batch(GZIP, 0, 1, &body)
 }
 
@@ -27,9 +35,11 @@ pub fn corrupt_gzip_batch() -> Vec<u8> {
     v2_batch(GZIP, 0, 1, b"this body is not gzip data")
 }
 
-/// gzip of `zeros` zero bytes, compressed 1 MiB at a time so the uncompressed body is never held.
-fn gzip_zeros(zeros: usize) -> Vec<u8> {
+/// gzip of `prefix` then `zeros` zero bytes, compressed 1 MiB at a time so the uncompressed
+/// body is never held.
+fn gzip_of(prefix: &[u8], zeros: usize) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(prefix).expect("compress");
     let chunk = vec![0u8; 1 << 20];
     let mut left = zeros;
     while left > 0 {
@@ -38,6 +48,31 @@ fn gzip_zeros(zeros: usize) -> Vec<u8> {
         left -= step;
     }
     encoder.finish().expect("compress")
+}
+
+/// Zig-zag varint, as record fields are encoded.
+fn varint(value: i64, out: &mut Vec<u8>) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
+/// The bytes of one record up to its value, for a record whose value is `value_len` bytes and
+/// which has no key and no headers (the header count that follows the value is one byte).
+fn record_prefix(value_len: usize) -> Vec<u8> {
+    let mut fields = vec![0u8]; // attributes
+    varint(0, &mut fields); // timestamp delta
+    varint(0, &mut fields); // offset delta
+    varint(-1, &mut fields); // null key
+    varint(value_len as i64, &mut fields);
+    let length = fields.len() + value_len + 1;
+    let mut prefix = Vec::new();
+    varint(length as i64, &mut prefix);
+    prefix.extend(fields);
+    prefix
 }
 
 /// A v2 batch around an already encoded (and maybe compressed) `body`, with its CRC.
