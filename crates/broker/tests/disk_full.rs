@@ -7,14 +7,13 @@
 //! as root with `--ignored`. Run by hand without root, it fails and says why.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use freshet_broker::health::{is_disk_full, Reason};
+use freshet_broker::health::Reason;
 use freshet_testkit::raw::RawClient;
+use freshet_testkit::tmpfs::Tmpfs;
 use freshet_testkit::TestBroker;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -30,60 +29,6 @@ use kafka_protocol::records::{
 use kafka_protocol::ResponseError;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
-
-/// A tmpfs mounted on a temporary directory for the life of the value.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "freshet-test"])
-            .arg(dir.path())
-            .output();
-        match mounted {
-            Ok(output) if output.status.success() => Tmpfs { dir },
-            other => panic!(
-                "cannot mount a tmpfs on {} ({other:?}): this test needs root (.ci/run runs it \
-                 as root with --ignored)",
-                dir.path().display()
-            ),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Writes a file until the disk is full, then gives back `spare` bytes of it: a disk
-    /// nearly full, where small files still fit and a large write does not. Returns its path.
-    fn fill(&self, spare: u64) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut file = fs::File::create(&path).expect("create the filler");
-        let chunk = vec![0xa5_u8; 64 * 1024];
-        loop {
-            match file.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) if is_disk_full(&e) => break,
-                Err(e) => panic!("filling the disk: {e}"),
-            }
-        }
-        let len = file.metadata().expect("filler size").len();
-        file.set_len(len.saturating_sub(spare))
-            .expect("give space back");
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a broker thread that still holds a file open must not keep the mount.
-        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
-    }
-}
 
 fn batch(value: &str) -> BytesMut {
     let record = Record {

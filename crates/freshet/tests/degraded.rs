@@ -10,67 +10,14 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::daemon::{http, Daemon};
 use common::prometheus::parse;
 use common::{client_config, freshet};
+use freshet_testkit::tmpfs::Tmpfs;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
-/// A tmpfs mounted on a temporary directory for the life of the value.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "freshet-test"])
-            .arg(dir.path())
-            .output();
-        match mounted {
-            Ok(output) if output.status.success() => Tmpfs { dir },
-            other => panic!(
-                "cannot mount a tmpfs on {} ({other:?}): this test needs root (.ci/run runs it \
-                 as root with --ignored)",
-                dir.path().display()
-            ),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Fills the disk, then gives `spare` bytes back: room for small files, not large writes.
-    fn fill(&self, spare: u64) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut file = fs::File::create(&path).expect("create the filler");
-        let chunk = vec![0xa5_u8; 64 * 1024];
-        loop {
-            match file.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling the disk: {e}"),
-            }
-        }
-        let len = file.metadata().expect("filler size").len();
-        file.set_len(len.saturating_sub(spare))
-            .expect("give space back");
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
-    }
-}
 
 fn start_up(data_dir: &Path) -> Daemon {
     let mut command = freshet();

@@ -7,6 +7,7 @@
 pub mod batches;
 pub mod memory;
 pub mod raw;
+pub mod tmpfs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
