@@ -10,50 +10,20 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use freshet_broker::health::Reason;
+use freshet_testkit::batches;
 use freshet_testkit::raw::RawClient;
 use freshet_testkit::tmpfs::Tmpfs;
 use freshet_testkit::TestBroker;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use kafka_protocol::ResponseError;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
-
-fn batch(value: &str) -> BytesMut {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(bytes::Bytes::copy_from_slice(value.as_bytes())),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, [&record], &options).expect("encode batch");
-    buf
-}
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
@@ -61,20 +31,11 @@ fn topic_name(name: &str) -> TopicName {
 
 /// Produces one record with acks=all to partition 0; the partition's error code.
 async fn produce(broker: &TestBroker, topic: &str, value: &str) -> i16 {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch(value).freeze()))])]);
     let mut client = RawClient::connect(broker.addr).await.expect("connect");
-    let response: ProduceResponse = client
-        .call(ApiKey::Produce, 9, &request)
+    client
+        .produce(topic, 0, batches::values_batch(&[value]))
         .await
-        .expect("produce answered");
-    response.responses[0].partition_responses[0].error_code
+        .expect("produce answered")
 }
 
 /// Metadata v12 for one topic, allowing auto-creation; the topic's error code.

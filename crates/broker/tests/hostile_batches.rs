@@ -7,77 +7,23 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use freshet_testkit::batches;
+use freshet_testkit::memory::Memory;
 use freshet_testkit::raw::RawClient;
 use freshet_testkit::TestBroker;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use kafka_protocol::ResponseError;
 
 const BOMB_BYTES: usize = 512 << 20;
-const RSS_LIMIT_BYTES: u64 = 200 << 20;
-
-/// A small, legitimate gzip batch with a key, as a real producer sends it.
-fn legit_gzip_batch() -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: Some(Bytes::from_static(b"key")),
-        value: Some(Bytes::from_static(b"an ordinary value")),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::Gzip,
-    };
-    RecordBatchEncoder::encode(&mut buf, [&record], &options).expect("encode");
-    buf.freeze()
-}
+const RSS_LIMIT_MIB: u64 = 200;
 
 async fn produce(broker: &TestBroker, topic: &str, records: Bytes) -> i16 {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
     let mut client = RawClient::connect(broker.addr).await.expect("connect");
-    let response: ProduceResponse = client
-        .call(ApiKey::Produce, 9, &request)
+    client
+        .produce(topic, 0, records)
         .await
-        .expect("produce answered");
-    response.responses[0].partition_responses[0].error_code
-}
-
-/// A `kB` field of /proc/self/status, in bytes.
-fn proc_status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with(field))
-        .expect("field present");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|value| value.parse().ok())
-        .expect("a number of kB");
-    kib * 1024
+        .expect("produce answered")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +43,7 @@ async fn gzip_bombs_are_refused_and_memory_stays_bounded() {
             &[("cleanup.policy", "compact"), ("segment.bytes", "1024")],
         )
         .await;
-    let rss_before = proc_status_bytes("VmRSS:");
+    let rss_before = Memory::now().resident_mib;
 
     // The finding's bomb: zeros, which no record parser can read past its first bytes.
     let zeros_codes = [
@@ -109,16 +55,18 @@ async fn gzip_bombs_are_refused_and_memory_stays_bounded() {
         produce(&broker, topic, record_bomb.clone()).await,
         produce(&broker, topic, record_bomb).await,
     ];
-    let legit = produce(&broker, topic, legit_gzip_batch()).await;
+    let legit = produce(
+        &broker,
+        topic,
+        batches::encoded_batch(&[(Some("key"), "an ordinary value")], Compression::Gzip),
+    )
+    .await;
     // Several compaction passes.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let peak = proc_status_bytes("VmHWM:");
-    let rss_after = proc_status_bytes("VmRSS:");
+    let after = Memory::now();
+    let (peak, rss_after) = (after.peak_mib, after.resident_mib);
     eprintln!(
-        "RSS before the bombs {} MB, after {} MB, peak {} MB; codes {zeros_codes:?} {record_codes:?} legit {legit}",
-        rss_before >> 20,
-        rss_after >> 20,
-        peak >> 20
+        "RSS before the bombs {rss_before} MiB, after {rss_after} MiB, peak {peak} MiB; codes {zeros_codes:?} {record_codes:?} legit {legit}"
     );
 
     let corrupt = ResponseError::CorruptMessage.code();
@@ -127,9 +75,7 @@ async fn gzip_bombs_are_refused_and_memory_stays_bounded() {
     assert_eq!(record_codes, [too_large, too_large], "over the cap");
     assert_eq!(legit, 0, "ordinary compressed batches are still accepted");
     assert!(
-        peak < RSS_LIMIT_BYTES,
-        "peak RSS {} MB is over {} MB",
-        peak >> 20,
-        RSS_LIMIT_BYTES >> 20
+        peak < RSS_LIMIT_MIB,
+        "peak RSS {peak} MiB is over {RSS_LIMIT_MIB} MiB"
     );
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::BrokerProcess;
+use freshet_testkit::memory::Memory;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -57,21 +58,6 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
     }
 }
 
-/// A `VmRSS`/`VmSize` line of `/proc/<pid>/status`, in bytes.
-fn proc_status_bytes(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("a number of kB");
-    kib * 1024
-}
-
 #[test]
 fn half_sent_frames_cost_the_bytes_sent_not_the_size_they_claim() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -79,7 +65,7 @@ fn half_sent_frames_cost_the_bytes_sent_not_the_size_they_claim() {
     let pid = broker.pid();
     let mut warm = connect(&broker.addr);
     ask_api_versions(&mut warm, 1).expect("a normal request is answered");
-    let virtual_before = proc_status_bytes(pid, "VmSize");
+    let virtual_before = Memory::of(pid).virtual_mib;
 
     // 40 connections each announce a 100 MiB request and send 8 bytes of it.
     let mut stalled = Vec::new();
@@ -94,12 +80,11 @@ fn half_sent_frames_cost_the_bytes_sent_not_the_size_they_claim() {
     // The broker is still serving others while they stall.
     let mut other = connect(&broker.addr);
     assert_eq!(ask_api_versions(&mut other, 2).expect("answered"), 2);
-    let virtual_grown = proc_status_bytes(pid, "VmSize").saturating_sub(virtual_before);
-    eprintln!("virtual memory grew by {} MiB", virtual_grown / MIB);
+    let virtual_grown = Memory::of(pid).virtual_mib.saturating_sub(virtual_before);
+    eprintln!("virtual memory grew by {virtual_grown} MiB");
     assert!(
-        virtual_grown < 100 * MIB,
-        "40 half-sent 100 MiB frames reserved {} MiB of address space",
-        virtual_grown / MIB
+        virtual_grown < 100,
+        "40 half-sent 100 MiB frames reserved {virtual_grown} MiB of address space"
     );
 }
 
@@ -108,7 +93,7 @@ fn memory_of_large_requests_is_returned_when_their_connections_close() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = BrokerProcess::start(dir.path(), &[]);
     let pid = broker.pid();
-    let resident_before = proc_status_bytes(pid, "VmRSS");
+    let resident_before = Memory::of(pid).resident_mib;
 
     // Four connections each send 60 MiB of a 64 MiB request, then go away.
     let chunk = vec![0u8; MIB as usize];
@@ -123,28 +108,24 @@ fn memory_of_large_requests_is_returned_when_their_connections_close() {
         }
         senders.push(stream);
     }
-    let resident_holding = proc_status_bytes(pid, "VmRSS");
+    let resident_holding = Memory::of(pid).resident_mib;
     drop(senders);
     let mut resident_after = u64::MAX;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
-        resident_after = proc_status_bytes(pid, "VmRSS");
-        if resident_after < resident_before + 64 * MIB {
+        resident_after = Memory::of(pid).resident_mib;
+        if resident_after < resident_before + 64 {
             break;
         }
     }
     eprintln!(
-        "resident: {} MiB before, {} MiB holding 4 x 60 MiB, {} MiB after they closed",
-        resident_before / MIB,
-        resident_holding / MIB,
-        resident_after / MIB
+        "resident: {resident_before} MiB before, {resident_holding} MiB holding 4 x 60 MiB, \
+         {resident_after} MiB after they closed"
     );
     assert!(
-        resident_after < resident_before + 64 * MIB,
-        "{} MiB still resident after the connections closed ({} MiB before)",
-        resident_after / MIB,
-        resident_before / MIB
+        resident_after < resident_before + 64,
+        "{resident_after} MiB still resident after the connections closed ({resident_before} MiB before)"
     );
 }
 

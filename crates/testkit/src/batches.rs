@@ -1,9 +1,15 @@
-//! Record batches a current broker refuses at produce, and a way to put them into a log anyway:
+//! Record batches for tests: ordinary ones as a producer encodes them ([`encoded_batch`]),
+//! ones a current broker refuses at produce, and a way to put those into a log anyway:
 //! written straight into the active segment of a stopped broker, as a log written by an older
 //! version (or another Kafka implementation) may hold them. Readers must cope with them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 /// Bytes of a v2 batch header, up to and including `recordCount`.
 pub const BATCH_HEADER_LEN: usize = 61;
@@ -12,6 +18,43 @@ const ATTRIBUTES_AT: usize = 21;
 const CRC_AT: usize = 17;
 /// Attributes of a gzip batch.
 const GZIP: i16 = 1;
+
+/// One v2 batch of `records` (key, value), offsets 0, 1, 2, ..., encoded and compressed as a
+/// producer would.
+pub fn encoded_batch(records: &[(Option<&str>, &str)], compression: Compression) -> Bytes {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode batch");
+    buf.freeze()
+}
+
+/// One uncompressed v2 batch of key-less `values`.
+pub fn values_batch(values: &[&str]) -> Bytes {
+    let records: Vec<(Option<&str>, &str)> = values.iter().map(|value| (None, *value)).collect();
+    encoded_batch(&records, Compression::None)
+}
 
 /// A decompression bomb: a v2 gzip batch claiming one record whose body is `zeros` zero bytes
 /// (512 MiB compress to about 0.5 MB), with a valid CRC, at base offset 0. The zeros are not a

@@ -41,6 +41,33 @@ impl RawClient {
         R::decode(&mut body, version)
     }
 
+    /// Produces `records` (a record set) with acks=all to `partition` of `topic` (Produce v9)
+    /// and returns that partition's error code.
+    pub async fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+    ) -> anyhow::Result<i16> {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records))])]);
+        let response: ProduceResponse = self.call(ApiKey::Produce, 9, &request).await?;
+        let code = response
+            .responses
+            .first()
+            .and_then(|topic| topic.partition_responses.first())
+            .map(|partition| partition.error_code);
+        code.ok_or_else(|| anyhow::anyhow!("the produce response names no partition"))
+    }
+
     /// Sends a request without reading the response.
     pub async fn send<Q: Encodable>(
         &mut self,
