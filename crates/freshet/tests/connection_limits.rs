@@ -249,12 +249,8 @@ fn a_broker_short_of_descriptors_keeps_some_for_its_log_and_refuses_the_rest() {
     // connection and create a 16-partition topic through it (48 segment and index files).
     drop(streams.pop());
     std::thread::sleep(Duration::from_millis(300));
-    let producer: rdkafka::producer::BaseProducer = common::client_config(&broker.addr)
-        .create()
-        .expect("producer");
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
         common::client_config(&broker.addr).create().expect("admin");
-    drop(producer);
     let topic =
         rdkafka::admin::NewTopic::new("with-files", 16, rdkafka::admin::TopicReplication::Fixed(1));
     let created = futures::executor::block_on(
