@@ -30,6 +30,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use freshet_broker::dispatch::{self, Started};
+use freshet_broker::listener::Listener;
+use freshet_broker::session::Session;
 use freshet_broker::topics::TopicConfigs;
 use freshet_broker::{versions, Broker, BrokerConfig};
 use freshet_fuzz::{scratch_dir, SEED_TOPICS};
@@ -95,9 +97,12 @@ impl Harness {
             )
         };
         let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+        let mut session = Session::new(peer, Arc::new(Listener::plaintext()), None);
         let request = Bytes::copy_from_slice(frame);
         self.runtime.block_on(async {
-            if let Started::Respond(response) = dispatch::start(&broker, request, peer).await {
+            if let Started::Respond(response) =
+                dispatch::start(&broker, request, &mut session).await
+            {
                 if let Ok(response) = tokio::time::timeout(RESPONSE_WAIT, response).await {
                     check_response(frame, response);
                 }

@@ -42,6 +42,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, error)
     }
 
+    /// A request that is understood and refused whoever sends it (a service's own topic).
+    pub fn forbidden(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, error)
+    }
+
     /// A route whose service this process does not run (`freshet tracker` has no generator,
     /// `freshet guard` no tracker): the route exists, the service is unavailable here.
     pub fn service_not_running(service: &str) -> Self {

@@ -293,6 +293,19 @@ impl Collector for GuardCollector {
             "Login attempts this node could not publish to Kafka since it started.",
             m.attempts_dropped,
         )?;
+        encode::counters2(
+            e,
+            "freshet_guard_forged_records",
+            "Records this node refused since it started because the guard did not write them, \
+             by topic and reason: missing_mac, invalid_mac (altered, forged, or signed with \
+             another secret), unreadable (not a guard record), tombstone (blocked-users \
+             only). Refused records of login-attempts are also copied to its dead-letter \
+             topic.",
+            ("topic", "reason"),
+            m.forged
+                .iter()
+                .map(|f| ((f.topic.as_str(), f.reason.as_str()), f.count)),
+        )?;
         let Some(blocker) = &m.blocker else {
             return Ok(());
         };
@@ -369,6 +382,22 @@ pub mod encode {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (value, count) in samples {
             let labels = [(label, value)];
+            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    /// A counter per pair of values of two labels.
+    pub fn counters2<L: EncodeLabelValue, M: EncodeLabelValue>(
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        (first, second): (&str, &str),
+        samples: impl IntoIterator<Item = ((L, M), u64)>,
+    ) -> fmt::Result {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for ((one, two), count) in samples {
+            let labels = ([(first, one)], [(second, two)]);
             ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
         }
         Ok(())

@@ -4,8 +4,15 @@
 //!
 //! Sending records takes bodies up to [`MAX_RECORDS_BODY_BYTES`], more than the rest of the
 //! API (500 records rarely fit in 64 KiB).
+//!
+//! The services' own topics (the login guard's `login-attempts`, `blocked-users` and
+//! `login-attempts.dlq`, and every `freshet.` topic: see
+//! [`freshet_services::service_topic_owner`]) can be read but not written to or deleted:
+//! 403, whoever asks. A record there is a service's statement (a login attempt, a block, a
+//! checkpoint), and a client writing one would be forging it.
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use freshet_services::cluster::view::{
     NewTopic, ProduceRequest, ProducedRecords, RecordPage, TopicDescription, TopicList,
@@ -74,6 +81,45 @@ impl IntoParams for PartitionPath {
 fn topic_name_parameter() -> Parameter {
     let schema = freshet_services::kafka::topic_name_schema();
     required_parameter("name", ParameterIn::Path, "Topic name", schema)
+}
+
+/// A topic named in the path that clients may send records to; a service's own topic is
+/// refused with 403.
+#[derive(Debug)]
+pub struct ProducibleTopic(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ProducibleTopic {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(name) = Path::<String>::from_request_parts(parts, state).await?;
+        refuse_service_topic(&name, "only it writes records there")?;
+        Ok(ProducibleTopic(name))
+    }
+}
+
+/// A topic named in the path that clients may delete; a service's own topic is refused with
+/// 403.
+#[derive(Debug)]
+pub struct DeletableTopic(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for DeletableTopic {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(name) = Path::<String>::from_request_parts(parts, state).await?;
+        refuse_service_topic(&name, "it cannot be deleted through the API")?;
+        Ok(DeletableTopic(name))
+    }
+}
+
+fn refuse_service_topic(name: &str, consequence: &str) -> Result<(), ApiError> {
+    match freshet_services::service_topic_owner(name) {
+        Some(owner) => Err(ApiError::forbidden(format!(
+            "topic {name} belongs to {owner}; {consequence}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Where a topic's description is served.
@@ -175,7 +221,8 @@ pub async fn describe_topic(
 
 /// Delete a topic
 ///
-/// Deletes the topic and all its records.
+/// Deletes the topic and all its records. The services' own topics (`login-attempts`,
+/// `blocked-users`, `login-attempts.dlq` and every `freshet.` topic) cannot be deleted here.
 #[utoipa::path(
     delete,
     path = "/api/v1/topics/{name}",
@@ -184,13 +231,15 @@ pub async fn describe_topic(
     responses(
         (status = 204, description = "The topic was deleted"),
         (status = 400, description = "Not a valid topic name", body = ApiError),
+        (status = 403, description = "The topic belongs to a Freshet service", body = ApiError,
+         example = json!({"error": "topic blocked-users belongs to the login guard; it cannot be deleted through the API"})),
         (status = 404, description = "No such topic", body = ApiError),
         (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
     )
 )]
 pub async fn delete_topic(
+    DeletableTopic(name): DeletableTopic,
     KafkaCluster(cluster): KafkaCluster,
-    Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     cluster.delete_topic(&name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -201,7 +250,9 @@ pub async fn delete_topic(
 /// Sends 1 to 500 records in order and answers once the cluster acknowledged all of them
 /// (acks=all), with each record's partition and offset in request order. A JSON string
 /// value (or key) is sent as its text, any other JSON value as its compact JSON text, null
-/// as no value (a tombstone). Never creates the topic.
+/// as no value (a tombstone). Never creates the topic. The services' own topics
+/// (`login-attempts`, `blocked-users`, `login-attempts.dlq` and every `freshet.` topic) take
+/// no records from here.
 #[utoipa::path(
     post,
     path = "/api/v1/topics/{name}/records",
@@ -211,6 +262,8 @@ pub async fn delete_topic(
     responses(
         (status = 200, description = "Every record was acknowledged", body = ProducedRecords),
         (status = 400, description = "Invalid JSON or topic name, no records or more than 500", body = ApiError),
+        (status = 403, description = "The topic belongs to a Freshet service", body = ApiError,
+         example = json!({"error": "topic login-attempts belongs to the login guard; only it writes records there"})),
         (status = 404, description = "No such topic", body = ApiError),
         (status = 409, description = "A record names a partition the topic does not have", body = ApiError),
         (status = 413, description = "The body is larger than 1 MiB", body = ApiError),
@@ -219,8 +272,8 @@ pub async fn delete_topic(
     )
 )]
 pub async fn produce_records(
+    ProducibleTopic(name): ProducibleTopic,
     KafkaCluster(cluster): KafkaCluster,
-    Path(name): Path<String>,
     Json(request): Json<ProduceRequest>,
 ) -> Result<axum::Json<ProducedRecords>, ApiError> {
     Ok(axum::Json(cluster.produce(&name, request).await?))

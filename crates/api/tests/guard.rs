@@ -17,6 +17,7 @@ use freshet_api::{app, AppState};
 use freshet_services::guard::accounts::{Accounts, Argon2Params};
 use freshet_services::guard::attempts::AttemptPublisher;
 use freshet_services::guard::blocks::BlockMap;
+use freshet_services::guard::secret::GuardSecret;
 use freshet_services::guard::store::Store;
 use freshet_services::guard::GuardHandle;
 use freshet_services::KafkaConfig;
@@ -35,7 +36,8 @@ async fn setup_with(params: Argon2Params, options: GuardOptions) -> Setup {
     let store = Store::connect(&url).await.expect("store");
     let accounts = Accounts::new(store, params).await.expect("accounts");
     let unreachable = KafkaConfig::new("127.0.0.1:9");
-    let publisher = AttemptPublisher::new(&unreachable, "login-attempts").expect("publisher");
+    let publisher = AttemptPublisher::new(&unreachable, "login-attempts", GuardSecret::random())
+        .expect("publisher");
     let handle = GuardHandle::new(accounts, publisher, BlockMap::default(), "blocked-users");
     Setup {
         app: app(AppState::new().with_guard(handle, options)),

@@ -1,6 +1,8 @@
 //! The guard end to end: a real broker over TCP, a real SQLite file, the blocker in its
 //! consumer group, and logins through the router. Every login is published to
-//! `login-attempts`; blocks come back through `blocked-users` to the login path.
+//! `login-attempts`; blocks come back through `blocked-users` to the login path. Records
+//! that did not come from the guard (through the topic API or over the Kafka protocol)
+//! block and unblock nobody.
 
 mod common;
 
@@ -11,9 +13,10 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
-use common::{assert_error, get, send, Answer};
+use common::{assert_error, get, post_json, request, send, Answer};
 use freshet_api::guard::{GuardOptions, RateLimit, USER_BANNED};
 use freshet_api::{app, AppState};
+use freshet_services::cluster::Cluster;
 use freshet_services::guard::accounts::Argon2Params;
 use freshet_services::guard::rules::BlockRecord;
 use freshet_services::guard::{Guard, GuardConfig, GuardHandle};
@@ -28,7 +31,8 @@ struct Setup {
     app: Router,
     handle: GuardHandle,
     guard: Option<Guard>,
-    _broker: TestBroker,
+    config: GuardConfig,
+    broker: TestBroker,
     _dir: tempfile::TempDir,
 }
 
@@ -47,7 +51,10 @@ impl Setup {
             ..GuardConfig::new(format!("sqlite://{}/guard.db", dir.path().display()))
         };
         let kafka = KafkaConfig::new(broker.bootstrap());
-        let guard = Guard::start(&kafka, config).await.expect("guard starts");
+        let guard = Guard::start(&kafka, config.clone())
+            .await
+            .expect("guard starts");
+        let cluster = Cluster::new(&kafka).expect("cluster client");
         let handle = guard.handle();
         let options = GuardOptions {
             admin_token: Some(TOKEN.into()),
@@ -57,11 +64,15 @@ impl Setup {
             },
             trust_forwarded_for: false,
         };
+        let state = AppState::new()
+            .with_guard(handle.clone(), options)
+            .with_cluster(cluster);
         Setup {
-            app: app(AppState::new().with_guard(handle.clone(), options)),
+            app: app(state),
             handle,
             guard: Some(guard),
-            _broker: broker,
+            config,
+            broker,
             _dir: dir,
         }
     }
@@ -255,5 +266,151 @@ async fn an_admin_lifts_a_block_only_with_the_token() {
     // 5 failures, 1 refused login, the unblock, 1 success, 4 failures.
     s.wait_settled(12).await;
     assert_eq!(s.handle.block_map().active("carol"), None);
+    s.stop().await;
+}
+
+/// What a client without the guard's secret writes: attempt records naming the victim.
+fn forged_failures(user: &str, count: usize) -> Vec<serde_json::Value> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    (0..count)
+        .map(|i| {
+            json!({
+                "attempt_id": format!("00000000-0000-4000-8000-{i:012}"),
+                "user": user,
+                "source": "6.6.6.6",
+                "time_ms": now_ms,
+                "success": false,
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topic_api_refuses_to_write_or_delete_the_guards_topics() {
+    let s = Setup::start().await;
+    s.register("victim", "right1pass").await;
+    let records: Vec<serde_json::Value> = forged_failures("victim", 6)
+        .into_iter()
+        .map(|value| json!({"key": "victim", "value": value}))
+        .collect();
+    let body = json!({ "records": records }).to_string();
+    let refused = post_json(&s.app, "/api/v1/topics/login-attempts/records", &body).await;
+    assert_error(
+        &refused,
+        StatusCode::FORBIDDEN,
+        "topic login-attempts belongs to the login guard; only it writes records there",
+    );
+    for topic in [
+        "blocked-users",
+        "login-attempts.dlq",
+        "freshet.guard.checkpoints",
+    ] {
+        let uri = format!("/api/v1/topics/{topic}/records");
+        let answer = post_json(
+            &s.app,
+            &uri,
+            r#"{"records": [{"key": "victim", "value": null}]}"#,
+        )
+        .await;
+        assert_error(
+            &answer,
+            StatusCode::FORBIDDEN,
+            &format!("topic {topic} belongs to"),
+        );
+    }
+    for topic in [
+        "login-attempts",
+        "blocked-users",
+        "login-attempts.dlq",
+        "freshet.guard.checkpoints",
+    ] {
+        let uri = format!("/api/v1/topics/{topic}");
+        let deleted = send(&s.app, request(Method::DELETE, &uri)).await;
+        assert_error(
+            &deleted,
+            StatusCode::FORBIDDEN,
+            "cannot be deleted through the API",
+        );
+        assert_eq!(
+            get(&s.app, &uri).await.status,
+            StatusCode::OK,
+            "{topic} still readable"
+        );
+    }
+    assert_eq!(s.login("victim", "right1pass").await.status, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_attempts_over_kafka_block_nobody_and_are_counted_in_metrics() {
+    let s = Setup::start().await;
+    s.register("victim", "right1pass").await;
+    let producer = s.broker.producer(&[]);
+    for value in forged_failures("victim", 6) {
+        let value = value.to_string();
+        let record = rdkafka::producer::FutureRecord::to(&s.config.attempts_topic)
+            .key("victim")
+            .payload(&value);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("the broker takes the forged record");
+    }
+    // A forged unblock needs a block to lift: five genuine failures of another user.
+    s.register("carol", "carol1pass").await;
+    for _ in 0..5 {
+        s.login("carol", "wrong1pass").await;
+    }
+    s.wait_blocked("carol", 5).await;
+    let unblock = json!({
+        "attempt_id": "00000000-0000-4000-8000-999999999999", "user": "carol", "source": "admin",
+        "time_ms": i64::MAX / 2, "success": false, "kind": "unblock",
+    })
+    .to_string();
+    let record = rdkafka::producer::FutureRecord::to(&s.config.attempts_topic)
+        .key("carol")
+        .payload(&unblock);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .expect("produced");
+    // 6 forged failures, carol's 5 failures, the forged unblock.
+    s.wait_settled(12).await;
+
+    assert_eq!(s.login("victim", "right1pass").await.status, StatusCode::OK);
+    assert_error(
+        &s.login("carol", "carol1pass").await,
+        StatusCode::LOCKED,
+        USER_BANNED,
+    );
+    let metrics = get(&s.app, "/metrics").await;
+    let line = |reason: &str| {
+        format!(
+            "freshet_guard_forged_records_total{{topic=\"login-attempts\",reason=\"{reason}\"}} "
+        )
+    };
+    assert!(
+        metrics.text.contains(&format!("{}7", line("missing_mac"))),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics.text.contains(&format!("{}0", line("invalid_mac"))),
+        "{}",
+        metrics.text
+    );
+    let blocks_line =
+        "freshet_guard_forged_records_total{topic=\"blocked-users\",reason=\"tombstone\"} 0";
+    assert!(metrics.text.contains(blocks_line), "{}", metrics.text);
+
+    // The genuine admin unblock still works.
+    let lifted = s
+        .admin(Method::DELETE, "/api/v1/blocked/carol", Some(TOKEN))
+        .await;
+    assert_eq!(lifted.status, StatusCode::OK, "{lifted:?}");
+    assert_eq!(s.login("carol", "carol1pass").await.status, StatusCode::OK);
     s.stop().await;
 }

@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use freshet_coordinator::GroupCoordinator;
 use freshet_log::{Durability, LogError, LogStats, PartitionLog};
+use freshet_security::acl::{AclStore, Authorizer};
+use freshet_security::users::UserStore;
 use thiserror::Error;
 
 use crate::health::{Condition, Health};
@@ -26,6 +28,8 @@ pub enum StartError {
     Topics(#[from] TopicError),
     #[error("opening consumer groups: {0}")]
     Groups(String),
+    #[error("opening the security store: {0}")]
+    Security(#[from] freshet_security::files::StoreError),
 }
 
 /// Everything a request handler may touch.
@@ -40,7 +44,11 @@ pub struct Broker {
     pub health: Health,
     /// A random id generated once per data directory, like Kafka's `cluster.id`.
     pub cluster_id: String,
-    /// Set once the listener is bound, for the address clients are told to use.
+    /// SASL users (SCRAM credentials), shared with `freshet users` through the data dir.
+    pub users: UserStore,
+    /// The ACL authorizer, when `--authorizer acl` is on.
+    pub authorizer: Option<Authorizer>,
+    /// Set once the listeners are bound: the address clients are told to use.
     bound_addr: OnceLock<SocketAddr>,
 }
 
@@ -71,6 +79,13 @@ impl Broker {
             .map_err(|e| StartError::Groups(e.to_string()))?;
         let producer_ids = ProducerIds::open(dir).map_err(data_dir_error)?;
         let health = Health::new(dir);
+        let users = UserStore::open(dir)?;
+        let authorizer = if config.acl_authorizer {
+            let acls = AclStore::open(dir)?;
+            Some(Authorizer::new(acls, config.super_users.iter().cloned()))
+        } else {
+            None
+        };
         Ok(Arc::new(Broker {
             config,
             topics,
@@ -79,20 +94,24 @@ impl Broker {
             metrics: Metrics::default(),
             health,
             cluster_id,
+            users,
+            authorizer,
             bound_addr: OnceLock::new(),
         }))
     }
 
-    /// Records the address the listener is bound to (called by [`crate::serve`]).
+    /// Records the address clients are told to connect to: the first listener's advertised
+    /// address (called by [`crate::serve_listeners`]).
     pub fn set_bound_addr(&self, addr: SocketAddr) {
         let _ = self.bound_addr.set(addr);
     }
 
-    /// The address clients are told to connect to.
+    /// The address clients are told to connect to, whichever listener they used (see
+    /// [`crate::listener::Listener::advertised`] for the per-listener one).
     pub fn advertised_addr(&self) -> SocketAddr {
-        self.config
-            .advertised_addr
-            .or_else(|| self.bound_addr.get().copied())
+        self.bound_addr
+            .get()
+            .copied()
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092)))
     }
 

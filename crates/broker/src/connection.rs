@@ -3,30 +3,33 @@
 //! Kafka frames are a 4-byte big-endian size followed by that many bytes. The size is checked
 //! before anything is buffered, so a client cannot make the broker take more than
 //! `max_request_bytes` for one request. Memory follows the bytes that actually arrive: the
-//! socket is read only once it is readable, into a buffer that grows with what was received,
-//! and every byte read is first reserved from the broker-wide [`RequestBudget`]; a request
-//! keeps its share until its response is written. Requests are started in arrival order
-//! ([`dispatch::start`]); the waiting part of each (see the crate docs) runs concurrently in a
-//! `FuturesOrdered`, which yields responses in request order.
+//! buffer grows with what was received, and every byte read is first reserved from the
+//! broker-wide [`RequestBudget`]; a request keeps its share until its response is written.
+//! Requests are started in arrival order ([`dispatch::start`]); the waiting part of each (see
+//! the crate docs) runs concurrently in a `FuturesOrdered`, which yields responses in request
+//! order.
+//!
+//! The same loop serves plain TCP and TLS streams, so it cannot wait for the socket to be
+//! readable before reserving: it holds a small credit of budget ahead of the bytes (one read's
+//! worth, kept across iterations), reserved while waiting for nothing else. An idle connection
+//! holds [`IDLE_STEP`] of budget; one with a frame under way at most [`READ_CHUNK`].
 //!
 //! Two clocks close a connection: an idle one (nothing received and nothing in flight for
 //! `connections_max_idle`) and a frame one (a frame must arrive whole within
 //! `request_read_timeout` of its first byte, so a peer cannot hold memory and budget by
 //! sending one byte at a time, and connections stuck waiting for budget give it back).
 
-use std::io::ErrorKind;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::time::Instant;
 
-use crate::dispatch::{self, Started};
+use crate::dispatch::{self, PendingResponse, Started};
 use crate::limits::{RequestBudget, Reservation};
+use crate::listener::SecurityProtocol;
+use crate::session::Session;
 use crate::Broker;
 
 /// Responses that may wait at once on one connection before the broker stops reading more
@@ -34,55 +37,74 @@ use crate::Broker;
 const MAX_IN_FLIGHT: usize = 64;
 
 /// The most read from a socket at once, and the capacity the buffer is cut back to once
-/// empty: an idle connection holds this much memory and no budget.
+/// empty: an idle connection holds this much memory.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Serves one connection until the client closes it, sends something invalid, stays idle or
-/// too slow, or shutdown.
-pub async fn handle(
+/// The budget an idle connection holds for its next read: enough for most requests whole,
+/// small enough that many thousands of idle connections leave the budget to busy ones.
+const IDLE_STEP: usize = 4 * 1024;
+
+/// Serves one connection (plain TCP or TLS) until the client closes it, sends something
+/// invalid, stays idle or too slow, or shutdown.
+pub async fn handle<S>(
     broker: Arc<Broker>,
-    socket: TcpStream,
-    peer: SocketAddr,
+    stream: S,
+    mut session: Session,
     budget: RequestBudget,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let _ = socket.set_nodelay(true);
-    let (reader, writer) = socket.into_split();
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-    let mut frames = FrameReader::new(broker.config.max_request_bytes);
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Reads go straight to the stream underneath (`get_mut`): reading and writing never
+    // overlap, as responses are written between reads.
+    let mut stream = BufWriter::with_capacity(64 * 1024, stream);
+    let peer = session.peer;
+    let protocol = session.listener.protocol();
+    let mut frames = FrameReader::new(broker.config.max_request_bytes, protocol);
     let mut in_flight = FuturesOrdered::new();
     let idle_timeout = broker.config.connections_max_idle;
     let frame_timeout = broker.config.request_read_timeout;
     let mut last_activity = Instant::now();
-    // Set while the socket has bytes for us but the budget has no room for them.
-    let mut waiting_for_budget: Option<u32> = None;
+    // Budget reserved for the next read, kept until bytes use it.
+    let mut credit: Option<Reservation> = None;
 
     loop {
         // Start every complete request already buffered before waiting for anything else.
         while in_flight.len() < MAX_IN_FLIGHT {
             match frames.next_frame() {
                 Ok(Some((frame, reservation))) => {
-                    match dispatch::start(&broker, frame, peer).await {
-                        Started::Respond(response) => in_flight.push_back(async move {
-                            let bytes = response.await;
-                            drop(reservation);
-                            bytes
-                        }),
-                        Started::NoResponse => {}
-                        Started::Close(reason) => {
-                            tracing::warn!(%peer, %reason, "closing connection");
-                            return finish(&mut writer, &mut in_flight).await;
-                        }
+                    let (response, close) =
+                        match dispatch::start(&broker, frame, &mut session).await {
+                            Started::Respond(response) => (response, None),
+                            Started::RespondAndClose(response, reason) => {
+                                (ready_response(response), Some(reason))
+                            }
+                            Started::NoResponse => continue,
+                            Started::Close(reason) => {
+                                tracing::warn!(%peer, %reason, "closing connection");
+                                return finish(&mut stream, &mut in_flight).await;
+                            }
+                        };
+                    in_flight.push_back(async move {
+                        let bytes = response.await;
+                        drop(reservation);
+                        bytes
+                    });
+                    if let Some(reason) = close {
+                        tracing::info!(%peer, %reason, "closing connection after the response");
+                        return finish(&mut stream, &mut in_flight).await;
                     }
                 }
                 Ok(None) => break,
                 Err(reason) => {
                     tracing::warn!(%peer, %reason, "closing connection");
-                    return finish(&mut writer, &mut in_flight).await;
+                    return finish(&mut stream, &mut in_flight).await;
                 }
             }
         }
         frames.release_spare_capacity();
+        let step = frames.read_step();
+        fit_credit(&mut credit, step, &budget);
         let can_read = in_flight.len() < MAX_IN_FLIGHT;
         let deadline = match frames.started_at() {
             // Not while reading is paused for responses: that wait is the broker's.
@@ -92,32 +114,18 @@ pub async fn handle(
         };
         let read = tokio::select! {
             Some(response) = in_flight.next() => {
-                if let Err(e) = write_response(&mut writer, response, &mut in_flight).await {
+                if let Err(e) = write_response(&mut stream, response, &mut in_flight).await {
                     tracing::debug!(%peer, error = %e, "write failed");
                     return;
                 }
                 last_activity = Instant::now();
                 continue;
             }
-            ready = reader.readable(), if can_read && waiting_for_budget.is_none() => {
-                match ready {
-                    Ok(()) => {
-                        let step = frames.read_step();
-                        match budget.try_reserve(step) {
-                            Some(credit) => frames.read_from(&reader, credit),
-                            None => {
-                                waiting_for_budget = Some(step);
-                                continue;
-                            }
-                        }
-                    }
-                    Err(e) => Err(e),
-                }
+            reserved = budget.reserve(step), if can_read && credit.is_none() => {
+                credit = Some(reserved);
+                continue;
             }
-            credit = budget.reserve(waiting_for_budget.unwrap_or(0)), if waiting_for_budget.is_some() => {
-                waiting_for_budget = None;
-                frames.read_from(&reader, credit)
-            }
+            read = frames.read_from(stream.get_mut(), &mut credit), if can_read && credit.is_some() => read,
             () = sleep_until(deadline.map(|(at, _)| at)), if deadline.is_some() => {
                 let timeout = deadline.map_or(Timeout::Idle, |(_, kind)| kind);
                 broker.metrics.connection_timed_out(timeout.is_idle());
@@ -129,18 +137,41 @@ pub async fn handle(
                         "closing connection: request not received whole within {frame_timeout:?}"
                     ),
                 }
-                return finish(&mut writer, &mut in_flight).await;
+                return finish(&mut stream, &mut in_flight).await;
             }
-            _ = shutdown.changed() => return finish(&mut writer, &mut in_flight).await,
+            _ = shutdown.changed() => return finish(&mut stream, &mut in_flight).await,
         };
         match read {
             Ok(Read::Bytes) => last_activity = Instant::now(),
-            Ok(Read::NotReady) => {}
-            Ok(Read::Closed) => return finish(&mut writer, &mut in_flight).await,
+            Ok(Read::Closed) => return finish(&mut stream, &mut in_flight).await,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "read failed");
                 return;
             }
+        }
+    }
+}
+
+fn ready_response(response: Bytes) -> PendingResponse {
+    Box::pin(std::future::ready(response))
+}
+
+/// Brings the credit for the next read to `step` bytes when the budget has room now: a new
+/// credit, or a small remainder topped up (one larger read instead of a short one); gives
+/// back what an idle connection should not hold. Without room, a missing credit is waited
+/// for by the connection loop, in turn with other connections.
+fn fit_credit(credit: &mut Option<Reservation>, step: u32, budget: &RequestBudget) {
+    let Some(held) = credit.as_mut() else {
+        *credit = budget.try_reserve(step);
+        return;
+    };
+    let step = step as usize;
+    if held.len() > step {
+        drop(held.split_off(held.len() - step));
+    } else if held.len() < step {
+        let missing = u32::try_from(step - held.len()).unwrap_or(u32::MAX);
+        if let Some(more) = budget.try_reserve(missing) {
+            held.merge(more);
         }
     }
 }
@@ -165,12 +196,10 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// What one read from the socket gave.
+/// What one read from the stream gave.
 #[derive(Debug, PartialEq, Eq)]
 enum Read {
     Bytes,
-    /// The readiness was spurious; nothing was read.
-    NotReady,
     /// The peer closed its side.
     Closed,
 }
@@ -181,6 +210,8 @@ enum Read {
 struct FrameReader {
     buffer: BytesMut,
     max_frame: usize,
+    /// The listener's protocol, to recognise a TLS client on a listener without TLS.
+    protocol: SecurityProtocol,
     /// Budget for exactly the bytes in `buffer`.
     held: Option<Reservation>,
     /// When the first byte of the frame at the front of the buffer arrived.
@@ -188,10 +219,11 @@ struct FrameReader {
 }
 
 impl FrameReader {
-    fn new(max_frame: usize) -> Self {
+    fn new(max_frame: usize, protocol: SecurityProtocol) -> Self {
         FrameReader {
             buffer: BytesMut::with_capacity(READ_CHUNK),
             max_frame,
+            protocol,
             held: None,
             started_at: None,
         }
@@ -223,6 +255,13 @@ impl FrameReader {
         let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         let size = usize::try_from(size).map_err(|_| format!("negative frame size {size}"))?;
         if size > self.max_frame {
+            if !self.protocol.uses_tls() && is_tls_handshake(prefix) {
+                return Err(format!(
+                    "TLS handshake received on a {} listener: the client is configured for {}",
+                    self.protocol,
+                    self.protocol.with_tls()
+                ));
+            }
             return Err(format!(
                 "frame of {size} bytes exceeds max request size {}",
                 self.max_frame
@@ -233,8 +272,12 @@ impl FrameReader {
 
     /// How many bytes to read next: what the frame at the front still lacks (or a size
     /// prefix), at most [`READ_CHUNK`]. Bytes of the frames after it come along when they are
-    /// already waiting, up to the chunk.
+    /// already waiting, up to the chunk. With nothing buffered, [`IDLE_STEP`]: the budget an
+    /// idle connection holds.
     fn read_step(&self) -> u32 {
+        if self.buffer.is_empty() {
+            return IDLE_STEP as u32;
+        }
         let missing = match self.front_frame_size() {
             Ok(Some(size)) => (4 + size).saturating_sub(self.buffer.len()),
             _ => 4,
@@ -248,27 +291,40 @@ impl FrameReader {
         u32::try_from(step).unwrap_or(u32::MAX)
     }
 
-    /// Reads what the socket has, up to the bytes `credit` covers, keeping exactly as much of
-    /// the credit as was read. The buffer grows with the bytes (amortised doubling), never
-    /// ahead of them.
-    fn read_from(
+    /// Reads what the stream has, up to the bytes `credit` covers, moving the budget of the
+    /// bytes read from the credit to the buffer (an emptied credit is dropped). The buffer
+    /// grows with the bytes (amortised doubling), never ahead of them by more than the
+    /// credit. Cancel-safe: nothing is read unless the read completes. Without credit, waits
+    /// forever (the connection loop reserves some first).
+    async fn read_from<R>(
         &mut self,
-        reader: &OwnedReadHalf,
-        mut credit: Reservation,
-    ) -> std::io::Result<Read> {
-        self.buffer.reserve(credit.len());
-        let read = reader.try_read_buf(&mut (&mut self.buffer).limit(credit.len()));
-        let n = match read {
+        stream: &mut R,
+        credit: &mut Option<Reservation>,
+    ) -> std::io::Result<Read>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let Some(available) = credit.as_mut().filter(|c| !c.is_empty()) else {
+            return std::future::pending().await;
+        };
+        let limit = available.len();
+        self.buffer.reserve(limit);
+        let n = match stream.read_buf(&mut (&mut self.buffer).limit(limit)).await {
             Ok(0) => return Ok(Read::Closed),
             Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Read::NotReady),
+            // A TLS peer that closes without close_notify (librdkafka does): as good as
+            // closed, since a Kafka frame says where it ends and no truncation goes unseen.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Read::Closed),
             Err(e) => return Err(e),
         };
-        if let Some(used) = credit.split_off(n) {
+        if let Some(used) = available.split_off(n) {
             match self.held.as_mut() {
                 Some(held) => held.merge(used),
                 None => self.held = Some(used),
             }
+        }
+        if available.is_empty() {
+            *credit = None;
         }
         if self.started_at.is_none() {
             self.started_at = Some(Instant::now());
@@ -291,6 +347,12 @@ impl FrameReader {
             self.buffer = BytesMut::with_capacity(READ_CHUNK);
         }
     }
+}
+
+/// Whether a frame's first bytes are a TLS handshake record (content type 22, version 3.x)
+/// rather than a size: a client speaking TLS to a listener without it.
+fn is_tls_handshake(prefix: &[u8]) -> bool {
+    matches!(prefix, [0x16, 0x03, ..])
 }
 
 /// Writes one response and any others already finished, then flushes once.
@@ -328,9 +390,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpStream;
 
     fn reader_with(bytes: &[u8], max_frame: usize, budget: &RequestBudget) -> FrameReader {
-        let mut frames = FrameReader::new(max_frame);
+        let mut frames = FrameReader::new(max_frame, SecurityProtocol::Plaintext);
         frames.buffer.extend_from_slice(bytes);
         frames.held = budget.try_reserve(bytes.len() as u32);
         frames
@@ -401,27 +464,98 @@ mod tests {
         assert_eq!(budget.available_bytes(), 1 << 30);
     }
 
+    #[test]
+    fn a_tls_handshake_on_a_plaintext_listener_is_named() {
+        let budget = RequestBudget::new(1 << 20);
+        // The first bytes of a ClientHello: handshake record, TLS 1.0 record version.
+        let hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01];
+        let error = reader_with(&hello, 1024, &budget)
+            .next_frame()
+            .expect_err("refused");
+        assert_eq!(
+            error,
+            "TLS handshake received on a PLAINTEXT listener: the client is configured for SSL"
+        );
+        let mut sasl = reader_with(&hello, 1024, &budget);
+        sasl.protocol = SecurityProtocol::SaslPlaintext;
+        let error = sasl.next_frame().expect_err("refused");
+        assert!(
+            error.ends_with("the client is configured for SASL_SSL"),
+            "{error}"
+        );
+        let mut tls = reader_with(&hello, 1024, &budget);
+        tls.protocol = SecurityProtocol::Ssl;
+        let error = tls.next_frame().expect_err("refused");
+        assert!(error.contains("exceeds max request size"), "{error}");
+    }
+
+    #[test]
+    fn an_idle_connection_reads_and_holds_a_small_step() {
+        let budget = RequestBudget::new(1 << 20);
+        let frames = FrameReader::new(1024, SecurityProtocol::Plaintext);
+        assert_eq!(frames.read_step() as usize, IDLE_STEP);
+        let mut credit = budget.try_reserve(READ_CHUNK as u32);
+        fit_credit(&mut credit, frames.read_step(), &budget);
+        assert_eq!(credit.as_ref().map(Reservation::len), Some(IDLE_STEP));
+        assert_eq!(budget.available_bytes(), (1 << 20) - IDLE_STEP);
+        fit_credit(&mut credit, READ_CHUNK as u32, &budget);
+        assert_eq!(credit.as_ref().map(Reservation::len), Some(READ_CHUNK));
+        let mut none = None;
+        fit_credit(&mut none, IDLE_STEP as u32, &budget);
+        assert_eq!(none.as_ref().map(Reservation::len), Some(IDLE_STEP));
+        let scarce = RequestBudget::new(100);
+        let mut none = None;
+        fit_credit(&mut none, IDLE_STEP as u32, &scarce);
+        assert!(none.is_none(), "waited for by the connection loop instead");
+    }
+
     #[tokio::test]
     async fn reads_keep_exactly_the_budget_of_the_bytes_read() {
         let (client, server) = tcp_pair().await;
-        let (reader, _writer) = server.into_split();
+        let mut server = server;
         let budget = RequestBudget::new(1 << 20);
-        let mut frames = FrameReader::new(1024);
+        let mut frames = FrameReader::new(1024, SecurityProtocol::Plaintext);
         tokio::io::AsyncWriteExt::write_all(&mut { client }, &[0, 0, 0, 2, b'h', b'i'])
             .await
             .expect("write");
-        reader.readable().await.expect("readable");
-        let credit = budget.try_reserve(frames.read_step()).expect("free");
+        let mut credit = budget.try_reserve(frames.read_step());
         assert_eq!(
-            frames.read_from(&reader, credit).expect("read"),
+            frames
+                .read_from(&mut server, &mut credit)
+                .await
+                .expect("read"),
             Read::Bytes
         );
         assert_eq!((frames.buffered(), held(&frames)), (6, 6));
+        assert_eq!(credit.as_ref().map(Reservation::len), Some(IDLE_STEP - 6));
+        drop(credit);
         assert_eq!(budget.available_bytes(), (1 << 20) - 6);
         let (frame, reservation) = frames.next_frame().expect("valid").expect("complete");
         assert_eq!(&frame[..], b"hi");
         drop(reservation);
         assert_eq!(budget.available_bytes(), 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_used_up_credit_is_dropped_and_a_closed_peer_is_seen() {
+        let (client, mut server) = tcp_pair().await;
+        let budget = RequestBudget::new(1 << 20);
+        let mut frames = FrameReader::new(1024, SecurityProtocol::Plaintext);
+        let mut client = client;
+        tokio::io::AsyncWriteExt::write_all(&mut client, &[0, 0, 0, 2, b'h', b'i'])
+            .await
+            .expect("write");
+        drop(client);
+        let mut credit = budget.try_reserve(4);
+        let read = frames.read_from(&mut server, &mut credit).await;
+        assert_eq!(read.expect("read"), Read::Bytes);
+        assert!(credit.is_none(), "all 4 bytes of credit were used");
+        let mut credit = budget.try_reserve(READ_CHUNK as u32);
+        let read = frames.read_from(&mut server, &mut credit).await;
+        assert_eq!(read.expect("read"), Read::Bytes);
+        let read = frames.read_from(&mut server, &mut credit).await;
+        assert_eq!(read.expect("read"), Read::Closed);
+        assert_eq!(frames.buffered(), 6);
     }
 
     async fn tcp_pair() -> (TcpStream, TcpStream) {

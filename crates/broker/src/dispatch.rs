@@ -6,16 +6,18 @@
 //! keys and unsupported versions of anything but ApiVersions.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::handlers::{self, RequestContext};
-use crate::{versions, Broker};
+use crate::session::Session;
+use crate::{sasl, versions, Broker};
 
 /// A response that will be ready later: the encoded frame, size prefix included.
 pub type PendingResponse = Pin<Box<dyn Future<Output = Bytes> + Send>>;
@@ -25,6 +27,8 @@ pub enum Started {
     Respond(PendingResponse),
     NoResponse,
     Close(String),
+    /// Send this response, then close (a failed SASL authentication).
+    RespondAndClose(Bytes, String),
 }
 
 impl std::fmt::Debug for Started {
@@ -33,6 +37,9 @@ impl std::fmt::Debug for Started {
             Started::Respond(_) => f.write_str("Respond(..)"),
             Started::NoResponse => f.write_str("NoResponse"),
             Started::Close(reason) => f.debug_tuple("Close").field(reason).finish(),
+            Started::RespondAndClose(_, reason) => {
+                f.debug_tuple("RespondAndClose").field(reason).finish()
+            }
         }
     }
 }
@@ -45,8 +52,8 @@ struct Header {
     client_id: String,
 }
 
-/// Decodes the header and starts the request.
-pub async fn start(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) -> Started {
+/// Decodes the header and starts the request, on behalf of the connection's `session`.
+pub async fn start(broker: &Arc<Broker>, mut frame: Bytes, session: &mut Session) -> Started {
     let header = match decode_header(&mut frame) {
         Ok(header) => header,
         Err(reason) => return Started::Close(reason),
@@ -69,13 +76,71 @@ pub async fn start(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) -> 
             header.version, header.api
         ));
     }
+    match header.api {
+        ApiKey::SaslHandshake => return sasl_handshake(session, &header, frame),
+        ApiKey::SaslAuthenticate => {
+            return sasl_authenticate(broker, session, &header, frame).await
+        }
+        ApiKey::ApiVersions => {}
+        // Kafka closes a connection that skips authentication on a SASL listener.
+        api if !session.is_authenticated() => {
+            return Started::Close(format!(
+                "{api:?} request before SASL authentication on a {} listener",
+                session.listener.protocol()
+            ))
+        }
+        _ => {}
+    }
     let ctx = RequestContext {
         broker: broker.clone(),
         version: header.version,
         client_id: header.client_id.clone(),
-        peer,
+        peer: session.peer,
+        principal: session.principal.clone(),
+        listener: session.listener.clone(),
     };
     route(ctx, &header, frame).await
+}
+
+fn sasl_handshake(session: &mut Session, header: &Header, mut frame: Bytes) -> Started {
+    match decode_body::<SaslHandshakeRequest>(&mut frame, header) {
+        Ok(request) => {
+            let response = sasl::handshake(session, &request);
+            ready(encode_frame(
+                header.api,
+                header.version,
+                header.correlation_id,
+                &response,
+            ))
+        }
+        Err(reason) => Started::Close(reason),
+    }
+}
+
+/// One SASL step, answered at once: the next request depends on its outcome.
+async fn sasl_authenticate(
+    broker: &Arc<Broker>,
+    session: &mut Session,
+    header: &Header,
+    mut frame: Bytes,
+) -> Started {
+    match decode_body::<SaslAuthenticateRequest>(&mut frame, header) {
+        Ok(request) => {
+            let outcome = sasl::authenticate(broker, session, request).await;
+            let frame = encode_frame(
+                header.api,
+                header.version,
+                header.correlation_id,
+                &outcome.response,
+            );
+            if outcome.close {
+                Started::RespondAndClose(frame, "SASL authentication failed".to_owned())
+            } else {
+                ready(frame)
+            }
+        }
+        Err(reason) => Started::Close(reason),
+    }
 }
 
 /// Decodes one request body of type `R`, or says why it could not.
@@ -91,10 +156,13 @@ fn decode_body<R: Decodable>(frame: &mut Bytes, header: &Header) -> Result<R, St
 /// Decodes the body, runs the handler to completion now (its effects are ordered with the
 /// connection's other requests) and answers.
 macro_rules! inline {
-    ($ctx:expr, $header:expr, $frame:expr, $module:ident) => {{
+    ($ctx:expr, $header:expr, $frame:expr, $module:ident) => {
+        inline!($ctx, $header, $frame, $module::handle)
+    };
+    ($ctx:expr, $header:expr, $frame:expr, $module:ident :: $function:ident) => {{
         match decode_body(&mut $frame, $header) {
             Ok(request) => {
-                let response = handlers::$module::handle(&$ctx, request).await;
+                let response = handlers::$module::$function(&$ctx, request).await;
                 ready(encode_frame(
                     $header.api,
                     $header.version,
@@ -161,6 +229,13 @@ async fn route(ctx: RequestContext, header: &Header, mut frame: Bytes) -> Starte
         ApiKey::DescribeConfigs => inline!(ctx, header, frame, describe_configs),
         ApiKey::CreatePartitions => inline!(ctx, header, frame, create_partitions),
         ApiKey::DescribeLogDirs => inline!(ctx, header, frame, describe_log_dirs),
+        ApiKey::CreateAcls => inline!(ctx, header, frame, acls::create),
+        ApiKey::DescribeAcls => inline!(ctx, header, frame, acls::describe),
+        ApiKey::DeleteAcls => inline!(ctx, header, frame, acls::delete),
+        ApiKey::DescribeUserScramCredentials => {
+            inline!(ctx, header, frame, scram_credentials::describe)
+        }
+        ApiKey::AlterUserScramCredentials => inline!(ctx, header, frame, scram_credentials::alter),
         other => Started::Close(format!("API {other:?} is not implemented")),
     }
 }

@@ -3,7 +3,10 @@
 //! A single-node broker that speaks the Kafka wire protocol well enough for kcat, librdkafka,
 //! kafka-python and kafkajs to use it unchanged. The layout follows the path of a request:
 //!
-//! - [`server`]: accepts TCP connections on an already-bound listener (tests bind port 0).
+//! - [`server`]: accepts TCP connections on already-bound listeners (tests bind port 0), and
+//!   does the TLS handshake of TLS listeners in each connection's task.
+//! - [`listener`]: listeners as Kafka names them (`SSL://host:port`), what each advertises;
+//!   [`tls`]: their rustls settings, reloaded on SIGHUP.
 //! - [`connection`]: one task per client: reads size-prefixed frames from a `BytesMut` that
 //!   grows with the bytes received, refuses oversize frames before buffering them, closes idle
 //!   and too-slow peers, and writes responses back in request order.
@@ -33,12 +36,16 @@ pub mod dispatch;
 pub mod handlers;
 pub mod health;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod producer_ids;
+pub mod sasl;
 pub mod server;
+pub mod session;
+pub mod tls;
 pub mod topics;
 pub mod versions;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;
-pub use server::serve;
+pub use server::{serve, serve_listeners};

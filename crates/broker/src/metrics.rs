@@ -27,6 +27,16 @@ pub struct Metrics {
     pub connections_refused_per_ip: AtomicU64,
     /// Failed `accept` calls (out of descriptors and the like).
     pub accept_errors: AtomicU64,
+    /// SASL authentications that succeeded.
+    pub authentications_succeeded: AtomicU64,
+    /// SASL authentications that failed (wrong password, unknown user, malformed exchange).
+    pub authentications_failed: AtomicU64,
+    /// TLS connections closed because the handshake failed (no or a wrong client
+    /// certificate, a client not speaking TLS, no common protocol version).
+    pub tls_handshake_failures: AtomicU64,
+    /// TLS connections closed because the handshake did not finish within
+    /// `tls_handshake_timeout`.
+    pub tls_handshake_timeouts: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -40,11 +50,24 @@ impl Default for Metrics {
             connections_refused_max: AtomicU64::new(0),
             connections_refused_per_ip: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            tls_handshake_timeouts: AtomicU64::new(0),
+            authentications_succeeded: AtomicU64::new(0),
+            authentications_failed: AtomicU64::new(0),
         }
     }
 }
 
 impl Metrics {
+    pub fn authentication(&self, succeeded: bool) {
+        let counter = if succeeded {
+            &self.authentications_succeeded
+        } else {
+            &self.authentications_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn count_request(&self, api: ApiKey) {
         if let Some(counter) = self.requests.get(api as usize) {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -76,6 +99,16 @@ impl Metrics {
             &self.connections_closed_idle
         } else {
             &self.request_read_timeouts
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A TLS handshake that failed, or (`timed_out`) did not finish in time.
+    pub fn tls_handshake_failed(&self, timed_out: bool) {
+        let counter = if timed_out {
+            &self.tls_handshake_timeouts
+        } else {
+            &self.tls_handshake_failures
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -65,6 +65,8 @@ pub enum TopicError {
     Log(#[from] LogError),
     #[error("storage error: {0}")]
     Io(#[from] io::Error),
+    #[error("not authorized to {1} topic {0}")]
+    NotAuthorized(String, &'static str),
 }
 
 impl TopicError {
@@ -80,6 +82,7 @@ impl TopicError {
             TopicError::InvalidConfig(..) => E::InvalidConfig.code(),
             TopicError::Log(e) => e.error_code(),
             TopicError::Io(_) => E::KafkaStorageError.code(),
+            TopicError::NotAuthorized(..) => E::TopicAuthorizationFailed.code(),
         }
     }
 }

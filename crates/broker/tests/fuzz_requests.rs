@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use freshet_broker::dispatch::{self, Started};
+use freshet_broker::listener::Listener;
+use freshet_broker::session::Session;
 use freshet_broker::{versions, Broker};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -150,6 +152,7 @@ fn fuzz(cases: u32) {
         Broker::open(config).expect("broker")
     });
     let peer: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let listener = Arc::new(Listener::plaintext());
     // How the inputs fared, printed at the end so a run that only exercises one path shows.
     let outcomes = std::sync::Mutex::new([0u64; 3]);
     let mut runner = TestRunner::new(Config {
@@ -160,14 +163,16 @@ fn fuzz(cases: u32) {
     runner
         .run(&frames(seed_frames()), |frame| {
             runtime.block_on(async {
-                let outcome = match dispatch::start(&broker, Bytes::from(frame), peer).await {
+                let mut session = Session::new(peer, listener.clone(), None);
+                let outcome = match dispatch::start(&broker, Bytes::from(frame), &mut session).await
+                {
                     Started::Respond(response) => {
                         // Long polls and group barriers may wait; only panics matter here.
                         let _ = tokio::time::timeout(Duration::from_millis(50), response).await;
                         0
                     }
                     Started::NoResponse => 1,
-                    Started::Close(_) => 2,
+                    Started::Close(_) | Started::RespondAndClose(..) => 2,
                 };
                 if let Ok(mut counts) = outcomes.lock() {
                     counts[outcome] += 1;

@@ -369,7 +369,10 @@ fn write_seeds(frames: &[Bytes]) {
 async fn capture_real_client_frames_as_fuzz_seeds() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
     let proxy_addr = listener.local_addr().expect("proxy address");
-    let broker = TestBroker::start_with(|config| config.advertised_addr = Some(proxy_addr)).await;
+    let broker = TestBroker::start_with(|config| {
+        config.listeners[0].advertised = Some((proxy_addr.ip().to_string(), proxy_addr.port()));
+    })
+    .await;
     let captured: Captured = Arc::default();
     tokio::spawn(proxy(listener, broker.addr, captured.clone()));
     let mut config = freshet_testkit::client_config(&proxy_addr.to_string());

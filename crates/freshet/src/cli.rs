@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use freshet_api::HttpLimits;
+use freshet_broker::config::{ListenerConfig, TlsConfig};
+use freshet_broker::listener::ListenerSpec;
 use freshet_broker::BrokerConfig;
 
 #[derive(Debug, Parser)]
@@ -85,6 +87,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::bench::BenchCommand,
     },
+    /// Manage SASL users (SCRAM credentials) in a data directory.
+    Users {
+        #[command(subcommand)]
+        command: crate::users::UsersCommand,
+    },
 }
 
 /// Where the Kafka cluster the services talk to is.
@@ -148,13 +155,42 @@ pub enum LogCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
-    /// Address the Kafka protocol listener binds to.
-    #[arg(long, env = "FRESHET_KAFKA_LISTEN", default_value = "127.0.0.1:9092")]
-    pub kafka_listen: SocketAddr,
-    /// Address given to clients in Metadata responses (default: the listen address; set it
-    /// when listening on 0.0.0.0 or behind NAT).
-    #[arg(long, env = "FRESHET_ADVERTISED_ADDR")]
-    pub advertised_addr: Option<SocketAddr>,
+    /// A Kafka listener, `[PROTOCOL://]host:port`; repeat the flag (or separate with commas)
+    /// for several. PROTOCOL is PLAINTEXT (the default), SSL, SASL_PLAINTEXT or SASL_SSL, at
+    /// most one listener each; IPv6 hosts go in brackets (`SSL://[::]:9093`). A listener
+    /// other machines can reach must authenticate its clients (SASL, or SSL with
+    /// --tls-client-ca) unless --allow-anonymous is given.
+    #[arg(
+        long,
+        env = "FRESHET_KAFKA_LISTEN",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_listen: Vec<ListenerSpec>,
+    /// Address given to clients in Metadata responses for the listener of the same protocol,
+    /// `[PROTOCOL://]host:port` (PLAINTEXT when omitted); repeatable or comma-separated.
+    /// Default: the bound address. Set it when listening on 0.0.0.0 or behind NAT, or to the
+    /// host name in the certificate of a TLS listener.
+    #[arg(long, env = "FRESHET_ADVERTISED_ADDR", value_delimiter = ',')]
+    pub advertised_addr: Vec<ListenerSpec>,
+    /// PEM certificate chain (the broker's certificate first) of the SSL and SASL_SSL
+    /// listeners. Read again, with the key and client CA, on SIGHUP.
+    #[arg(long, env = "FRESHET_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[arg(long, env = "FRESHET_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): TLS clients must then present a certificate signed by one, and
+    /// act as `User:<CN of their certificate>` (Kafka's `ssl.client.auth=required`).
+    #[arg(long, env = "FRESHET_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Start even when a listener other machines can reach lets clients in without
+    /// authenticating them (PLAINTEXT, or SSL without --tls-client-ca).
+    #[arg(long, env = "FRESHET_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+    /// Close a TLS connection whose handshake is not complete this many ms after it opened.
+    #[arg(long, env = "FRESHET_TLS_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_handshake_timeout_ms: u64,
     /// Directory holding all persistent state (topics, offsets, producer ids).
     #[arg(long, env = "FRESHET_DATA_DIR", default_value = "./freshet-data")]
     pub data_dir: PathBuf,
@@ -338,9 +374,14 @@ impl TrackerArgs {
 }
 
 impl BrokerArgs {
-    pub fn to_config(&self) -> BrokerConfig {
+    /// The broker's settings; fails on an advertised address for a protocol with no
+    /// listener. [`BrokerConfig::validate_listeners`] checks the rest.
+    pub fn to_config(&self) -> anyhow::Result<BrokerConfig> {
         let mut config = BrokerConfig::new(&self.data_dir);
-        config.advertised_addr = self.advertised_addr;
+        config.listeners = self.listener_configs()?;
+        config.tls = self.tls_config();
+        config.allow_anonymous = self.allow_anonymous;
+        config.tls_handshake_timeout = Duration::from_millis(self.tls_handshake_timeout_ms);
         config.auto_create_topics = self.auto_create_topics;
         config.default_partitions = self.default_partitions;
         config.max_request_bytes = self.max_request_bytes;
@@ -359,7 +400,44 @@ impl BrokerArgs {
         if let Some(ms) = self.flush_interval_ms {
             config = config.with_flush_interval(Duration::from_millis(ms.max(1)));
         }
-        config
+        Ok(config)
+    }
+
+    /// `--kafka-listen` with each `--advertised-addr` given to the listener of its protocol.
+    fn listener_configs(&self) -> anyhow::Result<Vec<ListenerConfig>> {
+        let mut listeners: Vec<ListenerConfig> = self
+            .kafka_listen
+            .iter()
+            .cloned()
+            .map(ListenerConfig::new)
+            .collect();
+        for advertised in &self.advertised_addr {
+            let Some(listener) = listeners
+                .iter_mut()
+                .find(|l| l.spec.protocol == advertised.protocol)
+            else {
+                anyhow::bail!(
+                    "--advertised-addr {advertised}: there is no {} listener in --kafka-listen",
+                    advertised.protocol
+                );
+            };
+            if listener.advertised.is_some() {
+                anyhow::bail!(
+                    "--advertised-addr: two addresses for the {} listener",
+                    advertised.protocol
+                );
+            }
+            listener.advertised = Some((advertised.host.clone(), advertised.port));
+        }
+        Ok(listeners)
+    }
+
+    fn tls_config(&self) -> Option<TlsConfig> {
+        Some(TlsConfig {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 }
 

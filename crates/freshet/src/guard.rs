@@ -10,6 +10,7 @@ use freshet_api::guard::{GuardOptions, RateLimit};
 use freshet_api::AppState;
 use freshet_services::guard::accounts::Argon2Params;
 use freshet_services::guard::rules::Rules;
+use freshet_services::guard::secret::{GuardSecret, SECRET_FILE};
 use freshet_services::guard::store::redact;
 use freshet_services::guard::{Guard, GuardConfig};
 use freshet_services::KafkaConfig;
@@ -31,7 +32,7 @@ pub struct GuardNodeArgs {
     pub http_listen: SocketAddr,
     #[command(flatten)]
     pub http: crate::cli::HttpArgs,
-    /// Directory of the default SQLite account database.
+    /// Directory of the default SQLite account database and of the guard's secret.
     #[arg(long, env = "FRESHET_DATA_DIR", default_value = "./freshet-data")]
     pub data_dir: PathBuf,
     #[command(flatten)]
@@ -80,6 +81,12 @@ pub struct GuardArgs {
     /// Consumer group of the blockers.
     #[arg(long, env = "FRESHET_GUARD_GROUP", default_value = "freshet-guard")]
     pub guard_group: String,
+    /// Key that signs the guard's records (HMAC-SHA256), as hex or base64, at least 32
+    /// bytes. Records signed with another key are refused, so every guard node sharing the
+    /// topics needs the same one [default: the key in <data-dir>/guard.secret, created at
+    /// first start]
+    #[arg(long, env = "FRESHET_GUARD_SECRET", hide_env_values = true)]
+    pub guard_secret: Option<String>,
 }
 
 impl std::fmt::Debug for GuardArgs {
@@ -91,17 +98,20 @@ impl std::fmt::Debug for GuardArgs {
             .field("max_failures", &self.max_failures)
             .field("window_secs", &self.window_secs)
             .field("block_for_secs", &self.block_for_secs)
+            .field("guard_secret", &self.guard_secret.as_ref().map(|_| "***"))
             .finish_non_exhaustive()
     }
 }
 
 impl GuardArgs {
-    pub fn to_config(&self, data_dir: &Path) -> GuardConfig {
+    /// The guard's settings; reads (or first creates) the secret file unless
+    /// `--guard-secret` is given.
+    pub fn to_config(&self, data_dir: &Path) -> anyhow::Result<GuardConfig> {
         let url = self
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("guard.db").display()));
-        GuardConfig {
+        Ok(GuardConfig {
             argon2: Argon2Params {
                 memory_kib: self.argon2_memory_kib,
                 iterations: self.argon2_iterations,
@@ -113,8 +123,35 @@ impl GuardArgs {
                 window_ms: (self.window_secs * 1000) as i64,
                 block_for_ms: self.block_for_secs.map(|s| (s * 1000) as i64),
             },
-            ..GuardConfig::new(url)
-        }
+            ..GuardConfig::with_secret(url, self.secret(data_dir)?)
+        })
+    }
+
+    /// `--guard-secret`, or the data directory's secret file.
+    fn secret(&self, data_dir: &Path) -> anyhow::Result<GuardSecret> {
+        let (secret, source) = match &self.guard_secret {
+            Some(text) => (
+                GuardSecret::parse(text).context("--guard-secret")?,
+                "--guard-secret".to_string(),
+            ),
+            None => {
+                let path = data_dir.join(SECRET_FILE);
+                let secret = GuardSecret::load_or_create(&path).with_context(|| {
+                    format!(
+                        "the guard secret (fix {} or give one with --guard-secret)",
+                        path.display()
+                    )
+                })?;
+                (secret, path.display().to_string())
+            }
+        };
+        // The fingerprint lets operators check that nodes share the key without showing it.
+        tracing::info!(
+            source,
+            fingerprint = secret.fingerprint(),
+            "guard records are signed; nodes sharing the guard's topics need the same fingerprint"
+        );
+        Ok(secret)
     }
 
     pub fn options(&self) -> GuardOptions {
@@ -135,7 +172,7 @@ pub async fn start(
     args: &GuardArgs,
     data_dir: &Path,
 ) -> anyhow::Result<Guard> {
-    let config = args.to_config(data_dir);
+    let config = args.to_config(data_dir)?;
     let url = redact(&config.database_url);
     Guard::start(kafka, config)
         .await
@@ -177,5 +214,71 @@ pub fn admin_note(args: &GuardArgs) -> &'static str {
         ""
     } else {
         " (admin routes disabled: no --admin-token)"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(flatten)]
+        guard: GuardArgs,
+    }
+
+    fn args(extra: &[&str]) -> GuardArgs {
+        let argv = std::iter::once("freshet").chain(extra.iter().copied());
+        Command::try_parse_from(argv).expect("arguments").guard
+    }
+
+    fn fingerprint(args: &GuardArgs, dir: &Path) -> String {
+        args.to_config(dir).expect("config").secret.fingerprint()
+    }
+
+    #[test]
+    fn the_secret_file_is_created_once_private_and_reused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let first = fingerprint(&args(&[]), &data_dir);
+        let path = data_dir.join(SECRET_FILE);
+        let mode = std::fs::metadata(&path)
+            .expect("created")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let content = std::fs::read_to_string(&path).expect("readable");
+        assert_eq!(content.trim().len(), 64, "32 bytes as hex");
+        assert_eq!(
+            fingerprint(&args(&[]), &data_dir),
+            first,
+            "reused on restart"
+        );
+        assert_eq!(std::fs::read_to_string(&path).expect("kept"), content);
+        let same = format!("--guard-secret={}", content.trim());
+        assert_eq!(
+            fingerprint(&args(&[&same]), dir.path()),
+            first,
+            "another machine"
+        );
+    }
+
+    #[test]
+    fn guard_secret_overrides_the_file_and_is_never_printed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = "ab".repeat(32);
+        let given = args(&["--guard-secret", &key]);
+        let expected = GuardSecret::parse(&key).expect("key").fingerprint();
+        assert_eq!(fingerprint(&given, dir.path()), expected);
+        assert!(!dir.path().join(SECRET_FILE).exists(), "no file is created");
+        assert!(!format!("{given:?}").contains(&key));
+        let short = args(&["--guard-secret", &"ab".repeat(31)]);
+        let error = format!("{:#}", short.to_config(dir.path()).expect_err("31 bytes"));
+        assert!(error.contains("at least 32"), "{error}");
+        assert!(!error.contains(&"ab".repeat(31)), "{error}");
     }
 }

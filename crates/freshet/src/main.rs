@@ -10,6 +10,7 @@ mod logdump;
 mod metrics;
 mod run;
 mod ts;
+mod users;
 
 use clap::Parser;
 
@@ -69,5 +70,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Ts { values } => ts::run(&values),
         Command::Bench { command } => bench::run(command),
+        Command::Users { command } => users::run(command),
     }
 }

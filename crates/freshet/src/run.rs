@@ -8,11 +8,12 @@
 //! guard's blocker write their last checkpoints and leave their groups, and only then does
 //! the embedded broker close.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context;
 use freshet_api::{AppState, HttpLimits, Metrics};
+use freshet_broker::listener::{Listener, SecurityProtocol};
 use freshet_broker::Broker;
 use freshet_services::cluster::Cluster;
 use freshet_services::generator::GeneratorJobs;
@@ -42,7 +43,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         };
         let bootstrap = match (&args.bootstrap_servers, &embedded) {
             (Some(servers), _) => servers.clone(),
-            (None, Some(broker)) => broker.addr.to_string(),
+            (None, Some(broker)) => broker.services_bootstrap(),
             (None, None) => unreachable!("an embedded broker starts when no cluster is given"),
         };
         let hooks = embedded
@@ -154,33 +155,59 @@ pub fn broker(args: BrokerNodeArgs) -> anyhow::Result<()> {
 
 /// The broker serving in this process until [`stop`](Self::stop).
 struct EmbeddedBroker {
-    addr: SocketAddr,
+    listeners: Vec<Arc<Listener>>,
     broker: Arc<Broker>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl EmbeddedBroker {
+    /// Checks the listener settings, binds every listener, opens the data directory and
+    /// serves.
     async fn start(args: &BrokerArgs) -> anyhow::Result<EmbeddedBroker> {
-        let listener = TcpListener::bind(args.kafka_listen)
-            .await
-            .with_context(|| format!("binding the Kafka listener to {}", args.kafka_listen))?;
-        let addr = listener.local_addr().context("reading the Kafka address")?;
-        let broker = Broker::open(args.to_config())
+        let config = args.to_config()?;
+        config.validate_listeners()?;
+        let bound = freshet_broker::listener::bind_listeners(&config).await?;
+        let listeners: Vec<Arc<Listener>> = bound.iter().map(|(_, l)| l.clone()).collect();
+        let broker = Broker::open(config)
             .with_context(|| format!("opening data directory {}", args.data_dir.display()))?;
-        eprintln!(
-            "freshet: Kafka protocol on {addr} (data in {})",
-            args.data_dir.display()
-        );
+        for listener in &listeners {
+            announce(listener);
+        }
+        eprintln!("freshet: data in {}", args.data_dir.display());
         let (stop, stopped) = watch::channel(false);
-        let serving = freshet_broker::serve(listener, broker.clone(), changed(stopped));
+        let serving = freshet_broker::serve_listeners(bound, broker.clone(), changed(stopped));
         let task = tokio::spawn(serving);
         Ok(EmbeddedBroker {
-            addr,
+            listeners,
             broker,
             stop,
             task,
         })
+    }
+
+    /// Where the services in this process connect: the PLAINTEXT listener, else the first
+    /// one (which they cannot authenticate to yet), over loopback when it listens on every
+    /// interface.
+    fn services_bootstrap(&self) -> String {
+        let plaintext = self
+            .listeners
+            .iter()
+            .find(|l| l.protocol() == SecurityProtocol::Plaintext);
+        let Some(listener) = plaintext.or(self.listeners.first()) else {
+            return String::new();
+        };
+        if plaintext.is_none() {
+            eprintln!(
+                "freshet: warning: no PLAINTEXT listener; the services connect to the {} \
+                 listener without credentials",
+                listener.protocol()
+            );
+        }
+        match listener.bound_addr() {
+            Some(addr) => loopback_if_unspecified(addr).to_string(),
+            None => String::new(),
+        }
     }
 
     fn metrics(&self) -> Metrics {
@@ -199,6 +226,35 @@ impl EmbeddedBroker {
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "the broker task failed");
         }
+    }
+}
+
+/// One start-up line per listener: what it is, where clients are sent, who may connect.
+/// Scripts and tests read the address after "Kafka protocol on ".
+fn announce(listener: &Listener) {
+    let (host, port) = listener.advertised();
+    let bound = listener
+        .bound_addr()
+        .map_or_else(|| "?".to_owned(), |a| a.to_string());
+    eprintln!(
+        "freshet: Kafka protocol on {bound} ({}, advertised as {}): {}",
+        listener.protocol(),
+        freshet_broker::listener::host_port(&host, port),
+        listener.who_may_connect()
+    );
+}
+
+/// `addr`, with the loopback address of its family when it is the unspecified one (a
+/// listener on every interface is reached locally over loopback).
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
     }
 }
 

@@ -1,7 +1,11 @@
 //! Kafka client settings shared by the services, Kafka's topic name rules, and idempotent topic
 //! creation.
 
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -18,21 +22,52 @@ use crate::ServiceError;
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_CHARS: usize = 249;
 
-/// Where the Kafka cluster is and how services identify themselves to it.
+/// Where the Kafka cluster is, how services identify themselves to it and how they sign in.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// `host:port[,host:port...]`, the embedded broker in `freshet up`.
     pub bootstrap_servers: String,
     /// Prefix of every client id, so broker logs show which service a connection is.
     pub client_id: String,
+    /// Private so that only a checked combination ([`KafkaConfig::with_security`]) is used.
+    security: KafkaSecurity,
+    /// The raw-protocol client's TLS settings, read from the files once rather than on every
+    /// connection; `None` unless the protocol uses TLS.
+    wire_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl KafkaConfig {
+    /// A cluster reached over PLAINTEXT.
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
         KafkaConfig {
             bootstrap_servers: bootstrap_servers.into(),
             client_id: "freshet".into(),
+            security: KafkaSecurity::default(),
+            wire_tls: None,
         }
+    }
+
+    /// These settings with `security`, once its combination is checked and its certificate
+    /// files read, so a mistake stops a service at start rather than failing each connection.
+    pub fn with_security(mut self, security: KafkaSecurity) -> Result<Self, ServiceError> {
+        security.validate().map_err(ServiceError::InvalidParams)?;
+        self.wire_tls = match security.security_protocol.uses_tls() {
+            true => Some(
+                crate::cluster::tls::client_config(&security)
+                    .map_err(ServiceError::InvalidParams)?,
+            ),
+            false => None,
+        };
+        self.security = security;
+        Ok(self)
+    }
+
+    pub fn security(&self) -> &KafkaSecurity {
+        &self.security
+    }
+
+    pub(crate) fn wire_tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.wire_tls.as_ref()
     }
 
     /// Base client settings; callers add producer or consumer settings.
@@ -47,6 +82,7 @@ impl KafkaConfig {
             // Brokers (Freshet's included) close connections idle for 10 minutes; closing
             // them first, as Java clients do at 9, spares librdkafka's "Disconnected" error.
             .set("connections.max.idle.ms", "540000");
+        self.security.apply(&mut config);
         config
     }
 
@@ -90,6 +126,248 @@ impl KafkaConfig {
 
     pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, ServiceError> {
         Ok(self.client_config("admin").create()?)
+    }
+}
+
+/// librdkafka's `security.protocol`: whether connections use TLS, SASL, both or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub const ALL: [SecurityProtocol; 4] = [
+        SecurityProtocol::Plaintext,
+        SecurityProtocol::Ssl,
+        SecurityProtocol::SaslPlaintext,
+        SecurityProtocol::SaslSsl,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+impl fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Case-insensitive, as librdkafka reads `security.protocol`.
+impl FromStr for SecurityProtocol {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        SecurityProtocol::ALL
+            .into_iter()
+            .find(|protocol| protocol.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                format!("unknown security protocol {text:?}; expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+            })
+    }
+}
+
+/// The SASL mechanisms the services sign in with (librdkafka's `sasl.mechanism`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaslMechanism {
+    /// The password itself goes to the broker: use it over SASL_SSL only.
+    Plain,
+    ScramSha256,
+    /// The default: the password never leaves the client, and it is what `freshet users add`
+    /// and Kafka's own tools create.
+    #[default]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub const ALL: [SaslMechanism; 3] = [
+        SaslMechanism::Plain,
+        SaslMechanism::ScramSha256,
+        SaslMechanism::ScramSha512,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl fmt::Display for SaslMechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Case-insensitive for people typing it; what goes over the wire is [`SaslMechanism::name`].
+impl FromStr for SaslMechanism {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        SaslMechanism::ALL
+            .into_iter()
+            .find(|mechanism| mechanism.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                format!(
+                    "unknown SASL mechanism {text:?}; expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                )
+            })
+    }
+}
+
+/// A password that `Debug` never shows, so logging a config cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(password.into())
+    }
+
+    /// The password itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// How the services' connections are secured, in librdkafka's terms so a configuration that
+/// works for any Kafka client works here. Checked by [`KafkaConfig::with_security`].
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSecurity {
+    pub security_protocol: SecurityProtocol,
+    /// Used only when the protocol uses SASL.
+    pub sasl_mechanism: SaslMechanism,
+    /// Required when the protocol uses SASL, refused otherwise.
+    pub sasl_username: Option<String>,
+    /// Required when the protocol uses SASL, refused otherwise.
+    pub sasl_password: Option<Password>,
+    /// PEM CA certificate(s) the brokers' certificates must be signed by; the system's CAs
+    /// when not given.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// PEM client certificate (chain), for brokers that require one; needs the key too.
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// Unencrypted PEM private key of the client certificate.
+    pub ssl_key_location: Option<PathBuf>,
+}
+
+/// The SASL settings of a protocol that uses SASL, once checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SaslCredentials<'a> {
+    pub(crate) mechanism: SaslMechanism,
+    pub(crate) username: &'a str,
+    pub(crate) password: &'a str,
+}
+
+impl KafkaSecurity {
+    /// Refuses combinations that cannot work or would be silently ignored (credentials
+    /// without SASL, certificates without TLS), naming the flags to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        let protocol = self.security_protocol;
+        if protocol.uses_sasl() {
+            self.check_sasl_complete()?;
+        } else if self.sasl_username.is_some() || self.sasl_password.is_some() {
+            return Err(format!(
+                "a SASL username or password is set, but the security protocol {protocol} does \
+                 not use SASL: choose SASL_PLAINTEXT or SASL_SSL, or drop them"
+            ));
+        }
+        let any_ssl_file = self.ssl_ca_location.is_some()
+            || self.ssl_certificate_location.is_some()
+            || self.ssl_key_location.is_some();
+        if any_ssl_file && !protocol.uses_tls() {
+            return Err(format!(
+                "SSL files are set, but the security protocol {protocol} does not use TLS: \
+                 choose SSL or SASL_SSL, or drop them"
+            ));
+        }
+        match (&self.ssl_certificate_location, &self.ssl_key_location) {
+            (Some(_), None) => Err("a client certificate needs its private key \
+                 (--ssl-key-location)"
+                .into()),
+            (None, Some(_)) => Err("a client private key needs its certificate \
+                 (--ssl-certificate-location)"
+                .into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_sasl_complete(&self) -> Result<(), String> {
+        let protocol = self.security_protocol;
+        if self.sasl_username.as_deref().is_none_or(str::is_empty) {
+            return Err(format!(
+                "the security protocol {protocol} signs in with SASL: a username is required \
+                 (--sasl-username)"
+            ));
+        }
+        if self.sasl_password.is_none() {
+            return Err(format!(
+                "the security protocol {protocol} signs in with SASL: a password is required \
+                 (--sasl-password or FRESHET_SASL_PASSWORD)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The mechanism, username and password, when the protocol uses SASL.
+    pub(crate) fn sasl(&self) -> Option<SaslCredentials<'_>> {
+        if !self.security_protocol.uses_sasl() {
+            return None;
+        }
+        Some(SaslCredentials {
+            mechanism: self.sasl_mechanism,
+            username: self.sasl_username.as_deref()?,
+            password: self.sasl_password.as_ref()?.expose(),
+        })
+    }
+
+    /// The librdkafka properties of these settings.
+    fn apply(&self, config: &mut ClientConfig) {
+        config.set("security.protocol", self.security_protocol.name());
+        if let Some(sasl) = self.sasl() {
+            config
+                .set("sasl.mechanism", sasl.mechanism.name())
+                .set("sasl.username", sasl.username)
+                .set("sasl.password", sasl.password);
+        }
+        let files = [
+            ("ssl.ca.location", &self.ssl_ca_location),
+            ("ssl.certificate.location", &self.ssl_certificate_location),
+            ("ssl.key.location", &self.ssl_key_location),
+        ];
+        for (key, path) in files {
+            if let Some(path) = path {
+                config.set(key, path.to_string_lossy());
+            }
+        }
     }
 }
 

@@ -29,3 +29,50 @@ pub mod tracker;
 
 pub use error::ServiceError;
 pub use kafka::KafkaConfig;
+
+/// Who writes a topic when it is one the services keep for themselves: the login guard's
+/// topics, and every `freshet.` topic (service state: the tracker's and the guard's
+/// checkpoints). `None` for every other topic. Clients (the REST API, and the broker once it
+/// has ACLs) must not write to or delete these: a forged record there is a forged block,
+/// unblock or count.
+pub fn service_topic_owner(name: &str) -> Option<&'static str> {
+    use guard::attempts::{LOGIN_ATTEMPTS, LOGIN_ATTEMPTS_DLQ};
+    use guard::blocks::BLOCKED_USERS;
+    if [LOGIN_ATTEMPTS, BLOCKED_USERS, LOGIN_ATTEMPTS_DLQ].contains(&name) {
+        Some("the login guard")
+    } else if name.starts_with("freshet.") {
+        Some("a Freshet service")
+    } else {
+        None
+    }
+}
+
+/// Whether only the services write to and delete `name` ([`service_topic_owner`]).
+pub fn is_service_topic(name: &str) -> bool {
+    service_topic_owner(name).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_guards_topics_and_service_state_are_service_topics() {
+        for name in [
+            "login-attempts",
+            "blocked-users",
+            "login-attempts.dlq",
+            "freshet.guard.checkpoints",
+            "freshet.tracker.g.device-events",
+        ] {
+            assert!(super::is_service_topic(name), "{name}");
+        }
+        for name in [
+            "orders",
+            "device-events",
+            "login-attempts2",
+            "freshet",
+            "__consumer_offsets",
+        ] {
+            assert!(!super::is_service_topic(name), "{name}");
+        }
+    }
+}

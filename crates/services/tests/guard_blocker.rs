@@ -10,11 +10,17 @@ use freshet_services::guard::attempts::{Attempt, AttemptPublisher};
 use freshet_services::guard::blocker::{Blocker, BlockerStats};
 use freshet_services::guard::blocks::{BlockMap, BlocksFollower};
 use freshet_services::guard::rules::{BlockRecord, Rules};
+use freshet_services::guard::secret::GuardSecret;
 use freshet_services::guard::{ensure_topics, GuardConfig};
 use freshet_services::KafkaConfig;
 use freshet_testkit::TestBroker;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One key for every node of a test, as a cluster's nodes share theirs.
+fn secret() -> GuardSecret {
+    GuardSecret::from_bytes(&[7; 32]).expect("key")
+}
 
 fn guard_config(prefix: &str) -> GuardConfig {
     GuardConfig {
@@ -24,7 +30,7 @@ fn guard_config(prefix: &str) -> GuardConfig {
         group: format!("{prefix}freshet-guard"),
         checkpoint_interval: Duration::from_millis(200),
         session_timeout: Duration::from_secs(6),
-        ..GuardConfig::new("sqlite::memory:")
+        ..GuardConfig::with_secret("sqlite::memory:", secret())
     }
 }
 
@@ -37,8 +43,9 @@ struct Node {
 impl Node {
     async fn start(kafka: &KafkaConfig, config: &GuardConfig) -> Node {
         ensure_topics(kafka, config).await.expect("topics");
-        let blocker = Blocker::start(kafka, blocker_config(config)).expect("blocker");
-        let follower = BlocksFollower::start(kafka, &config.blocks_topic).expect("follower");
+        let blocker = Blocker::start(kafka, config.blocker_config()).expect("blocker");
+        let follower = BlocksFollower::start(kafka, &config.blocks_topic, config.secret.clone())
+            .expect("follower");
         Node { blocker, follower }
     }
 
@@ -60,16 +67,8 @@ impl Node {
     }
 }
 
-fn blocker_config(config: &GuardConfig) -> freshet_services::guard::blocker::BlockerConfig {
-    freshet_services::guard::blocker::BlockerConfig {
-        attempts_topic: config.attempts_topic.clone(),
-        blocks_topic: config.blocks_topic.clone(),
-        checkpoint_topic: config.checkpoint_topic.clone(),
-        group: config.group.clone(),
-        rules: config.rules,
-        checkpoint_interval: config.checkpoint_interval,
-        session_timeout: config.session_timeout,
-    }
+fn publisher(kafka: &KafkaConfig, config: &GuardConfig) -> AttemptPublisher {
+    AttemptPublisher::new(kafka, &config.attempts_topic, config.secret.clone()).expect("publisher")
 }
 
 async fn publish(publisher: &AttemptPublisher, attempts: &[Attempt]) {
@@ -122,7 +121,7 @@ async fn five_failures_block_and_four_plus_a_success_do_not() {
     let kafka = KafkaConfig::new(broker.bootstrap());
     let config = guard_config("");
     let node = Node::start(&kafka, &config).await;
-    let publisher = AttemptPublisher::new(&kafka, &config.attempts_topic).expect("publisher");
+    let publisher = publisher(&kafka, &config);
 
     let mut alice = failures("alice", 4);
     alice.push(Attempt::login("alice", "10.1.2.3", true));
@@ -145,7 +144,7 @@ async fn a_restarted_blocker_resumes_its_counts_from_the_checkpoint() {
     let kafka = KafkaConfig::new(broker.bootstrap());
     let config = guard_config("");
     let node = Node::start(&kafka, &config).await;
-    let publisher = AttemptPublisher::new(&kafka, &config.attempts_topic).expect("publisher");
+    let publisher = publisher(&kafka, &config);
 
     publish(&publisher, &failures("erin", 3)).await;
     let stats = node.stats();
@@ -182,7 +181,7 @@ async fn a_duplicated_attempt_counts_once() {
     let kafka = KafkaConfig::new(broker.bootstrap());
     let config = guard_config("");
     let node = Node::start(&kafka, &config).await;
-    let publisher = AttemptPublisher::new(&kafka, &config.attempts_topic).expect("publisher");
+    let publisher = publisher(&kafka, &config);
 
     let repeated = Attempt::login("frank", "10.1.2.3", false);
     publish(&publisher, &vec![repeated.clone(); 5]).await;
@@ -201,7 +200,7 @@ async fn replaying_the_attempts_topic_gives_the_same_blocks() {
     let kafka = KafkaConfig::new(broker.bootstrap());
     let config = guard_config("");
     let node = Node::start(&kafka, &config).await;
-    let publisher = AttemptPublisher::new(&kafka, &config.attempts_topic).expect("publisher");
+    let publisher = publisher(&kafka, &config);
 
     let mut attempts = Vec::new();
     for i in 0..20 {
@@ -239,7 +238,7 @@ async fn blocks_expire_after_block_for() {
         ..guard_config("")
     };
     let node = Node::start(&kafka, &config).await;
-    let publisher = AttemptPublisher::new(&kafka, &config.attempts_topic).expect("publisher");
+    let publisher = publisher(&kafka, &config);
 
     publish(&publisher, &failures("gina", 5)).await;
     let record = wait_blocked(&node.blocks(), "gina", 5).await;

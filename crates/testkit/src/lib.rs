@@ -5,6 +5,7 @@
 //! as any Kafka client would.
 
 pub mod batches;
+pub mod certs;
 pub mod memory;
 pub mod raw;
 pub mod tmpfs;
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use freshet_broker::config::ListenerConfig;
+use freshet_broker::listener::{Listener, ListenerSpec, SecurityProtocol};
 use freshet_broker::{Broker, BrokerConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -28,6 +31,8 @@ pub struct TestBroker {
     pub addr: SocketAddr,
     /// The broker's state, for what clients cannot see (its health, say).
     pub broker: Arc<Broker>,
+    /// Every listener, bound; `addr` is the first one's address.
+    pub listeners: Vec<Arc<Listener>>,
     data_dir: PathBuf,
     /// Keeps the temporary directory alive while the broker (or a restarted one) uses it.
     _temp: Option<tempfile::TempDir>,
@@ -55,19 +60,49 @@ impl TestBroker {
         Self::start_on(dir, SocketAddr::from(([127, 0, 0, 1], 0)), adjust).await
     }
 
-    /// A broker on an existing data directory listening on `addr`.
-    ///
-    /// The broker gets its own runtime on its own threads, like a separate process would: a
-    /// test that makes blocking client calls (rdkafka's commit, committed offsets, consumer
-    /// close) on its runtime's workers must not be able to starve the broker.
+    /// A broker on an existing data directory listening on `addr` (PLAINTEXT, before
+    /// `adjust` changes the listeners).
     pub async fn start_on(
         dir: &Path,
         addr: SocketAddr,
         adjust: impl FnOnce(&mut BrokerConfig),
     ) -> TestBroker {
         let mut config = test_config(dir);
+        config.listeners = vec![ListenerConfig::new(ListenerSpec::at(
+            SecurityProtocol::Plaintext,
+            addr,
+        ))];
         adjust(&mut config);
-        let (ready_tx, ready_rx) = oneshot::channel::<(SocketAddr, Arc<Broker>)>();
+        Self::launch(config).await
+    }
+
+    /// A fresh broker with these listeners (`[PROTOCOL://]host:port`, e.g.
+    /// `SSL://127.0.0.1:0`) in a new temporary directory; `adjust` sets what they need
+    /// (`config.tls`, say).
+    pub async fn start_with_listeners(
+        listeners: &[&str],
+        adjust: impl FnOnce(&mut BrokerConfig),
+    ) -> TestBroker {
+        let temp = tempfile::tempdir().expect("temporary directory");
+        let mut config = test_config(temp.path());
+        config.listeners = listeners
+            .iter()
+            .map(|text| ListenerConfig::new(text.parse().expect("a valid listener")))
+            .collect();
+        adjust(&mut config);
+        let mut broker = Self::launch(config).await;
+        broker._temp = Some(temp);
+        broker
+    }
+
+    /// Binds the listeners of `config` and serves them.
+    ///
+    /// The broker gets its own runtime on its own threads, like a separate process would: a
+    /// test that makes blocking client calls (rdkafka's commit, committed offsets, consumer
+    /// close) on its runtime's workers must not be able to starve the broker.
+    async fn launch(config: BrokerConfig) -> TestBroker {
+        let dir = config.data_dir.clone();
+        let (ready_tx, ready_rx) = oneshot::channel::<(Vec<Arc<Listener>>, Arc<Broker>)>();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("test-broker".into())
@@ -78,38 +113,54 @@ impl TestBroker {
                     .build()
                     .expect("broker runtime");
                 runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::bind(addr)
+                    let bound = freshet_broker::listener::bind_listeners(&config)
                         .await
-                        .expect("bind the listener");
+                        .expect("bind the listeners");
+                    let listeners = bound.iter().map(|(_, l)| l.clone()).collect();
                     let broker = Broker::open(config).expect("broker opens");
-                    let addr = listener.local_addr().expect("local addr");
-                    let _ = ready_tx.send((addr, broker.clone()));
-                    freshet_broker::serve(listener, broker, async {
+                    let _ = ready_tx.send((listeners, broker.clone()));
+                    freshet_broker::serve_listeners(bound, broker, async {
                         let _ = stopped.await;
                     })
                     .await;
                 });
             })
             .expect("broker thread");
-        let (addr, broker) = ready_rx
+        let (listeners, broker) = ready_rx
             .await
             .expect("the broker started (see its panic above)");
         TestBroker {
-            addr,
+            addr: listeners[0].bound_addr().expect("bound"),
             broker,
-            data_dir: dir.to_path_buf(),
+            listeners,
+            data_dir: dir,
             _temp: None,
             stop: Some(stop),
             thread: Some(thread),
         }
     }
 
-    /// Stops the broker cleanly and starts a new one on the same data directory and address,
-    /// so connected clients reconnect to it as they would to a restarted Kafka broker.
+    /// Stops the broker cleanly and starts a new one on the same data directory and
+    /// addresses (the same listeners and TLS files), so connected clients reconnect to it as
+    /// they would to a restarted Kafka broker.
     pub async fn restart(mut self, adjust: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
         self.shutdown().await;
         let temp = self._temp.take();
-        let mut next = Self::start_on(&self.data_dir, self.addr, adjust).await;
+        let previous = &self.broker.config;
+        let mut config = test_config(&self.data_dir);
+        config.listeners = self
+            .listeners
+            .iter()
+            .zip(&previous.listeners)
+            .map(|(listener, configured)| ListenerConfig {
+                spec: ListenerSpec::at(listener.protocol(), listener.bound_addr().expect("bound")),
+                advertised: configured.advertised.clone(),
+            })
+            .collect();
+        config.tls = previous.tls.clone();
+        config.allow_anonymous = previous.allow_anonymous;
+        adjust(&mut config);
+        let mut next = Self::launch(config).await;
         next._temp = temp;
         next
     }
@@ -130,6 +181,19 @@ impl TestBroker {
 
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// The listener of `protocol`.
+    pub fn listener(&self, protocol: SecurityProtocol) -> &Arc<Listener> {
+        self.listeners
+            .iter()
+            .find(|l| l.protocol() == protocol)
+            .unwrap_or_else(|| panic!("the test broker has no {protocol} listener"))
+    }
+
+    /// The bound address of the listener of `protocol`.
+    pub fn listener_addr(&self, protocol: SecurityProtocol) -> SocketAddr {
+        self.listener(protocol).bound_addr().expect("bound")
     }
 
     /// Client settings every test client shares.
@@ -195,6 +259,11 @@ impl Drop for TestBroker {
 /// deliberately), frequent log cleaning.
 pub fn test_config(dir: &Path) -> BrokerConfig {
     let mut config = BrokerConfig::new(dir);
+    config.listeners = vec![ListenerConfig::new(ListenerSpec::new(
+        SecurityProtocol::Plaintext,
+        "127.0.0.1",
+        0,
+    ))];
     config.coordinator.initial_rebalance_delay = Duration::from_millis(0);
     config.log_cleanup_interval = Duration::from_millis(200);
     config

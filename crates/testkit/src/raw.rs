@@ -41,6 +41,43 @@ impl RawClient {
         R::decode(&mut body, version)
     }
 
+    /// Authenticates with SASL PLAIN (SaslHandshake v1, SaslAuthenticate v2) and returns
+    /// SaslAuthenticate's error code and message (0 and `None` when signed in).
+    pub async fn sasl_plain(
+        &mut self,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<(i16, Option<String>)> {
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let handshake: SaslHandshakeResponse = self
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+            )
+            .await?;
+        anyhow::ensure!(
+            handshake.error_code == 0,
+            "handshake: {}",
+            handshake.error_code
+        );
+        let message = format!("\0{user}\0{password}");
+        let response: SaslAuthenticateResponse = self
+            .call(
+                ApiKey::SaslAuthenticate,
+                2,
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)),
+            )
+            .await?;
+        Ok((
+            response.error_code,
+            response.error_message.map(|m| m.to_string()),
+        ))
+    }
+
     /// Produces `records` (a record set) with acks=all to `partition` of `topic` (Produce v9)
     /// and returns that partition's error code.
     pub async fn produce(

@@ -1,7 +1,9 @@
-//! CreatePartitions: grows a topic; partitions are never removed.
+//! CreatePartitions: grows a topic (Alter on it); partitions are never removed.
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use freshet_security::acl::Operation;
 
 use super::{str_bytes, RequestContext};
 use crate::topics::{TopicError, MAX_PARTITIONS};
@@ -16,6 +18,9 @@ pub async fn handle(
         .into_iter()
         .map(|topic| {
             let outcome = match registry.get(&topic.name) {
+                _ if !ctx.may_on_topic(Operation::Alter, &topic.name) => {
+                    Err(TopicError::NotAuthorized(topic.name.to_string(), "alter"))
+                }
                 None => Err(TopicError::Unknown(topic.name.to_string())),
                 Some(existing) if request.validate_only => {
                     let current = existing.partitions.len() as i32;

@@ -30,19 +30,21 @@ fn create_one(
 ) -> CreatableTopicResult {
     let name = topic.name.clone();
     let result = CreatableTopicResult::default().with_name(name.clone());
-    let outcome = validate(ctx, &topic).and_then(|(partitions, configs)| {
-        if validate_only {
-            ctx.broker
-                .topics
-                .validate_new_topic(&name, partitions, &configs)?;
-            Ok((partitions, configs, None))
-        } else {
-            let created = ctx
-                .broker
-                .create_topic(&name, partitions, configs.clone())?;
-            Ok((partitions, configs, Some(created.id)))
-        }
-    });
+    let outcome = authorize(ctx, &name)
+        .and_then(|()| validate(ctx, &topic))
+        .and_then(|(partitions, configs)| {
+            if validate_only {
+                ctx.broker
+                    .topics
+                    .validate_new_topic(&name, partitions, &configs)?;
+                Ok((partitions, configs, None))
+            } else {
+                let created = ctx
+                    .broker
+                    .create_topic(&name, partitions, configs.clone())?;
+                Ok((partitions, configs, Some(created.id)))
+            }
+        });
     match outcome {
         Ok((partitions, configs, id)) => {
             let mut result = result;
@@ -67,6 +69,15 @@ fn create_one(
             }
             result
         }
+    }
+}
+
+/// Creating takes Create on the cluster or on the topic, as in Kafka.
+fn authorize(ctx: &RequestContext, name: &str) -> Result<(), TopicError> {
+    if super::metadata::may_create_topic(ctx, name) {
+        Ok(())
+    } else {
+        Err(TopicError::NotAuthorized(name.to_owned(), "create"))
     }
 }
 

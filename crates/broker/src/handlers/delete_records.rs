@@ -1,4 +1,5 @@
-//! DeleteRecords: moves a partition's log start offset up (-1 means the high watermark).
+//! DeleteRecords: moves a partition's log start offset up (-1 means the high watermark), for
+//! principals with Delete on the topic.
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -6,17 +7,25 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 
+use freshet_security::acl::Operation;
+
 use super::RequestContext;
 
 pub async fn handle(ctx: &RequestContext, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
+        let allowed = ctx.may_on_topic(Operation::Delete, &topic.name);
         let found = ctx.broker.topics.get(&topic.name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             let result = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
+            if !allowed {
+                partitions
+                    .push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let Some(partition) = found
                 .as_ref()
                 .and_then(|t| t.partition(p.partition_index))

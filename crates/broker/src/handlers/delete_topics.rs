@@ -1,9 +1,13 @@
-//! DeleteTopics: by name (v0-5). Committed offsets of the topic are forgotten too.
+//! DeleteTopics: by name (v0-5), for principals with Delete on the topic. Committed offsets of
+//! the topic are forgotten too.
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
+use freshet_security::acl::Operation;
+
 use super::{str_bytes, RequestContext};
+use crate::topics::TopicError;
 
 pub async fn handle(ctx: &RequestContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let mut responses = Vec::with_capacity(request.topic_names.len());
@@ -15,7 +19,12 @@ pub async fn handle(ctx: &RequestContext, request: DeleteTopicsRequest) -> Delet
 
 async fn delete_one(ctx: &RequestContext, name: TopicName) -> DeletableTopicResult {
     let result = DeletableTopicResult::default().with_name(Some(name.clone()));
-    match ctx.broker.topics.delete(&name) {
+    let deleted = if ctx.may_on_topic(Operation::Delete, &name) {
+        ctx.broker.topics.delete(&name)
+    } else {
+        Err(TopicError::NotAuthorized(name.to_string(), "delete"))
+    };
+    match deleted {
         Ok(_) => {
             ctx.broker.groups.delete_topic(&name).await;
             result

@@ -1,5 +1,7 @@
-//! DescribeConfigs: topic configs (overrides and effective defaults) and the broker's own.
+//! DescribeConfigs: topic configs (overrides and effective defaults) and the broker's own, for
+//! principals with DescribeConfigs on the topic or the cluster.
 
+use freshet_security::acl::Operation;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
@@ -34,6 +36,18 @@ pub async fn handle(
         .into_iter()
         .map(|resource| {
             let entries = match resource.resource_type {
+                RESOURCE_TOPIC
+                    if !ctx.may_on_topic(Operation::DescribeConfigs, &resource.resource_name) =>
+                {
+                    Err(super::topic_denied(
+                        &resource.resource_name,
+                        "DescribeConfigs",
+                    ))
+                }
+                RESOURCE_BROKER if !ctx.may_on_cluster(Operation::DescribeConfigs) => Err((
+                    ResponseError::ClusterAuthorizationFailed.code(),
+                    "not authorized to DescribeConfigs on the cluster".to_owned(),
+                )),
                 RESOURCE_TOPIC => topic_entries(ctx, &resource.resource_name),
                 RESOURCE_BROKER => Ok(broker_entries(ctx)),
                 other => Err((

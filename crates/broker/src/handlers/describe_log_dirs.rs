@@ -1,14 +1,16 @@
-//! DescribeLogDirs: the bytes each partition's log takes on disk.
+//! DescribeLogDirs: the bytes each partition's log takes on disk (Describe on the cluster).
 //!
 //! This broker has one log directory (`<data>/topics`), so the answer is one result holding
 //! every requested partition that exists; unknown topics and partitions are left out, as
 //! Kafka does. Volume totals (v4) are not measured and stay at Kafka's "unknown" (-1).
 
+use freshet_security::acl::Operation;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
+use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
 use crate::topics::Topic;
@@ -17,6 +19,14 @@ pub async fn handle(
     ctx: &RequestContext,
     request: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    if !ctx.may_on_cluster(Operation::Describe) {
+        // v0-2 have no error field: Kafka answers them with no result at all.
+        let mut response = DescribeLogDirsResponse::default();
+        if ctx.version >= 3 {
+            response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        }
+        return response;
+    }
     let topics = match request.topics {
         // Null asks for every partition of every topic.
         None => ctx

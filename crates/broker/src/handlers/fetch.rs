@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use freshet_log::LogError;
+use freshet_security::acl::Operation;
 use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
@@ -74,9 +75,17 @@ fn read_round(
     };
     for fetch_topic in topics {
         let topic = ctx.broker.topics.get(&fetch_topic.topic);
+        let allowed = ctx.may_on_topic(Operation::Read, &fetch_topic.topic);
         let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
         for fetch in &fetch_topic.partitions {
             let mut data = PartitionData::default().with_partition_index(fetch.partition);
+            if !allowed {
+                data.error_code = ResponseError::TopicAuthorizationFailed.code();
+                data.high_watermark = -1;
+                round.has_error = true;
+                partitions.push(data);
+                continue;
+            }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(fetch.partition)) else {
                 data.error_code = ResponseError::UnknownTopicOrPartition.code();
                 data.high_watermark = -1;

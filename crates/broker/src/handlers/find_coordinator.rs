@@ -1,6 +1,11 @@
-//! FindCoordinator: this single node coordinates every group. Transactions are not
-//! implemented, so transaction coordinators are reported unavailable.
+//! FindCoordinator: this single node coordinates every group, at the address of the listener
+//! the client came in on. Transactions are not implemented, so transaction coordinators are
+//! reported unavailable.
+//!
+//! Authorization is Kafka's: Describe on the group (GROUP_AUTHORIZATION_FAILED) or on the
+//! transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
 
+use freshet_security::acl::{Operation, ResourceType};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -14,38 +19,62 @@ pub async fn handle(
     ctx: &RequestContext,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let addr = ctx.broker.advertised_addr();
+    let (host, port) = ctx.listener.advertised();
     let node_id = ctx.broker.config.node_id;
-    let supported = request.key_type == GROUP_KEY_TYPE;
-    let error = if supported {
-        0
-    } else {
-        ResponseError::CoordinatorNotAvailable.code()
+    let answer = |key: &str| -> (i16, Option<StrBytes>) {
+        match lookup(ctx, request.key_type, key) {
+            Ok(()) => (0, None),
+            Err((error, message)) => (error.code(), Some(str_bytes(message))),
+        }
     };
-    let message = (!supported).then(|| str_bytes("transactions are not supported"));
     if ctx.version >= 4 {
         let coordinators = request
             .coordinator_keys
-            .into_iter()
-            .map(|key: StrBytes| {
+            .iter()
+            .map(|key: &StrBytes| {
+                let (error, message) = answer(key);
                 Coordinator::default()
-                    .with_key(key)
+                    .with_key(key.clone())
                     .with_node_id(node_id.into())
-                    .with_host(str_bytes(addr.ip().to_string()))
-                    .with_port(i32::from(addr.port()))
+                    .with_host(str_bytes(host.clone()))
+                    .with_port(i32::from(port))
                     .with_error_code(error)
-                    .with_error_message(message.clone())
+                    .with_error_message(message)
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
+    let (error, message) = answer(&request.key);
     let mut response = FindCoordinatorResponse::default()
         .with_error_code(error)
         .with_node_id(node_id.into())
-        .with_host(str_bytes(addr.ip().to_string()))
-        .with_port(i32::from(addr.port()));
+        .with_host(str_bytes(host))
+        .with_port(i32::from(port));
     if ctx.version >= 1 {
         response.error_message = message;
     }
     response
+}
+
+/// Whether this node coordinates `key` for the principal, or the error to answer.
+fn lookup(ctx: &RequestContext, key_type: i8, key: &str) -> Result<(), (ResponseError, String)> {
+    if key_type == GROUP_KEY_TYPE {
+        if !ctx.may_on_group(Operation::Describe, key) {
+            return Err((
+                ResponseError::GroupAuthorizationFailed,
+                format!("not authorized to describe group {key}"),
+            ));
+        }
+        return Ok(());
+    }
+    if !ctx.may(Operation::Describe, ResourceType::TransactionalId, key) {
+        return Err((
+            ResponseError::TransactionalIdAuthorizationFailed,
+            format!("not authorized to describe transactional id {key}"),
+        ));
+    }
+    Err((
+        ResponseError::CoordinatorNotAvailable,
+        "transactions are not supported".to_owned(),
+    ))
 }

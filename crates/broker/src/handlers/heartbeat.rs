@@ -1,9 +1,16 @@
-//! Heartbeat: handled by the group coordinator (`freshet-coordinator`).
+//! Heartbeat: handled by the group coordinator (`freshet-coordinator`), for principals with
+//! Read on the group (GROUP_AUTHORIZATION_FAILED otherwise).
 
+use freshet_security::acl::Operation;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 
 pub async fn handle(ctx: &RequestContext, request: HeartbeatRequest) -> HeartbeatResponse {
+    if !ctx.may_on_group(Operation::Read, &request.group_id) {
+        return HeartbeatResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     ctx.broker.groups.heartbeat(request, ctx.version).await
 }

@@ -1,9 +1,17 @@
-//! ListGroups: handled by the group coordinator (`freshet-coordinator`).
+//! ListGroups: handled by the group coordinator (`freshet-coordinator`). As in Kafka, Describe
+//! on the cluster lists every group; otherwise only the groups the principal may describe.
 
+use freshet_security::acl::Operation;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 
 use super::RequestContext;
 
 pub async fn handle(ctx: &RequestContext, request: ListGroupsRequest) -> ListGroupsResponse {
-    ctx.broker.groups.list_groups(request, ctx.version).await
+    let mut response = ctx.broker.groups.list_groups(request, ctx.version).await;
+    if !ctx.may_on_cluster(Operation::Describe) {
+        response
+            .groups
+            .retain(|group| ctx.may_on_group(Operation::Describe, &group.group_id));
+    }
+    response
 }

@@ -1,6 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1, the high watermark) or the first offset at or after
 //! a timestamp.
 
+use freshet_security::acl::Operation;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -17,6 +18,7 @@ pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOf
         .topics
         .into_iter()
         .map(|topic| {
+            let allowed = ctx.may_on_topic(Operation::Describe, &topic.name);
             let found = ctx.broker.topics.get(&topic.name);
             let partitions = topic
                 .partitions
@@ -24,6 +26,10 @@ pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOf
                 .map(|p| {
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
+                    if !allowed {
+                        return response
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(partition) =
                         found.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {

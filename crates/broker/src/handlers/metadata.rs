@@ -7,17 +7,19 @@
 //! invalid one answers INVALID_TOPIC_EXCEPTION whether or not creation is allowed), and not
 //! while the disk is full (KAFKA_STORAGE_ERROR).
 
+use freshet_security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
 use crate::topics::{validate_topic_name, Topic, TopicError};
 
 pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
-    let addr = broker.advertised_addr();
+    let (host, port) = ctx.listener.advertised();
     let node_id = broker.config.node_id;
     // v0 has no way to ask for "all topics" but an empty list; v4+ lets the client forbid auto-creation.
     let all_topics = match &request.topics {
@@ -28,10 +30,12 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
         broker.config.auto_create_topics && (ctx.version < 4 || request.allow_auto_topic_creation);
 
     let topics = if all_topics {
+        // Topics the principal may not describe are left out, as in Kafka.
         broker
             .topics
             .all()
             .iter()
+            .filter(|topic| ctx.may_on_topic(Operation::Describe, &topic.name))
             .map(|topic| describe_topic(topic, node_id))
             .collect()
     } else {
@@ -47,8 +51,8 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
     let mut response = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(node_id.into())
-            .with_host(str_bytes(addr.ip().to_string()))
-            .with_port(i32::from(addr.port()))])
+            .with_host(str_bytes(host))
+            .with_port(i32::from(port))])
         .with_topics(topics);
     if ctx.version >= 2 {
         response.cluster_id = Some(str_bytes(broker.cluster_id.clone()));
@@ -56,28 +60,25 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
     if ctx.version >= 1 {
         response.controller_id = node_id.into();
     }
-    // Without an authorizer every operation is allowed; answer what Kafka answers then.
     if (8..=10).contains(&ctx.version) && request.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = ALL_CLUSTER_OPERATIONS;
+        response.cluster_authorized_operations =
+            ctx.authorized_operations(ResourceType::Cluster, CLUSTER_NAME);
     }
     if ctx.version >= 8 && request.include_topic_authorized_operations {
         for topic in &mut response.topics {
             if topic.error_code == 0 {
-                topic.topic_authorized_operations = ALL_TOPIC_OPERATIONS;
+                let name = topic.name.as_deref().map_or("", |n| n.as_str());
+                topic.topic_authorized_operations =
+                    ctx.authorized_operations(ResourceType::Topic, name);
             }
         }
     }
     response
 }
 
-/// Bits of Kafka's AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7,
-/// DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11.
-const ALL_TOPIC_OPERATIONS: i32 =
-    1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 10 | 1 << 11;
-/// CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
-/// IDEMPOTENT_WRITE 12.
-const ALL_CLUSTER_OPERATIONS: i32 = 1 << 5 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 12;
-
+/// A named topic: TOPIC_AUTHORIZATION_FAILED unless the principal may describe it (so that
+/// nobody learns which topics exist), created if missing and allowed (creating takes Create on
+/// the cluster or on the topic).
 fn lookup_topic(
     ctx: &RequestContext,
     name: &TopicName,
@@ -85,22 +86,34 @@ fn lookup_topic(
     node_id: i32,
 ) -> MetadataResponseTopic {
     let broker = &ctx.broker;
+    let denied = || {
+        MetadataResponseTopic::default()
+            .with_name(Some(name.clone()))
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+    };
+    if !ctx.may_on_topic(Operation::Describe, name) {
+        return denied();
+    }
     let found = match broker.topics.get(name) {
-        Some(topic) => Ok(topic),
-        None => validate_topic_name(name).and_then(|()| {
-            if may_create {
-                broker.auto_create_topic(name)
-            } else {
-                Err(TopicError::Unknown(name.to_string()))
-            }
+        Some(topic) => Ok(Some(topic)),
+        None => validate_topic_name(name).and_then(|()| match may_create {
+            false => Err(TopicError::Unknown(name.to_string())),
+            true if !may_create_topic(ctx, name) => Ok(None),
+            true => broker.auto_create_topic(name).map(Some),
         }),
     };
     match found {
-        Ok(topic) => describe_topic(&topic, node_id),
+        Ok(Some(topic)) => describe_topic(&topic, node_id),
+        Ok(None) => denied(),
         Err(e) => MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
             .with_error_code(e.error_code()),
     }
+}
+
+/// Kafka's rule for creating a topic: Create on the cluster, or on the topic itself.
+pub(crate) fn may_create_topic(ctx: &RequestContext, name: &str) -> bool {
+    ctx.may_on_cluster(Operation::Create) || ctx.may_on_topic(Operation::Create, name)
 }
 
 fn describe_topic(topic: &Topic, node_id: i32) -> MetadataResponseTopic {

@@ -5,10 +5,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use freshet_security::acl::{Operation, ResourceType, CLUSTER_NAME};
+use freshet_security::Principal;
 use kafka_protocol::protocol::StrBytes;
 
+use crate::listener::Listener;
 use crate::Broker;
 
+pub mod acls;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -29,6 +33,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
+pub mod scram_credentials;
 pub mod sync_group;
 
 /// What every handler gets besides its request.
@@ -38,7 +43,81 @@ pub struct RequestContext {
     pub version: i16,
     pub client_id: String,
     pub peer: SocketAddr,
+    /// Who the request acts as (see [`crate::session::Session`]).
+    pub principal: Arc<Principal>,
+    /// The listener the request came in on: Metadata and FindCoordinator answer with its
+    /// advertised address, as Kafka answers with the endpoint of the client's listener.
+    pub listener: Arc<Listener>,
 }
+
+impl RequestContext {
+    /// Whether the request's principal may do `operation` on the named resource. Without
+    /// `--authorizer acl` everything is allowed.
+    pub fn may(&self, operation: Operation, resource_type: ResourceType, name: &str) -> bool {
+        match &self.broker.authorizer {
+            None => true,
+            Some(authorizer) => authorizer.authorize(
+                &self.principal,
+                self.peer.ip(),
+                operation,
+                resource_type,
+                name,
+            ),
+        }
+    }
+
+    pub fn may_on_topic(&self, operation: Operation, topic: &str) -> bool {
+        self.may(operation, ResourceType::Topic, topic)
+    }
+
+    pub fn may_on_group(&self, operation: Operation, group: &str) -> bool {
+        self.may(operation, ResourceType::Group, group)
+    }
+
+    pub fn may_on_cluster(&self, operation: Operation) -> bool {
+        self.may(operation, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// Whether some resource of the type allows `operation` (idempotent producers may write
+    /// if they may write any topic, as in Kafka since KIP-679).
+    pub fn may_on_any(&self, operation: Operation, resource_type: ResourceType) -> bool {
+        match &self.broker.authorizer {
+            None => true,
+            Some(authorizer) => {
+                authorizer.authorize_any(&self.principal, self.peer.ip(), operation, resource_type)
+            }
+        }
+    }
+
+    /// Kafka's authorized-operations bit field for the resource: every operation of its type
+    /// without an authorizer, the allowed ones with.
+    pub fn authorized_operations(&self, resource_type: ResourceType, name: &str) -> i32 {
+        match &self.broker.authorizer {
+            None => resource_type
+                .operations()
+                .iter()
+                .fold(0, |bits, op| bits | (1 << op.code())),
+            Some(authorizer) => authorizer.authorized_operations(
+                &self.principal,
+                self.peer.ip(),
+                resource_type,
+                name,
+            ),
+        }
+    }
+}
+
+/// TOPIC_AUTHORIZATION_FAILED with the message Kafka clients print.
+pub(crate) fn topic_denied(topic: &str, operation: &str) -> (i16, String) {
+    (
+        kafka_protocol::ResponseError::TopicAuthorizationFailed.code(),
+        format!("not authorized to {operation} topic {topic}"),
+    )
+}
+
+/// The value of an authorized-operations field the client did not ask for (Kafka's
+/// `Integer.MIN_VALUE`).
+pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 /// A `StrBytes` from any string.
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {

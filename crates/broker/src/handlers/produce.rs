@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use freshet_log::{Durability, LogError, PartitionLog};
+use freshet_security::acl::Operation;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
@@ -143,11 +144,16 @@ impl Waiting {
 
 type Refusal = (i16, String);
 
-/// The topic, which must exist: Produce never creates one (see the module docs).
+/// The topic, which the principal may write and which must exist: Produce never creates one
+/// (see the module docs). Authorization comes first, so an unauthorized client cannot tell
+/// which topics exist.
 fn find_topic(
     ctx: &RequestContext,
     name: &kafka_protocol::messages::TopicName,
 ) -> Result<Arc<Topic>, Refusal> {
+    if !ctx.may_on_topic(Operation::Write, name) {
+        return Err(super::topic_denied(name, "Write"));
+    }
     ctx.broker.topics.get(name).ok_or_else(|| {
         let unknown = TopicError::Unknown(name.to_string());
         (unknown.error_code(), unknown.to_string())

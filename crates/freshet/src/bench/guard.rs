@@ -16,6 +16,7 @@ use freshet_services::guard::accounts::{Accounts, Argon2Params};
 use freshet_services::guard::attempts::Attempt;
 use freshet_services::guard::blocker::{Blocker, BlockerConfig};
 use freshet_services::guard::rules::Rules;
+use freshet_services::guard::secret::GuardSecret;
 use freshet_services::guard::store::Store;
 use freshet_services::guard::{ensure_topics, GuardConfig};
 use freshet_services::KafkaConfig;
@@ -96,6 +97,7 @@ async fn blocker_rate(args: &GuardBenchArgs, bootstrap: &str) -> anyhow::Result<
         attempts_partitions: args.partitions,
         blocks_topic: format!("bench.blocked-users.{run}"),
         checkpoint_topic: format!("bench.freshet.guard.checkpoints.{run}"),
+        dlq_topic: format!("bench.login-attempts.dlq.{run}"),
         group: format!("bench-guard-{run}"),
         ..GuardConfig::new("sqlite::memory:")
     };
@@ -106,21 +108,21 @@ async fn blocker_rate(args: &GuardBenchArgs, bootstrap: &str) -> anyhow::Result<
     let topic = config.attempts_topic.clone();
     let (attempts, users) = (args.attempts, args.users.max(1));
     let kafka_for_producer = kafka.clone();
-    tokio::task::spawn_blocking(move || produce(&kafka_for_producer, &topic, attempts, users))
-        .await
-        .context("producer thread")??;
+    let secret = config.secret.clone();
+    tokio::task::spawn_blocking(move || {
+        produce(&kafka_for_producer, &topic, &secret, attempts, users)
+    })
+    .await
+    .context("producer thread")??;
 
     eprintln!("blocker consuming...");
     let blocker = Blocker::start(
         &kafka,
         BlockerConfig {
-            attempts_topic: config.attempts_topic.clone(),
-            blocks_topic: config.blocks_topic.clone(),
-            checkpoint_topic: config.checkpoint_topic.clone(),
-            group: config.group.clone(),
             rules: Rules::default(),
             checkpoint_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(10),
+            ..config.blocker_config()
         },
     )?;
     let stats = blocker.stats();
@@ -152,8 +154,15 @@ async fn blocker_rate(args: &GuardBenchArgs, bootstrap: &str) -> anyhow::Result<
 }
 
 /// The attempts: one user in 100 is under attack (only failures), the others mostly succeed.
-/// Event time advances 1 ms per attempt, so windows slide and old failures expire.
-fn produce(kafka: &KafkaConfig, topic: &str, attempts: u64, users: u64) -> anyhow::Result<()> {
+/// Event time advances 1 ms per attempt, so windows slide and old failures expire. Signed, as
+/// the blocker counts nothing else.
+fn produce(
+    kafka: &KafkaConfig,
+    topic: &str,
+    secret: &GuardSecret,
+    attempts: u64,
+    users: u64,
+) -> anyhow::Result<()> {
     let producer: ThreadedProducer<DefaultProducerContext> = kafka
         .client_config("bench-guard")
         .set("acks", "1")
@@ -177,7 +186,8 @@ fn produce(kafka: &KafkaConfig, topic: &str, attempts: u64, users: u64) -> anyho
                 "203.0.113.7",
                 !attacked && !state.is_multiple_of(10),
             )
-        };
+        }
+        .signed(secret);
         let value = attempt.to_json();
         let mut record = BaseRecord::<str, [u8]>::to(topic)
             .key(attempt.user.as_str())

@@ -1,5 +1,6 @@
 //! The `login-attempts` topic: one JSON record per login attempt, keyed by user, so all of a
-//! user's attempts land in one partition in order and one blocker owns them.
+//! user's attempts land in one partition in order and one blocker owns them. Each record is
+//! signed (`"mac"`, see [`super::mac`]); the blocker refuses the others.
 //!
 //! The login path publishes without waiting: the record goes into librdkafka's queue and the
 //! answer is sent at once. If the cluster is down, librdkafka keeps the record and retries
@@ -12,10 +13,16 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::{Deserialize, Serialize};
 
+use super::mac::{self, Canonical, Rejection};
+use super::secret::GuardSecret;
 use crate::{KafkaConfig, ServiceError};
 
 /// Topic of login attempts.
 pub const LOGIN_ATTEMPTS: &str = "login-attempts";
+/// Where the blocker puts the records of `login-attempts` it refuses (no valid MAC, not an
+/// attempt), unchanged, with the reason and origin in the `freshet.reason` and
+/// `freshet.origin` headers (the tracker's dead-letter format).
+pub const LOGIN_ATTEMPTS_DLQ: &str = "login-attempts.dlq";
 /// Largest attempt record the blocker reads; anything bigger is not one of ours.
 pub const MAX_ATTEMPT_BYTES: usize = 4096;
 /// How long librdkafka keeps retrying an attempt while the cluster is unreachable.
@@ -49,6 +56,9 @@ pub struct Attempt {
     pub blocked: bool,
     #[serde(default, skip_serializing_if = "is_login")]
     pub kind: AttemptKind,
+    /// HMAC of the record (hex); `None` until [`Attempt::signed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -70,6 +80,7 @@ impl Attempt {
             success,
             blocked: false,
             kind: AttemptKind::Login,
+            mac: None,
         }
     }
 
@@ -79,6 +90,39 @@ impl Attempt {
             kind: AttemptKind::Unblock,
             ..Attempt::login(user, "admin", false)
         }
+    }
+
+    /// The Kafka key of the record: the user, so one partition holds all of a user's
+    /// attempts.
+    pub fn record_key(&self) -> &[u8] {
+        self.user.as_bytes()
+    }
+
+    /// The attempt with its MAC, for a record keyed by [`Attempt::record_key`].
+    pub fn signed(mut self, secret: &GuardSecret) -> Attempt {
+        let canonical = self.canonical(Some(self.record_key()));
+        self.mac = Some(mac::sign(secret, &canonical));
+        self
+    }
+
+    /// Whether the guard wrote this attempt under `key` (the record's Kafka key).
+    pub fn verify(&self, secret: &GuardSecret, key: Option<&[u8]>) -> Result<(), Rejection> {
+        mac::verify(secret, &self.canonical(key), self.mac.as_deref())
+    }
+
+    /// Every field but the MAC, in a fixed order (see [`super::mac`]).
+    fn canonical(&self, key: Option<&[u8]>) -> Canonical {
+        let kind = match self.kind {
+            AttemptKind::Login => "attempt.login",
+            AttemptKind::Unblock => "attempt.unblock",
+        };
+        Canonical::new(kind, key)
+            .bytes(self.attempt_id.as_bytes())
+            .text(&self.user)
+            .text(&self.source)
+            .int(self.time_ms)
+            .flag(self.success)
+            .flag(self.blocked)
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -96,11 +140,12 @@ impl Attempt {
     }
 }
 
-/// Publishes attempts without making the login wait. Cheap to clone.
+/// Signs and publishes attempts without making the login wait. Cheap to clone.
 #[derive(Clone)]
 pub struct AttemptPublisher {
     producer: FutureProducer,
     topic: Arc<str>,
+    secret: GuardSecret,
     dropped: Arc<AtomicU64>,
 }
 
@@ -113,7 +158,11 @@ impl std::fmt::Debug for AttemptPublisher {
 }
 
 impl AttemptPublisher {
-    pub fn new(kafka: &KafkaConfig, topic: &str) -> Result<AttemptPublisher, ServiceError> {
+    pub fn new(
+        kafka: &KafkaConfig,
+        topic: &str,
+        secret: GuardSecret,
+    ) -> Result<AttemptPublisher, ServiceError> {
         let producer: FutureProducer = kafka
             .durable_producer_config("guard-attempts")
             .set(
@@ -125,6 +174,7 @@ impl AttemptPublisher {
         Ok(AttemptPublisher {
             producer,
             topic: topic.into(),
+            secret,
             dropped: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -132,7 +182,7 @@ impl AttemptPublisher {
     /// Queues `attempt` and returns at once; a delivery failure is logged and counted. Must
     /// be called inside a Tokio runtime (the delivery report is awaited on it).
     pub fn publish(&self, attempt: &Attempt) {
-        let value = attempt.to_json();
+        let value = self.signed_json(attempt);
         let record = FutureRecord::to(&self.topic)
             .key(attempt.user.as_str())
             .payload(value.as_slice());
@@ -156,7 +206,7 @@ impl AttemptPublisher {
     /// Publishes `attempt` and waits until the cluster has it (admin actions, which must
     /// not be lost silently).
     pub async fn publish_acked(&self, attempt: &Attempt) -> Result<(), ServiceError> {
-        let value = attempt.to_json();
+        let value = self.signed_json(attempt);
         let record = FutureRecord::to(&self.topic)
             .key(attempt.user.as_str())
             .payload(value.as_slice());
@@ -177,6 +227,20 @@ impl AttemptPublisher {
             .await
             .map(|_| ())
             .map_err(|(error, _)| ServiceError::Kafka(error))
+    }
+
+    fn signed_json(&self, attempt: &Attempt) -> Vec<u8> {
+        attempt.clone().signed(&self.secret).to_json()
+    }
+
+    /// The topic attempts go to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The key this publisher signs with (the admin's lift records are signed with it too).
+    pub fn secret(&self) -> &GuardSecret {
+        &self.secret
     }
 
     /// Attempts that were not delivered or not queued.
@@ -211,6 +275,81 @@ mod tests {
         assert_eq!(Attempt::parse(Some(&attempt.to_json())), Ok(attempt));
         let unblock = Attempt::unblock("bob");
         assert_eq!(Attempt::parse(Some(&unblock.to_json())), Ok(unblock));
+    }
+
+    fn secret(byte: u8) -> GuardSecret {
+        GuardSecret::from_bytes(&[byte; 32]).expect("key")
+    }
+
+    #[test]
+    fn a_signed_attempt_verifies_after_a_round_trip_and_only_unchanged() {
+        let key = secret(1);
+        let signed = Attempt::login("bob", "10.0.0.1", false).signed(&key);
+        let json: serde_json::Value = serde_json::from_slice(&signed.to_json()).expect("json");
+        assert_eq!(json["mac"].as_str().map(str::len), Some(64));
+        let parsed = Attempt::parse(Some(&signed.to_json())).expect("parses");
+        assert_eq!(parsed.verify(&key, Some(b"bob")), Ok(()));
+
+        let check = |attempt: &Attempt, key_bytes: &[u8]| attempt.verify(&key, Some(key_bytes));
+        let altered = [
+            Attempt {
+                user: "eve".into(),
+                ..parsed.clone()
+            },
+            Attempt {
+                source: "6.6.6.6".into(),
+                ..parsed.clone()
+            },
+            Attempt {
+                time_ms: parsed.time_ms + 1,
+                ..parsed.clone()
+            },
+            Attempt {
+                success: true,
+                ..parsed.clone()
+            },
+            Attempt {
+                blocked: true,
+                ..parsed.clone()
+            },
+            Attempt {
+                kind: AttemptKind::Unblock,
+                ..parsed.clone()
+            },
+            Attempt {
+                attempt_id: uuid::Uuid::new_v4(),
+                ..parsed.clone()
+            },
+        ];
+        for attempt in &altered {
+            assert_eq!(
+                check(attempt, b"bob"),
+                Err(Rejection::InvalidMac),
+                "{attempt:?}"
+            );
+        }
+        assert_eq!(
+            check(&parsed, b"eve"),
+            Err(Rejection::InvalidMac),
+            "another key"
+        );
+        assert_eq!(
+            parsed.verify(&key, None),
+            Err(Rejection::InvalidMac),
+            "no key"
+        );
+        assert_eq!(
+            parsed.verify(&secret(2), Some(b"bob")),
+            Err(Rejection::InvalidMac)
+        );
+        let unsigned = Attempt {
+            mac: None,
+            ..parsed
+        };
+        assert_eq!(
+            unsigned.verify(&key, Some(b"bob")),
+            Err(Rejection::MissingMac)
+        );
     }
 
     #[test]

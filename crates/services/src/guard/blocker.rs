@@ -7,6 +7,14 @@
 //! block records before its offset are acknowledged, so a crash at any moment either redoes
 //! records (same attempts, same state, same records) or finds them written.
 //!
+//! Only attempts the guard signed count ([`super::mac`]): a record without a valid MAC, or
+//! that is not an attempt, is counted by [`Rejection`] and copied unchanged to the dead-letter
+//! topic (`login-attempts.dlq`) with the reason in the `freshet.reason` header and
+//! `<topic>/<partition>/<offset>` in `freshet.origin`, like the tracker's. Block records are
+//! signed, and so are checkpoints (their MAC in the [`MAC_HEADER`] header): a checkpoint
+//! without a valid one is ignored, and the partition resumes from the newest valid one (or
+//! replays from the beginning, which is slower, never wrong).
+//!
 //! Rebalances are handled in [`BlockerContext::rebalance`], called by librdkafka inside
 //! `poll` on the worker thread: revoked partitions are checkpointed first; assigned ones
 //! resume from their newest checkpoint's offset and state (the group's committed offsets only
@@ -19,13 +27,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::attempts::Attempt;
+use super::blocks::BlockEntry;
+use super::mac::{self, Canonical, Rejection, MAC_HEADER};
 use super::rules::{Change, PartitionState, Rules};
+use super::secret::GuardSecret;
+use super::stats::RejectionCounts;
+use crate::event::{ORIGIN_HEADER, REASON_HEADER};
 use crate::kafka::DeliveryCounter;
 use crate::{KafkaConfig, ServiceError};
 
@@ -41,6 +54,10 @@ pub struct BlockerConfig {
     pub attempts_topic: String,
     pub blocks_topic: String,
     pub checkpoint_topic: String,
+    /// Where refused records of the attempts topic go.
+    pub dlq_topic: String,
+    /// Key that attempts must be signed with, and that block records and checkpoints are.
+    pub secret: GuardSecret,
     pub group: String,
     pub rules: Rules,
     pub checkpoint_interval: Duration,
@@ -52,8 +69,8 @@ pub struct BlockerConfig {
 pub struct BlockerStats {
     /// Records of `login-attempts` processed since start (including repeats after a rewind).
     pub processed: AtomicU64,
-    /// Records that were not attempts (skipped, with a log line).
-    pub invalid: AtomicU64,
+    /// Records refused (not counted, dead-lettered), by reason.
+    pub rejected: RejectionCounts,
     /// Block records and tombstones written.
     pub block_writes: AtomicU64,
     /// Blocks issued: the first record of each block (later ones only update it). A block
@@ -238,43 +255,83 @@ impl BlockerContext {
         }
         state.next_offset = message.offset() + 1;
         self.stats.processed.fetch_add(1, Ordering::Relaxed);
-        match Attempt::parse(message.payload()) {
-            Ok(attempt) => {
-                if let Some(change) = state.apply(&attempt, &self.config.rules) {
-                    if matches!(change, Change::Block { started: true, .. }) {
-                        self.stats.blocks_issued.fetch_add(1, Ordering::Relaxed);
-                    }
-                    changes.insert(change.user().to_string(), change);
-                }
+        let attempt = match self.admit(message) {
+            Ok(attempt) => attempt,
+            Err((rejection, reason)) => {
+                self.stats.rejected.count(rejection);
+                self.dead_letter(message, &reason);
+                return;
             }
-            Err(reason) => {
-                self.stats.invalid.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    %reason,
-                    "skipping a record that is not a login attempt"
-                );
+        };
+        if let Some(change) = state.apply(&attempt, &self.config.rules) {
+            if matches!(change, Change::Block { started: true, .. }) {
+                self.stats.blocks_issued.fetch_add(1, Ordering::Relaxed);
             }
+            changes.insert(change.user().to_string(), change);
         }
     }
 
-    /// Sends the pending block records and tombstones.
+    /// The record's attempt if the guard wrote it; otherwise why not, as a rejection and the
+    /// reason for the dead-letter record.
+    fn admit(&self, message: &BorrowedMessage<'_>) -> Result<Attempt, (Rejection, String)> {
+        let attempt = Attempt::parse(message.payload()).map_err(|detail| {
+            let reason = format!("{}: {detail}", Rejection::Unreadable.reason());
+            (Rejection::Unreadable, reason)
+        })?;
+        attempt
+            .verify(&self.config.secret, message.key())
+            .map_err(|rejection| (rejection, rejection.reason().to_string()))?;
+        Ok(attempt)
+    }
+
+    /// Copies a refused record, unchanged, to the dead-letter topic with the reason and its
+    /// origin in headers. Never drops it: a full queue is waited out.
+    fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
+        tracing::debug!(
+            partition = message.partition(),
+            offset = message.offset(),
+            reason,
+            "dead-lettering a login-attempts record"
+        );
+        let origin = format!(
+            "{}/{}/{}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        );
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: REASON_HEADER,
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: ORIGIN_HEADER,
+                value: Some(origin.as_str()),
+            });
+        let mut record = BaseRecord::<[u8], [u8]>::to(&self.config.dlq_topic).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(value) = message.payload() {
+            record = record.payload(value);
+        }
+        self.send(record);
+    }
+
+    /// Sends the pending block and unblock records, signed.
     fn send_changes(&self) {
         let changes = std::mem::take(&mut self.owned().changes);
         for (user, change) in changes {
-            let value = match &change {
-                Change::Block { record, .. } => {
-                    Some(serde_json::to_vec(record).unwrap_or_default())
-                }
-                Change::Unblock(_) => None,
+            let entry = match change {
+                Change::Block { record, .. } => BlockEntry::block(record),
+                Change::Unblock { user, time_ms } => BlockEntry::unblock(&user, time_ms),
             };
-            let mut record =
-                BaseRecord::<[u8], [u8]>::to(&self.config.blocks_topic).key(user.as_bytes());
-            if let Some(value) = &value {
-                record = record.payload(value.as_slice());
-            }
-            self.send(record);
+            let value = entry.signed(&self.config.secret).to_json();
+            self.send(
+                BaseRecord::<[u8], [u8]>::to(&self.config.blocks_topic)
+                    .key(user.as_bytes())
+                    .payload(value.as_slice()),
+            );
             self.stats.block_writes.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -309,11 +366,17 @@ impl BlockerContext {
         let written = self.take_snapshots();
         for (partition, value) in &written {
             let key = checkpoint_key(&self.config.attempts_topic, *partition);
+            let signature = mac::sign(&self.config.secret, &checkpoint_canonical(&key, value));
+            let headers = OwnedHeaders::new().insert(Header {
+                key: MAC_HEADER,
+                value: Some(signature.as_str()),
+            });
             self.send(
                 BaseRecord::to(&self.config.checkpoint_topic)
                     .partition(0)
                     .key(key.as_bytes())
-                    .payload(value.as_slice()),
+                    .payload(value.as_slice())
+                    .headers(headers),
             );
         }
         if !self.flush() {
@@ -444,6 +507,23 @@ fn checkpoint_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
+/// A checkpoint's MAC covers its key and its value's bytes: the value is written and read
+/// by this code alone, so its bytes are what is meant.
+fn checkpoint_canonical(key: &str, value: &[u8]) -> Canonical {
+    Canonical::new("checkpoint", Some(key.as_bytes())).bytes(value)
+}
+
+/// Whether the guard wrote this checkpoint record.
+fn checkpoint_is_signed(secret: &GuardSecret, key: &str, message: &BorrowedMessage<'_>) -> bool {
+    let signature = message
+        .headers()
+        .and_then(|headers| headers.iter().find(|h| h.key == MAC_HEADER))
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok());
+    let value = message.payload().unwrap_or_default();
+    mac::verify(secret, &checkpoint_canonical(key, value), signature).is_ok()
+}
+
 fn start_offset(next_offset: i64) -> Offset {
     if next_offset == 0 {
         Offset::Beginning
@@ -494,11 +574,22 @@ fn read_checkpoints(
         let partition = key
             .and_then(|k| k.strip_prefix(&prefix))
             .and_then(|p| p.parse::<i32>().ok());
-        if let Some(partition) = partition {
-            match message.payload() {
-                Some(value) => out.insert(partition, value.to_vec()),
-                None => out.remove(&partition),
-            };
+        let (Some(key), Some(partition)) = (key, partition) else {
+            continue;
+        };
+        match message.payload() {
+            // Forgetting a checkpoint only makes the partition replay: no need to sign that.
+            None => {
+                out.remove(&partition);
+            }
+            Some(value) if checkpoint_is_signed(&config.secret, key, &message) => {
+                out.insert(partition, value.to_vec());
+            }
+            Some(_) => tracing::warn!(
+                partition,
+                offset = message.offset(),
+                "ignoring a blocker checkpoint without a valid MAC"
+            ),
         }
     }
     Ok(out)

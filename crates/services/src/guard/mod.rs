@@ -12,16 +12,40 @@
 //! - Every login node follows `blocked-users` ([`blocks`]) and refuses a blocked user from
 //!   memory, before any password check.
 //! - An admin unblock publishes an unblock record in the user's partition (so the blocker
-//!   resets its count in order with the attempts) and a tombstone (so logins work at once,
-//!   even while no blocker runs).
+//!   resets its count in order with the attempts) and a signed lift record on
+//!   `blocked-users` (so logins work at once, even while no blocker runs).
 //! - [`stats`]: what a node counts for monitoring (login outcomes, blocks, the blocker's
-//!   progress).
+//!   progress, refused records).
+//!
+//! # Records nobody else can forge
+//!
+//! Anyone who can write to a topic could otherwise block any user (six failed attempts
+//! naming them) or lift a block (one unblock record). So every record the guard writes
+//! carries an HMAC-SHA256 ([`mac`]) made with the guard's secret ([`secret`]:
+//! `--guard-secret`, or `<data-dir>/guard.secret` created at first start), and:
+//!
+//! - the blocker counts only attempts with a valid MAC; the others (no MAC, a wrong one,
+//!   not an attempt) go unchanged to `login-attempts.dlq`, the reason in the
+//!   `freshet.reason` header, and are counted by reason;
+//! - followers apply only signed block and lift records of `blocked-users` and ignore
+//!   tombstones (see [`blocks`] for copies of old records, and what only ACLs prevent);
+//! - the blocker resumes only from signed checkpoints.
+//!
+//! Records written before records were signed have no MAC and are refused like forgeries:
+//! after an upgrade, earlier blocks no longer hold and earlier attempts no longer count
+//! (the blocker replays `login-attempts` once, dead-lettering them).
+//!
+//! The REST API refuses writes and deletes on the services' topics ([`is_service_topic`](
+//! crate::is_service_topic)); signatures are what holds when a client reaches the topics
+//! over the Kafka protocol.
 
 pub mod accounts;
 pub mod attempts;
 pub mod blocker;
 pub mod blocks;
+pub mod mac;
 pub mod rules;
+pub mod secret;
 pub mod stats;
 pub mod store;
 
@@ -31,15 +55,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rdkafka::producer::FutureRecord;
 
 use accounts::{validate_login, Accounts, Argon2Params};
-use attempts::{Attempt, AttemptPublisher, LOGIN_ATTEMPTS};
+use attempts::{Attempt, AttemptPublisher, LOGIN_ATTEMPTS, LOGIN_ATTEMPTS_DLQ};
 use blocker::{Blocker, BlockerConfig, BlockerStats};
-use blocks::{BlockMap, BlocksFollower, BLOCKED_USERS};
+use blocks::{BlockEntry, BlockMap, BlocksFollower, BLOCKED_USERS};
+use mac::Rejection;
 use rules::{BlockRecord, Rules};
+use secret::GuardSecret;
 use stats::{BlockerMetrics, GuardMetrics, LoginCounters};
 use store::Store;
 
 use crate::kafka::{ensure_topic, TopicSpec};
 use crate::{KafkaConfig, ServiceError};
+
+/// Compacted topic of the blocker's checkpoints.
+pub const GUARD_CHECKPOINTS: &str = "freshet.guard.checkpoints";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -59,6 +88,10 @@ pub struct GuardConfig {
     pub blocks_topic: String,
     /// Compacted topic of the blocker's checkpoints.
     pub checkpoint_topic: String,
+    /// Where the blocker puts records of the attempts topic it refuses.
+    pub dlq_topic: String,
+    /// Key of the records' MACs; every node that shares the topics needs the same one.
+    pub secret: GuardSecret,
     /// Consumer group of the blockers.
     pub group: String,
     pub rules: Rules,
@@ -69,14 +102,17 @@ pub struct GuardConfig {
 }
 
 impl GuardConfig {
-    pub fn new(database_url: impl Into<String>) -> Self {
+    /// The defaults, with `secret` as the key.
+    pub fn with_secret(database_url: impl Into<String>, secret: GuardSecret) -> Self {
         GuardConfig {
             database_url: database_url.into(),
             argon2: Argon2Params::default(),
             attempts_topic: LOGIN_ATTEMPTS.into(),
             attempts_partitions: 3,
             blocks_topic: BLOCKED_USERS.into(),
-            checkpoint_topic: "freshet.guard.checkpoints".into(),
+            checkpoint_topic: GUARD_CHECKPOINTS.into(),
+            dlq_topic: LOGIN_ATTEMPTS_DLQ.into(),
+            secret,
             group: "freshet-guard".into(),
             rules: Rules::default(),
             checkpoint_interval: Duration::from_secs(1),
@@ -85,11 +121,19 @@ impl GuardConfig {
         }
     }
 
-    fn blocker(&self) -> BlockerConfig {
+    /// The defaults with a random key: for a node whose records no other node reads (tests,
+    /// benchmarks). Nodes sharing topics are given one key with [`GuardConfig::with_secret`].
+    pub fn new(database_url: impl Into<String>) -> Self {
+        GuardConfig::with_secret(database_url, GuardSecret::random())
+    }
+
+    pub fn blocker_config(&self) -> BlockerConfig {
         BlockerConfig {
             attempts_topic: self.attempts_topic.clone(),
             blocks_topic: self.blocks_topic.clone(),
             checkpoint_topic: self.checkpoint_topic.clone(),
+            dlq_topic: self.dlq_topic.clone(),
+            secret: self.secret.clone(),
             group: self.group.clone(),
             rules: self.rules,
             checkpoint_interval: self.checkpoint_interval,
@@ -125,6 +169,11 @@ pub async fn ensure_topics(kafka: &KafkaConfig, config: &GuardConfig) -> Result<
             name: &config.checkpoint_topic,
             partitions: 1,
             configs: checkpoint_configs,
+        },
+        TopicSpec {
+            name: &config.dlq_topic,
+            partitions: 1,
+            configs: &[],
         },
     ];
     for spec in &specs {
@@ -215,19 +264,29 @@ impl GuardHandle {
     }
 
     /// Lifts a user's block; false when the user is not blocked. Returns once the cluster
-    /// has the unblock record and the tombstone.
+    /// has the unblock record and the lift record.
     pub async fn unblock(&self, user: &str) -> Result<bool, ServiceError> {
-        if self.blocks.active(user).is_none() {
+        let Some(block) = self.blocks.active(user) else {
             return Ok(false);
-        }
-        self.publisher
-            .publish_acked(&Attempt::unblock(user))
-            .await?;
-        let tombstone = FutureRecord::<str, [u8]>::to(&self.blocks_topic).key(user);
-        self.publisher.send_acked(tombstone).await?;
+        };
+        // Never before the block started, even if this node's clock is behind the one that
+        // stamped it: an unblock from before a block is ignored as a replay.
+        let time_ms = now_ms().max(block.since_ms);
+        let unblock = Attempt {
+            time_ms,
+            ..Attempt::unblock(user)
+        };
+        self.publisher.publish_acked(&unblock).await?;
+        let lift = BlockEntry::unblock(user, time_ms)
+            .signed(self.publisher.secret())
+            .to_json();
+        let record = FutureRecord::to(&self.blocks_topic)
+            .key(user)
+            .payload(lift.as_slice());
+        self.publisher.send_acked(record).await?;
         tracing::info!(user, "block lifted by an admin");
-        // The follower applies the tombstone within a poll interval; waiting for it means
-        // the next login on this node already sees the user unblocked.
+        // The follower applies the lift within a poll interval; waiting for it means the
+        // next login on this node already sees the user unblocked.
         self.blocks
             .wait_for(user, Duration::from_secs(5), |b| b.is_none())
             .await;
@@ -255,7 +314,27 @@ impl GuardHandle {
                 blocks_issued: stats.blocks_issued.load(Relaxed),
                 checkpoints: stats.checkpoints.load(Relaxed),
             }),
+            forged: self.forged_records(),
         }
+    }
+
+    /// Refused records of `blocked-users` (every node) and of `login-attempts` (a node with
+    /// a blocker), zeros included.
+    fn forged_records(&self) -> Vec<stats::ForgedRecords> {
+        let mut forged = self
+            .blocks
+            .rejected()
+            .of(&self.blocks_topic, &Rejection::ALL);
+        if let Some(stats) = self.blocker_stats() {
+            // A record of the attempts topic always has a value to dead-letter.
+            let reasons = [
+                Rejection::MissingMac,
+                Rejection::InvalidMac,
+                Rejection::Unreadable,
+            ];
+            forged.extend(stats.rejected.of(self.publisher.topic(), &reasons));
+        }
+        forged
     }
 }
 
@@ -274,10 +353,11 @@ impl Guard {
         let store = Store::connect(&config.database_url).await?;
         let accounts = Accounts::new(store, config.argon2).await?;
         ensure_topics(kafka, &config).await?;
-        let publisher = AttemptPublisher::new(kafka, &config.attempts_topic)?;
-        let follower = BlocksFollower::start(kafka, &config.blocks_topic)?;
+        let publisher =
+            AttemptPublisher::new(kafka, &config.attempts_topic, config.secret.clone())?;
+        let follower = BlocksFollower::start(kafka, &config.blocks_topic, config.secret.clone())?;
         let blocker = if config.run_blocker {
-            Some(Blocker::start(kafka, config.blocker())?)
+            Some(Blocker::start(kafka, config.blocker_config())?)
         } else {
             None
         };

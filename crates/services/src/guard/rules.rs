@@ -5,7 +5,9 @@
 //!   (the newest minus the oldest is at most the window).
 //! - A success resets the count: failures at or before it no longer count. It does not lift a
 //!   block.
-//! - A block lasts until `until_ms` (never, without `block_for`) or until an unblock record.
+//! - A block lasts until `until_ms` (never, without `block_for`) or until an unblock record
+//!   whose time is not before the block started (an older one, replayed or late, is not
+//!   about this block and changes nothing). An unblock also resets the count like a success.
 //!   Failures while blocked (refused logins included) are added to the block's count.
 //! - Every attempt id is counted once: a record delivered or published twice changes nothing.
 //!
@@ -70,15 +72,15 @@ impl BlockRecord {
 pub enum Change {
     /// A block record: a new block (`started`) or one more failure in a block that holds.
     Block { record: BlockRecord, started: bool },
-    /// A tombstone for the user.
-    Unblock(String),
+    /// The user's block was lifted at `time_ms`.
+    Unblock { user: String, time_ms: i64 },
 }
 
 impl Change {
     pub fn user(&self) -> &str {
         match self {
             Change::Block { record, .. } => &record.user,
-            Change::Unblock(user) => user,
+            Change::Unblock { user, .. } => user,
         }
     }
 }
@@ -118,7 +120,7 @@ impl PartitionState {
         }
         let user = self.users.get_mut(&attempt.user)?;
         match attempt.kind {
-            AttemptKind::Unblock => Some(user.unblock(attempt)),
+            AttemptKind::Unblock => user.unblock(attempt),
             AttemptKind::Login if attempt.success => {
                 user.succeed(attempt.time_ms);
                 None
@@ -161,12 +163,19 @@ impl PartitionState {
 }
 
 impl UserState {
-    fn unblock(&mut self, attempt: &Attempt) -> Change {
+    fn unblock(&mut self, attempt: &Attempt) -> Option<Change> {
+        let time_ms = attempt.time_ms;
+        if self.block.as_ref().is_some_and(|b| time_ms < b.since_ms) {
+            return None;
+        }
         self.block = None;
         self.block_ids.clear();
-        self.failures.clear();
-        self.reset_ms = self.reset_ms.max(Some(attempt.time_ms));
-        Change::Unblock(attempt.user.clone())
+        self.failures.retain(|(t, _)| *t > time_ms);
+        self.reset_ms = self.reset_ms.max(Some(time_ms));
+        Some(Change::Unblock {
+            user: attempt.user.clone(),
+            time_ms,
+        })
     }
 
     fn succeed(&mut self, time_ms: i64) {
@@ -269,7 +278,7 @@ mod tests {
     fn blocked(changes: &[Change]) -> Option<&BlockRecord> {
         changes.iter().rev().find_map(|c| match c {
             Change::Block { record, .. } => Some(record),
-            Change::Unblock(_) => None,
+            Change::Unblock { .. } => None,
         })
     }
 
@@ -369,10 +378,35 @@ mod tests {
         };
         assert_eq!(
             run(&mut state, &rules, &[unblock]),
-            vec![Change::Unblock("bob".into())]
+            vec![Change::Unblock {
+                user: "bob".into(),
+                time_ms: T0 + 5_000
+            }]
         );
         let four: Vec<Attempt> = (6..10).map(|s| attempt("bob", s, false)).collect();
         assert!(run(&mut state, &rules, &four).is_empty());
+    }
+
+    #[test]
+    fn an_unblock_from_before_the_block_started_changes_nothing() {
+        let rules = Rules::default();
+        let mut state = PartitionState::default();
+        let first: Vec<Attempt> = (0..5).map(|s| attempt("bob", s, false)).collect();
+        assert!(blocked(&run(&mut state, &rules, &first)).is_some());
+        let old_unblock = Attempt {
+            time_ms: T0 + 10_000,
+            ..Attempt::unblock("bob")
+        };
+        assert_eq!(run(&mut state, &rules, std::slice::from_ref(&old_unblock)).len(), 1);
+        let second: Vec<Attempt> = (20..25).map(|s| attempt("bob", s, false)).collect();
+        let block = blocked(&run(&mut state, &rules, &second)).cloned();
+        assert_eq!(block.map(|b| b.since_ms), Some(T0 + 24_000));
+        let replayed = Attempt {
+            attempt_id: uuid::Uuid::new_v4(),
+            ..old_unblock
+        };
+        assert!(run(&mut state, &rules, &[replayed]).is_empty());
+        assert_eq!(state.blocked_users().count(), 1, "still blocked");
     }
 
     #[test]

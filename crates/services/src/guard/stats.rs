@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::mac::Rejection;
 use super::LoginOutcome;
 
 /// A guard node's numbers for monitoring, read by
@@ -18,6 +19,18 @@ pub struct GuardMetrics {
     pub attempts_dropped: u64,
     /// The blocker's tallies, when this node runs one.
     pub blocker: Option<BlockerMetrics>,
+    /// Records this node refused because the guard did not write them (or not in this
+    /// form): those of `blocked-users` its follower read, and those of `login-attempts` its
+    /// blocker read.
+    pub forged: Vec<ForgedRecords>,
+}
+
+/// Records of one topic refused for one reason, since the node started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgedRecords {
+    pub topic: String,
+    pub reason: Rejection,
+    pub count: u64,
 }
 
 /// The blocker's part of [`GuardMetrics`].
@@ -29,6 +42,48 @@ pub struct BlockerMetrics {
     pub blocks_issued: u64,
     /// Partition checkpoints written.
     pub checkpoints: u64,
+}
+
+/// Records refused, per [`Rejection`]. Relaxed atomics: only read for monitoring.
+#[derive(Debug, Default)]
+pub struct RejectionCounts {
+    counts: [AtomicU64; Rejection::ALL.len()],
+}
+
+impl RejectionCounts {
+    pub fn count(&self, rejection: Rejection) {
+        self.counter(rejection).fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, rejection: Rejection) -> u64 {
+        self.counter(rejection).load(Ordering::Relaxed)
+    }
+
+    /// All refusals, whatever the reason.
+    pub fn total(&self) -> u64 {
+        Rejection::ALL.into_iter().map(|r| self.get(r)).sum()
+    }
+
+    /// The counts of `reasons` for `topic`, zeros included (a series that exists from the
+    /// start is what alerting rules can rate).
+    pub(super) fn of(&self, topic: &str, reasons: &[Rejection]) -> Vec<ForgedRecords> {
+        reasons
+            .iter()
+            .map(|&reason| ForgedRecords {
+                topic: topic.to_string(),
+                reason,
+                count: self.get(reason),
+            })
+            .collect()
+    }
+
+    fn counter(&self, rejection: Rejection) -> &AtomicU64 {
+        let index = Rejection::ALL
+            .iter()
+            .position(|r| *r == rejection)
+            .unwrap_or_default();
+        &self.counts[index]
+    }
 }
 
 /// Logins answered, per outcome. Relaxed atomics: a login costs an Argon2 hash, these are
