@@ -25,7 +25,7 @@ pub fn job_url(id: u64) -> String {
     format!("/api/v1/generator/jobs/{id}")
 }
 
-fn no_such_job(id: u64) -> ApiError {
+pub(crate) fn no_such_job(id: u64) -> ApiError {
     ApiError::not_found(format!(
         "no generator job {id} (finished jobs beyond the newest {KEPT_JOBS} are forgotten)"
     ))

@@ -1,10 +1,12 @@
 //! Consumer groups: their members, what each is assigned, and how far behind the group's
 //! committed offsets are. Read over the Kafka protocol ([`freshet_services::cluster`]).
 
+use freshet_security::acl::ResourceType;
 use freshet_services::cluster::view::{GroupDescription, GroupList};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::Access;
 use crate::error::{ApiError, Path};
 use crate::state::{AppState, KafkaCluster};
 
@@ -29,8 +31,12 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 )]
 pub async fn list_groups(
     KafkaCluster(cluster): KafkaCluster,
+    access: Access,
 ) -> Result<axum::Json<GroupList>, ApiError> {
-    Ok(axum::Json(cluster.list_groups().await?))
+    let mut list = cluster.list_groups().await?;
+    list.groups
+        .retain(|group| access.may_describe(ResourceType::Group, &group.group_id));
+    Ok(axum::Json(list))
 }
 
 /// Describe a consumer group

@@ -11,6 +11,9 @@
 //!
 //! One module per area; each one that serves routes mounts them in its `routes()`:
 //!
+//! - [`auth`] — sign-in (Basic, or a signed token from `POST /api/v1/auth/token`) once the
+//!   user store has users, and each route's right under the Kafka ACLs: the table of rights
+//!   is there. [`tokens`] signs and checks the tokens.
 //! - [`error`] — [`ApiError`], the `{"error": "..."}` answer of every failure, including
 //!   axum's rejections (bad query, bad JSON, body too large), unknown routes (404) and wrong
 //!   methods (405); and the extractors that reject with it.
@@ -34,7 +37,8 @@
 //! - [`docs`] — `/api/docs`, interactive docs (Swagger UI, compiled in) over that spec.
 //! - [`console`] — the web console: `GET /` and its embedded assets under `/assets/`. Not
 //!   API routes, so mounted beside the spec, not in it (see below).
-//! - [`server`] — the accept loop behind [`serve`]: HTTP/1.1 with every wait bounded.
+//! - [`server`] — the accept loop behind [`serve`]: HTTP/1.1 with every wait bounded, over
+//!   TCP or TLS ([`serve_tls`], certificates loaded by [`server::tls_config`]).
 //!
 //! # Documented by construction
 //!
@@ -44,6 +48,7 @@
 //! exception: the console ([`console`]) and the interactive docs ([`docs`]) are mounted with
 //! plain axum and left out of the spec.
 
+pub mod auth;
 pub mod compat;
 pub mod console;
 pub mod docs;
@@ -57,6 +62,7 @@ pub mod openapi;
 pub mod server;
 pub mod state;
 pub mod timestamp;
+pub mod tokens;
 pub mod topics;
 pub mod tracker;
 
@@ -72,9 +78,10 @@ use axum::Router;
 use freshet_services::panics::{self, PanicSite};
 use futures::{FutureExt, StreamExt};
 
+pub use auth::HttpAuth;
 pub use error::ApiError;
 pub use metrics::Metrics;
-pub use server::{BodyDeadline, HttpLimits};
+pub use server::{tls_config, BodyDeadline, HttpLimits, TlsError};
 pub use state::AppState;
 
 /// Largest request body accepted, except by the route sending records
@@ -94,7 +101,17 @@ pub fn app(state: AppState) -> Router {
         .layer(openapi::SharedSpec::layer(openapi::with_version(spec)))
         // Bodies without a Content-Length (chunked) are cut off by the extractors at the cap.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Rights after the body is read (some depend on the topic it names), sign-in before
+        // (a client that cannot sign in gets its 401 without sending a body).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .layer(middleware::from_fn(read_body_in_time))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(middleware::from_fn(reject_declared_oversized_body));
     catch_panics(router.with_state(state))
 }
@@ -236,4 +253,15 @@ pub async fn serve_with_limits(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     server::serve(listener, router, limits, shutdown).await
+}
+
+/// [`serve_with_limits`] over HTTPS, with the settings [`tls_config`] reads from PEM files.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    server::serve_tls(listener, router, limits, tls, shutdown).await
 }

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
-use crate::{compat, generator, groups, guard, health, metrics, timestamp, topics, tracker};
+use crate::{auth, compat, generator, groups, guard, health, metrics, timestamp, topics, tracker};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,11 @@ use crate::{compat, generator, groups, guard, health, metrics, timestamp, topics
         (name = "timestamp", description = "Timestamp normalisation"),
         (name = "compatible", description = "Endpoints of earlier tools, unchanged"),
         (name = "meta", description = "Health, metrics and this spec"),
+        (name = "auth", description = "Sign-in, when the server has users (`freshet users add`). \
+                Then every route but `/healthz` and `POST /api/v1/auth/token` needs \
+                `Authorization: Basic` or a token from that route as `Authorization: Bearer`, \
+                and with `--authorizer acl` the right each route's 403 names (Kafka ACLs, as on \
+                the Kafka listener). Without users nothing is checked."),
     ),
     modifiers(&AdminTokenScheme)
 )]
@@ -64,6 +69,7 @@ impl utoipa::Modify for AdminTokenScheme {
 /// Every route with its documentation, before state and layers are added.
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes())
         .merge(timestamp::routes())
         .merge(tracker::routes())
         .merge(generator::routes())
@@ -107,6 +113,7 @@ pub fn spec() -> Spec {
 pub(crate) fn with_version(mut spec: Spec) -> Spec {
     spec.info.version = env!("CARGO_PKG_VERSION").to_string();
     document_body_timeouts(&mut spec);
+    auth::document(&mut spec);
     spec
 }
 

@@ -17,12 +17,17 @@
 //! more are closed as soon as they are accepted, and refusals and accept errors are logged
 //! at most once a second, with a count.
 //!
-//! HTTP/2 is not served: browsers speak it only over TLS, which this server does not do, so
-//! a plain-text HTTP/2 connection would be a client that chose it, and it would need limits
-//! of its own.
+//! With a TLS config ([`serve_tls`], files read by [`tls_config`]) each connection starts with
+//! a TLS handshake, which must finish within [`HttpLimits::header_timeout`] of the connection's
+//! start (it is part of the wait for the first request's headers); the clock then watches
+//! the encrypted bytes, which arrive and are written exactly when the plain ones do.
+//!
+//! HTTP/2 is not served, over TLS neither (ALPN offers only `http/1.1`): its streams and flow
+//! control would need limits of their own, and the console's few requests gain nothing.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -35,10 +40,13 @@ use axum::Router;
 use hyper::body::{Bytes, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// What a connection may take before it is closed or refused.
@@ -94,6 +102,28 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`] over TLS: HTTPS with `tls` (see [`tls_config`]).
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    serve_with(listener, router, limits, Some(acceptor), shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let max_connections = limits
         .max_connections
         .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
@@ -134,6 +164,7 @@ pub async fn serve(
             peer,
             router: router.clone(),
             limits,
+            tls: tls.clone(),
             clock: Arc::new(ConnectionClock::new(Instant::now())),
         };
         tokio::spawn(connection.serve(stream, closed.clone(), slot));
@@ -151,6 +182,7 @@ struct Connection {
     peer: SocketAddr,
     router: Router,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     clock: Arc<ConnectionClock>,
 }
 
@@ -158,18 +190,45 @@ impl Connection {
     /// Serves requests until the client closes, a limit expires or the server shuts down.
     /// Returning drops the connection, which closes the socket.
     async fn serve(
-        self,
+        mut self,
         stream: TcpStream,
         mut closing: watch::Receiver<bool>,
         _slot: OwnedSemaphorePermit,
     ) {
         // Answers are small and written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
-        let (peer, limits, clock) = (self.peer, self.limits, Arc::clone(&self.clock));
-        let io = TokioIo::new(Watched {
+        let watched = Watched {
             stream,
-            clock: Arc::clone(&clock),
-        });
+            clock: Arc::clone(&self.clock),
+        };
+        match self.tls.take() {
+            None => self.exchange(TokioIo::new(watched), closing).await,
+            Some(acceptor) => {
+                let handshake =
+                    tokio::time::timeout(self.limits.header_timeout, acceptor.accept(watched));
+                let peer = self.peer;
+                tokio::select! {
+                    done = handshake => match done {
+                        Ok(Ok(stream)) => self.exchange(TokioIo::new(stream), closing).await,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                        }
+                        Err(_elapsed) => {
+                            tracing::debug!(%peer, "closing an HTTP connection: the TLS handshake did not finish in time");
+                        }
+                    },
+                    _ = closing.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// The HTTP exchanges of the connection, over `io`.
+    async fn exchange<I>(self, io: I, mut closing: watch::Receiver<bool>)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (peer, limits, clock) = (self.peer, self.limits, Arc::clone(&self.clock));
         let router = self.router;
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             handle(request, router.clone(), peer, limits, Arc::clone(&clock))
@@ -441,6 +500,78 @@ impl AsyncWrite for Watched {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
+}
+
+/// Why the certificate or key of HTTPS cannot be used; the message names the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsError(pub String);
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// The TLS settings of [`serve_tls`] from PEM files: the certificate chain (server
+/// certificate first) and its unencrypted private key (PKCS#8, PKCS#1 or SEC1). TLS 1.2 and
+/// 1.3 with rustls' ring provider, as the Kafka listener; ALPN `http/1.1`.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let chain = read_certificates(cert)?;
+    let private_key = read_private_key(key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(ring_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError(format!("TLS versions: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|e| {
+            TlsError(format!(
+                "certificate {} with key {}: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Named rather than the process default, which something else could set or leave unset.
+/// rustls deprecates ring's provider for its lack of post-quantum key exchange; it is the
+/// one the Kafka listener uses, and it needs only a C compiler to build.
+#[allow(deprecated)]
+fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError(format!("reading {}: {e}", path.display())))
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_pem(path)?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
+    if chain.is_empty() {
+        return Err(TlsError(format!(
+            "no certificate found in {} (expected a PEM CERTIFICATE block)",
+            path.display()
+        )));
+    }
+    Ok(chain)
+}
+
+fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read_pem(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError(format!(
+            "no private key found in {} (expected an unencrypted PEM PRIVATE KEY, RSA PRIVATE \
+             KEY or EC PRIVATE KEY block)",
+            path.display()
+        )),
+        other => TlsError(format!("{}: {other}", path.display())),
+    })
 }
 
 /// Counts events and says when to log them: the first at once, then at most once per

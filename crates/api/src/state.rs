@@ -3,12 +3,15 @@
 //! Every route exists in every process (and in the spec); a route whose service is absent
 //! answers 503 through the extractors here, so handlers never check for it themselves.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use freshet_services::cluster::Cluster;
 use freshet_services::generator::GeneratorJobs;
 use freshet_services::tracker::TrackerHandle;
 
+use crate::auth::HttpAuth;
 use crate::error::ApiError;
 use crate::guard::GuardState;
 use crate::health::{HealthCheck, HealthChecks};
@@ -24,6 +27,7 @@ pub struct AppState {
     cluster: Option<Cluster>,
     metrics: Metrics,
     health: HealthChecks,
+    auth: Option<Arc<HttpAuth>>,
 }
 
 impl AppState {
@@ -70,6 +74,23 @@ impl AppState {
     pub fn with_health_check(mut self, check: impl HealthCheck) -> Self {
         self.health = self.health.with(check);
         self
+    }
+
+    /// Sign-in and rights ([`crate::auth`]): once the auth's user store holds a user, every
+    /// route but the health check, sign-in and the console's page needs credentials, and
+    /// with an authorizer each route needs its right. Without this (or without users) no
+    /// request is checked.
+    pub fn with_auth(mut self, auth: HttpAuth) -> Self {
+        self.auth = Some(Arc::new(auth));
+        self
+    }
+
+    pub(crate) fn auth(&self) -> Option<&HttpAuth> {
+        self.auth.as_deref()
+    }
+
+    pub(crate) fn generator_jobs(&self) -> Option<&GeneratorJobs> {
+        self.generator.as_ref()
     }
 
     pub(crate) fn health_checks(&self) -> &HealthChecks {

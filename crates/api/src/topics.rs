@@ -14,6 +14,7 @@
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use freshet_security::acl::ResourceType;
 use freshet_services::cluster::view::{
     NewTopic, ProduceRequest, ProducedRecords, RecordPage, TopicDescription, TopicList,
 };
@@ -23,6 +24,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::Access;
 use crate::error::{ApiError, Json, Path, Query};
 use crate::openapi::required_parameter;
 use crate::state::{AppState, KafkaCluster};
@@ -151,10 +153,14 @@ pub struct ListTopicsQuery {
 )]
 pub async fn list_topics(
     KafkaCluster(cluster): KafkaCluster,
+    access: Access,
     Query(query): Query<ListTopicsQuery>,
 ) -> Result<axum::Json<TopicList>, ApiError> {
     let include_internal = query.internal.unwrap_or(true);
-    Ok(axum::Json(cluster.list_topics(include_internal).await?))
+    let mut list = cluster.list_topics(include_internal).await?;
+    list.topics
+        .retain(|topic| access.may_describe(ResourceType::Topic, &topic.name));
+    Ok(axum::Json(list))
 }
 
 /// Create a topic

@@ -649,6 +649,8 @@ async fn spec_is_openapi_3_1_titled_freshet_with_this_version() {
         "GET /api/v1/groups",
         "GET /api/v1/groups/{group_id}",
         "GET /api/openapi.json",
+        "POST /api/v1/auth/token",
+        "GET /api/v1/auth/whoami",
         "GET /healthz",
         "GET /metrics",
     ] {

@@ -45,9 +45,10 @@ pub struct Broker {
     /// A random id generated once per data directory, like Kafka's `cluster.id`.
     pub cluster_id: String,
     /// SASL users (SCRAM credentials), shared with `freshet users` through the data dir.
-    pub users: UserStore,
-    /// The ACL authorizer, when `--authorizer acl` is on.
-    pub authorizer: Option<Authorizer>,
+    pub users: Arc<UserStore>,
+    /// The ACL authorizer, when `--authorizer acl` is on. Shared with the HTTP API of the
+    /// same process, so REST requests are decided by the same ACLs.
+    pub authorizer: Option<Arc<Authorizer>>,
     /// Set once the listeners are bound: the address clients are told to use.
     bound_addr: OnceLock<SocketAddr>,
 }
@@ -79,10 +80,13 @@ impl Broker {
             .map_err(|e| StartError::Groups(e.to_string()))?;
         let producer_ids = ProducerIds::open(dir).map_err(data_dir_error)?;
         let health = Health::new(dir);
-        let users = UserStore::open(dir)?;
+        let users = Arc::new(UserStore::open(dir)?);
         let authorizer = if config.acl_authorizer {
             let acls = AclStore::open(dir)?;
-            Some(Authorizer::new(acls, config.super_users.iter().cloned()))
+            Some(Arc::new(Authorizer::new(
+                acls,
+                config.super_users.iter().cloned(),
+            )))
         } else {
             None
         };

@@ -92,6 +92,22 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::users::UsersCommand,
     },
+    /// Manage the ACLs `--authorizer acl` enforces, in a data directory (kafka-acls.sh flags).
+    Acls {
+        #[command(subcommand)]
+        command: crate::acls::AclsCommand,
+    },
+}
+
+/// Which authorizer decides Kafka requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthorizerArg {
+    None,
+    Acl,
+}
+
+fn parse_principal(text: &str) -> Result<freshet_security::Principal, String> {
+    freshet_security::Principal::parse(text)
 }
 
 /// Where the Kafka cluster the services talk to is.
@@ -105,6 +121,83 @@ pub struct KafkaArgs {
         default_value = "127.0.0.1:9092"
     )]
     pub bootstrap_servers: String,
+    #[command(flatten)]
+    pub security: KafkaSecurityArgs,
+}
+
+impl KafkaArgs {
+    /// The services' Kafka settings; fails on a security combination that cannot work.
+    pub fn to_config(&self) -> anyhow::Result<freshet_services::KafkaConfig> {
+        self.security
+            .apply(freshet_services::KafkaConfig::new(&self.bootstrap_servers))
+    }
+}
+
+/// How the services sign in to the Kafka cluster, with librdkafka's settings (the names any
+/// Kafka client configuration uses), so they run against a secured Apache Kafka, Redpanda or
+/// Freshet alike. Every Kafka connection the services make uses them, the topic API's own
+/// (Fetch, DescribeLogDirs) included.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaSecurityArgs {
+    /// How the services connect to the cluster (librdkafka's `security.protocol`):
+    /// PLAINTEXT, SSL (TLS), SASL_PLAINTEXT (SASL sign-in without encryption) or SASL_SSL
+    /// (both).
+    #[arg(
+        long,
+        env = "FRESHET_KAFKA_SECURITY_PROTOCOL",
+        default_value = "PLAINTEXT"
+    )]
+    pub kafka_security_protocol: freshet_services::kafka::SecurityProtocol,
+    /// SASL mechanism of SASL_PLAINTEXT and SASL_SSL (`sasl.mechanism`): SCRAM-SHA-512,
+    /// SCRAM-SHA-256 or PLAIN. The SCRAM ones never send the password; PLAIN does, so use
+    /// it over SASL_SSL only.
+    #[arg(long, env = "FRESHET_SASL_MECHANISM", default_value = "SCRAM-SHA-512")]
+    pub sasl_mechanism: freshet_services::kafka::SaslMechanism,
+    /// SASL user name (`sasl.username`); required with SASL_PLAINTEXT and SASL_SSL.
+    #[arg(long, env = "FRESHET_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    /// SASL password (`sasl.password`); required with SASL_PLAINTEXT and SASL_SSL. Prefer
+    /// the environment variable: a command line is visible to every user of the machine.
+    #[arg(long, env = "FRESHET_SASL_PASSWORD", hide_env_values = true, value_parser = password)]
+    pub sasl_password: Option<freshet_services::kafka::Password>,
+    /// PEM file of the CA certificate(s) the brokers' certificates are signed by
+    /// (`ssl.ca.location`), with SSL and SASL_SSL. Default: the system's trusted CAs.
+    #[arg(long, env = "FRESHET_SSL_CA_LOCATION")]
+    pub ssl_ca_location: Option<PathBuf>,
+    /// PEM client certificate (chain) for a cluster that requires one
+    /// (`ssl.certificate.location`); needs --ssl-key-location.
+    #[arg(long, env = "FRESHET_SSL_CERTIFICATE_LOCATION")]
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// Unencrypted PEM private key of --ssl-certificate-location (`ssl.key.location`).
+    #[arg(long, env = "FRESHET_SSL_KEY_LOCATION")]
+    pub ssl_key_location: Option<PathBuf>,
+}
+
+impl KafkaSecurityArgs {
+    pub fn to_security(&self) -> freshet_services::kafka::KafkaSecurity {
+        freshet_services::kafka::KafkaSecurity {
+            security_protocol: self.kafka_security_protocol,
+            sasl_mechanism: self.sasl_mechanism,
+            sasl_username: self.sasl_username.clone(),
+            sasl_password: self.sasl_password.clone(),
+            ssl_ca_location: self.ssl_ca_location.clone(),
+            ssl_certificate_location: self.ssl_certificate_location.clone(),
+            ssl_key_location: self.ssl_key_location.clone(),
+        }
+    }
+
+    /// `kafka` signing in with these settings, once they are checked.
+    pub fn apply(
+        &self,
+        kafka: freshet_services::KafkaConfig,
+    ) -> anyhow::Result<freshet_services::KafkaConfig> {
+        Ok(kafka.with_security(self.to_security())?)
+    }
+}
+
+/// Parsed into a type whose `Debug` hides it, so printing the arguments cannot leak it.
+fn password(text: &str) -> Result<freshet_services::kafka::Password, std::convert::Infallible> {
+    Ok(freshet_services::kafka::Password::new(text))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -191,6 +284,16 @@ pub struct BrokerArgs {
     /// Close a TLS connection whose handshake is not complete this many ms after it opened.
     #[arg(long, env = "FRESHET_TLS_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub tls_handshake_timeout_ms: u64,
+    /// `acl`: check every Kafka request (and, with users, every REST request) against the
+    /// ACLs in the data directory (`freshet acls`, or CreateAcls over Kafka); with no ACL
+    /// that allows it, an operation is denied, as in Kafka. `none`: every client that may
+    /// connect may do everything.
+    #[arg(long, env = "FRESHET_AUTHORIZER", value_enum, default_value_t = AuthorizerArg::None)]
+    pub authorizer: AuthorizerArg,
+    /// Principals allowed everything whatever the ACLs say, comma-separated
+    /// (`User:admin,User:ops`); Kafka's `super.users`.
+    #[arg(long, env = "FRESHET_SUPER_USERS", value_delimiter = ',', value_parser = parse_principal)]
+    pub super_users: Vec<freshet_security::Principal>,
     /// Directory holding all persistent state (topics, offsets, producer ids).
     #[arg(long, env = "FRESHET_DATA_DIR", default_value = "./freshet-data")]
     pub data_dir: PathBuf,
@@ -283,6 +386,9 @@ pub struct UpArgs {
     /// Use this Kafka cluster (`host:port,...`) instead of starting the embedded broker.
     #[arg(long, env = "FRESHET_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,
+    /// How the services sign in to the cluster of `--bootstrap-servers`.
+    #[command(flatten)]
+    pub kafka_security: KafkaSecurityArgs,
     #[command(flatten)]
     pub tracker: TrackerArgs,
     #[command(flatten)]
@@ -298,6 +404,8 @@ pub struct TrackerNodeArgs {
         default_value = "127.0.0.1:9092"
     )]
     pub bootstrap_servers: String,
+    #[command(flatten)]
+    pub kafka_security: KafkaSecurityArgs,
     /// Address this node's HTTP API binds to (port 0 picks a free port; the address is
     /// printed).
     #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8001")]
@@ -381,6 +489,8 @@ impl BrokerArgs {
         config.listeners = self.listener_configs()?;
         config.tls = self.tls_config();
         config.allow_anonymous = self.allow_anonymous;
+        config.acl_authorizer = matches!(self.authorizer, AuthorizerArg::Acl);
+        config.super_users = self.super_users.clone();
         config.tls_handshake_timeout = Duration::from_millis(self.tls_handshake_timeout_ms);
         config.auto_create_topics = self.auto_create_topics;
         config.default_partitions = self.default_partitions;
@@ -481,6 +591,14 @@ pub struct HttpArgs {
     /// HTTP connections open at once; more are closed as soon as they are accepted.
     #[arg(long, env = "FRESHET_HTTP_MAX_CONNECTIONS", default_value_t = HttpLimits::default().max_connections as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub http_max_connections: u64,
+    /// Serve HTTPS instead of HTTP, with this certificate chain (PEM, the server's
+    /// certificate first). `freshet up` takes the Kafka listener's `--tls-cert` when it is
+    /// not given.
+    #[arg(long, env = "FRESHET_HTTP_TLS_CERT", requires = "http_tls_key")]
+    pub http_tls_cert: Option<PathBuf>,
+    /// The private key of `--http-tls-cert` (PEM, unencrypted: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "FRESHET_HTTP_TLS_KEY", requires = "http_tls_cert")]
+    pub http_tls_key: Option<PathBuf>,
 }
 
 impl HttpArgs {

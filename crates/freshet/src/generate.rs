@@ -26,7 +26,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         "freshet generate: {} events from {} devices to {} at {} (seed {seed})",
         params.num_messages, params.num_devices, params.topic, args.kafka.bootstrap_servers
     );
-    let kafka = KafkaConfig::new(&args.kafka.bootstrap_servers);
+    let kafka = args.kafka.to_config()?;
     let progress = Arc::new(JobProgress::new());
     let worker = start_worker(kafka, params.clone(), Arc::clone(&progress))?;
     let interrupted = watch(&worker, &progress, params.num_messages)?;

@@ -26,6 +26,8 @@ pub struct GuardNodeArgs {
         default_value = "127.0.0.1:9092"
     )]
     pub bootstrap_servers: String,
+    #[command(flatten)]
+    pub kafka_security: crate::cli::KafkaSecurityArgs,
     /// Address this node's HTTP API binds to (port 0 picks a free port; the address is
     /// printed).
     #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8002")]
@@ -192,7 +194,9 @@ pub async fn stop(guard: Guard) {
 /// One guard node with its own HTTP API.
 pub fn node(args: GuardNodeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let kafka = KafkaConfig::new(&args.bootstrap_servers);
+        let kafka = args
+            .kafka_security
+            .apply(KafkaConfig::new(&args.bootstrap_servers))?;
         let http = bind_http(args.http_listen).await?;
         let guard = start(&kafka, &args.guard, &args.data_dir).await?;
         eprintln!(

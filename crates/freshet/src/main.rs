@@ -1,5 +1,6 @@
 //! `freshet`: the one binary. Each subcommand lives in its own module; `up` runs everything.
 
+mod acls;
 mod bench;
 mod cli;
 mod generate;
@@ -8,6 +9,7 @@ mod health;
 mod heap;
 mod logdump;
 mod metrics;
+mod principals;
 mod run;
 mod ts;
 mod users;
@@ -71,5 +73,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Ts { values } => ts::run(&values),
         Command::Bench { command } => bench::run(command),
         Command::Users { command } => users::run(command),
+        Command::Acls { command } => acls::run(command),
     }
 }

@@ -9,12 +9,14 @@
 //! the embedded broker close.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use freshet_api::{AppState, HttpLimits, Metrics};
-use freshet_broker::listener::{Listener, SecurityProtocol};
-use freshet_broker::Broker;
+use freshet_broker::config::ListenerConfig;
+use freshet_broker::listener::{Listener, ListenerSpec, SecurityProtocol};
+use freshet_broker::{Broker, BrokerConfig};
 use freshet_services::cluster::Cluster;
 use freshet_services::generator::GeneratorJobs;
 use freshet_services::tracker::Tracker;
@@ -23,7 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cli::{BrokerArgs, BrokerNodeArgs, TrackerNodeArgs, UpArgs};
+use crate::cli::{BrokerNodeArgs, TrackerNodeArgs, UpArgs};
+use crate::principals::{self, ServicePrincipals};
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -37,24 +40,84 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// cluster), the tracker, the guard, the generator jobs and the HTTP API.
 pub fn up(args: UpArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let embedded = match &args.bootstrap_servers {
-            Some(_) => None,
-            None => Some(EmbeddedBroker::start(&args.broker).await?),
-        };
-        let bootstrap = match (&args.bootstrap_servers, &embedded) {
-            (Some(servers), _) => servers.clone(),
-            (None, Some(broker)) => broker.services_bootstrap(),
-            (None, None) => unreachable!("an embedded broker starts when no cluster is given"),
+        let (embedded, bootstrap, principals) = match &args.bootstrap_servers {
+            Some(servers) => (None, servers.clone(), None),
+            None => {
+                let (config, principals) = embedded_config(&args)?;
+                let broker = EmbeddedBroker::start(config, &args.broker.data_dir).await?;
+                let bootstrap = broker.services_bootstrap(principals.is_some());
+                (Some(broker), bootstrap, principals)
+            }
         };
         let hooks = embedded
             .as_ref()
             .map(EmbeddedBroker::api_hooks)
             .unwrap_or_default();
-        let result = run_services(&args, &bootstrap, hooks).await;
+        let result = match service_clients(&args, &bootstrap, principals) {
+            Ok(clients) => run_services(&args, &bootstrap, clients, hooks).await,
+            Err(e) => Err(e),
+        };
         if let Some(broker) = embedded {
             broker.stop().await;
         }
         result
+    })
+}
+
+/// The embedded broker's configuration and, when it authenticates or authorizes clients,
+/// the principals the services sign in as (see [`crate::principals`]): then a loopback
+/// SASL_PLAINTEXT listener is added if there is none, for the services to use.
+fn embedded_config(args: &UpArgs) -> anyhow::Result<(BrokerConfig, Option<ServicePrincipals>)> {
+    let mut config = args.broker.to_config()?;
+    let has = |protocol| config.listeners.iter().any(|l| l.spec.protocol == protocol);
+    if !config.acl_authorizer && has(SecurityProtocol::Plaintext) {
+        return Ok((config, None));
+    }
+    if !has(SecurityProtocol::SaslPlaintext) {
+        config.listeners.push(ListenerConfig::new(ListenerSpec::new(
+            SecurityProtocol::SaslPlaintext,
+            "127.0.0.1",
+            0,
+        )));
+    }
+    config.super_users.push(principals::api_principal());
+    let data_dir = &args.broker.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let tracker = args.tracker.to_config();
+    let guard = args.guard.to_config(data_dir)?;
+    let principals = principals::provision(data_dir, &tracker, &guard, config.acl_authorizer)?;
+    Ok((config, Some(principals)))
+}
+
+/// How each service connects: as its own principal inside a secured `freshet up`, else with
+/// the `--kafka-security-protocol`/`--sasl-*`/`--ssl-*` settings.
+struct ServiceClients {
+    tracker: KafkaConfig,
+    guard: KafkaConfig,
+    api: KafkaConfig,
+}
+
+fn service_clients(
+    args: &UpArgs,
+    bootstrap: &str,
+    principals: Option<ServicePrincipals>,
+) -> anyhow::Result<ServiceClients> {
+    let base = KafkaConfig::new(bootstrap);
+    Ok(match principals {
+        Some(p) => ServiceClients {
+            tracker: base.clone().with_security(p.tracker)?,
+            guard: base.clone().with_security(p.guard)?,
+            api: base.with_security(p.api)?,
+        },
+        None => {
+            let kafka = args.kafka_security.apply(base)?;
+            ServiceClients {
+                tracker: kafka.clone(),
+                guard: kafka.clone(),
+                api: kafka,
+            }
+        }
     })
 }
 
@@ -75,14 +138,19 @@ impl BrokerHooks {
     }
 }
 
-async fn run_services(args: &UpArgs, bootstrap: &str, hooks: BrokerHooks) -> anyhow::Result<()> {
-    let kafka = KafkaConfig::new(bootstrap);
-    let cluster = Cluster::new(&kafka).context("creating the cluster client")?;
+async fn run_services(
+    args: &UpArgs,
+    bootstrap: &str,
+    clients: ServiceClients,
+    hooks: BrokerHooks,
+) -> anyhow::Result<()> {
+    let cluster = Cluster::new(&clients.api).context("creating the cluster client")?;
     let http = bind_http(args.http_listen).await?;
-    let tracker = Tracker::start(&kafka, args.tracker.to_config())
+    let tracker = Tracker::start(&clients.tracker, args.tracker.to_config())
         .await
         .with_context(|| format!("starting the tracker against {bootstrap}"))?;
-    let guard = match crate::guard::start(&kafka, &args.guard, &args.broker.data_dir).await {
+    let guard = match crate::guard::start(&clients.guard, &args.guard, &args.broker.data_dir).await
+    {
         Ok(guard) => guard,
         Err(e) => {
             stop_tracker(tracker).await;
@@ -92,7 +160,7 @@ async fn run_services(args: &UpArgs, bootstrap: &str, hooks: BrokerHooks) -> any
     let state = hooks.install(
         AppState::new()
             .with_tracker(tracker.handle())
-            .with_generator(GeneratorJobs::new(kafka.clone()))
+            .with_generator(GeneratorJobs::new(clients.api.clone()))
             .with_guard(guard.handle(), args.guard.options())
             .with_cluster(cluster),
     );
@@ -114,7 +182,9 @@ async fn run_services(args: &UpArgs, bootstrap: &str, hooks: BrokerHooks) -> any
 /// One tracker node with its own HTTP API.
 pub fn tracker(args: TrackerNodeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let kafka = KafkaConfig::new(&args.bootstrap_servers);
+        let kafka = args
+            .kafka_security
+            .apply(KafkaConfig::new(&args.bootstrap_servers))?;
         let cluster = Cluster::new(&kafka).context("creating the cluster client")?;
         let http = bind_http(args.http_listen).await?;
         let tracker = Tracker::start(&kafka, args.tracker.to_config())
@@ -141,7 +211,7 @@ pub fn broker(args: BrokerNodeArgs) -> anyhow::Result<()> {
             Some(addr) => Some(bind_http(addr).await?),
             None => None,
         };
-        let broker = EmbeddedBroker::start(&args.broker).await?;
+        let broker = EmbeddedBroker::start(args.broker.to_config()?, &args.broker.data_dir).await?;
         match metrics_http {
             Some(listener) => {
                 serve_metrics_until_signal(listener, broker.metrics(), args.http.limits()).await
@@ -164,17 +234,16 @@ struct EmbeddedBroker {
 impl EmbeddedBroker {
     /// Checks the listener settings, binds every listener, opens the data directory and
     /// serves.
-    async fn start(args: &BrokerArgs) -> anyhow::Result<EmbeddedBroker> {
-        let config = args.to_config()?;
+    async fn start(config: BrokerConfig, data_dir: &Path) -> anyhow::Result<EmbeddedBroker> {
         config.validate_listeners()?;
         let bound = freshet_broker::listener::bind_listeners(&config).await?;
         let listeners: Vec<Arc<Listener>> = bound.iter().map(|(_, l)| l.clone()).collect();
         let broker = Broker::open(config)
-            .with_context(|| format!("opening data directory {}", args.data_dir.display()))?;
+            .with_context(|| format!("opening data directory {}", data_dir.display()))?;
         for listener in &listeners {
             announce(listener);
         }
-        eprintln!("freshet: data in {}", args.data_dir.display());
+        eprintln!("freshet: data in {}", data_dir.display());
         let (stop, stopped) = watch::channel(false);
         let serving = freshet_broker::serve_listeners(bound, broker.clone(), changed(stopped));
         let task = tokio::spawn(serving);
@@ -186,25 +255,17 @@ impl EmbeddedBroker {
         })
     }
 
-    /// Where the services in this process connect: the PLAINTEXT listener, else the first
-    /// one (which they cannot authenticate to yet), over loopback when it listens on every
+    /// Where the services in this process connect: the SASL_PLAINTEXT listener when they
+    /// sign in (`sasl`), else the PLAINTEXT one; over loopback when it listens on every
     /// interface.
-    fn services_bootstrap(&self) -> String {
-        let plaintext = self
-            .listeners
-            .iter()
-            .find(|l| l.protocol() == SecurityProtocol::Plaintext);
-        let Some(listener) = plaintext.or(self.listeners.first()) else {
-            return String::new();
+    fn services_bootstrap(&self, sasl: bool) -> String {
+        let wanted = if sasl {
+            SecurityProtocol::SaslPlaintext
+        } else {
+            SecurityProtocol::Plaintext
         };
-        if plaintext.is_none() {
-            eprintln!(
-                "freshet: warning: no PLAINTEXT listener; the services connect to the {} \
-                 listener without credentials",
-                listener.protocol()
-            );
-        }
-        match listener.bound_addr() {
+        let listener = self.listeners.iter().find(|l| l.protocol() == wanted);
+        match listener.and_then(|l| l.bound_addr()) {
             Some(addr) => loopback_if_unspecified(addr).to_string(),
             None => String::new(),
         }

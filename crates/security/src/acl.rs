@@ -25,10 +25,11 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::files::{self, StoreError};
+use crate::files::{self, FileStamp, StoreError};
 use crate::Principal;
 
 /// The only cluster resource name Kafka accepts.
@@ -323,29 +324,79 @@ struct AclFile {
 }
 
 /// The durable set of ACL bindings.
+///
+/// Readers get the bindings from memory. At most once per [`RECHECK_EVERY`] a reader looks at
+/// the file's stamp and reloads it when another process (`freshet acls`) changed it, so the
+/// broker applies such changes within a second without a stat per request.
 #[derive(Debug)]
 pub struct AclStore {
     path: PathBuf,
-    bindings: RwLock<Arc<Vec<AclBinding>>>,
+    cache: RwLock<Cached>,
+}
+
+/// How often readers look for changes made by other processes.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Cached {
+    bindings: Arc<Vec<AclBinding>>,
+    stamp: Option<FileStamp>,
+    checked: Instant,
 }
 
 impl AclStore {
     /// Opens `<data_dir>/security/acls.json` (none yet means no bindings).
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("security").join("acls.json");
-        let (file, _) = files::read_json::<AclFile>(&path)?;
+        let (file, stamp) = files::read_json::<AclFile>(&path)?;
         Ok(AclStore {
             path,
-            bindings: RwLock::new(Arc::new(file.bindings)),
+            cache: RwLock::new(Cached {
+                bindings: Arc::new(file.bindings),
+                stamp,
+                checked: Instant::now(),
+            }),
         })
     }
 
-    /// Every binding, as of the last change.
+    /// Every binding, as of the last change by this or (within a second) another process.
     pub fn bindings(&self) -> Arc<Vec<AclBinding>> {
-        self.bindings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        {
+            let cached = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            if cached.checked.elapsed() < RECHECK_EVERY {
+                return cached.bindings.clone();
+            }
+        }
+        let mut cached = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cached.checked.elapsed() >= RECHECK_EVERY {
+            cached.checked = Instant::now();
+            self.reload_if_changed(&mut cached);
+        }
+        cached.bindings.clone()
+    }
+
+    /// Re-reads the file if its stamp moved, or if it is too young for the stamp to be
+    /// trusted ([`FileStamp::is_settled`]). A file that cannot be read keeps the bindings
+    /// last read: failing open (no ACLs) or closed (denying all) on a torn edit would both
+    /// surprise.
+    fn reload_if_changed(&self, cached: &mut Cached) {
+        let now = files::stamp(&self.path);
+        let unchanged = now == cached.stamp && now.is_none_or(|s| s.is_settled());
+        if unchanged {
+            return;
+        }
+        match files::read_json::<AclFile>(&self.path) {
+            Ok((file, stamp)) => {
+                if *cached.bindings != file.bindings {
+                    tracing::info!(path = %self.path.display(), bindings = file.bindings.len(), "ACLs reloaded");
+                }
+                cached.bindings = Arc::new(file.bindings);
+                cached.stamp = stamp;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload the ACLs; keeping the ones last read")
+            }
+        }
     }
 
     /// Adds bindings (already validated), skipping ones that exist; fsynced before it returns.
@@ -386,14 +437,17 @@ impl AclStore {
         change: impl FnOnce(&mut Vec<AclBinding>) -> Result<R, StoreError>,
     ) -> Result<(R, Arc<Vec<AclBinding>>), StoreError> {
         let mut published = None;
-        let (result, _) = files::update_json::<AclFile, R>(&self.path, |file| {
+        let (result, stamp) = files::update_json::<AclFile, R>(&self.path, |file| {
             let result = change(&mut file.bindings)?;
             file.bindings.sort();
             published = Some(Arc::new(file.bindings.clone()));
             Ok(result)
         })?;
         let bindings = published.unwrap_or_default();
-        *self.bindings.write().unwrap_or_else(|p| p.into_inner()) = bindings.clone();
+        let mut cached = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        cached.bindings = bindings.clone();
+        cached.stamp = Some(stamp);
+        cached.checked = Instant::now();
         Ok((result, bindings))
     }
 }
@@ -762,6 +816,20 @@ mod tests {
             *AclStore::open(dir.path()).expect("reopen").bindings(),
             vec![write]
         );
+    }
+
+    #[test]
+    fn a_change_by_another_process_is_seen_within_the_recheck_interval() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker_side = AclStore::open(dir.path()).expect("open");
+        assert!(broker_side.bindings().is_empty());
+        let cli_side = AclStore::open(dir.path()).expect("open");
+        let read = allow_topic("t", PatternType::Literal, "User:a", Operation::Read);
+        cli_side
+            .create(std::slice::from_ref(&read))
+            .expect("create");
+        std::thread::sleep(RECHECK_EVERY + Duration::from_millis(50));
+        assert_eq!(*broker_side.bindings(), vec![read]);
     }
 
     #[test]

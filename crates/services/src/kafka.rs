@@ -23,7 +23,7 @@ use crate::ServiceError;
 const MAX_TOPIC_CHARS: usize = 249;
 
 /// Where the Kafka cluster is, how services identify themselves to it and how they sign in.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaConfig {
     /// `host:port[,host:port...]`, the embedded broker in `freshet up`.
     pub bootstrap_servers: String,
@@ -51,19 +51,27 @@ impl KafkaConfig {
     /// files read, so a mistake stops a service at start rather than failing each connection.
     pub fn with_security(mut self, security: KafkaSecurity) -> Result<Self, ServiceError> {
         security.validate().map_err(ServiceError::InvalidParams)?;
-        self.wire_tls = match security.security_protocol.uses_tls() {
-            true => Some(
-                crate::cluster::tls::client_config(&security)
-                    .map_err(ServiceError::InvalidParams)?,
-            ),
-            false => None,
-        };
+        self.wire_tls = security
+            .security_protocol
+            .uses_tls()
+            .then(|| crate::cluster::tls::client_config(&security))
+            .transpose()
+            .map_err(ServiceError::InvalidParams)?;
         self.security = security;
         Ok(self)
     }
 
     pub fn security(&self) -> &KafkaSecurity {
         &self.security
+    }
+
+    /// These settings with `role` added to the client id, for a part of a service that opens
+    /// its own raw-protocol connections.
+    pub(crate) fn for_role(&self, role: &str) -> KafkaConfig {
+        KafkaConfig {
+            client_id: format!("{}-{role}", self.client_id),
+            ..self.clone()
+        }
     }
 
     pub(crate) fn wire_tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
@@ -126,6 +134,17 @@ impl KafkaConfig {
 
     pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, ServiceError> {
         Ok(self.client_config("admin").create()?)
+    }
+}
+
+// The TLS settings are derived from `security`, and their Debug runs to pages.
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("client_id", &self.client_id)
+            .field("security", &self.security)
+            .finish_non_exhaustive()
     }
 }
 
@@ -540,6 +559,92 @@ pub(crate) fn enqueue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sasl(protocol: SecurityProtocol) -> KafkaSecurity {
+        KafkaSecurity {
+            security_protocol: protocol,
+            sasl_username: Some("alice".into()),
+            sasl_password: Some(Password::new("alice-secret")),
+            ..KafkaSecurity::default()
+        }
+    }
+
+    #[test]
+    fn names_parse_as_librdkafka_spells_them_in_any_case() {
+        assert_eq!("sasl_ssl".parse(), Ok(SecurityProtocol::SaslSsl));
+        assert_eq!("PLAINTEXT".parse(), Ok(SecurityProtocol::Plaintext));
+        assert_eq!("scram-sha-256".parse(), Ok(SaslMechanism::ScramSha256));
+        let unknown = "GSSAPI".parse::<SaslMechanism>().expect_err("not offered");
+        assert!(
+            unknown.contains("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+            "{unknown}"
+        );
+        assert!("TLS".parse::<SecurityProtocol>().is_err());
+    }
+
+    #[test]
+    fn sasl_needs_a_username_and_a_password() {
+        let no_user = KafkaSecurity {
+            sasl_username: None,
+            ..sasl(SecurityProtocol::SaslSsl)
+        };
+        let error = no_user.validate().expect_err("no username");
+        assert!(error.contains("--sasl-username"), "{error}");
+        let no_password = KafkaSecurity {
+            sasl_password: None,
+            ..sasl(SecurityProtocol::SaslPlaintext)
+        };
+        let error = no_password.validate().expect_err("no password");
+        assert!(error.contains("--sasl-password"), "{error}");
+        assert!(sasl(SecurityProtocol::SaslPlaintext).validate().is_ok());
+    }
+
+    #[test]
+    fn settings_the_protocol_would_ignore_are_refused() {
+        let error = sasl(SecurityProtocol::Ssl).validate().expect_err("no SASL");
+        assert!(error.contains("does not use SASL"), "{error}");
+        let ca_without_tls = KafkaSecurity {
+            ssl_ca_location: Some("ca.pem".into()),
+            ..sasl(SecurityProtocol::SaslPlaintext)
+        };
+        let error = ca_without_tls.validate().expect_err("no TLS");
+        assert!(error.contains("does not use TLS"), "{error}");
+        let cert_without_key = KafkaSecurity {
+            security_protocol: SecurityProtocol::Ssl,
+            ssl_certificate_location: Some("client.pem".into()),
+            ..KafkaSecurity::default()
+        };
+        let error = cert_without_key.validate().expect_err("no key");
+        assert!(error.contains("--ssl-key-location"), "{error}");
+    }
+
+    #[test]
+    fn every_client_gets_the_security_properties_and_debug_hides_the_password() {
+        let kafka = KafkaConfig::new("localhost:9093")
+            .with_security(sasl(SecurityProtocol::SaslPlaintext))
+            .expect("a valid combination");
+        let config = kafka.durable_producer_config("test");
+        assert_eq!(config.get("security.protocol"), Some("SASL_PLAINTEXT"));
+        assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(config.get("sasl.username"), Some("alice"));
+        assert_eq!(config.get("sasl.password"), Some("alice-secret"));
+        assert_eq!(config.get("ssl.ca.location"), None);
+        let printed = format!("{kafka:?}");
+        assert!(!printed.contains("alice-secret"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+        let plain = KafkaConfig::new("localhost:9092").client_config("test");
+        assert_eq!(plain.get("security.protocol"), Some("PLAINTEXT"));
+        assert_eq!(plain.get("sasl.username"), None);
+    }
+
+    #[test]
+    fn with_security_refuses_a_bad_combination() {
+        let refused = KafkaConfig::new("localhost:9092").with_security(KafkaSecurity {
+            security_protocol: SecurityProtocol::SaslSsl,
+            ..KafkaSecurity::default()
+        });
+        assert!(matches!(refused, Err(ServiceError::InvalidParams(_))));
+    }
 
     #[test]
     fn the_spec_pattern_accepts_exactly_the_names_check_topic_name_accepts() {

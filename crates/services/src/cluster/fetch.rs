@@ -19,6 +19,7 @@ use rdkafka::metadata::Metadata;
 use super::batches::{self, Entry, Record, MAX_UNCOMPRESSED_BATCH_BYTES};
 use super::view::SkippedBatch;
 use super::wire::{Connection, WireError};
+use crate::KafkaConfig;
 
 /// Fetch v13 and later name topics by id, which the metadata librdkafka exposes lacks.
 const NEWEST_FETCH_VERSION: i16 = 12;
@@ -47,16 +48,17 @@ pub(crate) struct Fetched {
 }
 
 impl PartitionFetcher {
-    /// Connects to the leader at `address`; every request then waits at most `timeout`.
+    /// Connects to the leader at `address` as `kafka` says; every request then waits at most
+    /// `timeout`.
     pub(crate) async fn open(
         address: &str,
-        client_id: &str,
+        kafka: &KafkaConfig,
         topic: &str,
         partition: i32,
         timeout: Duration,
     ) -> Result<PartitionFetcher, WireError> {
         Ok(PartitionFetcher {
-            connection: Connection::open(address, client_id, timeout).await?,
+            connection: Connection::open(address, kafka, timeout).await?,
             topic: topic.to_string(),
             partition,
             timeout,

@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::task::JoinSet;
 
 use super::wire::{Connection, WireError};
+use crate::KafkaConfig;
 
 /// The partitions of one topic a broker leads, and where it listens.
 #[derive(Debug, Clone)]
@@ -27,14 +28,14 @@ pub(crate) struct LeaderPartitions {
 pub(crate) async fn partition_sizes(
     topic: &str,
     leaders: Vec<LeaderPartitions>,
-    client_id: &str,
+    kafka: &KafkaConfig,
     timeout: Duration,
 ) -> BTreeMap<i32, u64> {
     let mut asking = JoinSet::new();
     for leader in leaders {
-        let (topic, client_id) = (topic.to_string(), client_id.to_string());
+        let (topic, kafka) = (topic.to_string(), kafka.clone());
         asking.spawn(async move {
-            let asked = leader_sizes(&topic, &leader, &client_id, timeout);
+            let asked = leader_sizes(&topic, &leader, &kafka, timeout);
             let sizes = tokio::time::timeout(timeout, asked)
                 .await
                 .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
@@ -57,10 +58,10 @@ pub(crate) async fn partition_sizes(
 async fn leader_sizes(
     topic: &str,
     leader: &LeaderPartitions,
-    client_id: &str,
+    kafka: &KafkaConfig,
     timeout: Duration,
 ) -> Result<BTreeMap<i32, u64>, WireError> {
-    let mut connection = Connection::open(&leader.address, client_id, timeout).await?;
+    let mut connection = Connection::open(&leader.address, kafka, timeout).await?;
     let request =
         DescribeLogDirsRequest::default()
             .with_topics(Some(vec![DescribableLogDirTopic::default()

@@ -15,7 +15,8 @@
 //!   to (librdkafka has none).
 //! - `groups`: list and describe consumer groups, their committed offsets and lag.
 //! - `log_dirs`: partition sizes from DescribeLogDirs, which rdkafka does not expose.
-//! - `wire`: the minimal Kafka-protocol client `log_dirs` and `fetch` use.
+//! - `wire`: the minimal Kafka-protocol client `log_dirs` and `fetch` use, secured by `tls`
+//!   and `sasl` as the services' rdkafka clients are.
 //! - [`view`]: what the operations take and report.
 //!
 //! Every rdkafka call that blocks runs on tokio's blocking pool; admin requests use
@@ -26,6 +27,8 @@ pub(crate) mod fetch;
 mod groups;
 mod log_dirs;
 mod records;
+mod sasl;
+pub(crate) mod tls;
 mod topics;
 pub mod view;
 mod wire;
@@ -41,6 +44,7 @@ use rdkafka::producer::FutureProducer;
 
 pub use self::groups::validate_group_id;
 pub use self::records::read_limit;
+use self::wire::Connection;
 use crate::kafka::check_topic_name;
 use crate::{KafkaConfig, ServiceError};
 
@@ -138,6 +142,60 @@ impl Cluster {
     }
 }
 
+/// Signs in once with `kafka`'s settings at the first bootstrap server that answers. A
+/// service calls it at start so that a wrong password shows as the broker's own refusal at
+/// once; its rdkafka clients would only retry and log.
+///
+/// A refused sign-in is [`ServiceError::InvalidParams`], with the broker's message: the
+/// credentials are wrong, and every broker of the cluster would say so. No server answering
+/// (unreachable, a TLS handshake failing) is [`ServiceError::Timeout`], with each server's
+/// reason.
+pub async fn check_sign_in(kafka: &KafkaConfig, timeout: Duration) -> Result<(), ServiceError> {
+    let mut unanswered = Vec::new();
+    for address in bootstrap_addresses(&kafka.bootstrap_servers) {
+        match Connection::connect(&address, kafka, timeout).await {
+            Ok(mut connection) => {
+                return connection
+                    .sign_in(&address, kafka, timeout)
+                    .await
+                    .map_err(ServiceError::InvalidParams)
+            }
+            Err(reason) => unanswered.push(reason),
+        }
+    }
+    Err(ServiceError::Timeout(format!(
+        "no bootstrap server could be reached: {}",
+        unanswered.join("; ")
+    )))
+}
+
+/// `host:port` of each bootstrap server, as librdkafka reads `bootstrap.servers`: an optional
+/// `PROTOCOL://` prefix, and port 9092 when none is given.
+fn bootstrap_addresses(servers: &str) -> Vec<String> {
+    servers
+        .split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(|server| server.split_once("://").map_or(server, |(_, rest)| rest))
+        .map(with_default_port)
+        .collect()
+}
+
+fn with_default_port(server: &str) -> String {
+    if server.starts_with('[') {
+        return match server.ends_with(']') {
+            true => format!("{server}:9092"),
+            false => server.to_string(),
+        };
+    }
+    match server.matches(':').count() {
+        0 => format!("{server}:9092"),
+        1 => server.to_string(),
+        // Colons without brackets: an IPv6 address alone.
+        _ => format!("[{server}]:9092"),
+    }
+}
+
 /// Kafka's own topics (`__consumer_offsets`, ...) and the services' state topics.
 pub fn is_internal_topic(name: &str) -> bool {
     name.starts_with("__") || name.starts_with("freshet.")
@@ -160,4 +218,17 @@ pub fn validate_partition(partition: i32) -> Result<(), ServiceError> {
 
 fn not_found_topic(name: &str) -> ServiceError {
     ServiceError::NotFound(format!("topic {name:?} does not exist"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_servers_read_as_librdkafka_reads_them() {
+        assert_eq!(
+            bootstrap_addresses("a:9093, SASL_SSL://b:9094,c,,[::1]:9095,::1"),
+            ["a:9093", "b:9094", "c:9092", "[::1]:9095", "[::1]:9092"]
+        );
+    }
 }

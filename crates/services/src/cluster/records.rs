@@ -138,9 +138,8 @@ impl Cluster {
         partition: i32,
     ) -> Result<PageWalk, ServiceError> {
         let deadline = Instant::now() + READ_DEADLINE;
-        let client_id = &self.kafka().client_id;
         let mut fetcher =
-            PartitionFetcher::open(leader, client_id, topic, partition, REQUEST_TIMEOUT)
+            PartitionFetcher::open(leader, self.kafka(), topic, partition, REQUEST_TIMEOUT)
                 .await
                 .map_err(|reason| unavailable(topic, partition, &reason))?;
         while !walk.is_done() && Instant::now() < deadline {

@@ -77,9 +77,9 @@ fn trusted_roots(ca_location: Option<&Path>) -> Result<RootCertStore, String> {
     match ca_location {
         Some(path) => {
             for certificate in read_certificates(path)? {
-                roots.add(certificate).map_err(|e| {
-                    format!("{}: not a usable CA certificate: {e}", path.display())
-                })?;
+                roots
+                    .add(certificate)
+                    .map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
             }
         }
         None => {
@@ -143,7 +143,10 @@ mod tests {
     #[test]
     fn the_server_name_is_the_host_of_the_address() {
         let name = |address| server_name(address).map(|n| n.to_str().into_owned());
-        assert_eq!(name("kafka-1.example.com:9093"), Ok("kafka-1.example.com".into()));
+        assert_eq!(
+            name("kafka-1.example.com:9093"),
+            Ok("kafka-1.example.com".into())
+        );
         assert_eq!(name("127.0.0.1:9093"), Ok("127.0.0.1".into()));
         assert_eq!(name("[::1]:9093"), Ok("::1".into()));
         assert!(name("bad host:9093").is_err());

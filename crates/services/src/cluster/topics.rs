@@ -138,12 +138,7 @@ impl Cluster {
         let (offsets, configs, sizes) = tokio::join!(
             self.partition_watermarks(&layout),
             self.topic_configs(name),
-            partition_sizes(
-                name,
-                layout.leaders(),
-                &self.kafka().client_id,
-                SIZES_TIMEOUT
-            ),
+            partition_sizes(name, layout.leaders(), self.kafka(), SIZES_TIMEOUT),
         );
         let offsets = offsets?;
         let partitions: Vec<PartitionDescription> = layout
@@ -400,8 +395,7 @@ impl Cluster {
             .ok()?;
         let validation = validation_request(request, partitions);
         for address in brokers {
-            let client_id = &self.kafka().client_id;
-            let Ok(mut connection) = Connection::open(&address, client_id, SIZES_TIMEOUT).await
+            let Ok(mut connection) = Connection::open(&address, self.kafka(), SIZES_TIMEOUT).await
             else {
                 continue;
             };

@@ -1,13 +1,17 @@
-//! A minimal Kafka-protocol client over a plain TCP connection, for the requests librdkafka
+//! A minimal Kafka-protocol client over one TCP connection, for the requests librdkafka
 //! does not expose (DescribeLogDirs, and CreateTopics' error message) and for Fetch, whose
 //! batches librdkafka decompresses without a limit (see [`batches`](super::batches)).
 //!
 //! It speaks to one broker at a time: size-prefixed frames, request header v1 (v2 for
 //! flexible versions), one request in flight, the answer matched by correlation id. Versions
 //! are negotiated with ApiVersions v0 first, as every Kafka client does, so a broker that
-//! lacks an API is told apart from one that fails. No TLS or SASL: against such a cluster the
-//! connection fails and callers go without what they asked for.
+//! lacks an API is told apart from one that fails.
+//!
+//! It secures its connection as the services' librdkafka clients do, from the same
+//! [`KafkaConfig`]: TLS ([`tls`](super::tls)) on SSL and SASL_SSL, then after ApiVersions a
+//! SASL sign-in ([`sasl`](super::sasl)) on SASL_PLAINTEXT and SASL_SSL.
 
+use std::fmt::Debug;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -15,8 +19,10 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::KafkaConfig;
 
 /// Largest answer accepted: far above any DescribeLogDirs or CreateTopics response, small
 /// enough that a garbled size prefix cannot make us allocate gigabytes.
@@ -25,59 +31,93 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Why a call failed; only logged, since every caller degrades without the answer.
 pub(crate) type WireError = String;
 
+/// A byte stream to a broker: TCP, or TLS over TCP.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Debug {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Debug> Transport for T {}
+
 /// One connection to one broker, with the API versions it supports.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
     client_id: String,
     next_correlation_id: i32,
     supported: Vec<(i16, i16, i16)>,
 }
 
 impl Connection {
-    /// Connects to `address` (`host:port`) and asks which API versions the broker supports,
-    /// all within `timeout`.
+    /// Connects to `address` (`host:port`) as `kafka` says (TLS, SASL), with its client id:
+    /// asks which API versions the broker supports, then signs in, each within `timeout`.
     pub(crate) async fn open(
         address: &str,
-        client_id: &str,
+        kafka: &KafkaConfig,
         timeout: Duration,
     ) -> Result<Connection, WireError> {
-        let opened = tokio::time::timeout(timeout, async {
-            let stream = TcpStream::connect(address)
-                .await
-                .map_err(|e| format!("connecting to {address}: {e}"))?;
+        let mut connection = Connection::connect(address, kafka, timeout).await?;
+        connection.sign_in(address, kafka, timeout).await?;
+        Ok(connection)
+    }
+
+    /// [`open`](Self::open) up to signing in: TCP, TLS and ApiVersions.
+    pub(crate) async fn connect(
+        address: &str,
+        kafka: &KafkaConfig,
+        timeout: Duration,
+    ) -> Result<Connection, WireError> {
+        let connected = tokio::time::timeout(timeout, async {
             let mut connection = Connection {
-                stream,
-                client_id: client_id.to_string(),
+                stream: transport(address, kafka).await?,
+                client_id: kafka.client_id.clone(),
                 next_correlation_id: 1,
                 supported: Vec::new(),
             };
-            // v0 is the one version every broker answers, with a v0 response header.
-            let versions: ApiVersionsResponse = connection
-                .call_at(0, &ApiVersionsRequest::default())
-                .await?;
-            if versions.error_code != 0 {
-                return Err(format!(
-                    "{address} answered ApiVersions with error {}",
-                    versions.error_code
-                ));
-            }
-            connection.supported = versions
-                .api_keys
-                .iter()
-                .map(|api| (api.api_key, api.min_version, api.max_version))
-                .collect();
+            connection.negotiate_versions(address).await?;
             Ok(connection)
         })
         .await;
-        opened.unwrap_or_else(|_| Err(format!("{address} did not answer within {timeout:?}")))
+        connected.unwrap_or_else(|_| Err(format!("{address} did not answer within {timeout:?}")))
     }
 
-    /// The newest version of `R` up to `newest` both the broker and the codec support, if any.
-    fn version_of<R: Request>(&self, newest: i16) -> Option<i16> {
+    /// Signs in when `kafka` uses SASL, within `timeout`.
+    pub(crate) async fn sign_in(
+        &mut self,
+        address: &str,
+        kafka: &KafkaConfig,
+        timeout: Duration,
+    ) -> Result<(), WireError> {
+        let Some(credentials) = kafka.security().sasl() else {
+            return Ok(());
+        };
+        let signing_in = super::sasl::authenticate(self, credentials, timeout);
+        match tokio::time::timeout(timeout, signing_in).await {
+            Ok(signed_in) => signed_in.map_err(|reason| format!("{address}: {reason}")),
+            Err(_) => Err(format!("{address}: signing in took more than {timeout:?}")),
+        }
+    }
+
+    async fn negotiate_versions(&mut self, address: &str) -> Result<(), WireError> {
+        // v0 is the one version every broker answers, with a v0 response header.
+        let versions: ApiVersionsResponse = self.call_at(0, &ApiVersionsRequest::default()).await?;
+        if versions.error_code != 0 {
+            return Err(format!(
+                "{address} answered ApiVersions with error {}",
+                versions.error_code
+            ));
+        }
+        self.supported = versions
+            .api_keys
+            .iter()
+            .map(|api| (api.api_key, api.min_version, api.max_version))
+            .collect();
+        Ok(())
+    }
+
+    /// The newest version of `R` from `oldest` to `newest` both the broker and the codec
+    /// support, if any.
+    fn version_of<R: Request>(&self, (oldest, newest): (i16, i16)) -> Option<i16> {
         let (_, min, max) = self.supported.iter().find(|(key, _, _)| *key == R::KEY)?;
         let highest = (*max).min(R::VERSIONS.max).min(newest);
-        (highest >= (*min).max(R::VERSIONS.min)).then_some(highest)
+        (highest >= (*min).max(R::VERSIONS.min).max(oldest)).then_some(highest)
     }
 
     /// Sends `request` at the newest common version and waits up to `timeout` for its
@@ -98,10 +138,22 @@ impl Connection {
         newest: i16,
         timeout: Duration,
     ) -> Result<(i16, R::Response), WireError> {
+        self.call_between(request, (R::VERSIONS.min, newest), timeout)
+            .await
+    }
+
+    /// [`call`](Self::call) at a version from `oldest` to `newest`, for a request whose older
+    /// versions mean something else (SaslHandshake v0 changes how authentication is framed).
+    pub(crate) async fn call_between<R: Request>(
+        &mut self,
+        request: &R,
+        (oldest, newest): (i16, i16),
+        timeout: Duration,
+    ) -> Result<(i16, R::Response), WireError> {
         let api = api_key::<R>()?;
         let version = self
-            .version_of::<R>(newest)
-            .ok_or_else(|| format!("the broker does not support {api:?} up to v{newest}"))?;
+            .version_of::<R>((oldest, newest))
+            .ok_or_else(|| format!("the broker does not support {api:?} v{oldest} to v{newest}"))?;
         match tokio::time::timeout(timeout, self.call_at(version, request)).await {
             Ok(answer) => answer.map(|response| (version, response)),
             Err(_) => Err(format!("{api:?} not answered within {timeout:?}")),
@@ -117,10 +169,12 @@ impl Connection {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         let frame = self.encode_request(api, version, correlation_id, request)?;
-        self.stream
-            .write_all(&frame)
-            .await
-            .map_err(|e| format!("sending {api:?}: {e}"))?;
+        // TLS holds written bytes back until flushed.
+        let sent = match self.stream.write_all(&frame).await {
+            Ok(()) => self.stream.flush().await,
+            Err(e) => Err(e),
+        };
+        sent.map_err(|e| format!("sending {api:?}: {e}"))?;
         let mut body = self.read_frame().await?;
         // ApiVersions answers with header v0 whatever the version, so that a client that
         // asked for a version the broker lacks can still read the answer.
@@ -180,6 +234,21 @@ impl Connection {
             .await
             .map_err(|e| format!("reading a response: {e}"))?;
         Ok(Bytes::from(body))
+    }
+}
+
+/// A TCP connection to `address`, with TLS on it when `kafka` uses TLS.
+async fn transport(address: &str, kafka: &KafkaConfig) -> Result<Box<dyn Transport>, WireError> {
+    let tcp = TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("connecting to {address}: {e}"))?;
+    // Requests are one small frame each, answered before the next: no batching to wait for.
+    let _ = tcp.set_nodelay(true);
+    match kafka.wire_tls() {
+        Some(tls) => Ok(Box::new(
+            super::tls::connect(tcp, address, tls.clone()).await?,
+        )),
+        None => Ok(Box::new(tcp)),
     }
 }
 

@@ -71,7 +71,7 @@ pub struct BlockerStats {
     pub processed: AtomicU64,
     /// Records refused (not counted, dead-lettered), by reason.
     pub rejected: RejectionCounts,
-    /// Block records and tombstones written.
+    /// Block and unblock records written.
     pub block_writes: AtomicU64,
     /// Blocks issued: the first record of each block (later ones only update it). A block
     /// redone after a rewind counts again.

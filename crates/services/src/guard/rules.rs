@@ -397,7 +397,10 @@ mod tests {
             time_ms: T0 + 10_000,
             ..Attempt::unblock("bob")
         };
-        assert_eq!(run(&mut state, &rules, std::slice::from_ref(&old_unblock)).len(), 1);
+        assert_eq!(
+            run(&mut state, &rules, std::slice::from_ref(&old_unblock)).len(),
+            1
+        );
         let second: Vec<Attempt> = (20..25).map(|s| attempt("bob", s, false)).collect();
         let block = blocked(&run(&mut state, &rules, &second)).cloned();
         assert_eq!(block.map(|b| b.since_ms), Some(T0 + 24_000));

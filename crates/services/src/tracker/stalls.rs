@@ -20,6 +20,7 @@ use rdkafka::error::KafkaError;
 
 use crate::cluster::fetch::{leader_address, unreadable_batch_at, PartitionFetcher};
 use crate::cluster::view::SkippedBatch;
+use crate::KafkaConfig;
 
 /// How long a partition with records to read may go without progress before it is probed.
 /// Long enough for librdkafka to fetch and deliver a batch it can read, however large.
@@ -73,7 +74,7 @@ pub(super) fn has_records_after<C: ConsumerContext>(
 pub(super) fn probe<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     runtime: &tokio::runtime::Runtime,
-    client_id: &str,
+    kafka: &KafkaConfig,
     topic: &str,
     partition: i32,
     offset: i64,
@@ -86,8 +87,7 @@ pub(super) fn probe<C: ConsumerContext>(
     runtime.block_on(async {
         let probing = async {
             let mut fetcher =
-                PartitionFetcher::open(&address, client_id, topic, partition, PROBE_TIMEOUT)
-                    .await?;
+                PartitionFetcher::open(&address, kafka, topic, partition, PROBE_TIMEOUT).await?;
             unreadable_batch_at(&mut fetcher, offset).await
         };
         tokio::time::timeout(PROBE_TIMEOUT, probing)

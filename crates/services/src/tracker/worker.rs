@@ -51,7 +51,8 @@ pub(super) struct Worker {
     consumer: BaseConsumer<TrackerContext>,
     /// Runs the raw-protocol probe of a stalled partition from this thread.
     probe_runtime: tokio::runtime::Runtime,
-    client_id: String,
+    /// The cluster settings with the probe's own client id.
+    probe_kafka: KafkaConfig,
 }
 
 impl Worker {
@@ -96,7 +97,7 @@ impl Worker {
             shared,
             consumer,
             probe_runtime,
-            client_id: format!("{}-tracker-probe", kafka.client_id),
+            probe_kafka: kafka.for_role("tracker-probe"),
         })
     }
 
@@ -145,7 +146,7 @@ impl Worker {
             let probed = stalls::probe(
                 &self.consumer,
                 &self.probe_runtime,
-                &self.client_id,
+                &self.probe_kafka,
                 topic,
                 partition,
                 offset,
