@@ -14,13 +14,14 @@
 #   SASL_SSL        TLS + SASL (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN)
 #   SASL_PLAINTEXT  SASL without TLS
 #   SSL             TLS with client certificates signed by the test CA (principal User:<CN>)
-# and --authorizer acl --super-users User:admin. While it runs, `freshet users add` adds admin
-# and alice, and `freshet acls add` gives User:alice (the SASL user and the SSL certificate
-# CN=alice alike) Read+Write on topic `granted` and Read on groups prefixed `alice-`, and
-# nothing on topic `secret`. The suite's client program (compat/secure_*.py,
+# and --authorizer acl --super-users User:admin (and --auto-create-topics true, which only
+# admin may use: kcat has no other way to create a topic). While it runs, `freshet users add`
+# adds admin and alice, and `freshet acls add` gives User:alice (the SASL user and the SSL
+# certificate CN=alice alike) Read+Write on topic `granted` and Read on groups prefixed
+# `alice-`, and nothing on topic `secret`. The suite's client program (compat/secure_*.py,
 # compat/secure_kcat.sh, compat/kafkajs/secure.js) first creates both topics as admin, then
 # for each combination SASL_SSL+SCRAM-SHA-256, SASL_SSL+SCRAM-SHA-512, SASL_PLAINTEXT+PLAIN
-# and SSL+client certificate checks:
+# and SSL+client certificate (every client here supports all four) checks:
 #   produce-consume   alice produces to `granted` and consumes it back in group alice-...
 #   bad-credentials   a wrong password (SSL: a self-signed CN=alice certificate) fails fast
 #                     with the client's authentication error
@@ -171,7 +172,7 @@ trap 'exit 143' TERM
 
 CERTS="$WORK/certs"
 log "making the CA, broker and client certificates with compat/certs.sh in $CERTS"
-if ! bash "$COMPAT/certs.sh" "$CERTS" alice sasl-client >"$WORK/certs.log" 2>&1; then
+if ! bash "$COMPAT/certs.sh" "$CERTS" alice admin sasl-client >"$WORK/certs.log" 2>&1; then
     sed 's/^/  certs| /' "$WORK/certs.log" >&2
     echo "secure: compat/certs.sh failed" >&2
     exit 1
@@ -213,7 +214,7 @@ start_broker() {
         --tls-client-ca "$CERTS/ca.crt" \
         --authorizer acl --super-users User:admin \
         --data-dir "$data" \
-        --default-partitions 1 \
+        --auto-create-topics true --default-partitions 1 \
         </dev/null >>"$log" 2>&1 &
     BROKER_PID=$!
     PORT=()
@@ -285,7 +286,7 @@ run_client() {
         SASL_PLAINTEXT_BOOTSTRAP="127.0.0.1:${PORT[SASL_PLAINTEXT]}" \
         SSL_BOOTSTRAP="127.0.0.1:${PORT[SSL]}" \
         CERTS_DIR="$CERTS" SASL_SSL_CLIENT_CERT="$SASL_SSL_CLIENT_CERT" ADMIN_PASSWORD="$ADMIN_PASSWORD" ALICE_PASSWORD="$ALICE_PASSWORD" \
-        SECURE_PHASE="$phase" SECURE_SUITE="$suite" \
+        SECURE_PHASE="$phase" SECURE_SUITE="$suite" PYTHONDONTWRITEBYTECODE=1 \
         timeout -k 10 "$SUITE_TIMEOUT" "${CMD[@]}" </dev/null) 2>&1 |
         tee -a "$RESULTS_RAW" | grep -v '^RESULT|' | sed -u "s/^/  $suite| /"
     rc=${PIPESTATUS[0]}
@@ -328,7 +329,7 @@ for suite in "${SUITES[@]}"; do
                 if [[ $rc -eq 0 ]]; then
                     log "restarting the broker on $DATA"
                     stop_broker
-                    echo "--- restart ---" >>"$blog"
+                    blog="$dir/broker-restarted.log"
                     if ! start_broker "$DATA" "$blog"; then
                         status="FAIL (broker did not restart)"
                     else

@@ -131,20 +131,24 @@ class Reporter:
         started = time.monotonic()
         try:
             detail = fn()
-        except CheckFailure as e:
-            print(f"FAIL: [{combo}] {name}: {e}", file=sys.stderr, flush=True)
-            self.result(combo, name, "FAIL", str(e))
-            return False
         except Exception as e:  # noqa: BLE001 - any client exception fails the check
-            traceback.print_exc()
-            print(f"FAIL: [{combo}] {name}: unexpected {type(e).__name__}: {e}",
-                  file=sys.stderr, flush=True)
-            self.result(combo, name, "FAIL", f"unexpected {type(e).__name__}: {e}")
-            return False
-        took = time.monotonic() - started
+            return self.failed(combo, name, e)
+        return self.passed(combo, name, detail, time.monotonic() - started)
+
+    def passed(self, combo, name, detail, took):
         self.ok(f"[{combo}] {name}: {detail} ({took:.1f}s)")
         self.result(combo, name, "PASS", detail)
         return True
+
+    def failed(self, combo, name, error):
+        if isinstance(error, CheckFailure):
+            msg = str(error)
+        else:
+            traceback.print_exception(error)
+            msg = f"unexpected {type(error).__name__}: {error}"
+        print(f"FAIL: [{combo}] {name}: {msg}", file=sys.stderr, flush=True)
+        self.result(combo, name, "FAIL", msg)
+        return False
 
     def skip(self, combo, name, why):
         print(f"skip - [{combo}] {name}: {why}", flush=True)

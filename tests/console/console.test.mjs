@@ -11,11 +11,12 @@
 
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -52,10 +53,15 @@ const problems = [];
 const foreignRequests = [];
 const scratchDirs = [];
 
-/** Starts `freshet up` and resolves with its HTTP base URL, read from its log. */
-async function startFreshet() {
+/**
+ * Starts `freshet up` and resolves with its HTTP base URL, read from its log. `prepare`
+ * gets the data directory before the server starts (to add users). `logName` is the file
+ * its log goes to in the artifacts.
+ */
+async function startFreshet({ prepare, logName = 'freshet.log' } = {}) {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'freshet-console-data-'));
   scratchDirs.push(dataDir);
+  if (prepare) await prepare(dataDir);
   const child = spawn(FRESHET_BIN, [
     'up',
     '--data-dir', dataDir,
@@ -87,12 +93,12 @@ async function startFreshet() {
       reject(new Error(`could not start ${FRESHET_BIN}: ${error.message}`));
     });
   });
-  return { child, log, url: new URL(url).origin };
+  return { child, log, logName, url: new URL(url).origin };
 }
 
 async function stopFreshet() {
   if (!freshet) return;
-  const { child, log } = freshet;
+  const { child, log, logName } = freshet;
   if (child.exitCode === null && child.signalCode === null) {
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
@@ -102,7 +108,7 @@ async function stopFreshet() {
       await exited;
     }
   }
-  await writeFile(path.join(ARTIFACTS, 'freshet.log'), log.join(''));
+  await writeFile(path.join(ARTIFACTS, logName), log.join(''));
 }
 
 /** A request to the API from the test itself (not through the browser). */
@@ -116,7 +122,26 @@ async function apiCall(pathname, { method = 'GET', body, token } = {}) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
-  return { status: response.status, json: text ? JSON.parse(text) : null };
+  return { status: response.status, headers: response.headers, json: text ? JSON.parse(text) : null };
+}
+
+/** A fresh browser profile watched for problems, with its first page. */
+async function launchBrowser() {
+  const profile = await mkdtemp(path.join(tmpdir(), 'freshet-console-chromium-'));
+  scratchDirs.push(profile);
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: DESKTOP,
+    colorScheme: 'light',
+    reducedMotion: 'reduce',
+  });
+  watch(context);
+  context.on('page', watchPage);
+  page = context.pages()[0] ?? await context.newPage();
+  watchPage(page);
+  page.setDefaultTimeout(30_000);
 }
 
 /** Polls `probe` until `done` accepts its result; fails with the last result. */
@@ -189,21 +214,7 @@ describe('web console', { timeout: 15 * 60_000 }, () => {
     freshet = await startFreshet();
     baseUrl = freshet.url;
     assert.match(baseUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
-    const profile = await mkdtemp(path.join(tmpdir(), 'freshet-console-chromium-'));
-    scratchDirs.push(profile);
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: DESKTOP,
-      colorScheme: 'light',
-      reducedMotion: 'reduce',
-    });
-    watch(context);
-    context.on('page', watchPage);
-    page = context.pages()[0] ?? await context.newPage();
-    watchPage(page);
-    page.setDefaultTimeout(30_000);
+    await launchBrowser();
   });
 
   // A failed step leaves its own problems behind, not the next step's.
@@ -215,7 +226,7 @@ describe('web console', { timeout: 15 * 60_000 }, () => {
   after(async () => {
     await context?.close();
     await stopFreshet();
-    await Promise.all(scratchDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+    await Promise.all(scratchDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
   });
 
   it('serves the console with its navigation, and every page loads cleanly', async () => {
@@ -434,5 +445,91 @@ describe('web console', { timeout: 15 * 60_000 }, () => {
       ({ status }) => status === 200, { what: `${user} can log in again`, timeout: 30_000 });
     assert.deepEqual(login.json, { success: true });
     assertClean();
+  });
+});
+
+// A server with a user: the console asks for a sign-in before it shows any data, keeps the
+// token for the tab, and signs out. (`freshet users add` before `freshet up` starts.)
+describe('web console with sign-in', { timeout: 10 * 60_000 }, () => {
+  const USER = 'alice';
+  const PASSWORD = 'console-alice-secret';
+
+  before(async () => {
+    await mkdir(ARTIFACTS, { recursive: true });
+    freshet = await startFreshet({
+      logName: 'freshet-sign-in.log',
+      prepare: (dataDir) => promisify(execFile)(FRESHET_BIN, ['users', 'add', USER, '--data-dir', dataDir], {
+        env: { ...process.env, FRESHET_USER_PASSWORD: PASSWORD },
+      }),
+    });
+    baseUrl = freshet.url;
+    await launchBrowser();
+  });
+
+  beforeEach(() => {
+    problems.splice(0);
+    foreignRequests.splice(0);
+  });
+
+  after(async () => {
+    await context?.close();
+    await stopFreshet();
+    await Promise.all(scratchDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+  });
+
+  it('asks for credentials without the console, and Basic works', async () => {
+    const refused = await apiCall('/api/v1/topics');
+    assert.equal(refused.status, 401, JSON.stringify(refused.json));
+    assert.match(refused.json.error, /^sign in: /);
+    assert.match(refused.headers.get('www-authenticate'), /^Basic realm="freshet"/);
+    const basic = Buffer.from(`${USER}:${PASSWORD}`).toString('base64');
+    const response = await fetch(`${baseUrl}/api/v1/auth/whoami`, { headers: { authorization: `Basic ${basic}` } });
+    assert.equal(response.status, 200);
+    assert.equal((await response.json()).principal, `User:${USER}`);
+    assert.equal((await apiCall('/healthz')).status, 200, 'probes need no sign-in');
+  });
+
+  it('shows the sign-in form, refuses a wrong password, signs in and shows the topics', async () => {
+    await page.goto(`${baseUrl}/#/topics`);
+    const form = page.getByRole('form', { name: 'Sign in' });
+    await form.waitFor();
+    assert.equal(await page.locator('#session').isHidden(), true, 'nobody is signed in yet');
+    await screenshot('sign-in');
+
+    await form.getByLabel('User name', { exact: true }).fill(USER);
+    await form.getByLabel('Password', { exact: true }).fill('not-the-password');
+    await form.getByRole('button', { name: 'Sign in' }).click();
+    await form.locator('.form-error', { hasText: 'wrong user name or password' }).waitFor();
+
+    await form.getByLabel('Password', { exact: true }).fill(PASSWORD);
+    await form.getByRole('button', { name: 'Sign in' }).click();
+    await form.waitFor({ state: 'detached' });
+    await page.locator('.page-head h1', { hasText: 'Topics' }).waitFor();
+    await page.getByTestId('topics-table').getByRole('link', { name: 'device-events', exact: true }).waitFor({ timeout: STEP_MS });
+    await page.locator('#session .session-user', { hasText: USER }).waitFor();
+    const token = await page.evaluate(() => JSON.parse(window.sessionStorage.getItem('freshet.session')).token);
+    assert.equal((await apiCall('/api/v1/topics', { token })).status, 200, 'the console holds a working token');
+    await screenshot('signed-in-topics');
+
+    // From here on, every request the console sends must succeed.
+    problems.splice(0);
+    await page.waitForResponse((response) => new URL(response.url()).pathname === '/api/v1/topics');
+    assertClean();
+  });
+
+  it('stays signed in across a reload and signs out', async () => {
+    await page.reload();
+    await page.locator('.page-head h1', { hasText: 'Topics' }).waitFor();
+    await page.getByTestId('topics-table').getByRole('link', { name: 'device-events', exact: true }).waitFor();
+    assert.equal(await page.getByRole('form', { name: 'Sign in' }).count(), 0);
+    // Without an authorizer a signed-in user may use the guard's admin routes: the details
+    // show without the admin token.
+    await open('#/guard', 'Login guard');
+    await page.locator('.stat', { hasText: 'Failed logins' }).locator('.stat-value', { hasText: /^\d+$/ }).waitFor();
+    assertClean();
+
+    await page.locator('#session').getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('form', { name: 'Sign in' }).waitFor();
+    assert.equal(await page.evaluate(() => window.sessionStorage.getItem('freshet.session')), null);
   });
 });

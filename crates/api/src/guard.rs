@@ -9,7 +9,8 @@
 //!   second (bursts up to [`RateLimit::burst`]); more get 429.
 //! - Admin routes need `Authorization: Bearer <admin token>`. A missing or wrong token is a
 //!   401 with `WWW-Authenticate: Bearer`; without a configured token every token is wrong, so
-//!   they are refused (401, saying so), never open.
+//!   they are refused (401, saying so), never open. Once the server has users, a signed-in
+//!   user with Alter on the cluster (or a super user) may use them too ([`crate::auth`]).
 //! - A taken name is a 409 on both registration routes (the earlier tool answered 400, which
 //!   said "your request is malformed" about a well-formed request).
 //! - Nothing here logs or returns a password, a hash or a token.
@@ -166,7 +167,7 @@ impl FromRequestParts<AppState> for Guard {
     }
 }
 
-/// A request that carried the admin token.
+/// A request that carried the admin token, or whose signed-in user may use the admin routes.
 #[derive(Debug, Clone)]
 pub struct Admin(pub GuardHandle);
 

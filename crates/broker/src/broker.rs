@@ -2,8 +2,7 @@
 
 use std::fs;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use freshet_coordinator::GroupCoordinator;
@@ -49,8 +48,6 @@ pub struct Broker {
     /// The ACL authorizer, when `--authorizer acl` is on. Shared with the HTTP API of the
     /// same process, so REST requests are decided by the same ACLs.
     pub authorizer: Option<Arc<Authorizer>>,
-    /// Set once the listeners are bound: the address clients are told to use.
-    bound_addr: OnceLock<SocketAddr>,
 }
 
 /// Traffic and fsync numbers of one partition.
@@ -100,23 +97,7 @@ impl Broker {
             cluster_id,
             users,
             authorizer,
-            bound_addr: OnceLock::new(),
         }))
-    }
-
-    /// Records the address clients are told to connect to: the first listener's advertised
-    /// address (called by [`crate::serve_listeners`]).
-    pub fn set_bound_addr(&self, addr: SocketAddr) {
-        let _ = self.bound_addr.set(addr);
-    }
-
-    /// The address clients are told to connect to, whichever listener they used (see
-    /// [`crate::listener::Listener::advertised`] for the per-listener one).
-    pub fn advertised_addr(&self) -> SocketAddr {
-        self.bound_addr
-            .get()
-            .copied()
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092)))
     }
 
     /// Counters of every partition.

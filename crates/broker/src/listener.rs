@@ -290,7 +290,10 @@ impl Listener {
     pub fn who_may_connect(&self) -> String {
         let client_ca = self.tls.as_ref().and_then(|tls| tls.client_ca());
         match (self.protocol.uses_sasl(), client_ca) {
-            (true, None) => "clients that authenticate with SASL".to_owned(),
+            (true, None) => format!(
+                "clients that authenticate with SASL ({})",
+                crate::sasl::MECHANISMS.join(", ")
+            ),
             (true, Some(ca)) => format!(
                 "clients that authenticate with SASL and present a certificate signed by {}",
                 ca.display()

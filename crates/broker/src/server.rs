@@ -52,13 +52,6 @@ pub async fn serve_listeners(
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()>,
 ) {
-    // Until Metadata answers per listener, clients are told about the first one.
-    if let Some(address) = listeners
-        .first()
-        .and_then(|(_, first)| first.advertised_socket_addr())
-    {
-        broker.set_bound_addr(address);
-    }
     for (_, listener) in &listeners {
         announce(listener);
     }

@@ -1,7 +1,7 @@
 //! Command-line interface. Every flag has a matching `FRESHET_*` environment variable.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -540,6 +540,12 @@ impl BrokerArgs {
             listener.advertised = Some((advertised.host.clone(), advertised.port));
         }
         Ok(listeners)
+    }
+
+    /// The Kafka listeners' certificate and key, which `freshet up` also serves HTTPS with
+    /// unless `--http-tls-cert` names another.
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
     }
 
     fn tls_config(&self) -> Option<TlsConfig> {

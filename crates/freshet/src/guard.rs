@@ -15,7 +15,7 @@ use freshet_services::guard::store::redact;
 use freshet_services::guard::{Guard, GuardConfig};
 use freshet_services::KafkaConfig;
 
-use crate::run::{bind_http, local_addr, runtime, serve_until_signal};
+use crate::run::{bind_http, http_tls, local_addr, runtime, scheme, serve_until_signal};
 
 #[derive(Debug, Clone, Args)]
 pub struct GuardNodeArgs {
@@ -198,15 +198,17 @@ pub fn node(args: GuardNodeArgs) -> anyhow::Result<()> {
             .kafka_security
             .apply(KafkaConfig::new(&args.bootstrap_servers))?;
         let http = bind_http(args.http_listen).await?;
+        let tls = http_tls(&args.http, None)?;
         let guard = start(&kafka, &args.guard, &args.data_dir).await?;
         eprintln!(
-            "freshet: guard node in group {}; HTTP API on http://{}{}",
+            "freshet: guard node in group {}; HTTP API on {}://{}{}",
             args.guard.guard_group,
+            scheme(&tls),
             local_addr(&http),
             admin_note(&args.guard)
         );
         let state = AppState::new().with_guard(guard.handle(), args.guard.options());
-        serve_until_signal(http, state, args.http.limits()).await;
+        serve_until_signal(http, state, args.http.limits(), tls).await;
         stop(guard).await;
         Ok(())
     })

@@ -152,6 +152,39 @@ impl BrokerCollector {
         )?;
         encode::counters(
             e,
+            "freshet_broker_sasl_authentications",
+            "SASL authentications on the Kafka listeners, per outcome (a failure is a wrong \
+             password, an unknown user or a malformed exchange).",
+            "outcome",
+            [
+                (
+                    "succeeded",
+                    metrics.authentications_succeeded.load(Ordering::Relaxed),
+                ),
+                (
+                    "failed",
+                    metrics.authentications_failed.load(Ordering::Relaxed),
+                ),
+            ],
+        )?;
+        encode::counters(
+            e,
+            "freshet_broker_tls_handshake_failures",
+            "TLS handshakes on the Kafka listeners that failed, per cause.",
+            "cause",
+            [
+                (
+                    "error",
+                    metrics.tls_handshake_failures.load(Ordering::Relaxed),
+                ),
+                (
+                    "timeout",
+                    metrics.tls_handshake_timeouts.load(Ordering::Relaxed),
+                ),
+            ],
+        )?;
+        encode::counters(
+            e,
             "freshet_broker_requests",
             "Kafka protocol requests since the broker started, per API (Kafka's API names).",
             "api",

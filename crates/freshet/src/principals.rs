@@ -33,6 +33,8 @@ use rand::RngCore;
 pub const TRACKER: &str = "freshet-tracker";
 pub const GUARD: &str = "freshet-guard";
 pub const API: &str = "freshet-api";
+/// Every service user: they sign in over Kafka only, never over HTTP.
+pub const SERVICE_USERS: [&str; 3] = [TRACKER, GUARD, API];
 
 /// How each service signs in.
 #[derive(Debug, Clone)]

@@ -25,8 +25,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cli::{BrokerNodeArgs, TrackerNodeArgs, UpArgs};
+use crate::cli::{BrokerNodeArgs, HttpArgs, TrackerNodeArgs, UpArgs};
 use crate::principals::{self, ServicePrincipals};
+use freshet_security::users::UserStore;
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -96,6 +97,8 @@ struct ServiceClients {
     tracker: KafkaConfig,
     guard: KafkaConfig,
     api: KafkaConfig,
+    /// The services' own users, which never sign in over HTTP.
+    service_users: Vec<String>,
 }
 
 fn service_clients(
@@ -109,6 +112,7 @@ fn service_clients(
             tracker: base.clone().with_security(p.tracker)?,
             guard: base.clone().with_security(p.guard)?,
             api: base.with_security(p.api)?,
+            service_users: principals::SERVICE_USERS.map(str::to_owned).to_vec(),
         },
         None => {
             let kafka = args.kafka_security.apply(base)?;
@@ -116,6 +120,7 @@ fn service_clients(
                 tracker: kafka.clone(),
                 guard: kafka.clone(),
                 api: kafka,
+                service_users: Vec::new(),
             }
         }
     })
@@ -157,14 +162,29 @@ async fn run_services(
             return Err(e);
         }
     };
+    let prepared = http_auth(
+        &args.broker.data_dir,
+        hooks.health.as_ref(),
+        &clients.service_users,
+    )
+    .and_then(|auth| Ok((auth, http_tls(&args.http, args.broker.tls_files())?)));
+    let (auth, tls) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            crate::guard::stop(guard).await;
+            stop_tracker(tracker).await;
+            return Err(e);
+        }
+    };
     let state = hooks.install(
         AppState::new()
             .with_tracker(tracker.handle())
             .with_generator(GeneratorJobs::new(clients.api.clone()))
             .with_guard(guard.handle(), args.guard.options())
-            .with_cluster(cluster),
+            .with_cluster(cluster)
+            .with_auth(auth),
     );
-    let url = format!("http://{}", local_addr(&http));
+    let url = format!("{}://{}", scheme(&tls), local_addr(&http));
     eprintln!(
         "freshet: HTTP API on {url} (console: {url}/, docs: {url}/api/docs, metrics: {url}/metrics), tracker node {}",
         tracker.handle().node_id()
@@ -173,10 +193,61 @@ async fn run_services(
         "freshet: login guard on the same API{}",
         crate::guard::admin_note(&args.guard)
     );
-    serve_until_signal(http, state, args.http.limits()).await;
+    if !clients.service_users.is_empty() {
+        eprintln!(
+            "freshet: the HTTP API and console need sign-in with a user of `freshet users add`; \
+             the services' own users ({}) sign in over Kafka only",
+            clients.service_users.join(", ")
+        );
+    }
+    serve_until_signal(http, state, args.http.limits(), tls).await;
     crate::guard::stop(guard).await;
     stop_tracker(tracker).await;
     Ok(())
+}
+
+/// REST and Kafka decide alike: the embedded broker's users and authorizer; against an
+/// external cluster, the data directory's users and no ACLs (the cluster's own ACLs then
+/// apply to the API's client).
+fn http_auth(
+    data_dir: &Path,
+    broker: Option<&Arc<Broker>>,
+    service_users: &[String],
+) -> anyhow::Result<freshet_api::HttpAuth> {
+    let (users, authorizer) = match broker {
+        Some(broker) => (Arc::clone(&broker.users), broker.authorizer.clone()),
+        None => (
+            Arc::new(UserStore::open(data_dir).context("opening the user store")?),
+            None,
+        ),
+    };
+    Ok(freshet_api::HttpAuth::open(data_dir, users, authorizer)
+        .context("opening the HTTP token key")?
+        .with_kafka_only_users(service_users.iter().cloned()))
+}
+
+/// The HTTPS settings: `--http-tls-cert`/`--http-tls-key`, else the Kafka listener's
+/// certificate (`fallback`) when there is one, else plain HTTP.
+pub(crate) fn http_tls(
+    http: &HttpArgs,
+    fallback: Option<(&Path, &Path)>,
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let files = match (&http.http_tls_cert, &http.http_tls_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        _ => fallback,
+    };
+    files
+        .map(|(cert, key)| freshet_api::tls_config(cert, key))
+        .transpose()
+        .context("loading the HTTPS certificate")
+}
+
+pub(crate) fn scheme(tls: &Option<Arc<rustls::ServerConfig>>) -> &'static str {
+    if tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// One tracker node with its own HTTP API.
@@ -187,18 +258,20 @@ pub fn tracker(args: TrackerNodeArgs) -> anyhow::Result<()> {
             .apply(KafkaConfig::new(&args.bootstrap_servers))?;
         let cluster = Cluster::new(&kafka).context("creating the cluster client")?;
         let http = bind_http(args.http_listen).await?;
+        let tls = http_tls(&args.http, None)?;
         let tracker = Tracker::start(&kafka, args.tracker.to_config())
             .await
             .with_context(|| format!("starting the tracker against {}", args.bootstrap_servers))?;
         let handle = tracker.handle();
         eprintln!(
-            "freshet: tracker node {} in group {}; HTTP API on http://{}",
+            "freshet: tracker node {} in group {}; HTTP API on {}://{}",
             handle.node_id(),
             handle.group(),
+            scheme(&tls),
             local_addr(&http)
         );
         let state = AppState::new().with_tracker(handle).with_cluster(cluster);
-        serve_until_signal(http, state, args.http.limits()).await;
+        serve_until_signal(http, state, args.http.limits(), tls).await;
         stop_tracker(tracker).await;
         Ok(())
     })
@@ -330,12 +403,20 @@ pub(crate) async fn bind_http(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding the HTTP listener to {addr}"))
 }
 
-/// Serves the API until SIGINT or SIGTERM, then lets requests in flight finish.
-pub(crate) async fn serve_until_signal(listener: TcpListener, state: AppState, limits: HttpLimits) {
+/// Serves the API (over TLS when `tls` is given) until SIGINT or SIGTERM, then lets requests
+/// in flight finish.
+pub(crate) async fn serve_until_signal(
+    listener: TcpListener,
+    state: AppState,
+    limits: HttpLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let router = freshet_api::app(state);
-    if let Err(e) =
-        freshet_api::serve_with_limits(listener, router, limits, shutdown_signal()).await
-    {
+    let served = match tls {
+        Some(tls) => freshet_api::serve_tls(listener, router, limits, tls, shutdown_signal()).await,
+        None => freshet_api::serve_with_limits(listener, router, limits, shutdown_signal()).await,
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "the HTTP server failed");
     }
 }

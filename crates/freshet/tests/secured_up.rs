@@ -7,7 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::daemon::{get_json, Daemon};
+use base64::Engine;
+use common::daemon::{http_with_headers, Daemon};
 use common::{client_config, freshet};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -70,6 +71,11 @@ fn sasl_producer(kafka: &str, user: &str, password: &str) -> BaseProducer {
         .expect("producer")
 }
 
+fn basic(user: &str, password: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
 #[test]
 fn the_services_sign_in_as_their_own_principals_and_count_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -104,9 +110,25 @@ fn the_services_sign_in_as_their_own_principals_and_count_exactly() {
         .flush(Duration::from_secs(30))
         .expect("acknowledged");
 
+    // The HTTP API needs sign-in now that users exist; the admin may read the counts.
+    let anonymous =
+        http_with_headers(&up.addr, "GET", "/global-number-ips", &[], None).expect("GET");
+    assert_eq!(anonymous.status, 401, "{anonymous:?}");
+    let admin = basic("admin", ADMIN_PASSWORD);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let number = get_json(&up.addr, "/global-number-ips").and_then(|v| v["number"].as_u64());
+        let answer = http_with_headers(
+            &up.addr,
+            "GET",
+            "/global-number-ips",
+            &[("Authorization", &admin)],
+            None,
+        )
+        .expect("GET");
+        let number = (answer.status == 200)
+            .then(|| serde_json::from_str::<serde_json::Value>(&answer.body).ok())
+            .flatten()
+            .and_then(|v| v["number"].as_u64());
         if number == Some(200) {
             break;
         }
@@ -117,7 +139,19 @@ fn the_services_sign_in_as_their_own_principals_and_count_exactly() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // A signed-in user without ACLs does not even see the tracker's topic.
+    // A user without ACLs may sign in over HTTP but not read the counts (Describe on the
+    // cluster), and the services' own users never sign in over HTTP.
+    let refused = http_with_headers(
+        &up.addr,
+        "GET",
+        "/global-number-ips",
+        &[("Authorization", &basic("mallory", "mallory-secret"))],
+        None,
+    )
+    .expect("GET");
+    assert_eq!(refused.status, 403, "{refused:?}");
+
+    // Over Kafka, a signed-in user without ACLs does not even see the tracker's topic.
     let mallory: BaseConsumer = client_config(&kafka)
         .set("security.protocol", "sasl_plaintext")
         .set("sasl.mechanism", "SCRAM-SHA-512")

@@ -92,9 +92,22 @@ pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
                 "fsync_p50_ms": disk.fsync_p50_ms, "fsync_p99_ms": disk.fsync_p99_ms})
         );
     }
-    let small = produce_throughput(&bootstrap, &small_topic, args.small_records, 100)?;
+    let base = client(&bootstrap);
+    let small = produce_throughput(
+        &base,
+        &small_topic,
+        args.small_records,
+        100,
+        "produce 100 B",
+    )?;
     report(&args, "produce 100 B", &small);
-    let large = produce_throughput(&bootstrap, &large_topic, args.large_records, 1024)?;
+    let large = produce_throughput(
+        &base,
+        &large_topic,
+        args.large_records,
+        1024,
+        "produce 1024 B",
+    )?;
     report(&args, "produce 1 KiB", &large);
     let large_mb_s = large.bytes as f64 / large.elapsed.as_secs_f64() / 1e6;
     println!(
@@ -130,10 +143,11 @@ pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
         );
     }
     let consume = consume_throughput(
-        &bootstrap,
+        &base,
         &large_topic,
         args.partitions,
         args.large_records,
+        "consume 1 KiB",
     )?;
     report(&args, "consume 1 KiB", &consume);
     Ok(())
@@ -180,11 +194,21 @@ fn disk_anchors(args: &BrokerBenchArgs) -> anyhow::Result<DiskAnchors> {
 }
 
 /// Records and bytes moved in a measured time.
-#[derive(Debug)]
-struct Throughput {
-    records: u64,
-    bytes: u64,
-    elapsed: Duration,
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Throughput {
+    pub records: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Throughput {
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+
+    pub fn records_per_s(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64()
+    }
 }
 
 fn report(args: &BrokerBenchArgs, name: &str, t: &Throughput) {
@@ -264,11 +288,11 @@ impl ProducerContext for Deliveries {
 }
 
 fn producer<P: FromClientConfigAndContext<Deliveries>>(
-    bootstrap: &str,
+    base: &ClientConfig,
     context: Deliveries,
     extra: &[(&str, &str)],
 ) -> anyhow::Result<P> {
-    let mut config = client(bootstrap);
+    let mut config = base.clone();
     config
         .set("acks", "all")
         .set("queue.buffering.max.messages", "1000000")
@@ -290,14 +314,17 @@ pub(super) fn progress(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn produce_throughput(
-    bootstrap: &str,
+/// Produces `records` records of `size` bytes as fast as the broker acknowledges them
+/// (acks=all), with the client settings of `base` (where the broker is, how to sign in).
+pub(super) fn produce_throughput(
+    base: &ClientConfig,
     topic: &str,
     records: u64,
     size: usize,
+    label: &str,
 ) -> anyhow::Result<Throughput> {
     let producer: BaseProducer<Deliveries> = producer(
-        bootstrap,
+        base,
         Deliveries::default(),
         &[
             ("linger.ms", "5"),
@@ -306,7 +333,7 @@ fn produce_throughput(
         ],
     )?;
     let payload = vec![b'x'; size];
-    let bar = progress(records, &format!("produce {size} B"));
+    let bar = progress(records, label);
     let start = Instant::now();
     let mut sent = 0;
     while sent < records {
@@ -356,7 +383,7 @@ fn ack_latency(
     // and the sending loop sleeps between records, so the client does not compete with the
     // broker for the two cores by spinning.
     let producer: ThreadedProducer<Deliveries> =
-        producer(bootstrap, context, &[("linger.ms", "0")])?;
+        producer(&client(bootstrap), context, &[("linger.ms", "0")])?;
     let payload = [b'x'; 100];
     let total = rate * seconds;
     let bar = progress(total, "ack latency");
@@ -385,13 +412,29 @@ fn ack_latency(
     Ok(histogram)
 }
 
-fn consume_throughput(
-    bootstrap: &str,
+/// Reads `records` records of `topic` from the beginning of its `partitions`, with the
+/// client settings of `base`; the clock starts at the first record.
+pub(super) fn consume_throughput(
+    base: &ClientConfig,
     topic: &str,
     partitions: i32,
     records: u64,
+    label: &str,
 ) -> anyhow::Result<Throughput> {
-    let consumer: BaseConsumer = client(bootstrap)
+    consume_throughput_from(base, topic, partitions, records, label, || {})
+}
+
+/// [`consume_throughput`], calling `on_first_record` when the clock starts.
+pub(super) fn consume_throughput_from(
+    base: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    records: u64,
+    label: &str,
+    mut on_first_record: impl FnMut(),
+) -> anyhow::Result<Throughput> {
+    let consumer: BaseConsumer = base
+        .clone()
         .set("group.id", format!("bench-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "104857600")
@@ -404,7 +447,7 @@ fn consume_throughput(
         assignment.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let bar = progress(records, "consume 1 KiB");
+    let bar = progress(records, label);
     // The clock starts at the first record, so connection setup is not counted as reading.
     let mut start = Instant::now();
     let (mut count, mut bytes) = (0u64, 0u64);
@@ -416,6 +459,7 @@ fn consume_throughput(
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message?;
             if count == 0 {
+                on_first_record();
                 start = Instant::now();
             }
             bytes += message.payload_len() as u64;

@@ -39,6 +39,21 @@ impl FreshetChild {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Ok(FreshetChild::start_announcing(args, marker, 1)?.0)
+    }
+
+    /// [`start`](Self::start) for a child that announces `count` lines with `marker` (a
+    /// broker with several listeners): waits for all of them and returns what follows the
+    /// marker on each, in order. `addr` is the first word of the first.
+    pub fn start_announcing<I, S>(
+        args: I,
+        marker: &str,
+        count: usize,
+    ) -> anyhow::Result<(FreshetChild, Vec<String>)>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let exe = std::env::current_exe().context("locating the freshet binary")?;
         let mut command = Command::new(exe);
         command
@@ -61,7 +76,8 @@ impl FreshetChild {
             recent_stderr,
         };
         let mut lines = BufReader::new(stderr).lines();
-        guard.addr = loop {
+        let mut announced = Vec::with_capacity(count);
+        while announced.len() < count.max(1) {
             let Some(line) = lines.next() else {
                 bail!(
                     "{command:?} exited before it was ready; its last stderr lines:\n{}",
@@ -69,22 +85,23 @@ impl FreshetChild {
                 );
             };
             let line = line.context("reading the child's stderr")?;
-            if let Some(rest) = line.split(marker).nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+            match line.split(marker).nth(1) {
+                Some(rest) => announced.push(rest.to_string()),
+                None => guard.keep_line(line),
             }
-            guard.keep_line(line);
-        };
+        }
+        guard.addr = announced
+            .first()
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
         let recent = Arc::clone(&guard.recent_stderr);
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 keep(&recent, line);
             }
         });
-        Ok(guard)
+        Ok((guard, announced))
     }
 
     pub fn pid(&self) -> u32 {
@@ -164,8 +181,43 @@ impl ChildBroker {
         Ok(ChildBroker { process, _dir: dir })
     }
 
+    /// Starts a broker on `dir`, prepared by the caller (users added, say), with one Kafka
+    /// listener per entry of `listeners` (`[PROTOCOL://]host:port`) plus `extra_args`; with
+    /// it, each listener's protocol and bound address, as the broker announced them.
+    pub fn start_listeners(
+        dir: tempfile::TempDir,
+        listeners: &[&str],
+        extra_args: &[&str],
+    ) -> anyhow::Result<(ChildBroker, Vec<(String, String)>)> {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("broker")];
+        for listener in listeners {
+            args.push(OsStr::new("--kafka-listen"));
+            args.push(OsStr::new(listener));
+        }
+        args.push(OsStr::new("--data-dir"));
+        args.push(dir.path().as_os_str());
+        args.extend(extra_args.iter().map(OsStr::new));
+        let (process, announced) =
+            FreshetChild::start_announcing(args, "Kafka protocol on ", listeners.len())?;
+        // "127.0.0.1:45251 (SASL_SSL, advertised as ...": the address, then the protocol.
+        let bound = announced
+            .iter()
+            .filter_map(|rest| {
+                let mut words = rest.split_whitespace();
+                let addr = words.next()?.to_string();
+                let protocol = words.next()?.trim_matches(|c| c == '(' || c == ',');
+                Some((protocol.to_string(), addr))
+            })
+            .collect();
+        Ok((ChildBroker { process, _dir: dir }, bound))
+    }
+
     pub fn addr(&self) -> &str {
         &self.process.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     pub fn resident_bytes(&self) -> anyhow::Result<u64> {

@@ -8,6 +8,7 @@ mod broker;
 mod child;
 mod guard;
 mod pipeline;
+mod security;
 mod soak;
 mod timestamp;
 
@@ -28,6 +29,10 @@ pub enum BenchCommand {
     /// Broker memory and ack latency over time while many connections produce and consume
     /// steadily (a fresh Freshet broker in a child process unless --bootstrap-servers is given).
     Soak(soak::SoakBenchArgs),
+    /// What TLS and SASL cost: 1 KiB produce and consume throughput over SASL_SSL beside
+    /// PLAINTEXT in the same run, and connections per second for each kind of handshake
+    /// (a fresh Freshet broker in a child process with all four kinds of listener).
+    Security(security::SecurityBenchArgs),
     /// Timestamp normalisations per second over a mix of eight input forms, beside jiff doing
     /// the same job in the same run.
     Timestamp(timestamp::TimestampBenchArgs),
@@ -39,6 +44,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pipeline(args) => pipeline::run(args),
         BenchCommand::Guard(args) => guard::run(args),
         BenchCommand::Soak(args) => soak::run(args),
+        BenchCommand::Security(args) => security::run(args),
         BenchCommand::Timestamp(args) => timestamp::run(args),
     }
 }

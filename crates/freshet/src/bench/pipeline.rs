@@ -658,7 +658,7 @@ fn tracker_group(topic: &str) -> String {
     format!("{topic}-tracker")
 }
 
-async fn delete_topics(bootstrap: &str, topics: &[&str]) -> anyhow::Result<()> {
+pub(super) async fn delete_topics(bootstrap: &str, topics: &[&str]) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
     for result in admin.delete_topics(topics, &AdminOptions::new()).await? {
         if let Err((topic, code)) = result {

@@ -111,6 +111,17 @@ pub fn http(
     path: &str,
     json: Option<&str>,
 ) -> std::io::Result<HttpAnswer> {
+    http_with_headers(addr, method, path, &[], json)
+}
+
+/// [`http`] with extra header lines (`Authorization`, say).
+pub fn http_with_headers(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: Option<&str>,
+) -> std::io::Result<HttpAnswer> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let body = json.unwrap_or_default();
@@ -119,10 +130,14 @@ pub fn http(
     } else {
         ""
     };
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{content_type}\
-         Content-Length: {}\r\n\r\n{body}",
+         {extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut response = String::new();

@@ -1,11 +1,13 @@
-// The console's entry point: mounts the page the location names, keeps the navigation and
-// the connection indicator in step, and disposes of a page (stopping its polling) when
-// another is shown.
+// The console's entry point: mounts the page the location names, keeps the navigation, the
+// connection indicator and the signed-in user in step, and disposes of a page (stopping its
+// polling) when another is shown or the server asks for a sign-in.
 
-import { CONNECTION_EVENT } from './api.js';
+import { CONNECTION_EVENT, SESSION_EVENT, SIGN_IN_EVENT, endSession, session } from './api.js';
 import { h } from './dom.js';
+import { when } from './format.js';
 import { PageContext } from './page.js';
-import { onRouteChange } from './router.js';
+import { currentRoute, onRouteChange } from './router.js';
+import { showSignIn, signInShown } from './signin.js';
 import { emptyState } from './ui.js';
 import overview from './pages/overview.js';
 import topics from './pages/topics.js';
@@ -28,6 +30,8 @@ const notFound = {
 let current = null;
 
 function show({ page, params }) {
+  // Behind the sign-in screen nothing is shown; it shows the page named then.
+  if (signInShown()) return;
   current?.dispose();
   // A dialog belongs to the page that opened it.
   for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
@@ -70,6 +74,39 @@ function setUpConnectionIndicator() {
   });
 }
 
+/**
+ * The server wants credentials: the page stops (its calls would all be refused) and the
+ * sign-in screen takes over until a sign-in succeeds, then the page is shown afresh.
+ */
+function requireSignIn({ sessionEnded = false } = {}) {
+  if (signInShown()) return;
+  current?.dispose();
+  current = null;
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
+  showSignIn({ sessionEnded, onSignedIn: () => show(currentRoute()) });
+}
+
+/** The sidebar names the signed-in user and offers to sign out. */
+function setUpSession() {
+  const panel = document.getElementById('session');
+  const user = panel.querySelector('.session-user');
+  const render = () => {
+    const signedIn = session();
+    panel.hidden = signedIn === null;
+    user.textContent = signedIn ? signedIn.principal.replace(/^User:/, '') : '';
+    panel.title = signedIn ? `${signedIn.principal}, until ${when(Date.parse(signedIn.expires_at))}` : '';
+  };
+  panel.querySelector('.sign-out').addEventListener('click', () => {
+    // The token is not revoked (the server keeps no sessions); this tab forgets it.
+    endSession();
+    requireSignIn();
+  });
+  window.addEventListener(SESSION_EVENT, render);
+  window.addEventListener(SIGN_IN_EVENT, ({ detail }) => requireSignIn(detail));
+  render();
+}
+
 setUpNavigationToggle();
 setUpConnectionIndicator();
+setUpSession();
 onRouteChange(show);

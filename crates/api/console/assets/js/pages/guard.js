@@ -1,9 +1,9 @@
 // Login guard: the users blocked after too many failed logins, and lifting a block. Details
-// and unblocking need the admin token; it is typed here and kept in this tab's
-// sessionStorage only (gone when the tab closes). Without it the page lists names from the
-// public `/blocked`.
+// and unblocking need the admin token, or a signed-in user allowed to Alter the cluster. The
+// token is typed here and kept in this tab's sessionStorage only (gone when the tab closes).
+// Without either the page lists names from `/blocked`.
 
-import { api, segment } from '../api.js';
+import { ApiError, api, segment, session } from '../api.js';
 import { h, renderWhenChanged } from '../dom.js';
 import { int, when } from '../format.js';
 import { POLL_MS } from '../page.js';
@@ -46,6 +46,29 @@ function tokenForm(onChange) {
   });
   render();
   return form;
+}
+
+/**
+ * Whether this tab's signed-in user may see the details without the admin token (no
+ * authorizer, or Alter on the cluster). Asked once per session: a refusal is not retried
+ * every poll.
+ */
+let adminCheck = { token: null, allowed: false };
+
+async function signedInAdmin() {
+  const current = session();
+  if (current === null) return false;
+  if (adminCheck.token !== current.token) {
+    let allowed = true;
+    try {
+      await api('/api/v1/blocked');
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 403) throw error;
+      allowed = false;
+    }
+    adminCheck = { token: current.token, allowed };
+  }
+  return adminCheck.allowed;
 }
 
 function unblock(user, refresh) {
@@ -101,12 +124,12 @@ export default {
     let refresh = () => {};
     context.body.append(
       tiles,
-      card({ title: 'Administration', note: 'the admin token shows details and lets you lift blocks', body: tokenForm(() => refresh()) }),
+      card({ title: 'Administration', note: 'the admin token (or a signed-in user allowed to Alter the cluster) shows details and lets you lift blocks', body: tokenForm(() => refresh()) }),
       card({ title: 'Blocked users', body: list, testid: 'blocked' }));
 
     const load = async () => {
       const token = storedToken();
-      if (token === '') {
+      if (token === '' && !(await signedInAdmin())) {
         const names = (await api('/blocked'))['users-blocked'];
         if (!context.alive) return;
         tiles.replaceChildren(
