@@ -44,6 +44,9 @@
 #   COMPAT_STARTUP_TIMEOUT      seconds to wait for the broker's listen lines (default 30)
 #   SECURE_COMBOS               combinations to run, comma-separated, of sasl_ssl-scram256,
 #                               sasl_ssl-scram512, sasl_plaintext-plain, ssl-cert (default all)
+#   SECURE_FAST_SECONDS         how soon bad credentials must be reported (default 10)
+#   SECURE_SASL_SSL_CLIENT_CERT 0 (default): SASL_SSL clients present no certificate; 1: they
+#                               present one no ACL names (see below)
 #   FRESHET_LOG                 broker log filter (default info; freshet_broker=debug shows
 #                               every request); the log of a failed suite is printed (tail),
 #                               all logs kept if COMPAT_KEEP_LOGS=1
@@ -187,12 +190,12 @@ if ! openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj "/CN=alice"
     echo "secure: making the self-signed rogue certificate failed" >&2
     exit 1
 fi
-# --tls-client-ca applies to every TLS listener of the broker, SASL_SSL included (Kafka, since
-# KIP-684, applies a broker-wide ssl.client.auth to SSL listeners only): SASL_SSL clients must
-# present a certificate too. They present CN=sasl-client, a principal with no ACL, so a broker
-# that took the certificate's principal instead of the SASL user's fails the checks.
-# SECURE_SASL_SSL_CLIENT_CERT=0 makes them present none.
-SASL_SSL_CLIENT_CERT="${SECURE_SASL_SSL_CLIENT_CERT:-1}"
+# --tls-client-ca requires certificates on the SSL listener only (as Kafka scopes
+# ssl.client.auth since KIP-684), so SASL_SSL clients present none by default, as most
+# deployments run. SECURE_SASL_SSL_CLIENT_CERT=1 makes them present CN=sasl-client, a
+# principal with no ACL, so a broker that took the certificate's principal instead of the
+# SASL user's would fail the checks.
+SASL_SSL_CLIENT_CERT="${SECURE_SASL_SSL_CLIENT_CERT:-0}"
 ADMIN_PASSWORD="admin-$(openssl rand -hex 8)"
 ALICE_PASSWORD="alice-$(openssl rand -hex 8)"
 

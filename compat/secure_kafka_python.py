@@ -221,6 +221,22 @@ def metadata_hides(combo):
     return f"alice's list_topics: {topics}"
 
 
+def with_logged_errors(fn):
+    """fn, whose failures also quote the last errors kafka-python logged (it often logs the
+    cause and raises something generic, e.g. KafkaConnectionError: Connection to 1 failed)."""
+    def run(combo):
+        CAPTURED.records.clear()
+        try:
+            return fn(combo)
+        except Exception as e:
+            logged = [r.getMessage() for _, r in CAPTURED.records if r.levelno >= logging.ERROR][-2:]
+            if not logged:
+                raise
+            what = str(e) if isinstance(e, sc.CheckFailure) else f"{type(e).__name__}: {e}"
+            raise sc.CheckFailure(f"{what}; kafka-python logged: {logged}") from e
+    return run
+
+
 def main():
     sc.require_env()
     rep = sc.Reporter(CLIENT)
@@ -231,7 +247,7 @@ def main():
               ("metadata-hides", metadata_hides)]
     for combo in sc.combos():
         for name, fn in checks:
-            rep.run(combo, name, lambda fn=fn, combo=combo: fn(combo))
+            rep.run(combo, name, lambda fn=fn, combo=combo: with_logged_errors(fn)(combo))
     return rep.finish()
 
 

@@ -105,7 +105,7 @@ pub async fn start(broker: &Arc<Broker>, mut frame: Bytes, session: &mut Session
 fn sasl_handshake(session: &mut Session, header: &Header, mut frame: Bytes) -> Started {
     match decode_body::<SaslHandshakeRequest>(&mut frame, header) {
         Ok(request) => {
-            let response = sasl::handshake(session, &request);
+            let response = sasl::handshake(session, header.version, &request);
             ready(encode_frame(
                 header.api,
                 header.version,

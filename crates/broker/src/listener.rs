@@ -338,16 +338,33 @@ pub async fn bind_listeners(
     config: &BrokerConfig,
 ) -> Result<Vec<(TcpListener, Arc<Listener>)>, ListenerError> {
     config.validate_listeners()?;
-    let needs_tls = config.listeners.iter().any(|l| l.spec.protocol.uses_tls());
-    let tls = match (&config.tls, needs_tls) {
-        (Some(files), true) => Some(Arc::new(ServerTls::load(files)?)),
-        _ => None,
-    };
     let mut bound = Vec::with_capacity(config.listeners.len());
     for listener_config in &config.listeners {
-        bound.push(bind(listener_config, tls.clone()).await?);
+        let tls = tls_for(config, listener_config.spec.protocol)?;
+        bound.push(bind(listener_config, tls).await?);
     }
     Ok(bound)
+}
+
+/// The TLS settings of a listener of `protocol`. As Kafka scopes `ssl.client.auth` to SSL
+/// listeners (KIP-684), `--tls-client-ca` requires client certificates on SSL only: on
+/// SASL_SSL the SASL user is the principal, and clients need no certificate.
+fn tls_for(
+    config: &BrokerConfig,
+    protocol: SecurityProtocol,
+) -> Result<Option<Arc<ServerTls>>, ListenerError> {
+    let Some(files) = config.tls.as_ref().filter(|_| protocol.uses_tls()) else {
+        return Ok(None);
+    };
+    let files = if protocol.uses_sasl() {
+        crate::config::TlsConfig {
+            client_ca: None,
+            ..files.clone()
+        }
+    } else {
+        files.clone()
+    };
+    Ok(Some(Arc::new(ServerTls::load(&files)?)))
 }
 
 async fn bind(

@@ -1,4 +1,5 @@
-//! SASL authentication on SASL_PLAINTEXT and SASL_SSL listeners: SaslHandshake (v1) picks a
+//! SASL authentication on SASL_PLAINTEXT and SASL_SSL listeners: SaslHandshake (v1; v0 is
+//! advertised for old librdkafka but answered UNSUPPORTED_VERSION) picks a
 //! mechanism, then SaslAuthenticate carries its exchange (KIP-152).
 //!
 //! Mechanisms: PLAIN (RFC 4616, checked against a stored SCRAM credential) and
@@ -71,9 +72,17 @@ pub struct Authenticated {
 
 /// SaslHandshake: ILLEGAL_SASL_STATE on a listener without SASL or once authenticated,
 /// UNSUPPORTED_SASL_MECHANISM for a mechanism not offered; the mechanisms list either way.
-pub fn handshake(session: &mut Session, request: &SaslHandshakeRequest) -> SaslHandshakeResponse {
+pub fn handshake(
+    session: &mut Session,
+    version: i16,
+    request: &SaslHandshakeRequest,
+) -> SaslHandshakeResponse {
     let response =
         SaslHandshakeResponse::default().with_mechanisms(MECHANISMS.map(str_bytes).to_vec());
+    if version == 0 {
+        // v0 would be followed by raw tokens outside Kafka frames, which are not served.
+        return response.with_error_code(ResponseError::UnsupportedVersion.code());
+    }
     if !session.listener.protocol().uses_sasl() || !matches!(session.sasl, SaslState::Handshake) {
         return response.with_error_code(ResponseError::IllegalSaslState.code());
     }

@@ -115,7 +115,7 @@ pub fn server_config(files: &TlsConfig) -> Result<ServerConfig, TlsError> {
         Some(ca) => builder.with_client_cert_verifier(client_verifier(ca, provider)?),
         None => builder.with_no_client_auth(),
     };
-    builder
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|error| match error {
             rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
@@ -129,7 +129,12 @@ pub fn server_config(files: &TlsConfig) -> Result<ServerConfig, TlsError> {
                 files.cert.display(),
                 files.key.display()
             )),
-        })
+        })?;
+    // Kafka clients do not resume TLS sessions, and kafka-python 2.3 closes a connection
+    // that turns readable with no request in flight, which the two TLS 1.3 session tickets
+    // rustls sends after the handshake make it do (kafka-python#2369).
+    config.send_tls13_tickets = 0;
+    Ok(config)
 }
 
 /// The principal of a client whose certificate was verified; `None` when it presented none

@@ -1,7 +1,7 @@
 //! The API versions this broker implements, advertised in ApiVersions.
 //!
 //! Clients use the highest version both sides support, so this table must list exactly what the
-//! handlers implement. The ranges cover every client in `shared/reference/kafka-protocol.md`,
+//! handlers implement. The ranges cover every client in `docs/COMPATIBILITY.md`,
 //! including the first flexible (tagged-field) version of each API where a client uses it.
 
 use kafka_protocol::messages::ApiKey;
@@ -29,9 +29,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeLogDirs, 1, 4),
-    // v0 handshakes are followed by raw SASL tokens outside Kafka frames; every current
-    // client uses v1 and SaslAuthenticate.
-    (ApiKey::SaslHandshake, 1, 1),
+    // v0 is advertised because librdkafka 2.0 (Debian's kcat) turns SASL on only when it is; a
+    // v0 handshake (raw SASL tokens outside Kafka frames follow it) is answered with
+    // UNSUPPORTED_VERSION: clients send v1 when it is advertised, then SaslAuthenticate.
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DescribeAcls, 1, 3),

@@ -338,7 +338,10 @@ impl ServerExchange {
                 "the channel binding does not repeat the GS2 header",
             ));
         }
-        if last.nonce != first.nonce {
+        // Kafka's check: the nonce must end with the combined nonce. librdkafka before 2.6.1
+        // sends the client nonce twice (librdkafka#4895); the proof still covers the message
+        // as sent, so the looser check lets no one in who does not hold the key.
+        if !last.nonce.ends_with(first.nonce.as_str()) {
             return Err(ScramError::NonceMismatch);
         }
         let auth_message = format!(

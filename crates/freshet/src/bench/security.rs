@@ -74,8 +74,9 @@ const TICK_MS: u64 = 10;
 
 #[derive(Debug, Clone, Args)]
 pub struct SecurityBenchArgs {
-    /// Records of 1 KiB produced, then consumed, per listener and round.
-    #[arg(long, env = "FRESHET_BENCH_RECORDS", default_value_t = 200_000,
+    /// Records of 1 KiB produced, then consumed, per listener and round (both topics of a
+    /// round are deleted before the next: twice this many KiB on disk at most).
+    #[arg(long, env = "FRESHET_BENCH_RECORDS", default_value_t = 500_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub records: u64,
     /// Rounds of the throughput runs; each round measures both listeners, the one first
@@ -106,6 +107,12 @@ pub struct SecurityBenchArgs {
     /// every acknowledgement), to take the disk out of the produce runs.
     #[arg(long, env = "FRESHET_BENCH_FLUSH_INTERVAL_MS")]
     pub flush_interval_ms: Option<u64>,
+    /// A librdkafka property for the clients of the throughput runs on both listeners,
+    /// `KEY=VALUE` (e.g. `socket.send.buffer.bytes=1048576`); repeatable. The settings the runs
+    /// themselves make (acks, linger.ms, batch.size, compression, the consumer's fetch sizes)
+    /// stay as they are.
+    #[arg(long = "client-config", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub client_config: Vec<(String, String)>,
     /// Skip the produce and consume runs.
     #[arg(long, env = "FRESHET_BENCH_SKIP_THROUGHPUT")]
     pub skip_throughput: bool,
@@ -300,7 +307,12 @@ impl Bench {
     }
 
     fn throughput(&self) -> anyhow::Result<()> {
-        let configs = [client(&self.plaintext), self.sasl_ssl_client()];
+        let mut configs = [client(&self.plaintext), self.sasl_ssl_client()];
+        for config in &mut configs {
+            for (key, value) in &self.args.client_config {
+                config.set(key, value);
+            }
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -695,5 +707,15 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => values[n / 2],
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// `KEY=VALUE`, as `--client-config` takes it.
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
     }
 }
