@@ -1,5 +1,5 @@
 //! The endpoints earlier tools exposed, with their exact paths and response shapes
-//! (`shared/reference/compat-endpoints.md`), so existing scripts and dashboards can point at
+//! (listed in the README), so existing scripts and dashboards can point at
 //! Freshet unchanged. Freshet's own API (`/api/v1/...`) has richer versions of each.
 
 use freshet_services::generator::GeneratorParams;

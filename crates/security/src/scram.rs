@@ -691,6 +691,39 @@ mod tests {
     }
 
     #[test]
+    fn old_librdkafkas_repeated_client_nonce_is_accepted_as_kafka_accepts_it() {
+        // librdkafka before 2.6.1 sends `r=<client nonce><client nonce><server nonce>`.
+        let credential = pencil_user(Mechanism::ScramSha512);
+        let mut server = ServerExchange::new(Mechanism::ScramSha512);
+        let bare = "n=alice,r=clientnonce";
+        let server_first = server
+            .client_first(format!("n,,{bare}").as_bytes(), |_| {
+                Some(credential.clone())
+            })
+            .expect("client-first");
+        let server_first = String::from_utf8(server_first).expect("UTF-8");
+        // The proof covers the message as sent: the real server-first message and the final
+        // message with the repeated nonce.
+        let attributes: Vec<&str> = server_first.split(',').collect();
+        let nonce = attributes[0].strip_prefix("r=").expect("r=");
+        let salt = b64(attributes[1].strip_prefix("s=").expect("s="));
+        let mechanism = Mechanism::ScramSha512;
+        let salted = mechanism.salted_password(b"pencil", &salt, MIN_ITERATIONS);
+        let client_key = mechanism.hmac(&salted, b"Client Key");
+        let without_proof = format!("c={},r=clientnonce{nonce}", BASE64.encode("n,,"));
+        let auth_message = format!("{bare},{server_first},{without_proof}");
+        let signature = mechanism.hmac(&mechanism.hash(&client_key), auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let last = format!("{without_proof},p={}", BASE64.encode(proof));
+        let (_, user) = server.client_final(last.as_bytes()).expect("accepted");
+        assert_eq!(user, "alice");
+    }
+
+    #[test]
     fn a_tampered_nonce_fails() {
         let credential = pencil_user(Mechanism::ScramSha256);
         let mut server = ServerExchange::new(Mechanism::ScramSha256);

@@ -1,4 +1,4 @@
-//! The example table of `shared/reference/timestamps.md` (every row), then a larger table of
+//! The example table of the original timestamp specification (every row), then a larger table of
 //! accepted and rejected forms with their exact outputs and error messages.
 
 use freshet_timestamp::{normalize, ErrorKind, TsInput};
