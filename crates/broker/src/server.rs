@@ -221,7 +221,7 @@ async fn handshake(
     socket: TcpStream,
     peer: SocketAddr,
     stop: &mut watch::Receiver<bool>,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> Option<tls::TlsConnection> {
     let timeout = broker.config.tls_handshake_timeout;
     let outcome = tokio::select! {
         outcome = tokio::time::timeout(timeout, tls.accept(socket)) => outcome,
@@ -241,7 +241,8 @@ async fn handshake(
     None
 }
 
-/// The TLS settings the listeners use, each once (SSL and SASL_SSL share theirs).
+/// The TLS settings the listeners use, each once (SSL and SASL_SSL each have their own: client
+/// certificates are required on SSL only).
 fn distinct_tls(listeners: &[(TcpListener, Arc<Listener>)]) -> Vec<Arc<ServerTls>> {
     let mut distinct: Vec<Arc<ServerTls>> = Vec::new();
     for tls in listeners.iter().filter_map(|(_, l)| l.tls()) {

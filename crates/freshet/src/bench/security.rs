@@ -22,7 +22,9 @@
 //!   `--handshake-seconds` per kind. Unless the row says otherwise, every TLS connection gets a
 //!   client configuration (and so a session cache) of its own: no session is resumed and every
 //!   handshake is a full one (the broker signs, the client verifies the certificate), as with
-//!   librdkafka.
+//!   librdkafka. The key exchange is the group this client offers first, which the broker
+//!   takes: P-384 with rustls 0.23's ring provider, where librdkafka (OpenSSL) offers X25519,
+//!   about a third of the broker's cost (docs/BENCHMARKS.md, "Security").
 //!
 //! In SCRAM the PBKDF2 work is the client's: it derives its keys from the password
 //! (`--scram-iterations` rounds) on every sign-in, while the broker holds keys derived once

@@ -133,7 +133,13 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 /// ring, as the broker uses, so the build needs only a C compiler.
 #[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    // X25519 first, as OpenSSL clients offer it: ring's list starts with P-384, whose key
+    // exchange costs a broker about 3.5 times as much (docs/BENCHMARKS.md, "Security").
+    provider
+        .kx_groups
+        .sort_by_key(|group| group.name() != rustls::NamedGroup::X25519);
+    Arc::new(provider)
 }
 
 #[cfg(test)]
