@@ -17,82 +17,12 @@ use tokio::net::TcpListener;
 use crate::config::{BrokerConfig, ConfigError, ListenerConfig};
 use crate::tls::{ServerTls, TlsError};
 
-/// How clients talk to a listener: Kafka's `security.protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SecurityProtocol {
-    Plaintext,
-    Ssl,
-    SaslPlaintext,
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    pub const ALL: [SecurityProtocol; 4] = [
-        SecurityProtocol::Plaintext,
-        SecurityProtocol::Ssl,
-        SecurityProtocol::SaslPlaintext,
-        SecurityProtocol::SaslSsl,
-    ];
-
-    /// The name Kafka clients and configs use.
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "PLAINTEXT",
-            SecurityProtocol::Ssl => "SSL",
-            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
-            SecurityProtocol::SaslSsl => "SASL_SSL",
-        }
-    }
-
-    pub fn uses_tls(self) -> bool {
-        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
-    }
-
-    pub fn uses_sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
-    }
-
-    /// The same protocol over TLS: what a client that sends a TLS handshake to this
-    /// protocol's listener is configured for.
-    pub fn with_tls(self) -> SecurityProtocol {
-        if self.uses_sasl() {
-            SecurityProtocol::SaslSsl
-        } else {
-            SecurityProtocol::Ssl
-        }
-    }
-}
-
-impl fmt::Display for SecurityProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use freshet_security::SecurityProtocol;
 
 /// A listener or advertised address that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{0}")]
 pub struct ParseListenerError(String);
-
-impl FromStr for SecurityProtocol {
-    type Err = ParseListenerError;
-
-    /// Case-insensitive, as Kafka clients accept `security.protocol=ssl`.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        SecurityProtocol::ALL
-            .into_iter()
-            .find(|protocol| protocol.name().eq_ignore_ascii_case(text))
-            .ok_or_else(|| {
-                ParseListenerError(format!(
-                    "unknown security protocol {text:?}: expected PLAINTEXT, SSL, \
-                     SASL_PLAINTEXT or SASL_SSL"
-                ))
-            })
-    }
-}
 
 /// `[PROTOCOL://]host:port`: a listener to bind, or (for `--advertised-addr`) the address
 /// clients are told to use for the listener of that protocol. The host is an IP address or,
@@ -139,7 +69,9 @@ impl FromStr for ListenerSpec {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (protocol, address) = match text.split_once("://") {
-            Some((protocol, address)) => (protocol.parse()?, address),
+            Some((protocol, address)) => {
+                (protocol.parse().map_err(ParseListenerError)?, address)
+            }
             None => (SecurityProtocol::Plaintext, text),
         };
         let (host, port) = parse_host_port(address)

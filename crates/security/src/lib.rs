@@ -1,6 +1,9 @@
-//! Freshet's security model, shared by the broker (Kafka listener) and the HTTP API.
+//! Freshet's security model, shared by the broker (Kafka listener), the services' clients and
+//! the HTTP API.
 //!
 //! - [`Principal`]: who a connection or HTTP request acts as (`User:alice`, `User:ANONYMOUS`).
+//! - [`SecurityProtocol`]: Kafka's `security.protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT,
+//!   SASL_SSL), the broker's listener names and the clients' setting.
 //! - [`scram`]: SCRAM-SHA-256/512 (RFC 5802/7677) server exchanges, credential derivation,
 //!   and PLAIN verification against a stored SCRAM credential. No password is ever stored.
 //! - [`plain`]: parsing SASL PLAIN (RFC 4616) messages.
@@ -14,12 +17,15 @@
 pub mod acl;
 pub mod files;
 pub mod plain;
+pub mod protocol;
 pub mod scram;
 pub mod users;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub use protocol::SecurityProtocol;
 
 /// Who a request acts as, in Kafka's `Type:name` form. Freshet uses only the `User` type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

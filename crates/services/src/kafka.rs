@@ -148,64 +148,8 @@ impl fmt::Debug for KafkaConfig {
     }
 }
 
-/// librdkafka's `security.protocol`: whether connections use TLS, SASL, both or neither.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SecurityProtocol {
-    #[default]
-    Plaintext,
-    Ssl,
-    SaslPlaintext,
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    pub const ALL: [SecurityProtocol; 4] = [
-        SecurityProtocol::Plaintext,
-        SecurityProtocol::Ssl,
-        SecurityProtocol::SaslPlaintext,
-        SecurityProtocol::SaslSsl,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "PLAINTEXT",
-            SecurityProtocol::Ssl => "SSL",
-            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
-            SecurityProtocol::SaslSsl => "SASL_SSL",
-        }
-    }
-
-    pub fn uses_tls(self) -> bool {
-        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
-    }
-
-    pub fn uses_sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
-    }
-}
-
-impl fmt::Display for SecurityProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Case-insensitive, as librdkafka reads `security.protocol`.
-impl FromStr for SecurityProtocol {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        SecurityProtocol::ALL
-            .into_iter()
-            .find(|protocol| protocol.name().eq_ignore_ascii_case(text))
-            .ok_or_else(|| {
-                format!("unknown security protocol {text:?}; expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-            })
-    }
-}
+/// librdkafka's `security.protocol`, as the broker's listeners name it.
+pub use freshet_security::SecurityProtocol;
 
 /// The SASL mechanisms the services sign in with (librdkafka's `sasl.mechanism`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
