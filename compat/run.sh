@@ -99,38 +99,10 @@ suite_prereq() { # echoes a reason and returns 1 if the suite's client is missin
 
 # --- broker lifecycle -------------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/freshet-compat.XXXXXX")"
-BROKER_PID=""
 BROKER_PORT=""
-
-stop_broker() {
-    local pid="$BROKER_PID" i
-    BROKER_PID=""
-    [[ -n "$pid" ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do # up to 10 s for a clean shutdown
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "compat: broker pid $pid ignored SIGTERM for 10 s; killing it" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    stop_broker
-    if [[ "${COMPAT_KEEP_LOGS:-0}" == 1 ]]; then
-        echo "compat: logs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+LOG_PREFIX=compat
+# shellcheck source=broker.sh
+source "$COMPAT/broker.sh"
 
 # start_broker DIR LOG: starts the broker, waits for its listen line, sets BROKER_PID/PORT.
 start_broker() {

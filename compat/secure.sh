@@ -140,38 +140,10 @@ suite_prereq() { # echoes a reason and returns 1 if the suite's client is missin
 
 # --- work dir, certificates, credentials ----------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/freshet-secure.XXXXXX")"
-BROKER_PID=""
 declare -A PORT=()
-
-stop_broker() {
-    local pid="$BROKER_PID" i
-    BROKER_PID=""
-    [[ -n "$pid" ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do # up to 10 s for a clean shutdown
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "secure: broker pid $pid ignored SIGTERM for 10 s; killing it" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    stop_broker
-    if [[ "${COMPAT_KEEP_LOGS:-0}" == 1 ]]; then
-        echo "secure: logs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+LOG_PREFIX=secure
+# shellcheck source=broker.sh
+source "$COMPAT/broker.sh"
 
 CERTS="$WORK/certs"
 log "making the CA, broker and client certificates with compat/certs.sh in $CERTS"

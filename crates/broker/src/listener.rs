@@ -69,9 +69,7 @@ impl FromStr for ListenerSpec {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (protocol, address) = match text.split_once("://") {
-            Some((protocol, address)) => {
-                (protocol.parse().map_err(ParseListenerError)?, address)
-            }
+            Some((protocol, address)) => (protocol.parse().map_err(ParseListenerError)?, address),
             None => (SecurityProtocol::Plaintext, text),
         };
         let (host, port) = parse_host_port(address)

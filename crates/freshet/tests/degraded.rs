@@ -37,16 +37,6 @@ fn start_up(data_dir: &Path) -> Daemon {
     Daemon::start(command, "up", "HTTP API on http://")
 }
 
-fn kafka_addr(daemon: &Daemon) -> String {
-    let lines = daemon.lines.lock().expect("lock");
-    lines
-        .iter()
-        .find_map(|line| line.split("Kafka protocol on ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the Kafka address was printed")
-        .to_string()
-}
-
 fn healthz(api: &str) -> (u16, serde_json::Value) {
     let answer = http(api, "GET", "/healthz", None).expect("GET /healthz");
     let body = serde_json::from_str(&answer.body).expect("JSON body");
@@ -107,7 +97,7 @@ fn a_full_disk_is_logged_once_reported_degraded_and_recovers() {
     let disk = Tmpfs::mount("16m");
     let up = start_up(&disk.path().join("data"));
     let api = up.addr.clone();
-    let kafka = kafka_addr(&up);
+    let kafka = up.kafka_addr();
     assert_eq!(healthz(&api), (200, serde_json::json!({"status": "ok"})));
     let created = http(
         &api,

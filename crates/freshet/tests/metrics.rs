@@ -14,17 +14,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The Kafka address a daemon printed before it was ready.
-fn kafka_addr(daemon: &Daemon) -> String {
-    let lines = daemon.lines.lock().expect("lock");
-    lines
-        .iter()
-        .find_map(|line| line.split("Kafka protocol on ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the Kafka address was printed")
-        .to_string()
-}
-
 fn scrape(addr: &str) -> Exposition {
     let answer = http(addr, "GET", "/metrics", None).expect("GET /metrics");
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -94,7 +83,7 @@ fn start_up(data_dir: &std::path::Path) -> Daemon {
 fn freshet_up_reports_what_its_broker_tracker_and_guard_did() {
     let dir = tempfile::tempdir().expect("tempdir");
     let up = start_up(dir.path());
-    let kafka = kafka_addr(&up);
+    let kafka = up.kafka_addr();
     let api = up.addr.clone();
 
     let ready = scrape_until(&api, "the tracker and the blocker to join", |m| {
@@ -287,7 +276,7 @@ fn freshet_broker_serves_only_its_metrics_when_asked() {
         .args(["--metrics-listen", "127.0.0.1:0"])
         .env("FRESHET_LOG", "info");
     let broker = Daemon::start(command, "broker", "Prometheus metrics on http://");
-    let kafka = kafka_addr(&broker);
+    let kafka = broker.kafka_addr();
 
     let values: Vec<String> = (0..25).map(|i| format!("record {i}")).collect();
     produce(&kafka, "metered", &values);

@@ -49,16 +49,6 @@ fn start_secured_up(data_dir: &std::path::Path) -> Daemon {
     Daemon::start(command, "up", "HTTP API on http://")
 }
 
-fn kafka_addr(daemon: &Daemon) -> String {
-    let lines = daemon.lines.lock().expect("lock");
-    lines
-        .iter()
-        .find_map(|line| line.split("Kafka protocol on ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the Kafka address was printed")
-        .to_string()
-}
-
 fn sasl_producer(kafka: &str, user: &str, password: &str) -> BaseProducer {
     client_config(kafka)
         .set("security.protocol", "sasl_plaintext")
@@ -82,7 +72,7 @@ fn the_services_sign_in_as_their_own_principals_and_count_exactly() {
     add_user(dir.path(), "admin", ADMIN_PASSWORD);
     add_user(dir.path(), "mallory", "mallory-secret");
     let up = start_secured_up(dir.path());
-    let kafka = kafka_addr(&up);
+    let kafka = up.kafka_addr();
 
     // The services' users and ACLs exist: nobody had to create them.
     let users = freshet()

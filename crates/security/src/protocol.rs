@@ -88,6 +88,9 @@ mod tests {
             assert_eq!(protocol.name().to_lowercase().parse(), Ok(protocol));
         }
         assert!("TLS".parse::<SecurityProtocol>().is_err());
-        assert_eq!(SecurityProtocol::SaslPlaintext.with_tls(), SecurityProtocol::SaslSsl);
+        assert_eq!(
+            SecurityProtocol::SaslPlaintext.with_tls(),
+            SecurityProtocol::SaslSsl
+        );
     }
 }

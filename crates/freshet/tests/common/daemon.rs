@@ -54,6 +54,17 @@ impl Daemon {
         }
     }
 
+    /// The Kafka address the process printed before it was ready (its first listener).
+    pub fn kafka_addr(&self) -> String {
+        let lines = self.lines.lock().expect("lock");
+        lines
+            .iter()
+            .find_map(|line| line.split("Kafka protocol on ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the Kafka address was printed")
+            .to_string()
+    }
+
     /// SIGKILL: no last checkpoint, no goodbye to the group.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
