@@ -3,19 +3,17 @@
 //! `blocked-users` by the follower, as a login node reads them.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use freshet_services::guard::attempts::{Attempt, AttemptPublisher};
-use freshet_services::guard::blocker::{Blocker, BlockerStats};
-use freshet_services::guard::blocks::{BlockMap, BlocksFollower};
-use freshet_services::guard::rules::{BlockRecord, Rules};
+use freshet_services::guard::attempts::Attempt;
+use freshet_services::guard::rules::Rules;
 use freshet_services::guard::secret::GuardSecret;
-use freshet_services::guard::{ensure_topics, GuardConfig};
+use freshet_services::guard::GuardConfig;
 use freshet_services::KafkaConfig;
 use freshet_testkit::TestBroker;
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+mod common;
+use common::guard::{failures, publish, publisher, wait_blocked, wait_until, Node};
 
 /// One key for every node of a test, as a cluster's nodes share theirs.
 fn secret() -> GuardSecret {
@@ -34,87 +32,6 @@ fn guard_config(prefix: &str) -> GuardConfig {
     }
 }
 
-/// A blocker and a follower of its block topic.
-struct Node {
-    blocker: Blocker,
-    follower: BlocksFollower,
-}
-
-impl Node {
-    async fn start(kafka: &KafkaConfig, config: &GuardConfig) -> Node {
-        ensure_topics(kafka, config).await.expect("topics");
-        let blocker = Blocker::start(kafka, config.blocker_config()).expect("blocker");
-        let follower = BlocksFollower::start(kafka, &config.blocks_topic, config.secret.clone())
-            .expect("follower");
-        Node { blocker, follower }
-    }
-
-    fn blocks(&self) -> BlockMap {
-        self.follower.map()
-    }
-
-    fn stats(&self) -> Arc<BlockerStats> {
-        self.blocker.stats()
-    }
-
-    async fn stop(self) {
-        tokio::task::spawn_blocking(move || {
-            self.blocker.shutdown();
-            self.follower.shutdown();
-        })
-        .await
-        .expect("stopped");
-    }
-}
-
-fn publisher(kafka: &KafkaConfig, config: &GuardConfig) -> AttemptPublisher {
-    AttemptPublisher::new(kafka, &config.attempts_topic, config.secret.clone()).expect("publisher")
-}
-
-async fn publish(publisher: &AttemptPublisher, attempts: &[Attempt]) {
-    for attempt in attempts {
-        publisher.publish_acked(attempt).await.expect("published");
-    }
-}
-
-fn failures(user: &str, n: usize) -> Vec<Attempt> {
-    (0..n)
-        .map(|_| Attempt::login(user, "10.1.2.3", false))
-        .collect()
-}
-
-async fn wait_until(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until the blocker has processed `records` and its block writes are acknowledged,
-/// then gives the follower a few poll intervals to read them.
-async fn wait_settled(node: &Node, records: u64) {
-    let stats = node.stats();
-    wait_until(
-        "records processed and their block writes acknowledged",
-        || stats.acknowledged.load(Ordering::SeqCst) >= records,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-}
-
-async fn wait_blocked(blocks: &BlockMap, user: &str, failures: u64) -> BlockRecord {
-    let arrived = blocks
-        .wait_for(user, TIMEOUT, |b| b.is_some_and(|b| b.failures == failures))
-        .await;
-    assert!(
-        arrived,
-        "{user} blocked with {failures} failures: {:?}",
-        blocks.active(user)
-    );
-    blocks.active(user).expect("blocked")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_failures_block_and_four_plus_a_success_do_not() {
     let broker = TestBroker::start().await;
@@ -131,7 +48,7 @@ async fn five_failures_block_and_four_plus_a_success_do_not() {
 
     let record = wait_blocked(&node.blocks(), "mallory", 5).await;
     assert_eq!(record.until_ms, None, "blocks never expire by default");
-    wait_settled(&node, 14).await;
+    node.settle(14).await;
     assert_eq!(node.blocks().active("alice"), None);
     let names: Vec<String> = node.blocks().list().into_iter().map(|b| b.user).collect();
     assert_eq!(names, ["mallory"]);
@@ -186,7 +103,7 @@ async fn a_duplicated_attempt_counts_once() {
     let repeated = Attempt::login("frank", "10.1.2.3", false);
     publish(&publisher, &vec![repeated.clone(); 5]).await;
     publish(&publisher, &failures("frank", 3)).await;
-    wait_settled(&node, 8).await;
+    node.settle(8).await;
     assert_eq!(node.blocks().active("frank"), None, "4 distinct failures");
 
     publish(&publisher, &failures("frank", 1)).await;
@@ -213,14 +130,14 @@ async fn replaying_the_attempts_topic_gives_the_same_blocks() {
     }
     publish(&publisher, &attempts).await;
     let total = attempts.len() as u64;
-    wait_settled(&node, total).await;
+    node.settle(total).await;
     let original = node.blocks().list();
     assert!(original.len() > 5, "{original:?}");
 
     // A second blocker with its own group, checkpoints and block topic reads everything
     // from the beginning.
     let replay = Node::start(&kafka, &guard_config("replay.")).await;
-    wait_settled(&replay, total).await;
+    replay.settle(total).await;
     assert_eq!(replay.blocks().list(), original);
     replay.stop().await;
     node.stop().await;

@@ -4,17 +4,15 @@
 //! counted. Against a real broker over TCP, with rdkafka as the forger's client.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use freshet_services::event::{ORIGIN_HEADER, REASON_HEADER};
 use freshet_services::guard::attempts::{Attempt, AttemptPublisher, LOGIN_ATTEMPTS_DLQ};
-use freshet_services::guard::blocker::{Blocker, BlockerStats};
-use freshet_services::guard::blocks::{BlockEntry, BlockMap, BlocksFollower};
+use freshet_services::guard::blocks::BlockEntry;
 use freshet_services::guard::mac::{Rejection, MAC_HEADER};
 use freshet_services::guard::rules::BlockRecord;
 use freshet_services::guard::secret::GuardSecret;
-use freshet_services::guard::{ensure_topics, GuardConfig};
+use freshet_services::guard::GuardConfig;
 use freshet_services::KafkaConfig;
 use freshet_testkit::TestBroker;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -23,7 +21,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 use serde_json::json;
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+mod common;
+use common::guard::{publisher, wait_blocked, wait_until, Node, TIMEOUT};
 
 fn now_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now()
@@ -42,74 +41,6 @@ fn guard_config(secret: GuardSecret) -> GuardConfig {
         session_timeout: Duration::from_secs(6),
         ..GuardConfig::with_secret("sqlite::memory:", secret)
     }
-}
-
-/// A blocker and a follower of its block topic, as one guard node runs them.
-struct Node {
-    blocker: Blocker,
-    follower: BlocksFollower,
-}
-
-impl Node {
-    async fn start(kafka: &KafkaConfig, config: &GuardConfig) -> Node {
-        ensure_topics(kafka, config).await.expect("topics");
-        let blocker = Blocker::start(kafka, config.blocker_config()).expect("blocker");
-        let follower = BlocksFollower::start(kafka, &config.blocks_topic, config.secret.clone())
-            .expect("follower");
-        Node { blocker, follower }
-    }
-
-    fn blocks(&self) -> BlockMap {
-        self.follower.map()
-    }
-
-    fn stats(&self) -> Arc<BlockerStats> {
-        self.blocker.stats()
-    }
-
-    /// Waits until the blocker has processed `records` and acknowledged their writes, then
-    /// gives the follower a few poll intervals.
-    async fn settle(&self, records: u64) {
-        let stats = self.stats();
-        wait_until("records processed and acknowledged", || {
-            stats.acknowledged.load(Ordering::SeqCst) >= records
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-
-    async fn stop(self) {
-        tokio::task::spawn_blocking(move || {
-            self.blocker.shutdown();
-            self.follower.shutdown();
-        })
-        .await
-        .expect("stopped");
-    }
-}
-
-async fn wait_until(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_blocked(blocks: &BlockMap, user: &str, failures: u64) -> BlockRecord {
-    let arrived = blocks
-        .wait_for(user, TIMEOUT, |b| b.is_some_and(|b| b.failures == failures))
-        .await;
-    assert!(
-        arrived,
-        "{user} blocked with {failures}: {:?}",
-        blocks.active(user)
-    );
-    blocks.active(user).expect("blocked")
-}
-
-fn publisher(kafka: &KafkaConfig, config: &GuardConfig) -> AttemptPublisher {
-    AttemptPublisher::new(kafka, &config.attempts_topic, config.secret.clone()).expect("publisher")
 }
 
 async fn fail(publisher: &AttemptPublisher, user: &str, times: usize) {
