@@ -23,6 +23,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMPAT="$ROOT/compat"
+LOG_PREFIX=compat
+# shellcheck source=lib.sh
+source "$COMPAT/lib.sh"
 ALL_SUITES=(kcat confluent-kafka kafka-python kafkajs)
 SUITE_TIMEOUT="${COMPAT_SUITE_TIMEOUT:-300}"
 STARTUP_TIMEOUT="${COMPAT_STARTUP_TIMEOUT:-30}"
@@ -50,25 +53,10 @@ else
 fi
 
 # --- broker binary --------------------------------------------------------------------
-if [[ -z "${FRESHET_BIN:-}" ]]; then
-    FRESHET_BIN="$ROOT/target/release/freshet"
-elif [[ "$FRESHET_BIN" != /* ]]; then
-    FRESHET_BIN="$PWD/$FRESHET_BIN"
-fi
-if [[ ! -x "$FRESHET_BIN" ]]; then
-    echo "compat: broker binary not found or not executable: $FRESHET_BIN" >&2
-    echo "compat: build it first (cargo build --release -p freshet) or set FRESHET_BIN" >&2
-    exit 2
-fi
+find_freshet_bin
 
 # --- Python interpreter -----------------------------------------------------------------
-if [[ -z "${PYTHON:-}" ]]; then
-    if [[ -x "$ROOT/.ci/venv/bin/python" ]]; then
-        PYTHON="$ROOT/.ci/venv/bin/python"
-    else
-        PYTHON="$(command -v python3 || true)"
-    fi
-fi
+find_python
 
 suite_cmd() { # prints nothing; sets CMD array for suite $1
     case "$1" in
@@ -100,9 +88,7 @@ suite_prereq() { # echoes a reason and returns 1 if the suite's client is missin
 # --- broker lifecycle -------------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/freshet-compat.XXXXXX")"
 BROKER_PORT=""
-LOG_PREFIX=compat
-# shellcheck source=broker.sh
-source "$COMPAT/broker.sh"
+clean_up_on_exit
 
 # start_broker DIR LOG: starts the broker, waits for its listen line, sets BROKER_PID/PORT.
 start_broker() {

@@ -56,6 +56,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMPAT="$ROOT/compat"
+LOG_PREFIX=secure
+# shellcheck source=lib.sh
+source "$COMPAT/lib.sh"
 ALL_SUITES=(kcat confluent-kafka kafka-python aiokafka kafkajs restart)
 SUITE_TIMEOUT="${SECURE_SUITE_TIMEOUT:-150}"
 STARTUP_TIMEOUT="${COMPAT_STARTUP_TIMEOUT:-30}"
@@ -86,23 +89,8 @@ else
 fi
 
 # --- broker binary, interpreter, openssl ----------------------------------------------
-if [[ -z "${FRESHET_BIN:-}" ]]; then
-    FRESHET_BIN="$ROOT/target/release/freshet"
-elif [[ "$FRESHET_BIN" != /* ]]; then
-    FRESHET_BIN="$PWD/$FRESHET_BIN"
-fi
-if [[ ! -x "$FRESHET_BIN" ]]; then
-    echo "secure: broker binary not found or not executable: $FRESHET_BIN" >&2
-    echo "secure: build it first (cargo build --release -p freshet) or set FRESHET_BIN" >&2
-    exit 2
-fi
-if [[ -z "${PYTHON:-}" ]]; then
-    if [[ -x "$ROOT/.ci/venv/bin/python" ]]; then
-        PYTHON="$ROOT/.ci/venv/bin/python"
-    else
-        PYTHON="$(command -v python3 || true)"
-    fi
-fi
+find_freshet_bin
+find_python
 command -v openssl >/dev/null 2>&1 || {
     echo "secure: openssl is not installed (run .ci/install-compat.sh)" >&2
     exit 2
@@ -141,9 +129,7 @@ suite_prereq() { # echoes a reason and returns 1 if the suite's client is missin
 # --- work dir, certificates, credentials ----------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/freshet-secure.XXXXXX")"
 declare -A PORT=()
-LOG_PREFIX=secure
-# shellcheck source=broker.sh
-source "$COMPAT/broker.sh"
+clean_up_on_exit
 
 CERTS="$WORK/certs"
 log "making the CA, broker and client certificates with compat/certs.sh in $CERTS"

@@ -21,8 +21,6 @@ Debug: AIOKAFKA_DEBUG=1.
 
 import asyncio
 import faulthandler
-import logging
-import os
 import sys
 import time
 
@@ -38,31 +36,7 @@ from secure_common import check
 CLIENT = "aiokafka"
 
 
-class Captured(logging.Handler):
-    """Keeps the client's log records, to find the cause it logged but did not raise."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append((time.monotonic(), record))
-
-    def find(self, *needles):
-        for ts, record in self.records:
-            text = record.getMessage()
-            if any(n in text for n in needles):
-                return ts, text
-        return None, None
-
-
-CAPTURED = Captured()
-DEBUG = bool(os.environ.get("AIOKAFKA_DEBUG"))
-logging.getLogger("aiokafka").addHandler(CAPTURED)
-logging.getLogger("aiokafka").setLevel(logging.DEBUG if DEBUG else logging.INFO)
-logging.getLogger("aiokafka").propagate = DEBUG
-logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                    format="# %(asctime)s %(name)s %(levelname)s %(message)s")
+CAPTURED, _ = sc.capture_logs("aiokafka", "AIOKAFKA_DEBUG")
 
 
 def conf(combo, user="alice", password=None, cert=None, **extra):

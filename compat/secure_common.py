@@ -8,6 +8,7 @@ ADMIN_PASSWORD, ALICE_PASSWORD, SECURE_PHASE (matrix | before-restart | after-re
 SECURE_COMBOS (comma-separated subset of the combination ids; default all).
 """
 
+import logging
 import os
 import sys
 import time
@@ -176,3 +177,34 @@ def expect_fast(started, what):
     took = time.monotonic() - started
     check(took <= FAST_SECONDS, f"{what} took {took:.1f}s, more than {FAST_SECONDS:.0f}s")
     return took
+
+
+class Captured(logging.Handler):
+    """Keeps a client's log records, to find the cause it logged but did not raise."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append((time.monotonic(), record))
+
+    def find(self, *needles):
+        for ts, record in self.records:
+            text = record.getMessage()
+            if any(n in text for n in needles):
+                return ts, text
+        return None, None
+
+
+def capture_logs(logger_name, debug_env):
+    """Captures the client's logger; its lines also go to stderr when `debug_env` is set."""
+    captured = Captured()
+    debug = bool(os.environ.get(debug_env))
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(captured)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = debug
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                        format="# %(asctime)s %(name)s %(levelname)s %(message)s")
+    return captured, debug

@@ -21,7 +21,6 @@ Debug: KAFKA_PYTHON_DEBUG=1.
 
 import faulthandler
 import logging
-import os
 import ssl
 import sys
 import time
@@ -38,31 +37,7 @@ CLIENT = "kafka-python"
 BAD_CREDENTIALS_BLOCK_MS = 3000  # how long a send waits for metadata it cannot get
 
 
-class Captured(logging.Handler):
-    """Keeps the client's log records, to find the error it logged but did not raise."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append((time.monotonic(), record))
-
-    def find(self, *needles):
-        for ts, record in self.records:
-            text = record.getMessage()
-            if any(n in text for n in needles):
-                return ts, text
-        return None, None
-
-
-CAPTURED = Captured()
-DEBUG = bool(os.environ.get("KAFKA_PYTHON_DEBUG"))
-logging.getLogger("kafka").addHandler(CAPTURED)
-logging.getLogger("kafka").setLevel(logging.DEBUG if DEBUG else logging.INFO)
-logging.getLogger("kafka").propagate = DEBUG  # its INFO/ERROR lines only with KAFKA_PYTHON_DEBUG
-logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                    format="# %(asctime)s %(name)s %(levelname)s %(message)s")
+CAPTURED, _ = sc.capture_logs("kafka", "KAFKA_PYTHON_DEBUG")
 
 
 def conf(combo, user="alice", password=None, cert=None, **extra):

@@ -21,6 +21,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Removes one of the ACLs the first test adds.
+const REMOVE_ALICES_WRITE: &[&str] = &[
+    "remove",
+    "--allow-principal",
+    "User:alice",
+    "--operation",
+    "Write",
+    "--topic",
+    "orders",
+    "--resource-pattern-type",
+    "prefixed",
+];
+
 #[test]
 fn acls_are_added_listed_and_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -55,40 +68,14 @@ fn acls_are_added_listed_and_removed() {
     let bindings: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(bindings.as_array().map(Vec::len), Some(4));
 
-    let removed = acls(
-        dir.path(),
-        &[
-            "remove",
-            "--allow-principal",
-            "User:alice",
-            "--operation",
-            "Write",
-            "--topic",
-            "orders",
-            "--resource-pattern-type",
-            "prefixed",
-        ],
-    );
+    let removed = acls(dir.path(), REMOVE_ALICES_WRITE);
     assert!(removed.status.success(), "{}", text(&removed.stderr));
     let left = acls(dir.path(), &["list", "--json"]);
     let bindings: serde_json::Value = serde_json::from_slice(&left.stdout).expect("json");
     assert_eq!(bindings.as_array().map(Vec::len), Some(3));
 
     // Removing what is not there fails and says so.
-    let again = acls(
-        dir.path(),
-        &[
-            "remove",
-            "--allow-principal",
-            "User:alice",
-            "--operation",
-            "Write",
-            "--topic",
-            "orders",
-            "--resource-pattern-type",
-            "prefixed",
-        ],
-    );
+    let again = acls(dir.path(), REMOVE_ALICES_WRITE);
     assert!(!again.status.success());
     assert!(text(&again.stderr).contains("no such ACL"));
 }
