@@ -9,7 +9,13 @@ partition), watermarks, consuming everything from the beginning (assign at OFFSE
 and comparing keys/values, and a consumer group with manual commits: member 1 consumes part
 of the topic, commits synchronously and checks committed(); member 2 in the same group must
 resume exactly after the committed offsets, commits, and committed() must equal the high
-watermarks. Exit code 0 = pass.
+watermarks; then AdminClient.delete_consumer_group_offsets deletes one partition's offset of
+the (now empty) group, and AdminClient.delete_consumer_groups deletes it (NON_EMPTY_GROUP for a
+group with a member, GROUP_ID_NOT_FOUND for one that never existed); then topic configs:
+create_topics with configs, describe_configs (sources), INVALID_CONFIG for bad values and
+names, incremental_alter_configs (SET, DELETE, APPEND, SUBTRACT, validate_only, errors) and
+alter_configs (replaces every override; a lowered max.message.bytes refuses a larger record
+with MSG_SIZE_TOO_LARGE). Exit code 0 = pass.
 Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
        COMPAT_TIMEOUT whole-script seconds (default 240), LIBRDKAFKA_DEBUG=protocol,broker,cgrp.
 """
@@ -24,13 +30,23 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_INVALID,
     Consumer,
+    ConsumerGroupTopicPartitions,
     KafkaError,
+    KafkaException,
     Producer,
     TopicPartition,
     libversion,
 )
 from confluent_kafka import version as ck_version
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewTopic,
+    ResourceType,
+)
 
 BOOTSTRAP = os.environ.get("BOOTSTRAP")
 N = int(os.environ.get("COMPAT_RECORDS", "60"))
@@ -116,6 +132,131 @@ def poll_records(consumer, want, what):
             )
         )
     return got
+
+
+def committed_offsets(conf):
+    """The group's committed offset per partition, read by a client that does not join it."""
+    reader = Consumer(conf)
+    try:
+        committed = reader.committed([TopicPartition(TOPIC, p) for p in range(PARTITIONS)],
+                                     timeout=STEP_TIMEOUT)
+    finally:
+        reader.close()
+    for tp in committed:
+        check(tp.error is None, f"committed(): partition {tp.partition} error {tp.error}")
+    return {tp.partition: tp.offset for tp in committed}
+
+
+def admin_error(future):
+    """The KafkaError code an admin future fails with, or None when it succeeds."""
+    try:
+        future.result(timeout=STEP_TIMEOUT)
+    except KafkaException as e:
+        return e.args[0].code()
+    return None
+
+
+def topic_configs(admin, topic):
+    """{name: (value, source)} of every config of a topic, from describe_configs."""
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    futures = admin.describe_configs([resource], request_timeout=STEP_TIMEOUT)
+    entries = futures[resource].result(timeout=STEP_TIMEOUT)
+    # The source is a ConfigSource; compared by its code.
+    return {name: (entry.value, getattr(entry.source, "value", entry.source))
+            for name, entry in entries.items()}
+
+
+def incremental(admin, topic, ops, validate_only=False):
+    """incremental_alter_configs of one topic with [(name, value, AlterConfigOpType)]; the
+    KafkaError code it fails with, or None."""
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry(name, value, incremental_operation=op) for name, value, op in ops])
+    futures = admin.incremental_alter_configs([resource], validate_only=validate_only,
+                                              request_timeout=STEP_TIMEOUT)
+    return admin_error(futures[resource])
+
+
+def check_topic_configs(admin):
+    topic = f"{TOPIC}-configs"
+    dynamic, default = ConfigSource.DYNAMIC_TOPIC_CONFIG.value, ConfigSource.DEFAULT_CONFIG.value
+    overrides = {"cleanup.policy": "compact", "retention.ms": "3600000",
+                 "message.timestamp.type": "LogAppendTime"}
+    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
+                                            config=overrides)],
+                                  request_timeout=STEP_TIMEOUT)
+    check(admin_error(futures[topic]) is None, f"create_topics({topic}) with configs failed")
+    got = topic_configs(admin, topic)
+    want = {name: (value, dynamic) for name, value in overrides.items()}
+    check({name: got.get(name) for name in overrides} == want,
+          f"describe_configs: {[(n, got.get(n)) for n in overrides]}, expected {want}")
+    check(got.get("segment.bytes") == ("1073741824", default),
+          f"describe_configs segment.bytes: {got.get('segment.bytes')}")
+    check(len(got) >= 36, f"describe_configs: {len(got)} configs, expected every Kafka 4 one")
+    ok("create_topics with configs; describe_configs shows them as DYNAMIC_TOPIC_CONFIG, "
+       "the others as DEFAULT_CONFIG")
+
+    refused = {f"{topic}-bad-value": {"retention.ms": "soon"},
+               f"{topic}-bad-name": {"flux.capacitor": "1"},
+               f"{topic}-removed": {"message.format.version": "3.0"}}
+    futures = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1,
+                                            config=config) for name, config in refused.items()],
+                                  request_timeout=STEP_TIMEOUT)
+    errors = {name: admin_error(f) for name, f in futures.items()}
+    check(errors == {name: KafkaError.INVALID_CONFIG for name in refused},
+          f"create_topics with bad configs: {errors}")
+    ok("create_topics refuses a bad value, an unknown name and a name removed in Kafka 4 "
+       "with INVALID_CONFIG")
+
+    error = incremental(admin, topic, [
+        ("segment.ms", "600000", AlterConfigOpType.SET),
+        ("retention.ms", None, AlterConfigOpType.DELETE),
+        ("cleanup.policy", "delete", AlterConfigOpType.APPEND)])
+    check(error is None, f"incremental_alter_configs failed: {error}")
+    got = topic_configs(admin, topic)
+    want = {"segment.ms": ("600000", dynamic), "retention.ms": ("604800000", default),
+            "cleanup.policy": ("compact,delete", dynamic),
+            "message.timestamp.type": ("LogAppendTime", dynamic)}
+    check({name: got.get(name) for name in want} == want,
+          f"after incremental_alter_configs: {[(n, got.get(n)) for n in want]}, expected {want}")
+    error = incremental(admin, topic, [("cleanup.policy", "compact", AlterConfigOpType.SUBTRACT)])
+    check(error is None, f"incremental_alter_configs SUBTRACT failed: {error}")
+    check(topic_configs(admin, topic).get("cleanup.policy") == ("delete", dynamic),
+          "SUBTRACT compact from compact,delete")
+    ok("incremental_alter_configs SET, DELETE, APPEND and SUBTRACT edit the overrides")
+
+    errors = [
+        incremental(admin, topic, [("retention.ms", "5", AlterConfigOpType.APPEND)]),
+        incremental(admin, topic, [("segment.ms", "0", AlterConfigOpType.SET)]),
+        incremental(admin, f"{topic}-missing", [("segment.ms", "1", AlterConfigOpType.SET)]),
+        incremental(admin, topic, [("segment.ms", "1", AlterConfigOpType.SET)],
+                    validate_only=True),
+    ]
+    want = [KafkaError.INVALID_CONFIG, KafkaError.INVALID_CONFIG,
+            KafkaError.UNKNOWN_TOPIC_OR_PART, None]
+    check(errors == want, f"incremental_alter_configs refusals: {errors}, expected {want}")
+    check(topic_configs(admin, topic).get("segment.ms") == ("600000", dynamic),
+          "refused and validate_only changes left segment.ms alone")
+    ok("incremental_alter_configs: INVALID_CONFIG for APPEND to a LONG and for a bad value, "
+       "UNKNOWN_TOPIC_OR_PART for a missing topic, validate_only changes nothing")
+
+    resource = ConfigResource(ResourceType.TOPIC, topic, set_config={"max.message.bytes": "2000"})
+    futures = admin.alter_configs([resource], request_timeout=STEP_TIMEOUT)
+    check(admin_error(futures[resource]) is None, "alter_configs failed")
+    got = topic_configs(admin, topic)
+    want = {"max.message.bytes": ("2000", dynamic), "segment.ms": ("604800000", default),
+            "cleanup.policy": ("delete", default), "message.timestamp.type": ("CreateTime", default)}
+    check({name: got.get(name) for name in want} == want,
+          f"after alter_configs: {[(n, got.get(n)) for n in want]}, expected {want}")
+    delivered = []
+    producer = Producer(base_conf(**{"acks": "all", "linger.ms": 0}))
+    for size in (100, 5000):
+        producer.produce(topic, key=b"k", value=b"x" * size,
+                         on_delivery=lambda err, msg: delivered.append(err and err.code()))
+    remaining = producer.flush(STEP_TIMEOUT)
+    check(remaining == 0 and delivered == [None, KafkaError.MSG_SIZE_TOO_LARGE],
+          f"produce after lowering max.message.bytes: {delivered}")
+    ok("alter_configs replaces every override; the lowered max.message.bytes refuses a "
+       "5000-byte record with MSG_SIZE_TOO_LARGE at once")
 
 
 def main():
@@ -262,6 +403,50 @@ def main():
     check_no_fatal()
     ok(f"group member 2 resumed after the committed offsets ({N - K} records), "
        f"committed() == high watermarks {high}")
+
+    # 6. Both members left: the group is empty, its offsets can be deleted.
+    futures = admin.delete_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(GROUP, [TopicPartition(TOPIC, 0)])],
+        request_timeout=STEP_TIMEOUT,
+    )
+    try:
+        result = list(futures.values())[0].result(timeout=STEP_TIMEOUT)
+    except Exception as e:
+        raise SuiteFailure(f"AdminClient.delete_consumer_group_offsets failed: {e!r}") from e
+    errs = [tp for tp in result.topic_partitions if tp.error]
+    check(not errs, f"delete_consumer_group_offsets: partition errors {errs}")
+    left = committed_offsets(group_conf)
+    want = {p: (OFFSET_INVALID if p == 0 else high[p]) for p in range(PARTITIONS)}
+    check(left == want, f"committed() after deleting partition 0's offset: {left}, expected {want}")
+    ok(f"AdminClient.delete_consumer_group_offsets deleted partition 0's offset, kept {want}")
+
+    # 7. Delete the group; a group with a member and an unknown group are refused.
+    busy_group = f"{GROUP}-busy"
+    busy = Consumer(base_conf(**{"group.id": busy_group, "enable.auto.commit": False,
+                                 "session.timeout.ms": 10000}))
+    busy.subscribe([TOPIC])
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while not busy.assignment():
+        check(time.monotonic() < deadline, f"{busy_group} got no partitions")
+        busy.poll(0.2)
+    missing_group = f"{GROUP}-never-was"
+    futures = admin.delete_consumer_groups([GROUP, busy_group, missing_group],
+                                           request_timeout=STEP_TIMEOUT)
+    errors = {g: admin_error(f) for g, f in futures.items()}
+    expected_errors = {GROUP: None, busy_group: KafkaError.NON_EMPTY_GROUP,
+                       missing_group: KafkaError.GROUP_ID_NOT_FOUND}
+    check(errors == expected_errors,
+          f"delete_consumer_groups: {errors}, expected {expected_errors}")
+    busy.close()
+    left = committed_offsets(group_conf)
+    check(all(o == OFFSET_INVALID for o in left.values()),
+          f"committed() after deleting the group: {left}, expected none")
+    check_no_fatal()
+    ok("AdminClient.delete_consumer_groups deleted the empty group with its offsets; "
+       "NON_EMPTY_GROUP for a group with a member, GROUP_ID_NOT_FOUND for an unknown one")
+
+    # 8. Topic configs.
+    check_topic_configs(admin)
 
     print(f"confluent-kafka suite: PASS ({_step} checks)", flush=True)
     return 0

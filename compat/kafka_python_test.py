@@ -9,7 +9,9 @@ consuming everything from the beginning (assign + seek_to_beginning) and compari
 keys/values/offsets, beginning/end offsets, and a consumer group with manual commits: member 1
 consumes part of the topic, commits and checks committed(); member 2 in the same group must
 resume exactly after the committed offsets, commits, and committed() must equal the end
-offsets. Exit code 0 = pass.
+offsets; then KafkaAdminClient.delete_consumer_groups deletes the (now empty) group with its
+offsets, refusing a group with a member (NonEmptyGroupError) and an unknown one
+(GroupIdNotFoundError). Exit code 0 = pass.
 Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
        COMPAT_TIMEOUT whole-script seconds (default 240), KAFKA_PYTHON_DEBUG=1 (DEBUG logging).
 """
@@ -22,6 +24,7 @@ import time
 import uuid
 
 import kafka
+import kafka.errors as Errors
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.structs import OffsetAndMetadata
@@ -213,6 +216,32 @@ def main():
     c2.close(autocommit=False)
     ok(f"group member 2 resumed after the committed offsets ({N - K} records), "
        f"committed() == end offsets {high}")
+
+    # 6. Delete the group (empty now that both members left); a group with a member and an
+    #    unknown group are refused.
+    busy_group = f"{GROUP}-busy"
+    busy = KafkaConsumer(**dict(group_kw, group_id=busy_group))
+    busy.subscribe([TOPIC])
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while not busy.assignment():
+        check(time.monotonic() < deadline, f"{busy_group} got no partitions")
+        busy.poll(timeout_ms=200)
+    missing_group = f"{GROUP}-never-was"
+    admin = KafkaAdminClient(**common())
+    results = dict(admin.delete_consumer_groups([GROUP, busy_group, missing_group]))
+    expected_errors = {GROUP: Errors.NoError, busy_group: Errors.NonEmptyGroupError,
+                       missing_group: Errors.GroupIdNotFoundError}
+    check(results == expected_errors,
+          f"delete_consumer_groups: {results}, expected {expected_errors}")
+    admin.close()
+    busy.close(autocommit=False)
+    reader = KafkaConsumer(group_id=GROUP, enable_auto_commit=False, **common())
+    left = {tp.partition: reader.committed(tp) for tp in tps}
+    reader.close(autocommit=False)
+    check(all(o is None for o in left.values()),
+          f"committed() after deleting the group: {left}, expected none")
+    ok("KafkaAdminClient.delete_consumer_groups deleted the empty group with its offsets; "
+       "NonEmptyGroupError for a group with a member, GroupIdNotFoundError for an unknown one")
 
     print(f"kafka-python suite: PASS ({_step} checks)", flush=True)
     return 0

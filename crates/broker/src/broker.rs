@@ -17,6 +17,7 @@ use crate::producer_ids::ProducerIds;
 use crate::topics::{
     validate_topic_name, write_atomically, Topic, TopicConfigs, TopicError, TopicRegistry,
 };
+use crate::transactions::TxnCoordinator;
 use crate::BrokerConfig;
 
 #[derive(Debug, Error)]
@@ -48,6 +49,8 @@ pub struct Broker {
     /// The ACL authorizer, when `--authorizer acl` is on. Shared with the HTTP API of the
     /// same process, so REST requests are decided by the same ACLs.
     pub authorizer: Option<Arc<Authorizer>>,
+    /// The transaction coordinator (FindCoordinator key type 1 names this broker).
+    pub transactions: TxnCoordinator,
 }
 
 /// Traffic and fsync numbers of one partition.
@@ -76,6 +79,9 @@ impl Broker {
         let groups = GroupCoordinator::open(&dir.join("groups"), config.coordinator.clone())
             .map_err(|e| StartError::Groups(e.to_string()))?;
         let producer_ids = ProducerIds::open(dir).map_err(data_dir_error)?;
+        let max_timeout_ms =
+            i32::try_from(config.transaction_max_timeout.as_millis()).unwrap_or(i32::MAX);
+        let transactions = TxnCoordinator::open(dir, max_timeout_ms).map_err(data_dir_error)?;
         let health = Health::new(dir);
         let users = Arc::new(UserStore::open(dir)?);
         let authorizer = if config.acl_authorizer {
@@ -97,6 +103,7 @@ impl Broker {
             cluster_id,
             users,
             authorizer,
+            transactions,
         }))
     }
 

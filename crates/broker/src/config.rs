@@ -61,6 +61,12 @@ pub struct BrokerConfig {
     pub acl_authorizer: bool,
     /// Principals allowed everything whatever the ACLs say (`--super-users`).
     pub super_users: Vec<freshet_security::Principal>,
+    /// Kafka's `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a
+    /// transactional producer may ask for.
+    pub transaction_max_timeout: Duration,
+    /// Kafka's `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often open
+    /// transactions are checked against their timeout.
+    pub transaction_abort_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -90,6 +96,8 @@ impl BrokerConfig {
             coordinator: CoordinatorConfig::default(),
             acl_authorizer: false,
             super_users: Vec::new(),
+            transaction_max_timeout: Duration::from_secs(900),
+            transaction_abort_interval: Duration::from_secs(10),
         }
     }
 

@@ -43,7 +43,9 @@ pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod topic_config;
 pub mod topics;
+pub mod transactions;
 pub mod versions;
 
 pub use broker::Broker;

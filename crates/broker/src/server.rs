@@ -58,6 +58,7 @@ pub async fn serve_listeners(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
     background.spawn(clean_logs_periodically(broker.clone(), stop_rx.clone()));
+    background.spawn(abort_expired_transactions(broker.clone(), stop_rx.clone()));
     if let Some(interval) = flush_interval(&broker) {
         background.spawn(flush_periodically(
             broker.clone(),
@@ -348,6 +349,20 @@ async fn clean_logs_periodically(broker: Arc<Broker>, mut stop: watch::Receiver<
                 let broker = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || broker.clean_logs()).await;
             }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Finishes what a crash left of transactions, then aborts transactions past their timeout
+/// every `transaction_abort_interval`.
+async fn abort_expired_transactions(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    broker.transactions.recover(&broker).await;
+    let mut tick = tokio::time::interval(broker.config.transaction_abort_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => broker.transactions.abort_expired(&broker).await,
             _ = stop.changed() => return,
         }
     }

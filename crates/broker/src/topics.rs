@@ -29,10 +29,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use freshet_log::{CleanupPolicy, LogConfig, LogError, PartitionLog};
+use freshet_log::{LogConfig, LogError, PartitionLog};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
+
+pub use crate::topic_config::{TopicConfigs, TOPIC_CONFIGS};
 
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -61,6 +63,10 @@ pub enum TopicError {
     InvalidReplicationFactor(i16),
     #[error("invalid config {0}: {1}")]
     InvalidConfig(String, String),
+    /// A request that cannot mean anything, such as a config named twice (Kafka's
+    /// INVALID_REQUEST, which clients do not retry).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     #[error("log error: {0}")]
     Log(#[from] LogError),
     #[error("storage error: {0}")]
@@ -80,6 +86,7 @@ impl TopicError {
             TopicError::InvalidPartitions(..) => E::InvalidPartitions.code(),
             TopicError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
             TopicError::InvalidConfig(..) => E::InvalidConfig.code(),
+            TopicError::InvalidRequest(_) => E::InvalidRequest.code(),
             TopicError::Log(e) => e.error_code(),
             TopicError::Io(_) => E::KafkaStorageError.code(),
             TopicError::NotAuthorized(..) => E::TopicAuthorizationFailed.code(),
@@ -159,132 +166,6 @@ impl Topic {
     }
 }
 
-/// Topic-level config overrides, by Kafka config name. Only the names in [`TOPIC_CONFIGS`] are accepted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TopicConfigs(pub BTreeMap<String, String>);
-
-/// The topic configs Freshet understands, with their documentation.
-pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
-    (
-        "cleanup.policy",
-        "delete, compact or compact,delete: what happens to old segments",
-    ),
-    (
-        "retention.ms",
-        "age after which whole segments are deleted (-1: never)",
-    ),
-    (
-        "retention.bytes",
-        "size above which the oldest segments are deleted (-1: no limit)",
-    ),
-    (
-        "segment.bytes",
-        "size at which the active segment is rolled",
-    ),
-    ("segment.ms", "age at which the active segment is rolled"),
-    (
-        "delete.retention.ms",
-        "how long compaction keeps tombstones",
-    ),
-    ("max.message.bytes", "largest record batch accepted"),
-];
-
-impl TopicConfigs {
-    /// Validates and applies the overrides on top of `defaults`.
-    pub fn apply(&self, defaults: &LogConfig) -> Result<LogConfig, TopicError> {
-        let mut config = defaults.clone();
-        for (name, value) in &self.0 {
-            apply_one(&mut config, name, value)?;
-        }
-        Ok(config)
-    }
-
-    /// The effective value of every supported config, with whether it is the broker default.
-    pub fn describe(&self, effective: &LogConfig) -> Vec<(String, String, bool)> {
-        TOPIC_CONFIGS
-            .iter()
-            .map(|(name, _)| {
-                let value = config_value(effective, name);
-                (name.to_string(), value, !self.0.contains_key(*name))
-            })
-            .collect()
-    }
-}
-
-fn parse_i64(name: &str, value: &str, min: i64) -> Result<i64, TopicError> {
-    let parsed: i64 = value.trim().parse().map_err(|_| {
-        TopicError::InvalidConfig(name.to_string(), format!("{value:?} is not an integer"))
-    })?;
-    if parsed < min {
-        return Err(TopicError::InvalidConfig(
-            name.to_string(),
-            format!("{parsed} is below the minimum {min}"),
-        ));
-    }
-    Ok(parsed)
-}
-
-fn apply_one(config: &mut LogConfig, name: &str, value: &str) -> Result<(), TopicError> {
-    match name {
-        "cleanup.policy" => {
-            config.cleanup_policy = parse_cleanup_policy(value).ok_or_else(|| {
-                TopicError::InvalidConfig(
-                    name.to_string(),
-                    format!("{value:?} is not one of delete, compact, compact,delete"),
-                )
-            })?
-        }
-        "retention.ms" => config.retention_ms = parse_i64(name, value, -1)?,
-        "retention.bytes" => config.retention_bytes = parse_i64(name, value, -1)?,
-        // A segment must hold at least one maximal batch header; Kafka's floor is 14 bytes.
-        "segment.bytes" => config.segment_bytes = parse_i64(name, value, 1024)? as u64,
-        "segment.ms" => config.segment_ms = parse_i64(name, value, 1)?,
-        "delete.retention.ms" => config.delete_retention_ms = parse_i64(name, value, 0)?,
-        "max.message.bytes" => config.max_message_bytes = parse_i64(name, value, 0)? as usize,
-        _ => {
-            return Err(TopicError::InvalidConfig(
-                name.to_string(),
-                "unknown or unsupported topic config".to_string(),
-            ))
-        }
-    }
-    Ok(())
-}
-
-fn parse_cleanup_policy(value: &str) -> Option<CleanupPolicy> {
-    let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
-    parts.sort_unstable();
-    parts.dedup();
-    match parts.as_slice() {
-        ["delete"] => Some(CleanupPolicy::Delete),
-        ["compact"] => Some(CleanupPolicy::Compact),
-        ["compact", "delete"] => Some(CleanupPolicy::CompactDelete),
-        _ => None,
-    }
-}
-
-fn cleanup_policy_name(policy: &CleanupPolicy) -> &'static str {
-    match policy {
-        CleanupPolicy::Delete => "delete",
-        CleanupPolicy::Compact => "compact",
-        CleanupPolicy::CompactDelete => "compact,delete",
-    }
-}
-
-/// The effective value of a supported config name, as Kafka prints it.
-pub fn config_value(config: &LogConfig, name: &str) -> String {
-    match name {
-        "cleanup.policy" => cleanup_policy_name(&config.cleanup_policy).to_string(),
-        "retention.ms" => config.retention_ms.to_string(),
-        "retention.bytes" => config.retention_bytes.to_string(),
-        "segment.bytes" => config.segment_bytes.to_string(),
-        "segment.ms" => config.segment_ms.to_string(),
-        "delete.retention.ms" => config.delete_retention_ms.to_string(),
-        "max.message.bytes" => config.max_message_bytes.to_string(),
-        _ => String::new(),
-    }
-}
-
 /// What `topic.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct TopicMeta {
@@ -351,8 +232,46 @@ impl TopicRegistry {
     pub fn effective_config(&self, topic: &Topic) -> LogConfig {
         topic
             .configs
-            .apply(&self.log_defaults)
-            .unwrap_or_else(|_| self.log_defaults.clone())
+            .apply_leniently(&topic.name, &self.log_defaults)
+    }
+
+    /// Replaces a topic's config overrides with what `edit` makes of the current ones,
+    /// validated in full first; unless `validate_only`, durably (`topic.json`, atomically)
+    /// and live (every partition's log takes the new settings for its next operation).
+    /// Changes of one topic are serialised, so an incremental edit never loses another.
+    pub fn alter_configs(
+        &self,
+        name: &str,
+        validate_only: bool,
+        edit: impl FnOnce(&TopicConfigs) -> Result<TopicConfigs, TopicError>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let _changes = self.lock_changes();
+        let old = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let configs = edit(&old.configs)?;
+        let log_config = configs.apply(&self.log_defaults)?;
+        if validate_only {
+            return Ok(old);
+        }
+        let meta = TopicMeta {
+            id: old.id,
+            partitions: old.partitions.len() as i32,
+            configs: configs.clone(),
+        };
+        write_meta(&self.root.join(name), &meta)?;
+        let topic = Arc::new(Topic {
+            name: old.name.clone(),
+            id: old.id,
+            configs,
+            partitions: old.partitions.clone(),
+        });
+        self.write().insert(name.to_string(), topic.clone());
+        for partition in &topic.partitions {
+            partition.log.set_config(log_config.clone());
+        }
+        tracing::info!(topic = %name, configs = ?topic.configs.0, "altered topic configs");
+        Ok(topic)
     }
 
     /// Checks a CreateTopics request without creating anything.
@@ -485,7 +404,7 @@ impl TopicRegistry {
             ));
         }
         let dir = self.root.join(name);
-        let log_config = old.configs.apply(&self.log_defaults)?;
+        let log_config = old.configs.apply_leniently(name, &self.log_defaults);
         let mut partitions = old.partitions.clone();
         for index in current..count {
             partitions.push(open_partition(&dir, index, log_config.clone())?);
@@ -603,7 +522,7 @@ impl TopicRegistry {
 
 fn open_topic(dir: &Path, name: &str, defaults: &LogConfig) -> Result<Topic, TopicError> {
     let meta = read_meta(dir)?;
-    let log_config = meta.configs.apply(defaults)?;
+    let log_config = meta.configs.apply_leniently(name, defaults);
     let partitions = (0..meta.partitions)
         .map(|index| open_partition(dir, index, log_config.clone()))
         .collect::<Result<Vec<_>, _>>()?;
@@ -739,6 +658,8 @@ mod tests {
         assert!(validate_topic_name(&"x".repeat(250)).is_err());
         assert!(validate_topic_name(&"x".repeat(249)).is_ok());
     }
+
+    use freshet_log::CleanupPolicy;
 
     #[test]
     fn configs_are_validated_and_applied() {

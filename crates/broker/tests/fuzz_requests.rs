@@ -100,6 +100,17 @@ fn encode_default_request(api: ApiKey, version: i16, buf: &mut BytesMut) -> bool
         ApiKey::LeaveGroup => LeaveGroupRequest::default().encode(buf, version),
         ApiKey::DescribeGroups => DescribeGroupsRequest::default().encode(buf, version),
         ApiKey::ListGroups => ListGroupsRequest::default().encode(buf, version),
+        ApiKey::DeleteGroups => DeleteGroupsRequest::default()
+            .with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))])
+            .encode(buf, version),
+        ApiKey::OffsetDelete => OffsetDeleteRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(topic)
+                    .with_partitions(vec![Default::default()]),
+            ])
+            .encode(buf, version),
         ApiKey::DeleteTopics => DeleteTopicsRequest::default().encode(buf, version),
         ApiKey::DeleteRecords => DeleteRecordsRequest::default().encode(buf, version),
         ApiKey::InitProducerId => InitProducerIdRequest::default().encode(buf, version),

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::group::{Effects, Group, JoinOutcome, RebalanceSettings};
+use crate::group::{Effects, Group, GroupState, JoinOutcome, RebalanceSettings, SyncOutcome};
 use crate::lock;
 use crate::store::{CompactionPolicy, OffsetStore, Record};
 use crate::{CoordinatorConfig, CoordinatorError};
@@ -67,8 +67,9 @@ pub(crate) enum IfMissing {
 }
 
 impl GroupCoordinator {
-    /// Loads committed offsets and group generations from `<dir>/` and starts the timer task.
-    /// Must be called inside a tokio runtime.
+    /// Loads committed offsets, group generations and the members of classic groups from
+    /// `<dir>/` and starts the timer task (restored members expire unless they heartbeat within
+    /// their session timeout). Must be called inside a tokio runtime.
     pub fn open(dir: &Path, config: CoordinatorConfig) -> Result<Arc<Self>, CoordinatorError> {
         Self::open_with_policy(dir, config, CompactionPolicy::default())
     }
@@ -203,40 +204,49 @@ impl GroupCoordinator {
         Ok(result)
     }
 
-    /// Persists a new generation (if the operation made one) and then releases the JoinGroup
-    /// answers, each carrying the sequence number its caller must see durable before replying.
+    /// Persists what the operation changed (a new generation, the members of a group that
+    /// became Stable) and then releases the JoinGroup and SyncGroup answers, each carrying the
+    /// sequence number its caller must see durable before replying.
     fn carry_out(&self, group: &mut Group, fx: Effects) {
-        let mut persisted = true;
-        if let Some(change) = fx.new_generation {
-            if change.has_members {
-                self.rebalances.fetch_add(1, Ordering::Relaxed);
-                group.rebalances += 1;
-            }
-            let record = Record::Generation {
-                group: group.id.clone(),
-                generation: change.generation,
-                protocol_type: change.protocol_type,
-            };
-            match self.store.append(vec![record]) {
-                Ok(seq) => group.generation_seq = seq,
-                Err(error) => {
-                    tracing::error!(%error, group = %group.id, "cannot persist the new generation");
-                    group.generation_seq = 0;
-                    persisted = false;
-                }
-            }
+        if fx.new_generation.as_ref().is_some_and(|g| g.has_members) {
+            self.rebalances.fetch_add(1, Ordering::Relaxed);
+            group.rebalances += 1;
         }
+        let records = records_to_persist(group, &fx);
+        let persisted = records.is_empty() || self.persist(group, records);
+        let unavailable = ResponseError::CoordinatorNotAvailable;
         for (waiter, mut outcome) in fx.join_answers {
             if outcome.error.is_none() {
                 if persisted {
-                    outcome.durable_seq = group.generation_seq;
+                    outcome.durable_seq = group.persisted_seq;
                 } else {
-                    let error = ResponseError::CoordinatorNotAvailable;
-                    outcome = JoinOutcome::failed(outcome.member_id, error);
+                    outcome = JoinOutcome::failed(outcome.member_id, unavailable);
                 }
             }
             // A closed channel means the client went away; nothing to tell it.
             let _ = waiter.send(outcome);
+        }
+        for (waiter, mut outcome) in fx.sync_answers {
+            if persisted {
+                outcome.durable_seq = group.persisted_seq;
+            } else {
+                outcome = SyncOutcome::failed(unavailable);
+            }
+            let _ = waiter.send(outcome);
+        }
+    }
+
+    /// Appends `records`; false (logged) if the store refused them.
+    fn persist(&self, group: &mut Group, records: Vec<Record>) -> bool {
+        match self.store.append(records) {
+            Ok(seq) => {
+                group.persisted_seq = seq;
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, group = %group.id, "cannot persist the group's state");
+                false
+            }
         }
     }
 
@@ -273,9 +283,26 @@ impl Drop for GroupCoordinator {
     }
 }
 
-/// Every group the offsets file knows, Empty, at its persisted generation.
+/// The records that make the effects of an operation on `group` durable.
+fn records_to_persist(group: &Group, fx: &Effects) -> Vec<Record> {
+    let mut records = Vec::new();
+    if let Some(change) = &fx.new_generation {
+        records.push(Record::Generation {
+            group: group.id.clone(),
+            generation: change.generation,
+            protocol_type: change.protocol_type.clone(),
+        });
+    }
+    if fx.membership_changed && group.state == GroupState::Stable {
+        records.push(Record::ClassicGroup(group.membership()));
+    }
+    records
+}
+
+/// Every group the offsets file knows: Stable with its members if its last generation
+/// completed its rebalance, otherwise Empty at its persisted generation.
 fn restore_groups(store: &OffsetStore) -> HashMap<String, Group> {
-    store
+    let mut groups: HashMap<String, Group> = store
         .known_groups()
         .into_iter()
         .map(|(id, generation)| {
@@ -285,7 +312,15 @@ fn restore_groups(store: &OffsetStore) -> HashMap<String, Group> {
             };
             (id, group)
         })
-        .collect()
+        .collect();
+    let now = Instant::now();
+    for membership in store.memberships() {
+        let group = Group::from_membership(membership, now);
+        tracing::info!(group = %group.id, generation = group.generation,
+            members = group.members.len(), "restored the group's members");
+        groups.insert(group.id.clone(), group);
+    }
+    groups
 }
 
 /// The timer task: sleeps until the earliest group deadline (or until told that deadlines

@@ -1,7 +1,7 @@
 //! Freshet's consumer-group coordinator: Kafka's classic group membership protocol
 //! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), committed offsets (OffsetCommit,
-//! OffsetFetch) and the admin views (ListGroups, DescribeGroups), for a single broker that is
-//! the coordinator of every group.
+//! OffsetFetch, OffsetDelete), the admin views (ListGroups, DescribeGroups) and DeleteGroups,
+//! for a single broker that is the coordinator of every group.
 //!
 //! The broker decodes a request, calls the matching [`GroupCoordinator`] method with the
 //! request version, and encodes the response it gets back at that version. Handlers never
@@ -38,8 +38,9 @@
 //!   offsets file before the answers are released, so generations never go backwards across
 //!   restarts.
 //! * **CompletingRebalance**: the leader computes the assignment and sends it in SyncGroup;
-//!   followers' SyncGroups wait for it. With the leader's, everyone gets their part and the
-//!   group is **Stable**.
+//!   followers' SyncGroups wait for it. With the leader's, the group is **Stable**: its members
+//!   (with their protocols, timeouts and assignments) are written to the offsets file, and
+//!   then everyone gets their part.
 //! * Heartbeats keep sessions alive and carry REBALANCE_IN_PROGRESS while a join phase is
 //!   open, which is how members learn they must rejoin. A member whose session expires is
 //!   removed, as is one that sends LeaveGroup; the rest rebalance at once.
@@ -47,20 +48,27 @@
 //!   rejoin with it. Since v5 members may have a static `group.instance.id` (KIP-345): a
 //!   restarted static member takes over its previous member id's place without a rebalance,
 //!   and the previous incarnation is fenced (FENCED_INSTANCE_ID).
-//! * **Dead** is only reported (DescribeGroups of an unknown group); groups are never removed.
+//! * **Dead** is only reported (DescribeGroups of an unknown group). DeleteGroups removes an
+//!   Empty group with its offsets; OffsetDelete removes an Empty group it leaves without
+//!   offsets (both as in Kafka).
 //!
 //! The groups live in memory under one mutex that is never held across an `.await`; a
 //! single tokio task runs the timers (session expiry, join-phase deadlines) and sleeps until
-//! the earliest one. Members are not persisted: after a restart groups come back Empty, at
-//! their persisted generation, with their committed offsets, and clients rejoin.
+//! the earliest one. After a restart a group whose latest generation was synced comes back
+//! Stable with its members, as Kafka loads groups from `__consumer_offsets`: their heartbeats
+//! and commits go on at the same generation, and each member's session starts at the restart,
+//! so a member that does not come back expires and the rest rebalance. A group caught between
+//! a join phase and its SyncGroup comes back Empty at its persisted generation (its members
+//! rejoin), as does every group with no members.
 //!
 //! # On disk
 //!
 //! One append-only file, `<dir>/offsets.log`: an 8-byte magic (`FRSHOFS1`), then records,
 //! each framed as `length:u32 crc32c:u32 body` (big-endian). Bodies are an offset commit
 //! (group, topic, partition, offset, leader epoch, commit timestamp, metadata), a group's
-//! generation (with its protocol type), or a deleted topic's marker; the latest record per key
-//! wins. An OffsetCommit is answered only after its records are fsynced; concurrent commits
+//! generation (with its protocol type), a classic group's members at a synced generation,
+//! a deleted topic's, group's or offset's marker; the latest record per key wins. New kinds
+//! are added without changing old ones, so files of earlier versions open unchanged. An OffsetCommit is answered only after its records are fsynced; concurrent commits
 //! share one fsync (group commit). Opening replays the file and cuts off a torn tail (an
 //! incomplete or CRC-mismatched last frame, the remains of a crash mid-write: never
 //! acknowledged). When the file grows to several times its live size it is rewritten

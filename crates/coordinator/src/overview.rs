@@ -4,7 +4,7 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::messages::ConsumerProtocolAssignment;
 use kafka_protocol::protocol::Decodable;
 
-use crate::group::{Group, Member};
+use crate::group::{Group, Member, CONSUMER_PROTOCOL_TYPE};
 use crate::store::CommittedOffset;
 use crate::GroupState;
 
@@ -79,7 +79,7 @@ pub struct OffsetOverview {
 impl GroupOverview {
     pub(crate) fn new(group: &Group, offsets: Vec<(String, i32, CommittedOffset)>) -> Self {
         let protocol_type = group.protocol_type.clone().unwrap_or_default();
-        let is_consumer = protocol_type == "consumer";
+        let is_consumer = protocol_type == CONSUMER_PROTOCOL_TYPE;
         Self {
             group_id: group.id.clone(),
             state: group.state,

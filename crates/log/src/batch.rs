@@ -52,8 +52,8 @@ const RECORD_COUNT_AT: usize = 57;
 /// The smallest legal `batchLength`: a header without records.
 const MIN_BATCH_LENGTH: i32 = (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32;
 
-const COMPRESSION_MASK: i16 = 0x07;
-const LOG_APPEND_TIME_FLAG: i16 = 1 << 3;
+pub(crate) const COMPRESSION_MASK: i16 = 0x07;
+pub(crate) const LOG_APPEND_TIME_FLAG: i16 = 1 << 3;
 const TRANSACTIONAL_FLAG: i16 = 1 << 4;
 const CONTROL_FLAG: i16 = 1 << 5;
 
@@ -259,6 +259,8 @@ pub(crate) struct ValidBatch {
     pub header: BatchHeader,
     /// Where the batch lies in the record set.
     pub range: Range<usize>,
+    /// The range of its records' producer timestamps.
+    pub times: records::RecordTimes,
 }
 
 /// Validates every batch of a Produce record set before anything is written, so that a bad
@@ -275,11 +277,13 @@ pub(crate) fn validate_record_set(
     let mut batches = Vec::new();
     let mut position = 0;
     while position < records.len() {
-        let batch = validate_batch(&records[position..], max_message_bytes, max_uncompressed)?;
+        let (batch, times) =
+            validate_batch(&records[position..], max_message_bytes, max_uncompressed)?;
         let end = position + batch.total_size();
         batches.push(ValidBatch {
             header: batch,
             range: position..end,
+            times,
         });
         position = end;
     }
@@ -291,7 +295,7 @@ fn validate_batch(
     buf: &[u8],
     max_message_bytes: usize,
     max_uncompressed: usize,
-) -> Result<BatchHeader, LogError> {
+) -> Result<(BatchHeader, records::RecordTimes), LogError> {
     let size = framed_size(buf)?;
     if size > max_message_bytes {
         return Err(LogError::MessageTooLarge {
@@ -318,8 +322,8 @@ fn validate_batch(
     if header.is_control() {
         return Err(LogError::invalid("producers may not write control batches"));
     }
-    records::validate_records(&header, bytes, max_uncompressed)?;
-    Ok(header)
+    let times = records::validate_records(&header, bytes, max_uncompressed)?;
+    Ok((header, times))
 }
 
 /// Size of the batch at the start of `buf` per its length field, checked to lie within `buf`.

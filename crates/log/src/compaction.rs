@@ -1,5 +1,13 @@
 //! Compaction (`cleanup.policy` `compact`): keep only the latest record of each key.
 //!
+//! Which segments, and when: the closed segments below the last stable offset, up to the first
+//! one holding a record younger than `min.compaction.lag.ms`, are *cleanable*. A pass runs
+//! when the *dirty* share of their bytes (those not covered by an earlier pass of this
+//! process; in memory, so all of them after an open) is at least `min.cleanable.dirty.ratio`,
+//! or when the first dirty batch is older than `max.compaction.lag.ms` (which also rolls a
+//! compacted log's active segment, `LogConfig::roll_ms`). A log whose only dirt is tombstones
+//! waiting for `delete.retention.ms` is not cleaned again until new data arrives.
+//!
 //! 1. Every batch below the high watermark, active segment included, is decoded to learn the
 //!    latest offset of each key.
 //! 2. Each closed segment is rewritten into `<base>.log.cleaned`: a record stays if it has no
@@ -16,6 +24,11 @@
 //!    supersede nothing. It is remembered by base offset and CRC (in memory), so later passes
 //!    skip it without decompressing it again, and its WARN is logged once per process; without
 //!    this, every pass would decompress it anew, since every pass reads the whole log.
+//!
+//!    Transactions: only what lies below the last stable offset is compacted (an open
+//!    transaction's records may still be aborted, so they neither supersede nor go). Records
+//!    of aborted transactions are dropped and supersede nothing; markers are kept, so a
+//!    read_committed consumer still finds the end of every transaction whose records remain.
 //! 3. The cleaned log and its indexes are fsynced, then swapped in: the old index files are
 //!    removed (dir fsync, so stale indexes never pair with the new log), the cleaned files are
 //!    renamed over the live names (dir fsync), and the in-memory segment is replaced. Readers
@@ -25,17 +38,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use kafka_protocol::records::Compression;
 
 use crate::batch::{compute_crc, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::fsutil::{self, CLEANED_SUFFIX};
-use crate::locks::{lock, write_lock};
+use crate::locks::{lock, read_lock, write_lock};
 use crate::partition::PartitionLog;
 use crate::records::{compress, Keep, RecordStream, StreamedRecord};
 use crate::segment::{BuiltSegment, ScanStep, Segment, SegmentBuilder};
+use crate::txn::AbortedTracker;
 
 /// What one [`PartitionLog::compact`] run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -106,14 +122,16 @@ impl PartitionLog {
         let _maintenance = lock(&self.maintenance);
         // Again under the lock: a topic deletion may have marked the log while this waited.
         self.check_not_deleted()?;
-        let high_watermark = self.high_watermark();
+        let stable = self.last_stable_offset();
         let segments = self.segment_list();
         let closed = &segments[..segments.len().saturating_sub(1)];
+        let lag_horizon = now_ms.saturating_sub(config.min_compaction_lag_ms);
         let cleanable: Vec<&Arc<Segment>> = closed
             .iter()
-            .filter(|segment| segment.next_offset() <= high_watermark)
+            .take_while(|segment| segment.next_offset() <= stable)
+            .take_while(|segment| segment.max_timestamp() <= lag_horizon)
             .collect();
-        if cleanable.is_empty() {
+        if !self.worth_compacting(&cleanable, &config, now_ms) {
             return Ok(stats);
         }
         let mut unreadable = lock(&self.unreadable);
@@ -125,22 +143,67 @@ impl PartitionLog {
             unreadable: &mut unreadable,
             dir: &self.dir,
         };
-        let latest = latest_offsets(&segments, high_watermark, &mut opener, &mut stats)?;
+        let aborted = read_lock(&self.aborted).overlapping(0, stable);
+        let latest = latest_offsets(
+            &segments,
+            stable,
+            AbortedTracker::new(aborted.clone()),
+            &mut opener,
+            &mut stats,
+        )?;
+        let mut aborted = AbortedTracker::new(aborted);
         let cleaner = Cleaner {
             latest: &latest,
             tombstone_horizon: now_ms.saturating_sub(config.delete_retention_ms),
             index_interval: config.index_interval_bytes,
         };
+        let cleaned_through = cleanable.last().map(|segment| segment.next_offset());
         for segment in cleanable {
             let before = segment.size();
-            if let Some(built) = cleaner.clean_segment(segment, &mut opener, &mut stats)? {
+            let cleaned = cleaner.clean_segment(segment, &mut aborted, &mut opener, &mut stats)?;
+            if let Some(built) = cleaned {
                 stats.segments_cleaned += 1;
                 stats.bytes_before += before;
                 stats.bytes_after += built.state.size;
                 self.install_cleaned(segment, built)?;
             }
         }
+        if let Some(offset) = cleaned_through {
+            self.cleaned_through.store(offset, Ordering::Release);
+        }
         Ok(stats)
+    }
+
+    /// Whether the cleanable segments (closed, stable, older than `min.compaction.lag.ms`)
+    /// deserve a pass, as Kafka's cleaner decides: their dirty share (bytes not compacted by
+    /// an earlier pass of this process) is at least `min.cleanable.dirty.ratio`, or the first
+    /// dirty batch is older than `max.compaction.lag.ms`.
+    fn worth_compacting(
+        &self,
+        cleanable: &[&Arc<Segment>],
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> bool {
+        let cleaned_through = self.cleaned_through.load(Ordering::Acquire);
+        let (clean, dirty): (Vec<&Arc<Segment>>, Vec<&Arc<Segment>>) = cleanable
+            .iter()
+            .partition(|segment| segment.next_offset() <= cleaned_through);
+        let Some(first_dirty) = dirty.first() else {
+            // Nothing new; a ratio of 0 still asks for every pass.
+            return !cleanable.is_empty() && config.min_cleanable_dirty_ratio <= 0.0;
+        };
+        let bytes = |segments: &[&Arc<Segment>]| -> u64 { segments.iter().map(|s| s.size()).sum() };
+        let (clean_bytes, dirty_bytes) = (bytes(&clean), bytes(&dirty));
+        let total = clean_bytes + dirty_bytes;
+        let ratio = if total == 0 {
+            0.0
+        } else {
+            dirty_bytes as f64 / total as f64
+        };
+        let overdue = first_batch_timestamp(first_dirty).is_some_and(|timestamp| {
+            timestamp < now_ms.saturating_sub(config.max_compaction_lag_ms)
+        });
+        ratio >= config.min_cleanable_dirty_ratio || overdue
     }
 
     /// Swaps a cleaned segment in for `segment`, crash-safely (module docs, step 3).
@@ -166,12 +229,13 @@ impl PartitionLog {
     }
 }
 
-/// Scans every batch below the high watermark for the latest offset of each key. Batches
-/// whose records cannot be read are skipped: their keys then do not supersede older records,
-/// which errs on the side of keeping data.
+/// Scans every batch below the last stable offset for the latest offset of each key. Batches
+/// whose records cannot be read, and aborted ones, are skipped: their keys then do not
+/// supersede older records, which errs on the side of keeping data.
 fn latest_offsets(
     segments: &[Arc<Segment>],
-    high_watermark: i64,
+    stable: i64,
+    mut aborted: AbortedTracker,
     opener: &mut Opener<'_>,
     stats: &mut CompactionStats,
 ) -> Result<KeyOffsets, LogError> {
@@ -186,10 +250,10 @@ fn latest_offsets(
                     return Err(corrupt(segment, position, &reason))
                 }
             };
-            if header.next_offset() > high_watermark {
+            if header.next_offset() > stable {
                 return Ok(latest);
             }
-            if header.is_control() {
+            if aborted.is_aborted(&header) || header.is_control() {
                 continue;
             }
             let mut keys = Vec::new();
@@ -265,6 +329,16 @@ impl Opener<'_> {
     }
 }
 
+/// The max timestamp of a segment's first batch: Kafka's measure of how long a segment's
+/// records have waited for compaction. `None` when it cannot be read now (the next pass
+/// tries again).
+fn first_batch_timestamp(segment: &Segment) -> Option<i64> {
+    match segment.scanner(0, false).next_batch() {
+        Ok(ScanStep::Batch { header, .. }) => Some(header.max_timestamp),
+        _ => None,
+    }
+}
+
 fn corrupt(segment: &Segment, position: u64, reason: &str) -> LogError {
     LogError::corrupt(format!(
         "segment {} at position {position}: {reason}",
@@ -286,6 +360,7 @@ impl Cleaner<'_> {
     fn clean_segment(
         &self,
         segment: &Segment,
+        aborted: &mut AbortedTracker,
         opener: &mut Opener<'_>,
         stats: &mut CompactionStats,
     ) -> Result<Option<BuiltSegment>, LogError> {
@@ -294,7 +369,7 @@ impl Cleaner<'_> {
         let index_path = fsutil::with_suffix(index_path, CLEANED_SUFFIX);
         let time_index_path = fsutil::with_suffix(time_index_path, CLEANED_SUFFIX);
         let result = self
-            .write_cleaned(segment, opener, stats, &log_path)
+            .write_cleaned(segment, aborted, opener, stats, &log_path)
             .and_then(|builder| match builder {
                 Some(builder) => Ok(Some(builder.finish(&index_path, &time_index_path)?)),
                 None => Ok(None),
@@ -310,6 +385,7 @@ impl Cleaner<'_> {
     fn write_cleaned(
         &self,
         segment: &Segment,
+        aborted: &mut AbortedTracker,
         opener: &mut Opener<'_>,
         stats: &mut CompactionStats,
         path: &std::path::Path,
@@ -325,6 +401,12 @@ impl Cleaner<'_> {
                     return Err(corrupt(segment, position, &reason))
                 }
             };
+            if aborted.is_aborted(&header) {
+                stats.records_read += u64::from(header.record_count.unsigned_abs());
+                stats.records_removed += u64::from(header.record_count.unsigned_abs());
+                changed = true;
+                continue;
+            }
             match self.clean_batch(&header, bytes, opener, stats)? {
                 Cleaned::Unchanged => builder.push(&header, bytes)?,
                 Cleaned::Rebuilt { header, bytes } => {

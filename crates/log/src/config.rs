@@ -8,6 +8,12 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 /// Default of [`LogConfig::max_uncompressed_batch_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_UNCOMPRESSED_BATCH_BYTES: usize = 64 << 20;
 
+/// Kafka's `message.timestamp.after.max.ms` default since 4.0 (KIP-1030): one hour.
+pub const DEFAULT_TIMESTAMP_AFTER_MAX_MS: i64 = 60 * 60 * 1000;
+
+/// Kafka's `min.cleanable.dirty.ratio` default.
+pub const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
+
 const ONE_GIB: u64 = 1 << 30;
 const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 const ONE_DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -46,6 +52,38 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// When appended data is fsynced, and therefore when it becomes visible to readers.
     pub durability: Durability,
+    /// `message.timestamp.type`: whether stored record timestamps are the producer's or the
+    /// broker's clock at append.
+    pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: how far a CreateTime record timestamp may lie
+    /// before the broker's clock at append.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far a CreateTime record timestamp may lie after
+    /// the broker's clock at append.
+    pub timestamp_after_max_ms: i64,
+    /// `compression.type` and the level of its codec: the codec batches are stored with.
+    pub compression: StoredCompression,
+    /// `min.compaction.lag.ms`: compaction leaves segments holding records younger than this.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a compacted log's active segment rolls at this age, and a
+    /// log whose oldest uncompacted batch is older is compacted whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: compaction runs once at least this share of the
+    /// cleanable bytes has not been compacted yet (or `max.compaction.lag.ms` forces it).
+    pub min_cleanable_dirty_ratio: f64,
+}
+
+impl LogConfig {
+    /// The age at which the active segment rolls: `segment.ms`, capped by
+    /// `max.compaction.lag.ms` when the log is compacted (records in the active segment
+    /// cannot be compacted, so they must leave it in time), as Kafka does.
+    pub fn roll_ms(&self) -> i64 {
+        if self.cleanup_policy.compacts() {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -61,6 +99,13 @@ impl Default for LogConfig {
             max_uncompressed_batch_bytes: DEFAULT_MAX_UNCOMPRESSED_BATCH_BYTES,
             index_interval_bytes: 4096,
             durability: Durability::Fsync,
+            timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
+            compression: StoredCompression::Producer,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
         }
     }
 }
@@ -98,4 +143,36 @@ pub enum Durability {
     /// Opt-in relaxed mode: data is visible once written; the owner calls
     /// [`PartitionLog::flush`](crate::PartitionLog::flush) every so often (this interval).
     Interval(Duration),
+}
+
+/// Kafka's `message.timestamp.type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimestampType {
+    /// `CreateTime`: batches keep the producer's timestamps, which must lie within
+    /// `message.timestamp.before.max.ms` / `after.max.ms` of the broker's clock.
+    #[default]
+    CreateTime,
+    /// `LogAppendTime`: the broker stamps every batch with its clock at append (the batch's
+    /// timestamp-type attribute and max timestamp; consumers read that as every record's
+    /// timestamp).
+    LogAppendTime,
+}
+
+/// Kafka's `compression.type` with the level of the chosen codec
+/// (`compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoredCompression {
+    /// `producer`: batches are stored with the codec the producer chose.
+    #[default]
+    Producer,
+    /// `uncompressed`.
+    Uncompressed,
+    /// `gzip` at a zlib level (1-9, or -1 for zlib's default, 6).
+    Gzip(i32),
+    /// `snappy`.
+    Snappy,
+    /// `lz4` at an LZ4 frame level (1-17).
+    Lz4(i32),
+    /// `zstd` at a zstd level.
+    Zstd(i32),
 }

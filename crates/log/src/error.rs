@@ -38,6 +38,18 @@ pub enum LogError {
     /// A well-framed batch whose content is not acceptable (Kafka `INVALID_RECORD`).
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
+    /// Records without a key for a compacted log (Kafka `INVALID_RECORD`). The indexes are
+    /// those of the keyless records within their batch, for Produce's per-record errors.
+    #[error("compacted topic cannot accept a record without key (batch index {batch_indexes:?})")]
+    KeylessRecords {
+        /// Index of each keyless record in its batch.
+        batch_indexes: Vec<i32>,
+    },
+    /// A CreateTime record timestamp outside the window `message.timestamp.before.max.ms`
+    /// and `message.timestamp.after.max.ms` allow around the broker's clock (Kafka
+    /// `INVALID_TIMESTAMP`).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// A read outside `[log start offset, high watermark]` (Kafka `OFFSET_OUT_OF_RANGE`).
     #[error("offset {offset} is out of range [{log_start_offset}, {high_watermark}]")]
     OffsetOutOfRange {
@@ -81,6 +93,10 @@ pub enum LogError {
         /// The batch's epoch.
         received: i16,
     },
+    /// A batch that does not fit the producer's transaction state, such as a plain batch
+    /// inside an open transaction (Kafka `INVALID_TXN_STATE`).
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
     /// The disk failed us, or the log is poisoned by an earlier failed fsync
     /// (Kafka `KAFKA_STORAGE_ERROR`).
     #[error("storage error: {0}")]
@@ -94,11 +110,13 @@ impl LogError {
             LogError::OffsetOutOfRange { .. } => 1,
             LogError::CorruptMessage(_) => 2,
             LogError::MessageTooLarge { .. } | LogError::UncompressedTooLarge { .. } => 10,
+            LogError::InvalidTimestamp(_) => 32,
             LogError::OutOfOrderSequence { .. } => 45,
             LogError::InvalidProducerEpoch { .. } => 47,
+            LogError::InvalidTxnState(_) => 48,
             LogError::UnknownProducerId { .. } => 59,
             LogError::Storage(_) => 56,
-            LogError::InvalidRecord(_) => 87,
+            LogError::InvalidRecord(_) | LogError::KeylessRecords { .. } => 87,
         }
     }
 
@@ -120,6 +138,7 @@ mod tests {
         assert_eq!(LogError::corrupt("x").error_code(), 2);
         assert_eq!(LogError::invalid("x").error_code(), 87);
         assert_eq!(LogError::UncompressedTooLarge { max: 1 }.error_code(), 10);
+        assert_eq!(LogError::InvalidTimestamp("x".into()).error_code(), 32);
         assert_eq!(
             LogError::MessageTooLarge { size: 2, max: 1 }.error_code(),
             10

@@ -135,6 +135,15 @@ impl TimeIndex {
         after.checked_sub(1).map(|i| self.entries[i])
     }
 
+    /// The last entry whose batch lies at or before `relative_offset` (offsets never decrease
+    /// from one entry to the next, so this is a binary search).
+    pub fn last_at_or_before(&self, relative_offset: u32) -> Option<TimeEntry> {
+        let after = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
+        after.checked_sub(1).map(|i| self.entries[i])
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.entries.len() * TIME_ENTRY_LEN);
         for entry in &self.entries {
@@ -289,6 +298,9 @@ mod tests {
             index.last_before(i64::MAX).map(|e| e.relative_offset),
             Some(7)
         );
+        assert_eq!(index.last_at_or_before(6).map(|e| e.timestamp), Some(100));
+        assert_eq!(index.last_at_or_before(7).map(|e| e.timestamp), Some(200));
+        assert_eq!(TimeIndex::default().last_at_or_before(7), None);
         assert_eq!(TimeIndex::from_bytes(&index.to_bytes()), Ok(index));
         assert!(TimeIndex::from_bytes(&[0; 13]).is_err());
     }

@@ -15,6 +15,7 @@
 //!   00000000000000004242.log        next segment; named by its base offset, 20 digits
 //!   ...
 //!   00000000000000004242.snapshot   idempotent producer state for offsets below 4242 (JSON)
+//!   00000000000000000000.txnindex   aborted transactions whose markers are in that segment
 //!   log-start-offset.checkpoint     log start offset set by DeleteRecords (JSON)
 //!   clean-shutdown                  marker: the last close wrote indexes and a snapshot
 //! ```
@@ -94,22 +95,31 @@ mod dump;
 pub mod error;
 mod fsutil;
 pub mod index;
+mod keys;
 mod locks;
+mod max_timestamp;
 mod partition;
 mod producer;
 mod records;
 mod recovery;
 mod retention;
 mod segment;
+mod stamping;
 pub mod stats;
+mod txn;
 
 pub use batch::{BatchHeader, BATCH_HEADER_LEN};
 pub use compaction::CompactionStats;
-pub use config::{CleanupPolicy, Durability, LogConfig, DEFAULT_MAX_UNCOMPRESSED_BATCH_BYTES};
+pub use config::{
+    CleanupPolicy, Durability, LogConfig, StoredCompression, TimestampType,
+    DEFAULT_MAX_UNCOMPRESSED_BATCH_BYTES,
+};
 pub use dump::dump_segment;
 pub use error::LogError;
-pub use partition::{AppendOutcome, PartitionLog, ReadOutcome, SegmentInfo};
+pub use partition::{AppendOutcome, Isolation, PartitionLog, ReadOutcome, SegmentInfo};
+pub use producer::ProducerSummary;
 pub use stats::{FsyncHistogram, LogStats};
+pub use txn::{AbortedTxn, ControlType, TxnMarker};
 
 /// Entry points for the coverage-guided fuzz targets in `fuzz/` (see `docs/TESTING.md`).
 /// Not part of the crate's API: names and signatures follow the internals they expose.

@@ -20,9 +20,11 @@ use crate::config::{Durability, LogConfig};
 use crate::error::LogError;
 use crate::fsutil::{self, SNAPSHOT_EXT};
 use crate::locks::{lock, read_lock, write_lock};
-use crate::producer::{ProducerStates, SetVerdict};
+use crate::producer::{ProducerStates, ProducerSummary, SetVerdict};
 use crate::segment::Segment;
+use crate::stamping;
 use crate::stats::{Counters, LogStats};
+use crate::txn::{self, AbortedIndex, AbortedTxn, ControlType, TxnMarker, TXN_INDEX_EXT};
 
 /// Name of the clean-shutdown marker file.
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
@@ -54,8 +56,23 @@ pub struct ReadOutcome {
     pub records: Bytes,
     /// The high watermark when the read started.
     pub high_watermark: i64,
+    /// The last stable offset when the read started.
+    pub last_stable_offset: i64,
     /// The log start offset when the read started.
     pub log_start_offset: i64,
+    /// With [`Isolation::ReadCommitted`]: the aborted transactions whose records may be among
+    /// `records`, for the consumer to skip. Empty otherwise.
+    pub aborted_transactions: Vec<AbortedTxn>,
+}
+
+/// Which records a reader may see (Kafka's `isolation_level`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Everything below the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Only below the last stable offset, with the aborted transactions listed.
+    ReadCommitted,
 }
 
 /// Describes one segment, for `segments()`.
@@ -98,10 +115,19 @@ pub struct PartitionLog {
     pub(crate) maintenance: Mutex<()>,
     /// Batches compaction found it cannot open; taken only under `maintenance`.
     pub(crate) unreadable: Mutex<UnreadableBatches>,
+    /// Where the last compaction pass of this process ended: offsets below it are clean, the
+    /// rest dirty (`min.cleanable.dirty.ratio`). In memory only, so the first pass after an
+    /// open treats the whole log as dirty.
+    pub(crate) cleaned_through: AtomicI64,
     pub(crate) commit: GroupCommit,
     pub(crate) high_watermark: watch::Sender<i64>,
     pub(crate) log_end_offset: AtomicI64,
     pub(crate) log_start_offset: AtomicI64,
+    /// Smallest offset of an open transaction, `i64::MAX` when none is open; set under the
+    /// writer lock.
+    pub(crate) first_unstable_offset: AtomicI64,
+    /// Aborted transactions of the retained log, in marker order.
+    pub(crate) aborted: RwLock<AbortedIndex>,
     counters: Counters,
     deleted: AtomicBool,
 }
@@ -113,9 +139,11 @@ impl PartitionLog {
         config: LogConfig,
         segments: SegmentList,
         writer: WriterState,
+        aborted: AbortedIndex,
         log_start_offset: i64,
         log_end_offset: i64,
     ) -> PartitionLog {
+        let first_unstable = writer.producers.first_unstable_offset();
         PartitionLog {
             dir,
             config: RwLock::new(config),
@@ -123,10 +151,13 @@ impl PartitionLog {
             segments: RwLock::new(segments),
             maintenance: Mutex::new(()),
             unreadable: Mutex::new(UnreadableBatches::default()),
+            cleaned_through: AtomicI64::new(0),
             commit: GroupCommit::new(log_end_offset),
             high_watermark: watch::Sender::new(log_end_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
             log_start_offset: AtomicI64::new(log_start_offset),
+            first_unstable_offset: AtomicI64::new(first_unstable.unwrap_or(i64::MAX)),
+            aborted: RwLock::new(aborted),
             counters: Counters::default(),
             deleted: AtomicBool::new(false),
         }
@@ -161,6 +192,13 @@ impl PartitionLog {
     /// one positioned write, rolling first if the active segment is full or old. Returns
     /// before the data is durable: call [`PartitionLog::wait_durable`] before acknowledging.
     pub fn append(&self, records: &[u8]) -> Result<AppendOutcome, LogError> {
+        self.append_at(records, now_ms())
+    }
+
+    /// [`PartitionLog::append`] at broker time `now_ms`: the time the topic's timestamp rules
+    /// use (`message.timestamp.*`, see `stamping.rs`), which the caller reports back as the
+    /// log append time under LogAppendTime.
+    pub fn append_at(&self, records: &[u8], now_ms: i64) -> Result<AppendOutcome, LogError> {
         self.check_not_deleted()?;
         let config = self.config();
         let batches = batch::validate_record_set(
@@ -168,7 +206,11 @@ impl PartitionLog {
             config.max_message_bytes,
             config.max_uncompressed_batch_bytes,
         )?;
-        let mut bytes = records.to_vec();
+        if config.cleanup_policy.compacts() {
+            crate::keys::refuse_keyless(records, &batches, config.max_uncompressed_batch_bytes)?;
+        }
+        let stamping::Prepared { mut bytes, batches } =
+            stamping::prepare(records, batches, &config, now_ms)?;
         let record_count = batches
             .iter()
             .map(|b| u64::from(b.header.record_count.unsigned_abs()))
@@ -200,6 +242,7 @@ impl PartitionLog {
         };
         self.write_batches(&mut writer, &config, &bytes, &placed, last.next_offset())?;
         writer.producers.apply(plan);
+        self.publish_first_unstable(&writer);
         self.counters
             .record_append(bytes.len() as u64, record_count, headers.len() as u64);
         Ok(AppendOutcome {
@@ -209,6 +252,56 @@ impl PartitionLog {
             record_count,
             bytes: bytes.len() as u64,
         })
+    }
+
+    /// Appends a transaction marker (a control batch) for the coordinator: closes the
+    /// producer's open transaction here and, for an abort, records it in the aborted index.
+    /// Refused with `INVALID_PRODUCER_EPOCH` when the producer has moved to a newer epoch.
+    /// Like [`PartitionLog::append`] it returns before the marker is durable.
+    pub fn append_marker(&self, marker: &TxnMarker) -> Result<AppendOutcome, LogError> {
+        self.check_not_deleted()?;
+        let config = self.config();
+        let mut bytes = txn::encode_marker(marker, now_ms());
+        let mut writer = lock(&self.writer);
+        self.check_not_deleted()?;
+        self.commit.check_healthy()?;
+        writer.producers.check_marker(marker)?;
+        let offset = self.log_end_offset();
+        batch::stamp_batch(&mut bytes, offset);
+        let header = BatchHeader {
+            base_offset: offset,
+            ..BatchHeader::parse(&bytes)?
+        };
+        let placed = [(header, 0..bytes.len())];
+        self.write_batches(&mut writer, &config, &bytes, &placed, offset + 1)?;
+        let first = writer.producers.end_transaction(marker);
+        self.publish_first_unstable(&writer);
+        if let (Some(first_offset), ControlType::Abort) = (first, marker.control) {
+            let entry = AbortedTxn {
+                producer_id: marker.producer_id,
+                first_offset,
+                last_offset: offset,
+                last_stable_offset: writer
+                    .producers
+                    .first_unstable_offset()
+                    .unwrap_or(offset + 1),
+            };
+            write_lock(&self.aborted).push(entry);
+        }
+        self.counters.record_append(bytes.len() as u64, 1, 1);
+        Ok(AppendOutcome {
+            base_offset: offset,
+            last_offset: offset,
+            duplicate: false,
+            record_count: 1,
+            bytes: bytes.len() as u64,
+        })
+    }
+
+    fn publish_first_unstable(&self, writer: &WriterState) {
+        let first = writer.producers.first_unstable_offset();
+        self.first_unstable_offset
+            .store(first.unwrap_or(i64::MAX), Ordering::Release);
     }
 
     /// Writes offset-stamped batches (ending before `end_offset`) to the active segment,
@@ -299,6 +392,18 @@ impl PartitionLog {
         self.log_start_offset.load(Ordering::Acquire)
     }
 
+    /// End of what read_committed consumers may see: the high watermark, or the first offset
+    /// of an open transaction if that is smaller.
+    pub fn last_stable_offset(&self) -> i64 {
+        let first_unstable = self.first_unstable_offset.load(Ordering::Acquire);
+        self.high_watermark().min(first_unstable)
+    }
+
+    /// The producers this partition knows, with their open transactions (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerSummary> {
+        lock(&self.writer).producers.summaries()
+    }
+
     /// Whole batches from the one holding `offset` on, at most `max_bytes` (unless
     /// `min_one_batch` and the first batch alone is larger: then exactly that batch), never
     /// reaching the high watermark. Empty at the high watermark; `OffsetOutOfRange` below the
@@ -309,8 +414,23 @@ impl PartitionLog {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadOutcome, LogError> {
+        self.read_isolated(offset, max_bytes, min_one_batch, Isolation::ReadUncommitted)
+    }
+
+    /// [`PartitionLog::read`] at an isolation level. Read committed stops at the last stable
+    /// offset (an offset between it and the high watermark reads nothing, as in Kafka) and
+    /// lists the aborted transactions overlapping what it returns.
+    pub fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        isolation: Isolation,
+    ) -> Result<ReadOutcome, LogError> {
         self.check_not_deleted()?;
         let high_watermark = self.high_watermark();
+        let first_unstable = self.first_unstable_offset.load(Ordering::Acquire);
+        let last_stable_offset = high_watermark.min(first_unstable);
         let log_start_offset = self.log_start_offset();
         if offset < log_start_offset || offset > high_watermark {
             return Err(LogError::OffsetOutOfRange {
@@ -319,16 +439,28 @@ impl PartitionLog {
                 high_watermark,
             });
         }
-        let records = if offset == high_watermark {
+        let upper = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => last_stable_offset,
+        };
+        let records = if offset >= upper {
             Bytes::new()
         } else {
-            self.read_batches(offset, high_watermark, max_bytes, min_one_batch)?
+            self.read_batches(offset, upper, max_bytes, min_one_batch)?
+        };
+        let aborted_transactions = match (isolation, txn::end_of_batches(&records)) {
+            (Isolation::ReadCommitted, Some(end)) => {
+                read_lock(&self.aborted).overlapping(offset, end)
+            }
+            _ => Vec::new(),
         };
         self.counters.record_read(records.len() as u64);
         Ok(ReadOutcome {
             records,
             high_watermark,
+            last_stable_offset,
             log_start_offset,
+            aborted_transactions,
         })
     }
 
@@ -407,6 +539,7 @@ impl PartitionLog {
             .take_while(|segment| segment.next_offset() <= log_start)
             .count();
         self.delete_oldest_segments(doomed)?;
+        write_lock(&self.aborted).forget_below(log_start);
         Ok(self.log_start_offset())
     }
 
@@ -422,7 +555,9 @@ impl PartitionLog {
         self.check_not_deleted()?;
         self.flush()?;
         let mut writer = lock(&self.writer);
-        self.active_segment().write_indexes()?;
+        let active = self.active_segment();
+        active.write_indexes()?;
+        self.write_txn_index(&active, self.log_end_offset())?;
         self.write_producer_snapshot(&writer.producers, self.log_end_offset())?;
         fsutil::write_file_synced(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         fsutil::sync_dir(&self.dir)?;
@@ -541,6 +676,7 @@ impl PartitionLog {
             .map_or(0, |segment| segment.base_offset());
         self.log_start_offset
             .fetch_max(first_base, Ordering::AcqRel);
+        write_lock(&self.aborted).forget_below(first_base);
         for segment in &removed {
             tracing::info!(segment = %segment.log_path().display(), "deleting segment");
             segment.delete_files()?;
@@ -553,7 +689,9 @@ impl PartitionLog {
 
     /// Whether the active segment must be closed before `incoming` bytes ending at
     /// `last_offset` are appended: it would outgrow `segment.bytes`, it is older than
-    /// `segment.ms`, or its index entries (u32 relative offsets and positions) would overflow.
+    /// `segment.ms` (capped by `max.compaction.lag.ms` when compacted, see
+    /// [`LogConfig::roll_ms`]), or its index entries (u32 relative offsets and positions) would
+    /// overflow.
     fn needs_roll(
         &self,
         writer: &WriterState,
@@ -570,7 +708,7 @@ impl PartitionLog {
         let too_big = size + incoming > config.segment_bytes;
         let too_old = writer
             .active_since_ms
-            .is_some_and(|since| now.saturating_sub(since) >= config.segment_ms);
+            .is_some_and(|since| now.saturating_sub(since) >= config.roll_ms());
         let index_overflow = size + incoming > u64::from(u32::MAX)
             || last_offset - active.base_offset() > i64::from(u32::MAX);
         too_big || too_old || index_overflow
@@ -583,6 +721,7 @@ impl PartitionLog {
         let old = self.active_segment();
         let new_base = old.next_offset();
         old.write_indexes()?;
+        self.write_txn_index(&old, new_base)?;
         let started = Instant::now();
         if let Err(error) = old.sync() {
             self.commit.poison(&error);
@@ -598,6 +737,14 @@ impl PartitionLog {
         self.commit
             .mark_durable(new_base, |durable| self.advance_high_watermark(durable));
         Ok(())
+    }
+
+    /// Writes the aborted transactions whose markers lie in `segment` (up to `end`) to its
+    /// `.txnindex`, before any producer snapshot that covers them (see `txn.rs`).
+    fn write_txn_index(&self, segment: &Segment, end: i64) -> io::Result<()> {
+        let entries = read_lock(&self.aborted).with_marker_in(segment.base_offset(), end);
+        let path = fsutil::offset_file(&self.dir, segment.base_offset(), TXN_INDEX_EXT);
+        txn::write_txn_index(&path, &entries)
     }
 
     /// Writes `<offset>.snapshot` atomically and deletes all but the newest few snapshots.

@@ -9,12 +9,13 @@
 //! instead of the whole log. Snapshots also keep the state of batches that compaction removed
 //! or retention deleted. Without any snapshot the whole log is replayed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{increment_sequence, BatchHeader};
 use crate::error::LogError;
+use crate::txn::TxnMarker;
 
 /// How many recent batches per producer are remembered for duplicate detection (Kafka's
 /// `max.in.flight.requests.per.connection` limit for idempotence).
@@ -49,6 +50,37 @@ pub(crate) struct ProducerEntry {
     pub epoch: i16,
     /// Oldest first, at most CACHED_BATCHES.
     pub batches: VecDeque<BatchMetadata>,
+    /// Offset of the first batch of this producer's open transaction in this partition.
+    /// (Snapshots written before transactions existed have none.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_first_offset: Option<i64>,
+    /// Largest timestamp of its last batch, or -1 (DescribeProducers shows it).
+    #[serde(default = "no_timestamp")]
+    pub last_timestamp: i64,
+    /// Coordinator epoch of the last marker written for it, or -1.
+    #[serde(default = "no_coordinator_epoch")]
+    pub coordinator_epoch: i32,
+}
+
+fn no_timestamp() -> i64 {
+    -1
+}
+
+fn no_coordinator_epoch() -> i32 {
+    -1
+}
+
+/// What DescribeProducers reports of one producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Sequence number of its last record, or -1.
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction here, or -1.
+    pub current_txn_start_offset: i64,
 }
 
 impl ProducerEntry {
@@ -57,6 +89,9 @@ impl ProducerEntry {
             producer_id,
             epoch,
             batches: VecDeque::new(),
+            txn_first_offset: None,
+            last_timestamp: -1,
+            coordinator_epoch: -1,
         }
     }
 
@@ -89,15 +124,48 @@ impl ProducerEntry {
         expect_sequence(header, expected)
     }
 
-    /// Remembers an appended batch (its header carries its final offsets).
+    /// Remembers an appended batch (its header carries its final offsets); a transactional
+    /// one opens the producer's transaction here if none is open.
     fn record(&mut self, header: &BatchHeader) {
-        if header.producer_epoch > self.epoch {
-            self.epoch = header.producer_epoch;
-            self.batches.clear();
-        }
+        self.adopt_epoch(header.producer_epoch);
         self.batches.push_back(BatchMetadata::of(header));
         while self.batches.len() > CACHED_BATCHES {
             self.batches.pop_front();
+        }
+        self.last_timestamp = header.max_timestamp;
+        if header.is_transactional() && self.txn_first_offset.is_none() {
+            self.txn_first_offset = Some(header.base_offset);
+        }
+    }
+
+    /// A newer epoch starts sequence numbers over.
+    fn adopt_epoch(&mut self, epoch: i16) {
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+    }
+
+    /// A non-transactional batch while this producer's transaction is open here would be
+    /// neither committed nor aborted; Kafka refuses it too.
+    fn check_transactional_flag(&self, header: &BatchHeader) -> Result<(), LogError> {
+        if !header.is_transactional() && self.txn_first_offset.is_some() {
+            return Err(LogError::InvalidTxnState(format!(
+                "producer {} sent a non-transactional batch inside its open transaction",
+                self.producer_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn summary(&self) -> ProducerSummary {
+        ProducerSummary {
+            producer_id: self.producer_id,
+            producer_epoch: self.epoch,
+            last_sequence: self.batches.back().map_or(-1, |b| b.last_seq),
+            last_timestamp: self.last_timestamp,
+            coordinator_epoch: self.coordinator_epoch,
+            current_txn_start_offset: self.txn_first_offset.unwrap_or(-1),
         }
     }
 }
@@ -152,6 +220,9 @@ pub(crate) struct SequencePlan {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// `(first offset, producer id)` of every open transaction: the smallest is the first
+    /// unstable offset.
+    open_transactions: BTreeSet<(i64, i64)>,
 }
 
 impl ProducerStates {
@@ -161,11 +232,22 @@ impl ProducerStates {
     pub fn check(&self, headers: &[BatchHeader]) -> Result<SetVerdict, LogError> {
         let mut updated: HashMap<i64, ProducerEntry> = HashMap::new();
         let mut duplicates = Vec::new();
+        if headers
+            .iter()
+            .any(|h| h.is_transactional() && !h.is_idempotent())
+        {
+            return Err(LogError::invalid(
+                "a transactional batch needs a producer id and sequence numbers",
+            ));
+        }
         for header in headers.iter().filter(|h| h.is_idempotent()) {
             let id = header.producer_id;
             let entry = updated.get(&id).or_else(|| self.producers.get(&id));
             let verdict = match entry {
-                Some(entry) => entry.check(header)?,
+                Some(entry) => {
+                    entry.check_transactional_flag(header)?;
+                    entry.check(header)?
+                }
                 None => first_of_unknown_producer(header)?,
             };
             match verdict {
@@ -195,7 +277,20 @@ impl ProducerStates {
 
     /// Makes a checked record set's effect permanent.
     pub fn apply(&mut self, plan: SequencePlan) {
-        self.producers.extend(plan.updated);
+        for (id, entry) in plan.updated {
+            self.set_entry(id, entry);
+        }
+    }
+
+    /// Replaces a producer's entry, keeping the open-transaction set in step.
+    fn set_entry(&mut self, id: i64, entry: ProducerEntry) {
+        if let Some(first) = self.producers.get(&id).and_then(|e| e.txn_first_offset) {
+            self.open_transactions.remove(&(first, id));
+        }
+        if let Some(first) = entry.txn_first_offset {
+            self.open_transactions.insert((first, id));
+        }
+        self.producers.insert(id, entry);
     }
 
     /// Replays a batch found in the log while rebuilding state on open.
@@ -203,13 +298,62 @@ impl ProducerStates {
         if !header.is_idempotent() {
             return;
         }
-        let entry = self
+        let mut entry = self
             .producers
-            .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry::new(header.producer_id, header.producer_epoch));
+            .get(&header.producer_id)
+            .cloned()
+            .unwrap_or_else(|| ProducerEntry::new(header.producer_id, header.producer_epoch));
         if header.producer_epoch >= entry.epoch {
             entry.record(header);
         }
+        self.set_entry(header.producer_id, entry);
+    }
+
+    /// The smallest offset of an open transaction, if any is open.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.open_transactions.first().map(|&(offset, _)| offset)
+    }
+
+    /// Checks that a marker may be written: its epoch is not older than the producer's.
+    pub fn check_marker(&self, marker: &TxnMarker) -> Result<(), LogError> {
+        match self.producers.get(&marker.producer_id) {
+            Some(entry) if marker.producer_epoch < entry.epoch => {
+                Err(LogError::InvalidProducerEpoch {
+                    producer_id: marker.producer_id,
+                    current: entry.epoch,
+                    received: marker.producer_epoch,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Closes the producer's open transaction here (a marker was written or replayed) and
+    /// returns the offset it started at, if one was open. A marker with a newer epoch fences
+    /// the older one (Kafka bumps the epoch when it aborts a timed-out transaction).
+    pub fn end_transaction(&mut self, marker: &TxnMarker) -> Option<i64> {
+        let id = marker.producer_id;
+        let mut entry = self
+            .producers
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| ProducerEntry::new(id, marker.producer_epoch));
+        entry.adopt_epoch(marker.producer_epoch);
+        entry.coordinator_epoch = marker.coordinator_epoch;
+        let first = entry.txn_first_offset.take();
+        self.set_entry(id, entry);
+        first
+    }
+
+    /// Every producer this partition knows, by id.
+    pub fn summaries(&self) -> Vec<ProducerSummary> {
+        let mut all: Vec<ProducerSummary> = self
+            .producers
+            .values()
+            .map(ProducerEntry::summary)
+            .collect();
+        all.sort_by_key(|s| s.producer_id);
+        all
     }
 
     /// Serialises the state as a snapshot covering offsets below `offset`.
@@ -231,12 +375,11 @@ impl ProducerStates {
         if snapshot.version != SNAPSHOT_VERSION {
             return Err(format!("unknown snapshot version {}", snapshot.version));
         }
-        let producers = snapshot
-            .producers
-            .into_iter()
-            .map(|entry| (entry.producer_id, entry))
-            .collect();
-        Ok((snapshot.offset, ProducerStates { producers }))
+        let mut states = ProducerStates::default();
+        for entry in snapshot.producers {
+            states.set_entry(entry.producer_id, entry);
+        }
+        Ok((snapshot.offset, states))
     }
 }
 

@@ -69,17 +69,45 @@ impl StreamedRecord {
     }
 }
 
+/// The smallest and largest producer (CreateTime) timestamp among a batch's records, found
+/// while validating them, so the topic's timestamp window can be checked without opening a
+/// compressed batch twice. Records without a timestamp (-1) are left out; a batch of only
+/// those has `min > max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecordTimes {
+    pub min: i64,
+    pub max: i64,
+}
+
+impl RecordTimes {
+    const NONE: RecordTimes = RecordTimes {
+        min: i64::MAX,
+        max: i64::MIN,
+    };
+
+    fn include(&mut self, timestamp: i64) {
+        if timestamp != NO_TIMESTAMP {
+            self.min = self.min.min(timestamp);
+            self.max = self.max.max(timestamp);
+        }
+    }
+}
+
+/// Kafka's `RecordBatch.NO_TIMESTAMP`.
+const NO_TIMESTAMP: i64 = -1;
+
 /// Produce-time check of a batch's records, as Kafka's LogValidator does: every record
 /// parses, the offset deltas run 0, 1, 2, ... and their number matches the header. A
 /// compressed body is decompressed through a fixed-size buffer and refused past
 /// `max_uncompressed` bytes; an uncompressed one is bounded by its own size (already checked
 /// against `max.message.bytes`). Uncompressed batches are checked too: a record claiming an
-/// offset outside its batch would otherwise be stored and answered by ListOffsets.
+/// offset outside its batch would otherwise be stored and answered by ListOffsets. Returns
+/// the range of the records' producer timestamps.
 pub(crate) fn validate_records(
     header: &BatchHeader,
     batch: &[u8],
     max_uncompressed: usize,
-) -> Result<(), LogError> {
+) -> Result<RecordTimes, LogError> {
     let cap = if header.compression()? == Compression::None {
         batch.len()
     } else {
@@ -87,6 +115,7 @@ pub(crate) fn validate_records(
     };
     let mut stream = RecordStream::open(header, batch, cap, Keep::Nothing)?;
     let mut expected_delta: i32 = 0;
+    let mut times = RecordTimes::NONE;
     while let Some(record) = stream.next_record()? {
         if record.offset_delta != expected_delta {
             return Err(LogError::invalid(format!(
@@ -95,8 +124,9 @@ pub(crate) fn validate_records(
             )));
         }
         expected_delta = expected_delta.saturating_add(1);
+        times.include(header.base_timestamp.saturating_add(record.timestamp_delta));
     }
-    Ok(())
+    Ok(times)
 }
 
 /// Streams the records of one batch out of its (maybe compressed) body.

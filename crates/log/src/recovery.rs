@@ -11,13 +11,17 @@
 //! 3. The active segment is fsynced, so everything recovery kept is durable and the high
 //!    watermark can start at the log end offset.
 //! 4. Producer state comes from the newest snapshot plus a replay of the batch headers after
-//!    it (see `producer.rs`).
+//!    it (see `producer.rs`). Aborted transactions whose markers lie below that snapshot come
+//!    from the segments' `.txnindex` files; the replay rebuilds the later ones from the
+//!    markers it meets (see `txn.rs`).
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::batch::BatchHeader;
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::fsutil::{
@@ -28,6 +32,7 @@ use crate::partition::{
 };
 use crate::producer::ProducerStates;
 use crate::segment::{ScanStep, Segment, NO_TIMESTAMP};
+use crate::txn::{self, AbortedIndex, AbortedTxn, ControlType, TxnMarker, TXN_INDEX_EXT};
 
 impl PartitionLog {
     /// Opens the partition directory, creating it if missing, and runs recovery.
@@ -45,7 +50,8 @@ impl PartitionLog {
         let log_end_offset = active.next_offset();
         let first_base = segments.closed.first().unwrap_or(&active).base_offset();
         let log_start_offset = checkpoint.unwrap_or(0).max(first_base).min(log_end_offset);
-        let producers = rebuild_producer_state(dir, &segments, log_end_offset)?;
+        let (producers, mut aborted) = rebuild_producer_state(dir, &segments, log_end_offset)?;
+        aborted.forget_below(log_start_offset);
         let active_since_ms = active
             .state()
             .first_batch_timestamp
@@ -69,6 +75,7 @@ impl PartitionLog {
             config,
             segments,
             writer,
+            aborted,
             log_start_offset,
             log_end_offset,
         ))
@@ -102,7 +109,7 @@ fn tidy_directory(dir: &Path) -> io::Result<Vec<i64>> {
     let mut removed_any = false;
     for name in &names {
         let leftover = name.ends_with(CLEANED_SUFFIX) || name.ends_with(TMP_SUFFIX);
-        let orphan = [INDEX_EXT, TIME_INDEX_EXT]
+        let orphan = [INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT]
             .iter()
             .filter_map(|ext| fsutil::parse_offset_file(name, ext))
             .any(|base| bases.binary_search(&base).is_err());
@@ -197,12 +204,14 @@ pub(crate) fn snapshot_offsets(dir: &Path) -> io::Result<Vec<i64>> {
 }
 
 /// Loads the newest usable snapshot at or below the log end offset (deleting newer ones, which
-/// describe data lost to truncation) and replays the batch headers after it.
+/// describe data lost to truncation) and replays the batch headers after it. Returns the
+/// producer state and the aborted transactions: those below the snapshot from the
+/// `.txnindex` files, the later ones from the replayed markers.
 fn rebuild_producer_state(
     dir: &Path,
     segments: &SegmentList,
     log_end_offset: i64,
-) -> Result<ProducerStates, LogError> {
+) -> Result<(ProducerStates, AbortedIndex), LogError> {
     let mut offsets = snapshot_offsets(dir)?;
     offsets.sort_unstable_by(|a, b| b.cmp(a));
     let mut loaded = None;
@@ -224,8 +233,26 @@ fn rebuild_producer_state(
         }
     }
     let (replay_from, mut producers) = loaded.unwrap_or_default();
-    replay_headers(segments, replay_from, &mut producers)?;
-    Ok(producers)
+    let mut aborted = read_aborted_below(dir, segments, replay_from)?;
+    replay_headers(segments, replay_from, &mut producers, &mut aborted)?;
+    Ok((producers, aborted))
+}
+
+/// The aborted transactions the segments' `.txnindex` files hold with markers below
+/// `offset`; the replay from `offset` on finds the rest (a file may be older or newer than
+/// the snapshot the replay starts from).
+fn read_aborted_below(
+    dir: &Path,
+    segments: &SegmentList,
+    offset: i64,
+) -> Result<AbortedIndex, LogError> {
+    let mut aborted = AbortedIndex::default();
+    for segment in segments.iter() {
+        let path = fsutil::offset_file(dir, segment.base_offset(), TXN_INDEX_EXT);
+        let entries = txn::read_txn_index(&path)?;
+        aborted.extend(entries.into_iter().filter(|e| e.last_offset < offset));
+    }
+    Ok(aborted)
 }
 
 /// Feeds the headers of every batch at or after `from` to the producer state (header-only
@@ -234,6 +261,7 @@ fn replay_headers(
     segments: &SegmentList,
     from: i64,
     producers: &mut ProducerStates,
+    aborted: &mut AbortedIndex,
 ) -> Result<(), LogError> {
     for segment in segments
         .iter()
@@ -242,6 +270,11 @@ fn replay_headers(
         let mut scanner = segment.scanner_near(from, false);
         loop {
             match scanner.next_batch()? {
+                ScanStep::Batch {
+                    header, position, ..
+                } if header.base_offset >= from && header.is_control() => {
+                    replay_marker(segment, &header, position, producers, aborted)?
+                }
                 ScanStep::Batch { header, .. } if header.base_offset >= from => {
                     producers.replay(&header)
                 }
@@ -255,6 +288,52 @@ fn replay_headers(
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Largest control batch read back during replay; a marker is under a hundred bytes.
+const MAX_CONTROL_BATCH_BYTES: usize = 64 * 1024;
+
+/// Replays a control batch: a commit or abort marker closes its producer's transaction, and
+/// an abort goes into the aborted index as it did when it was written.
+fn replay_marker(
+    segment: &Segment,
+    header: &BatchHeader,
+    position: u64,
+    producers: &mut ProducerStates,
+    aborted: &mut AbortedIndex,
+) -> Result<(), LogError> {
+    let size = header.total_size();
+    if size > MAX_CONTROL_BATCH_BYTES {
+        tracing::warn!(
+            offset = header.base_offset,
+            size,
+            "skipping an oversized control batch"
+        );
+        return Ok(());
+    }
+    let mut bytes = vec![0u8; size];
+    segment.file().read_exact_at(&mut bytes, position)?;
+    let Some(control) = txn::marker_type(header, &bytes) else {
+        return Ok(());
+    };
+    let marker = TxnMarker {
+        producer_id: header.producer_id,
+        producer_epoch: header.producer_epoch,
+        coordinator_epoch: -1,
+        control,
+    };
+    let first = producers.end_transaction(&marker);
+    if let (Some(first_offset), ControlType::Abort) = (first, control) {
+        aborted.push(AbortedTxn {
+            producer_id: header.producer_id,
+            first_offset,
+            last_offset: header.base_offset,
+            last_stable_offset: producers
+                .first_unstable_offset()
+                .unwrap_or(header.base_offset + 1),
+        });
     }
     Ok(())
 }

@@ -308,7 +308,12 @@ impl Segment {
     pub fn delete_files(&self) -> io::Result<()> {
         fsutil::remove_if_exists(&self.log_path)?;
         fsutil::remove_if_exists(&self.index_path)?;
-        fsutil::remove_if_exists(&self.time_index_path)
+        fsutil::remove_if_exists(&self.time_index_path)?;
+        if let Some(dir) = self.log_path.parent() {
+            let txn_index = fsutil::offset_file(dir, self.base_offset, crate::txn::TXN_INDEX_EXT);
+            fsutil::remove_if_exists(&txn_index)?;
+        }
+        Ok(())
     }
 
     /// A scanner over this segment's batches from `position` up to its current size.
@@ -794,5 +799,66 @@ impl Segment {
 
     pub fn index_paths(&self) -> (&Path, &Path) {
         (&self.index_path, &self.time_index_path)
+    }
+}
+
+impl Segment {
+    /// The largest batch max timestamp among this segment's batches that end at or below
+    /// `end`, with the base offset of the first batch carrying it (ListOffsets
+    /// MAX_TIMESTAMP). `None` when no such batch has a timestamp.
+    ///
+    /// When the whole segment lies below `end` the answer is in memory. Otherwise (the active
+    /// segment while appends wait for their fsync) the time index gives the maximum up to the
+    /// last offset-index entry below `end`, and only the batch headers after that entry (about
+    /// `index.interval.bytes` of batches) are read. That works because every offset-index entry
+    /// is made together with a time-index entry for the maximum so far, and time entries only
+    /// point at batches already seen: the time entries whose batch lies at or before an indexed
+    /// batch are exactly those made up to it, and the last of them is the maximum up to it.
+    pub(crate) fn max_timestamp_below(&self, end: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let (position, mut best) = {
+            let state = read_lock(&self.state);
+            if state.next_offset <= end {
+                let found = state.max_timestamp != NO_TIMESTAMP;
+                return Ok(found.then_some((state.max_timestamp, state.offset_of_max_timestamp)));
+            }
+            let last_below = end.saturating_sub(1).saturating_sub(self.base_offset);
+            if last_below < 0 {
+                return Ok(None);
+            }
+            let last_below = u32::try_from(last_below).unwrap_or(u32::MAX);
+            match state.offset_index.lookup(last_below) {
+                Some(entry) => {
+                    let before = state
+                        .time_index
+                        .last_at_or_before(entry.relative_offset)
+                        .map(|time| {
+                            let offset = self
+                                .base_offset
+                                .saturating_add(i64::from(time.relative_offset));
+                            (time.timestamp, offset)
+                        });
+                    (u64::from(entry.position), before)
+                }
+                None => (0, None),
+            }
+        };
+        let mut scanner = self.scanner(position, false);
+        loop {
+            match scanner.next_batch()? {
+                ScanStep::End => return Ok(best),
+                ScanStep::Invalid { position, reason } => {
+                    return Err(self.corruption(position, &reason))
+                }
+                ScanStep::Batch { header, .. } => {
+                    if header.next_offset() > end {
+                        return Ok(best);
+                    }
+                    let raises = best.is_none_or(|(timestamp, _)| header.max_timestamp > timestamp);
+                    if header.max_timestamp != NO_TIMESTAMP && raises {
+                        best = Some((header.max_timestamp, header.base_offset));
+                    }
+                }
+            }
+        }
     }
 }

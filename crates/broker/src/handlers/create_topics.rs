@@ -10,10 +10,6 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use super::{str_bytes, RequestContext};
 use crate::topics::{TopicConfigs, TopicError};
 
-/// Kafka's DescribeConfigs config source for a topic override and for a broker default.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_DEFAULT: i8 = 5;
-
 pub async fn handle(ctx: &RequestContext, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let results = request
         .topics
@@ -123,23 +119,19 @@ fn validate(
     Ok((partitions, configs))
 }
 
+/// Every topic config of the new topic with its source, as Kafka answers CreateTopics v5+.
 fn describe(ctx: &RequestContext, configs: &TopicConfigs) -> Vec<CreatableTopicConfigs> {
-    let registry = &ctx.broker.topics;
-    let effective = configs
-        .apply(registry.log_defaults())
-        .unwrap_or_else(|_| registry.log_defaults().clone());
+    let defaults = ctx.broker.topics.log_defaults();
+    // Validated before: a refused config never gets here.
+    let effective = configs.apply(defaults).unwrap_or_else(|_| defaults.clone());
     configs
-        .describe(&effective)
+        .describe(defaults, &effective)
         .into_iter()
-        .map(|(name, value, is_default)| {
+        .map(|config| {
             CreatableTopicConfigs::default()
-                .with_name(str_bytes(name))
-                .with_value(Some(str_bytes(value)))
-                .with_config_source(if is_default {
-                    SOURCE_DEFAULT
-                } else {
-                    SOURCE_TOPIC
-                })
+                .with_name(str_bytes(config.def.name))
+                .with_value(Some(str_bytes(config.value)))
+                .with_config_source(config.source.code())
         })
         .collect()
 }

@@ -1,36 +1,63 @@
-//! DescribeConfigs: topic configs (overrides and effective defaults) and the broker's own, for
-//! principals with DescribeConfigs on the topic or the cluster.
+//! DescribeConfigs: every topic config (see `topic_config.rs`) with its source (the topic's
+//! override, the broker's command line, or Kafka's default), synonyms on request, type and
+//! documentation (v3+); and the broker's own configs. For principals with DescribeConfigs on
+//! the topic or the cluster.
 
 use freshet_security::acl::Operation;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
-use crate::topics::{config_value, TOPIC_CONFIGS};
+use crate::topic_config::DescribedConfig;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
-const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
 /// One config entry before it is filtered and encoded.
 struct Entry {
     name: String,
     value: String,
     source: i8,
+    read_only: bool,
     config_type: i8,
     documentation: &'static str,
+    /// `(name, value, source)`, most specific first.
+    synonyms: Vec<(String, String, i8)>,
+}
+
+impl From<DescribedConfig> for Entry {
+    fn from(config: DescribedConfig) -> Entry {
+        let synonyms = config
+            .synonyms()
+            .into_iter()
+            .map(|(name, value, source)| (name, value, source.code()))
+            .collect();
+        Entry {
+            name: config.def.name.to_string(),
+            value: config.value,
+            source: config.source.code(),
+            // Every topic config can be altered (AlterConfigs, IncrementalAlterConfigs).
+            read_only: false,
+            config_type: config.def.config_type.code(),
+            documentation: config.def.documentation,
+            synonyms,
+        }
+    }
 }
 
 pub async fn handle(
     ctx: &RequestContext,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
+    let extras = Extras {
+        synonyms: request.include_synonyms,
+        documentation: request.include_documentation,
+    };
     let results = request
         .resources
         .into_iter()
@@ -63,7 +90,7 @@ pub async fn handle(
                     entries
                         .into_iter()
                         .filter(|e| wanted(&resource.configuration_keys, &e.name))
-                        .map(|e| encode(ctx.version, request.include_documentation, e))
+                        .map(|e| encode(ctx.version, extras, e))
                         .collect(),
                 ),
                 Err((code, message)) => result
@@ -89,29 +116,12 @@ fn topic_entries(ctx: &RequestContext, name: &str) -> Result<Vec<Entry>, (i16, S
         )
     })?;
     let effective = registry.effective_config(&topic);
-    Ok(TOPIC_CONFIGS
-        .iter()
-        .map(|&(config, documentation)| Entry {
-            name: config.to_string(),
-            value: config_value(&effective, config),
-            source: if topic.configs.0.contains_key(config) {
-                SOURCE_TOPIC
-            } else {
-                SOURCE_DEFAULT
-            },
-            config_type: topic_config_type(config),
-            documentation,
-        })
+    Ok(topic
+        .configs
+        .describe(registry.log_defaults(), &effective)
+        .into_iter()
+        .map(Entry::from)
         .collect())
-}
-
-/// Kafka's ConfigType: BOOLEAN 1, STRING 2, INT 3, LONG 5, LIST 7.
-fn topic_config_type(name: &str) -> i8 {
-    match name {
-        "cleanup.policy" => 7,
-        "segment.bytes" | "max.message.bytes" => 3,
-        _ => 5,
-    }
 }
 
 /// A count as Kafka shows an unlimited int setting: capped at `i32::MAX`.
@@ -125,8 +135,11 @@ fn broker_entries(ctx: &RequestContext) -> Vec<Entry> {
         name: name.to_string(),
         value,
         source: SOURCE_STATIC_BROKER,
+        // Set on the command line; AlterConfigs cannot change them.
+        read_only: true,
         config_type,
         documentation,
+        synonyms: Vec::new(),
     };
     let mut entries = vec![
         static_entry("broker.id", config.node_id.to_string(), 3, "this node's id"),
@@ -196,19 +209,34 @@ fn broker_entries(ctx: &RequestContext) -> Vec<Entry> {
     entries
 }
 
-fn encode(
-    version: i16,
-    include_documentation: bool,
-    entry: Entry,
-) -> DescribeConfigsResourceResult {
+/// What the request asked for besides names and values.
+#[derive(Clone, Copy)]
+struct Extras {
+    synonyms: bool,
+    documentation: bool,
+}
+
+fn encode(version: i16, extras: Extras, entry: Entry) -> DescribeConfigsResourceResult {
     let mut result = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(entry.name))
         .with_value(Some(str_bytes(entry.value)))
-        .with_read_only(entry.source == SOURCE_STATIC_BROKER)
+        .with_read_only(entry.read_only)
         .with_config_source(entry.source);
+    if extras.synonyms {
+        result.synonyms = entry
+            .synonyms
+            .into_iter()
+            .map(|(name, value, source)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(str_bytes(name))
+                    .with_value(Some(str_bytes(value)))
+                    .with_source(source)
+            })
+            .collect();
+    }
     if version >= 3 {
         result.config_type = entry.config_type;
-        if include_documentation {
+        if extras.documentation {
             result.documentation = Some(str_bytes(entry.documentation));
         }
     }

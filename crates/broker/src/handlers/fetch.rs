@@ -1,17 +1,23 @@
 //! Fetch: read whole batches from each partition's log, long-polling until `min_bytes` are
 //! available or `max_wait_ms` has passed.
 //!
-//! Only durable data is visible (the log's high watermark). Fetch sessions (KIP-227) are not
-//! kept: the response's session id is 0, which tells clients to send full fetches.
+//! Only durable data is visible (the log's high watermark); read_committed consumers see only
+//! what lies below the last stable offset, with the aborted transactions they must skip. Fetch sessions (KIP-227) are not
+//! kept: the response's session id is 0, which tells clients to send full fetches. From v13
+//! topics are named by id (KIP-516); an unknown id answers UNKNOWN_TOPIC_ID. The fields
+//! later versions add for followers (replica state, directory ids, high watermarks) concern
+//! replication, which a single node does not do, and are ignored.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use freshet_log::LogError;
+use freshet_log::{AbortedTxn, Isolation, LogError};
 use freshet_security::acl::Operation;
 use kafka_protocol::messages::fetch_request::FetchTopic;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
@@ -39,7 +45,8 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
     loop {
         // Subscribe before reading so that data arriving between the read and the wait wakes us.
         let mut watchers = Vec::new();
-        let round = read_round(ctx, &request.topics, max_bytes, &mut watchers);
+        let isolation = isolation(ctx.version, request.isolation_level);
+        let round = read_round(ctx, &request.topics, max_bytes, isolation, &mut watchers);
         // min_bytes = 0 asks for an immediate answer, even an empty one.
         let done = round.bytes >= min_bytes
             || round.has_error
@@ -61,10 +68,20 @@ struct Round {
     read: Vec<(Arc<Partition>, Bytes)>,
 }
 
+/// read_committed (isolation level 1, Fetch v4+) reads only below the last stable offset.
+fn isolation(version: i16, level: i8) -> Isolation {
+    if version >= 4 && level == 1 {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    }
+}
+
 fn read_round(
     ctx: &RequestContext,
     topics: &[FetchTopic],
     max_bytes: usize,
+    isolation: Isolation,
     watchers: &mut Vec<watch::Receiver<i64>>,
 ) -> Round {
     let mut round = Round {
@@ -73,12 +90,33 @@ fn read_round(
         has_error: false,
         read: Vec::new(),
     };
+    // Looked up again every round: a topic deleted meanwhile must not be read through its id.
+    let by_id = (ctx.version >= 13).then(|| super::topics_by_id(ctx));
     for fetch_topic in topics {
-        let topic = ctx.broker.topics.get(&fetch_topic.topic);
-        let allowed = ctx.may_on_topic(Operation::Read, &fetch_topic.topic);
+        let (name, topic) = match &by_id {
+            Some(by_id) => {
+                let topic = by_id.get(&fetch_topic.topic_id).cloned();
+                let name = topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+                (name, topic)
+            }
+            None => (
+                fetch_topic.topic.to_string(),
+                ctx.broker.topics.get(&fetch_topic.topic),
+            ),
+        };
+        // As in Kafka, an id is resolved before the name is authorized.
+        let unknown_id = by_id.is_some() && topic.is_none();
+        let allowed = unknown_id || ctx.may_on_topic(Operation::Read, &name);
         let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
         for fetch in &fetch_topic.partitions {
             let mut data = PartitionData::default().with_partition_index(fetch.partition);
+            if unknown_id {
+                data.error_code = ResponseError::UnknownTopicId.code();
+                data.high_watermark = -1;
+                round.has_error = true;
+                partitions.push(data);
+                continue;
+            }
             if !allowed {
                 data.error_code = ResponseError::TopicAuthorizationFailed.code();
                 data.high_watermark = -1;
@@ -102,13 +140,19 @@ fn read_round(
             // KIP-74: the first non-empty partition returns at least one whole batch, so a batch
             // larger than the limits never stalls a consumer.
             let min_one_batch = round.bytes == 0;
-            match partition
-                .log
-                .read(fetch.fetch_offset, partition_max, min_one_batch)
-            {
+            match partition.log.read_isolated(
+                fetch.fetch_offset,
+                partition_max,
+                min_one_batch,
+                isolation,
+            ) {
                 Ok(outcome) => {
                     data.high_watermark = outcome.high_watermark;
-                    data.last_stable_offset = outcome.high_watermark;
+                    data.last_stable_offset = outcome.last_stable_offset;
+                    if isolation == Isolation::ReadCommitted {
+                        data.aborted_transactions =
+                            Some(aborted_list(&outcome.aborted_transactions));
+                    }
                     data.log_start_offset = outcome.log_start_offset;
                     watchers.push(watcher);
                     if !outcome.records.is_empty() {
@@ -123,20 +167,21 @@ fn read_round(
                     data.error_code = e.error_code();
                     data.high_watermark = partition.log.high_watermark();
                     data.log_start_offset = partition.log.log_start_offset();
-                    data.last_stable_offset = data.high_watermark;
+                    data.last_stable_offset = partition.log.last_stable_offset();
                     round.has_error = true;
                     if !matches!(e, LogError::OffsetOutOfRange { .. }) {
-                        tracing::warn!(topic = %fetch_topic.topic.as_str(), partition = fetch.partition, error = %e, "fetch failed");
+                        tracing::warn!(topic = %name, partition = fetch.partition, error = %e, "fetch failed");
                     }
                 }
             }
             partitions.push(data);
         }
-        round.topics.push(
-            FetchableTopicResponse::default()
-                .with_topic(fetch_topic.topic.clone())
-                .with_partitions(partitions),
-        );
+        let response = FetchableTopicResponse::default().with_partitions(partitions);
+        round.topics.push(if by_id.is_some() {
+            response.with_topic_id(fetch_topic.topic_id)
+        } else {
+            response.with_topic(fetch_topic.topic.clone())
+        });
     }
     round
 }
@@ -170,4 +215,16 @@ fn count_records(mut batches: &[u8]) -> u64 {
         }
     }
     count
+}
+
+/// The aborted transactions a read_committed consumer needs to drop records of.
+fn aborted_list(aborted: &[AbortedTxn]) -> Vec<AbortedTransaction> {
+    aborted
+        .iter()
+        .map(|txn| {
+            AbortedTransaction::default()
+                .with_producer_id(txn.producer_id.into())
+                .with_first_offset(txn.first_offset)
+        })
+        .collect()
 }

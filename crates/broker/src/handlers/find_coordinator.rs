@@ -1,6 +1,5 @@
-//! FindCoordinator: this single node coordinates every group, at the address of the listener
-//! the client came in on. Transactions are not implemented, so transaction coordinators are
-//! reported unavailable.
+//! FindCoordinator: this single node coordinates every group and every transactional id, at
+//! the address of the listener the client came in on. Unknown key types get INVALID_REQUEST.
 //!
 //! Authorization is Kafka's: Describe on the group (GROUP_AUTHORIZATION_FAILED) or on the
 //! transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
@@ -14,6 +13,7 @@ use kafka_protocol::ResponseError;
 use super::{str_bytes, RequestContext};
 
 const GROUP_KEY_TYPE: i8 = 0;
+const TRANSACTION_KEY_TYPE: i8 = 1;
 
 pub async fn handle(
     ctx: &RequestContext,
@@ -67,14 +67,17 @@ fn lookup(ctx: &RequestContext, key_type: i8, key: &str) -> Result<(), (Response
         }
         return Ok(());
     }
+    if key_type != TRANSACTION_KEY_TYPE {
+        return Err((
+            ResponseError::InvalidRequest,
+            format!("unknown coordinator key type {key_type}"),
+        ));
+    }
     if !ctx.may(Operation::Describe, ResourceType::TransactionalId, key) {
         return Err((
             ResponseError::TransactionalIdAuthorizationFailed,
             format!("not authorized to describe transactional id {key}"),
         ));
     }
-    Err((
-        ResponseError::CoordinatorNotAvailable,
-        "transactions are not supported".to_owned(),
-    ))
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! LeaveGroup: handled by the group coordinator (`freshet-coordinator`), for principals with
-//! Read on the group (GROUP_AUTHORIZATION_FAILED otherwise).
+//! Read on the group (GROUP_AUTHORIZATION_FAILED otherwise). v5 adds each member's reason for
+//! leaving (KIP-800), which is logged.
 
 use freshet_security::acl::Operation;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
@@ -11,6 +12,13 @@ pub async fn handle(ctx: &RequestContext, request: LeaveGroupRequest) -> LeaveGr
     if !ctx.may_on_group(Operation::Read, &request.group_id) {
         return LeaveGroupResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
+    if ctx.version >= 5 {
+        for member in &request.members {
+            if let Some(reason) = &member.reason {
+                tracing::debug!(group = %request.group_id.as_str(), member = %member.member_id, %reason, "member leaves");
+            }
+        }
     }
     ctx.broker.groups.leave_group(request, ctx.version).await
 }

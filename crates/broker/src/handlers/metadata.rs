@@ -6,6 +6,13 @@
 //! (v4+ carry `allow_auto_topic_creation`; v0-3 always allow it), only for a valid name (an
 //! invalid one answers INVALID_TOPIC_EXCEPTION whether or not creation is allowed), and not
 //! while the disk is full (KAFKA_STORAGE_ERROR).
+//!
+//! From v12 a topic may be asked for by id instead of name (KIP-516): an unknown id answers
+//! UNKNOWN_TOPIC_ID, one the principal may not describe TOPIC_AUTHORIZATION_FAILED (with the
+//! id and no name, as Kafka answers: ids are not secret); ids never create a topic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use freshet_security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use kafka_protocol::messages::metadata_response::{
@@ -13,6 +20,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::ResponseError;
+use uuid::Uuid;
 
 use super::{str_bytes, RequestContext};
 use crate::topics::{validate_topic_name, Topic, TopicError};
@@ -39,12 +47,19 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
             .map(|topic| describe_topic(topic, node_id))
             .collect()
     } else {
-        request
-            .topics
-            .unwrap_or_default()
+        let requested = request.topics.unwrap_or_default();
+        // Names are nullable, and ids meant, only from v12.
+        let by_id = (ctx.version >= 12 && requested.iter().any(|t| !t.topic_id.is_nil()))
+            .then(|| super::topics_by_id(ctx));
+        requested
             .into_iter()
-            .filter_map(|t| t.name)
-            .map(|name| lookup_topic(ctx, &name, may_create, node_id))
+            .filter_map(|t| match (&by_id, t.name) {
+                (Some(by_id), _) if !t.topic_id.is_nil() => {
+                    Some(lookup_topic_id(ctx, by_id, t.topic_id, node_id))
+                }
+                (_, Some(name)) => Some(lookup_topic(ctx, &name, may_create, node_id)),
+                (_, None) => None,
+            })
             .collect()
     };
 
@@ -109,6 +124,26 @@ fn lookup_topic(
             .with_name(Some(name.clone()))
             .with_error_code(e.error_code()),
     }
+}
+
+/// A topic asked for by id (v12+).
+fn lookup_topic_id(
+    ctx: &RequestContext,
+    by_id: &HashMap<Uuid, Arc<Topic>>,
+    id: Uuid,
+    node_id: i32,
+) -> MetadataResponseTopic {
+    let error = match by_id.get(&id) {
+        Some(topic) if ctx.may_on_topic(Operation::Describe, &topic.name) => {
+            return describe_topic(topic, node_id)
+        }
+        Some(_) => ResponseError::TopicAuthorizationFailed,
+        None => ResponseError::UnknownTopicId,
+    };
+    MetadataResponseTopic::default()
+        .with_name(None)
+        .with_topic_id(id)
+        .with_error_code(error.code())
 }
 
 /// Kafka's rule for creating a topic: Create on the cluster, or on the topic itself.

@@ -2,25 +2,36 @@
 //! into `start` and `finish`, see its docs). Handlers fill only the fields that exist in
 //! `ctx.version`; the codec refuses to encode anything else.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use freshet_security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use freshet_security::Principal;
 use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
 
 use crate::listener::Listener;
+use crate::topics::Topic;
 use crate::Broker;
 
 pub mod acls;
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -29,12 +40,15 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod scram_credentials;
 pub mod sync_group;
+pub mod transactions;
 
 /// What every handler gets besides its request.
 #[derive(Debug, Clone)]
@@ -122,4 +136,16 @@ pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 /// A `StrBytes` from any string.
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
+}
+
+/// Every topic by its id, for requests that name topics by id (Produce v13+, Fetch v13+,
+/// Metadata v10+, DeleteTopics v6+). Built once per request that needs it: the registry is
+/// keyed by name.
+pub(crate) fn topics_by_id(ctx: &RequestContext) -> HashMap<Uuid, Arc<Topic>> {
+    ctx.broker
+        .topics
+        .all()
+        .into_iter()
+        .map(|topic| (topic.id, topic))
+        .collect()
 }

@@ -3,11 +3,16 @@
 //! Authorization is Kafka's: Describe on the group (or GROUP_AUTHORIZATION_FAILED), and
 //! Describe on each topic: a topic named in the request answers TOPIC_AUTHORIZATION_FAILED
 //! per partition, and "every committed topic" leaves out the ones the principal may not see.
+//!
+//! v8+ (KIP-709) asks for several groups at once: each is answered as a v7 request for it
+//! alone would be, authorization included. v9 adds the member id and epoch of the KIP-848
+//! consumer protocol, which classic groups ignore (as Kafka's classic groups do).
 
 use freshet_security::acl::Operation;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -15,11 +20,73 @@ use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 
-pub async fn handle(ctx: &RequestContext, mut request: OffsetFetchRequest) -> OffsetFetchResponse {
+pub async fn handle(ctx: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    if ctx.version >= 8 {
+        return batched(ctx, request).await;
+    }
+    one_group(ctx, request, ctx.version).await
+}
+
+/// The groups of a v8+ request, each through [`one_group`] as v7.
+async fn batched(ctx: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    let mut groups = Vec::with_capacity(request.groups.len());
+    for group in request.groups {
+        let topics = group.topics.map(|topics| {
+            topics
+                .into_iter()
+                .map(|topic| {
+                    OffsetFetchRequestTopic::default()
+                        .with_name(topic.name)
+                        .with_partition_indexes(topic.partition_indexes)
+                })
+                .collect()
+        });
+        let single = OffsetFetchRequest::default()
+            .with_group_id(group.group_id.clone())
+            .with_topics(topics)
+            .with_require_stable(request.require_stable);
+        let answer = one_group(ctx, single, 7).await;
+        let topics = answer
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        OffsetFetchResponsePartitions::default()
+                            .with_partition_index(p.partition_index)
+                            .with_committed_offset(p.committed_offset)
+                            .with_committed_leader_epoch(p.committed_leader_epoch)
+                            .with_metadata(p.metadata)
+                            .with_error_code(p.error_code)
+                    })
+                    .collect();
+                OffsetFetchResponseTopics::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        groups.push(
+            OffsetFetchResponseGroup::default()
+                .with_group_id(group.group_id)
+                .with_error_code(answer.error_code)
+                .with_topics(topics),
+        );
+    }
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// One group's offsets, answered at `version` (1-7).
+async fn one_group(
+    ctx: &RequestContext,
+    mut request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
     if !ctx.may_on_group(Operation::Describe, &request.group_id) {
         let error = ResponseError::GroupAuthorizationFailed;
         let mut response = OffsetFetchResponse::default();
-        if ctx.version >= 2 {
+        if version >= 2 {
             response.error_code = error.code();
         } else {
             // v0–1 have no top-level error: every requested partition carries it.
@@ -35,7 +102,7 @@ pub async fn handle(ctx: &RequestContext, mut request: OffsetFetchRequest) -> Of
         denied = refused;
         request.topics = Some(allowed);
     }
-    let mut response = ctx.broker.groups.offset_fetch(request, ctx.version).await;
+    let mut response = ctx.broker.groups.offset_fetch(request, version).await;
     response
         .topics
         .retain(|topic| ctx.may_on_topic(Operation::Describe, &topic.name));

@@ -7,15 +7,24 @@
 //!
 //! Produce never creates a topic: like Kafka, an unknown topic answers
 //! UNKNOWN_TOPIC_OR_PARTITION, and clients then ask Metadata, which creates it if the client
-//! and the broker allow auto-creation (see [`super::metadata`]).
+//! and the broker allow auto-creation (see [`super::metadata`]). From v13 topics are named by
+//! id (KIP-516); an unknown id answers UNKNOWN_TOPIC_ID.
+//!
+//! Records the log refuses one by one (keyless records on a compacted topic) answer
+//! INVALID_RECORD with Kafka's messages, and from v8 with each record's index in
+//! `record_errors`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use freshet_log::{Durability, LogError, PartitionLog};
+use freshet_log::{Durability, LogError, PartitionLog, TimestampType};
 use freshet_security::acl::Operation;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
+use uuid::Uuid;
 
 use super::{str_bytes, RequestContext};
 use crate::topics::{Topic, TopicError};
@@ -27,6 +36,8 @@ pub struct Waiting {
     broker: Arc<Broker>,
     version: i16,
     topics: Vec<TopicProduceResponse>,
+    /// The name of each topic of `topics` (v13 responses carry only its id).
+    names: Vec<String>,
     /// `(topic index, partition index in the response, log, end offset to be durable)`.
     pending_syncs: Vec<(usize, usize, Arc<PartitionLog>, i64)>,
 }
@@ -36,15 +47,23 @@ pub fn start(ctx: &RequestContext, request: ProduceRequest) -> Option<Waiting> {
     let acks = request.acks;
     let valid_acks = matches!(acks, -1..=1);
     let mut topics = Vec::with_capacity(request.topic_data.len());
+    let mut names = Vec::with_capacity(request.topic_data.len());
     let mut pending_syncs = Vec::new();
+    let by_id = (ctx.version >= 13).then(|| super::topics_by_id(ctx));
 
     for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
-        let topic = find_topic(ctx, &topic_data.name);
+        let (name, topic) = match &by_id {
+            Some(by_id) => find_topic_by_id(ctx, by_id, topic_data.topic_id),
+            None => (
+                topic_data.name.to_string(),
+                find_topic(ctx, &topic_data.name),
+            ),
+        };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for (partition_index, data) in topic_data.partition_data.into_iter().enumerate() {
             let mut response = PartitionProduceResponse::default().with_index(data.index);
             let outcome = if !valid_acks {
-                Err((
+                Err(Refusal::new(
                     ResponseError::InvalidRequiredAcks.code(),
                     format!("acks must be -1, 0 or 1, not {acks}"),
                 ))
@@ -54,39 +73,52 @@ pub fn start(ctx: &RequestContext, request: ProduceRequest) -> Option<Waiting> {
                     &topic,
                     data.index,
                     data.records.as_deref().unwrap_or_default(),
+                    acks,
                 )
             };
             match outcome {
-                Ok((log, base_offset, end_offset)) => {
+                Ok((log, base_offset, end_offset, log_append_time)) => {
                     response.base_offset = base_offset;
+                    response.log_append_time_ms = log_append_time;
                     response.log_start_offset = log.log_start_offset();
                     if needs_sync(&log) {
                         pending_syncs.push((topic_index, partition_index, log, end_offset));
                     }
                 }
-                Err((code, message)) => {
-                    tracing::debug!(topic = %topic_data.name.as_str(), partition = data.index, code, %message, "produce refused");
-                    response.error_code = code;
+                Err(refusal) => {
+                    tracing::debug!(topic = %name, partition = data.index, code = refusal.code, message = %refusal.message, "produce refused");
+                    response.error_code = refusal.code;
                     response.base_offset = -1;
                     if ctx.version >= 8 {
-                        response.error_message = Some(str_bytes(message));
+                        response.error_message = Some(str_bytes(refusal.message));
+                        response.record_errors = refusal
+                            .record_errors
+                            .into_iter()
+                            .map(|(index, message)| {
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(index)
+                                    .with_batch_index_error_message(Some(str_bytes(message)))
+                            })
+                            .collect();
                     }
                 }
             }
             partitions.push(response);
         }
-        topics.push(
-            TopicProduceResponse::default()
-                .with_name(topic_data.name)
-                .with_partition_responses(partitions),
-        );
+        let response = TopicProduceResponse::default().with_partition_responses(partitions);
+        topics.push(if ctx.version >= 13 {
+            response.with_topic_id(topic_data.topic_id)
+        } else {
+            response.with_name(topic_data.name)
+        });
+        names.push(name);
     }
     if acks == 0 {
         // Nobody waits for an acks=0 produce, but its data only becomes visible to consumers
         // once durable, so it still takes part in the next group commit.
         for (t, p, log, end) in pending_syncs {
             let broker = ctx.broker.clone();
-            let topic = topics[t].name.to_string();
+            let topic = names[t].clone();
             let partition = topics[t].partition_responses[p].index;
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = log.wait_durable(end) {
@@ -100,6 +132,7 @@ pub fn start(ctx: &RequestContext, request: ProduceRequest) -> Option<Waiting> {
         broker: ctx.broker.clone(),
         version: ctx.version,
         topics,
+        names,
         pending_syncs,
     })
 }
@@ -119,7 +152,7 @@ impl Waiting {
             let failure = match result {
                 Ok(Ok(())) => continue,
                 Ok(Err(e)) => {
-                    let topic = self.topics[t].name.to_string();
+                    let topic = self.names[t].clone();
                     let partition = self.topics[t].partition_responses[p].index;
                     // A failed fsync poisons the log: logged once as a degraded condition.
                     self.broker
@@ -142,7 +175,64 @@ impl Waiting {
     }
 }
 
-type Refusal = (i16, String);
+/// Why a partition's records were not appended.
+#[derive(Debug, Clone)]
+struct Refusal {
+    code: i16,
+    message: String,
+    /// Produce v8+ `record_errors`: the index of each refused record in its batch, and why.
+    record_errors: Vec<(i32, String)>,
+}
+
+impl Refusal {
+    fn new(code: i16, message: String) -> Refusal {
+        Refusal {
+            code,
+            message,
+            record_errors: Vec::new(),
+        }
+    }
+
+    /// What Kafka answers for `error` from the log of `topic`-`partition`: records refused
+    /// one by one get LogValidator's messages, per record and summed up.
+    fn from_log(error: &LogError, topic: &str, partition: i32) -> Refusal {
+        let LogError::KeylessRecords { batch_indexes } = error else {
+            return Refusal::new(error.error_code(), error.to_string());
+        };
+        let record_errors: Vec<(i32, String)> = batch_indexes
+            .iter()
+            .map(|&index| {
+                let message = format!(
+                    "Compacted topic cannot accept message without key in topic partition \
+                     {topic}-{partition}."
+                );
+                (index, message)
+            })
+            .collect();
+        let shown: Vec<String> = record_errors
+            .iter()
+            .take(3)
+            .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+            .collect();
+        let message = format!(
+            "One or more records have been rejected due to {} record errors in total, and only \
+             showing the first three errors at most: [{}]",
+            record_errors.len(),
+            shown.join(", ")
+        );
+        Refusal {
+            code: error.error_code(),
+            message,
+            record_errors,
+        }
+    }
+}
+
+impl From<(i16, String)> for Refusal {
+    fn from((code, message): (i16, String)) -> Refusal {
+        Refusal::new(code, message)
+    }
+}
 
 /// The topic, which the principal may write and which must exist: Produce never creates one
 /// (see the module docs). Authorization comes first, so an unauthorized client cannot tell
@@ -152,52 +242,131 @@ fn find_topic(
     name: &kafka_protocol::messages::TopicName,
 ) -> Result<Arc<Topic>, Refusal> {
     if !ctx.may_on_topic(Operation::Write, name) {
-        return Err(super::topic_denied(name, "Write"));
+        return Err(super::topic_denied(name, "Write").into());
     }
     ctx.broker.topics.get(name).ok_or_else(|| {
         let unknown = TopicError::Unknown(name.to_string());
-        (unknown.error_code(), unknown.to_string())
+        Refusal::new(unknown.error_code(), unknown.to_string())
     })
 }
 
-/// Appends to one partition; returns the log, the base offset and the end offset to wait for.
+/// The topic named by `id` (v13+) with its name for logs: as in Kafka the id is resolved
+/// first (UNKNOWN_TOPIC_ID), then Write on the topic's name is checked.
+fn find_topic_by_id(
+    ctx: &RequestContext,
+    by_id: &HashMap<Uuid, Arc<Topic>>,
+    id: Uuid,
+) -> (String, Result<Arc<Topic>, Refusal>) {
+    let Some(topic) = by_id.get(&id) else {
+        let unknown = Refusal::new(
+            ResponseError::UnknownTopicId.code(),
+            format!("this broker has no topic with id {id}"),
+        );
+        return (id.to_string(), Err(unknown));
+    };
+    if !ctx.may_on_topic(Operation::Write, &topic.name) {
+        let denied = super::topic_denied(&topic.name, "Write").into();
+        return (topic.name.clone(), Err(denied));
+    }
+    (topic.name.clone(), Ok(topic.clone()))
+}
+
+/// Appends to one partition; returns the log, the base offset, the end offset to wait for and
+/// the log append time (-1 unless the topic has `message.timestamp.type=LogAppendTime`).
 fn append(
     ctx: &RequestContext,
     topic: &Result<Arc<Topic>, Refusal>,
     partition: i32,
     records: &[u8],
-) -> Result<(Arc<PartitionLog>, i64, i64), Refusal> {
+    acks: i16,
+) -> Result<(Arc<PartitionLog>, i64, i64, i64), Refusal> {
     let topic = topic.as_ref().map_err(Clone::clone)?;
+    check_in_sync_replicas(topic, partition, acks)?;
     let partition = topic.partition(partition).ok_or_else(|| {
-        (
+        Refusal::new(
             ResponseError::UnknownTopicOrPartition.code(),
             format!("topic {} has no partition {partition}", topic.name),
         )
     })?;
     if records.is_empty() {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::CorruptMessage.code(),
             "the request carries no record batch".to_string(),
         ));
     }
-    let outcome = partition.log.append(records).map_err(|e| {
+    check_transaction(ctx, &topic.name, partition.index, records)?;
+    let now = crate::broker::now_ms();
+    let outcome = partition.log.append_at(records, now).map_err(|e| {
         if matches!(e, LogError::Storage(_)) {
             let log = &partition.log;
             ctx.broker
                 .report_log_error("produce", &topic.name, partition.index, log, &e);
         }
-        (e.error_code(), e.to_string())
+        Refusal::from_log(&e, &topic.name, partition.index)
     })?;
     if !outcome.duplicate {
         partition
             .counters
             .record_in(outcome.bytes, outcome.record_count);
     }
+    let log_append_time = match partition.log.config().timestamp_type {
+        TimestampType::LogAppendTime if !outcome.duplicate => now,
+        _ => -1,
+    };
     Ok((
         partition.log.clone(),
         outcome.base_offset,
         outcome.last_offset + 1,
+        log_append_time,
     ))
+}
+
+/// A transactional batch may go only to a partition of its producer's ongoing transaction
+/// (AddPartitionsToTxn first), as Kafka verifies since KIP-890: a late or stray write would
+/// otherwise open a transaction in the partition that no EndTxn closes.
+fn check_transaction(
+    ctx: &RequestContext,
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+) -> Result<(), Refusal> {
+    let Ok(header) = freshet_log::BatchHeader::parse(records) else {
+        // The log's validation names what is wrong with the batch.
+        return Ok(());
+    };
+    if !header.is_transactional() {
+        return Ok(());
+    }
+    ctx.broker
+        .transactions
+        .check_write(header.producer_id, header.producer_epoch, topic, partition)
+        .map_err(|refusal| {
+            Refusal::new(
+                super::transactions::write_refusal_error(refusal).code(),
+                format!(
+                    "producer {} (epoch {}) has no ongoing transaction holding {topic}-{partition}",
+                    header.producer_id, header.producer_epoch
+                ),
+            )
+        })
+}
+
+/// Kafka refuses acks=all writes while fewer replicas than `min.insync.replicas` are in
+/// sync. Here a partition's only replica is this broker: a topic asking for more can take
+/// acks=0 and acks=1 writes only.
+fn check_in_sync_replicas(topic: &Topic, partition: i32, acks: i16) -> Result<(), Refusal> {
+    let required = topic.configs.min_insync_replicas();
+    if acks == -1 && required > 1 {
+        return Err(Refusal::new(
+            ResponseError::NotEnoughReplicas.code(),
+            format!(
+                "topic {} requires min.insync.replicas={required} for acks=all, but partition \
+                 {partition} has 1 in-sync replica (this broker is its only replica)",
+                topic.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn needs_sync(log: &PartitionLog) -> bool {

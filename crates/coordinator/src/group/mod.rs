@@ -4,22 +4,31 @@
 //! [`requests`]) and [`Group::expire`] (timers) with the current time. Methods never block:
 //! a request that must wait (JoinGroup until the join phase completes, a follower's SyncGroup
 //! until the leader's arrives) gets a oneshot receiver, and the member keeps the sender until the
-//! group answers it. Answers to joins are handed back in [`Effects`] rather than sent directly,
-//! because a new generation must be written to the offsets file before anyone learns about it.
+//! group answers it. Answers to joins and syncs are handed back in [`Effects`] rather than sent
+//! directly, because a new generation (or the membership a SyncGroup completes) must be written
+//! to the offsets file before anyone learns about it.
 
 mod requests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::ConsumerProtocolSubscription;
+use kafka_protocol::protocol::Decodable;
 use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub(crate) use requests::{JoinRequest, MemberIdentity};
+
+use crate::store::{StoredMember, StoredMembership};
+
+/// The protocol type of Kafka's consumers: members' metadata is a `ConsumerProtocolSubscription`
+/// and the leader's assignments are `ConsumerProtocolAssignment`s.
+pub(crate) const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
 /// How long a brand-new member may wait in a join phase without completing it before it is
 /// dropped (Kafka's `GroupCoordinator.NewMemberJoinTimeoutMs`): a client that disconnects right
@@ -110,6 +119,9 @@ pub(crate) struct JoinedMember {
 pub(crate) struct SyncOutcome {
     pub(crate) error: Option<ResponseError>,
     pub(crate) assignment: Bytes,
+    /// Store sequence number that must be durable before this answer is released (the append
+    /// of the membership it completes); 0 when there is nothing to wait for.
+    pub(crate) durable_seq: u64,
 }
 
 impl SyncOutcome {
@@ -117,6 +129,7 @@ impl SyncOutcome {
         Self {
             error: Some(error),
             assignment: Bytes::new(),
+            durable_seq: 0,
         }
     }
 }
@@ -141,14 +154,22 @@ pub(crate) struct NewGeneration {
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
     pub(crate) join_answers: Vec<(oneshot::Sender<JoinOutcome>, JoinOutcome)>,
+    pub(crate) sync_answers: Vec<(oneshot::Sender<SyncOutcome>, SyncOutcome)>,
     /// The generation to persist (the latest, should one operation complete two join phases:
     /// persisting the higher one is enough).
     pub(crate) new_generation: Option<NewGeneration>,
+    /// The members of a Stable group changed (a rebalance completed, or a static member took
+    /// its place): persist them so that they survive a restart.
+    pub(crate) membership_changed: bool,
 }
 
 impl Effects {
     fn answer_join(&mut self, waiter: oneshot::Sender<JoinOutcome>, outcome: JoinOutcome) {
         self.join_answers.push((waiter, outcome));
+    }
+
+    fn answer_sync(&mut self, waiter: oneshot::Sender<SyncOutcome>, outcome: SyncOutcome) {
+        self.sync_answers.push((waiter, outcome));
     }
 }
 
@@ -207,6 +228,47 @@ impl Member {
     pub(crate) fn heartbeat(&mut self, now: Instant) {
         self.last_heartbeat = now;
     }
+
+    fn stored(&self) -> StoredMember {
+        StoredMember {
+            member_id: self.id.clone(),
+            instance_id: self.instance_id.clone(),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            session_timeout_ms: millis_of(self.session_timeout),
+            rebalance_timeout_ms: millis_of(self.rebalance_timeout),
+            protocols: self
+                .protocols
+                .iter()
+                .map(|p| (p.name.clone(), p.metadata.clone()))
+                .collect(),
+            assignment: self.assignment.clone(),
+        }
+    }
+
+    /// A member known from the offsets file. Its session starts now, as if it had just
+    /// heartbeated (Kafka does the same when it loads a group): it expires unless it comes back.
+    fn restored(stored: StoredMember, now: Instant) -> Self {
+        let millis = |ms: i32| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        Self {
+            id: stored.member_id,
+            instance_id: stored.instance_id,
+            client_id: stored.client_id,
+            client_host: stored.client_host,
+            session_timeout: millis(stored.session_timeout_ms),
+            rebalance_timeout: millis(stored.rebalance_timeout_ms),
+            protocols: stored
+                .protocols
+                .into_iter()
+                .map(|(name, metadata)| Protocol { name, metadata })
+                .collect(),
+            assignment: stored.assignment,
+            awaiting_join: None,
+            awaiting_sync: None,
+            is_new: false,
+            last_heartbeat: now,
+        }
+    }
 }
 
 /// The open join phase of a group in PreparingRebalance.
@@ -244,8 +306,9 @@ pub(crate) struct Group {
     /// they are forgotten.
     pending_members: HashMap<String, Instant>,
     join_phase: Option<JoinPhase>,
-    /// Store sequence number of the record that persisted `generation` (0 = already durable).
-    pub(crate) generation_seq: u64,
+    /// Store sequence number of the latest record that persisted the group's generation or
+    /// members (0 = already durable).
+    pub(crate) persisted_seq: u64,
     /// Join phases that produced a generation with members since the coordinator opened.
     pub(crate) rebalances: u64,
 }
@@ -263,7 +326,7 @@ impl Group {
             static_members: HashMap::new(),
             pending_members: HashMap::new(),
             join_phase: None,
-            generation_seq: 0,
+            persisted_seq: 0,
             rebalances: 0,
         }
     }
@@ -274,6 +337,67 @@ impl Group {
         group.generation = generation;
         group.protocol_type = (!protocol_type.is_empty()).then_some(protocol_type);
         group
+    }
+
+    /// A group whose members were persisted by its last completed rebalance: Stable, with
+    /// those members and their assignments, each member's session starting `now`.
+    pub(crate) fn from_membership(stored: StoredMembership, now: Instant) -> Self {
+        let mut group = Self::restored(stored.group, stored.generation, stored.protocol_type);
+        for member in stored.members {
+            let member = Member::restored(member, now);
+            if let Some(instance) = &member.instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), member.id.clone());
+            }
+            group.members.insert(member.id.clone(), member);
+        }
+        if group.members.is_empty() {
+            return group;
+        }
+        group.protocol = (!stored.protocol.is_empty()).then_some(stored.protocol);
+        group.leader = Some(stored.leader)
+            .filter(|leader| group.members.contains_key(leader))
+            .or_else(|| group.members.keys().next().cloned());
+        group.state = GroupState::Stable;
+        group
+    }
+
+    /// What the offsets file keeps of a Stable group so that a restart keeps its members.
+    pub(crate) fn membership(&self) -> StoredMembership {
+        StoredMembership {
+            group: self.id.clone(),
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            protocol: self.protocol.clone().unwrap_or_default(),
+            leader: self.leader.clone().unwrap_or_default(),
+            members: self.members.values().map(Member::stored).collect(),
+        }
+    }
+
+    /// Topics whose committed offsets the group is using: none while Empty, the members'
+    /// subscriptions while a consumer group has members (Kafka's `isSubscribedToTopic`).
+    /// Another protocol's members cannot be looked into: NON_EMPTY_GROUP, as in Kafka.
+    pub(crate) fn topics_in_use(&self) -> Result<BTreeSet<String>, ResponseError> {
+        if self.state == GroupState::Empty {
+            return Ok(BTreeSet::new());
+        }
+        if self.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) {
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        Ok(self.subscribed_topics().unwrap_or_default())
+    }
+
+    /// The union of the members' subscriptions under the current protocol, or `None` when it
+    /// cannot be known: no protocol chosen yet, or metadata that is not a consumer
+    /// subscription (Kafka then treats no topic as subscribed, and so does this).
+    fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        let protocol = self.protocol.as_deref()?;
+        let mut topics = BTreeSet::new();
+        for member in self.members.values() {
+            topics.extend(subscription_topics(&member.metadata_for(protocol))?);
+        }
+        Some(topics)
     }
 
     /// True when the group holds nothing worth keeping in memory: created by a request that
@@ -535,7 +659,7 @@ impl Group {
             },
             leader,
             member_id: member_id.to_owned(),
-            durable_seq: self.generation_seq,
+            durable_seq: self.persisted_seq,
         }
     }
 
@@ -649,6 +773,23 @@ impl Group {
             }
         }
     }
+}
+
+/// The topics of a `consumer` protocol subscription: a version, then the subscription, read
+/// with the version 0 layout that every later version extends (as Kafka reads it).
+fn subscription_topics(metadata: &Bytes) -> Option<Vec<String>> {
+    let mut buf = metadata.clone();
+    if buf.remaining() < 2 {
+        return None;
+    }
+    let _version = buf.get_i16();
+    let subscription = ConsumerProtocolSubscription::decode(&mut buf, 0).ok()?;
+    Some(subscription.topics.iter().map(|t| t.to_string()).collect())
+}
+
+/// A duration as the int32 milliseconds Kafka stores (client timeouts always fit).
+fn millis_of(duration: Duration) -> i32 {
+    i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
 }
 
 /// `now + wait`. Waits are capped (client-supplied timeouts are at most ~25 days anyway) so

@@ -240,17 +240,21 @@ impl Group {
         }
         self.members.insert(new_member_id.clone(), member);
 
+        let (waiter, reply) = oneshot::channel();
         if self.state == GroupState::Stable && self.select_protocol() == self.protocol {
             // Answer with the previous leader id: even if this member is the leader it must
             // not compute an assignment, since a Stable group would not distribute it. It
-            // syncs as a follower and gets its existing assignment back.
-            return Reply::Now(JoinOutcome {
+            // syncs as a follower and gets its existing assignment back. The answer waits
+            // until the new member id is persisted, so that a restart does not forget it.
+            fx.membership_changed = true;
+            let outcome = JoinOutcome {
                 leader: previous_leader,
                 members: Vec::new(),
                 ..self.current_join_outcome(&new_member_id)
-            });
+            };
+            fx.answer_join(waiter, outcome);
+            return Reply::Later(reply);
         }
-        let (waiter, reply) = oneshot::channel();
         if let Some(member) = self.members.get_mut(&new_member_id) {
             member.awaiting_join = Some(waiter);
         }
@@ -270,6 +274,7 @@ impl Group {
         generation: i32,
         assignments: Vec<(String, Bytes)>,
         now: Instant,
+        fx: &mut Effects,
     ) -> Reply<SyncOutcome> {
         if let Err(error) = self.check_generation(who, generation) {
             return Reply::Now(SyncOutcome::failed(error));
@@ -293,6 +298,7 @@ impl Group {
                 Reply::Now(SyncOutcome {
                     error: None,
                     assignment,
+                    durable_seq: self.persisted_seq,
                 })
             }
             GroupState::CompletingRebalance => {
@@ -304,29 +310,38 @@ impl Group {
                     }
                 }
                 if self.is_leader(&who.member_id) {
-                    self.install_assignments(assignments, now);
+                    self.install_assignments(assignments, now, fx);
                 }
                 Reply::Later(reply)
             }
         }
     }
 
-    /// Stores the leader's assignments (members it left out get an empty one), answers the
-    /// waiting SyncGroups and makes the group Stable.
-    fn install_assignments(&mut self, assignments: Vec<(String, Bytes)>, now: Instant) {
+    /// Stores the leader's assignments (members it left out get an empty one), makes the group
+    /// Stable and answers the waiting SyncGroups once the coordinator has persisted the members
+    /// (Kafka answers after writing the group metadata, too).
+    fn install_assignments(
+        &mut self,
+        assignments: Vec<(String, Bytes)>,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
         let mut by_member: HashMap<String, Bytes> = assignments.into_iter().collect();
         for member in self.members.values_mut() {
             member.assignment = by_member.remove(&member.id).unwrap_or_default();
             if let Some(waiter) = member.awaiting_sync.take() {
                 member.heartbeat(now);
-                let _ = waiter.send(SyncOutcome {
+                let outcome = SyncOutcome {
                     error: None,
                     assignment: member.assignment.clone(),
-                });
+                    durable_seq: 0,
+                };
+                fx.answer_sync(waiter, outcome);
             }
         }
         tracing::info!(group = %self.id, generation = self.generation, "group is stable");
         self.state = GroupState::Stable;
+        fx.membership_changed = true;
     }
 
     /// Heartbeat: keeps the session alive and tells the member whether it must rejoin.

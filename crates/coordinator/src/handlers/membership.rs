@@ -156,15 +156,31 @@ impl GroupCoordinator {
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect();
         let generation = req.generation_id;
-        let reply = self.update_group(&req.group_id, IfMissing::Fail, |group, now, _| {
-            group.sync(&who, generation, assignments, now)
+        let reply = self.update_group(&req.group_id, IfMissing::Fail, |group, now, fx| {
+            group.sync(&who, generation, assignments, now, fx)
         });
-        match reply {
+        let outcome = match reply {
             Ok(Reply::Now(outcome)) => outcome,
             Ok(Reply::Later(answer)) => answer
                 .await
                 .unwrap_or_else(|_| SyncOutcome::failed(ResponseError::CoordinatorNotAvailable)),
             Err(unavailable) => SyncOutcome::failed(unavailable_error(unavailable)),
+        };
+        self.sync_released_when_durable(outcome).await
+    }
+
+    /// Holds a successful assignment back until the membership it completes is on disk, so a
+    /// restart keeps the members that were told they are in.
+    async fn sync_released_when_durable(&self, outcome: SyncOutcome) -> SyncOutcome {
+        if outcome.error.is_some() || outcome.durable_seq == 0 {
+            return outcome;
+        }
+        match self.store.wait_durable(outcome.durable_seq).await {
+            Ok(()) => outcome,
+            Err(error) => {
+                tracing::error!(%error, "group members not durable; failing the SyncGroup");
+                SyncOutcome::failed(ResponseError::CoordinatorNotAvailable)
+            }
         }
     }
 

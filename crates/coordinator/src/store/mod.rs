@@ -1,5 +1,5 @@
-//! The durable half of the coordinator: committed offsets and group generations, kept in one
-//! append-only file (`<dir>/offsets.log`, format in [`record`]).
+//! The durable half of the coordinator: committed offsets, group generations and the members
+//! of classic groups, kept in one append-only file (`<dir>/offsets.log`, format in [`record`]).
 //!
 //! # Writing
 //! [`OffsetStore::append`] writes records to the file (one `write` call, under the store lock,
@@ -30,7 +30,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use record::{decode_frame, BadFrame, FILE_MAGIC};
-pub(crate) use record::{CommittedOffset, Record};
+pub(crate) use record::{CommittedOffset, Record, StoredMember, StoredMembership};
 
 use crate::lock;
 
@@ -102,6 +102,8 @@ type TopicPartition = (String, i32);
 struct LiveState {
     offsets: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>>,
     generations: HashMap<String, StoredGeneration>,
+    /// Only for groups whose latest generation completed its rebalance.
+    memberships: HashMap<String, StoredMembership>,
 }
 
 impl LiveState {
@@ -123,6 +125,15 @@ impl LiveState {
                 generation,
                 protocol_type,
             } => {
+                // A new join phase completed: the members of the previous generation are
+                // history (the new one's are recorded once it is synced).
+                if self
+                    .memberships
+                    .get(&group)
+                    .is_some_and(|m| m.generation != generation)
+                {
+                    self.memberships.remove(&group);
+                }
                 let stored = StoredGeneration {
                     generation,
                     protocol_type,
@@ -135,19 +146,50 @@ impl LiveState {
                 }
                 self.offsets.retain(|_, partitions| !partitions.is_empty());
             }
+            Record::ClassicGroup(membership) => {
+                let stored = StoredGeneration {
+                    generation: membership.generation,
+                    protocol_type: membership.protocol_type.clone(),
+                };
+                self.generations.insert(membership.group.clone(), stored);
+                self.memberships
+                    .insert(membership.group.clone(), membership);
+            }
+            Record::GroupDeleted { group } => {
+                self.offsets.remove(&group);
+                self.generations.remove(&group);
+                self.memberships.remove(&group);
+            }
+            Record::OffsetDeleted {
+                group,
+                topic,
+                partition,
+            } => {
+                if let Some(partitions) = self.offsets.get_mut(&group) {
+                    partitions.remove(&(topic, partition));
+                    if partitions.is_empty() {
+                        self.offsets.remove(&group);
+                    }
+                }
+            }
         }
     }
 
     /// One record per live key: the content of a compacted file.
     fn records(&self) -> impl Iterator<Item = Record> + '_ {
-        let generations = self
-            .generations
-            .iter()
-            .map(|(group, g)| Record::Generation {
-                group: group.clone(),
-                generation: g.generation,
-                protocol_type: g.protocol_type.clone(),
-            });
+        // A group with members is described by its membership alone (it carries the
+        // generation); the others by their generation.
+        let generations =
+            self.generations
+                .iter()
+                .map(|(group, g)| match self.memberships.get(group) {
+                    Some(membership) => Record::ClassicGroup(membership.clone()),
+                    None => Record::Generation {
+                        group: group.clone(),
+                        generation: g.generation,
+                        protocol_type: g.protocol_type.clone(),
+                    },
+                });
         let commits = self.offsets.iter().flat_map(|(group, partitions)| {
             partitions
                 .iter()
@@ -319,6 +361,34 @@ impl OffsetStore {
             .iter()
             .map(|((topic, partition), offset)| (topic.clone(), *partition, offset.clone()))
             .collect()
+    }
+
+    /// The persisted members of every classic group whose latest generation completed its
+    /// rebalance.
+    pub(crate) fn memberships(&self) -> Vec<StoredMembership> {
+        lock(&self.inner)
+            .live
+            .memberships
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `group` has committed offsets, counting appends not yet durable (Kafka's
+    /// `hasOffsets` counts pending commits too): a group deleted for having none must not take
+    /// a commit that is on its way to disk with it.
+    pub(crate) fn has_offsets(&self, group: &str) -> bool {
+        let inner = lock(&self.inner);
+        // The group's part of the live state, with the pending appends applied to it.
+        let mut view = LiveState::default();
+        if let Some(partitions) = inner.live.offsets.get(group) {
+            view.offsets.insert(group.to_owned(), partitions.clone());
+        }
+        let pending = inner.pending.iter().flat_map(|p| &p.records);
+        for record in pending.filter(|r| r.group().is_none_or(|g| g == group)) {
+            view.apply(record.clone());
+        }
+        view.offsets.contains_key(group)
     }
 
     /// Every group the file knows: its persisted generation, if any.

@@ -6,14 +6,34 @@
 //! body   := kind:u8 fields...                      (all integers big-endian)
 //! string := len:u32 utf8-bytes
 //!
-//! kind 1  OffsetCommit  group:string topic:string partition:i32 offset:i64
-//!                       leader_epoch:i32 commit_timestamp_ms:i64 metadata:string
-//! kind 2  Generation    group:string generation:i32 protocol_type:string
-//! kind 3  TopicDeleted  topic:string
+//! bytes  := len:u32 raw-bytes
+//! option := 0:u8 | 1:u8 string
+//!
+//! kind 1  OffsetCommit     group:string topic:string partition:i32 offset:i64
+//!                          leader_epoch:i32 commit_timestamp_ms:i64 metadata:string
+//! kind 2  Generation       group:string generation:i32 protocol_type:string
+//! kind 3  TopicDeleted     topic:string
+//! kind 4  ClassicGroup     layout:u8(=1) group:string generation:i32 protocol_type:string
+//!                          protocol:string leader:string member_count:u32 member*
+//!         member :=        member_id:string instance_id:option client_id:string
+//!                          client_host:string session_timeout_ms:i32 rebalance_timeout_ms:i32
+//!                          protocol_count:u32 (name:string metadata:bytes)* assignment:bytes
+//! kind 5  GroupDeleted     group:string
+//! kind 6  OffsetDeleted    group:string topic:string partition:i32
 //! ```
 //!
 //! A frame is either whole and CRC-valid or it is the torn tail of an interrupted write: the
 //! length and CRC come first so a reader can tell the two apart without trusting the body.
+//!
+//! # Versions
+//! The format grows by new kinds, never by changing an old kind's layout, so every file an
+//! earlier version wrote still reads (kinds 4-6 came with DeleteGroups, OffsetDelete and
+//! persisted membership; files without them open as before). An older binary refuses a file
+//! with a kind it does not know ([`BadFrame::Undecodable`]) instead of dropping it. Kind 4
+//! carries its own layout byte so that fields can be added to classic groups; a group of
+//! another protocol (KIP-848's consumer groups) would get a kind of its own.
+
+use bytes::Bytes;
 
 use super::StoreError;
 
@@ -26,6 +46,12 @@ const FRAME_HEADER_LEN: usize = 8;
 const KIND_OFFSET_COMMIT: u8 = 1;
 const KIND_GENERATION: u8 = 2;
 const KIND_TOPIC_DELETED: u8 = 3;
+const KIND_CLASSIC_GROUP: u8 = 4;
+const KIND_GROUP_DELETED: u8 = 5;
+const KIND_OFFSET_DELETED: u8 = 6;
+
+/// The layout of [`KIND_CLASSIC_GROUP`] bodies this version writes and reads.
+const CLASSIC_GROUP_LAYOUT: u8 = 1;
 
 /// What a group committed for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +61,55 @@ pub(crate) struct CommittedOffset {
     pub(crate) leader_epoch: i32,
     pub(crate) metadata: String,
     pub(crate) commit_timestamp_ms: i64,
+}
+
+/// A classic group as its last completed rebalance left it: what a restarted coordinator needs
+/// to keep the members (Kafka's `GroupMetadataValue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredMembership {
+    pub(crate) group: String,
+    pub(crate) generation: i32,
+    pub(crate) protocol_type: String,
+    /// The protocol (assignor) chosen for `generation`.
+    pub(crate) protocol: String,
+    pub(crate) leader: String,
+    pub(crate) members: Vec<StoredMember>,
+}
+
+/// One member of a [`StoredMembership`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredMember {
+    pub(crate) member_id: String,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
+    pub(crate) session_timeout_ms: i32,
+    pub(crate) rebalance_timeout_ms: i32,
+    /// Every protocol the member supports, in its order of preference, with its metadata.
+    pub(crate) protocols: Vec<(String, Bytes)>,
+    pub(crate) assignment: Bytes,
+}
+
+impl StoredMember {
+    fn encoded_len(&self) -> u64 {
+        let protocols: u64 = self
+            .protocols
+            .iter()
+            .map(|(name, metadata)| 8 + name.len() as u64 + metadata.len() as u64)
+            .sum();
+        let instance = 1 + self
+            .instance_id
+            .as_ref()
+            .map_or(0, |id| 4 + id.len() as u64);
+        string_lens(&[&self.member_id, &self.client_id, &self.client_host])
+            + instance
+            + 4
+            + 4
+            + 4
+            + protocols
+            + 4
+            + self.assignment.len() as u64
+    }
 }
 
 /// One entry of the offsets file.
@@ -56,6 +131,17 @@ pub(crate) enum Record {
     },
     /// Every group's commits for `topic` are forgotten (the topic was deleted).
     TopicDeleted { topic: String },
+    /// A classic group completed a rebalance (or a static member took its place): its members
+    /// survive a restart. Superseded by a later `Generation` of the group.
+    ClassicGroup(StoredMembership),
+    /// The group and everything about it are forgotten (DeleteGroups).
+    GroupDeleted { group: String },
+    /// `group`'s commit for `topic`/`partition` is forgotten (OffsetDelete).
+    OffsetDeleted {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
 }
 
 /// Why the bytes at some position are not a whole, valid frame.
@@ -85,7 +171,7 @@ impl Record {
 
     /// Size of this record's frame on disk (used to estimate the file's live size).
     pub(crate) fn frame_len(&self) -> u64 {
-        let strings = |parts: &[&str]| parts.iter().map(|s| 4 + s.len() as u64).sum::<u64>();
+        let strings = string_lens;
         let body = 1 + match self {
             Record::OffsetCommit {
                 group,
@@ -99,8 +185,33 @@ impl Record {
                 ..
             } => strings(&[group, protocol_type]) + 4,
             Record::TopicDeleted { topic } => strings(&[topic]),
+            Record::ClassicGroup(group) => {
+                let members: u64 = group.members.iter().map(StoredMember::encoded_len).sum();
+                let names = [
+                    group.group.as_str(),
+                    &group.protocol_type,
+                    &group.protocol,
+                    &group.leader,
+                ];
+                // The layout byte, the strings, the generation and the member count.
+                1 + strings(&names) + 4 + 4 + members
+            }
+            Record::GroupDeleted { group } => strings(&[group]),
+            Record::OffsetDeleted { group, topic, .. } => strings(&[group, topic]) + 4,
         };
         FRAME_HEADER_LEN as u64 + body
+    }
+
+    /// The group the record is about; `None` for records about every group.
+    pub(crate) fn group(&self) -> Option<&str> {
+        match self {
+            Record::OffsetCommit { group, .. }
+            | Record::Generation { group, .. }
+            | Record::GroupDeleted { group }
+            | Record::OffsetDeleted { group, .. } => Some(group),
+            Record::ClassicGroup(membership) => Some(&membership.group),
+            Record::TopicDeleted { .. } => None,
+        }
     }
 
     fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), StoreError> {
@@ -134,6 +245,24 @@ impl Record {
                 out.push(KIND_TOPIC_DELETED);
                 put_string(out, topic)?;
             }
+            Record::ClassicGroup(group) => {
+                out.push(KIND_CLASSIC_GROUP);
+                encode_classic_group(out, group)?;
+            }
+            Record::GroupDeleted { group } => {
+                out.push(KIND_GROUP_DELETED);
+                put_string(out, group)?;
+            }
+            Record::OffsetDeleted {
+                group,
+                topic,
+                partition,
+            } => {
+                out.push(KIND_OFFSET_DELETED);
+                put_string(out, group)?;
+                put_string(out, topic)?;
+                out.extend_from_slice(&partition.to_be_bytes());
+            }
         }
         Ok(())
     }
@@ -158,6 +287,13 @@ impl Record {
                 protocol_type: r.string()?,
             },
             KIND_TOPIC_DELETED => Record::TopicDeleted { topic: r.string()? },
+            KIND_CLASSIC_GROUP => Record::ClassicGroup(decode_classic_group(&mut r)?),
+            KIND_GROUP_DELETED => Record::GroupDeleted { group: r.string()? },
+            KIND_OFFSET_DELETED => Record::OffsetDeleted {
+                group: r.string()?,
+                topic: r.string()?,
+                partition: r.i32()?,
+            },
             _ => return Err(BadFrame::Undecodable("unknown record kind")),
         };
         if !r.0.is_empty() {
@@ -189,10 +325,98 @@ pub(crate) fn decode_frame(buf: &[u8]) -> Result<Option<(Record, usize)>, BadFra
     Ok(Some((record, FRAME_HEADER_LEN + body_len)))
 }
 
-fn put_string(out: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
-    let len = u32::try_from(s.len()).map_err(|_| StoreError::RecordTooLarge)?;
+fn encode_classic_group(out: &mut Vec<u8>, group: &StoredMembership) -> Result<(), StoreError> {
+    out.push(CLASSIC_GROUP_LAYOUT);
+    put_string(out, &group.group)?;
+    out.extend_from_slice(&group.generation.to_be_bytes());
+    put_string(out, &group.protocol_type)?;
+    put_string(out, &group.protocol)?;
+    put_string(out, &group.leader)?;
+    put_len(out, group.members.len())?;
+    for member in &group.members {
+        put_string(out, &member.member_id)?;
+        match &member.instance_id {
+            None => out.push(0),
+            Some(id) => {
+                out.push(1);
+                put_string(out, id)?;
+            }
+        }
+        put_string(out, &member.client_id)?;
+        put_string(out, &member.client_host)?;
+        out.extend_from_slice(&member.session_timeout_ms.to_be_bytes());
+        out.extend_from_slice(&member.rebalance_timeout_ms.to_be_bytes());
+        put_len(out, member.protocols.len())?;
+        for (name, metadata) in &member.protocols {
+            put_string(out, name)?;
+            put_bytes(out, metadata)?;
+        }
+        put_bytes(out, &member.assignment)?;
+    }
+    Ok(())
+}
+
+fn decode_classic_group(r: &mut Reader<'_>) -> Result<StoredMembership, BadFrame> {
+    if r.u8()? != CLASSIC_GROUP_LAYOUT {
+        return Err(BadFrame::Undecodable("unknown classic group layout"));
+    }
+    let mut group = StoredMembership {
+        group: r.string()?,
+        generation: r.i32()?,
+        protocol_type: r.string()?,
+        protocol: r.string()?,
+        leader: r.string()?,
+        members: Vec::new(),
+    };
+    // Counts are not trusted for allocation: each element must actually be in the body.
+    for _ in 0..r.u32()? {
+        group.members.push(decode_member(r)?);
+    }
+    Ok(group)
+}
+
+fn decode_member(r: &mut Reader<'_>) -> Result<StoredMember, BadFrame> {
+    let member_id = r.string()?;
+    let instance_id = match r.u8()? {
+        0 => None,
+        1 => Some(r.string()?),
+        _ => return Err(BadFrame::Undecodable("bad option marker")),
+    };
+    let mut member = StoredMember {
+        member_id,
+        instance_id,
+        client_id: r.string()?,
+        client_host: r.string()?,
+        session_timeout_ms: r.i32()?,
+        rebalance_timeout_ms: r.i32()?,
+        protocols: Vec::new(),
+        assignment: Bytes::new(),
+    };
+    for _ in 0..r.u32()? {
+        member.protocols.push((r.string()?, r.bytes()?));
+    }
+    member.assignment = r.bytes()?;
+    Ok(member)
+}
+
+/// Encoded size of length-prefixed strings.
+fn string_lens(parts: &[&str]) -> u64 {
+    parts.iter().map(|s| 4 + s.len() as u64).sum()
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) -> Result<(), StoreError> {
+    let len = u32::try_from(len).map_err(|_| StoreError::RecordTooLarge)?;
     out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
+    put_bytes(out, s.as_bytes())
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), StoreError> {
+    put_len(out, bytes.len())?;
+    out.extend_from_slice(bytes);
     Ok(())
 }
 
@@ -218,18 +442,32 @@ impl Reader<'_> {
         Ok(i32::from_be_bytes(self.take()?))
     }
 
+    fn u32(&mut self) -> Result<u32, BadFrame> {
+        Ok(u32::from_be_bytes(self.take()?))
+    }
+
     fn i64(&mut self) -> Result<i64, BadFrame> {
         Ok(i64::from_be_bytes(self.take()?))
     }
 
     fn string(&mut self) -> Result<String, BadFrame> {
-        let len = u32::from_be_bytes(self.take()?) as usize;
+        let bytes = self.raw()?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| BadFrame::Undecodable("string is not UTF-8"))
+    }
+
+    fn bytes(&mut self) -> Result<Bytes, BadFrame> {
+        Ok(Bytes::copy_from_slice(self.raw()?))
+    }
+
+    /// A length-prefixed run of bytes.
+    fn raw(&mut self) -> Result<&[u8], BadFrame> {
+        let len = self.u32()? as usize;
         if self.0.len() < len {
             return Err(BadFrame::Undecodable("string runs past the record body"));
         }
         let (bytes, rest) = self.0.split_at(len);
         self.0 = rest;
-        String::from_utf8(bytes.to_vec()).map_err(|_| BadFrame::Undecodable("string is not UTF-8"))
+        Ok(bytes)
     }
 }
 
@@ -252,6 +490,30 @@ mod tests {
         }
     }
 
+    fn membership() -> StoredMembership {
+        let member = |id: &str, instance: Option<&str>| StoredMember {
+            member_id: id.into(),
+            instance_id: instance.map(Into::into),
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 45_000,
+            rebalance_timeout_ms: 300_000,
+            protocols: vec![
+                ("range".into(), Bytes::from_static(b"\0\0sub")),
+                ("roundrobin".into(), Bytes::new()),
+            ],
+            assignment: Bytes::from_static(b"\0\0assigned"),
+        };
+        StoredMembership {
+            group: "g".into(),
+            generation: 3,
+            protocol_type: "consumer".into(),
+            protocol: "range".into(),
+            leader: "a".into(),
+            members: vec![member("a", None), member("b", Some("static-b"))],
+        }
+    }
+
     fn encode(record: &Record) -> Vec<u8> {
         let mut buf = Vec::new();
         record.encode_frame(&mut buf).expect("encodable");
@@ -268,6 +530,13 @@ mod tests {
                 protocol_type: "consumer".into(),
             },
             Record::TopicDeleted { topic: "t".into() },
+            Record::ClassicGroup(membership()),
+            Record::GroupDeleted { group: "g".into() },
+            Record::OffsetDeleted {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 4,
+            },
         ];
         for record in records {
             let buf = encode(&record);
@@ -304,6 +573,34 @@ mod tests {
         buf.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
         buf.extend_from_slice(&body);
         assert!(matches!(decode_frame(&buf), Err(BadFrame::Undecodable(_))));
+    }
+
+    #[test]
+    fn every_truncation_of_a_classic_group_body_is_undecodable() {
+        let mut body = Vec::new();
+        Record::ClassicGroup(membership())
+            .encode_body(&mut body)
+            .expect("encodable");
+        for cut in 0..body.len() {
+            assert!(
+                Record::decode_body(&body[..cut]).is_err(),
+                "a body cut at {cut} decoded"
+            );
+        }
+        assert!(Record::decode_body(&body).is_ok());
+    }
+
+    #[test]
+    fn a_classic_group_of_an_unknown_layout_is_undecodable() {
+        let mut body = Vec::new();
+        Record::ClassicGroup(membership())
+            .encode_body(&mut body)
+            .expect("encodable");
+        body[1] = CLASSIC_GROUP_LAYOUT + 1;
+        assert_eq!(
+            Record::decode_body(&body),
+            Err(BadFrame::Undecodable("unknown classic group layout"))
+        );
     }
 
     proptest! {

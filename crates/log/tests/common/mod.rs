@@ -47,13 +47,31 @@ pub struct Producer {
 
 /// Encodes one v2 batch, as a producer would send it.
 pub fn encode(records: &[Rec], compression: Compression, producer: Option<Producer>) -> Vec<u8> {
+    encode_batch(records, compression, producer, false)
+}
+
+/// A batch of a transactional producer: records `(key, value)` at timestamp 1,000.
+pub fn transactional_batch(producer: Producer, records: &[(&str, &str)]) -> Vec<u8> {
+    let records: Vec<Rec> = records
+        .iter()
+        .map(|(key, value)| Rec::new(Some(key), Some(value), 1_000))
+        .collect();
+    encode_batch(&records, Compression::None, Some(producer), true)
+}
+
+fn encode_batch(
+    records: &[Rec],
+    compression: Compression,
+    producer: Option<Producer>,
+    transactional: bool,
+) -> Vec<u8> {
     let (producer_id, producer_epoch, base_sequence) =
         producer.map_or((-1, -1, -1), |p| (p.id, p.epoch, p.base_sequence));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, rec)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,

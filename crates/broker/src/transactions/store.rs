@@ -1,0 +1,208 @@
+//! The durable transaction state log: `<data-dir>/transactions/state.log`, what Kafka keeps in
+//! its `__transaction_state` topic.
+//!
+//! Every change of a transactional id appends its whole [`TxnMetadata`] as one frame
+//! (`length u32 | crc32c u32 | JSON`, big-endian) and fdatasyncs before the change is used,
+//! so the last frame of each id is its state. Opening replays the file and cuts a torn tail
+//! (a frame a crash interrupted; it was never acknowledged). When the file holds more than
+//! [`REWRITE_FACTOR`] frames per live id (and at least [`REWRITE_MIN_FRAMES`]), it is rewritten
+//! with one frame per id: temporary file, fsync, rename, directory fsync.
+//!
+//! Writes are blocking: callers run them on blocking threads.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::state::TxnMetadata;
+
+const DIR_NAME: &str = "transactions";
+const FILE_NAME: &str = "state.log";
+const REWRITE_NAME: &str = "state.log.rewrite";
+/// Frames per live transactional id past which the file is rewritten.
+const REWRITE_FACTOR: usize = 8;
+const REWRITE_MIN_FRAMES: usize = 1024;
+/// A frame longer than this is corruption, not a state (states are well under a megabyte
+/// unless a transaction spans tens of thousands of partitions).
+const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// The state log, open for appending.
+#[derive(Debug)]
+pub struct TxnStore {
+    dir: PathBuf,
+    file: Mutex<StoreFile>,
+}
+
+#[derive(Debug)]
+struct StoreFile {
+    file: File,
+    frames: usize,
+    live: BTreeMap<String, TxnMetadata>,
+}
+
+impl TxnStore {
+    /// Opens (creating) the log under `data_dir` and returns it with the last state of every
+    /// transactional id.
+    pub fn open(data_dir: &Path) -> io::Result<(TxnStore, Vec<TxnMetadata>)> {
+        let dir = data_dir.join(DIR_NAME);
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir)?;
+            crate::topics::sync_dir(data_dir)?;
+        }
+        let path = dir.join(FILE_NAME);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (frames, good_len) = decode_frames(&bytes);
+        if good_len < bytes.len() {
+            tracing::warn!(
+                file = %path.display(),
+                kept = good_len,
+                dropped = bytes.len() - good_len,
+                "cutting a torn tail off the transaction state log"
+            );
+            file.set_len(good_len as u64)?;
+            file.sync_all()?;
+        }
+        let mut live = BTreeMap::new();
+        for meta in &frames {
+            live.insert(meta.transactional_id.clone(), meta.clone());
+        }
+        crate::topics::sync_dir(&dir)?;
+        let states = live.values().cloned().collect();
+        let store = TxnStore {
+            dir,
+            file: Mutex::new(StoreFile {
+                file,
+                frames: frames.len(),
+                live,
+            }),
+        };
+        Ok((store, states))
+    }
+
+    /// Appends `meta` and makes it durable.
+    pub fn write(&self, meta: &TxnMetadata) -> io::Result<()> {
+        let mut store = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        store.file.write_all(&encode_frame(meta))?;
+        store.file.sync_data()?;
+        store.frames += 1;
+        store
+            .live
+            .insert(meta.transactional_id.clone(), meta.clone());
+        if store.frames >= REWRITE_MIN_FRAMES && store.frames > REWRITE_FACTOR * store.live.len() {
+            self.rewrite(&mut store)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the file with one frame per transactional id.
+    fn rewrite(&self, store: &mut StoreFile) -> io::Result<()> {
+        let tmp = self.dir.join(REWRITE_NAME);
+        let mut out = File::create(&tmp)?;
+        for meta in store.live.values() {
+            out.write_all(&encode_frame(meta))?;
+        }
+        out.sync_all()?;
+        let path = self.dir.join(FILE_NAME);
+        fs::rename(&tmp, &path)?;
+        crate::topics::sync_dir(&self.dir)?;
+        store.file = OpenOptions::new().append(true).open(&path)?;
+        store.frames = store.live.len();
+        Ok(())
+    }
+}
+
+fn encode_frame(meta: &TxnMetadata) -> Vec<u8> {
+    // Serialising plain structs of strings and integers cannot fail.
+    let body = serde_json::to_vec(meta).unwrap_or_default();
+    let mut frame = Vec::with_capacity(body.len() + 8);
+    frame.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+    frame.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// The states of every whole, valid frame, and the length of the prefix they fill.
+fn decode_frames(bytes: &[u8]) -> (Vec<TxnMetadata>, usize) {
+    let mut states = Vec::new();
+    let mut position = 0;
+    while let Some(head) = bytes.get(position..position + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        if len > MAX_FRAME_BYTES {
+            break;
+        }
+        let Some(body) = bytes.get(position + 8..position + 8 + len) else {
+            break;
+        };
+        if crc32c::crc32c(body) != crc {
+            break;
+        }
+        let Ok(meta) = serde_json::from_slice::<TxnMetadata>(body) else {
+            break;
+        };
+        states.push(meta);
+        position += 8 + len;
+    }
+    (states, position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transactions::state::TxnState;
+
+    fn meta(id: &str, epoch: i16) -> TxnMetadata {
+        let mut meta = TxnMetadata::new(id, 7, 60_000, 1);
+        meta.producer_epoch = epoch;
+        meta
+    }
+
+    #[test]
+    fn the_last_state_of_each_id_survives_reopening_and_a_torn_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (store, states) = TxnStore::open(dir.path()).expect("open");
+            assert!(states.is_empty());
+            store.write(&meta("a", 0)).expect("write");
+            store.write(&meta("b", 0)).expect("write");
+            let mut ongoing = meta("a", 1);
+            ongoing.state = TxnState::Ongoing;
+            store.write(&ongoing).expect("write");
+        }
+        let path = dir.path().join(DIR_NAME).join(FILE_NAME);
+        let mut file = OpenOptions::new().append(true).open(&path).expect("file");
+        file.write_all(&encode_frame(&meta("a", 9))[..20])
+            .expect("torn");
+        drop(file);
+        let (_, states) = TxnStore::open(dir.path()).expect("reopen");
+        let a = states
+            .iter()
+            .find(|m| m.transactional_id == "a")
+            .expect("a");
+        assert_eq!((a.producer_epoch, a.state), (1, TxnState::Ongoing));
+        assert_eq!(states.len(), 2);
+    }
+
+    #[test]
+    fn the_file_is_rewritten_when_it_is_mostly_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = TxnStore::open(dir.path()).expect("open");
+        for epoch in 0..(REWRITE_MIN_FRAMES as i16 + 10) {
+            store.write(&meta("a", epoch)).expect("write");
+        }
+        let path = dir.path().join(DIR_NAME).join(FILE_NAME);
+        let frames = decode_frames(&fs::read(&path).expect("read")).0.len();
+        assert!(frames < 20, "{frames} frames after rewriting");
+        drop(store);
+        let (_, states) = TxnStore::open(dir.path()).expect("reopen");
+        assert_eq!(states[0].producer_epoch, REWRITE_MIN_FRAMES as i16 + 9);
+    }
+}
