@@ -9,13 +9,17 @@ partition), watermarks, consuming everything from the beginning (assign at OFFSE
 and comparing keys/values, and a consumer group with manual commits: member 1 consumes part
 of the topic, commits synchronously and checks committed(); member 2 in the same group must
 resume exactly after the committed offsets, commits, and committed() must equal the high
-watermarks; then AdminClient.delete_consumer_group_offsets deletes one partition's offset of
-the (now empty) group, and AdminClient.delete_consumer_groups deletes it (NON_EMPTY_GROUP for a
-group with a member, GROUP_ID_NOT_FOUND for one that never existed); then topic configs:
+watermarks; then AdminClient.delete_consumer_groups deletes the (now empty) group with its
+offsets (NON_EMPTY_GROUP for a group with a member, GROUP_ID_NOT_FOUND for one that never
+existed; confluent-kafka 2.16 has no wrapper for OffsetDelete); then topic configs:
 create_topics with configs, describe_configs (sources), INVALID_CONFIG for bad values and
 names, incremental_alter_configs (SET, DELETE, APPEND, SUBTRACT, validate_only, errors) and
 alter_configs (replaces every override; a lowered max.message.bytes refuses a larger record
-with MSG_SIZE_TOO_LARGE). Exit code 0 = pass.
+with MSG_SIZE_TOO_LARGE); AdminClient.list_offsets with every OffsetSpec (max_timestamp:
+the first record with the largest timestamp, KIP-734; both isolation levels), and
+AdminClient.describe_cluster (this broker as node and controller, the cluster id Metadata
+reports, the cluster's authorized operations); a compacted topic refusing a keyless record
+with INVALID_RECORD while taking keyed ones. Exit code 0 = pass.
 Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
        COMPAT_TIMEOUT whole-script seconds (default 240), LIBRDKAFKA_DEBUG=protocol,broker,cgrp.
 """
@@ -30,7 +34,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_INVALID,
     Consumer,
-    ConsumerGroupTopicPartitions,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     Producer,
@@ -39,12 +43,14 @@ from confluent_kafka import (
 )
 from confluent_kafka import version as ck_version
 from confluent_kafka.admin import (
+    AclOperation,
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     ConfigSource,
     NewTopic,
+    OffsetSpec,
     ResourceType,
 )
 
@@ -249,14 +255,97 @@ def check_topic_configs(admin):
           f"after alter_configs: {[(n, got.get(n)) for n in want]}, expected {want}")
     delivered = []
     producer = Producer(base_conf(**{"acks": "all", "linger.ms": 0}))
+    remaining = 0
     for size in (100, 5000):
+        # One record per batch: the broker refuses a batch as a whole.
         producer.produce(topic, key=b"k", value=b"x" * size,
                          on_delivery=lambda err, msg: delivered.append(err and err.code()))
-    remaining = producer.flush(STEP_TIMEOUT)
+        remaining += producer.flush(STEP_TIMEOUT)
     check(remaining == 0 and delivered == [None, KafkaError.MSG_SIZE_TOO_LARGE],
           f"produce after lowering max.message.bytes: {delivered}")
     ok("alter_configs replaces every override; the lowered max.message.bytes refuses a "
        "5000-byte record with MSG_SIZE_TOO_LARGE at once")
+
+
+def create_topic(admin, topic, partitions, config=None):
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})],
+        request_timeout=STEP_TIMEOUT,
+    )
+    try:
+        futures[topic].result(timeout=STEP_TIMEOUT)
+    except Exception as e:
+        raise SuiteFailure(f"AdminClient.create_topics({topic}) failed: {e!r}") from e
+
+
+def check_list_offsets_and_cluster(admin):
+    """list_offsets with every OffsetSpec, describe_cluster, and keyless records refused on
+    a compacted topic."""
+    topic = f"{TOPIC}-times"
+    create_topic(admin, topic, 1)
+    # Out of order, the largest twice (offsets 1 and 3): Kafka answers the first.
+    base = int(time.time() * 1000) - 60_000
+    offsets_ms = [3000, 9000, 1000, 9000, 5000]
+    producer = Producer(base_conf(**{"acks": "all", "linger.ms": 0}))
+    failures = []
+    for i, ms in enumerate(offsets_ms):
+        producer.produce(topic, key=b"k", value=f"t{i}".encode(), partition=0, timestamp=base + ms,
+                         on_delivery=lambda err, msg: err and failures.append(err))
+        producer.flush(STEP_TIMEOUT)
+    check(not failures, f"produce with timestamps failed: {failures}")
+    tp = TopicPartition(topic, 0)
+
+    def listed(spec, **kwargs):
+        futures = admin.list_offsets({tp: spec}, request_timeout=STEP_TIMEOUT, **kwargs)
+        info = futures[tp].result(timeout=STEP_TIMEOUT)
+        return info.offset, info.timestamp
+
+    got = listed(OffsetSpec.max_timestamp())
+    check(got == (1, base + 9000), f"list_offsets(max_timestamp): {got}, expected (1, {base + 9000})")
+    check(listed(OffsetSpec.earliest())[0] == 0, "list_offsets(earliest) is not 0")
+    check(listed(OffsetSpec.latest())[0] == len(offsets_ms), "list_offsets(latest) is not the end")
+    got = listed(OffsetSpec.for_timestamp(base + 4000))
+    check(got == (1, base + 9000), f"list_offsets(for_timestamp): {got}, expected (1, {base + 9000})")
+    committed = listed(OffsetSpec.latest(), isolation_level=IsolationLevel.READ_COMMITTED)[0]
+    check(committed == len(offsets_ms), f"list_offsets(latest, read_committed): {committed}")
+    ok("AdminClient.list_offsets: max_timestamp finds the first record with the largest "
+       "timestamp; earliest, latest, for_timestamp and read_committed agree")
+
+    cluster = admin.describe_cluster(include_authorized_operations=True,
+                                     request_timeout=STEP_TIMEOUT).result(timeout=STEP_TIMEOUT)
+    host, port = BOOTSTRAP.rsplit(":", 1)
+    check(len(cluster.nodes) == 1, f"describe_cluster: nodes {cluster.nodes}")
+    node = cluster.nodes[0]
+    check((node.host, node.port) == (host, int(port)),
+          f"describe_cluster: node at {node.host}:{node.port}, expected {BOOTSTRAP}")
+    check(cluster.controller is not None and cluster.controller.id == node.id,
+          f"describe_cluster: controller {cluster.controller}, expected node {node.id}")
+    metadata_cluster_id = admin.list_topics(timeout=STEP_TIMEOUT).cluster_id
+    check(cluster.cluster_id and cluster.cluster_id == metadata_cluster_id,
+          f"describe_cluster: cluster id {cluster.cluster_id!r}, Metadata says {metadata_cluster_id!r}")
+    operations = set(cluster.authorized_operations or [])
+    for wanted in (AclOperation.DESCRIBE, AclOperation.ALTER, AclOperation.CREATE):
+        check(wanted in operations, f"describe_cluster: {wanted} missing from {operations}")
+    ok(f"AdminClient.describe_cluster: node {node.id} at {BOOTSTRAP} is the controller of "
+       f"cluster {cluster.cluster_id}; authorized operations reported")
+
+    compacted = f"{TOPIC}-compacted"
+    create_topic(admin, compacted, 1, {"cleanup.policy": "compact"})
+    outcomes = {}
+    producer = Producer(base_conf(**{"acks": "all", "retries": 0}))
+    producer.produce(compacted, value=b"no key", partition=0,
+                     on_delivery=lambda err, msg: outcomes.__setitem__("keyless", err))
+    # Flushed apart: in one batch, the keyed record would be refused with the keyless one.
+    producer.flush(STEP_TIMEOUT)
+    producer.produce(compacted, key=b"k", value=b"keyed", partition=0,
+                     on_delivery=lambda err, msg: outcomes.__setitem__("keyed", err))
+    producer.flush(STEP_TIMEOUT)
+    keyless = outcomes.get("keyless")
+    check(keyless is not None and keyless.code() == KafkaError.INVALID_RECORD,
+          f"keyless record on a compacted topic: {keyless}, expected INVALID_RECORD")
+    check("keyed" in outcomes and outcomes["keyed"] is None,
+          f"keyed record on a compacted topic: {outcomes.get('keyed', 'no report')}")
+    ok("a compacted topic refuses a keyless record with INVALID_RECORD and takes a keyed one")
 
 
 def main():
@@ -404,23 +493,8 @@ def main():
     ok(f"group member 2 resumed after the committed offsets ({N - K} records), "
        f"committed() == high watermarks {high}")
 
-    # 6. Both members left: the group is empty, its offsets can be deleted.
-    futures = admin.delete_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(GROUP, [TopicPartition(TOPIC, 0)])],
-        request_timeout=STEP_TIMEOUT,
-    )
-    try:
-        result = list(futures.values())[0].result(timeout=STEP_TIMEOUT)
-    except Exception as e:
-        raise SuiteFailure(f"AdminClient.delete_consumer_group_offsets failed: {e!r}") from e
-    errs = [tp for tp in result.topic_partitions if tp.error]
-    check(not errs, f"delete_consumer_group_offsets: partition errors {errs}")
-    left = committed_offsets(group_conf)
-    want = {p: (OFFSET_INVALID if p == 0 else high[p]) for p in range(PARTITIONS)}
-    check(left == want, f"committed() after deleting partition 0's offset: {left}, expected {want}")
-    ok(f"AdminClient.delete_consumer_group_offsets deleted partition 0's offset, kept {want}")
-
-    # 7. Delete the group; a group with a member and an unknown group are refused.
+    # 6. Both members left: the group is empty and can be deleted, offsets included; a group
+    #    with a member and an unknown group are refused.
     busy_group = f"{GROUP}-busy"
     busy = Consumer(base_conf(**{"group.id": busy_group, "enable.auto.commit": False,
                                  "session.timeout.ms": 10000}))
@@ -445,8 +519,11 @@ def main():
     ok("AdminClient.delete_consumer_groups deleted the empty group with its offsets; "
        "NON_EMPTY_GROUP for a group with a member, GROUP_ID_NOT_FOUND for an unknown one")
 
-    # 8. Topic configs.
+    # 7. Topic configs.
     check_topic_configs(admin)
+
+    # 8. ListOffsets by spec, DescribeCluster, keyless records on a compacted topic.
+    check_list_offsets_and_cluster(admin)
 
     print(f"confluent-kafka suite: PASS ({_step} checks)", flush=True)
     return 0

@@ -11,7 +11,9 @@ consumes part of the topic, commits and checks committed(); member 2 in the same
 resume exactly after the committed offsets, commits, and committed() must equal the end
 offsets; then KafkaAdminClient.delete_consumer_groups deletes the (now empty) group with its
 offsets, refusing a group with a member (NonEmptyGroupError) and an unknown one
-(GroupIdNotFoundError). Exit code 0 = pass.
+(GroupIdNotFoundError); then topic configs: create_topics with topic_configs,
+describe_configs with synonyms, alter_configs replacing the overrides (LogAppendTime then
+stamps what a consumer reads) and refusing a bad value with INVALID_CONFIG. Exit code 0 = pass.
 Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
        COMPAT_TIMEOUT whole-script seconds (default 240), KAFKA_PYTHON_DEBUG=1 (DEBUG logging).
 """
@@ -26,7 +28,7 @@ import uuid
 import kafka
 import kafka.errors as Errors
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.structs import OffsetAndMetadata
 
 BOOTSTRAP = os.environ.get("BOOTSTRAP")
@@ -97,6 +99,87 @@ def poll_records(consumer, want, what):
                     )
                 )
     return got
+
+
+def topic_configs(admin, topic):
+    """{name: (value, source, synonyms)} of every config of a topic, from describe_configs
+    with synonyms; synonyms as [(name, value, source)]."""
+    responses = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+                                       include_synonyms=True)
+    (error_code, error_message, _, _, entries), = responses[0].resources
+    check(error_code == 0, f"describe_configs({topic}): error {error_code} {error_message}")
+    return {name: (value, source, [tuple(s) for s in synonyms])
+            for name, value, _read_only, source, _sensitive, synonyms in entries}
+
+
+def alter(admin, topic, configs):
+    """alter_configs of one topic: (error code, message)."""
+    response = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                   configs=configs)])
+    (error_code, error_message, _, _), = response.resources
+    return error_code, error_message
+
+
+def check_topic_configs():
+    topic = f"{TOPIC}-configs"
+    admin = KafkaAdminClient(**common())
+    admin.create_topics([NewTopic(topic, 1, 1, topic_configs={
+        "retention.ms": "3600000", "cleanup.policy": "compact"})], timeout_ms=STEP_MS)
+    got = topic_configs(admin, topic)
+    want = ("3600000", 1, [("retention.ms", "3600000", 1), ("log.retention.ms", "604800000", 5)])
+    check(got.get("retention.ms") == want,
+          f"describe_configs retention.ms: {got.get('retention.ms')}, expected {want}")
+    check(got.get("max.message.bytes") == ("1048588", 5, [("message.max.bytes", "1048588", 5)]),
+          f"describe_configs max.message.bytes: {got.get('max.message.bytes')}")
+    ok("create_topics with topic_configs; describe_configs shows the override (source 1) and "
+       "defaults (source 5) with their broker synonyms")
+
+    result = alter(admin, topic, {"retention.ms": "7200000",
+                                  "message.timestamp.type": "LogAppendTime"})
+    check(result == (0, None), f"alter_configs: {result}")
+    got = topic_configs(admin, topic)
+    values = {name: got[name][:2] for name in ("retention.ms", "message.timestamp.type",
+                                               "cleanup.policy")}
+    want = {"retention.ms": ("7200000", 1), "message.timestamp.type": ("LogAppendTime", 1),
+            "cleanup.policy": ("delete", 5)}
+    check(values == want, f"after alter_configs: {values}, expected {want}")
+    ok("alter_configs replaces the overrides: set ones are shown, the dropped one is default")
+
+    producer = KafkaProducer(acks="all", **common())
+    sent_at = int(time.time() * 1000)
+    metadata = producer.send(topic, key=b"k", value=b"v", timestamp_ms=1000).get(
+        timeout=STEP_TIMEOUT)
+    producer.close()
+    check(metadata.timestamp >= sent_at,
+          f"send() reports the log append time, got {metadata.timestamp} (sent at {sent_at})")
+    reader = KafkaConsumer(**common())
+    tp = TopicPartition(topic, 0)
+    reader.assign([tp])
+    reader.seek_to_beginning(tp)
+    message = None
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while message is None and time.monotonic() < deadline:
+        for batch in reader.poll(timeout_ms=200, max_records=1).values():
+            message = batch[0]
+    reader.close(autocommit=False)
+    check(message is not None and message.timestamp_type == 1
+          and message.timestamp == metadata.timestamp,
+          f"consumed timestamp {message and (message.timestamp_type, message.timestamp)}, "
+          f"expected LogAppendTime {metadata.timestamp}")
+    ok("message.timestamp.type=LogAppendTime: the broker's time replaces the producer's "
+       "timestamp 1000, as send() and a consumer see it")
+
+    code, message = alter(admin, topic, {"retention.ms": "soon"})
+    check(code == Errors.InvalidConfigurationError.errno and "retention.ms" in (message or ""),
+          f"alter_configs with a bad value: {code} {message}")
+    code, _ = alter(admin, f"{topic}-missing", {"retention.ms": "1"})
+    check(code == Errors.UnknownTopicOrPartitionError.errno,
+          f"alter_configs of a missing topic: {code}")
+    check(topic_configs(admin, topic)["retention.ms"][0] == "7200000",
+          "a refused alter_configs changes nothing")
+    admin.close()
+    ok("alter_configs: INVALID_CONFIG naming the config for a bad value, "
+       "UNKNOWN_TOPIC_OR_PARTITION for a missing topic, nothing changed")
 
 
 def main():
@@ -242,6 +325,8 @@ def main():
           f"committed() after deleting the group: {left}, expected none")
     ok("KafkaAdminClient.delete_consumer_groups deleted the empty group with its offsets; "
        "NonEmptyGroupError for a group with a member, GroupIdNotFoundError for an unknown one")
+
+    check_topic_configs()
 
     print(f"kafka-python suite: PASS ({_step} checks)", flush=True)
     return 0

@@ -9,7 +9,8 @@
 // and a consumer group with manual commits (autoCommit: false + consumer.commitOffsets): member 1
 // consumes part of the topic and commits, admin.fetchOffsets must show those offsets; member 2
 // in the same group must resume exactly after them, commit, and admin.fetchOffsets must equal
-// the high watermarks. Exit code 0 = pass.
+// the high watermarks; then admin.deleteGroups deletes the (now empty) group with its offsets
+// and refuses an unknown one with GROUP_ID_NOT_FOUND. Exit code 0 = pass.
 // Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
 //        COMPAT_TIMEOUT whole-script seconds (default 240), KAFKAJS_LOG_LEVEL (default WARN;
 //        DEBUG shows every request/response).
@@ -227,9 +228,26 @@ async function main () {
   check(JSON.stringify(committed2) === JSON.stringify(high),
     `fetchOffsets after member 2: ${JSON.stringify(committed2)}, expected the high watermarks ` +
     JSON.stringify(high))
-  await withTimeout(admin.disconnect(), 'admin.disconnect')
   ok(`group member 2 resumed after the committed offsets (${N - K} records), ` +
     `fetchOffsets == high watermarks ${JSON.stringify(high)}`)
+
+  // 6. Both members left: the group is empty and can be deleted, offsets included.
+  const deleted = await withTimeout(admin.deleteGroups([GROUP]), 'admin.deleteGroups')
+  check(deleted.length === 1 && deleted[0].groupId === GROUP && deleted[0].errorCode === 0,
+    `deleteGroups returned ${JSON.stringify(deleted)}`)
+  const afterDelete = await fetchCommitted(admin, GROUP)
+  check(Object.values(afterDelete).every(o => o === -1),
+    `fetchOffsets after deleteGroups: ${JSON.stringify(afterDelete)}, expected none`)
+  const missing = `${GROUP}-never-was`
+  const refused = await withTimeout(admin.deleteGroups([missing]), 'admin.deleteGroups (unknown)')
+    .then(() => null, e => e)
+  const refusal = refused && refused.groups && refused.groups[0]
+  check(refused && refused.name === 'KafkaJSDeleteGroupsError' && refusal &&
+    refusal.groupId === missing && refusal.error && refusal.error.type === 'GROUP_ID_NOT_FOUND',
+  `deleteGroups of an unknown group: ${refused && refused.name} ${JSON.stringify(refusal)}`)
+  await withTimeout(admin.disconnect(), 'admin.disconnect')
+  ok('admin.deleteGroups deleted the empty group with its offsets; GROUP_ID_NOT_FOUND for an ' +
+    'unknown group')
 
   console.log(`kafkajs suite: PASS (${step} checks)`)
 }

@@ -33,6 +33,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
+pub mod failpoint;
 pub mod handlers;
 pub mod health;
 pub mod limits;

@@ -199,7 +199,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         documentation: "Kafka: records between forced fsyncs",
         meaning: Meaning::OneNode(
             "no effect: every acknowledged write is fsynced first (group commit), which is \
-             at least as strict as any value (--flush-interval relaxes it for all topics)",
+             at least as strict as any value (--flush-interval-ms relaxes it for all topics)",
         ),
     },
     TopicConfigDef {
@@ -211,7 +211,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         documentation: "Kafka: time between forced fsyncs",
         meaning: Meaning::OneNode(
             "no effect: every acknowledged write is fsynced first (group commit), which is \
-             at least as strict as any value (--flush-interval relaxes it for all topics)",
+             at least as strict as any value (--flush-interval-ms relaxes it for all topics)",
         ),
     },
     TopicConfigDef {

@@ -15,10 +15,12 @@ use freshet_log::BatchHeader;
 use freshet_testkit::raw::RawClient;
 use freshet_testkit::TestBroker;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
     alter_configs_request, incremental_alter_configs_request, AlterConfigsRequest,
     AlterConfigsResponse, ApiKey, CreateTopicsRequest, CreateTopicsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -559,6 +561,9 @@ async fn incremental_call(
         .collect()
 }
 
+/// A resource's outcome when it was accepted.
+const ACCEPTED: (i16, Option<String>) = (0, None);
+
 const SET: i8 = 0;
 const DELETE: i8 = 1;
 const APPEND: i8 = 2;
@@ -571,7 +576,6 @@ async fn incremental_alter_configs_edits_the_overrides() {
         .create_topic("edited", 1, &[("retention.ms", "1000")])
         .await;
     let mut raw = RawClient::connect(broker.addr).await.expect("connect");
-    let ok = (0, None);
 
     let outcome = incremental_call(
         &mut raw,
@@ -586,7 +590,7 @@ async fn incremental_alter_configs_edits_the_overrides() {
         false,
     )
     .await;
-    assert_eq!(outcome, [ok.clone()]);
+    assert_eq!(outcome, [ACCEPTED]);
     let configs = described(&broker, "edited").await;
     assert_eq!(configs["segment.ms"].0, "5000");
     assert_eq!(
@@ -614,7 +618,7 @@ async fn incremental_alter_configs_edits_the_overrides() {
         false,
     )
     .await;
-    assert_eq!(outcome, [ok.clone()]);
+    assert_eq!(outcome, [ACCEPTED]);
     assert_eq!(
         described(&broker, "edited").await["cleanup.policy"].0,
         "compact"
@@ -686,7 +690,7 @@ async fn incremental_alter_configs_edits_the_overrides() {
         true,
     )
     .await;
-    assert_eq!(outcome[0], ok);
+    assert_eq!(outcome[0], ACCEPTED);
     assert_eq!(outcome[1].0, ResponseError::InvalidConfig.code());
     assert_eq!(described(&broker, "edited").await["segment.ms"].0, "5000");
 }
@@ -799,4 +803,94 @@ async fn altering_a_topic_takes_alter_configs_on_it() {
     );
     let topic = broker.broker.topics.get("guarded").expect("topic");
     assert!(topic.configs.0.is_empty(), "nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_configs_v4_gives_types_documentation_and_synonyms() {
+    let broker = TestBroker::start_with(|config| config.log_defaults.segment_bytes = 1 << 20).await;
+    broker
+        .create_topic("typed", 1, &[("retention.ms", "5000")])
+        .await;
+    let mut raw = RawClient::connect(broker.addr).await.expect("connect");
+    let response: DescribeConfigsResponse = raw
+        .call(
+            ApiKey::DescribeConfigs,
+            4,
+            &DescribeConfigsRequest::default()
+                .with_include_synonyms(true)
+                .with_include_documentation(true)
+                .with_resources(vec![DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(str("typed"))
+                    .with_configuration_keys(Some(vec![
+                        str("retention.ms"),
+                        str("segment.bytes"),
+                        str("cleanup.policy"),
+                        str("min.cleanable.dirty.ratio"),
+                    ]))]),
+        )
+        .await
+        .expect("DescribeConfigs answered");
+    let result = &response.results[0];
+    assert_eq!(result.error_code, 0);
+    let entries: BTreeMap<String, _> = result
+        .configs
+        .iter()
+        .map(|entry| {
+            let synonyms: Vec<(String, String, i8)> = entry
+                .synonyms
+                .iter()
+                .map(|s| {
+                    let value = s.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                    (s.name.to_string(), value, s.source)
+                })
+                .collect();
+            let value = entry.value.as_ref().map(|v| v.to_string());
+            let summary = (
+                value,
+                entry.config_source,
+                entry.config_type,
+                entry.read_only,
+                synonyms,
+            );
+            assert!(
+                entry
+                    .documentation
+                    .as_ref()
+                    .is_some_and(|doc| !doc.is_empty()),
+                "{} is documented",
+                entry.name.as_str()
+            );
+            (entry.name.to_string(), summary)
+        })
+        .collect();
+    let pair = |name: &str, value: &str, source: i8| (name.to_string(), value.to_string(), source);
+    assert_eq!(
+        entries["retention.ms"],
+        (
+            Some("5000".into()),
+            1,
+            5,
+            false,
+            vec![
+                pair("retention.ms", "5000", 1),
+                pair("log.retention.ms", "604800000", 5)
+            ]
+        ),
+        "an override: DYNAMIC_TOPIC_CONFIG, LONG, then the broker default it hides"
+    );
+    assert_eq!(
+        entries["segment.bytes"],
+        (
+            Some("1048576".into()),
+            4,
+            3,
+            false,
+            vec![pair("log.segment.bytes", "1048576", 4)]
+        ),
+        "a default the broker's command line changed: STATIC_BROKER_CONFIG, INT"
+    );
+    assert_eq!(entries["cleanup.policy"].2, 7, "LIST");
+    assert_eq!(entries["min.cleanable.dirty.ratio"].2, 6, "DOUBLE");
+    assert_eq!(entries.len(), 4, "only the keys asked for");
 }

@@ -50,20 +50,26 @@ fn encode_default_request(api: ApiKey, version: i16, buf: &mut BytesMut) -> bool
     let result = match api {
         ApiKey::Produce => ProduceRequest::default()
             .with_acks(1)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(topic)
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_records(Some(Bytes::from_static(&[0u8; 70]))),
-                ])])
+            .with_topic_data(vec![by_name_or_id(
+                produce_request::TopicProduceData::default(),
+                version >= 13,
+                |t| t.with_name(topic.clone()),
+                |t| t.with_topic_id(FUZZ_TOPIC_ID),
+            )
+            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_records(Some(Bytes::from_static(&[0u8; 70])))])])
             .encode(buf, version),
         ApiKey::Fetch => FetchRequest::default()
             .with_max_wait_ms(1)
-            .with_topics(vec![fetch_request::FetchTopic::default()
-                .with_topic(topic)
-                .with_partitions(vec![
-                    fetch_request::FetchPartition::default().with_partition_max_bytes(1024)
-                ])])
+            .with_topics(vec![by_name_or_id(
+                fetch_request::FetchTopic::default(),
+                version >= 13,
+                |t| t.with_topic(topic.clone()),
+                |t| t.with_topic_id(FUZZ_TOPIC_ID),
+            )
+            .with_partitions(vec![
+                fetch_request::FetchPartition::default().with_partition_max_bytes(1024)
+            ])])
             .encode(buf, version),
         ApiKey::Metadata => MetadataRequest::default()
             .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
@@ -116,9 +122,29 @@ fn encode_default_request(api: ApiKey, version: i16, buf: &mut BytesMut) -> bool
         ApiKey::InitProducerId => InitProducerIdRequest::default().encode(buf, version),
         ApiKey::DescribeConfigs => DescribeConfigsRequest::default().encode(buf, version),
         ApiKey::CreatePartitions => CreatePartitionsRequest::default().encode(buf, version),
+        ApiKey::DescribeCluster => DescribeClusterRequest::default()
+            .with_include_cluster_authorized_operations(true)
+            .encode(buf, version),
         _ => return false,
     };
     result.is_ok()
+}
+
+/// Any id: the fuzzed broker has no topics, so topics named by id are all unknown.
+const FUZZ_TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(0x5eed);
+
+/// `message` naming its topic by id (`by_id`, Produce and Fetch v13+) or by name.
+fn by_name_or_id<T>(
+    message: T,
+    by_id: bool,
+    name: impl FnOnce(T) -> T,
+    id: impl FnOnce(T) -> T,
+) -> T {
+    if by_id {
+        id(message)
+    } else {
+        name(message)
+    }
 }
 
 /// Random bytes, or a seed with byte flips, insertions and a truncation.

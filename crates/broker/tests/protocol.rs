@@ -81,14 +81,23 @@ async fn still_serves(broker: &TestBroker) {
 #[tokio::test]
 async fn unsupported_api_versions_version_gets_a_v0_error_with_the_key_list() {
     let broker = TestBroker::start().await;
-    // v4 exists in Kafka but this broker advertises up to v3; the answer must be a v0 body.
+    // A version newer than this broker's (and its codec's) v4, as the next clients will probe
+    // with: the answer must be a v0 body. The body is encoded as v4's, as a client would.
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    let mut request = BytesMut::new();
+    kafka_protocol::messages::RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(5)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("from-the-future")))
+        .encode(&mut request, 2)
+        .expect("header");
+    ApiVersionsRequest::default()
+        .encode(&mut request, 4)
+        .expect("body");
     let mut client = RawClient::connect(broker.addr).await.expect("connect");
-    client
-        .send(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default())
-        .await
-        .expect("send");
+    client.send_frame(&request).await.expect("send");
     let mut frame = client.read_frame().await.expect("answered, not closed");
-    use kafka_protocol::protocol::Decodable;
     kafka_protocol::messages::ResponseHeader::decode(&mut frame, 0).expect("header v0");
     let body = ApiVersionsResponse::decode(&mut frame, 0).expect("v0 body");
     assert_eq!(body.error_code, ResponseError::UnsupportedVersion.code());

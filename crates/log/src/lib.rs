@@ -61,8 +61,9 @@
 //!
 //! A compressed batch is small on the wire but may decompress to anything (0.5 MB of gzip
 //! holds 512 MiB of zeros). Wherever the log opens a batch (produce validation, compaction,
-//! [`PartitionLog::offset_for_timestamp`]) it streams the records through the codec's
-//! streaming decoder and a fixed 16 KiB buffer, and stops once a batch has produced more than
+//! [`PartitionLog::offset_for_timestamp`], [`PartitionLog::offset_of_max_timestamp`]) it
+//! streams the records through the codec's streaming decoder and a fixed 16 KiB buffer, and
+//! stops once a batch has produced more than
 //! [`LogConfig::max_uncompressed_batch_bytes`] (default 64 MiB): a bomb costs at most that
 //! much work, and memory grows only with what is kept of a record, never with what a length
 //! field claims.
@@ -77,6 +78,8 @@
 //!   (in memory, by base offset and CRC), so later passes do not decompress it again; see
 //!   [`CompactionStats`].
 //! * ListOffsets by timestamp answers a batch it cannot read with the same errors.
+//! * A compacted log (`cleanup.policy` with `compact`) refuses a record set holding a record
+//!   without a key with [`LogError::KeylessRecords`] (`INVALID_RECORD`, 87), as Kafka does.
 //!
 //! # Concurrency
 //!

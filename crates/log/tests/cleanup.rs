@@ -83,8 +83,12 @@ fn retention_does_nothing_under_compact_policy() {
         ..small_segments(300)
     };
     let log = open(dir.path(), config);
-    for _ in 0..10 {
-        append_durable(&log, &values_batch("c", 2, 1, Compression::None));
+    for i in 0..10 {
+        let records = [
+            keyed(&format!("k{i}"), Some("a"), 1),
+            keyed("k", Some("b"), 1),
+        ];
+        append_durable(&log, &encode(&records, Compression::None, None));
     }
     assert_eq!(log.enforce_retention(i64::MAX).expect("retention"), 0);
 }
@@ -164,7 +168,14 @@ fn compaction_keeps_the_latest_record_per_key_with_original_offsets() {
             delete_retention_ms: DAY_MS,
             ..small_segments(700)
         };
-        let log = open(dir.path(), config.clone());
+        // Written while the topic was not compacted (a compacted log refuses keyless records,
+        // but a topic whose cleanup.policy changed keeps the ones it has): compaction keeps
+        // them.
+        let not_yet_compacted = LogConfig {
+            cleanup_policy: CleanupPolicy::Delete,
+            ..config.clone()
+        };
+        let log = open(dir.path(), not_yet_compacted);
         let now = 50 * DAY_MS;
         let old = now - 2 * DAY_MS;
         for round in 0..8 {
@@ -203,6 +214,7 @@ fn compaction_keeps_the_latest_record_per_key_with_original_offsets() {
         let before = read_all(&log);
         let expected_latest = latest_by_key(&before);
         let size_before = log.size_bytes();
+        log.set_config(config.clone());
 
         let stats = log.compact(now).expect("compact");
         assert!(stats.segments_cleaned > 0, "{compression:?}: {stats:?}");
@@ -243,7 +255,8 @@ fn compaction_keeps_the_latest_record_per_key_with_original_offsets() {
         drop(log);
         let log = open(dir.path(), config);
         assert_eq!(read_all(&log), after);
-        let next = append_durable(&log, &values_batch("more", 1, now, compression));
+        let more = encode(&[keyed("more", Some("v"), now)], compression, None);
+        let next = append_durable(&log, &more);
         assert_eq!(next.base_offset, before.last().expect("records").offset + 1);
     }
 }

@@ -40,7 +40,10 @@ fn min_compaction_lag_keeps_young_segments_uncompacted() {
         }),
     );
     for round in 0..6 {
-        append_durable(&log, &keyed("k", &format!("old-{round:0>30}"), NOW - 10_000));
+        append_durable(
+            &log,
+            &keyed("k", &format!("old-{round:0>30}"), NOW - 10_000),
+        );
     }
     for round in 0..6 {
         append_durable(&log, &keyed("k", &format!("young-{round:0>30}"), NOW - 10));
@@ -54,7 +57,11 @@ fn min_compaction_lag_keeps_young_segments_uncompacted() {
     let values = |records: &[Decoded], prefix: &str| {
         records
             .iter()
-            .filter(|r| r.value.as_deref().is_some_and(|v| v.starts_with(prefix.as_bytes())))
+            .filter(|r| {
+                r.value
+                    .as_deref()
+                    .is_some_and(|v| v.starts_with(prefix.as_bytes()))
+            })
             .count()
     };
     assert_eq!(values(&after, "old-"), 0, "old superseded records went");
@@ -73,7 +80,11 @@ fn min_compaction_lag_keeps_young_segments_uncompacted() {
 fn a_pass_runs_only_when_the_dirty_share_reaches_min_cleanable_dirty_ratio() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open(dir.path(), compacted(small_segments(200)));
-    assert_eq!(log.config().min_cleanable_dirty_ratio, 0.5, "Kafka's default");
+    assert_eq!(
+        log.config().min_cleanable_dirty_ratio,
+        0.5,
+        "Kafka's default"
+    );
     // Distinct keys: compaction removes nothing, so the clean part stays large.
     let mut next_key = 0;
     let mut append_keys = |count: usize| {
@@ -84,9 +95,15 @@ fn a_pass_runs_only_when_the_dirty_share_reaches_min_cleanable_dirty_ratio() {
     };
     append_keys(20);
     let first = log.compact(NOW).expect("first pass");
-    assert!(first.records_read > 0, "everything is dirty at first: {first:?}");
+    assert!(
+        first.records_read > 0,
+        "everything is dirty at first: {first:?}"
+    );
     let again = log.compact(NOW).expect("nothing new");
-    assert_eq!(again.records_read, 0, "no pass without dirty bytes: {again:?}");
+    assert_eq!(
+        again.records_read, 0,
+        "no pass without dirty bytes: {again:?}"
+    );
 
     append_keys(3);
     let little = log.compact(NOW).expect("a little new");
@@ -122,7 +139,10 @@ fn max_compaction_lag_forces_a_pass_below_the_dirty_ratio() {
 
 #[test]
 fn max_compaction_lag_rolls_the_active_segment_of_compacted_logs_only() {
-    for (policy, rolls) in [(CleanupPolicy::Compact, true), (CleanupPolicy::Delete, false)] {
+    for (policy, rolls) in [
+        (CleanupPolicy::Compact, true),
+        (CleanupPolicy::Delete, false),
+    ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = open(
             dir.path(),

@@ -514,7 +514,16 @@ fn write_markers_blocking(
             continue;
         };
         match partition.log.append_marker(marker) {
-            Ok(outcome) => written.push((partition, outcome.last_offset + 1)),
+            Ok(outcome) => {
+                if written.is_empty() && partitions.len() > 1 {
+                    partition
+                        .log
+                        .wait_durable(outcome.last_offset + 1)
+                        .map_err(|e| TxnError::Storage(format!("syncing a marker: {e}")))?;
+                    crate::failpoint::hit("txn-after-first-marker");
+                }
+                written.push((partition, outcome.last_offset + 1))
+            }
             Err(freshet_log::LogError::InvalidProducerEpoch { current, .. }) => {
                 // A newer epoch already closed this producer's transaction here.
                 tracing::warn!(

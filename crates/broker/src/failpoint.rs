@@ -1,0 +1,22 @@
+//! Crash points for crash tests: `FRESHET_FAILPOINT=<name>` makes the process abort (no
+//! cleanup, like SIGKILL) the first time it reaches the point of that name. Tests use it to
+//! stop the broker where a signal cannot be timed, e.g. between the markers of one
+//! transaction (`crates/freshet/tests/transaction_crash.rs`). Unset, a point costs one
+//! comparison of a cached value.
+//!
+//! Points: `txn-after-first-marker` (a commit or abort marker is durable in one partition of
+//! a transaction of several, the others have none yet).
+
+use std::sync::OnceLock;
+
+const VARIABLE: &str = "FRESHET_FAILPOINT";
+
+/// Aborts the process if `FRESHET_FAILPOINT` names this point.
+pub fn hit(name: &str) {
+    static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    let armed = ARMED.get_or_init(|| std::env::var(VARIABLE).ok().filter(|v| !v.is_empty()));
+    if armed.as_deref() == Some(name) {
+        eprintln!("{VARIABLE}={name}: aborting the process here");
+        std::process::abort();
+    }
+}

@@ -1,0 +1,144 @@
+//! Transactions through crashes, tested by crashing a real `freshet broker` process: killed
+//! with SIGKILL while a transaction is open, and aborted between the markers of a commit (the
+//! `txn-after-first-marker` crash point, see `freshet_broker::failpoint`). After a restart a
+//! read_committed consumer sees every committed record exactly once and nothing of the rest.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+mod common;
+use common::{client_config, BrokerProcess};
+
+const PARTITIONS: i32 = 3;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn transactional_producer(addr: &str, id: &str) -> BaseProducer {
+    let producer: BaseProducer = client_config(addr)
+        .set("transactional.id", id)
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    producer.init_transactions(WAIT).expect("init_transactions");
+    producer
+}
+
+fn send_all(producer: &BaseProducer, topic: &str, values: &[String]) {
+    for (i, value) in values.iter().enumerate() {
+        let record = BaseRecord::<(), String>::to(topic)
+            .payload(value)
+            .partition(i as i32 % PARTITIONS);
+        producer.send(record).map_err(|(e, _)| e).expect("send");
+    }
+    producer.flush(WAIT).expect("flush");
+}
+
+fn values(tag: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{tag}-{i}")).collect()
+}
+
+/// Every value a read_committed consumer reads from the beginning of every partition, up to
+/// each partition's end (its last stable offset), sorted.
+fn read_committed(addr: &str, topic: &str) -> Vec<String> {
+    let consumer: BaseConsumer = client_config(addr)
+        .set("group.id", "crash-check")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut read = Vec::new();
+    let mut ended: HashMap<i32, bool> = HashMap::new();
+    let deadline = Instant::now() + WAIT;
+    while ended.len() < PARTITIONS as usize {
+        assert!(
+            Instant::now() < deadline,
+            "read_committed stalled: {ended:?}, {read:?}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                ended.remove(&message.partition());
+                let payload = message.payload().expect("payload");
+                read.push(String::from_utf8(payload.to_vec()).expect("utf-8"));
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                ended.insert(partition, true);
+            }
+            Some(Err(error)) => panic!("consumer error: {error}"),
+            None => {}
+        }
+    }
+    read.sort();
+    read
+}
+
+fn sorted(mut values: Vec<String>) -> Vec<String> {
+    values.sort();
+    values
+}
+
+#[test]
+fn a_transaction_open_at_sigkill_stays_invisible_and_the_next_producer_aborts_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let (committed, open, next) = (values("kept", 12), values("open", 12), values("next", 6));
+    {
+        let producer = transactional_producer(&broker.addr, "crash-open");
+        producer.begin_transaction().expect("begin");
+        send_all(&producer, "txn-crash-open", &committed);
+        producer.commit_transaction(WAIT).expect("commit");
+        producer.begin_transaction().expect("begin");
+        send_all(&producer, "txn-crash-open", &open);
+        broker.kill();
+    }
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    assert_eq!(
+        read_committed(&broker.addr, "txn-crash-open"),
+        sorted(committed.clone())
+    );
+    let producer = transactional_producer(&broker.addr, "crash-open");
+    producer.begin_transaction().expect("begin");
+    send_all(&producer, "txn-crash-open", &next);
+    producer.commit_transaction(WAIT).expect("commit");
+    assert_eq!(
+        read_committed(&broker.addr, "txn-crash-open"),
+        sorted(committed.into_iter().chain(next).collect())
+    );
+}
+
+#[test]
+fn a_commit_cut_between_its_markers_is_finished_after_the_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crashing = BrokerProcess::start(
+        dir.path(),
+        &[("FRESHET_FAILPOINT", "txn-after-first-marker")],
+    );
+    let addr = crashing.addr.clone();
+    let committed = values("whole", 30);
+    let producer = transactional_producer(&addr, "crash-markers");
+    producer.begin_transaction().expect("begin");
+    send_all(&producer, "txn-crash-markers", &committed);
+    // The broker dies while writing the markers: the commit cannot be answered.
+    let cut = producer.commit_transaction(Duration::from_secs(3));
+    assert!(cut.is_err(), "the broker should have died mid-commit");
+    drop(producer);
+    drop(crashing);
+
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    assert_eq!(
+        read_committed(&broker.addr, "txn-crash-markers"),
+        sorted(committed)
+    );
+}
