@@ -140,11 +140,11 @@ def poll_records(consumer, want, what):
     return got
 
 
-def committed_offsets(conf):
+def committed_offsets(conf, topic=TOPIC, partitions=PARTITIONS):
     """The group's committed offset per partition, read by a client that does not join it."""
     reader = Consumer(conf)
     try:
-        committed = reader.committed([TopicPartition(TOPIC, p) for p in range(PARTITIONS)],
+        committed = reader.committed([TopicPartition(topic, p) for p in range(partitions)],
                                      timeout=STEP_TIMEOUT)
     finally:
         reader.close()
@@ -348,6 +348,206 @@ def check_list_offsets_and_cluster(admin):
     ok("a compacted topic refuses a keyless record with INVALID_RECORD and takes a keyed one")
 
 
+# --- transactions -----------------------------------------------------------------------
+TXN_TIMEOUT_MS = 2000  # the transaction left open for the broker to abort
+
+
+def on_expected_fatal(err):
+    """error_cb of a producer that is meant to be fenced: its fatal error is not the suite's."""
+    print(f"# expected client error: {err}", file=sys.stderr, flush=True)
+
+
+def txn_producer(txn_id, **extra):
+    """A transactional producer after init_transactions."""
+    producer = Producer(base_conf(**{"transactional.id": txn_id, "acks": "all", **extra}))
+    producer.init_transactions(STEP_TIMEOUT)
+    return producer
+
+
+def produce_values(producer, topic, values):
+    for value in values:
+        producer.produce(topic, value=value.encode(), partition=0)
+    check(producer.flush(STEP_TIMEOUT) == 0, f"flush to {topic}: records left undelivered")
+
+
+def read_values(topic, isolation, until=None):
+    """The values of partition 0 of `topic` from the beginning, as an `isolation.level` consumer
+    reads them: up to and including the value `until`, or, without it, up to the end of the
+    partition as that level sees it (the last stable offset for read_committed: librdkafka
+    reports the partition's EOF there)."""
+    reader = Consumer(base_conf(**{"group.id": f"{GROUP}-txn-reader", "isolation.level": isolation,
+                                   "enable.auto.commit": False, "enable.partition.eof": True}))
+    reader.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    values = []
+    deadline = time.monotonic() + STEP_TIMEOUT
+    try:
+        while until is None or until not in values:
+            check_no_fatal()
+            check(time.monotonic() < deadline,
+                  f"{isolation} read of {topic}: no {until or 'end of partition'} within "
+                  f"{STEP_TIMEOUT:.0f}s; read {values}")
+            msg = reader.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    if until is None:
+                        break
+                    continue
+                raise SuiteFailure(f"{isolation} read of {topic}: {msg.error()}")
+            values.append(msg.value().decode())
+    finally:
+        reader.close()
+    return values
+
+
+def fenced_error(call, what):
+    """The KafkaError a transactional call fails with; fails the suite if it succeeds."""
+    try:
+        call()
+    except KafkaException as e:
+        return e.args[0]
+    raise SuiteFailure(f"{what} succeeded")
+
+
+def check_transactions(admin):
+    """Commit and abort, read_committed and read_uncommitted, zombie fencing, the broker
+    aborting a transaction past its timeout, and consume-transform-produce."""
+    topic = f"{TOPIC}-txn"
+    create_topic(admin, topic, 1)
+    names = lambda prefix: [f"{prefix}-{i}" for i in range(3)]  # noqa: E731
+    c1, aborted, held, c2 = names("c1"), names("aborted"), names("open"), names("c2")
+    producer = txn_producer(f"{GROUP}-txn")
+    producer.begin_transaction()
+    produce_values(producer, topic, c1)
+    producer.commit_transaction(STEP_TIMEOUT)
+    producer.begin_transaction()
+    produce_values(producer, topic, aborted)
+    producer.abort_transaction(STEP_TIMEOUT)
+    other = txn_producer(f"{GROUP}-txn-open")
+    other.begin_transaction()
+    produce_values(other, topic, held)  # stays open while c2 is committed after it
+    producer.begin_transaction()
+    produce_values(producer, topic, c2)
+    producer.commit_transaction(STEP_TIMEOUT)
+    got = read_values(topic, "read_committed")
+    check(got == c1, f"read_committed with a transaction open before c2: {got}, expected {c1}")
+    got = read_values(topic, "read_uncommitted", until=c2[-1])
+    check(got == c1 + aborted + held + c2, f"read_uncommitted: {got}")
+    ok("transactional producer: a committed, an aborted and a committed transaction, another "
+       "left open between them; read_committed stops at the open one (the last stable "
+       "offset), read_uncommitted reads all 12 records")
+    other.commit_transaction(STEP_TIMEOUT)
+    got = read_values(topic, "read_committed", until=c2[-1])
+    check(got == c1 + held + c2, f"read_committed after the open transaction committed: {got}, "
+          f"expected {c1 + held + c2}")
+    check_no_fatal()
+    ok("once the open transaction commits, read_committed reads exactly the committed records "
+       "in offset order, none of the aborted one")
+
+    # Zombie fencing: a second producer with the same transactional.id.
+    topic = f"{TOPIC}-fence"
+    create_topic(admin, topic, 1)
+    txn_id = f"{GROUP}-fence"
+    zombie = txn_producer(txn_id, error_cb=on_expected_fatal)
+    zombie.begin_transaction()
+    produce_values(zombie, topic, ["zombie-0", "zombie-1"])
+    successor = txn_producer(txn_id)
+    err = fenced_error(lambda: zombie.commit_transaction(STEP_TIMEOUT),
+                       "commit_transaction of the fenced producer")
+    check(err.code() == KafkaError._FENCED and err.fatal(),
+          f"the fenced producer's commit_transaction: {err}, expected a fatal _FENCED")
+    successor.begin_transaction()
+    produce_values(successor, topic, ["successor-0"])
+    successor.commit_transaction(STEP_TIMEOUT)
+    got = read_values(topic, "read_committed", until="successor-0")
+    check(got == ["successor-0"], f"read_committed after fencing: {got}, expected only successor-0")
+    check_no_fatal()
+    ok("zombie fencing: init_transactions of a second producer with the same transactional.id "
+       "aborts the first one's open transaction; its commit_transaction fails with fatal _FENCED")
+
+    # A transaction left open past transaction.timeout.ms is aborted by the broker.
+    topic = f"{TOPIC}-timeout"
+    create_topic(admin, topic, 1)
+    # librdkafka wants socket.timeout.ms <= transaction.timeout.ms + 100.
+    stuck = txn_producer(f"{GROUP}-stuck", error_cb=on_expected_fatal,
+                         **{"transaction.timeout.ms": TXN_TIMEOUT_MS,
+                            "socket.timeout.ms": TXN_TIMEOUT_MS})
+    stuck.begin_transaction()
+    produce_values(stuck, topic, ["stuck-0", "stuck-1"])
+    started = time.monotonic()
+    after = txn_producer(f"{GROUP}-after")
+    after.begin_transaction()
+    produce_values(after, topic, ["after-0"])
+    after.commit_transaction(STEP_TIMEOUT)
+    got = read_values(topic, "read_committed", until="after-0")
+    waited = time.monotonic() - started
+    check(got == ["after-0"], f"read_committed after the timeout: {got}, expected only after-0")
+    err = fenced_error(lambda: stuck.commit_transaction(STEP_TIMEOUT),
+                       "commit_transaction of a transaction past its timeout")
+    check(err.code() == KafkaError._FENCED and err.fatal(),
+          f"commit_transaction past the timeout: {err}, expected a fatal _FENCED")
+    check_no_fatal()
+    ok(f"the broker aborted a transaction open past transaction.timeout.ms={TXN_TIMEOUT_MS} "
+       f"(the records behind it readable read_committed after {waited:.1f}s); its producer's "
+       "commit_transaction then fails with fatal _FENCED")
+
+    check_consume_transform_produce(admin)
+
+
+def check_consume_transform_produce(admin):
+    """A consumer in a group reads `in`, a transactional producer writes what it read to `out`
+    and commits the consumer's offsets with send_offsets_to_transaction."""
+    source, sink = f"{TOPIC}-ctp-in", f"{TOPIC}-ctp-out"
+    create_topic(admin, source, 1)
+    create_topic(admin, sink, 1)
+    group = f"{GROUP}-ctp"
+    plain = Producer(base_conf(**{"acks": "all"}))
+    produce_values(plain, source, [f"in-{i}" for i in range(10)])
+    group_conf = base_conf(**{"group.id": group, "isolation.level": "read_committed",
+                              "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                              "session.timeout.ms": 10000})
+    consumer = Consumer(group_conf)
+    consumer.subscribe([source])
+    producer = txn_producer(f"{GROUP}-ctp")
+
+    def transform(round_no, count, commit):
+        records = poll_records(consumer, count, f"consume-transform-produce round {round_no}")
+        producer.begin_transaction()
+        produce_values(producer, sink, [f"out-{value}-r{round_no}" for _, _, _, value in records])
+        next_offset = records[-1][1] + 1
+        producer.send_offsets_to_transaction([TopicPartition(source, 0, next_offset)],
+                                             consumer.consumer_group_metadata(), STEP_TIMEOUT)
+        if commit:
+            producer.commit_transaction(STEP_TIMEOUT)
+        else:
+            producer.abort_transaction(STEP_TIMEOUT)
+        return [value for _, _, _, value in records]
+
+    def committed():
+        return committed_offsets(group_conf, source, 1)[0]
+
+    try:
+        first = transform(1, 5, commit=True)
+        check(first == [f"in-{i}" for i in range(5)], f"round 1 consumed {first}")
+        check(committed() == 5, f"committed after round 1: {committed()}, expected 5")
+        transform(2, 5, commit=False)
+        check(committed() == 5, f"committed after the aborted round 2: {committed()}, expected 5")
+        consumer.seek(TopicPartition(source, 0, 5))
+        third = transform(3, 5, commit=True)
+        check(third == [f"in-{i}" for i in range(5, 10)], f"round 3 consumed {third}")
+        check(committed() == 10, f"committed after round 3: {committed()}, expected 10")
+    finally:
+        consumer.close()
+    want = [f"out-in-{i}-r1" for i in range(5)] + [f"out-in-{i}-r3" for i in range(5, 10)]
+    got = read_values(sink, "read_committed", until=want[-1])
+    check(got == want, f"read_committed of {sink}: {got}, expected {want}")
+    check_no_fatal()
+    ok("consume-transform-produce: send_offsets_to_transaction with the consumer's group "
+       "metadata; the group's committed offset moves with each commit (5, 10), not with the "
+       "aborted round; the output holds each input record once")
+
+
 def main():
     check(BOOTSTRAP, "BOOTSTRAP must be set to host:port of the broker")
     print(
@@ -524,6 +724,9 @@ def main():
 
     # 8. ListOffsets by spec, DescribeCluster, keyless records on a compacted topic.
     check_list_offsets_and_cluster(admin)
+
+    # 9. Transactions.
+    check_transactions(admin)
 
     print(f"confluent-kafka suite: PASS ({_step} checks)", flush=True)
     return 0

@@ -29,6 +29,9 @@ import kafka
 import kafka.errors as Errors
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+from kafka.protocol.api import Request, Response
+from kafka.protocol.types import (CompactArray, CompactString, Int16, Int32, Int64, Schema,
+                                  TaggedFields)
 from kafka.structs import OffsetAndMetadata
 
 BOOTSTRAP = os.environ.get("BOOTSTRAP")
@@ -182,6 +185,319 @@ def check_topic_configs():
        "UNKNOWN_TOPIC_OR_PARTITION for a missing topic, nothing changed")
 
 
+# --- transactions -----------------------------------------------------------------------
+TXN_TIMEOUT_MS = 2000  # the transaction left open for the broker to abort
+
+
+# kafka-python 2.3 has no admin call for DescribeTransactions (API 65) or ListTransactions
+# (API 66): their v0 schemas, sent with KafkaAdminClient.send_request.
+class DescribeTransactionsResponse_v0(Response):
+    API_KEY = 65
+    API_VERSION = 0
+    FLEXIBLE_VERSION = True
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("transaction_states", CompactArray(
+            ("error_code", Int16),
+            ("transactional_id", CompactString("utf-8")),
+            ("transaction_state", CompactString("utf-8")),
+            ("transaction_timeout_ms", Int32),
+            ("transaction_start_time_ms", Int64),
+            ("producer_id", Int64),
+            ("producer_epoch", Int16),
+            ("topics", CompactArray(
+                ("topic", CompactString("utf-8")),
+                ("partitions", CompactArray(Int32)),
+                ("tags", TaggedFields))),
+            ("tags", TaggedFields))),
+        ("tags", TaggedFields))
+
+
+class DescribeTransactionsRequest_v0(Request):
+    API_KEY = 65
+    API_VERSION = 0
+    FLEXIBLE_VERSION = True
+    RESPONSE_TYPE = DescribeTransactionsResponse_v0
+    SCHEMA = Schema(
+        ("transactional_ids", CompactArray(CompactString("utf-8"))),
+        ("tags", TaggedFields))
+
+
+class ListTransactionsResponse_v0(Response):
+    API_KEY = 66
+    API_VERSION = 0
+    FLEXIBLE_VERSION = True
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("error_code", Int16),
+        ("unknown_state_filters", CompactArray(CompactString("utf-8"))),
+        ("transaction_states", CompactArray(
+            ("transactional_id", CompactString("utf-8")),
+            ("producer_id", Int64),
+            ("transaction_state", CompactString("utf-8")),
+            ("tags", TaggedFields))),
+        ("tags", TaggedFields))
+
+
+class ListTransactionsRequest_v0(Request):
+    API_KEY = 66
+    API_VERSION = 0
+    FLEXIBLE_VERSION = True
+    RESPONSE_TYPE = ListTransactionsResponse_v0
+    SCHEMA = Schema(
+        ("state_filters", CompactArray(CompactString("utf-8"))),
+        ("producer_id_filters", CompactArray(Int64)),
+        ("tags", TaggedFields))
+
+
+def describe_transactions(admin, ids):
+    """{id: (error, state, timeout_ms, start_ms, producer_id, epoch, {topic: [partitions]})}"""
+    response = admin.send_request(DescribeTransactionsRequest_v0(transactional_ids=ids, tags={}))
+    return {txn_id: (error, state, timeout, start, pid, epoch,
+                     {topic: sorted(parts) for topic, parts, _ in topics})
+            for error, txn_id, state, timeout, start, pid, epoch, topics, _
+            in response.transaction_states}
+
+
+def list_transactions(admin, states=(), producer_ids=()):
+    """(error, unknown state filters, {id: (producer_id, state)}) of this run's ids."""
+    response = admin.send_request(ListTransactionsRequest_v0(
+        state_filters=list(states), producer_id_filters=list(producer_ids), tags={}))
+    return (response.error_code, response.unknown_state_filters,
+            {txn_id: (pid, state) for txn_id, pid, state, _ in response.transaction_states
+             if RUN_ID in txn_id})
+
+
+def txn_producer(txn_id, **extra):
+    """A transactional producer after init_transactions."""
+    producer = KafkaProducer(transactional_id=txn_id, acks="all", **common(), **extra)
+    producer.init_transactions()
+    return producer
+
+
+def produce_values(producer, topic, values):
+    for value in values:
+        producer.send(topic, value=value.encode(), partition=0)
+    producer.flush(timeout=STEP_TIMEOUT)
+
+
+def read_values(topic, isolation, until=None):
+    """The values of partition 0 of `topic` from the beginning, as an `isolation_level` consumer
+    reads them: up to and including the value `until`, or, without it, until its position
+    reaches end_offsets() (the last stable offset for read_committed)."""
+    reader = KafkaConsumer(group_id=None, enable_auto_commit=False, isolation_level=isolation,
+                           **common())
+    tp = TopicPartition(topic, 0)
+    reader.assign([tp])
+    reader.seek_to_beginning(tp)
+    end = reader.end_offsets([tp])[tp] if until is None else None
+    values = []
+    deadline = time.monotonic() + STEP_TIMEOUT
+    try:
+        while (until not in values) if until is not None else reader.position(tp) < end:
+            check(time.monotonic() < deadline,
+                  f"{isolation} read of {topic}: no {until or f'position {end}'} within "
+                  f"{STEP_TIMEOUT:.0f}s; read {values}, position {reader.position(tp)}")
+            for records in reader.poll(timeout_ms=500).values():
+                values.extend(r.value.decode() for r in records)
+    finally:
+        reader.close(autocommit=False)
+    return values
+
+
+def refused(call, what):
+    """The exception a transactional call raises; fails the suite if it succeeds."""
+    try:
+        call()
+    except Errors.KafkaError as e:
+        return e
+    raise SuiteFailure(f"{what} succeeded")
+
+
+# EndTxn as kafka-python sends it (v0-1 for the broker version it infers, 2.5) answers a fenced
+# producer INVALID_PRODUCER_EPOCH, as Kafka does; v2+ would be PRODUCER_FENCED.
+FENCED = (Errors.InvalidProducerEpochError, Errors.ProducerFencedError)
+
+
+def check_transactions():
+    """Commit and abort, read_committed and read_uncommitted, zombie fencing, the broker
+    aborting a transaction past its timeout, DescribeTransactions and ListTransactions, and
+    consume-transform-produce."""
+    admin = KafkaAdminClient(**common())
+    topics = {name: f"{TOPIC}-{name}" for name in ("txn", "fence", "timeout", "ctp-in", "ctp-out")}
+    admin.create_topics([NewTopic(t, 1, 1) for t in topics.values()], timeout_ms=STEP_MS)
+    ids = {name: f"{GROUP}-{name}" for name in ("txn", "open", "fence", "stuck", "after", "ctp")}
+
+    topic = topics["txn"]
+    names = lambda prefix: [f"{prefix}-{i}" for i in range(3)]  # noqa: E731
+    c1, aborted, held, c2 = names("c1"), names("aborted"), names("open"), names("c2")
+    producer = txn_producer(ids["txn"])
+    producer.begin_transaction()
+    produce_values(producer, topic, c1)
+    producer.commit_transaction()
+    producer.begin_transaction()
+    produce_values(producer, topic, aborted)
+    producer.abort_transaction()
+    other = txn_producer(ids["open"])
+    other.begin_transaction()
+    produce_values(other, topic, held)  # stays open while c2 is committed after it
+    producer.begin_transaction()
+    produce_values(producer, topic, c2)
+    producer.commit_transaction()
+    got = read_values(topic, "read_committed")
+    check(got == c1, f"read_committed with a transaction open before c2: {got}, expected {c1}")
+    got = read_values(topic, "read_uncommitted", until=c2[-1])
+    check(got == c1 + aborted + held + c2, f"read_uncommitted: {got}")
+    ok("transactional KafkaProducer: a committed, an aborted and a committed transaction, "
+       "another left open between them; read_committed stops at the open one (end_offsets is "
+       "the last stable offset), read_uncommitted reads all 12 records")
+    other.commit_transaction()
+    got = read_values(topic, "read_committed", until=c2[-1])
+    check(got == c1 + held + c2, f"read_committed after the open transaction committed: {got}, "
+          f"expected {c1 + held + c2}")
+    producer.close(timeout=STEP_TIMEOUT)
+    other.close(timeout=STEP_TIMEOUT)
+    ok("once the open transaction commits, read_committed reads exactly the committed records "
+       "in offset order, none of the aborted one")
+
+    # Zombie fencing: a second producer with the same transactional_id.
+    topic = topics["fence"]
+    zombie = txn_producer(ids["fence"])
+    zombie.begin_transaction()
+    produce_values(zombie, topic, ["zombie-0", "zombie-1"])
+    successor = txn_producer(ids["fence"])
+    err = refused(zombie.commit_transaction, "commit_transaction of the fenced producer")
+    check(isinstance(err, FENCED), f"the fenced producer's commit_transaction raised "
+          f"{type(err).__name__}: {err}, expected InvalidProducerEpochError")
+    successor.begin_transaction()
+    produce_values(successor, topic, ["successor-0"])
+    successor.commit_transaction()
+    successor.close(timeout=STEP_TIMEOUT)
+    zombie.close(timeout=0)
+    got = read_values(topic, "read_committed", until="successor-0")
+    check(got == ["successor-0"], f"read_committed after fencing: {got}, expected only successor-0")
+    ok("zombie fencing: init_transactions of a second producer with the same transactional_id "
+       f"aborts the first one's open transaction; its commit_transaction raises "
+       f"{type(err).__name__}")
+
+    # A transaction left open past transaction_timeout_ms, seen by DescribeTransactions and
+    # ListTransactions while open and after the broker aborted it.
+    topic = topics["timeout"]
+    stuck = txn_producer(ids["stuck"], transaction_timeout_ms=TXN_TIMEOUT_MS)
+    stuck.begin_transaction()
+    produce_values(stuck, topic, ["stuck-0", "stuck-1"])
+    started = time.monotonic()
+    described = describe_transactions(admin, [ids["stuck"], ids["txn"], f"{GROUP}-never-was"])
+    error, state, timeout, start_ms, pid, epoch, parts = described[ids["stuck"]]
+    now_ms = int(time.time() * 1000)
+    check((error, state, timeout, parts) == (0, "Ongoing", TXN_TIMEOUT_MS, {topic: [0]})
+          and pid >= 0 and now_ms - 60_000 < start_ms <= now_ms + 1000,
+          f"DescribeTransactions of the open transaction: {described[ids['stuck']]}")
+    check(described[ids["txn"]][:2] == (0, "CompleteCommit"),
+          f"DescribeTransactions of a committed transaction: {described[ids['txn']]}")
+    missing = described[f"{GROUP}-never-was"][0]
+    check(missing == Errors.TransactionalIdNotFoundError.errno,
+          f"DescribeTransactions of an unknown id: error {missing}, expected "
+          "TRANSACTIONAL_ID_NOT_FOUND")
+    listed = list_transactions(admin, states=["Ongoing"])
+    check(listed == (0, [], {ids["stuck"]: (pid, "Ongoing")}),
+          f"ListTransactions(Ongoing): {listed}, expected only {ids['stuck']}")
+    listed = list_transactions(admin, states=["Ongoing", "Bogus"], producer_ids=[pid])
+    check(listed == (0, ["Bogus"], {ids["stuck"]: (pid, "Ongoing")}),
+          f"ListTransactions(Ongoing, Bogus; producer {pid}): {listed}")
+    ok(f"DescribeTransactions (raw v0 request): the open transaction is Ongoing in {topic}-0 "
+       f"with its {TXN_TIMEOUT_MS} ms timeout, a committed one CompleteCommit, an unknown id "
+       "TRANSACTIONAL_ID_NOT_FOUND; ListTransactions filters by state and producer id and "
+       "names unknown states")
+
+    after = txn_producer(ids["after"])
+    after.begin_transaction()
+    produce_values(after, topic, ["after-0"])
+    after.commit_transaction()
+    after.close(timeout=STEP_TIMEOUT)
+    got = read_values(topic, "read_committed", until="after-0")
+    waited = time.monotonic() - started
+    check(got == ["after-0"], f"read_committed after the timeout: {got}, expected only after-0")
+    err = refused(stuck.commit_transaction, "commit_transaction of a transaction past its timeout")
+    check(isinstance(err, FENCED), f"commit_transaction past the timeout raised "
+          f"{type(err).__name__}: {err}, expected InvalidProducerEpochError")
+    stuck.close(timeout=0)
+    described = describe_transactions(admin, [ids["stuck"]])[ids["stuck"]]
+    check(described[:2] == (0, "CompleteAbort") and described[4:6] == (pid, epoch + 1),
+          f"DescribeTransactions after the timeout: {described}, expected CompleteAbort with "
+          f"producer {pid} at epoch {epoch + 1}")
+    ok(f"the broker aborted a transaction open past transaction_timeout_ms={TXN_TIMEOUT_MS} "
+       f"(the records behind it readable read_committed after {waited:.1f}s; "
+       "DescribeTransactions: CompleteAbort, epoch bumped); its commit_transaction then raises "
+       f"{type(err).__name__}")
+    _, _, listed = list_transactions(admin)
+    want = {ids["txn"]: "CompleteCommit", ids["open"]: "CompleteCommit",
+            ids["fence"]: "CompleteCommit", ids["stuck"]: "CompleteAbort",
+            ids["after"]: "CompleteCommit"}
+    check({txn_id: state for txn_id, (_, state) in listed.items()} == want,
+          f"ListTransactions: {listed}, expected states {want}")
+    admin.close()
+    ok("ListTransactions without filters lists every transactional id of the suite with its "
+       "final state")
+
+    check_consume_transform_produce(topics["ctp-in"], topics["ctp-out"], ids["ctp"])
+
+
+def check_consume_transform_produce(source, sink, txn_id):
+    """A consumer in a group reads `source`, a transactional producer writes what it read to
+    `sink` and commits the consumer's offsets with send_offsets_to_transaction."""
+    group = f"{GROUP}-ctp"
+    plain = KafkaProducer(acks="all", **common())
+    produce_values(plain, source, [f"in-{i}" for i in range(10)])
+    plain.close(timeout=STEP_TIMEOUT)
+    consumer = KafkaConsumer(group_id=group, isolation_level="read_committed",
+                             enable_auto_commit=False, auto_offset_reset="earliest",
+                             session_timeout_ms=10000, heartbeat_interval_ms=1000, **common())
+    tp = TopicPartition(source, 0)
+    consumer.subscribe([source])
+    producer = txn_producer(txn_id)
+
+    def transform(round_no, count, commit):
+        records = []
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while len(records) < count:
+            check(time.monotonic() < deadline, f"round {round_no}: {len(records)}/{count} records")
+            for batch in consumer.poll(timeout_ms=500, max_records=count - len(records)).values():
+                records.extend(batch)
+        producer.begin_transaction()
+        produce_values(producer, sink, [f"out-{r.value.decode()}-r{round_no}" for r in records])
+        producer.send_offsets_to_transaction(
+            {tp: offset_and_metadata(records[-1].offset + 1)}, group)
+        if commit:
+            producer.commit_transaction()
+        else:
+            producer.abort_transaction()
+        return [r.value.decode() for r in records]
+
+    reader = KafkaConsumer(group_id=group, enable_auto_commit=False, **common())
+    try:
+        first = transform(1, 5, commit=True)
+        check(first == [f"in-{i}" for i in range(5)], f"round 1 consumed {first}")
+        check(reader.committed(tp) == 5, f"committed after round 1: {reader.committed(tp)}")
+        transform(2, 5, commit=False)
+        check(reader.committed(tp) == 5,
+              f"committed after the aborted round 2: {reader.committed(tp)}, expected 5")
+        consumer.seek(tp, 5)
+        third = transform(3, 5, commit=True)
+        check(third == [f"in-{i}" for i in range(5, 10)], f"round 3 consumed {third}")
+        check(reader.committed(tp) == 10, f"committed after round 3: {reader.committed(tp)}")
+    finally:
+        reader.close(autocommit=False)
+        consumer.close(autocommit=False)
+        producer.close(timeout=STEP_TIMEOUT)
+    want = [f"out-in-{i}-r1" for i in range(5)] + [f"out-in-{i}-r3" for i in range(5, 10)]
+    got = read_values(sink, "read_committed", until=want[-1])
+    check(got == want, f"read_committed of {sink}: {got}, expected {want}")
+    ok("consume-transform-produce: send_offsets_to_transaction; the group's committed offset "
+       "moves with each commit (5, 10), not with the aborted round; the output holds each "
+       "input record once")
+
+
 def main():
     check(BOOTSTRAP, "BOOTSTRAP must be set to host:port of the broker")
     print(f"# kafka-python {kafka.__version__}; topic {TOPIC}, group {GROUP}, {N} records, "
@@ -327,6 +643,8 @@ def main():
        "NonEmptyGroupError for a group with a member, GroupIdNotFoundError for an unknown one")
 
     check_topic_configs()
+
+    check_transactions()
 
     print(f"kafka-python suite: PASS ({_step} checks)", flush=True)
     return 0

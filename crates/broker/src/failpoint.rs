@@ -11,11 +11,17 @@ use std::sync::OnceLock;
 
 const VARIABLE: &str = "FRESHET_FAILPOINT";
 
-/// Aborts the process if `FRESHET_FAILPOINT` names this point.
-pub fn hit(name: &str) {
+/// Whether `FRESHET_FAILPOINT` names this point (for work only a crash test needs done
+/// before the point, such as making something durable early).
+pub fn armed(name: &str) -> bool {
     static ARMED: OnceLock<Option<String>> = OnceLock::new();
     let armed = ARMED.get_or_init(|| std::env::var(VARIABLE).ok().filter(|v| !v.is_empty()));
-    if armed.as_deref() == Some(name) {
+    armed.as_deref() == Some(name)
+}
+
+/// Aborts the process if `FRESHET_FAILPOINT` names this point.
+pub fn hit(name: &str) {
+    if armed(name) {
         eprintln!("{VARIABLE}={name}: aborting the process here");
         std::process::abort();
     }

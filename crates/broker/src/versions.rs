@@ -44,6 +44,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // transaction version 2, which clients use only when a broker advertises that feature.
     (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::EndTxn, 0, 4),
+    // AddOffsetsToTxn v4 and TxnOffsetCommit v5 are transaction version 2 as well.
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),

@@ -1,7 +1,8 @@
 //! Transactions through librdkafka's transactional producer and read_committed consumer
 //! (the rdkafka crate) against a real broker over TCP: commit and abort, fencing of a zombie
-//! producer, the broker aborting a transaction past its timeout, and the state surviving a
-//! restart. Crashes mid-commit are tested in crates/freshet/tests with a killed process.
+//! producer, the broker aborting a transaction past its timeout, the state surviving a
+//! restart, and consume-transform-produce (a consumer group's offsets committed with the
+//! transaction). Crashes mid-commit are tested in crates/freshet/tests with a killed process.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -210,4 +211,204 @@ async fn an_open_transaction_survives_a_restart_and_is_aborted_by_the_next_produ
     let read =
         tokio::task::block_in_place(|| read_everything(&broker, "txn-restart", "read_committed"));
     assert_eq!(read, sorted(committed.into_iter().chain(next).collect()));
+}
+
+/// A consumer of `group` subscribed to `topic`, reading committed data from the group's
+/// committed offsets (or the beginning), reporting each partition's end.
+fn group_consumer(broker: &TestBroker, group: &str, topic: &str) -> BaseConsumer {
+    let mut config: ClientConfig = broker.client_config();
+    config
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500");
+    let consumer: BaseConsumer = config.create().expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+/// Polls `consumer` until it has delivered `count` records; returns their values and, per
+/// partition, the offset after the last one (what a processor commits).
+fn consume(consumer: &BaseConsumer, count: usize) -> (Vec<String>, TopicPartitionList) {
+    let mut values = Vec::new();
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    let deadline = Instant::now() + WAIT;
+    while values.len() < count {
+        assert!(Instant::now() < deadline, "consumed only {values:?}");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let key = (message.topic().to_owned(), message.partition());
+                next.insert(key, message.offset() + 1);
+                let payload = message.payload().expect("payload");
+                values.push(String::from_utf8(payload.to_vec()).expect("utf-8"));
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(error)) => panic!("consumer error: {error}"),
+        }
+    }
+    let mut positions = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        positions
+            .add_partition_offset(&topic, partition, Offset::Offset(offset))
+            .expect("position");
+    }
+    (values, positions)
+}
+
+/// Every value `consumer` delivers until each partition of its topic reports its end.
+fn consume_to_end(consumer: &BaseConsumer) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut ended: HashMap<i32, bool> = HashMap::new();
+    let deadline = Instant::now() + WAIT;
+    while ended.len() < PARTITIONS as usize {
+        assert!(
+            Instant::now() < deadline,
+            "ended: {ended:?}; read {values:?}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                ended.remove(&message.partition());
+                let payload = message.payload().expect("payload");
+                values.push(String::from_utf8(payload.to_vec()).expect("utf-8"));
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                ended.insert(partition, true);
+            }
+            Some(Err(error)) => panic!("consumer error: {error}"),
+            None => {}
+        }
+    }
+    sorted(values)
+}
+
+/// The offsets `group` has committed for every partition of `topic`, as OffsetFetch answers
+/// without `require_stable` (read_uncommitted): the last committed ones, -1 for none.
+fn committed_offsets(broker: &TestBroker, group: &str, topic: &str) -> Vec<i64> {
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", group)
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("consumer");
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        partitions.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(partitions, WAIT)
+        .expect("committed");
+    (0..PARTITIONS)
+        .map(|partition| {
+            let element = committed
+                .find_partition(topic, partition)
+                .expect("partition");
+            match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => -1,
+            }
+        })
+        .collect()
+}
+
+/// `positions` as one offset per partition of `topic` (-1 for a partition not in it).
+fn offsets_of(positions: &TopicPartitionList, topic: &str) -> Vec<i64> {
+    (0..PARTITIONS)
+        .map(
+            |partition| match positions.find_partition(topic, partition) {
+                Some(element) => match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    _ => -1,
+                },
+                None => -1,
+            },
+        )
+        .collect()
+}
+
+fn transformed(values: &[String]) -> Vec<String> {
+    values.iter().map(|v| v.to_uppercase()).collect()
+}
+
+/// Consume-transform-produce as Kafka Streams and exactly-once processors do it: what a
+/// consumer of group `ctp-group` read is transformed, written by a transactional producer,
+/// and the consumer's offsets are committed in the same transaction
+/// (`send_offsets_to_transaction`, with the consumer's group metadata: TxnOffsetCommit v3
+/// with its member id and generation). A committed transaction advances the group's offsets
+/// only when it commits, an aborted one leaves them, and a new consumer of the group resumes
+/// exactly after the input of the committed transaction.
+#[tokio::test(flavor = "multi_thread")]
+async fn consume_transform_produce_commits_the_groups_offsets_with_the_transaction() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("ctp-in", PARTITIONS, &[]).await;
+    broker.create_topic("ctp-out", PARTITIONS, &[]).await;
+    let input = values("in", 30);
+    tokio::task::block_in_place(|| {
+        let plain: BaseProducer = broker.client_config().create().expect("producer");
+        send_all(&plain, "ctp-in", &input);
+    });
+    let (first, first_positions) = tokio::task::block_in_place(|| {
+        let producer = transactional_producer(&broker, "ctp-producer", &[]);
+        let consumer = group_consumer(&broker, "ctp-group", "ctp-in");
+        let metadata = consumer.group_metadata().expect("group metadata");
+
+        // Committed: the output and the offsets of the input it came from.
+        let (first, positions) = consume(&consumer, 12);
+        producer.begin_transaction().expect("begin");
+        send_all(&producer, "ctp-out", &transformed(&first));
+        producer
+            .send_offsets_to_transaction(&positions, &metadata, WAIT)
+            .expect("send offsets");
+        assert_eq!(
+            committed_offsets(&broker, "ctp-group", "ctp-in"),
+            vec![-1; PARTITIONS as usize],
+            "offsets of an open transaction are not committed yet"
+        );
+        producer.commit_transaction(WAIT).expect("commit");
+        assert_eq!(
+            committed_offsets(&broker, "ctp-group", "ctp-in"),
+            offsets_of(&positions, "ctp-in")
+        );
+
+        // Aborted: neither the output nor the offsets.
+        let (second, later_positions) = consume(&consumer, 9);
+        producer.begin_transaction().expect("begin");
+        send_all(&producer, "ctp-out", &transformed(&second));
+        producer
+            .send_offsets_to_transaction(&later_positions, &metadata, WAIT)
+            .expect("send offsets");
+        producer.abort_transaction(WAIT).expect("abort");
+        assert_eq!(
+            committed_offsets(&broker, "ctp-group", "ctp-in"),
+            offsets_of(&positions, "ctp-in"),
+            "an aborted transaction commits no offsets"
+        );
+        (first, positions)
+    });
+    // The input has no control batches: the committed positions count the records before them.
+    let covered: i64 = offsets_of(&first_positions, "ctp-in")
+        .iter()
+        .map(|&offset| offset.max(0))
+        .sum();
+    assert_eq!(covered, 12);
+
+    let resumed = tokio::task::block_in_place(|| {
+        let consumer = group_consumer(&broker, "ctp-group", "ctp-in");
+        consume_to_end(&consumer)
+    });
+    let rest: Vec<String> = input
+        .iter()
+        .filter(|v| !first.contains(v))
+        .cloned()
+        .collect();
+    assert_eq!(
+        resumed,
+        sorted(rest),
+        "resumed exactly after the committed input"
+    );
+    let output =
+        tokio::task::block_in_place(|| read_everything(&broker, "ctp-out", "read_committed"));
+    assert_eq!(output, sorted(transformed(&first)));
 }

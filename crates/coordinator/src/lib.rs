@@ -1,7 +1,8 @@
 //! Freshet's consumer-group coordinator: Kafka's classic group membership protocol
 //! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), committed offsets (OffsetCommit,
-//! OffsetFetch, OffsetDelete), the admin views (ListGroups, DescribeGroups) and DeleteGroups,
-//! for a single broker that is the coordinator of every group.
+//! OffsetFetch, OffsetDelete), transactional offsets (TxnOffsetCommit, completed by
+//! [`GroupCoordinator::complete_transaction`]), the admin views (ListGroups, DescribeGroups)
+//! and DeleteGroups, for a single broker that is the coordinator of every group.
 //!
 //! The broker decodes a request, calls the matching [`GroupCoordinator`] method with the
 //! request version, and encodes the response it gets back at that version. Handlers never
@@ -67,12 +68,24 @@
 //! each framed as `length:u32 crc32c:u32 body` (big-endian). Bodies are an offset commit
 //! (group, topic, partition, offset, leader epoch, commit timestamp, metadata), a group's
 //! generation (with its protocol type), a classic group's members at a synced generation,
-//! a deleted topic's, group's or offset's marker; the latest record per key wins. New kinds
-//! are added without changing old ones, so files of earlier versions open unchanged. An OffsetCommit is answered only after its records are fsynced; concurrent commits
+//! a deleted topic's, group's or offset's marker, a transaction's pending offset and the end
+//! of a transaction in a group; the latest record per key wins. New kinds are added without
+//! changing old ones, so files of earlier versions open unchanged. An OffsetCommit is
+//! answered only after its records are fsynced; concurrent commits
 //! share one fsync (group commit). Opening replays the file and cuts off a torn tail (an
 //! incomplete or CRC-mismatched last frame, the remains of a crash mid-write: never
 //! acknowledged). When the file grows to several times its live size it is rewritten
 //! compacted: temporary file, fsync, rename, fsync of the directory.
+//!
+//! # Transactional offsets
+//!
+//! A TxnOffsetCommit's offsets are pending offsets of its producer id in the group: durable,
+//! kept across restarts and compaction, but invisible to OffsetFetch (which, with
+//! `require_stable`, answers UNSTABLE_OFFSET_COMMIT for their partitions) until the
+//! transaction coordinator calls [`GroupCoordinator::complete_transaction`], which writes the
+//! commit (or abort) of the producer's offsets in each group. A crash between the prepared
+//! transaction and that record is finished by the transaction coordinator's recovery calling
+//! it again; a second call finds nothing pending and writes nothing.
 
 #![forbid(unsafe_code)]
 

@@ -359,6 +359,14 @@ pub struct BrokerArgs {
         default_value_t = 3000
     )]
     pub group_initial_rebalance_delay_ms: u64,
+    /// Longest `transaction.timeout.ms` a transactional producer may ask for, in ms (Kafka's
+    /// `transaction.max.timeout.ms`).
+    #[arg(long, env = "FRESHET_TRANSACTION_MAX_TIMEOUT_MS", default_value_t = 900_000, value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    pub transaction_max_timeout_ms: u64,
+    /// How often open transactions are checked against their timeout, in ms; one past it is
+    /// aborted and its producer fenced.
+    #[arg(long, env = "FRESHET_TRANSACTION_ABORT_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub transaction_abort_interval_ms: u64,
 }
 
 /// `freshet broker`: the broker's settings, and what it serves besides Kafka.
@@ -507,6 +515,9 @@ impl BrokerArgs {
         config.log_cleanup_interval = Duration::from_millis(self.log_cleanup_interval_ms.max(1));
         config.coordinator.initial_rebalance_delay =
             Duration::from_millis(self.group_initial_rebalance_delay_ms);
+        config.transaction_max_timeout = Duration::from_millis(self.transaction_max_timeout_ms);
+        config.transaction_abort_interval =
+            Duration::from_millis(self.transaction_abort_interval_ms);
         if let Some(ms) = self.flush_interval_ms {
             config = config.with_flush_interval(Duration::from_millis(ms.max(1)));
         }

@@ -49,6 +49,7 @@ pub mod produce;
 pub mod scram_credentials;
 pub mod sync_group;
 pub mod transactions;
+pub mod txn_offset_commit;
 
 /// What every handler gets besides its request.
 #[derive(Debug, Clone)]

@@ -34,7 +34,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::broker::now_ms;
 use crate::Broker;
 use state::{TxnError, TxnMetadata, TxnState};
-use store::TxnStore;
+use store::{Sync, TxnStore};
 
 /// Coordinator epoch written into markers: one node, one coordinator, forever.
 const COORDINATOR_EPOCH: i32 = 0;
@@ -182,15 +182,20 @@ impl TxnCoordinator {
         self.commit_state(&mut meta, next).await
     }
 
-    /// Checks that a TxnOffsetCommit belongs to the producer's ongoing transaction with
-    /// `group` added to it.
-    pub async fn check_offset_commit(
+    /// TxnOffsetCommit: runs `commit` (the group coordinator writing the offsets as pending
+    /// offsets of the producer) if the request belongs to the producer's ongoing transaction
+    /// with `group` added to it. The id's lock is held until `commit` is done, so EndTxn or a
+    /// timeout cannot complete the transaction between the check and the write: offsets
+    /// written after the completion would stay pending, and the producer's next committed
+    /// transaction would commit them.
+    pub async fn commit_offsets<T>(
         &self,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         group: &str,
-    ) -> Result<(), TxnError> {
+        commit: impl std::future::Future<Output = T>,
+    ) -> Result<T, TxnError> {
         let entry = self
             .entry(transactional_id)
             .ok_or(TxnError::ProducerIdMapping)?;
@@ -202,7 +207,7 @@ impl TxnCoordinator {
                 "commit offsets of a group not added to it",
             ));
         }
-        Ok(())
+        Ok(commit.await)
     }
 
     /// EndTxn: commits or aborts the transaction in progress. A retry of an EndTxn that
@@ -344,7 +349,9 @@ impl TxnCoordinator {
         write_markers(broker, meta, control).await?;
         complete_group_offsets(broker, meta, control == ControlType::Commit).await?;
         let completed = meta.completed(now_ms());
-        self.commit_state(meta, completed).await
+        // Not fsynced: if a crash loses it, recovery finds the prepared state and writes the
+        // markers again, which changes nothing. The next write's fsync covers it.
+        self.set_state(meta, completed, Sync::Later).await
     }
 
     /// Aborts the ongoing transaction with the epoch bumped: the markers carry the new epoch,
@@ -376,9 +383,19 @@ impl TxnCoordinator {
         meta: &mut TxnMetadata,
         next: TxnMetadata,
     ) -> Result<(), TxnError> {
+        self.set_state(meta, next, Sync::Now).await
+    }
+
+    /// Writes `next` to the state log, then makes it the current state of its id.
+    async fn set_state(
+        &self,
+        meta: &mut TxnMetadata,
+        next: TxnMetadata,
+        sync: Sync,
+    ) -> Result<(), TxnError> {
         let store = self.store.clone();
         let to_write = next.clone();
-        tokio::task::spawn_blocking(move || store.write(&to_write))
+        tokio::task::spawn_blocking(move || store.write(&to_write, sync))
             .await
             .map_err(|e| TxnError::Storage(format!("state log writer failed: {e}")))?
             .map_err(|e| {
@@ -418,7 +435,7 @@ impl TxnCoordinator {
             }
             ids.insert(transactional_id.to_owned(), entry);
         }
-        let durable = self.commit_state(&mut *guard, meta).await;
+        let durable = self.commit_state(&mut guard, meta).await;
         if let Err(error) = durable {
             self.ids_lock().remove(transactional_id);
             return Err(error);
@@ -514,16 +531,7 @@ fn write_markers_blocking(
             continue;
         };
         match partition.log.append_marker(marker) {
-            Ok(outcome) => {
-                if written.is_empty() && partitions.len() > 1 {
-                    partition
-                        .log
-                        .wait_durable(outcome.last_offset + 1)
-                        .map_err(|e| TxnError::Storage(format!("syncing a marker: {e}")))?;
-                    crate::failpoint::hit("txn-after-first-marker");
-                }
-                written.push((partition, outcome.last_offset + 1))
-            }
+            Ok(outcome) => written.push((partition, outcome.last_offset + 1)),
             Err(freshet_log::LogError::InvalidProducerEpoch { current, .. }) => {
                 // A newer epoch already closed this producer's transaction here.
                 tracing::warn!(
@@ -539,17 +547,49 @@ fn write_markers_blocking(
                 )))
             }
         }
+        if written.len() == 1 && partitions.len() > 1 && crate::failpoint::armed(MARKER_CRASH_POINT)
+        {
+            sync_markers(&written)?;
+            crate::failpoint::hit(MARKER_CRASH_POINT);
+        }
     }
-    for (partition, end) in written {
-        partition
-            .log
-            .wait_durable(end)
-            .map_err(|e| TxnError::Storage(format!("syncing a marker: {e}")))?;
-    }
-    Ok(())
+    sync_markers(&written)
 }
 
-/// Commits or drops the offsets the transaction committed to its groups.
+/// Crash point between the first marker of a transaction and the others.
+const MARKER_CRASH_POINT: &str = "txn-after-first-marker";
+
+/// Waits until every written marker is durable; the partitions' fsyncs run at once, one
+/// thread each, so a transaction over several partitions waits about one fsync.
+fn sync_markers(written: &[(Arc<crate::topics::Partition>, i64)]) -> Result<(), TxnError> {
+    let sync = |(partition, end): &(Arc<crate::topics::Partition>, i64)| {
+        partition
+            .log
+            .wait_durable(*end)
+            .map_err(|e| TxnError::Storage(format!("syncing a marker: {e}")))
+    };
+    match written {
+        [] => Ok(()),
+        [only] => sync(only),
+        several => std::thread::scope(|scope| {
+            let waits: Vec<_> = several
+                .iter()
+                .map(|w| scope.spawn(move || sync(w)))
+                .collect();
+            waits
+                .into_iter()
+                .map(|wait| {
+                    wait.join()
+                        .unwrap_or_else(|_| Err(TxnError::Storage("marker sync panicked".into())))
+                })
+                .collect::<Result<Vec<()>, TxnError>>()
+                .map(|_| ())
+        }),
+    }
+}
+
+/// Commits or drops the offsets the transaction committed to its groups, durably. Called
+/// again by recovery after a crash; the group coordinator then finds nothing left to do.
 async fn complete_group_offsets(
     broker: &Arc<Broker>,
     meta: &TxnMetadata,
@@ -558,11 +598,12 @@ async fn complete_group_offsets(
     if meta.groups.is_empty() {
         return Ok(());
     }
-    let _ = (broker, commit);
-    Err(TxnError::InvalidState(
-        meta.state.name(),
-        "commit group offsets yet",
-    ))
+    let groups: Vec<String> = meta.groups.iter().cloned().collect();
+    broker
+        .groups
+        .complete_transaction(meta.producer_id, commit, &groups)
+        .await
+        .map_err(|e| TxnError::Storage(format!("completing the offsets of {groups:?}: {e}")))
 }
 
 /// Writes an abort marker for every transaction a partition holds open that is not in

@@ -28,6 +28,15 @@ const REWRITE_MIN_FRAMES: usize = 1024;
 /// unless a transaction spans tens of thousands of partitions).
 const MAX_FRAME_BYTES: usize = 64 << 20;
 
+/// When a write must be durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sync {
+    /// Before `write` returns.
+    Now,
+    /// With the next `Now` write (or never, if the process dies first).
+    Later,
+}
+
 /// The state log, open for appending.
 #[derive(Debug)]
 pub struct TxnStore {
@@ -87,11 +96,13 @@ impl TxnStore {
         Ok((store, states))
     }
 
-    /// Appends `meta` and makes it durable.
-    pub fn write(&self, meta: &TxnMetadata) -> io::Result<()> {
+    /// Appends `meta`, durably at once or with the next durable write.
+    pub fn write(&self, meta: &TxnMetadata, sync: Sync) -> io::Result<()> {
         let mut store = self.file.lock().unwrap_or_else(|e| e.into_inner());
         store.file.write_all(&encode_frame(meta))?;
-        store.file.sync_data()?;
+        if sync == Sync::Now {
+            store.file.sync_data()?;
+        }
         store.frames += 1;
         store
             .live
@@ -171,11 +182,11 @@ mod tests {
         {
             let (store, states) = TxnStore::open(dir.path()).expect("open");
             assert!(states.is_empty());
-            store.write(&meta("a", 0)).expect("write");
-            store.write(&meta("b", 0)).expect("write");
+            store.write(&meta("a", 0), Sync::Now).expect("write");
+            store.write(&meta("b", 0), Sync::Later).expect("write");
             let mut ongoing = meta("a", 1);
             ongoing.state = TxnState::Ongoing;
-            store.write(&ongoing).expect("write");
+            store.write(&ongoing, Sync::Now).expect("write");
         }
         let path = dir.path().join(DIR_NAME).join(FILE_NAME);
         let mut file = OpenOptions::new().append(true).open(&path).expect("file");
@@ -196,7 +207,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, _) = TxnStore::open(dir.path()).expect("open");
         for epoch in 0..(REWRITE_MIN_FRAMES as i16 + 10) {
-            store.write(&meta("a", epoch)).expect("write");
+            store.write(&meta("a", epoch), Sync::Now).expect("write");
         }
         let path = dir.path().join(DIR_NAME).join(FILE_NAME);
         let frames = decode_frames(&fs::read(&path).expect("read")).0.len();

@@ -430,6 +430,29 @@ impl Group {
         }
     }
 
+    /// Whether a TxnOffsetCommit may write to the group: Kafka's `validateOffsetCommit` for
+    /// transactional commits. Unlike a plain commit, one that names no member (every
+    /// TxnOffsetCommit before v3) is accepted while the group has members, one during
+    /// CompletingRebalance is not refused, and it does not count as the member's heartbeat.
+    pub(crate) fn authorize_txn_commit(
+        &self,
+        who: &MemberIdentity,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        if self.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if generation < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        let names_member =
+            generation >= 0 || !who.member_id.is_empty() || who.instance_id.is_some();
+        if names_member {
+            self.check_generation(who, generation)?;
+        }
+        Ok(())
+    }
+
     /// The member, if it exists, is not fenced and is at `generation`.
     fn member_at_generation(
         &mut self,

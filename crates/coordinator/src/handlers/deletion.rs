@@ -26,7 +26,9 @@ type PartitionOutcome = Option<ResponseError>;
 
 impl GroupCoordinator {
     /// DeleteGroups v0–2. A group can be deleted only while it has no members (else
-    /// NON_EMPTY_GROUP); its committed offsets go with it. Answers once the deletions are
+    /// NON_EMPTY_GROUP); its committed offsets go with it, and so do the offsets of
+    /// transactions still open in it (Kafka's `deleteAllOffsets` writes tombstones for both;
+    /// such a transaction then commits nothing in the group). Answers once the deletions are
     /// durable. As in Kafka, the empty group id is a valid group (standalone commits may use
     /// it), and a group named twice is answered once.
     pub async fn delete_groups(
@@ -84,8 +86,10 @@ impl GroupCoordinator {
     /// topics its members are subscribed to (GROUP_SUBSCRIBED_TO_TOPIC); partitions that do not
     /// exist answer UNKNOWN_TOPIC_OR_PARTITION. Group-level errors (INVALID_GROUP_ID,
     /// GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP for active groups of another protocol than
-    /// `consumer`) answer alone, without partitions, as in Kafka. An Empty group left without
-    /// offsets is deleted, as Kafka deletes it. Answers once the deletions are durable.
+    /// `consumer`) answer alone, without partitions, as in Kafka. A partition's pending
+    /// transactional offsets are deleted with its commit (Kafka's tombstone removes both). An
+    /// Empty group left without committed or pending offsets is deleted, as Kafka deletes it.
+    /// Answers once the deletions are durable.
     pub async fn offset_delete(
         &self,
         req: OffsetDeleteRequest,

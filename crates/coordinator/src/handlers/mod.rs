@@ -6,6 +6,7 @@ mod admin;
 mod deletion;
 mod membership;
 mod offsets;
+mod txn_offsets;
 
 pub use offsets::MAX_OFFSET_METADATA_BYTES;
 

@@ -1,5 +1,7 @@
 //! OffsetCommit, OffsetFetch and topic deletion: committed offsets in and out of the store.
+//! (TxnOffsetCommit, which shares the admission and the commit path, is in `txn_offsets`.)
 
+use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::messages::offset_commit_request::{
@@ -17,19 +19,21 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use tokio::time::Instant;
 
 use super::{error_code, instance_id_for};
 use crate::coordinator::{GroupUnavailable, IfMissing};
-use crate::group::MemberIdentity;
+use crate::group::{Group, MemberIdentity};
 use crate::store::{CommittedOffset, Record};
 use crate::GroupCoordinator;
 
 /// Longest metadata string a commit may carry (Kafka's `offset.metadata.max.bytes` default).
 pub const MAX_OFFSET_METADATA_BYTES: usize = 4096;
 
-/// Where a partition of an OffsetCommit stands before the group has been consulted.
+/// Where a partition of an OffsetCommit or TxnOffsetCommit stands before the group has been
+/// consulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Admission {
+pub(super) enum Admission {
     /// Rejected on its own (unknown partition).
     Rejected(ResponseError),
     /// Committed if the group allows.
@@ -64,7 +68,13 @@ impl GroupCoordinator {
         let mut records = Vec::new();
         for topic in &req.topics {
             for partition in &topic.partitions {
-                let admission = admit(&topic.name, partition, partition_exists);
+                let metadata = partition.committed_metadata.as_ref();
+                let admission = admit(
+                    &topic.name,
+                    partition.partition_index,
+                    metadata,
+                    partition_exists,
+                );
                 if admission == Admission::Commit {
                     records.push(commit_record(
                         &req.group_id,
@@ -77,11 +87,10 @@ impl GroupCoordinator {
                 admissions.push(admission);
             }
         }
-        let needs_group = admissions
-            .iter()
-            .any(|a| !matches!(a, Admission::Rejected(_)));
-        let committed = if needs_group {
-            self.commit(&req.group_id, &who, generation, records).await
+        let committed = if needs_group(&admissions) {
+            let authorize = |group: &mut Group, now| group.authorize_commit(&who, generation, now);
+            self.commit(&req.group_id, generation, authorize, records)
+                .await
         } else {
             Ok(())
         };
@@ -92,12 +101,13 @@ impl GroupCoordinator {
         commit_response(&req.topics, errors)
     }
 
-    /// Checks the group lets `who` commit, appends the records and waits until they are durable.
-    async fn commit(
+    /// Checks with `authorize` that the group takes the commit, appends the records and waits
+    /// until they are durable.
+    pub(super) async fn commit(
         &self,
         group_id: &str,
-        who: &MemberIdentity,
         generation: i32,
+        authorize: impl FnOnce(&mut Group, Instant) -> Result<(), ResponseError>,
         records: Vec<Record>,
     ) -> Result<(), ResponseError> {
         // A standalone commit (negative generation) to an unknown group creates it; a member's
@@ -110,7 +120,7 @@ impl GroupCoordinator {
         // Authorising and appending under the same group lock keeps a commit from landing
         // after a rebalance that made its generation stale.
         let appended = self.update_group(group_id, if_missing, |group, now, _| {
-            group.authorize_commit(who, generation, now)?;
+            authorize(group, now)?;
             if records.is_empty() {
                 return Ok(None);
             }
@@ -135,7 +145,9 @@ impl GroupCoordinator {
 
     /// OffsetFetch v1–7 (one group). A partition without a commit gets offset -1 and no error;
     /// `topics = None` means every partition the group committed. A topic listed with no
-    /// partitions gets all its committed partitions.
+    /// partitions gets all its committed partitions. With `require_stable` (v7+), a partition
+    /// with transactional offsets pending answers UNSTABLE_OFFSET_COMMIT (the client retries
+    /// until the transaction ends); without it, the last committed offset.
     pub async fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
         let mut response = OffsetFetchResponse::default();
         if self.is_closed() {
@@ -149,12 +161,20 @@ impl GroupCoordinator {
             return response;
         }
         let group = req.group_id.as_str();
+        // Read before the commits: a transaction that ends in between is then reported
+        // unstable (and asked again), never its offsets as missing.
+        let unstable = if version >= 7 && req.require_stable {
+            self.store.pending_partitions(group)
+        } else {
+            BTreeSet::new()
+        };
+        let answers = FetchAnswers { version, unstable };
         response.topics = match req.topics {
             Some(topics) => topics
                 .into_iter()
-                .map(|topic| self.fetch_topic(group, topic, version))
+                .map(|topic| self.fetch_topic(group, topic, &answers))
                 .collect(),
-            None => self.fetch_all(group, version),
+            None => self.fetch_all(group, &answers),
         };
         response
     }
@@ -163,23 +183,24 @@ impl GroupCoordinator {
         &self,
         group: &str,
         topic: OffsetFetchRequestTopic,
-        version: i16,
+        answers: &FetchAnswers,
     ) -> OffsetFetchResponseTopic {
         let mut answer = OffsetFetchResponseTopic::default();
+        let name = topic.name.as_str();
         answer.partitions = if topic.partition_indexes.is_empty() {
             self.store
                 .committed_by_group(group)
                 .into_iter()
-                .filter(|(t, _, _)| *t == topic.name.as_str())
-                .map(|(_, partition, offset)| fetched_partition(partition, Some(offset), version))
+                .filter(|(t, _, _)| t == name)
+                .map(|(_, partition, offset)| answers.partition(name, partition, Some(offset)))
                 .collect()
         } else {
             topic
                 .partition_indexes
                 .iter()
                 .map(|&partition| {
-                    let offset = self.store.committed(group, &topic.name, partition);
-                    fetched_partition(partition, offset, version)
+                    let offset = self.store.committed(group, name, partition);
+                    answers.partition(name, partition, offset)
                 })
                 .collect()
         };
@@ -187,10 +208,10 @@ impl GroupCoordinator {
         answer
     }
 
-    fn fetch_all(&self, group: &str, version: i16) -> Vec<OffsetFetchResponseTopic> {
+    fn fetch_all(&self, group: &str, answers: &FetchAnswers) -> Vec<OffsetFetchResponseTopic> {
         let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
         for (topic, partition, offset) in self.store.committed_by_group(group) {
-            let partition = fetched_partition(partition, Some(offset), version);
+            let partition = answers.partition(&topic, partition, Some(offset));
             // Commits come ordered by topic, so a topic's partitions are adjacent.
             match topics.last_mut() {
                 Some(last) if last.name.as_str() == topic => last.partitions.push(partition),
@@ -222,7 +243,7 @@ impl GroupCoordinator {
 
 impl Admission {
     /// The partition's error once the group has answered for the whole commit.
-    fn outcome(self, committed: Result<(), ResponseError>) -> Option<ResponseError> {
+    pub(super) fn outcome(self, committed: Result<(), ResponseError>) -> Option<ResponseError> {
         match (self, committed) {
             (Admission::Rejected(error), _) | (_, Err(error)) => Some(error),
             (Admission::MetadataTooLarge, Ok(())) => Some(ResponseError::OffsetMetadataTooLarge),
@@ -231,16 +252,23 @@ impl Admission {
     }
 }
 
-fn admit(
+/// Whether any partition needs the group's say (the others were rejected on their own).
+pub(super) fn needs_group(admissions: &[Admission]) -> bool {
+    admissions
+        .iter()
+        .any(|a| !matches!(a, Admission::Rejected(_)))
+}
+
+pub(super) fn admit(
     topic: &str,
-    partition: &OffsetCommitRequestPartition,
+    partition: i32,
+    metadata: Option<&StrBytes>,
     partition_exists: &(dyn Fn(&str, i32) -> bool + Sync),
 ) -> Admission {
-    if !partition_exists(topic, partition.partition_index) {
+    if !partition_exists(topic, partition) {
         return Admission::Rejected(ResponseError::UnknownTopicOrPartition);
     }
-    let metadata_len = partition.committed_metadata.as_ref().map_or(0, |m| m.len());
-    if metadata_len > MAX_OFFSET_METADATA_BYTES {
+    if metadata.map_or(0, |m| m.len()) > MAX_OFFSET_METADATA_BYTES {
         return Admission::MetadataTooLarge;
     }
     Admission::Commit
@@ -280,25 +308,59 @@ fn commit_record(
     version: i16,
     commit_timestamp_ms: i64,
 ) -> Record {
+    let leader_epoch = if version >= 6 {
+        partition.committed_leader_epoch
+    } else {
+        -1
+    };
     Record::OffsetCommit {
         group: group.to_owned(),
         topic: topic.to_owned(),
         partition: partition.partition_index,
-        offset: CommittedOffset {
-            offset: partition.committed_offset,
-            leader_epoch: if version >= 6 {
-                partition.committed_leader_epoch
-            } else {
-                -1
-            },
-            // Kafka stores a null metadata as "".
-            metadata: partition
-                .committed_metadata
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default(),
+        offset: committed_offset(
+            partition.committed_offset,
+            leader_epoch,
+            partition.committed_metadata.as_ref(),
             commit_timestamp_ms,
-        },
+        ),
+    }
+}
+
+pub(super) fn committed_offset(
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<&StrBytes>,
+    commit_timestamp_ms: i64,
+) -> CommittedOffset {
+    CommittedOffset {
+        offset,
+        leader_epoch,
+        // Kafka stores a null metadata as "".
+        metadata: metadata.map(|m| m.to_string()).unwrap_or_default(),
+        commit_timestamp_ms,
+    }
+}
+
+/// How an OffsetFetch answers each partition.
+struct FetchAnswers {
+    version: i16,
+    /// Partitions with transactional offsets pending, when the request requires stable ones.
+    unstable: BTreeSet<(String, i32)>,
+}
+
+impl FetchAnswers {
+    fn partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        committed: Option<CommittedOffset>,
+    ) -> OffsetFetchResponsePartition {
+        if self.unstable.contains(&(topic.to_owned(), partition)) {
+            let mut answer = fetched_partition(partition, None, self.version);
+            answer.error_code = ResponseError::UnstableOffsetCommit.code();
+            return answer;
+        }
+        fetched_partition(partition, committed, self.version)
     }
 }
 
@@ -344,7 +406,7 @@ fn fetch_error_topics(
         .collect()
 }
 
-fn unix_millis() -> i64 {
+pub(super) fn unix_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

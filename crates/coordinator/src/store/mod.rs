@@ -1,5 +1,6 @@
-//! The durable half of the coordinator: committed offsets, group generations and the members
-//! of classic groups, kept in one append-only file (`<dir>/offsets.log`, format in [`record`]).
+//! The durable half of the coordinator: committed offsets, the pending offsets of open
+//! transactions, group generations and the members of classic groups, kept in one append-only
+//! file (`<dir>/offsets.log`, format in [`record`]).
 //!
 //! # Writing
 //! [`OffsetStore::append`] writes records to the file (one `write` call, under the store lock,
@@ -16,10 +17,13 @@
 //! because acknowledgement waits for the fsync of everything before it. When the file grows to
 //! [`CompactionPolicy::max_garbage_ratio`] times its live size, the sync thread rewrites it with
 //! one record per live key: temporary file, fsync, rename over the old one, fsync the directory.
+//! Commits and pending transactional offsets are rewritten in the order they were applied:
+//! whether a transaction's offset replaces a plain commit of the same partition depends on
+//! which came first, and replaying the compacted file must decide it the same way.
 
 mod record;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -97,13 +101,29 @@ pub(crate) struct StoredGeneration {
 
 type TopicPartition = (String, i32);
 
+/// An offset and its place in the order in which offsets were applied: a transaction's
+/// offset becomes the committed one only if no later commit of the partition came first
+/// (Kafka compares the offsets of the records in `__consumer_offsets` the same way).
+#[derive(Debug, Clone)]
+struct Ordered {
+    offset: CommittedOffset,
+    position: u64,
+}
+
+/// The offsets of open transactions in one group: producer id → partition → offset.
+type PendingByProducer = HashMap<i64, BTreeMap<TopicPartition, Ordered>>;
+
 /// The state the file describes: the latest record per key, and nothing else.
 #[derive(Debug, Default)]
 struct LiveState {
-    offsets: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>>,
+    offsets: HashMap<String, BTreeMap<TopicPartition, Ordered>>,
+    /// Transactional offsets whose transaction has not ended, per group. Never empty maps.
+    pending: HashMap<String, PendingByProducer>,
     generations: HashMap<String, StoredGeneration>,
     /// Only for groups whose latest generation completed its rebalance.
     memberships: HashMap<String, StoredMembership>,
+    /// The position the next applied offset gets.
+    next_position: u64,
 }
 
 impl LiveState {
@@ -115,10 +135,11 @@ impl LiveState {
                 partition,
                 offset,
             } => {
+                let ordered = self.ordered(offset);
                 self.offsets
                     .entry(group)
                     .or_default()
-                    .insert((topic, partition), offset);
+                    .insert((topic, partition), ordered);
             }
             Record::Generation {
                 group,
@@ -140,12 +161,7 @@ impl LiveState {
                 };
                 self.generations.insert(group, stored);
             }
-            Record::TopicDeleted { topic } => {
-                for partitions in self.offsets.values_mut() {
-                    partitions.retain(|(t, _), _| *t != topic);
-                }
-                self.offsets.retain(|_, partitions| !partitions.is_empty());
-            }
+            Record::TopicDeleted { topic } => self.forget_topic(&topic),
             Record::ClassicGroup(membership) => {
                 let stored = StoredGeneration {
                     generation: membership.generation,
@@ -157,6 +173,7 @@ impl LiveState {
             }
             Record::GroupDeleted { group } => {
                 self.offsets.remove(&group);
+                self.pending.remove(&group);
                 self.generations.remove(&group);
                 self.memberships.remove(&group);
             }
@@ -164,47 +181,176 @@ impl LiveState {
                 group,
                 topic,
                 partition,
+            } => self.forget_partition(&group, &(topic, partition)),
+            Record::TxnOffsetCommit {
+                producer_id,
+                group,
+                topic,
+                partition,
+                offset,
             } => {
-                if let Some(partitions) = self.offsets.get_mut(&group) {
-                    partitions.remove(&(topic, partition));
-                    if partitions.is_empty() {
-                        self.offsets.remove(&group);
-                    }
-                }
+                let ordered = self.ordered(offset);
+                self.pending
+                    .entry(group)
+                    .or_default()
+                    .entry(producer_id)
+                    .or_default()
+                    .insert((topic, partition), ordered);
+            }
+            Record::TxnCompleted {
+                producer_id,
+                group,
+                committed,
+            } => self.complete(producer_id, &group, committed),
+        }
+    }
+
+    fn ordered(&mut self, offset: CommittedOffset) -> Ordered {
+        let position = self.next_position;
+        self.next_position += 1;
+        Ordered { offset, position }
+    }
+
+    fn forget_topic(&mut self, topic: &str) {
+        for partitions in self.offsets.values_mut() {
+            partitions.retain(|(t, _), _| t != topic);
+        }
+        self.offsets.retain(|_, partitions| !partitions.is_empty());
+        for producers in self.pending.values_mut() {
+            for partitions in producers.values_mut() {
+                partitions.retain(|(t, _), _| t != topic);
+            }
+            producers.retain(|_, partitions| !partitions.is_empty());
+        }
+        self.pending.retain(|_, producers| !producers.is_empty());
+    }
+
+    /// Forgets the group's commit of the partition and every transaction's pending one.
+    fn forget_partition(&mut self, group: &str, key: &TopicPartition) {
+        if let Some(partitions) = self.offsets.get_mut(group) {
+            partitions.remove(key);
+            if partitions.is_empty() {
+                self.offsets.remove(group);
+            }
+        }
+        if let Some(producers) = self.pending.get_mut(group) {
+            for partitions in producers.values_mut() {
+                partitions.remove(key);
+            }
+            producers.retain(|_, partitions| !partitions.is_empty());
+            if producers.is_empty() {
+                self.pending.remove(group);
             }
         }
     }
 
-    /// One record per live key: the content of a compacted file.
+    /// Ends the producer's transaction in `group`: its pending offsets become the committed
+    /// ones (unless a later commit of the partition was applied meanwhile) or are dropped.
+    fn complete(&mut self, producer_id: i64, group: &str, committed: bool) {
+        let Some(producers) = self.pending.get_mut(group) else {
+            return;
+        };
+        let finished = producers.remove(&producer_id);
+        if producers.is_empty() {
+            self.pending.remove(group);
+        }
+        let Some(finished) = finished.filter(|_| committed) else {
+            return;
+        };
+        let offsets = self.offsets.entry(group.to_owned()).or_default();
+        for (key, pending) in finished {
+            let newer = offsets
+                .get(&key)
+                .is_none_or(|current| current.position < pending.position);
+            if newer {
+                offsets.insert(key, pending);
+            }
+        }
+        if offsets.is_empty() {
+            self.offsets.remove(group);
+        }
+    }
+
+    /// One record per live key: the content of a compacted file. Commits and pending
+    /// transactional offsets come in the order they were applied, so that replaying the
+    /// compacted file decides every later transaction completion as the original would.
     fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        let mut offsets = self.offset_records();
+        offsets.sort_unstable_by_key(|(position, _)| *position);
+        self.group_records()
+            .chain(offsets.into_iter().map(|(_, record)| record))
+    }
+
+    /// The records of the groups' generations and members.
+    fn group_records(&self) -> impl Iterator<Item = Record> + '_ {
         // A group with members is described by its membership alone (it carries the
         // generation); the others by their generation.
-        let generations =
-            self.generations
-                .iter()
-                .map(|(group, g)| match self.memberships.get(group) {
-                    Some(membership) => Record::ClassicGroup(membership.clone()),
-                    None => Record::Generation {
-                        group: group.clone(),
-                        generation: g.generation,
-                        protocol_type: g.protocol_type.clone(),
-                    },
-                });
+        self.generations
+            .iter()
+            .map(|(group, g)| match self.memberships.get(group) {
+                Some(membership) => Record::ClassicGroup(membership.clone()),
+                None => Record::Generation {
+                    group: group.clone(),
+                    generation: g.generation,
+                    protocol_type: g.protocol_type.clone(),
+                },
+            })
+    }
+
+    /// The records of every commit and pending transactional offset, with their positions,
+    /// unordered.
+    fn offset_records(&self) -> Vec<(u64, Record)> {
         let commits = self.offsets.iter().flat_map(|(group, partitions)| {
-            partitions
-                .iter()
-                .map(move |((topic, partition), offset)| Record::OffsetCommit {
+            partitions.iter().map(move |((topic, partition), o)| {
+                let record = Record::OffsetCommit {
                     group: group.clone(),
                     topic: topic.clone(),
                     partition: *partition,
-                    offset: offset.clone(),
-                })
+                    offset: o.offset.clone(),
+                };
+                (o.position, record)
+            })
         });
-        generations.chain(commits)
+        let pending = self.pending.iter().flat_map(|(group, producers)| {
+            producers.iter().flat_map(move |(producer_id, partitions)| {
+                partitions.iter().map(move |((topic, partition), o)| {
+                    let record = Record::TxnOffsetCommit {
+                        producer_id: *producer_id,
+                        group: group.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: o.offset.clone(),
+                    };
+                    (o.position, record)
+                })
+            })
+        });
+        commits.chain(pending).collect()
     }
 
     fn encoded_len(&self) -> u64 {
-        self.records().map(|r| r.frame_len()).sum()
+        let groups: u64 = self.group_records().map(|r| r.frame_len()).sum();
+        let offsets: u64 = self
+            .offset_records()
+            .iter()
+            .map(|(_, r)| r.frame_len())
+            .sum();
+        groups + offsets
+    }
+
+    /// The part of the state about `group`, for a view with appends not yet durable applied.
+    fn group_view(&self, group: &str) -> LiveState {
+        let mut view = LiveState {
+            next_position: self.next_position,
+            ..LiveState::default()
+        };
+        if let Some(partitions) = self.offsets.get(group) {
+            view.offsets.insert(group.to_owned(), partitions.clone());
+        }
+        if let Some(producers) = self.pending.get(group) {
+            view.pending.insert(group.to_owned(), producers.clone());
+        }
+        view
     }
 }
 
@@ -348,7 +494,39 @@ impl OffsetStore {
     ) -> Option<CommittedOffset> {
         let inner = lock(&self.inner);
         let partitions = inner.live.offsets.get(group)?;
-        partitions.get(&(topic.to_owned(), partition)).cloned()
+        let key = (topic.to_owned(), partition);
+        partitions.get(&key).map(|o| o.offset.clone())
+    }
+
+    /// The partitions of `group` with a transactional offset whose transaction has not
+    /// ended (durably: an offset on its way to disk was not acknowledged, so no transaction
+    /// can have committed it yet).
+    pub(crate) fn pending_partitions(&self, group: &str) -> BTreeSet<(String, i32)> {
+        let inner = lock(&self.inner);
+        inner
+            .live
+            .pending
+            .get(group)
+            .into_iter()
+            .flat_map(|producers| producers.values())
+            .flat_map(|partitions| partitions.keys().cloned())
+            .collect()
+    }
+
+    /// Whether `producer_id` has transactional offsets pending in `group`, counting appends
+    /// not yet durable.
+    pub(crate) fn has_pending(&self, producer_id: i64, group: &str) -> bool {
+        let inner = lock(&self.inner);
+        let durable = inner
+            .live
+            .pending
+            .get(group)
+            .is_some_and(|producers| producers.contains_key(&producer_id));
+        let on_the_way = inner.pending.iter().flat_map(|p| &p.records).any(|r| {
+            matches!(r, Record::TxnOffsetCommit { producer_id: p, group: g, .. }
+                if *p == producer_id && g == group)
+        });
+        durable || on_the_way
     }
 
     /// All of `group`'s commits, ordered by topic and partition.
@@ -359,7 +537,7 @@ impl OffsetStore {
         };
         partitions
             .iter()
-            .map(|((topic, partition), offset)| (topic.clone(), *partition, offset.clone()))
+            .map(|((topic, partition), o)| (topic.clone(), *partition, o.offset.clone()))
             .collect()
     }
 
@@ -374,30 +552,31 @@ impl OffsetStore {
             .collect()
     }
 
-    /// Whether `group` has committed offsets, counting appends not yet durable (Kafka's
-    /// `hasOffsets` counts pending commits too): a group deleted for having none must not take
-    /// a commit that is on its way to disk with it.
+    /// Whether `group` has committed offsets or transactional offsets pending, counting
+    /// appends not yet durable (Kafka's `hasOffsets` counts both kinds of pending commits
+    /// too): a group deleted for having none must not take a commit that is on its way to
+    /// disk, or a transaction's offsets, with it.
     pub(crate) fn has_offsets(&self, group: &str) -> bool {
         let inner = lock(&self.inner);
         // The group's part of the live state, with the pending appends applied to it.
-        let mut view = LiveState::default();
-        if let Some(partitions) = inner.live.offsets.get(group) {
-            view.offsets.insert(group.to_owned(), partitions.clone());
-        }
+        let mut view = inner.live.group_view(group);
         let pending = inner.pending.iter().flat_map(|p| &p.records);
         for record in pending.filter(|r| r.group().is_none_or(|g| g == group)) {
             view.apply(record.clone());
         }
-        view.offsets.contains_key(group)
+        view.offsets.contains_key(group) || view.pending.contains_key(group)
     }
 
     /// Every group the file knows: its persisted generation, if any.
     pub(crate) fn known_groups(&self) -> HashMap<String, Option<StoredGeneration>> {
         let inner = lock(&self.inner);
+        // A group whose only trace is a transaction's offsets exists too (Kafka creates it
+        // when it replays the offsets).
         let mut groups: HashMap<_, _> = inner
             .live
             .offsets
             .keys()
+            .chain(inner.live.pending.keys())
             .map(|group| (group.clone(), None))
             .collect();
         for (group, generation) in &inner.live.generations {

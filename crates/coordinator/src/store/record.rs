@@ -20,6 +20,9 @@
 //!                          protocol_count:u32 (name:string metadata:bytes)* assignment:bytes
 //! kind 5  GroupDeleted     group:string
 //! kind 6  OffsetDeleted    group:string topic:string partition:i32
+//! kind 7  TxnOffsetCommit  producer_id:i64 group:string topic:string partition:i32 offset:i64
+//!                          leader_epoch:i32 commit_timestamp_ms:i64 metadata:string
+//! kind 8  TxnCompleted     producer_id:i64 group:string committed:u8(0 = aborted, 1 = committed)
 //! ```
 //!
 //! A frame is either whole and CRC-valid or it is the torn tail of an interrupted write: the
@@ -28,7 +31,8 @@
 //! # Versions
 //! The format grows by new kinds, never by changing an old kind's layout, so every file an
 //! earlier version wrote still reads (kinds 4-6 came with DeleteGroups, OffsetDelete and
-//! persisted membership; files without them open as before). An older binary refuses a file
+//! persisted membership, kinds 7-8 with transactional offset commits; files without them open
+//! as before). An older binary refuses a file
 //! with a kind it does not know ([`BadFrame::Undecodable`]) instead of dropping it. Kind 4
 //! carries its own layout byte so that fields can be added to classic groups; a group of
 //! another protocol (KIP-848's consumer groups) would get a kind of its own.
@@ -49,6 +53,8 @@ const KIND_TOPIC_DELETED: u8 = 3;
 const KIND_CLASSIC_GROUP: u8 = 4;
 const KIND_GROUP_DELETED: u8 = 5;
 const KIND_OFFSET_DELETED: u8 = 6;
+const KIND_TXN_OFFSET_COMMIT: u8 = 7;
+const KIND_TXN_COMPLETED: u8 = 8;
 
 /// The layout of [`KIND_CLASSIC_GROUP`] bodies this version writes and reads.
 const CLASSIC_GROUP_LAYOUT: u8 = 1;
@@ -136,11 +142,29 @@ pub(crate) enum Record {
     ClassicGroup(StoredMembership),
     /// The group and everything about it are forgotten (DeleteGroups).
     GroupDeleted { group: String },
-    /// `group`'s commit for `topic`/`partition` is forgotten (OffsetDelete).
+    /// `group`'s commit for `topic`/`partition` is forgotten (OffsetDelete), and so is any
+    /// transactional offset still pending for it (as Kafka's tombstone drops both).
     OffsetDeleted {
         group: String,
         topic: String,
         partition: i32,
+    },
+    /// A transaction of `producer_id` committed `offset` for `topic`/`partition` (TxnOffsetCommit):
+    /// pending, invisible to OffsetFetch, until a [`Record::TxnCompleted`] of the producer and
+    /// group; replaces the producer's earlier pending offset for the partition.
+    TxnOffsetCommit {
+        producer_id: i64,
+        group: String,
+        topic: String,
+        partition: i32,
+        offset: CommittedOffset,
+    },
+    /// The transaction of `producer_id` ended: its offsets pending in `group` become the
+    /// committed ones (`committed`) or are dropped. Applying it twice changes nothing.
+    TxnCompleted {
+        producer_id: i64,
+        group: String,
+        committed: bool,
     },
 }
 
@@ -198,6 +222,13 @@ impl Record {
             }
             Record::GroupDeleted { group } => strings(&[group]),
             Record::OffsetDeleted { group, topic, .. } => strings(&[group, topic]) + 4,
+            Record::TxnOffsetCommit {
+                group,
+                topic,
+                offset,
+                ..
+            } => 8 + strings(&[group, topic, &offset.metadata]) + 4 + 8 + 4 + 8,
+            Record::TxnCompleted { group, .. } => 8 + strings(&[group]) + 1,
         };
         FRAME_HEADER_LEN as u64 + body
     }
@@ -208,7 +239,9 @@ impl Record {
             Record::OffsetCommit { group, .. }
             | Record::Generation { group, .. }
             | Record::GroupDeleted { group }
-            | Record::OffsetDeleted { group, .. } => Some(group),
+            | Record::OffsetDeleted { group, .. }
+            | Record::TxnOffsetCommit { group, .. }
+            | Record::TxnCompleted { group, .. } => Some(group),
             Record::ClassicGroup(membership) => Some(&membership.group),
             Record::TopicDeleted { .. } => None,
         }
@@ -223,13 +256,7 @@ impl Record {
                 offset,
             } => {
                 out.push(KIND_OFFSET_COMMIT);
-                put_string(out, group)?;
-                put_string(out, topic)?;
-                out.extend_from_slice(&partition.to_be_bytes());
-                out.extend_from_slice(&offset.offset.to_be_bytes());
-                out.extend_from_slice(&offset.leader_epoch.to_be_bytes());
-                out.extend_from_slice(&offset.commit_timestamp_ms.to_be_bytes());
-                put_string(out, &offset.metadata)?;
+                encode_offset(out, group, topic, *partition, offset)?;
             }
             Record::Generation {
                 group,
@@ -263,6 +290,27 @@ impl Record {
                 put_string(out, topic)?;
                 out.extend_from_slice(&partition.to_be_bytes());
             }
+            Record::TxnOffsetCommit {
+                producer_id,
+                group,
+                topic,
+                partition,
+                offset,
+            } => {
+                out.push(KIND_TXN_OFFSET_COMMIT);
+                out.extend_from_slice(&producer_id.to_be_bytes());
+                encode_offset(out, group, topic, *partition, offset)?;
+            }
+            Record::TxnCompleted {
+                producer_id,
+                group,
+                committed,
+            } => {
+                out.push(KIND_TXN_COMPLETED);
+                out.extend_from_slice(&producer_id.to_be_bytes());
+                put_string(out, group)?;
+                out.push(u8::from(*committed));
+            }
         }
         Ok(())
     }
@@ -274,12 +322,7 @@ impl Record {
                 group: r.string()?,
                 topic: r.string()?,
                 partition: r.i32()?,
-                offset: CommittedOffset {
-                    offset: r.i64()?,
-                    leader_epoch: r.i32()?,
-                    commit_timestamp_ms: r.i64()?,
-                    metadata: r.string()?,
-                },
+                offset: decode_offset(&mut r)?,
             },
             KIND_GENERATION => Record::Generation {
                 group: r.string()?,
@@ -293,6 +336,22 @@ impl Record {
                 group: r.string()?,
                 topic: r.string()?,
                 partition: r.i32()?,
+            },
+            KIND_TXN_OFFSET_COMMIT => Record::TxnOffsetCommit {
+                producer_id: r.i64()?,
+                group: r.string()?,
+                topic: r.string()?,
+                partition: r.i32()?,
+                offset: decode_offset(&mut r)?,
+            },
+            KIND_TXN_COMPLETED => Record::TxnCompleted {
+                producer_id: r.i64()?,
+                group: r.string()?,
+                committed: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(BadFrame::Undecodable("bad transaction outcome")),
+                },
             },
             _ => return Err(BadFrame::Undecodable("unknown record kind")),
         };
@@ -323,6 +382,33 @@ pub(crate) fn decode_frame(buf: &[u8]) -> Result<Option<(Record, usize)>, BadFra
     }
     let record = Record::decode_body(body)?;
     Ok(Some((record, FRAME_HEADER_LEN + body_len)))
+}
+
+/// The fields of an offset commit, plain or transactional, from the group on.
+fn encode_offset(
+    out: &mut Vec<u8>,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: &CommittedOffset,
+) -> Result<(), StoreError> {
+    put_string(out, group)?;
+    put_string(out, topic)?;
+    out.extend_from_slice(&partition.to_be_bytes());
+    out.extend_from_slice(&offset.offset.to_be_bytes());
+    out.extend_from_slice(&offset.leader_epoch.to_be_bytes());
+    out.extend_from_slice(&offset.commit_timestamp_ms.to_be_bytes());
+    put_string(out, &offset.metadata)
+}
+
+/// The fields of a commit after its partition (the order [`encode_offset`] writes them).
+fn decode_offset(r: &mut Reader<'_>) -> Result<CommittedOffset, BadFrame> {
+    Ok(CommittedOffset {
+        offset: r.i64()?,
+        leader_epoch: r.i32()?,
+        commit_timestamp_ms: r.i64()?,
+        metadata: r.string()?,
+    })
 }
 
 fn encode_classic_group(out: &mut Vec<u8>, group: &StoredMembership) -> Result<(), StoreError> {
@@ -490,6 +576,28 @@ mod tests {
         }
     }
 
+    fn txn_commit(
+        producer_id: i64,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        metadata: &str,
+    ) -> Record {
+        Record::TxnOffsetCommit {
+            producer_id,
+            group: group.into(),
+            topic: topic.into(),
+            partition,
+            offset: CommittedOffset {
+                offset,
+                leader_epoch: 4,
+                metadata: metadata.into(),
+                commit_timestamp_ms: 1_700_000_000_001,
+            },
+        }
+    }
+
     fn membership() -> StoredMembership {
         let member = |id: &str, instance: Option<&str>| StoredMember {
             member_id: id.into(),
@@ -536,6 +644,17 @@ mod tests {
                 group: "g".into(),
                 topic: "t".into(),
                 partition: 4,
+            },
+            txn_commit(-3, "g", "t", 5, 77, "txn"),
+            Record::TxnCompleted {
+                producer_id: 12,
+                group: "g".into(),
+                committed: true,
+            },
+            Record::TxnCompleted {
+                producer_id: i64::MAX,
+                group: String::new(),
+                committed: false,
             },
         ];
         for record in records {
@@ -600,6 +719,43 @@ mod tests {
         assert_eq!(
             Record::decode_body(&body),
             Err(BadFrame::Undecodable("unknown classic group layout"))
+        );
+    }
+
+    #[test]
+    fn every_truncation_of_a_transactional_body_is_undecodable() {
+        let records = [
+            txn_commit(9, "group", "topic", 1, 2, "m"),
+            Record::TxnCompleted {
+                producer_id: 9,
+                group: "group".into(),
+                committed: true,
+            },
+        ];
+        for record in records {
+            let mut body = Vec::new();
+            record.encode_body(&mut body).expect("encodable");
+            for cut in 0..body.len() {
+                assert!(Record::decode_body(&body[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_transaction_outcome_other_than_0_or_1_is_undecodable() {
+        let mut body = Vec::new();
+        Record::TxnCompleted {
+            producer_id: 9,
+            group: "g".into(),
+            committed: false,
+        }
+        .encode_body(&mut body)
+        .expect("encodable");
+        let last = body.len() - 1;
+        body[last] = 2;
+        assert_eq!(
+            Record::decode_body(&body),
+            Err(BadFrame::Undecodable("bad transaction outcome"))
         );
     }
 

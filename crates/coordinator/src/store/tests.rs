@@ -468,3 +468,304 @@ async fn a_file_from_before_membership_and_deletions_opens() {
     assert_eq!(generation.generation, 7);
     assert!(store.memberships().is_empty());
 }
+
+fn txn_commit(producer_id: i64, group: &str, topic: &str, partition: i32, offset: i64) -> Record {
+    let Record::OffsetCommit { offset, .. } = commit(group, topic, partition, offset) else {
+        panic!("commit() builds an OffsetCommit");
+    };
+    Record::TxnOffsetCommit {
+        producer_id,
+        group: group.into(),
+        topic: topic.into(),
+        partition,
+        offset,
+    }
+}
+
+fn completed(producer_id: i64, group: &str, committed: bool) -> Record {
+    Record::TxnCompleted {
+        producer_id,
+        group: group.into(),
+        committed,
+    }
+}
+
+fn pending_of(store: &OffsetStore, group: &str) -> Vec<(String, i32)> {
+    store.pending_partitions(group).into_iter().collect()
+}
+
+#[tokio::test]
+async fn pending_offsets_are_invisible_until_their_transaction_commits_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    append_durably(&store, vec![commit("g", "t", 0, 5)]).await;
+    append_durably(
+        &store,
+        vec![
+            txn_commit(7, "g", "t", 0, 10),
+            txn_commit(7, "g", "t", 1, 11),
+        ],
+    )
+    .await;
+    assert_eq!(
+        offset_of(&store, "g", "t", 0),
+        Some(5),
+        "still the plain commit"
+    );
+    assert_eq!(offset_of(&store, "g", "t", 1), None);
+    assert!(store.has_pending(7, "g"));
+    assert!(!store.has_pending(8, "g"));
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(
+        pending_of(&store, "g"),
+        vec![("t".into(), 0), ("t".into(), 1)]
+    );
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(5));
+    append_durably(&store, vec![completed(7, "g", true)]).await;
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(10));
+    assert_eq!(offset_of(&store, "g", "t", 1), Some(11));
+    assert!(pending_of(&store, "g").is_empty());
+    // A second completion (recovery finishing it again) changes nothing.
+    append_durably(&store, vec![completed(7, "g", true)]).await;
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(10));
+    assert_eq!(offset_of(&store, "g", "t", 1), Some(11));
+    assert!(!store.has_pending(7, "g"));
+}
+
+#[tokio::test]
+async fn an_abort_drops_only_that_producers_offsets_in_that_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let records = vec![
+        commit("g", "t", 0, 5),
+        txn_commit(7, "g", "t", 0, 10),
+        txn_commit(7, "other", "t", 0, 20),
+        txn_commit(8, "g", "t", 1, 30),
+    ];
+    append_durably(&store, records).await;
+    append_durably(&store, vec![completed(7, "g", false)]).await;
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(5));
+    assert!(!store.has_pending(7, "g"));
+    assert!(
+        store.has_pending(7, "other"),
+        "another group of the producer"
+    );
+    assert!(store.has_pending(8, "g"), "another producer in the group");
+    // An abort does not turn into a commit when repeated as one (only the end counts).
+    append_durably(&store, vec![completed(7, "g", true)]).await;
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(5));
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(5));
+    assert_eq!(pending_of(&store, "g"), vec![("t".into(), 1)]);
+    assert_eq!(pending_of(&store, "other"), vec![("t".into(), 0)]);
+}
+
+#[tokio::test]
+async fn a_plain_commit_made_after_a_pending_offset_wins_over_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let records = vec![
+        txn_commit(7, "g", "t", 0, 10),
+        commit("g", "t", 0, 50),
+        commit("g", "t", 1, 60),
+        txn_commit(7, "g", "t", 1, 11),
+    ];
+    append_durably(&store, records).await;
+    append_durably(&store, vec![completed(7, "g", true)]).await;
+    assert_eq!(
+        offset_of(&store, "g", "t", 0),
+        Some(50),
+        "the later plain commit"
+    );
+    assert_eq!(
+        offset_of(&store, "g", "t", 1),
+        Some(11),
+        "the later pending offset"
+    );
+}
+
+/// Compaction rewrites commits and pending offsets in the order they were applied, so a
+/// transaction that commits after the compaction decides as it would have before.
+#[tokio::test]
+async fn compaction_keeps_pending_offsets_and_their_order_against_plain_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let records = vec![
+        txn_commit(7, "g", "t", 0, 10),
+        txn_commit(8, "g", "t", 2, 12),
+        commit("g", "t", 1, 60),
+        txn_commit(7, "g", "t", 1, 11),
+        // After 7's pending offset of partition 0: wins when 7 commits.
+        commit("g", "t", 0, 50),
+        txn_commit(9, "doomed", "t", 0, 1),
+        completed(9, "doomed", false),
+    ];
+    append_durably(&store, records).await;
+    for offset in 0..500 {
+        append_durably(&store, vec![commit("g", "t", 3, offset)]).await;
+    }
+    drop(store);
+
+    // Opening compacts the file (it is mostly garbage); nothing is appended after that.
+    let policy = CompactionPolicy {
+        min_file_bytes: 1024,
+        max_garbage_ratio: 4,
+    };
+    let store = OffsetStore::open(dir.path(), policy, Handle::current()).expect("open");
+    let live = FILE_MAGIC.len() as u64
+        + commit("g", "t", 0, 50).frame_len()
+        + commit("g", "t", 1, 60).frame_len()
+        + commit("g", "t", 3, 499).frame_len()
+        + txn_commit(7, "g", "t", 0, 10).frame_len()
+        + txn_commit(7, "g", "t", 1, 11).frame_len()
+        + txn_commit(8, "g", "t", 2, 12).frame_len();
+    assert_eq!(store.file_len(), live, "compacted to the live records");
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(
+        pending_of(&store, "g"),
+        vec![("t".into(), 0), ("t".into(), 1), ("t".into(), 2)]
+    );
+    assert!(pending_of(&store, "doomed").is_empty());
+    append_durably(&store, vec![completed(7, "g", true)]).await;
+    assert_eq!(
+        offset_of(&store, "g", "t", 0),
+        Some(50),
+        "the later plain commit"
+    );
+    assert_eq!(
+        offset_of(&store, "g", "t", 1),
+        Some(11),
+        "the later pending offset"
+    );
+    append_durably(&store, vec![completed(8, "g", true)]).await;
+    assert_eq!(offset_of(&store, "g", "t", 2), Some(12));
+}
+
+#[tokio::test]
+async fn deletions_take_pending_offsets_with_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let records = vec![
+        txn_commit(7, "g", "t", 0, 10),
+        txn_commit(7, "g", "t", 1, 11),
+        txn_commit(7, "g", "gone", 0, 12),
+        txn_commit(7, "h", "t", 0, 13),
+    ];
+    append_durably(&store, records).await;
+    assert!(
+        store.known_groups().contains_key("g"),
+        "a group of pending offsets only"
+    );
+    assert!(store.has_offsets("g"));
+    let deletions = vec![
+        Record::TopicDeleted {
+            topic: "gone".into(),
+        },
+        Record::OffsetDeleted {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+        },
+        Record::GroupDeleted { group: "h".into() },
+    ];
+    append_durably(&store, deletions).await;
+    assert_eq!(pending_of(&store, "g"), vec![("t".into(), 1)]);
+    assert!(!store.has_pending(7, "h"));
+    assert!(!store.known_groups().contains_key("h"));
+    append_durably(
+        &store,
+        vec![completed(7, "g", true), completed(7, "h", true)],
+    )
+    .await;
+    assert_eq!(offset_of(&store, "g", "t", 0), None);
+    assert_eq!(offset_of(&store, "g", "t", 1), Some(11));
+    assert_eq!(offset_of(&store, "g", "gone", 0), None);
+    assert_eq!(
+        offset_of(&store, "h", "t", 0),
+        None,
+        "the deleted group stays empty"
+    );
+}
+
+/// Pending offsets on their way to disk count: a group is not deleted for having no offsets
+/// while a transaction's offsets for it are being written, and a completion is written while
+/// its producer's offsets are.
+#[test]
+fn appends_not_yet_durable_count_as_pending() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    runtime.block_on(async {
+        let store = open(dir.path());
+        let (release, gate) = mpsc::channel::<()>();
+        let blocker = tokio::task::spawn_blocking(move || gate.recv());
+        let seq = store
+            .append(vec![txn_commit(7, "g", "t", 0, 1)])
+            .expect("append");
+        assert!(store.has_offsets("g"));
+        assert!(store.has_pending(7, "g"));
+        assert!(pending_of(&store, "g").is_empty(), "not acknowledged yet");
+        release.send(()).expect("release");
+        store.wait_durable(seq).await.expect("durable");
+        blocker.await.expect("blocker").expect("gate");
+        assert_eq!(pending_of(&store, "g"), vec![("t".into(), 0)]);
+    });
+}
+
+/// Kinds 7 and 8 laid out by hand as the format describes them, so that a change to their
+/// encoding cannot go unnoticed (files written with them must keep opening).
+#[tokio::test]
+async fn transactional_records_have_the_documented_layout() {
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let pending = |partition: i32, offset: i64| {
+        let mut body = vec![7u8];
+        body.extend_from_slice(&42i64.to_be_bytes());
+        string(&mut body, "g");
+        string(&mut body, "t");
+        body.extend_from_slice(&partition.to_be_bytes());
+        body.extend_from_slice(&offset.to_be_bytes());
+        body.extend_from_slice(&3i32.to_be_bytes());
+        body.extend_from_slice(&1_600_000_000_000i64.to_be_bytes());
+        string(&mut body, "m");
+        body
+    };
+    let mut completion = vec![8u8];
+    completion.extend_from_slice(&42i64.to_be_bytes());
+    string(&mut completion, "g");
+    completion.push(1);
+    let mut bytes = FILE_MAGIC.to_vec();
+    bytes.extend(frame(&pending(0, 17)));
+    bytes.extend(frame(&completion));
+    bytes.extend(frame(&pending(1, 18)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join(FILE_NAME), &bytes).expect("write");
+
+    let store = open(dir.path());
+    let committed = store.committed("g", "t", 0).expect("committed");
+    assert_eq!((committed.offset, committed.leader_epoch), (17, 3));
+    assert_eq!(committed.metadata, "m");
+    assert_eq!(pending_of(&store, "g"), vec![("t".into(), 1)]);
+    assert!(store.has_pending(42, "g"));
+}

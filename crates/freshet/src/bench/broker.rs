@@ -50,6 +50,11 @@ pub struct BrokerBenchArgs {
     /// as the small-record run), which is compared with idempotent produce of the same records.
     #[arg(long, default_value_t = 1_000)]
     pub records_per_transaction: u64,
+    /// Producers writing at once in the transactional run and in the idempotent run it is
+    /// compared with (each transactional one with its own transactional id, as the tasks of a
+    /// stream processor have).
+    #[arg(long, default_value_t = 4)]
+    pub transactional_producers: u64,
     /// Directory on the broker's disk for the disk anchors (sequential write and fdatasync
     /// latency measured in the same run).
     #[arg(long, default_value = ".")]
@@ -166,6 +171,13 @@ pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Settings of both sides of the transactional comparison: batches go out as soon as they
+/// are made. A commit sends what lingers at once in every client (Java's commitTransaction
+/// and librdkafka's both flush); the rdkafka crate's flush cannot be used for that here (see
+/// [`wait_for_acks`]), so the transactional producer does not linger, and neither does the
+/// idempotent one it is compared with.
+const TRANSACTION_COMPARISON: [(&str, &str); 1] = [("linger.ms", "0")];
+
 /// Transactional produce against idempotent produce of the same records in the same run.
 fn compare_transactions(
     args: &BrokerBenchArgs,
@@ -173,29 +185,69 @@ fn compare_transactions(
     idempotent_topic: &str,
     transactional_topic: &str,
 ) -> anyhow::Result<()> {
-    let idempotent = produce_throughput_with(
-        base,
-        idempotent_topic,
-        args.small_records,
-        100,
-        "idempotent 100 B",
-        &[("enable.idempotence", "true")],
-    )?;
-    report(args, "idempotent 100 B", &idempotent);
-    let transactional = transactional_throughput(
-        base,
-        transactional_topic,
-        args.small_records,
-        args.records_per_transaction,
-    )?;
-    let label = format!("txn {} x 100 B", args.records_per_transaction);
-    report(args, &label, &transactional);
+    let producers = args.transactional_producers.max(1);
+    let share = args.small_records / producers;
+    let idempotent_settings = [
+        &[("enable.idempotence", "true")][..],
+        &TRANSACTION_COMPARISON[..],
+    ]
+    .concat();
+    let idempotent = in_parallel(producers, |_| {
+        produce_throughput_with(base, idempotent_topic, share, 100, "", &idempotent_settings)
+    })?;
+    report(args, &format!("idempotent x{producers}"), &idempotent);
+    let transactional = in_parallel(producers, |i| {
+        transactional_throughput(
+            base,
+            transactional_topic,
+            share,
+            args.records_per_transaction,
+            i,
+        )
+    })?;
+    report(args, &format!("transactional x{producers}"), &transactional);
     println!(
-        "{:<18} {:.2} x idempotent produce",
+        "{:<18} {:.2} x idempotent produce ({producers} producers each, transactions of {} records of 100 B)",
         "  ratio",
-        transactional.records_per_s() / idempotent.records_per_s()
+        transactional.records_per_s() / idempotent.records_per_s(),
+        args.records_per_transaction
     );
     Ok(())
+}
+
+/// Runs `run` on `producers` threads at once; the result counts every thread's records over
+/// the longest thread's time.
+fn in_parallel(
+    producers: u64,
+    run: impl Fn(u64) -> anyhow::Result<Throughput> + Sync,
+) -> anyhow::Result<Throughput> {
+    let results: Vec<anyhow::Result<Throughput>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..producers)
+            .map(|i| {
+                let run = &run;
+                scope.spawn(move || run(i))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("producer thread panicked")))
+            })
+            .collect()
+    });
+    let mut total = Throughput {
+        records: 0,
+        bytes: 0,
+        elapsed: Duration::ZERO,
+    };
+    for result in results {
+        let one = result?;
+        total.records += one.records;
+        total.bytes += one.bytes;
+        total.elapsed = total.elapsed.max(one.elapsed);
+    }
+    Ok(total)
 }
 
 /// What the disk itself does, measured in the same run: the anchors the broker is compared to.
@@ -348,7 +400,11 @@ fn producer<P: FromClientConfigAndContext<Deliveries>>(
     Ok(config.create_with_context(context)?)
 }
 
+/// A progress bar on stderr; none for an empty `what` (runs on several threads at once).
 pub(super) fn progress(total: u64, what: &str) -> ProgressBar {
+    if what.is_empty() {
+        return ProgressBar::hidden();
+    }
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{msg:<18} [{bar:30}] {pos}/{len} {per_sec}")
@@ -431,14 +487,19 @@ fn transactional_throughput(
     topic: &str,
     records: u64,
     per_transaction: u64,
+    producer_index: u64,
 ) -> anyhow::Result<Throughput> {
-    let id = format!("bench-transactional-{}", std::process::id());
+    let id = format!(
+        "bench-transactional-{}-{producer_index}",
+        std::process::id()
+    );
     let mut settings: Vec<(&str, &str)> = THROUGHPUT_PRODUCER.to_vec();
+    settings.extend(TRANSACTION_COMPARISON);
     settings.push(("transactional.id", &id));
     let producer: BaseProducer<Deliveries> = producer(base, Deliveries::default(), &settings)?;
     producer.init_transactions(Duration::from_secs(30))?;
     let payload = [b'x'; 100];
-    let bar = progress(records, "transactional");
+    let bar = progress(records, "");
     let start = Instant::now();
     let mut sent = 0;
     while sent < records {
