@@ -18,9 +18,14 @@ use freshet_testkit::raw::RawClient;
 use freshet_testkit::TestBroker;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
-    ApiKey, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
-    DescribeAclsRequest, DescribeAclsResponse, MetadataRequest,
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ApiKey, CreateAclsRequest, CreateAclsResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse, GroupId,
+    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, ProducerId, TopicName,
+    TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::client::ClientContext;
@@ -431,4 +436,111 @@ fn assert_authorization_error(result: Result<(), KafkaError>, expected: RDKafkaE
         Err(e) => assert_eq!(e.rdkafka_error_code(), Some(expected), "{e}"),
         Ok(()) => panic!("expected {expected:?}, the write succeeded"),
     }
+}
+
+/// Kafka's resource type TRANSACTIONAL_ID.
+const TRANSACTIONAL_ID: i8 = 5;
+
+/// A TxnOffsetCommit of `alice-txn`'s producer for `group`, partition 0 of `orders` and
+/// `secret`.
+fn txn_offsets(group: &str, (producer_id, epoch): (i64, i16)) -> TxnOffsetCommitRequest {
+    let topic = |name: &str| {
+        TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)])
+    };
+    TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_static_str("alice-txn")))
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_topics(vec![topic("orders"), topic("secret")])
+}
+
+async fn txn_offset_errors(raw: &mut RawClient, request: &TxnOffsetCommitRequest) -> Vec<i16> {
+    let response: TxnOffsetCommitResponse = raw
+        .call(ApiKey::TxnOffsetCommit, 3, request)
+        .await
+        .expect("TxnOffsetCommit");
+    response
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect()
+}
+
+/// Committing offsets in a transaction takes what Kafka asks for: Write on the transactional
+/// id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, 53) and Read on the group
+/// (GROUP_AUTHORIZATION_FAILED, 30), each for the whole request, and Read on each topic
+/// (TOPIC_AUTHORIZATION_FAILED, 29, for that topic's partitions alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_offset_commits_take_kafkas_acls() {
+    let broker = TestBroker::start_with_listeners(&["SASL_PLAINTEXT://127.0.0.1:0"], |config| {
+        config.acl_authorizer = true;
+        config.super_users = vec![Principal::user(ADMIN.0)];
+    })
+    .await;
+    add_users(&broker, &[ADMIN, ALICE]);
+    let addr = addr_of(&broker, SecurityProtocol::SaslPlaintext);
+    for topic in ["orders", "secret"] {
+        broker
+            .broker
+            .create_topic(topic, 1, TopicConfigs::default())
+            .expect("create topic");
+    }
+    let mut admin = admin_connection(addr).await;
+    let mut alice = RawClient::connect(addr).await.expect("connect");
+    assert_eq!(alice.sasl_plain(ALICE.0, ALICE.1).await.expect("sasl").0, 0);
+
+    let unknown_producer = (0, 0);
+    let request = txn_offsets("alice-group", unknown_producer);
+    assert_eq!(txn_offset_errors(&mut alice, &request).await, vec![53, 53]);
+    let grant = acl(TRANSACTIONAL_ID, "alice-txn", LITERAL, "User:alice", WRITE);
+    create_acls(&mut admin, vec![grant]).await;
+    assert_eq!(txn_offset_errors(&mut alice, &request).await, vec![30, 30]);
+
+    let init: InitProducerIdResponse = alice
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(
+                    "alice-txn",
+                ))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await
+        .expect("InitProducerId");
+    assert_eq!(init.error_code, 0);
+    let producer = (init.producer_id.0, init.producer_epoch);
+    let add = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_static_str("alice-txn")))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_group_id(GroupId(StrBytes::from_static_str("alice-group")));
+    let added: AddOffsetsToTxnResponse = alice
+        .call(ApiKey::AddOffsetsToTxn, 3, &add)
+        .await
+        .expect("AddOffsetsToTxn");
+    assert_eq!(
+        added.error_code, 30,
+        "AddOffsetsToTxn needs Read on the group too"
+    );
+
+    let grants = vec![
+        acl(GROUP, "alice-group", LITERAL, "User:alice", READ),
+        acl(TOPIC, "orders", LITERAL, "User:alice", READ),
+    ];
+    create_acls(&mut admin, grants).await;
+    let added: AddOffsetsToTxnResponse = alice
+        .call(ApiKey::AddOffsetsToTxn, 3, &add)
+        .await
+        .expect("AddOffsetsToTxn");
+    assert_eq!(added.error_code, 0);
+    let request = txn_offsets("alice-group", producer);
+    assert_eq!(txn_offset_errors(&mut alice, &request).await, vec![0, 29]);
 }

@@ -7,7 +7,20 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use freshet_broker::listener::SecurityProtocol;
+use freshet_testkit::raw::RawClient;
 use freshet_testkit::TestBroker;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
+    GroupId, InitProducerIdRequest, InitProducerIdResponse, OffsetFetchRequest,
+    OffsetFetchResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -411,4 +424,180 @@ async fn consume_transform_produce_commits_the_groups_offsets_with_the_transacti
     let output =
         tokio::task::block_in_place(|| read_everything(&broker, "ctp-out", "read_committed"));
     assert_eq!(output, sorted(transformed(&first)));
+}
+
+fn str_bytes(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_owned())
+}
+
+/// A TxnOffsetCommit of `id`'s producer for `group`: offset `10 + partition` for each of
+/// `partitions` of `topic`.
+fn txn_offsets(
+    id: &str,
+    (producer_id, epoch): (i64, i16),
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> TxnOffsetCommitRequest {
+    let partitions = partitions
+        .iter()
+        .map(|&p| {
+            TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(10 + i64::from(p))
+        })
+        .collect();
+    TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(str_bytes(id)))
+        .with_group_id(GroupId(str_bytes(group)))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(str_bytes(topic)))
+            .with_partitions(partitions)])
+}
+
+/// TxnOffsetCommit at `version`: the error of every partition, in request order.
+async fn txn_offset_errors(
+    client: &mut RawClient,
+    request: &TxnOffsetCommitRequest,
+    version: i16,
+) -> Vec<i16> {
+    let response: TxnOffsetCommitResponse = client
+        .call(ApiKey::TxnOffsetCommit, version, request)
+        .await
+        .expect("TxnOffsetCommit");
+    response
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect()
+}
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const INVALID_TXN_STATE: i16 = 48;
+const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+const PRODUCER_FENCED: i16 = 90;
+
+/// The transaction side of TxnOffsetCommit over the wire, at every advertised version: only
+/// the id's current producer, in an ongoing transaction the group was added to, may commit
+/// offsets; the group sees them once EndTxn commits.
+#[tokio::test]
+async fn txn_offset_commit_belongs_to_the_producers_ongoing_transaction() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("txn-offsets", 2, &[]).await;
+    let addr = broker.listener_addr(SecurityProtocol::Plaintext);
+    let mut client = RawClient::connect(addr).await.expect("connect");
+    let id = "txn-offsets-id";
+    let unknown = txn_offsets(id, (1, 0), "g", "txn-offsets", &[0]);
+    assert_eq!(
+        txn_offset_errors(&mut client, &unknown, 3).await,
+        vec![INVALID_PRODUCER_ID_MAPPING]
+    );
+
+    let init: InitProducerIdResponse = client
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(str_bytes(id))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await
+        .expect("InitProducerId");
+    assert_eq!(init.error_code, 0);
+    let producer = (init.producer_id.0, init.producer_epoch);
+    let request = txn_offsets(id, producer, "g", "txn-offsets", &[0, 1, 7]);
+    assert_eq!(
+        txn_offset_errors(&mut client, &request, 3).await,
+        vec![INVALID_TXN_STATE; 3],
+        "the group was not added to a transaction"
+    );
+
+    let add = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(str_bytes(id)))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_group_id(GroupId(str_bytes("g")));
+    let added: AddOffsetsToTxnResponse = client
+        .call(ApiKey::AddOffsetsToTxn, 3, &add)
+        .await
+        .expect("AddOffsetsToTxn");
+    assert_eq!(added.error_code, 0);
+    let stale: AddOffsetsToTxnResponse = client
+        .call(
+            ApiKey::AddOffsetsToTxn,
+            3,
+            &add.clone().with_producer_epoch(producer.1 - 1),
+        )
+        .await
+        .expect("AddOffsetsToTxn");
+    assert_eq!(stale.error_code, PRODUCER_FENCED);
+    let fenced = txn_offsets(id, (producer.0, producer.1 - 1), "g", "txn-offsets", &[0]);
+    for version in [0, 3, 4] {
+        assert_eq!(
+            txn_offset_errors(&mut client, &fenced, version).await,
+            vec![INVALID_PRODUCER_EPOCH],
+            "v{version}"
+        );
+    }
+    for version in 0..=4 {
+        assert_eq!(
+            txn_offset_errors(&mut client, &request, version).await,
+            vec![0, 0, UNKNOWN_TOPIC_OR_PARTITION],
+            "v{version}"
+        );
+    }
+    assert_eq!(
+        fetch_committed(&mut client, "g").await,
+        vec![(-1, UNSTABLE_OFFSET_COMMIT); 2],
+        "pending until the transaction ends"
+    );
+
+    let end: EndTxnResponse = client
+        .call(
+            ApiKey::EndTxn,
+            3,
+            &EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(str_bytes(id)))
+                .with_producer_id(ProducerId(producer.0))
+                .with_producer_epoch(producer.1)
+                .with_committed(true),
+        )
+        .await
+        .expect("EndTxn");
+    assert_eq!(end.error_code, 0);
+    assert_eq!(
+        fetch_committed(&mut client, "g").await,
+        vec![(10, 0), (11, 0)]
+    );
+    assert_eq!(
+        txn_offset_errors(&mut client, &request, 3).await,
+        vec![INVALID_TXN_STATE; 3],
+        "the transaction is over"
+    );
+}
+
+/// Partitions 0 and 1 of `txn-offsets` as OffsetFetch v7 with `require_stable` answers them:
+/// `(offset, error)`.
+async fn fetch_committed(client: &mut RawClient, group: &str) -> Vec<(i64, i16)> {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(str_bytes(group)))
+        .with_require_stable(true)
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(str_bytes("txn-offsets")))
+            .with_partition_indexes(vec![0, 1])]));
+    let response: OffsetFetchResponse = client
+        .call(ApiKey::OffsetFetch, 7, &request)
+        .await
+        .expect("OffsetFetch");
+    response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.committed_offset, p.error_code))
+        .collect()
 }

@@ -325,11 +325,8 @@ impl TxnCoordinator {
             }
         }
         let broker_for_scan = broker.clone();
-        let ongoing = self.ongoing_partitions();
-        let aborted = tokio::task::spawn_blocking(move || {
-            abort_hanging_transactions(&broker_for_scan, &ongoing)
-        })
-        .await;
+        let aborted =
+            tokio::task::spawn_blocking(move || abort_hanging_transactions(&broker_for_scan)).await;
         if let Ok(count) = aborted {
             if count > 0 {
                 tracing::warn!(
@@ -338,6 +335,15 @@ impl TxnCoordinator {
                 );
             }
         }
+    }
+
+    /// Whether the coordinator has `producer_id`'s transaction holding this partition (ongoing
+    /// or being completed). Asked at the moment of each decision: clients may start new
+    /// transactions while recovery runs.
+    fn holds(&self, producer_id: i64, topic: &str, partition: i32) -> bool {
+        self.producers_lock()
+            .get(&producer_id)
+            .is_some_and(|view| view.partitions.contains(&(topic.to_owned(), partition)))
     }
 
     /// Completes a prepared transaction: markers, group offsets, completed state.
@@ -456,19 +462,6 @@ impl TxnCoordinator {
                 partitions: meta.partitions.clone(),
             },
         );
-    }
-
-    /// (producer id, topic, partition) of every partition of an ongoing or prepared
-    /// transaction.
-    fn ongoing_partitions(&self) -> BTreeSet<(i64, String, i32)> {
-        self.producers_lock()
-            .iter()
-            .flat_map(|(id, view)| {
-                view.partitions
-                    .iter()
-                    .map(move |(topic, partition)| (*id, topic.clone(), *partition))
-            })
-            .collect()
     }
 
     fn ids_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AsyncMutex<TxnMetadata>>>> {
@@ -606,17 +599,19 @@ async fn complete_group_offsets(
         .map_err(|e| TxnError::Storage(format!("completing the offsets of {groups:?}: {e}")))
 }
 
-/// Writes an abort marker for every transaction a partition holds open that is not in
-/// `ongoing`; returns how many.
-fn abort_hanging_transactions(broker: &Broker, ongoing: &BTreeSet<(i64, String, i32)>) -> usize {
+/// Writes an abort marker for every transaction a partition holds open that the coordinator
+/// does not hold; returns how many.
+fn abort_hanging_transactions(broker: &Broker) -> usize {
     let mut aborted = 0;
     for topic in broker.topics.all() {
         for partition in &topic.partitions {
             for producer in partition.log.producers() {
                 let open = producer.current_txn_start_offset >= 0;
-                let known =
-                    ongoing.contains(&(producer.producer_id, topic.name.clone(), partition.index));
-                if !open || known {
+                if !open
+                    || broker
+                        .transactions
+                        .holds(producer.producer_id, &topic.name, partition.index)
+                {
                     continue;
                 }
                 let marker = TxnMarker {
