@@ -22,6 +22,7 @@ import faulthandler
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 
@@ -305,6 +306,27 @@ def read_values(topic, isolation, until=None):
     return values
 
 
+def bounded(call, what):
+    """call() in a thread, failing the suite if it does not return within STEP_TIMEOUT:
+    kafka-python's transactional calls wait without a deadline (a broker that drops the
+    connection has them retry forever)."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            outcome["error"] = e
+
+    worker = threading.Thread(target=run, name=what, daemon=True)
+    worker.start()
+    worker.join(STEP_TIMEOUT)
+    check(not worker.is_alive(), f"{what}: no answer within {STEP_TIMEOUT:.0f}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
 def refused(call, what):
     """The exception a transactional call raises; fails the suite if it succeeds."""
     try:
@@ -466,12 +488,11 @@ def check_consume_transform_produce(source, sink, txn_id):
                 records.extend(batch)
         producer.begin_transaction()
         produce_values(producer, sink, [f"out-{r.value.decode()}-r{round_no}" for r in records])
-        producer.send_offsets_to_transaction(
-            {tp: offset_and_metadata(records[-1].offset + 1)}, group)
-        if commit:
-            producer.commit_transaction()
-        else:
-            producer.abort_transaction()
+        bounded(lambda: producer.send_offsets_to_transaction(
+            {tp: offset_and_metadata(records[-1].offset + 1)}, group),
+            f"round {round_no}: send_offsets_to_transaction")
+        bounded(producer.commit_transaction if commit else producer.abort_transaction,
+                f"round {round_no}: {'commit' if commit else 'abort'}_transaction")
         return [r.value.decode() for r in records]
 
     reader = KafkaConsumer(group_id=group, enable_auto_commit=False, **common())
@@ -489,7 +510,7 @@ def check_consume_transform_produce(source, sink, txn_id):
     finally:
         reader.close(autocommit=False)
         consumer.close(autocommit=False)
-        producer.close(timeout=STEP_TIMEOUT)
+        producer.close(timeout=0)
     want = [f"out-in-{i}-r1" for i in range(5)] + [f"out-in-{i}-r3" for i in range(5, 10)]
     got = read_values(sink, "read_committed", until=want[-1])
     check(got == want, f"read_committed of {sink}: {got}, expected {want}")

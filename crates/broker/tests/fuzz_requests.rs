@@ -120,6 +120,14 @@ fn encode_default_request(api: ApiKey, version: i16, buf: &mut BytesMut) -> bool
         ApiKey::DeleteTopics => DeleteTopicsRequest::default().encode(buf, version),
         ApiKey::DeleteRecords => DeleteRecordsRequest::default().encode(buf, version),
         ApiKey::InitProducerId => InitProducerIdRequest::default().encode(buf, version),
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::default().encode(buf, version),
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::default()
+            .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(topic.clone())
+                .with_partitions(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default(),
+                ])])
+            .encode(buf, version),
         ApiKey::DescribeConfigs => DescribeConfigsRequest::default().encode(buf, version),
         ApiKey::CreatePartitions => CreatePartitionsRequest::default().encode(buf, version),
         ApiKey::DescribeCluster => DescribeClusterRequest::default()

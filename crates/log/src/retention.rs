@@ -1,5 +1,7 @@
 //! Retention: deleting whole closed segments by age or by total size (`cleanup.policy`
-//! `delete`). The active segment is never deleted here.
+//! `delete`). The active segment is never deleted here, nor a segment at or after the last
+//! stable offset: an open transaction's first records stay until it ends, so the log start
+//! never passes a transaction that read_committed consumers still wait on.
 
 use std::time::UNIX_EPOCH;
 
@@ -25,8 +27,9 @@ impl PartitionLog {
         let segments = self.segment_list();
         let mut remaining_bytes: u64 = segments.iter().map(|segment| segment.size()).sum();
         let closed = &segments[..segments.len().saturating_sub(1)];
+        let stable = self.last_stable_offset();
         let mut doomed = 0;
-        for segment in closed {
+        for segment in closed.iter().take_while(|s| s.next_offset() <= stable) {
             let size = segment.size();
             let too_old = config.retention_ms >= 0
                 && now_ms.saturating_sub(retention_timestamp(segment)) > config.retention_ms;

@@ -363,3 +363,37 @@ fn delete_records_forgets_aborted_transactions_below_the_new_start() {
         .expect("delete records");
     assert_eq!(all_aborted(&log), before[1..].to_vec());
 }
+
+#[test]
+fn retention_never_deletes_an_open_transaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        retention_ms: 0,
+        ..small_segments(200)
+    };
+    let log = open(dir.path(), config);
+    append_durable(
+        &log,
+        &transactional_batch(producer(1, 0, 0), &[("k", "open")]),
+    );
+    for i in 0..10 {
+        append_durable(
+            &log,
+            &values_batch(&format!("later{i}"), 1, 1, Compression::None),
+        );
+    }
+    assert!(log.segments().len() > 3);
+    log.enforce_retention(now_ms() + 1_000).expect("retention");
+    assert_eq!(
+        log.log_start_offset(),
+        0,
+        "the open transaction's segment stays"
+    );
+    end_txn(&log, marker(1, 0, ControlType::Commit));
+    log.enforce_retention(now_ms() + 1_000).expect("retention");
+    assert!(
+        log.log_start_offset() > 0,
+        "once it ended, its segments may go"
+    );
+    assert!(log.last_stable_offset() >= log.log_start_offset());
+}

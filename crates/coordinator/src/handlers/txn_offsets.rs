@@ -97,7 +97,7 @@ impl GroupCoordinator {
         commit: bool,
         groups: &[String],
     ) -> Result<(), StoreError> {
-        let records: Vec<Record> = groups[..0]
+        let records: Vec<Record> = groups
             .iter()
             .filter(|group| self.store.has_pending(producer_id, group))
             .map(|group| Record::TxnCompleted {
