@@ -104,13 +104,219 @@ async function consumeInGroup (groupId, want, what) {
   return { consumer, records }
 }
 
-async function fetchCommitted (admin, groupId) {
-  const res = await withTimeout(admin.fetchOffsets({ groupId, topics: [TOPIC] }),
+async function fetchCommitted (admin, groupId, topic = TOPIC) {
+  const res = await withTimeout(admin.fetchOffsets({ groupId, topics: [topic] }),
     'admin.fetchOffsets')
-  check(res.length === 1 && res[0].topic === TOPIC, `fetchOffsets returned ${JSON.stringify(res)}`)
+  check(res.length === 1 && res[0].topic === topic, `fetchOffsets returned ${JSON.stringify(res)}`)
   const out = {}
   for (const p of res[0].partitions) out[p.partition] = Number(p.offset)
   return out
+}
+
+// --- transactions ------------------------------------------------------------------------
+const TXN_TIMEOUT_MS = 2000 // the transaction left open for the broker to abort
+const SETTLE_MS = 3000 // how long a reader waits for records that must not come
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+
+function txnProducer (transactionalId, extra = {}) {
+  return kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1, ...extra })
+}
+
+// producer.transaction() (the first one sends InitProducerId with the transactional id).
+async function begin (producer, what) {
+  return withTimeout(producer.transaction(), `${what}: producer.transaction`)
+}
+
+async function sendValues (txn, topic, values, what) {
+  await withTimeout(txn.send({ topic, acks: -1, messages: values.map(value => ({ value, partition: 0 })) }),
+    `${what}: send`)
+}
+
+// The values of partition 0 of `topic` from the beginning, read in a scratch group (kafkajs has
+// no assign()) until the value `until` arrived, then for `settleMs` more.
+let readers = 0
+async function readValues (topic, readUncommitted, until, settleMs = 0) {
+  const what = `${readUncommitted ? 'read_uncommitted' : 'read_committed'} read of ${topic}`
+  const consumer = kafka.consumer({
+    groupId: `${GROUP}-txn-reader-${++readers}`,
+    readUncommitted,
+    sessionTimeout: 10000,
+    heartbeatInterval: 1000
+  })
+  const values = []
+  let arrived
+  const seen = new Promise(resolve => { arrived = resolve })
+  await withTimeout(consumer.connect(), `${what}: consumer.connect`)
+  try {
+    await withTimeout(consumer.subscribe({ topics: [topic], fromBeginning: true }),
+      `${what}: consumer.subscribe`)
+    await withTimeout(consumer.run({
+      eachMessage: async ({ message }) => {
+        const value = message.value.toString()
+        values.push(value)
+        if (value === until) arrived()
+      }
+    }), `${what}: consumer.run`)
+    await withTimeout(seen, `${what}: waiting for ${until}`).catch(e => {
+      e.message += ` (read ${JSON.stringify(values)})`
+      throw e
+    })
+    if (settleMs) await sleep(settleMs)
+  } finally {
+    await consumer.disconnect()
+  }
+  return values
+}
+
+// The error a promise rejects with; fails the suite if it resolves.
+async function rejection (promise, what) {
+  const outcome = await withTimeout(promise, what).then(() => null, e => e)
+  check(outcome !== null, `${what} succeeded`)
+  return outcome
+}
+
+// EndTxn v0-1 (what kafkajs 2.2.4 sends) answers a fenced producer INVALID_PRODUCER_EPOCH, as
+// Kafka does; PRODUCER_FENCED exists from v2.
+const isFenced = e => e && e.name === 'KafkaJSProtocolError' &&
+  ['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED'].includes(e.type)
+const describeError = e => `${e && e.name}${e && e.type ? ` ${e.type}` : ''}: ${e && e.message}`
+
+async function checkTransactions (admin) {
+  const topics = {}
+  for (const name of ['txn', 'fence', 'timeout', 'ctp-in', 'ctp-out']) topics[name] = `${TOPIC}-${name}`
+  await withTimeout(admin.createTopics({
+    topics: Object.values(topics).map(topic => ({ topic, numPartitions: 1, replicationFactor: 1 })),
+    waitForLeaders: true
+  }), 'admin.createTopics (transactions)')
+  const names = prefix => [0, 1, 2].map(i => `${prefix}-${i}`)
+  const [c1, aborted, held, c2] = ['c1', 'aborted', 'open', 'c2'].map(names)
+
+  // Commit, abort, and a transaction left open while another commits after it.
+  let topic = topics.txn
+  const producer = txnProducer(`${GROUP}-txn`)
+  const other = txnProducer(`${GROUP}-txn-open`)
+  await withTimeout(producer.connect(), 'producer.connect')
+  await withTimeout(other.connect(), 'producer.connect')
+  let txn = await begin(producer, 'c1')
+  await sendValues(txn, topic, c1, 'c1')
+  await withTimeout(txn.commit(), 'c1: commit')
+  txn = await begin(producer, 'aborted')
+  await sendValues(txn, topic, aborted, 'aborted')
+  await withTimeout(txn.abort(), 'aborted: abort')
+  const open = await begin(other, 'open')
+  await sendValues(open, topic, held, 'open') // stays open while c2 is committed after it
+  txn = await begin(producer, 'c2')
+  await sendValues(txn, topic, c2, 'c2')
+  await withTimeout(txn.commit(), 'c2: commit')
+  let got = await readValues(topic, false, c1[2], SETTLE_MS)
+  check(JSON.stringify(got) === JSON.stringify(c1),
+    `read_committed with a transaction open before c2: ${JSON.stringify(got)}, expected ${c1}`)
+  got = await readValues(topic, true, c2[2])
+  check(JSON.stringify(got) === JSON.stringify([...c1, ...aborted, ...held, ...c2]),
+    `read_uncommitted: ${JSON.stringify(got)}`)
+  ok('producer.transaction(): a committed, an aborted and a committed transaction, another ' +
+    'left open between them; a read_committed consumer stops at the open one (nothing more in ' +
+    `${SETTLE_MS / 1000}s), readUncommitted reads all 12 records`)
+  await withTimeout(open.commit(), 'open: commit')
+  got = await readValues(topic, false, c2[2])
+  check(JSON.stringify(got) === JSON.stringify([...c1, ...held, ...c2]),
+    `read_committed after the open transaction committed: ${JSON.stringify(got)}`)
+  await producer.disconnect()
+  await other.disconnect()
+  ok('once the open transaction commits, read_committed reads exactly the committed records ' +
+    'in offset order, none of the aborted one')
+
+  // Zombie fencing: a second producer with the same transactionalId.
+  topic = topics.fence
+  const zombie = txnProducer(`${GROUP}-fence`)
+  const successor = txnProducer(`${GROUP}-fence`)
+  await withTimeout(zombie.connect(), 'zombie connect')
+  await withTimeout(successor.connect(), 'successor connect')
+  const zombieTxn = await begin(zombie, 'zombie')
+  await sendValues(zombieTxn, topic, ['zombie-0', 'zombie-1'], 'zombie')
+  txn = await begin(successor, 'successor')
+  let err = await rejection(zombieTxn.commit(), 'commit of the fenced producer')
+  check(isFenced(err), `the fenced producer's commit: ${describeError(err)}, expected ` +
+    'INVALID_PRODUCER_EPOCH')
+  await sendValues(txn, topic, ['successor-0'], 'successor')
+  await withTimeout(txn.commit(), 'successor: commit')
+  await zombie.disconnect()
+  await successor.disconnect()
+  got = await readValues(topic, false, 'successor-0')
+  check(JSON.stringify(got) === JSON.stringify(['successor-0']),
+    `read_committed after fencing: ${JSON.stringify(got)}, expected only successor-0`)
+  ok('zombie fencing: a second producer with the same transactionalId starting a transaction ' +
+    `aborts the first one's open transaction; its commit rejects with ${err.type}`)
+
+  // A transaction left open past its transactionTimeout is aborted by the broker.
+  topic = topics.timeout
+  const stuck = txnProducer(`${GROUP}-stuck`, { transactionTimeout: TXN_TIMEOUT_MS })
+  const after = txnProducer(`${GROUP}-after`)
+  await withTimeout(stuck.connect(), 'stuck connect')
+  await withTimeout(after.connect(), 'after connect')
+  const stuckTxn = await begin(stuck, 'stuck')
+  await sendValues(stuckTxn, topic, ['stuck-0', 'stuck-1'], 'stuck')
+  const started = Date.now()
+  txn = await begin(after, 'after')
+  await sendValues(txn, topic, ['after-0'], 'after')
+  await withTimeout(txn.commit(), 'after: commit')
+  got = await readValues(topic, false, 'after-0')
+  const waited = (Date.now() - started) / 1000
+  check(JSON.stringify(got) === JSON.stringify(['after-0']),
+    `read_committed after the timeout: ${JSON.stringify(got)}, expected only after-0`)
+  err = await rejection(stuckTxn.commit(), 'commit of a transaction past its timeout')
+  check(isFenced(err), `commit past the timeout: ${describeError(err)}, expected ` +
+    'INVALID_PRODUCER_EPOCH')
+  await stuck.disconnect()
+  await after.disconnect()
+  ok(`the broker aborted a transaction open past transactionTimeout=${TXN_TIMEOUT_MS} (the ` +
+    `records behind it readable read_committed after ${waited.toFixed(1)}s); its commit then ` +
+    `rejects with ${err.type}`)
+
+  await checkConsumeTransformProduce(admin, topics['ctp-in'], topics['ctp-out'])
+}
+
+// Records of `source` written to `sink` by a transactional producer that commits the offsets of
+// group `${GROUP}-ctp` with transaction.sendOffsets (kafkajs sends no member id or generation,
+// so the group needs no member).
+async function checkConsumeTransformProduce (admin, source, sink) {
+  const group = `${GROUP}-ctp`
+  const plain = kafka.producer()
+  await withTimeout(plain.connect(), 'plain producer connect')
+  await withTimeout(plain.send({
+    topic: source,
+    acks: -1,
+    messages: [...Array(10).keys()].map(i => ({ value: `in-${i}`, partition: 0 }))
+  }), 'plain producer send')
+  await plain.disconnect()
+  const input = await readValues(source, false, 'in-9')
+  check(input.length === 10, `input: ${JSON.stringify(input)}`)
+  const producer = txnProducer(`${GROUP}-ctp`)
+  await withTimeout(producer.connect(), 'ctp producer connect')
+  const transform = async (round, from, to, commit) => {
+    const txn = await begin(producer, `round ${round}`)
+    await sendValues(txn, sink, input.slice(from, to).map(v => `out-${v}-r${round}`), `round ${round}`)
+    await withTimeout(txn.sendOffsets({
+      consumerGroupId: group,
+      topics: [{ topic: source, partitions: [{ partition: 0, offset: String(to) }] }]
+    }), `round ${round}: sendOffsets`)
+    await withTimeout(commit ? txn.commit() : txn.abort(), `round ${round}: commit/abort`)
+    return (await fetchCommitted(admin, group, source))[0]
+  }
+  let committed = await transform(1, 0, 5, true)
+  check(committed === 5, `committed after round 1: ${committed}, expected 5`)
+  committed = await transform(2, 5, 10, false)
+  check(committed === 5, `committed after the aborted round 2: ${committed}, expected 5`)
+  committed = await transform(3, 5, 10, true)
+  check(committed === 10, `committed after round 3: ${committed}, expected 10`)
+  await producer.disconnect()
+  const want = [...input.slice(0, 5).map(v => `out-${v}-r1`), ...input.slice(5).map(v => `out-${v}-r3`)]
+  const got = await readValues(sink, false, want[9])
+  check(JSON.stringify(got) === JSON.stringify(want),
+    `read_committed of ${sink}: ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`)
+  ok('consume-transform-produce: transaction.sendOffsets; admin.fetchOffsets shows the ' +
+    "group's offset move with each commit (5, 10), not with the aborted round; the output " +
+    'holds each input record once')
 }
 
 async function main () {
@@ -245,9 +451,12 @@ async function main () {
   check(refused && refused.name === 'KafkaJSDeleteGroupsError' && refusal &&
     refusal.groupId === missing && refusal.error && refusal.error.type === 'GROUP_ID_NOT_FOUND',
   `deleteGroups of an unknown group: ${refused && refused.name} ${JSON.stringify(refusal)}`)
-  await withTimeout(admin.disconnect(), 'admin.disconnect')
   ok('admin.deleteGroups deleted the empty group with its offsets; GROUP_ID_NOT_FOUND for an ' +
     'unknown group')
+
+  // 7. Transactions.
+  await checkTransactions(admin)
+  await withTimeout(admin.disconnect(), 'admin.disconnect')
 
   console.log(`kafkajs suite: PASS (${step} checks)`)
 }

@@ -122,11 +122,13 @@ fn encode_default_request(api: ApiKey, version: i16, buf: &mut BytesMut) -> bool
         ApiKey::InitProducerId => InitProducerIdRequest::default().encode(buf, version),
         ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::default().encode(buf, version),
         ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::default()
-            .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
-                .with_name(topic.clone())
-                .with_partitions(vec![
-                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default(),
-                ])])
+            .with_topics(vec![
+                txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic.clone())
+                    .with_partitions(vec![
+                        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default(),
+                    ]),
+            ])
             .encode(buf, version),
         ApiKey::DescribeConfigs => DescribeConfigsRequest::default().encode(buf, version),
         ApiKey::CreatePartitions => CreatePartitionsRequest::default().encode(buf, version),

@@ -191,10 +191,12 @@ fn committed_offsets(addr: &str, group: &str, topic: &str, expected: &[i64]) -> 
             .committed_offsets(partitions.clone(), WAIT)
             .expect("committed offsets");
         let offsets: Vec<i64> = (0..PARTITIONS)
-            .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(offset)) => offset,
-                _ => -1,
-            })
+            .map(
+                |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(offset)) => offset,
+                    _ => -1,
+                },
+            )
             .collect();
         if offsets == expected || Instant::now() >= deadline {
             return offsets;
@@ -209,8 +211,7 @@ fn committed_offsets(addr: &str, group: &str, topic: &str, expected: &[i64]) -> 
 /// the group's committed offsets are the ones sent with the transaction, and its output is
 /// visible.
 #[test]
-fn offsets_committed_with_a_transaction_cut_between_its_markers_are_committed_after_the_restart()
-{
+fn offsets_committed_with_a_transaction_cut_between_its_markers_are_committed_after_the_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let crashing = BrokerProcess::start(
         dir.path(),
@@ -250,8 +251,16 @@ fn offsets_committed_with_a_transaction_cut_between_its_markers_are_committed_af
 
     let broker = BrokerProcess::start(dir.path(), &[]);
     assert_eq!(
-        committed_offsets(&broker.addr, "crash-processor", "txn-crash-input", &positions),
+        committed_offsets(
+            &broker.addr,
+            "crash-processor",
+            "txn-crash-input",
+            &positions
+        ),
         positions
     );
-    assert_eq!(read_committed(&broker.addr, "txn-crash-output"), sorted(output));
+    assert_eq!(
+        read_committed(&broker.addr, "txn-crash-output"),
+        sorted(output)
+    );
 }
