@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use freshet_broker::listener::SecurityProtocol;
 use freshet_testkit::raw::RawClient;
+use freshet_testkit::transactions::{self, sorted, WAIT};
 use freshet_testkit::TestBroker;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::txn_offset_commit_request::{
@@ -25,21 +26,17 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 3;
-const WAIT: Duration = Duration::from_secs(20);
 
 fn transactional_producer(broker: &TestBroker, id: &str, extra: &[(&str, &str)]) -> BaseProducer {
     let mut config: ClientConfig = broker.client_config();
-    config.set("transactional.id", id);
     for (key, value) in extra {
         config.set(*key, *value);
     }
-    let producer: BaseProducer = config.create().expect("producer");
-    producer.init_transactions(WAIT).expect("init_transactions");
-    producer
+    transactions::transactional_producer(config, id)
 }
 
 /// Sends `values` in one transaction spread over the partitions, then commits or aborts.
@@ -54,65 +51,17 @@ fn run_transaction(producer: &BaseProducer, topic: &str, values: &[String], comm
 }
 
 fn send_all(producer: &BaseProducer, topic: &str, values: &[String]) {
-    for (i, value) in values.iter().enumerate() {
-        let partition = (i as i32) % PARTITIONS;
-        let record = BaseRecord::<(), String>::to(topic)
-            .payload(value)
-            .partition(partition);
-        producer.send(record).map_err(|(e, _)| e).expect("send");
-    }
-    producer.flush(WAIT).expect("flush");
+    transactions::send_spread(producer, topic, PARTITIONS, values);
 }
 
 fn values(tag: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("{tag}-{i}")).collect()
+    transactions::numbered(tag, count)
 }
 
 /// Every value in `topic` from the beginning, as a consumer with `isolation` reads it, once
 /// each partition reports its end.
 fn read_everything(broker: &TestBroker, topic: &str, isolation: &str) -> Vec<String> {
-    let mut config: ClientConfig = broker.client_config();
-    config
-        .set("group.id", format!("reader-{isolation}-{topic}"))
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false");
-    let consumer: BaseConsumer = config.create().expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut values = Vec::new();
-    let mut ended: HashMap<i32, bool> = HashMap::new();
-    let deadline = Instant::now() + WAIT;
-    while ended.len() < PARTITIONS as usize {
-        assert!(
-            Instant::now() < deadline,
-            "partitions ended: {ended:?}; read {values:?}"
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => {
-                ended.remove(&message.partition());
-                let payload = message.payload().expect("payload");
-                values.push(String::from_utf8(payload.to_vec()).expect("utf-8"));
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                ended.insert(partition, true);
-            }
-            Some(Err(error)) => panic!("consumer error: {error}"),
-            None => {}
-        }
-    }
-    values.sort();
-    values
-}
-
-fn sorted(mut values: Vec<String>) -> Vec<String> {
-    values.sort();
-    values
+    transactions::read_to_end(broker.client_config(), topic, PARTITIONS, isolation)
 }
 
 #[tokio::test(flavor = "multi_thread")]

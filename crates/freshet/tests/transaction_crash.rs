@@ -4,90 +4,37 @@
 //! read_committed consumer sees every committed record exactly once and nothing of the rest,
 //! and the consumer offsets a cut commit carried are committed too.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 mod common;
 use common::{client_config, BrokerProcess};
+use freshet_testkit::transactions::{self, sorted, WAIT};
 
 const PARTITIONS: i32 = 3;
-const WAIT: Duration = Duration::from_secs(30);
 
 fn transactional_producer(addr: &str, id: &str) -> BaseProducer {
-    let producer: BaseProducer = client_config(addr)
-        .set("transactional.id", id)
-        .set("message.timeout.ms", "30000")
-        .create()
-        .expect("producer");
-    producer.init_transactions(WAIT).expect("init_transactions");
-    producer
+    let mut config = client_config(addr);
+    config.set("message.timeout.ms", "30000");
+    transactions::transactional_producer(config, id)
 }
 
 fn send_all(producer: &BaseProducer, topic: &str, values: &[String]) {
-    for (i, value) in values.iter().enumerate() {
-        let record = BaseRecord::<(), String>::to(topic)
-            .payload(value)
-            .partition(i as i32 % PARTITIONS);
-        producer.send(record).map_err(|(e, _)| e).expect("send");
-    }
-    producer.flush(WAIT).expect("flush");
+    transactions::send_spread(producer, topic, PARTITIONS, values);
 }
 
 fn values(tag: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("{tag}-{i}")).collect()
+    transactions::numbered(tag, count)
 }
 
 /// Every value a read_committed consumer reads from the beginning of every partition, up to
 /// each partition's end (its last stable offset), sorted.
 fn read_committed(addr: &str, topic: &str) -> Vec<String> {
-    let consumer: BaseConsumer = client_config(addr)
-        .set("group.id", "crash-check")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut read = Vec::new();
-    let mut ended: HashMap<i32, bool> = HashMap::new();
-    let deadline = Instant::now() + WAIT;
-    while ended.len() < PARTITIONS as usize {
-        assert!(
-            Instant::now() < deadline,
-            "read_committed stalled: {ended:?}, {read:?}"
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => {
-                ended.remove(&message.partition());
-                let payload = message.payload().expect("payload");
-                read.push(String::from_utf8(payload.to_vec()).expect("utf-8"));
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                ended.insert(partition, true);
-            }
-            Some(Err(error)) => panic!("consumer error: {error}"),
-            None => {}
-        }
-    }
-    read.sort();
-    read
-}
-
-fn sorted(mut values: Vec<String>) -> Vec<String> {
-    values.sort();
-    values
+    transactions::read_to_end(client_config(addr), topic, PARTITIONS, "read_committed")
 }
 
 #[test]

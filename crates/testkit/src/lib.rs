@@ -9,6 +9,7 @@ pub mod certs;
 pub mod memory;
 pub mod raw;
 pub mod tmpfs;
+pub mod transactions;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

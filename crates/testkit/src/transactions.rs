@@ -1,0 +1,91 @@
+//! What transaction tests share: librdkafka's transactional producer, records spread over a
+//! topic's partitions, and reading a topic to its end as a consumer at an isolation level.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// How long a transactional call or a read may take in tests.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A producer with `transactional.id = id`, its transactions initialised.
+pub fn transactional_producer(mut config: ClientConfig, id: &str) -> BaseProducer {
+    config.set("transactional.id", id);
+    let producer: BaseProducer = config.create().expect("producer");
+    producer.init_transactions(WAIT).expect("init_transactions");
+    producer
+}
+
+/// Sends `values` round-robin over `partitions` partitions of `topic` and waits for them.
+pub fn send_spread(producer: &BaseProducer, topic: &str, partitions: i32, values: &[String]) {
+    for (i, value) in values.iter().enumerate() {
+        let record = BaseRecord::<(), String>::to(topic)
+            .payload(value)
+            .partition(i as i32 % partitions);
+        producer.send(record).map_err(|(e, _)| e).expect("send");
+    }
+    producer.flush(WAIT).expect("flush");
+}
+
+/// `count` values `"{tag}-{i}"`.
+pub fn numbered(tag: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{tag}-{i}")).collect()
+}
+
+/// `values` sorted.
+pub fn sorted(mut values: Vec<String>) -> Vec<String> {
+    values.sort();
+    values
+}
+
+/// Every value of `topic`'s `partitions` partitions from the beginning, as a consumer at
+/// `isolation` (`read_committed` or `read_uncommitted`) reads it up to each partition's end
+/// (the last stable offset for read_committed), sorted.
+pub fn read_to_end(
+    mut config: ClientConfig,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> Vec<String> {
+    config
+        .set("group.id", format!("reader-{isolation}-{topic}"))
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = config.create().expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut values = Vec::new();
+    let mut ended: HashSet<i32> = HashSet::new();
+    let deadline = Instant::now() + WAIT;
+    while ended.len() < partitions as usize {
+        assert!(
+            Instant::now() < deadline,
+            "partitions at their end: {ended:?}; read {values:?}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                ended.remove(&message.partition());
+                let payload = message.payload().expect("payload");
+                values.push(String::from_utf8(payload.to_vec()).expect("utf-8"));
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                ended.insert(partition);
+            }
+            Some(Err(error)) => panic!("consumer error: {error}"),
+            None => {}
+        }
+    }
+    sorted(values)
+}
