@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Client-interop suites: runs each external Kafka client against a fresh Freshet broker.
 #
-#   bash compat/run.sh [kcat|confluent-kafka|kafka-python|kafkajs ...]   (default: all)
+#   bash compat/run.sh [kcat|confluent-kafka|kafka-python|aiokafka|kafkajs ...]   (default: all)
 #
 # Builds nothing. The broker binary is $FRESHET_BIN (default: target/release/freshet under the
 # repository root). The clients come from .ci/install-compat.sh (kcat from Debian, the Python
 # clients in .ci/venv, kafkajs in compat/kafkajs/node_modules).
 #
 # Each suite gets its own broker: a new temporary data dir, listening on 127.0.0.1:0; the port
-# is read from the broker's stderr. The suite runs with BOOTSTRAP=127.0.0.1:PORT under a hard
-# timeout, then the broker is stopped. Ends with one line per suite and `N passed, M failed`.
+# is read from the broker's stderr. Open transactions are checked against their timeout every
+# 500 ms (--transaction-abort-interval-ms), so a suite's timed-out transaction is aborted within
+# seconds. The suite runs with BOOTSTRAP=127.0.0.1:PORT under a hard timeout, then the broker is
+# stopped. Ends with one line per suite and `N passed, M failed`.
 #
 # Environment knobs:
 #   FRESHET_BIN                  broker binary
@@ -26,7 +28,7 @@ COMPAT="$ROOT/compat"
 LOG_PREFIX=compat
 # shellcheck source=lib.sh
 source "$COMPAT/lib.sh"
-ALL_SUITES=(kcat confluent-kafka kafka-python kafkajs)
+ALL_SUITES=(kcat confluent-kafka kafka-python aiokafka kafkajs)
 SUITE_TIMEOUT="${COMPAT_SUITE_TIMEOUT:-300}"
 STARTUP_TIMEOUT="${COMPAT_STARTUP_TIMEOUT:-30}"
 
@@ -43,7 +45,7 @@ if [[ $# -eq 0 ]]; then
 else
     for arg in "$@"; do
         case "$arg" in
-            kcat | confluent-kafka | kafka-python | kafkajs) SUITES+=("$arg") ;;
+            kcat | confluent-kafka | kafka-python | aiokafka | kafkajs) SUITES+=("$arg") ;;
             confluent_kafka) SUITES+=(confluent-kafka) ;;
             kafka_python) SUITES+=(kafka-python) ;;
             -h | --help) usage ;;
@@ -63,6 +65,7 @@ suite_cmd() { # prints nothing; sets CMD array for suite $1
         kcat) CMD=(bash "$COMPAT/kcat.sh") ;;
         confluent-kafka) CMD=("$PYTHON" -u "$COMPAT/confluent_kafka_test.py") ;;
         kafka-python) CMD=("$PYTHON" -u "$COMPAT/kafka_python_test.py") ;;
+        aiokafka) CMD=("$PYTHON" -u "$COMPAT/aiokafka_test.py") ;;
         kafkajs) CMD=(node "$COMPAT/kafkajs/test.js") ;;
     esac
 }
@@ -70,9 +73,10 @@ suite_cmd() { # prints nothing; sets CMD array for suite $1
 suite_prereq() { # echoes a reason and returns 1 if the suite's client is missing
     case "$1" in
         kcat) command -v kcat >/dev/null 2>&1 || { echo "kcat is not installed (run .ci/install-compat.sh)"; return 1; } ;;
-        confluent-kafka | kafka-python)
+        confluent-kafka | kafka-python | aiokafka)
             local mod=confluent_kafka
             [[ "$1" == kafka-python ]] && mod=kafka
+            [[ "$1" == aiokafka ]] && mod=aiokafka
             [[ -n "$PYTHON" ]] || { echo "no python3 found"; return 1; }
             "$PYTHON" -c "import $mod" >/dev/null 2>&1 ||
                 { echo "python module '$mod' missing for $PYTHON (run .ci/install-compat.sh)"; return 1; }
@@ -102,6 +106,7 @@ start_broker() {
         --data-dir "$dir/data" \
         --auto-create-topics true \
         --default-partitions 3 \
+        --transaction-abort-interval-ms 500 \
         ${COMPAT_BROKER_ARGS:-} \
         </dev/null >"$log" 2>&1 &
     BROKER_PID=$!
