@@ -173,7 +173,8 @@ async def check_basics(admin):
     first_keys = {k for _, _, k, _ in first}
     second_keys = {k for _, _, k, _ in second}
     check(not first_keys & second_keys,
-          f"member 2 re-consumed records member 1 committed: {sorted(first_keys & second_keys)[:5]}")
+          f"member 2 re-consumed records member 1 committed: "
+          f"{sorted(first_keys & second_keys)[:5]}")
     check(first_keys | second_keys == set(expected), "members 1+2 missed records")
     ok(f"group {GROUP}: member 1 consumed {K} records and committed "
        f"{dict(sorted(next_offsets.items()))} (committed() agrees); member 2 resumed after them")

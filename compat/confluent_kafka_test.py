@@ -19,7 +19,18 @@ with MSG_SIZE_TOO_LARGE); AdminClient.list_offsets with every OffsetSpec (max_ti
 the first record with the largest timestamp, KIP-734; both isolation levels), and
 AdminClient.describe_cluster (this broker as node and controller, the cluster id Metadata
 reports, the cluster's authorized operations); a compacted topic refusing a keyless record
-with INVALID_RECORD while taking keyed ones. Exit code 0 = pass.
+with INVALID_RECORD while taking keyed ones. Then transactions (each on a single-partition
+topic): a transactional producer commits, aborts and commits while another leaves a transaction
+open between them: a read_committed consumer stops at the open one (librdkafka's partition EOF
+at the last stable offset), read_uncommitted reads everything, and once it commits
+read_committed reads exactly the committed records; zombie fencing (init_transactions of a
+second producer with the same transactional.id: the first one's commit_transaction fails with
+fatal _FENCED, its open transaction is aborted); a transaction left open past
+transaction.timeout.ms is aborted by the broker (the records behind it become readable
+read_committed, its commit fails with _FENCED); consume-transform-produce with
+send_offsets_to_transaction and the consumer's group metadata (the group's committed offset
+moves with commits only, the output holds each input record once). confluent-kafka 2.16 has no
+AdminClient call for DescribeTransactions or ListTransactions. Exit code 0 = pass.
 Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
        COMPAT_TIMEOUT whole-script seconds (default 240), LIBRDKAFKA_DEBUG=protocol,broker,cgrp.
 """

@@ -13,7 +13,17 @@ offsets; then KafkaAdminClient.delete_consumer_groups deletes the (now empty) gr
 offsets, refusing a group with a member (NonEmptyGroupError) and an unknown one
 (GroupIdNotFoundError); then topic configs: create_topics with topic_configs,
 describe_configs with synonyms, alter_configs replacing the overrides (LogAppendTime then
-stamps what a consumer reads) and refusing a bad value with INVALID_CONFIG. Exit code 0 = pass.
+stamps what a consumer reads) and refusing a bad value with INVALID_CONFIG. Then transactions
+(each on a single-partition topic): a transactional producer commits, aborts and commits while
+another leaves a transaction open between them: a read_committed consumer stops at the open
+one (end_offsets is the last stable offset), read_uncommitted reads everything, and once it
+commits read_committed reads exactly the committed records; zombie fencing (a second producer
+with the same transactional_id: the first one's commit raises InvalidProducerEpochError, what
+EndTxn v1 answers, its open transaction is aborted); a transaction left open past
+transaction_timeout_ms is aborted by the broker; DescribeTransactions and ListTransactions as
+raw v0 requests (kafka-python has no admin call for them) while it is open and after;
+consume-transform-produce with send_offsets_to_transaction (the group's committed offset moves
+with commits only, the output holds each input record once). Exit code 0 = pass.
 Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
        COMPAT_TIMEOUT whole-script seconds (default 240), KAFKA_PYTHON_DEBUG=1 (DEBUG logging).
 """

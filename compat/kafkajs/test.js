@@ -10,7 +10,15 @@
 // consumes part of the topic and commits, admin.fetchOffsets must show those offsets; member 2
 // in the same group must resume exactly after them, commit, and admin.fetchOffsets must equal
 // the high watermarks; then admin.deleteGroups deletes the (now empty) group with its offsets
-// and refuses an unknown one with GROUP_ID_NOT_FOUND. Exit code 0 = pass.
+// and refuses an unknown one with GROUP_ID_NOT_FOUND. Then transactions (each on a
+// single-partition topic): producer.transaction() commits, aborts and commits while another
+// producer leaves a transaction open between them: a read_committed consumer stops at the open
+// one, readUncommitted reads everything, and once it commits read_committed reads exactly the
+// committed records; zombie fencing (a second producer with the same transactionalId: the first
+// one's commit rejects with INVALID_PRODUCER_EPOCH, what EndTxn v1 answers, its open transaction
+// is aborted); a transaction left open past transactionTimeout is aborted by the broker;
+// consume-transform-produce with transaction.sendOffsets (admin.fetchOffsets: the group's offset
+// moves with commits only; the output holds each input record once). Exit code 0 = pass.
 // Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
 //        COMPAT_TIMEOUT whole-script seconds (default 240), KAFKAJS_LOG_LEVEL (default WARN;
 //        DEBUG shows every request/response).
@@ -128,8 +136,8 @@ async function begin (producer, what) {
 }
 
 async function sendValues (txn, topic, values, what) {
-  await withTimeout(txn.send({ topic, acks: -1, messages: values.map(value => ({ value, partition: 0 })) }),
-    `${what}: send`)
+  const messages = values.map(value => ({ value, partition: 0 }))
+  await withTimeout(txn.send({ topic, acks: -1, messages }), `${what}: send`)
 }
 
 // The values of partition 0 of `topic` from the beginning, read in a scratch group (kafkajs has
@@ -183,7 +191,9 @@ const describeError = e => `${e && e.name}${e && e.type ? ` ${e.type}` : ''}: ${
 
 async function checkTransactions (admin) {
   const topics = {}
-  for (const name of ['txn', 'fence', 'timeout', 'ctp-in', 'ctp-out']) topics[name] = `${TOPIC}-${name}`
+  for (const name of ['txn', 'fence', 'timeout', 'ctp-in', 'ctp-out']) {
+    topics[name] = `${TOPIC}-${name}`
+  }
   await withTimeout(admin.createTopics({
     topics: Object.values(topics).map(topic => ({ topic, numPartitions: 1, replicationFactor: 1 })),
     waitForLeaders: true
@@ -281,7 +291,7 @@ async function checkTransactions (admin) {
 // so the group needs no member).
 async function checkConsumeTransformProduce (admin, source, sink) {
   const group = `${GROUP}-ctp`
-  const plain = kafka.producer()
+  const plain = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner })
   await withTimeout(plain.connect(), 'plain producer connect')
   await withTimeout(plain.send({
     topic: source,
@@ -295,7 +305,8 @@ async function checkConsumeTransformProduce (admin, source, sink) {
   await withTimeout(producer.connect(), 'ctp producer connect')
   const transform = async (round, from, to, commit) => {
     const txn = await begin(producer, `round ${round}`)
-    await sendValues(txn, sink, input.slice(from, to).map(v => `out-${v}-r${round}`), `round ${round}`)
+    const outputs = input.slice(from, to).map(v => `out-${v}-r${round}`)
+    await sendValues(txn, sink, outputs, `round ${round}`)
     await withTimeout(txn.sendOffsets({
       consumerGroupId: group,
       topics: [{ topic: source, partitions: [{ partition: 0, offset: String(to) }] }]
@@ -310,7 +321,8 @@ async function checkConsumeTransformProduce (admin, source, sink) {
   committed = await transform(3, 5, 10, true)
   check(committed === 10, `committed after round 3: ${committed}, expected 10`)
   await producer.disconnect()
-  const want = [...input.slice(0, 5).map(v => `out-${v}-r1`), ...input.slice(5).map(v => `out-${v}-r3`)]
+  const want = [...input.slice(0, 5).map(v => `out-${v}-r1`),
+    ...input.slice(5).map(v => `out-${v}-r3`)]
   const got = await readValues(sink, false, want[9])
   check(JSON.stringify(got) === JSON.stringify(want),
     `read_committed of ${sink}: ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`)

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::consumer_group::ConsumerGroup;
 use crate::group::{Effects, Group, GroupState, JoinOutcome, RebalanceSettings, SyncOutcome};
 use crate::lock;
 use crate::store::{CompactionPolicy, OffsetStore, Record};
@@ -82,7 +83,7 @@ impl GroupCoordinator {
         config.validate().map_err(CoordinatorError::InvalidConfig)?;
         let runtime = Handle::try_current().map_err(|_| CoordinatorError::NoRuntime)?;
         let store = OffsetStore::open(dir, policy, runtime.clone())?;
-        let groups = restore_groups(&store);
+        let groups = restore_groups(&store, &config);
         tracing::info!(dir = %dir.display(), groups = groups.len(), "group coordinator open");
         let coordinator = Arc::new(Self {
             config,
@@ -212,6 +213,11 @@ impl GroupCoordinator {
             self.rebalances.fetch_add(1, Ordering::Relaxed);
             group.rebalances += 1;
         }
+        if fx.consumer_rebalances > 0 {
+            self.rebalances
+                .fetch_add(fx.consumer_rebalances, Ordering::Relaxed);
+            group.rebalances += fx.consumer_rebalances;
+        }
         let records = records_to_persist(group, &fx);
         let persisted = records.is_empty() || self.persist(group, records);
         let unavailable = ResponseError::CoordinatorNotAvailable;
@@ -296,12 +302,16 @@ fn records_to_persist(group: &Group, fx: &Effects) -> Vec<Record> {
     if fx.membership_changed && group.state == GroupState::Stable {
         records.push(Record::ClassicGroup(group.membership()));
     }
+    if let Some(consumer) = group.consumer.as_ref().filter(|_| fx.consumer_changed) {
+        records.push(Record::ConsumerGroup(consumer.record(&group.id)));
+    }
     records
 }
 
 /// Every group the offsets file knows: Stable with its members if its last generation
-/// completed its rebalance, otherwise Empty at its persisted generation.
-fn restore_groups(store: &OffsetStore) -> HashMap<String, Group> {
+/// completed its rebalance, otherwise Empty at its persisted generation; a consumer group with
+/// its epochs, members and assignments.
+fn restore_groups(store: &OffsetStore, config: &CoordinatorConfig) -> HashMap<String, Group> {
     let mut groups: HashMap<String, Group> = store
         .known_groups()
         .into_iter()
@@ -319,6 +329,14 @@ fn restore_groups(store: &OffsetStore) -> HashMap<String, Group> {
         tracing::info!(group = %group.id, generation = group.generation,
             members = group.members.len(), "restored the group's members");
         groups.insert(group.id.clone(), group);
+    }
+    for record in store.consumer_groups() {
+        let id = record.group.clone();
+        let consumer = ConsumerGroup::restored(record, now, config.consumer_session_timeout);
+        tracing::info!(group = %id, epoch = consumer.group_epoch,
+            members = consumer.members.len(), "restored the consumer group");
+        let group = groups.entry(id.clone()).or_insert_with(|| Group::new(id));
+        group.consumer = Some(consumer);
     }
     groups
 }

@@ -90,6 +90,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod consumer_group;
 mod coordinator;
 mod error;
 mod group;
@@ -100,6 +101,7 @@ mod store;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use config::CoordinatorConfig;
+pub use consumer_group::{TopicCatalog, TopicMetadata};
 pub use coordinator::GroupCoordinator;
 pub use error::{CoordinatorError, StoreError};
 pub use group::GroupState;

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 pub(crate) use requests::{JoinRequest, MemberIdentity};
 
+use crate::consumer_group::ConsumerGroup;
 use crate::store::{StoredMember, StoredMembership};
 
 /// The protocol type of Kafka's consumers: members' metadata is a `ConsumerProtocolSubscription`
@@ -161,6 +162,10 @@ pub(crate) struct Effects {
     /// The members of a Stable group changed (a rebalance completed, or a static member took
     /// its place): persist them so that they survive a restart.
     pub(crate) membership_changed: bool,
+    /// The group's KIP-848 consumer group changed (a timer removed members): persist it.
+    pub(crate) consumer_changed: bool,
+    /// How often the consumer group's epoch went up (counted as rebalances).
+    pub(crate) consumer_rebalances: u64,
 }
 
 impl Effects {
@@ -311,6 +316,9 @@ pub(crate) struct Group {
     pub(crate) persisted_seq: u64,
     /// Join phases that produced a generation with members since the coordinator opened.
     pub(crate) rebalances: u64,
+    /// Set while the group id belongs to a KIP-848 consumer group (ConsumerGroupHeartbeat);
+    /// the classic fields above then hold no members (see `consumer_group::mixing`).
+    pub(crate) consumer: Option<ConsumerGroup>,
 }
 
 impl Group {
@@ -328,6 +336,7 @@ impl Group {
             join_phase: None,
             persisted_seq: 0,
             rebalances: 0,
+            consumer: None,
         }
     }
 
@@ -379,6 +388,9 @@ impl Group {
     /// subscriptions while a consumer group has members (Kafka's `isSubscribedToTopic`).
     /// Another protocol's members cannot be looked into: NON_EMPTY_GROUP, as in Kafka.
     pub(crate) fn topics_in_use(&self) -> Result<BTreeSet<String>, ResponseError> {
+        if let Some(consumer) = &self.consumer {
+            return Ok(consumer.subscribed_topic_names());
+        }
         if self.state == GroupState::Empty {
             return Ok(BTreeSet::new());
         }
@@ -408,6 +420,7 @@ impl Group {
             && self.members.is_empty()
             && self.pending_members.is_empty()
             && self.protocol_type.is_none()
+            && self.consumer.is_none()
     }
 
     pub(crate) fn is_leader(&self, member_id: &str) -> bool {
@@ -419,7 +432,13 @@ impl Group {
         let phase = self.join_phase.map(|p| p.deadline);
         let pending = self.pending_members.values().copied();
         let members = self.members.values().filter_map(Member::expires_at);
-        phase.into_iter().chain(pending).chain(members).min()
+        let consumer = self.consumer.as_ref().and_then(ConsumerGroup::next_deadline);
+        phase
+            .into_iter()
+            .chain(pending)
+            .chain(members)
+            .chain(consumer)
+            .min()
     }
 
     /// Runs the timers that are due at `now`: forgets unused pending member ids, removes members
@@ -444,6 +463,12 @@ impl Group {
 
         if self.join_phase.is_some_and(|p| p.deadline <= now) {
             self.on_join_deadline(now, fx);
+        }
+
+        if let Some(consumer) = self.consumer.as_mut() {
+            let removed = consumer.expire(now, &self.id);
+            fx.consumer_changed |= removed > 0;
+            fx.consumer_rebalances += removed;
         }
     }
 

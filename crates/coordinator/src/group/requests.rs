@@ -51,6 +51,9 @@ impl Group {
         settings: &RebalanceSettings,
         fx: &mut Effects,
     ) -> Reply<JoinOutcome> {
+        if let Some(error) = self.classic_join_refusal() {
+            return Reply::Now(JoinOutcome::failed(request.member_id, error));
+        }
         if !self.supports_protocols(&request.protocol_type, &request.protocols) {
             let error = ResponseError::InconsistentGroupProtocol;
             return Reply::Now(JoinOutcome::failed(request.member_id, error));
@@ -406,6 +409,10 @@ impl Group {
         generation: i32,
         now: Instant,
     ) -> Result<(), ResponseError> {
+        // A consumer group's members commit at their member epoch (OffsetCommit v9).
+        if let Some(consumer) = &self.consumer {
+            return consumer.validate_commit(&who.member_id, generation);
+        }
         if self.state == GroupState::Dead {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -439,6 +446,9 @@ impl Group {
         who: &MemberIdentity,
         generation: i32,
     ) -> Result<(), ResponseError> {
+        if let Some(consumer) = &self.consumer {
+            return consumer.validate_commit(&who.member_id, generation);
+        }
         if self.state == GroupState::Dead {
             return Err(ResponseError::CoordinatorNotAvailable);
         }

@@ -3,6 +3,7 @@
 //! a response that fills only the fields its version has.
 
 mod admin;
+mod consumer_groups;
 mod deletion;
 mod membership;
 mod offsets;

@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 use record::{decode_frame, BadFrame, FILE_MAGIC};
 pub(crate) use record::{CommittedOffset, Record, StoredMember, StoredMembership};
+pub(crate) use record::{ConsumerGroupRecord, MemberRecord, MemberState, Partitions, TopicRecord};
 
 use crate::lock;
 
@@ -122,6 +123,9 @@ struct LiveState {
     generations: HashMap<String, StoredGeneration>,
     /// Only for groups whose latest generation completed its rebalance.
     memberships: HashMap<String, StoredMembership>,
+    /// KIP-848 consumer groups. A group id is in this map or in the two above, never both:
+    /// the latest record of either protocol decides the group's type.
+    consumer_groups: HashMap<String, ConsumerGroupRecord>,
     /// The position the next applied offset gets.
     next_position: u64,
 }
@@ -159,6 +163,7 @@ impl LiveState {
                     generation,
                     protocol_type,
                 };
+                self.consumer_groups.remove(&group);
                 self.generations.insert(group, stored);
             }
             Record::TopicDeleted { topic } => self.forget_topic(&topic),
@@ -168,14 +173,21 @@ impl LiveState {
                     protocol_type: membership.protocol_type.clone(),
                 };
                 self.generations.insert(membership.group.clone(), stored);
+                self.consumer_groups.remove(&membership.group);
                 self.memberships
                     .insert(membership.group.clone(), membership);
+            }
+            Record::ConsumerGroup(consumer) => {
+                self.generations.remove(&consumer.group);
+                self.memberships.remove(&consumer.group);
+                self.consumer_groups.insert(consumer.group.clone(), consumer);
             }
             Record::GroupDeleted { group } => {
                 self.offsets.remove(&group);
                 self.pending.remove(&group);
                 self.generations.remove(&group);
                 self.memberships.remove(&group);
+                self.consumer_groups.remove(&group);
             }
             Record::OffsetDeleted {
                 group,
@@ -285,6 +297,7 @@ impl LiveState {
     fn group_records(&self) -> impl Iterator<Item = Record> + '_ {
         // A group with members is described by its membership alone (it carries the
         // generation); the others by their generation.
+        let consumer_groups = self.consumer_groups.values().cloned();
         self.generations
             .iter()
             .map(|(group, g)| match self.memberships.get(group) {
@@ -295,6 +308,7 @@ impl LiveState {
                     protocol_type: g.protocol_type.clone(),
                 },
             })
+            .chain(consumer_groups.map(Record::ConsumerGroup))
     }
 
     /// The records of every commit and pending transactional offset, with their positions,
@@ -547,6 +561,16 @@ impl OffsetStore {
         lock(&self.inner)
             .live
             .memberships
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Every KIP-848 consumer group the file knows.
+    pub(crate) fn consumer_groups(&self) -> Vec<ConsumerGroupRecord> {
+        lock(&self.inner)
+            .live
+            .consumer_groups
             .values()
             .cloned()
             .collect()

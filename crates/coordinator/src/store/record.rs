@@ -23,6 +23,8 @@
 //! kind 7  TxnOffsetCommit  producer_id:i64 group:string topic:string partition:i32 offset:i64
 //!                          leader_epoch:i32 commit_timestamp_ms:i64 metadata:string
 //! kind 8  TxnCompleted     producer_id:i64 group:string committed:u8(0 = aborted, 1 = committed)
+//! kind 16 ConsumerGroup    a KIP-848 consumer group: epochs, subscribed topics, members with
+//!                          their assignments (layout in [`consumer`])
 //! ```
 //!
 //! A frame is either whole and CRC-valid or it is the torn tail of an interrupted write: the
@@ -35,9 +37,14 @@
 //! as before). An older binary refuses a file
 //! with a kind it does not know ([`BadFrame::Undecodable`]) instead of dropping it. Kind 4
 //! carries its own layout byte so that fields can be added to classic groups; a group of
-//! another protocol (KIP-848's consumer groups) would get a kind of its own.
+//! another protocol (KIP-848's consumer groups) would get a kind of its own: kind 16, numbered
+//! apart from the classic kinds so that both families can grow.
+
+mod consumer;
 
 use bytes::Bytes;
+
+pub(crate) use consumer::{ConsumerGroupRecord, MemberRecord, MemberState, Partitions, TopicRecord};
 
 use super::StoreError;
 
@@ -55,6 +62,7 @@ const KIND_GROUP_DELETED: u8 = 5;
 const KIND_OFFSET_DELETED: u8 = 6;
 const KIND_TXN_OFFSET_COMMIT: u8 = 7;
 const KIND_TXN_COMPLETED: u8 = 8;
+const KIND_CONSUMER_GROUP: u8 = 16;
 
 /// The layout of [`KIND_CLASSIC_GROUP`] bodies this version writes and reads.
 const CLASSIC_GROUP_LAYOUT: u8 = 1;
@@ -166,6 +174,9 @@ pub(crate) enum Record {
         group: String,
         committed: bool,
     },
+    /// A KIP-848 consumer group as it is now; replaces the group's earlier state, classic or
+    /// consumer (and a later classic `Generation` or `ClassicGroup` replaces it).
+    ConsumerGroup(ConsumerGroupRecord),
 }
 
 /// Why the bytes at some position are not a whole, valid frame.
@@ -229,6 +240,11 @@ impl Record {
                 ..
             } => 8 + strings(&[group, topic, &offset.metadata]) + 4 + 8 + 4 + 8,
             Record::TxnCompleted { group, .. } => 8 + strings(&[group]) + 1,
+            Record::ConsumerGroup(group) => {
+                // Variable-length all the way down: measuring is encoding.
+                let mut body = Vec::new();
+                consumer::encode(&mut body, group).map_or(0, |()| body.len() as u64)
+            }
         };
         FRAME_HEADER_LEN as u64 + body
     }
@@ -243,6 +259,7 @@ impl Record {
             | Record::TxnOffsetCommit { group, .. }
             | Record::TxnCompleted { group, .. } => Some(group),
             Record::ClassicGroup(membership) => Some(&membership.group),
+            Record::ConsumerGroup(consumer) => Some(&consumer.group),
             Record::TopicDeleted { .. } => None,
         }
     }
@@ -311,6 +328,10 @@ impl Record {
                 put_string(out, group)?;
                 out.push(u8::from(*committed));
             }
+            Record::ConsumerGroup(group) => {
+                out.push(KIND_CONSUMER_GROUP);
+                consumer::encode(out, group)?;
+            }
         }
         Ok(())
     }
@@ -353,6 +374,7 @@ impl Record {
                     _ => return Err(BadFrame::Undecodable("bad transaction outcome")),
                 },
             },
+            KIND_CONSUMER_GROUP => Record::ConsumerGroup(consumer::decode(&mut r)?),
             _ => return Err(BadFrame::Undecodable("unknown record kind")),
         };
         if !r.0.is_empty() {
@@ -656,6 +678,7 @@ mod tests {
                 group: String::new(),
                 committed: false,
             },
+            Record::ConsumerGroup(consumer::tests::consumer_group()),
         ];
         for record in records {
             let buf = encode(&record);
