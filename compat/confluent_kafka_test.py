@@ -30,7 +30,12 @@ transaction.timeout.ms is aborted by the broker (the records behind it become re
 read_committed, its commit fails with _FENCED); consume-transform-produce with
 send_offsets_to_transaction and the consumer's group metadata (the group's committed offset
 moves with commits only, the output holds each input record once). confluent-kafka 2.16 has no
-AdminClient call for DescribeTransactions or ListTransactions. Exit code 0 = pass.
+AdminClient call for DescribeTransactions or ListTransactions. Last, a KIP-848 consumer group
+(group.protocol=consumer): two consumers split a topic's partitions between them without ever
+owning one at the same time, each commits its partitions at its member epoch and committed()
+reads them back, describe_consumer_groups (ConsumerGroupDescribe) and list_consumer_groups
+report a group of type CONSUMER, and when one consumer closes the other gets every partition;
+the emptied group is deleted. Exit code 0 = pass.
 Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
        COMPAT_TIMEOUT whole-script seconds (default 240), LIBRDKAFKA_DEBUG=protocol,broker,cgrp.
 """
@@ -43,6 +48,7 @@ import uuid
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    ConsumerGroupType,
     OFFSET_INVALID,
     Consumer,
     IsolationLevel,
@@ -559,6 +565,80 @@ def check_consume_transform_produce(admin):
        "aborted round; the output holds each input record once")
 
 
+def wait_assignments(consumers, done, what):
+    """Polls every consumer until `done(assignments)`; returns the assigned partition sets."""
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while True:
+        check_no_fatal()
+        for consumer in consumers:
+            consumer.poll(0.1)
+        assignments = [{tp.partition for tp in c.assignment()} for c in consumers]
+        if done(assignments):
+            return assignments
+        check(time.monotonic() < deadline, f"{what}: timed out with assignments {assignments}")
+
+
+def check_consumer_protocol_group(admin):
+    """Two consumers in a KIP-848 group (ConsumerGroupHeartbeat, broker-side assignment)."""
+    topic, group = f"{TOPIC}-kip848", f"{GROUP}-kip848"
+    create_topic(admin, topic, 4)
+    conf = base_conf(**{"group.id": group, "group.protocol": "consumer",
+                        "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c1 = Consumer(conf)
+    c1.subscribe([topic])
+    wait_assignments([c1], lambda a: len(a[0]) == 4, "member 1 owning all 4 partitions")
+    c2 = Consumer(conf)
+    c2.subscribe([topic])
+
+    def split(assignments):
+        first, second = assignments
+        check(not first & second, f"partitions owned by both members at once: {first & second}")
+        return len(first) == 2 and len(second) == 2
+
+    first, second = wait_assignments([c1, c2], split, "4 partitions split 2/2")
+    ok(f"group.protocol=consumer: two members split the partitions {sorted(first)} / "
+       f"{sorted(second)}, never owning one at the same time")
+
+    for consumer, mine, offset in ((c1, first, 1), (c2, second, 2)):
+        result = consumer.commit(offsets=[TopicPartition(topic, p, offset) for p in sorted(mine)],
+                                 asynchronous=False)
+        errors = [tp for tp in result or [] if tp.error]
+        check(not errors, f"commit at the member epoch failed: {errors}")
+    want = {p: 1 if p in first else 2 for p in range(4)}
+    for consumer in (c1, c2):
+        got = {tp.partition: tp.offset
+               for tp in consumer.committed([TopicPartition(topic, p) for p in range(4)],
+                                            timeout=STEP_TIMEOUT)}
+        check(got == want, f"committed() by a member: {got}, expected {want}")
+    ok("each member committed its own partitions (OffsetCommit v9 at its member epoch); "
+       "committed() (OffsetFetch v9) reads them back")
+
+    described = admin.describe_consumer_groups([group], request_timeout=STEP_TIMEOUT)[group]
+    described = described.result(timeout=STEP_TIMEOUT)
+    check(described.type == ConsumerGroupType.CONSUMER,
+          f"describe_consumer_groups: type {described.type}, expected CONSUMER")
+    check(described.partition_assignor == "uniform",
+          f"describe_consumer_groups: assignor {described.partition_assignor!r}")
+    owned = sorted(sorted(tp.partition for tp in m.assignment.topic_partitions)
+                   for m in described.members)
+    check(owned == sorted([sorted(first), sorted(second)]),
+          f"describe_consumer_groups: members own {owned}, the consumers {first} / {second}")
+    listed = admin.list_consumer_groups(types={ConsumerGroupType.CONSUMER},
+                                        request_timeout=STEP_TIMEOUT).result(timeout=STEP_TIMEOUT)
+    check(any(g.group_id == group and g.type == ConsumerGroupType.CONSUMER for g in listed.valid),
+          f"list_consumer_groups(CONSUMER) misses {group}: {[g.group_id for g in listed.valid]}")
+    ok("describe_consumer_groups (ConsumerGroupDescribe) and list_consumer_groups report a "
+       "CONSUMER group, assignor uniform, with the members' partitions")
+
+    c2.close()
+    wait_assignments([c1], lambda a: len(a[0]) == 4, "member 1 owning all 4 partitions again")
+    c1.close()
+    futures = admin.delete_consumer_groups([group], request_timeout=STEP_TIMEOUT)
+    check(admin_error(futures[group]) is None, "delete_consumer_groups of the emptied group")
+    check_no_fatal()
+    ok("when a member closes the other gets every partition; the emptied group is deleted")
+
+
 def main():
     check(BOOTSTRAP, "BOOTSTRAP must be set to host:port of the broker")
     print(
@@ -738,6 +818,9 @@ def main():
 
     # 9. Transactions.
     check_transactions(admin)
+
+    # 10. A KIP-848 consumer group (group.protocol=consumer).
+    check_consumer_protocol_group(admin)
 
     print(f"confluent-kafka suite: PASS ({_step} checks)", flush=True)
     return 0

@@ -224,6 +224,8 @@ async fn route(ctx: RequestContext, header: &Header, mut frame: Bytes) -> Starte
         ApiKey::ListGroups => inline!(ctx, header, frame, list_groups),
         ApiKey::DeleteGroups => inline!(ctx, header, frame, delete_groups),
         ApiKey::OffsetDelete => inline!(ctx, header, frame, offset_delete),
+        ApiKey::ConsumerGroupHeartbeat => inline!(ctx, header, frame, consumer_group_heartbeat),
+        ApiKey::ConsumerGroupDescribe => inline!(ctx, header, frame, consumer_group_describe),
         ApiKey::CreateTopics => inline!(ctx, header, frame, create_topics),
         ApiKey::DeleteTopics => inline!(ctx, header, frame, delete_topics),
         ApiKey::DeleteRecords => inline!(ctx, header, frame, delete_records),

@@ -135,6 +135,16 @@ fn encode_default_request(api: ApiKey, version: i16, buf: &mut BytesMut) -> bool
         ApiKey::DescribeCluster => DescribeClusterRequest::default()
             .with_include_cluster_authorized_operations(true)
             .encode(buf, version),
+        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("fuzz")))
+            .with_member_id(StrBytes::from_static_str("fuzz-member"))
+            .with_rebalance_timeout_ms(1000)
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str("t"))]))
+            .with_topic_partitions(Some(Vec::new()))
+            .encode(buf, version),
+        ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_static_str("fuzz"))])
+            .encode(buf, version),
         _ => return false,
     };
     result.is_ok()

@@ -43,7 +43,10 @@ impl CoordinatorConfig {
             ("initial_rebalance_delay", self.initial_rebalance_delay),
             ("min_session_timeout", self.min_session_timeout),
             ("max_session_timeout", self.max_session_timeout),
-            ("consumer_heartbeat_interval", self.consumer_heartbeat_interval),
+            (
+                "consumer_heartbeat_interval",
+                self.consumer_heartbeat_interval,
+            ),
             ("consumer_session_timeout", self.consumer_session_timeout),
         ];
         if let Some((name, _)) = named.iter().find(|(_, d)| !fits(*d)) {
@@ -52,7 +55,8 @@ impl CoordinatorConfig {
         if self.min_session_timeout > self.max_session_timeout {
             return Err("min_session_timeout is larger than max_session_timeout".into());
         }
-        // Kafka's rule: a member must get several chances to heartbeat within its session.
+        // Kafka's rule: a member told to heartbeat less often than its session lasts would
+        // expire between two heartbeats.
         if self.consumer_heartbeat_interval.as_millis() == 0
             || self.consumer_heartbeat_interval >= self.consumer_session_timeout
         {

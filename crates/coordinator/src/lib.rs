@@ -2,7 +2,9 @@
 //! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), committed offsets (OffsetCommit,
 //! OffsetFetch, OffsetDelete), transactional offsets (TxnOffsetCommit, completed by
 //! [`GroupCoordinator::complete_transaction`]), the admin views (ListGroups, DescribeGroups)
-//! and DeleteGroups, for a single broker that is the coordinator of every group.
+//! and DeleteGroups, for a single broker that is the coordinator of every group; and, beside
+//! the classic groups, Kafka 4's consumer group protocol (KIP-848: ConsumerGroupHeartbeat,
+//! ConsumerGroupDescribe), in which the coordinator assigns partitions itself.
 //!
 //! The broker decodes a request, calls the matching [`GroupCoordinator`] method with the
 //! request version, and encodes the response it gets back at that version. Handlers never
@@ -62,17 +64,29 @@
 //! a join phase and its SyncGroup comes back Empty at its persisted generation (its members
 //! rejoin), as does every group with no members.
 //!
+//! # KIP-848 consumer groups
+//!
+//! A group id is either a classic group or a consumer group (`consumer_group` has the
+//! protocol: group epoch, target assignment, member epochs and reconciliation). Both live in
+//! the same map under the same lock: a consumer group is a `group::Group` whose `consumer`
+//! part is set and whose classic members are none, so the views (ListGroups, DeleteGroups,
+//! OffsetDelete, offset commits) see one group per id. An empty group changes protocol when a
+//! member of the other protocol joins; a non-empty one refuses it (Kafka 4 with its migration
+//! policy `disabled`). A consumer group is persisted as a whole (record kind 16) before any
+//! heartbeat that changed it is answered, and comes back after a restart with its epochs and
+//! assignments; members' sessions start at the restart.
+//!
 //! # On disk
 //!
 //! One append-only file, `<dir>/offsets.log`: an 8-byte magic (`FRSHOFS1`), then records,
 //! each framed as `length:u32 crc32c:u32 body` (big-endian). Bodies are an offset commit
 //! (group, topic, partition, offset, leader epoch, commit timestamp, metadata), a group's
 //! generation (with its protocol type), a classic group's members at a synced generation,
-//! a deleted topic's, group's or offset's marker, a transaction's pending offset and the end
-//! of a transaction in a group; the latest record per key wins. New kinds are added without
-//! changing old ones, so files of earlier versions open unchanged. An OffsetCommit is
-//! answered only after its records are fsynced; concurrent commits
-//! share one fsync (group commit). Opening replays the file and cuts off a torn tail (an
+//! a deleted topic's, group's or offset's marker, a transaction's pending offset, the end
+//! of a transaction in a group and a consumer group's state; the latest record per key wins.
+//! New kinds are added without changing old ones, so files of earlier versions open
+//! unchanged. An OffsetCommit is answered only after its records are fsynced; concurrent
+//! commits share one fsync (group commit). Opening replays the file and cuts off a torn tail (an
 //! incomplete or CRC-mismatched last frame, the remains of a crash mid-write: never
 //! acknowledged). When the file grows to several times its live size it is rewritten
 //! compacted: temporary file, fsync, rename, fsync of the directory.

@@ -359,6 +359,14 @@ pub struct BrokerArgs {
         default_value_t = 3000
     )]
     pub group_initial_rebalance_delay_ms: u64,
+    /// How often members of KIP-848 consumer groups (`group.protocol=consumer`) heartbeat, in
+    /// ms: the broker tells them (Kafka's `group.consumer.heartbeat.interval.ms`).
+    #[arg(long, env = "FRESHET_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    pub group_consumer_heartbeat_interval_ms: u64,
+    /// How long a member of a KIP-848 consumer group may go without heartbeating before it is
+    /// removed, in ms (Kafka's `group.consumer.session.timeout.ms`); must exceed the interval.
+    #[arg(long, env = "FRESHET_GROUP_CONSUMER_SESSION_TIMEOUT_MS", default_value_t = 45_000, value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    pub group_consumer_session_timeout_ms: u64,
     /// Longest `transaction.timeout.ms` a transactional producer may ask for, in ms (Kafka's
     /// `transaction.max.timeout.ms`).
     #[arg(long, env = "FRESHET_TRANSACTION_MAX_TIMEOUT_MS", default_value_t = 900_000, value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
@@ -515,6 +523,10 @@ impl BrokerArgs {
         config.log_cleanup_interval = Duration::from_millis(self.log_cleanup_interval_ms.max(1));
         config.coordinator.initial_rebalance_delay =
             Duration::from_millis(self.group_initial_rebalance_delay_ms);
+        config.coordinator.consumer_heartbeat_interval =
+            Duration::from_millis(self.group_consumer_heartbeat_interval_ms);
+        config.coordinator.consumer_session_timeout =
+            Duration::from_millis(self.group_consumer_session_timeout_ms);
         config.transaction_max_timeout = Duration::from_millis(self.transaction_max_timeout_ms);
         config.transaction_abort_interval =
             Duration::from_millis(self.transaction_abort_interval_ms);

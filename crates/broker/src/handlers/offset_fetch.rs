@@ -6,10 +6,13 @@
 //!
 //! v8+ (KIP-709) asks for several groups at once: each is answered as a v7 request for it
 //! alone would be, authorization included. v9 adds the member id and epoch of the KIP-848
-//! consumer protocol, which classic groups ignore (as Kafka's classic groups do).
+//! consumer protocol: a consumer group answers UNKNOWN_MEMBER_ID or STALE_MEMBER_EPOCH for a
+//! member that is not in it at that epoch; classic groups ignore them (as Kafka's do).
 
 use freshet_security::acl::Operation;
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -31,6 +34,14 @@ pub async fn handle(ctx: &RequestContext, request: OffsetFetchRequest) -> Offset
 async fn batched(ctx: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
     let mut groups = Vec::with_capacity(request.groups.len());
     for group in request.groups {
+        if let Err(error) = member_check(ctx, &group) {
+            groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(group.group_id)
+                    .with_error_code(error.code()),
+            );
+            continue;
+        }
         let topics = group.topics.map(|topics| {
             topics
                 .into_iter()
@@ -75,6 +86,21 @@ async fn batched(ctx: &RequestContext, request: OffsetFetchRequest) -> OffsetFet
         );
     }
     OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// The v9 member check of a consumer group, for principals that may see the group (the
+/// others learn nothing from it: [`one_group`] refuses them).
+fn member_check(
+    ctx: &RequestContext,
+    group: &OffsetFetchRequestGroup,
+) -> Result<(), ResponseError> {
+    if ctx.version < 9 || !ctx.may_on_group(Operation::Describe, &group.group_id) {
+        return Ok(());
+    }
+    let member_id = group.member_id.as_ref().map(|id| id.as_str());
+    ctx.broker
+        .groups
+        .validate_offset_fetch(&group.group_id, member_id, group.member_epoch)
 }
 
 /// One group's offsets, answered at `version` (1-7).

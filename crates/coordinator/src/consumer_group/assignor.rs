@@ -159,7 +159,10 @@ fn range(
         }
         subscribers.sort_by_key(|&i| {
             let member = &members[i];
-            (member.instance_id.unwrap_or(member.member_id), member.member_id)
+            (
+                member.instance_id.unwrap_or(member.member_id),
+                member.member_id,
+            )
         });
         let count = subscribers.len();
         let partitions = usize::try_from(topic.partitions).unwrap_or(0);
@@ -217,7 +220,11 @@ mod tests {
             }
         }
         let all: usize = topics.values().map(|t| t.partitions as usize).sum();
-        assert_eq!(seen.len(), all, "not every partition is assigned: {targets:?}");
+        assert_eq!(
+            seen.len(),
+            all,
+            "not every partition is assigned: {targets:?}"
+        );
     }
 
     #[test]
@@ -236,7 +243,10 @@ mod tests {
         assert_covers_once(&second, &topics);
         assert_eq!((count(&second["m1"]), count(&second["m2"])), (4, 3));
         for (id, partitions) in &second["m1"] {
-            assert!(partitions.is_subset(&previous[id]), "m1 only keeps partitions");
+            assert!(
+                partitions.is_subset(&previous[id]),
+                "m1 only keeps partitions"
+            );
         }
     }
 
@@ -275,7 +285,10 @@ mod tests {
     fn range_gives_consecutive_ranges_in_member_order() {
         let topics = BTreeMap::from([topic("a", 1, 5), topic("b", 2, 5)]);
         let none = Partitions::new();
-        let members = [spec("m2", &["a", "b"], &none), spec("m1", &["a", "b"], &none)];
+        let members = [
+            spec("m2", &["a", "b"], &none),
+            spec("m1", &["a", "b"], &none),
+        ];
         let targets = assign(RANGE, &members, &topics);
         assert_covers_once(&targets, &topics);
         let expect = |ps: &[i32]| -> Partitions {

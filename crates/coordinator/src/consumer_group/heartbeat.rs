@@ -43,8 +43,7 @@ impl Heartbeat {
     fn is_full(&self) -> bool {
         self.member_epoch == 0
             || (self.rebalance_timeout_ms != -1
-                && (self.subscribed_topic_names.is_some()
-                    || self.subscribed_topic_regex.is_some())
+                && (self.subscribed_topic_names.is_some() || self.subscribed_topic_regex.is_some())
                 && self.owned.is_some())
     }
 }
@@ -146,7 +145,9 @@ impl ConsumerGroup {
                 .map(|m| m.record.member_id.clone())
                 .ok_or_else(|| unknown_member(group_id, &request.member_id))?,
             Some(instance) => {
-                let member = self.static_member(instance).ok_or_else(|| unknown_instance(instance))?;
+                let member = self
+                    .static_member(instance)
+                    .ok_or_else(|| unknown_instance(instance))?;
                 check_not_fenced(member, &request.member_id, instance)?;
                 member.record.member_id.clone()
             }
@@ -210,16 +211,14 @@ impl ConsumerGroup {
                 .members
                 .get(&request.member_id)
                 .map_or_else(|| brand_new(&request.member_id), existing)),
-            Some(member) if member.record.member_epoch != LEAVE_STATIC_EPOCH => {
-                Err(Refusal::new(
-                    ResponseError::UnreleasedInstanceId,
-                    format!(
-                        "Static member {} with instance id {instance} cannot join the group \
+            Some(member) if member.record.member_epoch != LEAVE_STATIC_EPOCH => Err(Refusal::new(
+                ResponseError::UnreleasedInstanceId,
+                format!(
+                    "Static member {} with instance id {instance} cannot join the group \
                          because the instance id is owned by {} member.",
-                        request.member_id, member.record.member_id
-                    ),
-                ))
-            }
+                    request.member_id, member.record.member_id
+                ),
+            )),
             Some(member) => {
                 // The new incarnation takes the previous one's place, its partitions and its
                 // target, at epoch 0 (it reconciles to the target epoch at once).
@@ -252,8 +251,7 @@ impl ConsumerGroup {
                     session_deadline,
                     revocation_deadline: None,
                 };
-                self.members
-                    .insert(member.record.member_id.clone(), member);
+                self.members.insert(member.record.member_id.clone(), member);
             }
         }
     }
@@ -273,8 +271,13 @@ impl ConsumerGroup {
         }
         self.topics = metadata;
         self.group_epoch = self.group_epoch.saturating_add(1);
-        tracing::info!(group = group_id, epoch = self.group_epoch, subscription_changed,
-            topics_changed, "bumped the group epoch");
+        tracing::info!(
+            group = group_id,
+            epoch = self.group_epoch,
+            subscription_changed,
+            topics_changed,
+            "bumped the group epoch"
+        );
         1
     }
 
@@ -299,8 +302,12 @@ impl ConsumerGroup {
             member.record.target = targets.remove(&member.record.member_id).unwrap_or_default();
         }
         self.assignment_epoch = self.group_epoch;
-        tracing::info!(group = group_id, epoch = self.assignment_epoch, assignor,
-            "computed a new target assignment");
+        tracing::info!(
+            group = group_id,
+            epoch = self.assignment_epoch,
+            assignor,
+            "computed a new target assignment"
+        );
     }
 
     /// Moves the member towards its target if it is not there yet. True if it moved.
@@ -413,7 +420,11 @@ fn check_epoch(member: &MemberRecord, request: &Heartbeat) -> Result<(), Refusal
 }
 
 /// A static member's previous incarnation is fenced by the current one.
-fn check_not_fenced(member: &ConsumerMember, member_id: &str, instance: &str) -> Result<(), Refusal> {
+fn check_not_fenced(
+    member: &ConsumerMember,
+    member_id: &str,
+    instance: &str,
+) -> Result<(), Refusal> {
     if member.record.member_id == member_id {
         return Ok(());
     }

@@ -282,7 +282,10 @@ impl ConsumerGroup {
 
     /// The earliest instant at which [`expire`](Self::expire) has something to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.members.values().map(ConsumerMember::next_deadline).min()
+        self.members
+            .values()
+            .map(ConsumerMember::next_deadline)
+            .min()
     }
 
     /// Removes the members whose session lapsed or that did not revoke in time. Returns how
@@ -296,7 +299,10 @@ impl ConsumerGroup {
                 if m.session_deadline <= now {
                     Some((id, "session expired"))
                 } else if m.revocation_deadline.is_some_and(|at| at <= now) {
-                    Some((id, "did not revoke its partitions within its rebalance timeout"))
+                    Some((
+                        id,
+                        "did not revoke its partitions within its rebalance timeout",
+                    ))
                 } else {
                     None
                 }

@@ -79,7 +79,8 @@ impl ConsumerGroup {
                 names.extend(self.regexes.matching(pattern, &all));
             }
         }
-        self.regexes.retain_used(patterns.iter().map(String::as_str));
+        self.regexes
+            .retain_used(patterns.iter().map(String::as_str));
         names
             .into_iter()
             .filter_map(|name| {
@@ -117,7 +118,11 @@ mod tests {
 
     #[test]
     fn a_regex_must_match_the_whole_name() {
-        let names = ["orders".to_owned(), "orders-eu".to_owned(), "old-orders".to_owned()];
+        let names = [
+            "orders".to_owned(),
+            "orders-eu".to_owned(),
+            "old-orders".to_owned(),
+        ];
         let mut regexes = Regexes::default();
         let matched: Vec<String> = regexes.matching("orders.*", &names).collect();
         assert_eq!(matched, ["orders", "orders-eu"]);

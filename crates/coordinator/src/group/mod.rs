@@ -432,7 +432,10 @@ impl Group {
         let phase = self.join_phase.map(|p| p.deadline);
         let pending = self.pending_members.values().copied();
         let members = self.members.values().filter_map(Member::expires_at);
-        let consumer = self.consumer.as_ref().and_then(ConsumerGroup::next_deadline);
+        let consumer = self
+            .consumer
+            .as_ref()
+            .and_then(ConsumerGroup::next_deadline);
         phase
             .into_iter()
             .chain(pending)

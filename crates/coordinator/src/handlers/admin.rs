@@ -8,6 +8,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use crate::consumer_group::CONSUMER_GROUP_TYPE;
 use crate::group::{Group, GroupState};
 use crate::{lock, GroupCoordinator, GroupOverview};
 
@@ -16,7 +17,8 @@ use crate::{lock, GroupCoordinator, GroupOverview};
 const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 impl GroupCoordinator {
-    /// ListGroups v0–4 (v4 filters by state, case-insensitively).
+    /// ListGroups v0–5 (v4 filters by state, v5 by type, both case-insensitively). Consumer
+    /// groups (KIP-848) are listed with their own states and type `consumer`.
     pub async fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
         let mut response = ListGroupsResponse::default();
         if self.is_closed() {
@@ -31,12 +33,19 @@ impl GroupCoordinator {
         } else {
             Vec::new()
         };
+        let wanted_types: Vec<String> = if version >= 5 {
+            req.types_filter
+                .iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let groups = lock(&self.groups);
         let mut listed: Vec<ListedGroup> = groups
             .values()
-            .filter(|g| {
-                wanted.is_empty() || wanted.contains(&g.state.as_str().to_ascii_lowercase())
-            })
+            .filter(|g| wanted.is_empty() || wanted.contains(&g.state_name().to_ascii_lowercase()))
+            .filter(|g| wanted_types.is_empty() || wanted_types.iter().any(|t| t == g.group_type()))
             .map(|g| listed_group(g, version))
             .collect();
         drop(groups);
@@ -64,6 +73,9 @@ impl GroupCoordinator {
                     d
                 } else {
                     match groups.get(group_id.as_str()) {
+                        Some(group) if group.consumer.is_some() => {
+                            not_a_classic_group(group_id, version)
+                        }
                         Some(group) => described_group(group, version),
                         None => dead_group(group_id),
                     }
@@ -94,9 +106,16 @@ impl GroupCoordinator {
 fn listed_group(group: &Group, version: i16) -> ListedGroup {
     let mut listed = ListedGroup::default();
     listed.group_id = GroupId(StrBytes::from_string(group.id.clone()));
-    listed.protocol_type = StrBytes::from_string(group.protocol_type.clone().unwrap_or_default());
+    let protocol_type = match &group.consumer {
+        Some(_) => CONSUMER_GROUP_TYPE.to_owned(),
+        None => group.protocol_type.clone().unwrap_or_default(),
+    };
+    listed.protocol_type = StrBytes::from_string(protocol_type);
     if version >= 4 {
-        listed.group_state = StrBytes::from_static_str(group.state.as_str());
+        listed.group_state = StrBytes::from_static_str(group.state_name());
+    }
+    if version >= 5 {
+        listed.group_type = StrBytes::from_static_str(group.group_type());
     }
     listed
 }
@@ -131,6 +150,18 @@ fn described_group(group: &Group, version: i16) -> DescribedGroup {
             member
         })
         .collect();
+    described
+}
+
+/// A consumer group asked for with the classic DescribeGroups: Kafka 4 says GROUP_ID_NOT_FOUND
+/// from v6, and describes it as Dead before (clients describe it with ConsumerGroupDescribe).
+fn not_a_classic_group(group_id: GroupId, version: i16) -> DescribedGroup {
+    let message = format!("Group {} is not a classic group.", group_id.as_str());
+    let mut described = dead_group(group_id);
+    if version >= 6 {
+        described.error_code = ResponseError::GroupIdNotFound.code();
+        described.error_message = Some(StrBytes::from_string(message));
+    }
     described
 }
 

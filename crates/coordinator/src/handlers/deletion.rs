@@ -17,7 +17,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 
 use super::error_code;
-use crate::group::GroupState;
 use crate::store::Record;
 use crate::{lock, GroupCoordinator, StoreError};
 
@@ -53,7 +52,7 @@ impl GroupCoordinator {
                     let group = groups
                         .get(name.as_str())
                         .ok_or(ResponseError::GroupIdNotFound)?;
-                    if group.state != GroupState::Empty {
+                    if !group.is_empty() {
                         return Err(ResponseError::NonEmptyGroup);
                     }
                     let seq = self.append_or_log(group_deleted(name), name)?;
@@ -127,7 +126,7 @@ impl GroupCoordinator {
             }
             let group = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
             let in_use = group.topics_in_use()?;
-            let deletes_group = group.state == GroupState::Empty;
+            let deletes_group = group.is_empty();
             let mut records = Vec::new();
             let outcomes: Vec<PartitionOutcome> = requested
                 .map(|(topic, partition)| {

@@ -180,7 +180,8 @@ impl LiveState {
             Record::ConsumerGroup(consumer) => {
                 self.generations.remove(&consumer.group);
                 self.memberships.remove(&consumer.group);
-                self.consumer_groups.insert(consumer.group.clone(), consumer);
+                self.consumer_groups
+                    .insert(consumer.group.clone(), consumer);
             }
             Record::GroupDeleted { group } => {
                 self.offsets.remove(&group);

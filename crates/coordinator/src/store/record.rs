@@ -44,7 +44,9 @@ mod consumer;
 
 use bytes::Bytes;
 
-pub(crate) use consumer::{ConsumerGroupRecord, MemberRecord, MemberState, Partitions, TopicRecord};
+pub(crate) use consumer::{
+    ConsumerGroupRecord, MemberRecord, MemberState, Partitions, TopicRecord,
+};
 
 use super::StoreError;
 
