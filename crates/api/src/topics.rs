@@ -271,7 +271,7 @@ pub async fn delete_topic(
         (status = 403, description = "The topic belongs to a Freshet service", body = ApiError,
          example = json!({"error": "topic login-attempts belongs to the login guard; only it writes records there"})),
         (status = 404, description = "No such topic", body = ApiError),
-        (status = 409, description = "A record names a partition the topic does not have", body = ApiError),
+        (status = 409, description = "A record names a partition the topic does not have, or the topic was deleted, recreated or repartitioned while the records were sent", body = ApiError),
         (status = 413, description = "The body is larger than 1 MiB", body = ApiError),
         (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ApiError),
         (status = 503, description = "The cluster is unreachable or did not acknowledge, or no cluster client runs in this process", body = ApiError),

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use base64::Engine;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde_json::Value;
@@ -59,7 +59,7 @@ impl Cluster {
                 .inner
                 .producer
                 .send_result(encoded.future_record(topic))
-                .map_err(|(error, _)| error)?;
+                .map_err(|(error, _)| topic_changed(error, topic))?;
             deliveries.push(delivery);
         }
         let mut offsets = Vec::with_capacity(deliveries.len());
@@ -67,7 +67,7 @@ impl Cluster {
             let delivered = delivery
                 .await
                 .map_err(|_| ServiceError::Kafka(KafkaError::Canceled))?
-                .map_err(|(error, _)| error)?;
+                .map_err(|(error, _)| topic_changed(error, topic))?;
             offsets.push(ProducedOffset {
                 partition: delivered.partition,
                 offset: delivered.offset,
@@ -166,6 +166,23 @@ impl Cluster {
             }
         }
         Ok(walk)
+    }
+}
+
+/// The producer's own view of the topic lacks it or the partition it chose: the topic was
+/// deleted, recreated or given partitions between the layout check and the send (seen when a
+/// topic is recreated under the same name). The request conflicts with the topic's state,
+/// which is a client's 409, not the cluster's failure; a retry sees the new state.
+fn topic_changed(error: KafkaError, topic: &str) -> ServiceError {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic) => {
+            ServiceError::Conflict(format!(
+                "topic {topic:?} changed while the records were sent (deleted, recreated or \
+                 repartitioned): {error}; records before the first refused one may have been \
+                 written"
+            ))
+        }
+        _ => ServiceError::Kafka(error),
     }
 }
 
