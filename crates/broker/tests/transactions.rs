@@ -110,6 +110,23 @@ async fn a_second_producer_with_the_same_id_fences_the_first() {
     assert_eq!(read, sorted(new_values));
 }
 
+/// Waits until the coordinator holds `id` in `state` (from a blocking context).
+fn wait_for_state(broker: &TestBroker, id: &str, state: &str) {
+    let deadline = Instant::now() + WAIT;
+    let runtime = tokio::runtime::Handle::current();
+    loop {
+        let meta = runtime.block_on(broker.broker.transactions.describe(id));
+        if meta.as_ref().is_some_and(|m| m.state.name() == state) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never reached {state}: {meta:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_broker_aborts_a_transaction_past_its_timeout() {
     let broker = TestBroker::start_with(|config| {
@@ -130,7 +147,7 @@ async fn the_broker_aborts_a_transaction_past_its_timeout() {
         );
         producer.begin_transaction().expect("begin");
         send_all(&producer, "txn-timeout", &late);
-        std::thread::sleep(Duration::from_millis(2500));
+        wait_for_state(&broker, "txn-timeout-id", "CompleteAbort");
         producer
             .commit_transaction(WAIT)
             .expect_err("the transaction was aborted by the broker");

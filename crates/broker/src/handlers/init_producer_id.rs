@@ -12,9 +12,7 @@ use kafka_protocol::ResponseError;
 
 use super::transactions::fenced_error;
 use super::RequestContext;
-
-/// Kafka moves a producer id whose epoch would reach `i16::MAX` to a new id.
-const LAST_USABLE_EPOCH: i16 = i16::MAX - 1;
+use crate::transactions::LAST_USABLE_EPOCH;
 
 pub async fn handle(
     ctx: &RequestContext,

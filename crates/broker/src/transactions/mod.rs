@@ -39,7 +39,7 @@ use store::{Sync, TxnStore};
 /// Coordinator epoch written into markers: one node, one coordinator, forever.
 const COORDINATOR_EPOCH: i32 = 0;
 /// Kafka moves a producer id whose epoch would reach `i16::MAX` to a new id.
-const LAST_USABLE_EPOCH: i16 = i16::MAX - 1;
+pub const LAST_USABLE_EPOCH: i16 = i16::MAX - 1;
 
 /// What the produce path needs to know of a transactional producer, kept in step with every
 /// state change so it can be read without waiting on the id's lock.
