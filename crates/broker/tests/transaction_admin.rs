@@ -376,3 +376,52 @@ async fn a_transaction_the_coordinator_lost_is_aborted_at_start() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_producer_whose_unsynced_transaction_state_was_lost_is_fenced() {
+    let broker = TestBroker::start().await;
+    broker.create_topic(TOPIC, 3, &[]).await;
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let init = init(&mut client, "forgotten", 60_000).await;
+    let producer = (init.producer_id.0, init.producer_epoch);
+    add_partitions(&mut client, "forgotten", producer, &[(TOPIC, &[0])]).await;
+    assert_eq!(
+        produce(&mut client, 0, txn_batch(producer.0, producer.1, 0, 2)).await,
+        0
+    );
+    assert_eq!(
+        end_txn(&mut client, 3, "forgotten", producer, true).await,
+        0
+    );
+    // DescribeTransactions waits for the commit's markers and completed state.
+    assert_eq!(describe(&mut client, "forgotten").await.1, "CompleteCommit");
+    let state_log = broker.data_dir().join("transactions").join("state.log");
+    let synced_len = std::fs::metadata(&state_log).expect("state log").len();
+
+    // The next transaction's AddPartitionsToTxn state is written but not synced on its
+    // own; its records are durable once acknowledged.
+    add_partitions(&mut client, "forgotten", producer, &[(TOPIC, &[0])]).await;
+    assert_eq!(
+        produce(&mut client, 0, txn_batch(producer.0, producer.1, 2, 3)).await,
+        0
+    );
+    drop(client);
+    // A machine crash loses the unsynced state; the records survive.
+    let broker = broker
+        .restart(move |_| {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&state_log)
+                .expect("open state log");
+            file.set_len(synced_len).expect("cut the unsynced state");
+        })
+        .await;
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    assert_eq!(
+        end_txn(&mut client, 3, "forgotten", producer, true).await,
+        ResponseError::ProducerFenced.code(),
+        "the producer must not learn that records just aborted were committed"
+    );
+    let (values, _) = read_committed(&mut client).await;
+    assert_eq!(values, vec!["v0", "v1"]);
+}

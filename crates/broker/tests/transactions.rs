@@ -64,6 +64,11 @@ fn read_everything(broker: &TestBroker, topic: &str, isolation: &str) -> Vec<Str
     transactions::read_to_end(broker.client_config(), topic, PARTITIONS, isolation)
 }
 
+/// [`read_everything`] at read_committed once every transaction in `topic` has ended.
+fn read_committed_settled(broker: &TestBroker, topic: &str) -> Vec<String> {
+    transactions::read_committed_once_settled(broker.client_config(), topic, PARTITIONS)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn read_committed_consumers_see_committed_transactions_only() {
     let broker = TestBroker::start().await;
@@ -76,8 +81,7 @@ async fn read_committed_consumers_see_committed_transactions_only() {
         run_transaction(&producer, "txn-basic", &later, true);
     });
     let expected = sorted(committed.iter().chain(&later).cloned().collect());
-    let read =
-        tokio::task::block_in_place(|| read_everything(&broker, "txn-basic", "read_committed"));
+    let read = tokio::task::block_in_place(|| read_committed_settled(&broker, "txn-basic"));
     assert_eq!(read, expected);
     let everything =
         tokio::task::block_in_place(|| read_everything(&broker, "txn-basic", "read_uncommitted"));
@@ -105,8 +109,7 @@ async fn a_second_producer_with_the_same_id_fences_the_first() {
         assert!(fatal, "fencing is fatal to the zombie: {refused:?}");
         run_transaction(&successor, "txn-zombie", &new_values, true);
     });
-    let read =
-        tokio::task::block_in_place(|| read_everything(&broker, "txn-zombie", "read_committed"));
+    let read = tokio::task::block_in_place(|| read_committed_settled(&broker, "txn-zombie"));
     assert_eq!(read, sorted(new_values));
 }
 
@@ -158,8 +161,7 @@ async fn the_broker_aborts_a_transaction_past_its_timeout() {
         let plain: BaseProducer = broker.client_config().create().expect("producer");
         send_all(&plain, "txn-timeout", &after);
     });
-    let read =
-        tokio::task::block_in_place(|| read_everything(&broker, "txn-timeout", "read_committed"));
+    let read = tokio::task::block_in_place(|| read_committed_settled(&broker, "txn-timeout"));
     assert_eq!(read, sorted(after));
 }
 
@@ -187,8 +189,7 @@ async fn an_open_transaction_survives_a_restart_and_is_aborted_by_the_next_produ
         let producer = transactional_producer(&broker, "txn-restart-id", &[]);
         run_transaction(&producer, "txn-restart", &next, true);
     });
-    let read =
-        tokio::task::block_in_place(|| read_everything(&broker, "txn-restart", "read_committed"));
+    let read = tokio::task::block_in_place(|| read_committed_settled(&broker, "txn-restart"));
     assert_eq!(read, sorted(committed.into_iter().chain(next).collect()));
 }
 
@@ -387,8 +388,7 @@ async fn consume_transform_produce_commits_the_groups_offsets_with_the_transacti
         sorted(rest),
         "resumed exactly after the committed input"
     );
-    let output =
-        tokio::task::block_in_place(|| read_everything(&broker, "ctp-out", "read_committed"));
+    let output = tokio::task::block_in_place(|| read_committed_settled(&broker, "ctp-out"));
     assert_eq!(output, sorted(transformed(&first)));
 }
 
@@ -537,10 +537,16 @@ async fn txn_offset_commit_belongs_to_the_producers_ongoing_transaction() {
         .await
         .expect("EndTxn");
     assert_eq!(end.error_code, 0);
-    assert_eq!(
-        fetch_committed(&mut client, "g").await,
-        vec![(10, 0), (11, 0)]
-    );
+    // EndTxn answers once the outcome is durable; the offsets are committed just after, and
+    // until then a stable read answers UNSTABLE_OFFSET_COMMIT (retriable), as Kafka's does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut committed = fetch_committed(&mut client, "g").await;
+    while committed.contains(&(-1, UNSTABLE_OFFSET_COMMIT)) && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        committed = fetch_committed(&mut client, "g").await;
+    }
+    assert_eq!(committed, vec![(10, 0), (11, 0)]);
     assert_eq!(
         txn_offset_errors(&mut client, &request, 3).await,
         vec![INVALID_TXN_STATE; 3],

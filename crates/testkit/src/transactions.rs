@@ -89,3 +89,49 @@ pub fn read_to_end(
     }
     sorted(values)
 }
+
+/// [`read_to_end`] at read_committed once every transaction in `topic` has ended: a commit's
+/// markers are written just after the commit is answered (as in Kafka), so a read right
+/// after it could stop at a last stable offset the markers are about to move.
+pub fn read_committed_once_settled(
+    config: ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> Vec<String> {
+    wait_until_no_transaction_is_open(&config, topic, partitions);
+    read_to_end(config, topic, partitions, "read_committed")
+}
+
+/// Waits until each partition's last stable offset has reached its high watermark.
+pub fn wait_until_no_transaction_is_open(config: &ClientConfig, topic: &str, partitions: i32) {
+    let consumer_at = |isolation: &str| -> BaseConsumer {
+        let mut config = config.clone();
+        config.set("isolation.level", isolation);
+        config.create().expect("consumer")
+    };
+    let (committed, uncommitted) = (
+        consumer_at("read_committed"),
+        consumer_at("read_uncommitted"),
+    );
+    let deadline = Instant::now() + WAIT;
+    for partition in 0..partitions {
+        loop {
+            let lso = committed
+                .fetch_watermarks(topic, partition, WAIT)
+                .expect("LSO")
+                .1;
+            let end = uncommitted
+                .fetch_watermarks(topic, partition, WAIT)
+                .expect("end")
+                .1;
+            if lso == end {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a transaction stays open in {topic}-{partition}: LSO {lso}, end {end}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -4,17 +4,24 @@
 //! gets its producer id and epoch from InitProducerId (which fences every older producer of
 //! the same `transactional.id` and aborts what it left open), registers each partition and
 //! consumer group before writing to it (AddPartitionsToTxn, AddOffsetsToTxn), and ends with
-//! EndTxn. Ending writes the prepared state to the state log ([`store`]), then a commit or
-//! abort marker into every partition of the transaction (`freshet_log`'s control batches),
-//! completes the group offsets, and writes the completed state. What the states mean and how
-//! they change is in [`state`].
+//! EndTxn. Ending writes the prepared state to the state log ([`store`]) and answers; a task
+//! then writes a commit or abort marker into every partition of the transaction
+//! (`freshet_log`'s control batches), completes the group offsets, and writes the completed
+//! state, holding the id's lock so the producer's next transaction waits for it. What the
+//! states mean and how they change is in [`state`].
 //!
-//! Crash safety: every state change is durable before it is acted on or answered. A crash
-//! after the prepared state is finished at the next start by [`TxnCoordinator::recover`],
-//! which writes the markers again (a second marker for a transaction already closed in a
-//! partition changes nothing there); a crash before it leaves an ongoing transaction, which
-//! its timeout aborts. Recovery also aborts any transaction a partition still holds open that
-//! the state log does not know as ongoing, so no partition's last stable offset can stay stuck.
+//! Crash safety: a state is durable before anything acts on it that a crash could not undo.
+//! InitProducerId's epoch, AddOffsetsToTxn and the prepared state are synced before they are
+//! answered, the completed state before the id's next transaction can start.
+//! AddPartitionsToTxn's state is synced along with the prepared state, since losing it (only
+//! a machine crash can: the write has reached the kernel) loses nothing a producer was
+//! promised. A crash after the prepared state is finished at the next
+//! start by [`TxnCoordinator::recover`], which writes the markers again (a second marker for
+//! a transaction already closed in a partition changes nothing there); a crash before it
+//! leaves an ongoing transaction, which its timeout aborts. Recovery also aborts any
+//! transaction a partition still holds open that the state log does not know as open, so no
+//! partition's last stable offset can stay stuck, and fences its producer, whose state was
+//! lost. Requests wait until recovery is done.
 //!
 //! Each transactional id has an async mutex: its requests are handled one at a time, markers
 //! included. File work (the state log's fsync, marker appends and their fsyncs) runs on
@@ -29,7 +36,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use freshet_log::{ControlType, TxnMarker};
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::broker::now_ms;
 use crate::Broker;
@@ -47,6 +54,8 @@ pub const LAST_USABLE_EPOCH: i16 = i16::MAX - 1;
 struct ProducerView {
     epoch: i16,
     ongoing: bool,
+    /// Ongoing or prepared: the partitions' transaction is not over.
+    open: bool,
     partitions: BTreeSet<(String, i32)>,
 }
 
@@ -57,6 +66,9 @@ pub struct TxnCoordinator {
     ids: Mutex<HashMap<String, Arc<AsyncMutex<TxnMetadata>>>>,
     producers: Mutex<HashMap<i64, ProducerView>>,
     max_timeout_ms: i32,
+    /// Whether [`TxnCoordinator::recover`] has run: requests wait for it, so no producer acts
+    /// on a state that recovery is about to finish, abort or fence.
+    recovered: tokio::sync::watch::Sender<bool>,
 }
 
 /// What [`TxnCoordinator::create`] did.
@@ -83,6 +95,7 @@ impl TxnCoordinator {
             ids: Mutex::new(HashMap::new()),
             producers: Mutex::new(HashMap::new()),
             max_timeout_ms,
+            recovered: tokio::sync::watch::Sender::new(false),
         };
         for meta in states {
             coordinator.publish(&meta);
@@ -110,6 +123,7 @@ impl TxnCoordinator {
                 max: self.max_timeout_ms,
             });
         }
+        self.wait_until_recovered().await;
         let entry = match self.entry(transactional_id) {
             Some(entry) => entry,
             None => match self.create(broker, transactional_id, timeout_ms).await? {
@@ -141,7 +155,11 @@ impl TxnCoordinator {
         Ok((meta.producer_id, meta.producer_epoch))
     }
 
-    /// AddPartitionsToTxn: the partitions join the producer's transaction (starting it).
+    /// AddPartitionsToTxn: the partitions join the producer's transaction (starting it). The
+    /// new state is not synced on its own: the EndTxn that prepares the transaction syncs it
+    /// along, and if a machine crash loses it first, the partitions hold a transaction the
+    /// coordinator does not know, which [`TxnCoordinator::recover`] aborts, fencing the
+    /// producer so it cannot go on as if nothing happened.
     pub async fn add_partitions(
         &self,
         transactional_id: &str,
@@ -149,6 +167,7 @@ impl TxnCoordinator {
         epoch: i16,
         partitions: Vec<(String, i32)>,
     ) -> Result<(), TxnError> {
+        self.wait_until_recovered().await;
         let entry = self
             .entry(transactional_id)
             .ok_or(TxnError::ProducerIdMapping)?;
@@ -159,10 +178,12 @@ impl TxnCoordinator {
             return Ok(());
         }
         let next = meta.with_members(partitions, None, now_ms())?;
-        self.commit_state(&mut meta, next).await
+        self.set_state(&mut meta, next, Sync::Later).await
     }
 
-    /// AddOffsetsToTxn: the group's offsets will be committed with the transaction.
+    /// AddOffsetsToTxn: the group's offsets will be committed with the transaction. Synced at
+    /// once: pending offsets leave no trace in any partition, so recovery could not tell that
+    /// a lost state had them.
     pub async fn add_offsets(
         &self,
         transactional_id: &str,
@@ -170,6 +191,7 @@ impl TxnCoordinator {
         epoch: i16,
         group: &str,
     ) -> Result<(), TxnError> {
+        self.wait_until_recovered().await;
         let entry = self
             .entry(transactional_id)
             .ok_or(TxnError::ProducerIdMapping)?;
@@ -196,6 +218,7 @@ impl TxnCoordinator {
         group: &str,
         commit: impl std::future::Future<Output = T>,
     ) -> Result<T, TxnError> {
+        self.wait_until_recovered().await;
         let entry = self
             .entry(transactional_id)
             .ok_or(TxnError::ProducerIdMapping)?;
@@ -210,8 +233,12 @@ impl TxnCoordinator {
         Ok(commit.await)
     }
 
-    /// EndTxn: commits or aborts the transaction in progress. A retry of an EndTxn that
-    /// already completed (its answer was lost) succeeds again.
+    /// EndTxn: commits or aborts the transaction in progress. The answer goes out once the
+    /// prepared state is durable, which decides the outcome; the markers and group offsets
+    /// are written after it by a task that keeps the id locked until they are done, so the
+    /// producer's next request waits for them (Kafka answers at the same point and makes the
+    /// next AddPartitionsToTxn retry instead). A retry of an EndTxn that already completed
+    /// (its answer was lost) succeeds again.
     pub async fn end_txn(
         &self,
         broker: &Arc<Broker>,
@@ -220,10 +247,11 @@ impl TxnCoordinator {
         epoch: i16,
         commit: bool,
     ) -> Result<(), TxnError> {
+        self.wait_until_recovered().await;
         let entry = self
             .entry(transactional_id)
             .ok_or(TxnError::ProducerIdMapping)?;
-        let mut meta = entry.lock().await;
+        let mut meta = entry.lock_owned().await;
         meta.check_producer(producer_id, epoch)?;
         let wanted = if commit {
             [TxnState::PrepareCommit, TxnState::CompleteCommit]
@@ -234,8 +262,11 @@ impl TxnCoordinator {
             TxnState::Ongoing => {
                 let prepared = meta.prepared(commit, now_ms());
                 self.commit_state(&mut meta, prepared).await?;
-                self.finish(broker, &mut meta).await
+                finish_in_background(broker.clone(), meta);
+                Ok(())
             }
+            // A prepared state left by a completion that failed: try again, answering with
+            // its outcome.
             state if state == wanted[0] => self.finish(broker, &mut meta).await,
             state if state == wanted[1] => Ok(()),
             state => Err(TxnError::InvalidState(
@@ -289,13 +320,21 @@ impl TxnCoordinator {
     }
 
     /// Aborts every ongoing transaction past its timeout, bumping the producer's epoch so the
-    /// late producer is fenced (as Kafka does).
+    /// late producer is fenced (as Kafka does). Also finishes transactions whose completion
+    /// after EndTxn failed (a full disk, say), so their partitions' last stable offsets move
+    /// on once the cause is gone.
     pub async fn abort_expired(&self, broker: &Arc<Broker>) {
         let now = now_ms();
         let entries: Vec<Arc<AsyncMutex<TxnMetadata>>> =
             self.ids_lock().values().cloned().collect();
         for entry in entries {
             let mut meta = entry.lock().await;
+            if meta.state.is_prepared() {
+                if let Err(error) = self.finish(broker, &mut meta).await {
+                    tracing::warn!(transactional_id = %meta.transactional_id, %error, "could not finish a prepared transaction");
+                }
+                continue;
+            }
             if !meta.has_expired(now) {
                 continue;
             }
@@ -326,14 +365,55 @@ impl TxnCoordinator {
         }
         let broker_for_scan = broker.clone();
         let aborted =
-            tokio::task::spawn_blocking(move || abort_hanging_transactions(&broker_for_scan)).await;
-        if let Ok(count) = aborted {
-            if count > 0 {
-                tracing::warn!(
-                    count,
-                    "aborted transactions partitions held open without a coordinator state"
-                );
+            tokio::task::spawn_blocking(move || abort_hanging_transactions(&broker_for_scan))
+                .await
+                .unwrap_or_default();
+        if !aborted.is_empty() {
+            tracing::warn!(
+                count = aborted.len(),
+                "aborted transactions partitions held open without a coordinator state"
+            );
+        }
+        for producer_id in aborted.into_iter().collect::<BTreeSet<i64>>() {
+            self.fence_after_lost_state(broker, producer_id).await;
+        }
+        self.recovered.send_replace(true);
+    }
+
+    /// Returns once [`TxnCoordinator::recover`] has run.
+    async fn wait_until_recovered(&self) {
+        let mut recovered = self.recovered.subscribe();
+        // The sender lives as long as `self`, so this cannot fail while we wait.
+        let _ = recovered.wait_for(|done| *done).await;
+    }
+
+    /// A transaction of `producer_id` was aborted in a partition because the coordinator's
+    /// state had lost it (a machine crash took the unsynced AddPartitionsToTxn state). If a
+    /// transactional id still has that producer, its epoch is bumped (aborting whatever it
+    /// has ongoing), so the producer is fenced: otherwise its EndTxn could answer "committed"
+    /// for records that were just aborted.
+    async fn fence_after_lost_state(&self, broker: &Arc<Broker>, producer_id: i64) {
+        let entries: Vec<Arc<AsyncMutex<TxnMetadata>>> =
+            self.ids_lock().values().cloned().collect();
+        for entry in entries {
+            let mut meta = entry.lock().await;
+            if meta.producer_id != producer_id {
+                continue;
             }
+            tracing::warn!(transactional_id = %meta.transactional_id, producer_id, "fencing a producer whose transaction state was lost");
+            let fenced = if meta.state == TxnState::Ongoing {
+                self.abort_with_new_epoch(broker, &mut meta).await
+            } else {
+                let mut next = meta.clone();
+                match bump_epoch(broker, &mut next) {
+                    Ok(()) => self.commit_state(&mut meta, next).await,
+                    Err(error) => Err(error),
+                }
+            };
+            if let Err(error) = fenced {
+                tracing::error!(transactional_id = %meta.transactional_id, %error, "could not fence a producer whose transaction state was lost");
+            }
+            return;
         }
     }
 
@@ -341,9 +421,9 @@ impl TxnCoordinator {
     /// or being completed). Asked at the moment of each decision: clients may start new
     /// transactions while recovery runs.
     fn holds(&self, producer_id: i64, topic: &str, partition: i32) -> bool {
-        self.producers_lock()
-            .get(&producer_id)
-            .is_some_and(|view| view.partitions.contains(&(topic.to_owned(), partition)))
+        self.producers_lock().get(&producer_id).is_some_and(|view| {
+            view.open && view.partitions.contains(&(topic.to_owned(), partition))
+        })
     }
 
     /// Completes a prepared transaction: markers, group offsets, completed state.
@@ -355,9 +435,11 @@ impl TxnCoordinator {
         write_markers(broker, meta, control).await?;
         complete_group_offsets(broker, meta, control == ControlType::Commit).await?;
         let completed = meta.completed(now_ms());
-        // Not fsynced: if a crash loses it, recovery finds the prepared state and writes the
-        // markers again, which changes nothing. The next write's fsync covers it.
-        self.set_state(meta, completed, Sync::Later).await
+        // Synced before the id's next transaction can start: its AddPartitionsToTxn state is
+        // not synced on its own, and recovery must never find this transaction prepared while
+        // partitions hold the next one open (writing this one's markers again would then
+        // close the next one with this one's outcome).
+        self.commit_state(meta, completed).await
     }
 
     /// Aborts the ongoing transaction with the epoch bumped: the markers carry the new epoch,
@@ -459,6 +541,7 @@ impl TxnCoordinator {
             ProducerView {
                 epoch: meta.producer_epoch,
                 ongoing: meta.state == TxnState::Ongoing,
+                open: meta.state == TxnState::Ongoing || meta.state.is_prepared(),
                 partitions: meta.partitions.clone(),
             },
         );
@@ -488,8 +571,20 @@ fn bump_epoch(broker: &Broker, meta: &mut TxnMetadata) -> Result<(), TxnError> {
     Ok(())
 }
 
+/// Completes a prepared transaction on its own task, holding the id's lock until done. A
+/// failure leaves the prepared state, which the next EndTxn retry, InitProducerId or the
+/// periodic expiry pass finishes.
+fn finish_in_background(broker: Arc<Broker>, mut meta: OwnedMutexGuard<TxnMetadata>) {
+    tokio::spawn(async move {
+        if let Err(error) = broker.transactions.finish(&broker, &mut meta).await {
+            tracing::warn!(transactional_id = %meta.transactional_id, %error, "could not complete a transaction after EndTxn; it stays prepared and is retried");
+        }
+    });
+}
+
 /// Appends `control` markers to every partition of the transaction and waits until they are
-/// durable. A partition whose topic was deleted is skipped.
+/// durable (each partition's group commit, all at once). A partition whose topic was deleted
+/// is skipped.
 async fn write_markers(
     broker: &Arc<Broker>,
     meta: &TxnMetadata,
@@ -503,16 +598,26 @@ async fn write_markers(
     };
     let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
     let broker = broker.clone();
-    tokio::task::spawn_blocking(move || write_markers_blocking(&broker, &partitions, &marker))
-        .await
-        .map_err(|e| TxnError::Storage(format!("marker writer failed: {e}")))?
+    let written =
+        tokio::task::spawn_blocking(move || append_markers(&broker, &partitions, &marker))
+            .await
+            .map_err(|e| TxnError::Storage(format!("marker writer failed: {e}")))??;
+    let syncs = written
+        .into_iter()
+        .map(|(partition, end)| tokio::task::spawn_blocking(move || sync_marker(&partition, end)));
+    for synced in futures::future::join_all(syncs).await {
+        synced.map_err(|e| TxnError::Storage(format!("marker sync failed: {e}")))??;
+    }
+    Ok(())
 }
 
-fn write_markers_blocking(
+/// Appends `marker` to each partition; returns each partition written with the end offset
+/// that must become durable.
+fn append_markers(
     broker: &Broker,
     partitions: &[(String, i32)],
     marker: &TxnMarker,
-) -> Result<(), TxnError> {
+) -> Result<Vec<(Arc<crate::topics::Partition>, i64)>, TxnError> {
     let mut written = Vec::with_capacity(partitions.len());
     for (topic, index) in partitions {
         let Some(partition) = broker.topics.partition(topic, *index) else {
@@ -542,43 +647,22 @@ fn write_markers_blocking(
         }
         if written.len() == 1 && partitions.len() > 1 && crate::failpoint::armed(MARKER_CRASH_POINT)
         {
-            sync_markers(&written)?;
+            sync_marker(&written[0].0, written[0].1)?;
             crate::failpoint::hit(MARKER_CRASH_POINT);
         }
     }
-    sync_markers(&written)
+    Ok(written)
 }
 
 /// Crash point between the first marker of a transaction and the others.
 const MARKER_CRASH_POINT: &str = "txn-after-first-marker";
 
-/// Waits until every written marker is durable; the partitions' fsyncs run at once, one
-/// thread each, so a transaction over several partitions waits about one fsync.
-fn sync_markers(written: &[(Arc<crate::topics::Partition>, i64)]) -> Result<(), TxnError> {
-    let sync = |(partition, end): &(Arc<crate::topics::Partition>, i64)| {
-        partition
-            .log
-            .wait_durable(*end)
-            .map_err(|e| TxnError::Storage(format!("syncing a marker: {e}")))
-    };
-    match written {
-        [] => Ok(()),
-        [only] => sync(only),
-        several => std::thread::scope(|scope| {
-            let waits: Vec<_> = several
-                .iter()
-                .map(|w| scope.spawn(move || sync(w)))
-                .collect();
-            waits
-                .into_iter()
-                .map(|wait| {
-                    wait.join()
-                        .unwrap_or_else(|_| Err(TxnError::Storage("marker sync panicked".into())))
-                })
-                .collect::<Result<Vec<()>, TxnError>>()
-                .map(|_| ())
-        }),
-    }
+/// Blocks until `partition` is durable up to `end` (a marker just written).
+fn sync_marker(partition: &crate::topics::Partition, end: i64) -> Result<(), TxnError> {
+    partition
+        .log
+        .wait_durable(end)
+        .map_err(|e| TxnError::Storage(format!("syncing a marker: {e}")))
 }
 
 /// Commits or drops the offsets the transaction committed to its groups, durably. Called
@@ -600,9 +684,9 @@ async fn complete_group_offsets(
 }
 
 /// Writes an abort marker for every transaction a partition holds open that the coordinator
-/// does not hold; returns how many.
-fn abort_hanging_transactions(broker: &Broker) -> usize {
-    let mut aborted = 0;
+/// does not hold; returns the producer id of each.
+fn abort_hanging_transactions(broker: &Broker) -> Vec<i64> {
+    let mut aborted = Vec::new();
     for topic in broker.topics.all() {
         for partition in &topic.partitions {
             for producer in partition.log.producers() {
@@ -625,7 +709,7 @@ fn abort_hanging_transactions(broker: &Broker) -> usize {
                     .append_marker(&marker)
                     .and_then(|outcome| partition.log.wait_durable(outcome.last_offset + 1));
                 match written {
-                    Ok(()) => aborted += 1,
+                    Ok(()) => aborted.push(producer.producer_id),
                     Err(error) => {
                         tracing::error!(topic = %topic.name, partition = partition.index, %error, "could not abort a hanging transaction")
                     }

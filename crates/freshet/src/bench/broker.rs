@@ -6,7 +6,7 @@
 //! as when the same tool measures another broker.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -25,6 +25,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::child::ChildBroker;
+use super::median;
 
 #[derive(Debug, Clone, Args)]
 pub struct BrokerBenchArgs {
@@ -55,6 +56,11 @@ pub struct BrokerBenchArgs {
     /// stream processor have).
     #[arg(long, default_value_t = 4)]
     pub transactional_producers: u64,
+    /// Rounds of the idempotent-then-transactional comparison; the ratio reported is the
+    /// median of the rounds' ratios (one round of a second or so per side is noisy on a
+    /// shared machine).
+    #[arg(long, default_value_t = 5)]
+    pub transaction_rounds: u64,
     /// Directory on the broker's disk for the disk anchors (sequential write and fdatasync
     /// latency measured in the same run).
     #[arg(long, default_value = ".")]
@@ -173,12 +179,13 @@ pub fn run(args: BrokerBenchArgs) -> anyhow::Result<()> {
 
 /// Settings of both sides of the transactional comparison: batches go out as soon as they
 /// are made. A commit sends what lingers at once in every client (Java's commitTransaction
-/// and librdkafka's flush both do); the rdkafka crate's flush cannot be used for that here
-/// (see [`wait_for_acks`]), so the transactional producer does not linger, and neither does
-/// the idempotent one it is compared with.
+/// and librdkafka's flush both do), so the transactional producer does not linger, and
+/// neither does the idempotent one it is compared with.
 const TRANSACTION_COMPARISON: [(&str, &str); 1] = [("linger.ms", "0")];
 
 /// Transactional produce against idempotent produce of the same records in the same run.
+/// Both sides use the same client machinery ([`ThreadedProducer`] and
+/// [`Deliveries::wait_for`]), so the ratio is the broker's.
 fn compare_transactions(
     args: &BrokerBenchArgs,
     base: &ClientConfig,
@@ -187,31 +194,51 @@ fn compare_transactions(
 ) -> anyhow::Result<()> {
     let producers = args.transactional_producers.max(1);
     let share = args.small_records / producers;
-    let idempotent_settings = [
-        &[("enable.idempotence", "true")][..],
-        &TRANSACTION_COMPARISON[..],
-    ]
-    .concat();
-    let idempotent = in_parallel(producers, |_| {
-        produce_throughput_with(base, idempotent_topic, share, 100, "", &idempotent_settings)
-    })?;
-    report(args, &format!("idempotent x{producers}"), &idempotent);
-    let transactional = in_parallel(producers, |i| {
-        transactional_throughput(
-            base,
-            transactional_topic,
-            share,
-            args.records_per_transaction,
-            i,
-        )
-    })?;
-    report(args, &format!("transactional x{producers}"), &transactional);
+    let mut ratios = Vec::new();
+    let (mut idempotent_rates, mut transactional_rates) = (Vec::new(), Vec::new());
+    for round in 0..args.transaction_rounds.max(1) {
+        let idempotent = in_parallel(producers, |_| {
+            idempotent_throughput(base, idempotent_topic, share)
+        })?;
+        report(args, &format!("idempotent x{producers}"), &idempotent);
+        let transactional = in_parallel(producers, |i| {
+            let id = format!("bench-transactional-{}-{round}-{i}", std::process::id());
+            transactional_throughput(
+                base,
+                transactional_topic,
+                share,
+                args.records_per_transaction,
+                &id,
+            )
+        })?;
+        report(args, &format!("transactional x{producers}"), &transactional);
+        let ratio = transactional.records_per_s() / idempotent.records_per_s();
+        println!(
+            "{:<18} {ratio:.2} x idempotent produce (round {})",
+            "  ratio",
+            round + 1
+        );
+        ratios.push(ratio);
+        idempotent_rates.push(idempotent.records_per_s());
+        transactional_rates.push(transactional.records_per_s());
+    }
+    let ratio = median(ratios.iter().copied());
     println!(
-        "{:<18} {:.2} x idempotent produce ({producers} producers each, transactions of {} records of 100 B)",
+        "{:<18} {ratio:.2} x idempotent produce, median of {} rounds ({producers} producers each, transactions of {} records of 100 B)",
         "  ratio",
-        transactional.records_per_s() / idempotent.records_per_s(),
+        ratios.len(),
         args.records_per_transaction
     );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"bench": "transactional vs idempotent produce",
+                "producers": producers, "records_per_transaction": args.records_per_transaction,
+                "idempotent_records_per_s": median(idempotent_rates.into_iter()),
+                "transactional_records_per_s": median(transactional_rates.into_iter()),
+                "ratios": ratios, "ratio": ratio})
+        );
+    }
     Ok(())
 }
 
@@ -354,11 +381,63 @@ pub(super) async fn create_topics(
 }
 
 /// Counts delivery reports and records ack latency when the message carries its send time.
-#[derive(Default)]
 struct Deliveries {
     acked: AtomicU64,
     failed: AtomicU64,
     latency: Option<Mutex<Histogram<u64>>>,
+    /// Wakes [`Deliveries::wait_for`] once `wake_at` records are settled, so the waiting
+    /// thread sleeps instead of polling (one wake-up per wait, not one per record).
+    wake_at: AtomicU64,
+    settled: (Mutex<()>, Condvar),
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Deliveries {
+            acked: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            latency: None,
+            wake_at: AtomicU64::new(u64::MAX),
+            settled: (Mutex::new(()), Condvar::new()),
+        }
+    }
+}
+
+impl Deliveries {
+    fn settled_count(&self) -> u64 {
+        self.acked.load(Ordering::SeqCst) + self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `total` records have delivery reports (served by a [`ThreadedProducer`]'s
+    /// thread); fails if any record failed.
+    fn wait_for(&self, total: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wake_at.store(total, Ordering::SeqCst);
+        let (lock, condvar) = &self.settled;
+        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while self.settled_count() < total {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("records still unacknowledged after 60 s");
+            }
+            guard = condvar
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let failed = self.failed.load(Ordering::SeqCst);
+        if failed > 0 {
+            bail!("{failed} records were not acknowledged");
+        }
+        Ok(())
+    }
+
+    fn wake_waiter(&self) {
+        if self.settled_count() >= self.wake_at.load(Ordering::SeqCst) {
+            let _guard = self.settled.0.lock().unwrap_or_else(|e| e.into_inner());
+            self.settled.1.notify_all();
+        }
+    }
 }
 
 impl ClientContext for Deliveries {}
@@ -369,7 +448,7 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, sent_at: Self::DeliveryOpaque) {
         match result {
             Ok(_) => {
-                self.acked.fetch_add(1, Ordering::Relaxed);
+                self.acked.fetch_add(1, Ordering::SeqCst);
                 if let Some(latency) = &self.latency {
                     let micros = sent_at.elapsed().as_micros() as u64;
                     if let Ok(mut histogram) = latency.lock() {
@@ -378,9 +457,10 @@ impl ProducerContext for Deliveries {
                 }
             }
             Err(_) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.failed.fetch_add(1, Ordering::SeqCst);
             }
         }
+        self.wake_waiter();
     }
 }
 
@@ -480,72 +560,89 @@ fn produce_throughput_with(
     })
 }
 
+/// Produces `records` records of 100 B with an idempotent producer and waits for every
+/// acknowledgement.
+fn idempotent_throughput(
+    base: &ClientConfig,
+    topic: &str,
+    records: u64,
+) -> anyhow::Result<Throughput> {
+    let mut settings: Vec<(&str, &str)> = THROUGHPUT_PRODUCER.to_vec();
+    settings.extend(TRANSACTION_COMPARISON);
+    settings.push(("enable.idempotence", "true"));
+    let producer: ThreadedProducer<Deliveries> = producer(base, Deliveries::default(), &settings)?;
+    let payload = [b'x'; 100];
+    let start = Instant::now();
+    send_records(&producer, topic, 0..records, &payload, start)?;
+    producer.context().wait_for(records)?;
+    Ok(Throughput {
+        records,
+        bytes: records * 100,
+        elapsed: start.elapsed(),
+    })
+}
+
 /// Produces `records` records of 100 B in transactions of `per_transaction` records: begin,
-/// send, commit (which waits for every record and the markers), acks=all.
+/// send, wait for the acknowledgements, commit (which writes the markers), acks=all.
 fn transactional_throughput(
     base: &ClientConfig,
     topic: &str,
     records: u64,
     per_transaction: u64,
-    producer_index: u64,
+    id: &str,
 ) -> anyhow::Result<Throughput> {
-    let id = format!(
-        "bench-transactional-{}-{producer_index}",
-        std::process::id()
-    );
     let mut settings: Vec<(&str, &str)> = THROUGHPUT_PRODUCER.to_vec();
     settings.extend(TRANSACTION_COMPARISON);
-    settings.push(("transactional.id", &id));
-    let producer: BaseProducer<Deliveries> = producer(base, Deliveries::default(), &settings)?;
+    settings.push(("transactional.id", id));
+    let producer: ThreadedProducer<Deliveries> = producer(base, Deliveries::default(), &settings)?;
     producer.init_transactions(Duration::from_secs(30))?;
     let payload = [b'x'; 100];
-    let bar = progress(records, "");
     let start = Instant::now();
     let mut sent = 0;
     while sent < records {
         producer.begin_transaction()?;
         let end = (sent + per_transaction.max(1)).min(records);
-        while sent < end {
-            let key = (sent % 1024).to_be_bytes();
-            let record = BaseRecord::with_opaque_to(topic, Box::new(start))
-                .key(&key[..])
-                .payload(&payload[..]);
-            match producer.send(record) {
-                Ok(()) => sent += 1,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => bail!("produce failed: {e}"),
-            }
+        send_records(&producer, topic, sent..end, &payload, start)?;
+        sent = end;
+        // commit_transaction flushes too, but the rdkafka crate's flush serves delivery
+        // reports in 100 ms steps when any is left; waiting for them here (and for the last
+        // report's event to be released, right after its callback) keeps that out of the
+        // measurement.
+        producer.context().wait_for(sent)?;
+        while producer.in_flight_count() > 0 {
+            std::thread::sleep(Duration::from_micros(20));
         }
-        wait_for_acks(&producer)?;
         producer.commit_transaction(Duration::from_secs(60))?;
-        bar.set_position(sent);
-    }
-    let elapsed = start.elapsed();
-    bar.finish_and_clear();
-    let failed = producer.context().failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        bail!("{failed} records were not acknowledged");
     }
     Ok(Throughput {
         records,
         bytes: records * 100,
-        elapsed,
+        elapsed: start.elapsed(),
     })
 }
 
-/// Serves delivery reports until every record sent is acknowledged. rdkafka 0.39's `poll`
-/// returns only when its whole timeout has passed, events or not, and its `flush` polls in
-/// 100 ms steps (measured: every flush of a transaction took 100 ms), so this waits in steps
-/// of 100 µs: what it measures is then the broker, not the client's wait.
-fn wait_for_acks(producer: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while producer.in_flight_count() > 0 {
-        if Instant::now() > deadline {
-            bail!("records still unacknowledged after 60 s");
+/// Sends records numbered `range` to `topic`, waiting for room when the queue is full.
+fn send_records(
+    producer: &ThreadedProducer<Deliveries>,
+    topic: &str,
+    range: std::ops::Range<u64>,
+    payload: &[u8],
+    start: Instant,
+) -> anyhow::Result<()> {
+    for n in range {
+        let key = (n % 1024).to_be_bytes();
+        loop {
+            let record = BaseRecord::with_opaque_to(topic, Box::new(start))
+                .key(&key[..])
+                .payload(payload);
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => bail!("produce failed: {e}"),
+            }
         }
-        producer.poll(Duration::from_micros(100));
     }
     Ok(())
 }

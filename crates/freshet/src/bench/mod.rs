@@ -48,3 +48,14 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Timestamp(args) => timestamp::run(args),
     }
 }
+
+/// The median of `values` (the mean of the middle two for an even count; NaN for none).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}

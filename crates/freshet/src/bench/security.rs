@@ -56,6 +56,7 @@ use super::broker::{
     client, consume_throughput_from, create_topics, produce_throughput, Throughput,
 };
 use super::child::ChildBroker;
+use super::median;
 use super::pipeline::delete_topics;
 
 /// The user the clients sign in as.
@@ -700,16 +701,6 @@ fn time_per(times: u32, mut work: impl FnMut() -> anyhow::Result<()>) -> anyhow:
         work()?;
     }
     Ok(start.elapsed() / times)
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 /// `KEY=VALUE`, as `--client-config` takes it.

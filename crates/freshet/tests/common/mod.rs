@@ -175,6 +175,22 @@ impl BrokerProcess {
         self.child.id()
     }
 
+    /// Waits (with a deadline) for the process to exit by itself, e.g. at a crash point.
+    #[allow(dead_code)] // Not every test binary sharing this module crashes the broker.
+    pub fn wait_for_exit(mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the broker") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "the broker did not exit by itself within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: the process gets no chance to flush or close anything.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
