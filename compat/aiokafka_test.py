@@ -16,7 +16,10 @@ with the same transactional_id: the first one's commit raises ProducerFenced, it
 transaction is aborted); a transaction left open past transaction_timeout_ms is aborted by the
 broker (the records behind it become readable read_committed, its commit raises
 ProducerFenced); consume-transform-produce with send_offsets_to_transaction (the group's
-committed offset moves with commits only, the output holds each input record once).
+committed offset moves with commits only, the output holds each input record once). Topic
+configs: create_topics with topic_configs, describe_configs (values and sources),
+alter_configs replacing the overrides (LogAppendTime then shows in what send() and a consumer
+see), and a bad value refused with INVALID_CONFIG naming it.
 Exit code 0 = pass.
 Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
        COMPAT_TIMEOUT whole-script seconds (default 240), AIOKAFKA_DEBUG=1 (DEBUG logging).
@@ -34,6 +37,7 @@ import aiokafka
 import aiokafka.errors as Errors
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 BOOTSTRAP = os.environ.get("BOOTSTRAP")
 N = int(os.environ.get("COMPAT_RECORDS", "60"))
@@ -178,6 +182,84 @@ async def check_basics(admin):
     check(first_keys | second_keys == set(expected), "members 1+2 missed records")
     ok(f"group {GROUP}: member 1 consumed {K} records and committed "
        f"{dict(sorted(next_offsets.items()))} (committed() agrees); member 2 resumed after them")
+
+
+# --- topic configs ----------------------------------------------------------------------
+async def topic_configs(admin, topic):
+    """describe_configs of one topic: {name: (value, source)}."""
+    responses = await timed(
+        admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)]),
+        "describe_configs")
+    resources = [r for response in responses for r in response.resources]
+    check(len(resources) == 1 and resources[0][0] == 0,
+          f"describe_configs of {topic}: {resources}")
+    # entries: (name, value, read_only, config_source, is_sensitive, synonyms) from v1 on
+    return {entry[0]: (entry[1], entry[3]) for entry in resources[0][4]}
+
+
+async def alter(admin, topic, configs):
+    """alter_configs of one topic: (error code, message)."""
+    responses = await timed(
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)]),
+        "alter_configs")
+    resources = [r for response in responses for r in response.resources]
+    check(len(resources) == 1, f"alter_configs answered {resources}")
+    return resources[0][0], resources[0][1]
+
+
+async def check_topic_configs(admin):
+    topic = f"{TOPIC}-configs"
+    await timed(admin.create_topics([NewTopic(topic, 1, 1, topic_configs={
+        "retention.ms": "3600000", "cleanup.policy": "compact"})]), "create_topics")
+    got = await topic_configs(admin, topic)
+    check(got.get("retention.ms") == ("3600000", 1)
+          and got.get("cleanup.policy") == ("compact", 1)
+          and got.get("max.message.bytes") == ("1048588", 5),
+          f"describe_configs after create_topics: {got}")
+    ok("create_topics with topic_configs; describe_configs shows the overrides (source 1) and "
+       "a default (source 5)")
+
+    code, message = await alter(admin, topic, {"retention.ms": "7200000",
+                                               "message.timestamp.type": "LogAppendTime"})
+    check(code == 0, f"alter_configs: {code} {message}")
+    got = await topic_configs(admin, topic)
+    values = {name: got[name] for name in ("retention.ms", "message.timestamp.type",
+                                           "cleanup.policy")}
+    want = {"retention.ms": ("7200000", 1), "message.timestamp.type": ("LogAppendTime", 1),
+            "cleanup.policy": ("delete", 5)}
+    check(values == want, f"after alter_configs: {values}, expected {want}")
+    ok("alter_configs replaces the overrides: set ones are shown, the dropped one is default")
+
+    producer = AIOKafkaProducer(**common(acks="all"))
+    await timed(producer.start(), "producer start")
+    sent_at = int(time.time() * 1000)
+    try:
+        metadata = await timed(
+            await producer.send(topic, key=b"k", value=b"v", timestamp_ms=1000), "send")
+    finally:
+        await producer.stop()
+    check(metadata.timestamp >= sent_at,
+          f"send() reports the log append time, got {metadata.timestamp} (sent at {sent_at})")
+    reader = AIOKafkaConsumer(**common(enable_auto_commit=False))
+    await timed(reader.start(), "reader start")
+    try:
+        reader.assign([TopicPartition(topic, 0)])
+        await reader.seek_to_beginning()
+        record = await timed(reader.getone(), "getone")
+    finally:
+        await reader.stop()
+    check(record.timestamp_type == 1 and record.timestamp == metadata.timestamp,
+          f"consumed timestamp {(record.timestamp_type, record.timestamp)}, expected "
+          f"LogAppendTime {metadata.timestamp}")
+    ok("message.timestamp.type=LogAppendTime: the broker's time replaces the producer's "
+       "timestamp 1000, as send() and a consumer see it")
+
+    code, message = await alter(admin, topic, {"retention.ms": "soon"})
+    check(code == Errors.InvalidConfigurationError.errno and "retention.ms" in (message or ""),
+          f"alter_configs with a bad value: {code} {message}")
+    check((await topic_configs(admin, topic))["retention.ms"][0] == "7200000",
+          "a refused alter_configs changes nothing")
+    ok("alter_configs: INVALID_CONFIG naming the config for a bad value, nothing changed")
 
 
 # --- transactions -----------------------------------------------------------------------
@@ -381,6 +463,7 @@ async def main():
     await timed(admin.start(), "admin start")
     try:
         await check_basics(admin)
+        await check_topic_configs(admin)
         await check_transactions(admin)
     finally:
         await admin.close()

@@ -18,14 +18,17 @@
 // one's commit rejects with INVALID_PRODUCER_EPOCH, what EndTxn v1 answers, its open transaction
 // is aborted); a transaction left open past transactionTimeout is aborted by the broker;
 // consume-transform-produce with transaction.sendOffsets (admin.fetchOffsets: the group's offset
-// moves with commits only; the output holds each input record once). Exit code 0 = pass.
+// moves with commits only; the output holds each input record once). Topic configs:
+// createTopics with configEntries, describeConfigs (values and sources), alterConfigs
+// replacing the overrides (LogAppendTime then shows in what a consumer reads), a bad value
+// refused with INVALID_CONFIG. Exit code 0 = pass.
 // Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
 //        COMPAT_TIMEOUT whole-script seconds (default 240), KAFKAJS_LOG_LEVEL (default WARN;
 //        DEBUG shows every request/response).
 'use strict'
 
 const crypto = require('crypto')
-const { Kafka, logLevel, Partitioners } = require('kafkajs')
+const { ConfigResourceTypes, Kafka, logLevel, Partitioners } = require('kafkajs')
 const kafkajsVersion = require('kafkajs/package.json').version
 
 const BOOTSTRAP = process.env.BOOTSTRAP
@@ -119,6 +122,98 @@ async function fetchCommitted (admin, groupId, topic = TOPIC) {
   const out = {}
   for (const p of res[0].partitions) out[p.partition] = Number(p.offset)
   return out
+}
+
+// --- topic configs -----------------------------------------------------------------------
+// describeConfigs of one topic: { name: [value, source] }.
+async function topicConfigs (admin, topic) {
+  const described = await withTimeout(admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic }]
+  }), 'admin.describeConfigs')
+  check(described.resources.length === 1 && described.resources[0].errorCode === 0,
+    `describeConfigs of ${topic}: ${JSON.stringify(described.resources)}`)
+  const out = {}
+  for (const entry of described.resources[0].configEntries) {
+    out[entry.configName] = [entry.configValue, entry.configSource]
+  }
+  return out
+}
+
+function alterTopic (admin, topic, entries) {
+  return withTimeout(admin.alterConfigs({
+    validateOnly: false,
+    resources: [{
+      type: ConfigResourceTypes.TOPIC,
+      name: topic,
+      configEntries: Object.entries(entries).map(([name, value]) => ({ name, value }))
+    }]
+  }), 'admin.alterConfigs')
+}
+
+async function checkTopicConfigs (admin) {
+  const topic = `${TOPIC}-configs`
+  await withTimeout(admin.createTopics({
+    topics: [{
+      topic,
+      numPartitions: 1,
+      replicationFactor: 1,
+      configEntries: [{ name: 'retention.ms', value: '3600000' },
+        { name: 'cleanup.policy', value: 'compact' }]
+    }],
+    waitForLeaders: true
+  }), 'admin.createTopics (configs)')
+  let got = await topicConfigs(admin, topic)
+  const shown = name => JSON.stringify(got[name])
+  check(shown('retention.ms') === '["3600000",1]' && shown('cleanup.policy') === '["compact",1]' &&
+    shown('max.message.bytes') === '["1048588",5]',
+  `describeConfigs after createTopics: ${JSON.stringify(got)}`)
+  ok('createTopics with configEntries; describeConfigs shows the overrides (source 1) and a ' +
+    'default (source 5)')
+
+  await alterTopic(admin, topic, { 'retention.ms': '7200000', 'message.timestamp.type': 'LogAppendTime' })
+  got = await topicConfigs(admin, topic)
+  check(shown('retention.ms') === '["7200000",1]' &&
+    shown('message.timestamp.type') === '["LogAppendTime",1]' &&
+    shown('cleanup.policy') === '["delete",5]',
+  `after alterConfigs: ${JSON.stringify(got)}`)
+  ok('alterConfigs replaces the overrides: set ones are shown, the dropped one is default')
+
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner })
+  await withTimeout(producer.connect(), 'producer.connect (configs)')
+  const sentAt = Date.now()
+  await withTimeout(producer.send({
+    topic, acks: -1, messages: [{ key: 'k', value: 'v', partition: 0, timestamp: '1000' }]
+  }), 'producer.send (configs)')
+  await producer.disconnect()
+  const consumer = kafka.consumer({ groupId: `${GROUP}-configs-reader` })
+  let stamped = null
+  let arrived
+  const seen = new Promise(resolve => { arrived = resolve })
+  await withTimeout(consumer.connect(), 'consumer.connect (configs)')
+  try {
+    await withTimeout(consumer.subscribe({ topics: [topic], fromBeginning: true }),
+      'consumer.subscribe (configs)')
+    await withTimeout(consumer.run({
+      eachMessage: async ({ message }) => {
+        stamped = Number(message.timestamp)
+        arrived()
+      }
+    }), 'consumer.run (configs)')
+    await withTimeout(seen, 'waiting for the record (configs)')
+  } finally {
+    await consumer.disconnect()
+  }
+  check(stamped >= sentAt, `consumed timestamp ${stamped}, expected the log append time (sent at ${sentAt})`)
+  ok('message.timestamp.type=LogAppendTime: the broker\'s time replaces the producer\'s ' +
+    'timestamp 1000, as a consumer reads it')
+
+  const refused = await rejection(alterTopic(admin, topic, { 'retention.ms': 'soon' }),
+    'alterConfigs with a bad value')
+  check(refused.type === 'INVALID_CONFIG', `alterConfigs with a bad value: ${describeError(refused)}`)
+  got = await topicConfigs(admin, topic)
+  check(shown('retention.ms') === '["7200000",1]', 'a refused alterConfigs changes nothing')
+  ok('alterConfigs: INVALID_CONFIG for a bad value, nothing changed')
 }
 
 // --- transactions ------------------------------------------------------------------------
@@ -466,7 +561,10 @@ async function main () {
   ok('admin.deleteGroups deleted the empty group with its offsets; GROUP_ID_NOT_FOUND for an ' +
     'unknown group')
 
-  // 7. Transactions.
+  // 7. Topic configs.
+  await checkTopicConfigs(admin)
+
+  // 8. Transactions.
   await checkTransactions(admin)
   await withTimeout(admin.disconnect(), 'admin.disconnect')
 

@@ -4,9 +4,9 @@
 //! gets its producer id and epoch from InitProducerId (which fences every older producer of
 //! the same `transactional.id` and aborts what it left open), registers each partition and
 //! consumer group before writing to it (AddPartitionsToTxn, AddOffsetsToTxn), and ends with
-//! EndTxn. Ending writes the prepared state to the state log ([`store`]) and answers; a task
-//! then writes a commit or abort marker into every partition of the transaction
-//! (`freshet_log`'s control batches), completes the group offsets, and writes the completed
+//! EndTxn. Ending writes the prepared state to the state log ([`store`]), completes the
+//! group offsets and answers; a task then writes a commit or abort marker into every
+//! partition of the transaction (`freshet_log`'s control batches) and writes the completed
 //! state, holding the id's lock so the producer's next transaction waits for it. What the
 //! states mean and how they change is in [`state`].
 //!
@@ -234,8 +234,9 @@ impl TxnCoordinator {
     }
 
     /// EndTxn: commits or aborts the transaction in progress. The answer goes out once the
-    /// prepared state is durable, which decides the outcome; the markers and group offsets
-    /// are written after it by a task that keeps the id locked until they are done, so the
+    /// prepared state is durable, which decides the outcome, and the group offsets are
+    /// completed; the markers are written after it by a task that keeps the id locked until
+    /// they are done, so the
     /// producer's next request waits for them (Kafka answers at the same point and makes the
     /// next AddPartitionsToTxn retry instead). A retry of an EndTxn that already completed
     /// (its answer was lost) succeeds again.
@@ -262,6 +263,10 @@ impl TxnCoordinator {
             TxnState::Ongoing => {
                 let prepared = meta.prepared(commit, now_ms());
                 self.commit_state(&mut meta, prepared).await?;
+                // Group offsets first, before the answer: a client reading its group's
+                // committed offsets right after a commit expects to find them. (Finishing
+                // completes them again, which finds nothing left to do.)
+                complete_group_offsets(broker, &meta, commit).await?;
                 finish_in_background(broker.clone(), meta);
                 Ok(())
             }
