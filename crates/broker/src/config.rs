@@ -67,6 +67,9 @@ pub struct BrokerConfig {
     /// Kafka's `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often open
     /// transactions are checked against their timeout.
     pub transaction_abort_interval: Duration,
+    /// Kafka's `transactional.id.expiration.ms`: a transactional id idle this long (no
+    /// transaction in progress, no request) is forgotten.
+    pub transactional_id_expiration: Duration,
 }
 
 impl BrokerConfig {
@@ -98,6 +101,7 @@ impl BrokerConfig {
             super_users: Vec::new(),
             transaction_max_timeout: Duration::from_secs(900),
             transaction_abort_interval: Duration::from_secs(10),
+            transactional_id_expiration: Duration::from_secs(7 * 24 * 3600),
         }
     }
 

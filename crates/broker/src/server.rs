@@ -354,15 +354,21 @@ async fn clean_logs_periodically(broker: Arc<Broker>, mut stop: watch::Receiver<
     }
 }
 
-/// Finishes what a crash left of transactions, then aborts transactions past their timeout
-/// every `transaction_abort_interval`.
+/// Finishes what a crash left of transactions, then every `transaction_abort_interval` aborts
+/// transactions past their timeout and forgets transactional ids idle past their expiration.
 async fn abort_expired_transactions(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     broker.transactions.recover(&broker).await;
     let mut tick = tokio::time::interval(broker.config.transaction_abort_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => broker.transactions.abort_expired(&broker).await,
+            _ = tick.tick() => {
+                broker.transactions.abort_expired(&broker).await;
+                broker
+                    .transactions
+                    .expire_abandoned_ids(broker.config.transactional_id_expiration)
+                    .await;
+            }
             _ = stop.changed() => return,
         }
     }

@@ -425,3 +425,60 @@ async fn a_producer_whose_unsynced_transaction_state_was_lost_is_fenced() {
     let (values, _) = read_committed(&mut client).await;
     assert_eq!(values, vec!["v0", "v1"]);
 }
+
+#[tokio::test]
+async fn a_transactional_id_idle_past_its_expiration_is_forgotten_for_good() {
+    let broker = TestBroker::start_with(|config| {
+        config.transaction_abort_interval = std::time::Duration::from_millis(50);
+        config.transactional_id_expiration = std::time::Duration::from_millis(300);
+    })
+    .await;
+    broker.create_topic(TOPIC, 1, &[]).await;
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let busy = init(&mut client, "busy", 60_000).await;
+    let busy = (busy.producer_id.0, busy.producer_epoch);
+    let idle = init(&mut client, "idle", 60_000).await;
+    let idle = (idle.producer_id.0, idle.producer_epoch);
+    // A transaction in progress is never expired, however long it stays open (its own
+    // timeout handles it).
+    add_partitions(&mut client, "busy", busy, &[(TOPIC, &[0])]).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while describe(&mut client, "idle").await.0 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle id never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        describe(&mut client, "idle").await.0,
+        ResponseError::TransactionalIdNotFound.code()
+    );
+    assert_eq!(describe(&mut client, "busy").await.1, "Ongoing");
+    assert_eq!(
+        add_partitions(&mut client, "idle", idle, &[(TOPIC, &[0])]).await,
+        vec![(
+            TOPIC.to_owned(),
+            0,
+            ResponseError::InvalidProducerIdMapping.code()
+        )],
+        "the forgotten producer must initialise again"
+    );
+    drop(client);
+
+    let broker = broker.restart(|_| {}).await;
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    assert_eq!(
+        describe(&mut client, "idle").await.0,
+        ResponseError::TransactionalIdNotFound.code(),
+        "the expiry survives a restart"
+    );
+    let again = init(&mut client, "idle", 60_000).await;
+    assert_eq!(again.error_code, 0);
+    assert_ne!(
+        again.producer_id.0, idle.0,
+        "an expired id starts over with a new producer id"
+    );
+    assert_eq!(again.producer_epoch, 0);
+}

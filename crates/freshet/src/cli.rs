@@ -375,6 +375,12 @@ pub struct BrokerArgs {
     /// aborted and its producer fenced.
     #[arg(long, env = "FRESHET_TRANSACTION_ABORT_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub transaction_abort_interval_ms: u64,
+    /// How long a transactional id may stay idle (no transaction in progress, no request)
+    /// before the broker forgets it, in ms (Kafka's `transactional.id.expiration.ms`, 7 days);
+    /// a producer still using it must initialise again. Checked every
+    /// `--transaction-abort-interval-ms`.
+    #[arg(long, env = "FRESHET_TRANSACTIONAL_ID_EXPIRATION_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+    pub transactional_id_expiration_ms: u64,
 }
 
 /// `freshet broker`: the broker's settings, and what it serves besides Kafka.
@@ -530,6 +536,8 @@ impl BrokerArgs {
         config.transaction_max_timeout = Duration::from_millis(self.transaction_max_timeout_ms);
         config.transaction_abort_interval =
             Duration::from_millis(self.transaction_abort_interval_ms);
+        config.transactional_id_expiration =
+            Duration::from_millis(self.transactional_id_expiration_ms);
         if let Some(ms) = self.flush_interval_ms {
             config = config.with_flush_interval(Duration::from_millis(ms.max(1)));
         }

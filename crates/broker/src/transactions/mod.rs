@@ -124,14 +124,20 @@ impl TxnCoordinator {
             });
         }
         self.wait_until_recovered().await;
-        let entry = match self.entry(transactional_id) {
-            Some(entry) => entry,
-            None => match self.create(broker, transactional_id, timeout_ms).await? {
-                Created::New(producer_id) => return Ok((producer_id, 0)),
-                Created::Raced(entry) => entry,
-            },
+        let mut meta = loop {
+            let entry = match self.entry(transactional_id) {
+                Some(entry) => entry,
+                None => match self.create(broker, transactional_id, timeout_ms).await? {
+                    Created::New(producer_id) => return Ok((producer_id, 0)),
+                    Created::Raced(entry) => entry,
+                },
+            };
+            let meta = entry.lock_owned().await;
+            // Expired while we waited: it is out of the map now, so look again.
+            if meta.state != TxnState::Dead {
+                break meta;
+            }
         };
-        let mut meta = entry.lock().await;
         if let Some((producer_id, epoch)) = expected {
             if producer_id >= 0 {
                 meta.check_producer(producer_id, epoch)?;
@@ -168,10 +174,7 @@ impl TxnCoordinator {
         partitions: Vec<(String, i32)>,
     ) -> Result<(), TxnError> {
         self.wait_until_recovered().await;
-        let entry = self
-            .entry(transactional_id)
-            .ok_or(TxnError::ProducerIdMapping)?;
-        let mut meta = entry.lock().await;
+        let mut meta = self.lock_live(transactional_id).await?;
         meta.check_producer(producer_id, epoch)?;
         if meta.state == TxnState::Ongoing && partitions.iter().all(|p| meta.partitions.contains(p))
         {
@@ -192,10 +195,7 @@ impl TxnCoordinator {
         group: &str,
     ) -> Result<(), TxnError> {
         self.wait_until_recovered().await;
-        let entry = self
-            .entry(transactional_id)
-            .ok_or(TxnError::ProducerIdMapping)?;
-        let mut meta = entry.lock().await;
+        let mut meta = self.lock_live(transactional_id).await?;
         meta.check_producer(producer_id, epoch)?;
         if meta.state == TxnState::Ongoing && meta.groups.contains(group) {
             return Ok(());
@@ -219,10 +219,7 @@ impl TxnCoordinator {
         commit: impl std::future::Future<Output = T>,
     ) -> Result<T, TxnError> {
         self.wait_until_recovered().await;
-        let entry = self
-            .entry(transactional_id)
-            .ok_or(TxnError::ProducerIdMapping)?;
-        let meta = entry.lock().await;
+        let meta = self.lock_live(transactional_id).await?;
         meta.check_producer(producer_id, epoch)?;
         if meta.state != TxnState::Ongoing || !meta.groups.contains(group) {
             return Err(TxnError::InvalidState(
@@ -249,10 +246,7 @@ impl TxnCoordinator {
         commit: bool,
     ) -> Result<(), TxnError> {
         self.wait_until_recovered().await;
-        let entry = self
-            .entry(transactional_id)
-            .ok_or(TxnError::ProducerIdMapping)?;
-        let mut meta = entry.lock_owned().await;
+        let mut meta = self.lock_live(transactional_id).await?;
         meta.check_producer(producer_id, epoch)?;
         let wanted = if commit {
             [TxnState::PrepareCommit, TxnState::CompleteCommit]
@@ -308,8 +302,7 @@ impl TxnCoordinator {
 
     /// The state of one transactional id.
     pub async fn describe(&self, transactional_id: &str) -> Option<TxnMetadata> {
-        let entry = self.entry(transactional_id)?;
-        let meta = entry.lock().await;
+        let meta = self.lock_live(transactional_id).await.ok()?;
         Some(meta.clone())
     }
 
@@ -319,7 +312,10 @@ impl TxnCoordinator {
             self.ids_lock().values().cloned().collect();
         let mut all = Vec::with_capacity(entries.len());
         for entry in entries {
-            all.push(entry.lock().await.clone());
+            let meta = entry.lock().await;
+            if meta.state != TxnState::Dead {
+                all.push(meta.clone());
+            }
         }
         all
     }
@@ -354,7 +350,36 @@ impl TxnCoordinator {
         }
     }
 
-    /// At start: finishes transactions a crash left prepared, and aborts transactions that
+    /// Forgets every transactional id idle for longer than `expiration` (Kafka's
+    /// `transactional.id.expiration.ms`), so ids used once (a stream processor's per-task
+    /// or per-checkpoint ids) do not pile up in memory and in the state log. A producer
+    /// still holding a forgotten id gets INVALID_PRODUCER_ID_MAPPING and must initialise
+    /// again, as with Kafka; that gives it a new producer id.
+    pub async fn expire_abandoned_ids(&self, expiration: std::time::Duration) {
+        let expiration_ms = i64::try_from(expiration.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let entries: Vec<Arc<AsyncMutex<TxnMetadata>>> =
+            self.ids_lock().values().cloned().collect();
+        for entry in entries {
+            let mut meta = entry.lock().await;
+            if meta.state == TxnState::Dead || !meta.is_abandoned(now, expiration_ms) {
+                continue;
+            }
+            let mut dead = meta.clone();
+            dead.state = TxnState::Dead;
+            dead.last_update_ms = now;
+            // Not synced: a tombstone lost in a crash only brings the id back until the
+            // next pass.
+            if let Err(error) = self.set_state(&mut meta, dead, Sync::Later).await {
+                tracing::warn!(transactional_id = %meta.transactional_id, %error, "could not expire a transactional id");
+                continue;
+            }
+            self.ids_lock().remove(&meta.transactional_id);
+            self.producers_lock().remove(&meta.producer_id);
+            tracing::info!(transactional_id = %meta.transactional_id, "expired a transactional id idle past --transactional-id-expiration-ms");
+        }
+    }
+
     /// partitions hold open but the state log does not know as ongoing.
     pub async fn recover(&self, broker: &Arc<Broker>) {
         let entries: Vec<Arc<AsyncMutex<TxnMetadata>>> =
@@ -402,7 +427,7 @@ impl TxnCoordinator {
             self.ids_lock().values().cloned().collect();
         for entry in entries {
             let mut meta = entry.lock().await;
-            if meta.producer_id != producer_id {
+            if meta.producer_id != producer_id || meta.state == TxnState::Dead {
                 continue;
             }
             tracing::warn!(transactional_id = %meta.transactional_id, producer_id, "fencing a producer whose transaction state was lost");
@@ -534,6 +559,21 @@ impl TxnCoordinator {
             return Err(error);
         }
         Ok(Created::New(producer_id))
+    }
+
+    /// The id's state, locked; INVALID_PRODUCER_ID_MAPPING for an id unknown or expired.
+    async fn lock_live(
+        &self,
+        transactional_id: &str,
+    ) -> Result<OwnedMutexGuard<TxnMetadata>, TxnError> {
+        let entry = self
+            .entry(transactional_id)
+            .ok_or(TxnError::ProducerIdMapping)?;
+        let meta = entry.lock_owned().await;
+        if meta.state == TxnState::Dead {
+            return Err(TxnError::ProducerIdMapping);
+        }
+        Ok(meta)
     }
 
     fn entry(&self, transactional_id: &str) -> Option<Arc<AsyncMutex<TxnMetadata>>> {

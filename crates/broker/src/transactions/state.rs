@@ -11,7 +11,8 @@
 //!
 //! Prepare states are durable before any marker is written, so a crash between markers is
 //! finished at the next start (`TxnCoordinator::recover`); the client's EndTxn is answered
-//! once every marker is durable.
+//! once the prepare state is durable. An id idle for `--transactional-id-expiration-ms` goes
+//! to `Dead`: its frame in the state log is a tombstone, and the id is forgotten.
 
 use std::collections::BTreeSet;
 
@@ -27,6 +28,8 @@ pub enum TxnState {
     PrepareAbort,
     CompleteCommit,
     CompleteAbort,
+    /// Expired and forgotten (Kafka's `Dead`): never current, only written as a tombstone.
+    Dead,
 }
 
 impl TxnState {
@@ -39,6 +42,7 @@ impl TxnState {
             TxnState::PrepareAbort => "PrepareAbort",
             TxnState::CompleteCommit => "CompleteCommit",
             TxnState::CompleteAbort => "CompleteAbort",
+            TxnState::Dead => "Dead",
         }
     }
 
@@ -190,6 +194,12 @@ impl TxnMetadata {
         self.state == TxnState::Ongoing
             && self.txn_start_ms >= 0
             && now_ms.saturating_sub(self.txn_start_ms) > i64::from(self.timeout_ms)
+    }
+
+    /// Whether the id has been idle (no transaction in progress, no request) for longer than
+    /// `expiration_ms`, Kafka's `transactional.id.expiration.ms`.
+    pub fn is_abandoned(&self, now_ms: i64, expiration_ms: i64) -> bool {
+        self.state.is_idle() && now_ms.saturating_sub(self.last_update_ms) > expiration_ms
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Every change of a transactional id appends its whole [`TxnMetadata`] as one frame
 //! (`length u32 | crc32c u32 | JSON`, big-endian), synced at once or with the next synced
-//! write as the coordinator asks, so the last frame of each id is its state. Opening replays the file and cuts a torn tail
+//! write as the coordinator asks, so the last frame of each id is its state (a `Dead` frame is a
+//! tombstone: the id is gone). Opening replays the file and cuts a torn tail
 //! (a frame a crash interrupted; it was never acknowledged). When the file holds more than
 //! [`REWRITE_FACTOR`] frames per live id (and at least [`REWRITE_MIN_FRAMES`]), it is rewritten
 //! with one frame per id: temporary file, fsync, rename, directory fsync.
@@ -18,7 +19,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::state::TxnMetadata;
+use super::state::{TxnMetadata, TxnState};
 
 const DIR_NAME: &str = "transactions";
 const FILE_NAME: &str = "state.log";
@@ -88,7 +89,7 @@ impl TxnStore {
         }
         let mut live = BTreeMap::new();
         for meta in &frames {
-            live.insert(meta.transactional_id.clone(), meta.clone());
+            remember(&mut live, meta);
         }
         crate::topics::sync_dir(&dir)?;
         let states = live.values().cloned().collect();
@@ -120,9 +121,7 @@ impl TxnStore {
         (&*store.file).write_all(&encode_frame(meta))?;
         store.frames += 1;
         store.appended += 1;
-        store
-            .live
-            .insert(meta.transactional_id.clone(), meta.clone());
+        remember(&mut store.live, meta);
         if store.frames >= REWRITE_MIN_FRAMES && store.frames > REWRITE_FACTOR * store.live.len() {
             self.rewrite(&mut store)?;
         }
@@ -168,6 +167,15 @@ impl TxnStore {
     }
 }
 
+/// Makes `meta` its id's state in `live`, or removes the id for a tombstone.
+fn remember(live: &mut BTreeMap<String, TxnMetadata>, meta: &TxnMetadata) {
+    if meta.state == TxnState::Dead {
+        live.remove(&meta.transactional_id);
+    } else {
+        live.insert(meta.transactional_id.clone(), meta.clone());
+    }
+}
+
 fn encode_frame(meta: &TxnMetadata) -> Vec<u8> {
     // Serialising plain structs of strings and integers cannot fail.
     let body = serde_json::to_vec(meta).unwrap_or_default();
@@ -206,7 +214,6 @@ fn decode_frames(bytes: &[u8]) -> (Vec<TxnMetadata>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transactions::state::TxnState;
 
     fn meta(id: &str, epoch: i16) -> TxnMetadata {
         let mut meta = TxnMetadata::new(id, 7, 60_000, 1);
@@ -275,5 +282,29 @@ mod tests {
         let (_, states) = TxnStore::open(dir.path()).expect("reopen");
         assert_eq!(states.len(), 4);
         assert!(states.iter().all(|m| m.producer_epoch == 49), "{states:?}");
+    }
+
+    #[test]
+    fn a_tombstone_removes_its_id_on_reopening_and_from_rewrites() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = TxnStore::open(dir.path()).expect("open");
+        store.write(&meta("kept", 0), Sync::Now).expect("write");
+        store.write(&meta("gone", 0), Sync::Now).expect("write");
+        let mut dead = meta("gone", 0);
+        dead.state = TxnState::Dead;
+        store.write(&dead, Sync::Now).expect("tombstone");
+        drop(store);
+        let (store, states) = TxnStore::open(dir.path()).expect("reopen");
+        let ids: Vec<&str> = states.iter().map(|m| m.transactional_id.as_str()).collect();
+        assert_eq!(ids, vec!["kept"]);
+        for epoch in 0..(REWRITE_MIN_FRAMES as i16 + 10) {
+            store.write(&meta("kept", epoch), Sync::Now).expect("write");
+        }
+        let path = dir.path().join(DIR_NAME).join(FILE_NAME);
+        let frames = decode_frames(&fs::read(&path).expect("read")).0;
+        assert!(
+            frames.iter().all(|m| m.transactional_id == "kept"),
+            "{frames:?}"
+        );
     }
 }
