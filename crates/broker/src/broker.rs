@@ -75,7 +75,7 @@ impl Broker {
         let data_dir_error = |e| StartError::DataDir(dir.display().to_string(), e);
         fs::create_dir_all(dir).map_err(data_dir_error)?;
         let cluster_id = load_or_create_cluster_id(dir).map_err(data_dir_error)?;
-        let topics = TopicRegistry::open(dir, config.log_defaults.clone())?;
+        let topics = TopicRegistry::open(dir, config.log_defaults.clone(), config.node_id)?;
         let groups = GroupCoordinator::open(&dir.join("groups"), config.coordinator.clone())
             .map_err(|e| StartError::Groups(e.to_string()))?;
         let producer_ids = ProducerIds::open(dir).map_err(data_dir_error)?;

@@ -14,6 +14,8 @@
 //!   bytes in flight, and the open-file limit the default cap is derived from.
 //! - [`dispatch`]: decodes the request header, checks the version against [`versions`] and
 //!   hands the body to one module per API in [`handlers`].
+//! - [`broker_configs`]: dynamic broker configs (the broker-level defaults of topic configs),
+//!   stored in the data directory and laid under every topic's overrides.
 //! - [`topics`]: the topic registry: topic metadata on disk and one [`freshet_log::PartitionLog`]
 //!   per partition.
 //! - [`producer_ids`]: durable allocation of idempotent-producer ids.
@@ -30,6 +32,7 @@
 //! share one group-commit fsync. Responses are always written in request order.
 
 pub mod broker;
+pub mod broker_configs;
 pub mod config;
 pub mod connection;
 pub mod dispatch;

@@ -512,6 +512,12 @@ enum Value {
 }
 
 impl TopicConfigDef {
+    /// Checks `raw` as [`TopicConfigDef::parse`] does, for values stored elsewhere than on a
+    /// topic (the dynamic broker configs, see `broker_configs.rs`).
+    pub(crate) fn check_value(&self, raw: &str) -> Result<(), TopicError> {
+        self.parse(raw).map(|_| ())
+    }
+
     /// Parses and checks `raw` as Kafka would, or says why it is refused.
     fn parse(&self, raw: &str) -> Result<Value, TopicError> {
         let value = raw.trim();
@@ -579,7 +585,7 @@ impl TopicConfigDef {
 }
 
 /// Kafka's LIST parsing: comma-separated, each item trimmed, an empty string an empty list.
-fn split_list(value: &str) -> Vec<String> {
+pub(crate) fn split_list(value: &str) -> Vec<String> {
     if value.is_empty() {
         return Vec::new();
     }
@@ -644,17 +650,26 @@ impl TopicConfigs {
         Ok(config)
     }
 
-    /// [`TopicConfigs::apply`] for what is already stored: an override this version refuses
-    /// (written by an earlier one with looser checks) is skipped with a warning rather than
-    /// keeping the topic from opening.
-    pub fn apply_leniently(&self, topic: &str, defaults: &LogConfig) -> LogConfig {
-        if let Ok(config) = self.apply(defaults) {
+    /// [`TopicConfigs::apply`] over every layer of defaults: the overrides laid over the
+    /// dynamic broker configs, laid over the command line's. They are validated together, as
+    /// Kafka validates a topic's effective config: the compaction lags may conflict across
+    /// layers.
+    pub fn apply_over(&self, defaults: &TopicDefaults) -> Result<LogConfig, TopicError> {
+        defaults.with_overrides(self).apply(&defaults.static_config)
+    }
+
+    /// [`TopicConfigs::apply_over`] for what is already stored: an override this version
+    /// refuses (written by an earlier one with looser checks, or conflicting with a broker
+    /// default changed since) is skipped with a warning rather than keeping the topic from
+    /// opening or from following the broker's defaults.
+    pub fn apply_leniently(&self, topic: &str, defaults: &TopicDefaults) -> LogConfig {
+        if let Ok(config) = self.apply_over(defaults) {
             return config;
         }
         let mut valid = TopicConfigs::default();
         for (name, value) in &self.0 {
             let single = TopicConfigs([(name.clone(), value.clone())].into());
-            match single.apply(defaults) {
+            match single.apply_over(defaults) {
                 Ok(_) => {
                     valid.0.insert(name.clone(), value.clone());
                 }
@@ -663,59 +678,52 @@ impl TopicConfigs {
                 }
             }
         }
-        valid.apply(defaults).unwrap_or_else(|_| defaults.clone())
+        valid
+            .apply_over(defaults)
+            .unwrap_or_else(|_| defaults.log_config())
     }
 
-    /// `min.insync.replicas` of the topic (1 unless overridden).
-    pub fn min_insync_replicas(&self) -> i64 {
-        match self.parsed("min.insync.replicas") {
+    /// `min.insync.replicas` of the topic: its override, else the dynamic broker config, else 1
+    /// (the command line does not set it).
+    pub fn min_insync_replicas(&self, defaults: &TopicDefaults) -> i64 {
+        let name = "min.insync.replicas";
+        match self.parsed(name).or_else(|| defaults.dynamic.parsed(name)) {
             Some(Value::Integer(n)) => n,
             _ => 1,
         }
     }
 
     /// The effective value of every topic config with where it comes from, as DescribeConfigs
-    /// and CreateTopics describe them. `effective` is [`TopicConfigs::apply`]'s result.
-    pub fn describe(&self, defaults: &LogConfig, effective: &LogConfig) -> Vec<DescribedConfig> {
+    /// and CreateTopics describe them. `effective` is [`TopicConfigs::apply_over`]'s result.
+    pub fn describe(
+        &self,
+        defaults: &TopicDefaults,
+        effective: &LogConfig,
+    ) -> Vec<DescribedConfig> {
         TOPIC_CONFIGS
             .iter()
             .map(|def| {
-                let default = default_value(def, defaults);
-                let broker_default = BrokerDefault {
-                    value: default.clone(),
-                    source: if default == def.kafka_default {
-                        ConfigSource::Default
-                    } else {
-                        ConfigSource::StaticBroker
-                    },
-                };
+                let broker_synonyms = defaults.broker_synonyms(def);
                 match self.0.get(def.name) {
                     Some(value) => DescribedConfig {
                         def,
                         value: value.clone(),
                         source: ConfigSource::DynamicTopic,
-                        broker_default,
+                        broker_synonyms,
                     },
-                    None => DescribedConfig {
-                        def,
-                        value: log_field_value(effective, def.name).unwrap_or(default),
-                        source: broker_default.source,
-                        broker_default,
-                    },
+                    None => {
+                        let inherited = defaults.inherited(def);
+                        DescribedConfig {
+                            def,
+                            value: log_field_value(effective, def.name)
+                                .unwrap_or_else(|| inherited.value.trim().to_string()),
+                            source: inherited.source,
+                            broker_synonyms,
+                        }
+                    }
                 }
             })
             .collect()
-    }
-
-    /// The current value of a list config as a list (for APPEND and SUBTRACT): the override,
-    /// or else the default.
-    pub fn list_value(&self, def: &TopicConfigDef, defaults: &LogConfig) -> Vec<String> {
-        let raw = self
-            .0
-            .get(def.name)
-            .cloned()
-            .unwrap_or_else(|| default_value(def, defaults));
-        split_list(raw.trim())
     }
 
     fn parse_all(&self) -> Result<BTreeMap<&str, Value>, TopicError> {
@@ -744,14 +752,19 @@ pub fn known(name: &str) -> Result<&'static TopicConfigDef, TopicError> {
     })
 }
 
-/// Kafka's DescribeConfigs config sources that topic configs have.
+/// Kafka's DescribeConfigs config sources (`ConfigEntry.ConfigSource`) of topic configs and of
+/// the broker configs that are their defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigSource {
-    /// An override on the topic.
+    /// An override on the topic (DYNAMIC_TOPIC_CONFIG).
     DynamicTopic,
-    /// The broker's command line changed the default.
+    /// A dynamic config of this broker, resource `<node id>` (DYNAMIC_BROKER_CONFIG).
+    DynamicBroker,
+    /// A dynamic config of every broker, resource `""` (DYNAMIC_DEFAULT_BROKER_CONFIG).
+    DynamicDefaultBroker,
+    /// The broker's command line changed the default (STATIC_BROKER_CONFIG).
     StaticBroker,
-    /// Kafka's default.
+    /// Kafka's default (DEFAULT_CONFIG).
     Default,
 }
 
@@ -759,17 +772,131 @@ impl ConfigSource {
     pub fn code(self) -> i8 {
         match self {
             ConfigSource::DynamicTopic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
         }
     }
 }
 
-/// A config's value when the topic does not override it.
+/// A config's value when the topic does not override it, and the layer it comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BrokerDefault {
+    /// As set (a dynamic value as the client sent it), or as Kafka prints a static one.
     pub value: String,
     pub source: ConfigSource,
+}
+
+/// What a topic without an override of a config gets, layer by layer, most specific first:
+/// this broker's dynamic config, the cluster-wide dynamic default, the command line, Kafka's
+/// default. The dynamic layers hold topic config names (`retention.ms`) and values already
+/// validated (see `broker_configs.rs`, which maps Kafka's broker names onto them).
+#[derive(Clone, Debug, Default)]
+pub struct TopicDefaults {
+    static_config: LogConfig,
+    cluster: TopicConfigs,
+    per_broker: TopicConfigs,
+    /// `cluster` with `per_broker` laid over it.
+    dynamic: TopicConfigs,
+}
+
+impl TopicDefaults {
+    /// The command line's defaults alone (no dynamic broker configs).
+    pub fn from_static(static_config: LogConfig) -> TopicDefaults {
+        Self::new(
+            static_config,
+            TopicConfigs::default(),
+            TopicConfigs::default(),
+        )
+    }
+
+    pub fn new(
+        static_config: LogConfig,
+        cluster: TopicConfigs,
+        per_broker: TopicConfigs,
+    ) -> TopicDefaults {
+        let mut dynamic = cluster.clone();
+        dynamic.0.extend(per_broker.0.clone());
+        TopicDefaults {
+            static_config,
+            cluster,
+            per_broker,
+            dynamic,
+        }
+    }
+
+    /// The defaults from the command line (what DELETE of a dynamic config reverts to).
+    pub fn static_config(&self) -> &LogConfig {
+        &self.static_config
+    }
+
+    /// Every dynamic default, the per-broker one where both layers set a config.
+    pub fn dynamic(&self) -> &TopicConfigs {
+        &self.dynamic
+    }
+
+    /// The log config of a topic without overrides.
+    pub fn log_config(&self) -> LogConfig {
+        self.dynamic
+            .apply(&self.static_config)
+            .unwrap_or_else(|_| self.static_config.clone())
+    }
+
+    /// What a topic without an override of `def` inherits: the most specific layer's value.
+    pub fn inherited(&self, def: &TopicConfigDef) -> BrokerDefault {
+        self.dynamic_layers(def)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.static_default(def))
+    }
+
+    /// Kafka's broker synonyms of `def`, most specific first: the per-broker dynamic value,
+    /// the cluster-wide one, then the static or default value, each under the broker name.
+    pub fn broker_synonyms(&self, def: &TopicConfigDef) -> Vec<(String, String, ConfigSource)> {
+        let Some(broker_name) = def.broker_synonym else {
+            return Vec::new();
+        };
+        self.dynamic_layers(def)
+            .into_iter()
+            .chain([self.static_default(def)])
+            .map(|layer| (broker_name.to_string(), layer.value, layer.source))
+            .collect()
+    }
+
+    /// The dynamic values of `def` that are set, per-broker first.
+    fn dynamic_layers(&self, def: &TopicConfigDef) -> Vec<BrokerDefault> {
+        [
+            (&self.per_broker, ConfigSource::DynamicBroker),
+            (&self.cluster, ConfigSource::DynamicDefaultBroker),
+        ]
+        .into_iter()
+        .filter_map(|(layer, source)| {
+            layer.0.get(def.name).map(|value| BrokerDefault {
+                value: value.clone(),
+                source,
+            })
+        })
+        .collect()
+    }
+
+    /// The command line's value of `def`, or Kafka's default.
+    fn static_default(&self, def: &TopicConfigDef) -> BrokerDefault {
+        let value = default_value(def, &self.static_config);
+        let source = if value == def.kafka_default {
+            ConfigSource::Default
+        } else {
+            ConfigSource::StaticBroker
+        };
+        BrokerDefault { value, source }
+    }
+
+    /// The dynamic defaults with a topic's overrides laid over them.
+    fn with_overrides(&self, overrides: &TopicConfigs) -> TopicConfigs {
+        let mut merged = self.dynamic.clone();
+        merged.0.extend(overrides.0.clone());
+        merged
+    }
 }
 
 /// One described topic config.
@@ -778,24 +905,20 @@ pub struct DescribedConfig {
     pub def: &'static TopicConfigDef,
     pub value: String,
     pub source: ConfigSource,
-    pub broker_default: BrokerDefault,
+    /// The broker configs the value falls back to, most specific first (see
+    /// [`TopicDefaults::broker_synonyms`]).
+    pub broker_synonyms: Vec<(String, String, ConfigSource)>,
 }
 
 impl DescribedConfig {
-    /// Kafka's synonyms, most specific first: the topic override, then the broker config the
-    /// default comes from (under its broker name when it has one).
+    /// Kafka's synonyms, most specific first: the topic override, then the broker configs the
+    /// default comes from (under their broker name when the config has one).
     pub fn synonyms(&self) -> Vec<(String, String, ConfigSource)> {
         let mut synonyms = Vec::new();
         if self.source == ConfigSource::DynamicTopic {
             synonyms.push((self.def.name.to_string(), self.value.clone(), self.source));
         }
-        if let Some(broker_name) = self.def.broker_synonym {
-            synonyms.push((
-                broker_name.to_string(),
-                self.broker_default.value.clone(),
-                self.broker_default.source,
-            ));
-        }
+        synonyms.extend(self.broker_synonyms.iter().cloned());
         synonyms
     }
 }
@@ -1025,7 +1148,7 @@ mod tests {
         };
         let overrides = configs(&[("segment.ms", "99")]);
         let effective = overrides.apply(&defaults).expect("valid");
-        let described = overrides.describe(&defaults, &effective);
+        let described = overrides.describe(&TopicDefaults::from_static(defaults), &effective);
         assert_eq!(described.len(), TOPIC_CONFIGS.len());
         let find = |name: &str| {
             described
@@ -1068,7 +1191,8 @@ mod tests {
     #[test]
     fn stored_configs_this_version_refuses_are_skipped_at_open() {
         let stored = configs(&[("segment.bytes", "99999999999"), ("retention.ms", "5")]);
-        let config = stored.apply_leniently("t", &LogConfig::default());
+        let defaults = TopicDefaults::from_static(LogConfig::default());
+        let config = stored.apply_leniently("t", &defaults);
         assert_eq!(config.retention_ms, 5);
         assert_eq!(config.segment_bytes, LogConfig::default().segment_bytes);
     }

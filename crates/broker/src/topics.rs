@@ -34,6 +34,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::broker_configs::{BrokerLayer, BrokerScope, StoredBrokerConfigs};
+use crate::topic_config::TopicDefaults;
 pub use crate::topic_config::{TopicConfigs, TOPIC_CONFIGS};
 
 /// Kafka's limit on topic name length.
@@ -179,7 +181,17 @@ struct TopicMeta {
 #[derive(Debug)]
 pub struct TopicRegistry {
     root: PathBuf,
+    /// The data directory (where `broker-configs.json` lives).
+    data_dir: PathBuf,
+    /// This broker's node id: which per-broker dynamic configs apply.
+    node_id: i32,
+    /// The command line's topic defaults.
     log_defaults: LogConfig,
+    /// The dynamic broker configs as stored; changed only under `changes`.
+    broker_configs: RwLock<StoredBrokerConfigs>,
+    /// Every layer of topic defaults (`log_defaults` and the dynamic broker configs), swapped
+    /// whole when the dynamic configs change.
+    defaults: RwLock<Arc<TopicDefaults>>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Held by every create, delete and partition change, one at a time: a deleted topic's
     /// logs are stopped before a topic of the same name can reuse its directory, and a delete
@@ -188,11 +200,18 @@ pub struct TopicRegistry {
 }
 
 impl TopicRegistry {
-    /// Opens every topic under `<data_dir>/topics`, running log recovery for each partition.
-    pub fn open(data_dir: &Path, log_defaults: LogConfig) -> Result<Self, TopicError> {
+    /// Opens every topic under `<data_dir>/topics`, running log recovery for each partition,
+    /// with the dynamic broker configs of node `node_id` stored in the data directory.
+    pub fn open(
+        data_dir: &Path,
+        log_defaults: LogConfig,
+        node_id: i32,
+    ) -> Result<Self, TopicError> {
         let root = data_dir.join("topics");
         fs::create_dir_all(&root)?;
         finish_interrupted_deletions(&root);
+        let broker_configs = StoredBrokerConfigs::load(data_dir)?;
+        let defaults = broker_configs.defaults_leniently(&log_defaults, node_id);
         let mut topics = BTreeMap::new();
         for entry in fs::read_dir(&root)? {
             let entry = entry?;
@@ -200,13 +219,17 @@ impl TopicRegistry {
             if validate_topic_name(&name).is_err() || !entry.path().join("topic.json").exists() {
                 continue;
             }
-            let topic = open_topic(&entry.path(), &name, &log_defaults)?;
+            let topic = open_topic(&entry.path(), &name, &defaults)?;
             tracing::info!(topic = %name, partitions = topic.partitions.len(), "opened topic");
             topics.insert(name, Arc::new(topic));
         }
         Ok(TopicRegistry {
             root,
+            data_dir: data_dir.to_path_buf(),
+            node_id,
             log_defaults,
+            broker_configs: RwLock::new(broker_configs),
+            defaults: RwLock::new(Arc::new(defaults)),
             topics: RwLock::new(topics),
             changes: Mutex::new(()),
         })
@@ -224,15 +247,91 @@ impl TopicRegistry {
         self.get(topic)?.partition(partition).cloned()
     }
 
+    /// The topic defaults of the command line alone.
     pub fn log_defaults(&self) -> &LogConfig {
         &self.log_defaults
     }
 
+    /// Every layer of topic defaults: the dynamic broker configs over the command line's.
+    pub fn defaults(&self) -> Arc<TopicDefaults> {
+        self.defaults
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The effective log config of a topic.
     pub fn effective_config(&self, topic: &Topic) -> LogConfig {
-        topic
-            .configs
-            .apply_leniently(&topic.name, &self.log_defaults)
+        topic.configs.apply_leniently(&topic.name, &self.defaults())
+    }
+
+    /// `min.insync.replicas` of a topic, its override or the dynamic broker config.
+    pub fn min_insync_replicas(&self, topic: &Topic) -> i64 {
+        topic.configs.min_insync_replicas(&self.defaults())
+    }
+
+    /// The dynamic broker configs of one broker resource, by Kafka broker config name.
+    pub fn broker_configs(&self, scope: BrokerScope) -> BrokerLayer {
+        self.broker_configs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .layer(scope, self.node_id)
+    }
+
+    /// Replaces one broker resource's dynamic configs with what `edit` makes of the current
+    /// ones (given with the current defaults), validated in full first; unless
+    /// `validate_only`, durably (`broker-configs.json`, atomically) and live: every topic
+    /// that does not override a changed config gets its new effective config at once.
+    pub fn alter_broker_configs(
+        &self,
+        scope: BrokerScope,
+        validate_only: bool,
+        edit: impl FnOnce(&BrokerLayer, &TopicDefaults) -> Result<BrokerLayer, TopicError>,
+    ) -> Result<(), TopicError> {
+        let _changes = self.lock_changes();
+        let stored = self
+            .broker_configs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let old_defaults = self.defaults();
+        let layer = edit(&stored.layer(scope, self.node_id), &old_defaults)?;
+        let next = stored.with_layer(scope, self.node_id, layer);
+        let new_defaults = Arc::new(next.defaults(&self.log_defaults, self.node_id)?);
+        if validate_only {
+            return Ok(());
+        }
+        next.save(&self.data_dir)?;
+        *self
+            .broker_configs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = next;
+        *self
+            .defaults
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = new_defaults.clone();
+        self.reapply_defaults(&old_defaults, &new_defaults);
+        tracing::info!(?scope, configs = ?self.broker_configs(scope), "altered dynamic broker configs");
+        Ok(())
+    }
+
+    /// Gives every topic that does not override a config whose default changed its new
+    /// effective config (the path [`TopicRegistry::alter_configs`] takes for one topic).
+    fn reapply_defaults(&self, old: &TopicDefaults, new: &TopicDefaults) {
+        let changed: Vec<&str> = TOPIC_CONFIGS
+            .iter()
+            .map(|def| def.name)
+            .filter(|name| old.dynamic().0.get(*name) != new.dynamic().0.get(*name))
+            .collect();
+        for topic in self.all() {
+            if changed
+                .iter()
+                .all(|name| topic.configs.0.contains_key(*name))
+            {
+                continue;
+            }
+            apply_live(&topic, topic.configs.apply_leniently(&topic.name, new));
+        }
     }
 
     /// Replaces a topic's config overrides with what `edit` makes of the current ones,
@@ -250,7 +349,7 @@ impl TopicRegistry {
             .get(name)
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         let configs = edit(&old.configs)?;
-        let log_config = configs.apply(&self.log_defaults)?;
+        let log_config = configs.apply_over(&self.defaults())?;
         if validate_only {
             return Ok(old);
         }
@@ -267,9 +366,7 @@ impl TopicRegistry {
             partitions: old.partitions.clone(),
         });
         self.write().insert(name.to_string(), topic.clone());
-        for partition in &topic.partitions {
-            partition.log.set_config(log_config.clone());
-        }
+        apply_live(&topic, log_config);
         tracing::info!(topic = %name, configs = ?topic.configs.0, "altered topic configs");
         Ok(topic)
     }
@@ -325,7 +422,7 @@ impl TopicRegistry {
         meta: TopicMeta,
     ) -> Result<Topic, TopicError> {
         fs::create_dir_all(dir)?;
-        let log_config = meta.configs.apply(&self.log_defaults)?;
+        let log_config = meta.configs.apply_over(&self.defaults())?;
         let partitions = (0..meta.partitions)
             .map(|index| open_partition(dir, index, log_config.clone()))
             .collect::<Result<Vec<_>, _>>()?;
@@ -404,7 +501,7 @@ impl TopicRegistry {
             ));
         }
         let dir = self.root.join(name);
-        let log_config = old.configs.apply_leniently(name, &self.log_defaults);
+        let log_config = old.configs.apply_leniently(name, &self.defaults());
         let mut partitions = old.partitions.clone();
         for index in current..count {
             partitions.push(open_partition(&dir, index, log_config.clone())?);
@@ -500,7 +597,7 @@ impl TopicRegistry {
                 format!("must be between 1 and {MAX_PARTITIONS}"),
             ));
         }
-        configs.apply(&self.log_defaults)?;
+        configs.apply_over(&self.defaults())?;
         Ok(())
     }
 
@@ -520,7 +617,14 @@ impl TopicRegistry {
     }
 }
 
-fn open_topic(dir: &Path, name: &str, defaults: &LogConfig) -> Result<Topic, TopicError> {
+/// Every partition of `topic` takes `config` for its next operation.
+fn apply_live(topic: &Topic, config: LogConfig) {
+    for partition in &topic.partitions {
+        partition.log.set_config(config.clone());
+    }
+}
+
+fn open_topic(dir: &Path, name: &str, defaults: &TopicDefaults) -> Result<Topic, TopicError> {
     let meta = read_meta(dir)?;
     let log_config = meta.configs.apply_leniently(name, defaults);
     let partitions = (0..meta.partitions)
@@ -686,7 +790,7 @@ mod tests {
     #[test]
     fn topics_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("open");
         let mut configs = TopicConfigs::default();
         configs.0.insert("cleanup.policy".into(), "compact".into());
         let created = registry
@@ -696,14 +800,14 @@ mod tests {
         registry.close();
         drop(registry);
 
-        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("reopen");
         let topic = reopened.get("state").expect("topic survived");
         assert_eq!(topic.id, created.id);
         assert_eq!(topic.partitions.len(), 4);
         assert_eq!(topic.configs, configs);
         reopened.delete("state").expect("delete");
         drop(reopened);
-        let again = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        let again = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("reopen");
         assert!(again.get("state").is_none());
     }
 
@@ -727,7 +831,7 @@ mod tests {
     fn a_topic_with_the_longest_valid_name_is_deleted_for_good() {
         let dir = tempfile::tempdir().expect("tempdir");
         let name = "x".repeat(MAX_TOPIC_NAME_LEN);
-        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("open");
         let topic = registry
             .create(&name, 2, TopicConfigs::default())
             .expect("create");
@@ -740,7 +844,7 @@ mod tests {
             "the deleted topic's logs are stopped"
         );
         drop(registry);
-        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("reopen");
         assert!(reopened.get(&name).is_none(), "it does not come back");
         let again = reopened
             .create(&name, 1, TopicConfigs::default())
@@ -751,7 +855,7 @@ mod tests {
     #[test]
     fn a_delete_whose_rename_fails_leaves_the_topic_in_place() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("open");
         let topic = registry
             .create("kept", 1, TopicConfigs::default())
             .expect("create");
@@ -765,14 +869,14 @@ mod tests {
             "still usable"
         );
         drop(registry);
-        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("reopen");
         assert_eq!(reopened.get("kept").map(|t| t.id), Some(topic.id));
     }
 
     #[test]
     fn a_crash_after_the_rename_finishes_the_delete_at_the_next_start() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("open");
         let topic = registry
             .create("doomed", 2, TopicConfigs::default())
             .expect("create");
@@ -789,7 +893,7 @@ mod tests {
         fs::remove_file(tombstone.join("topic.json")).expect("remove topic.json");
         fs::remove_dir_all(tombstone.join("0")).expect("remove a partition");
 
-        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("reopen");
         assert!(reopened.get("doomed").is_none());
         assert!(reopened.get("kept").is_some());
         assert_eq!(entries(dir.path()), ["kept"], "the tombstone is gone");
@@ -798,12 +902,12 @@ mod tests {
     #[test]
     fn a_crash_before_the_rename_leaves_the_topic_whole() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("open");
         let topic = registry
             .create("whole", 3, TopicConfigs::default())
             .expect("create");
         drop(registry);
-        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("reopen");
         let again = reopened.get("whole").expect("still there");
         assert_eq!((again.id, again.partitions.len()), (topic.id, 3));
     }
@@ -811,7 +915,7 @@ mod tests {
     #[test]
     fn tombstones_of_earlier_versions_go_but_topics_named_like_them_stay() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("open");
         let legacy = registry
             .create("old", 1, TopicConfigs::default())
             .expect("create");
@@ -832,7 +936,7 @@ mod tests {
         let half_removed = topics.join(format!(".deleted-older-{}", Uuid::new_v4()));
         fs::create_dir_all(half_removed.join("0")).expect("half removed");
 
-        let reopened = TopicRegistry::open(dir.path(), LogConfig::default()).expect("reopen");
+        let reopened = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("reopen");
         assert!(reopened.get(".deleted-mine").is_some());
         assert!(reopened.get(&lookalike_name).is_some(), "its id is its own");
         assert!(reopened
@@ -850,7 +954,7 @@ mod tests {
         // A creation killed before `topic.json`: partitions without the file that commits them.
         fs::create_dir_all(topics.join("half").join("7")).expect("leftover");
         fs::write(topics.join("half").join("7").join("junk"), b"junk").expect("junk");
-        let registry = TopicRegistry::open(dir.path(), LogConfig::default()).expect("open");
+        let registry = TopicRegistry::open(dir.path(), LogConfig::default(), 1).expect("open");
         assert!(registry.get("half").is_none());
         registry
             .create("half", 2, TopicConfigs::default())

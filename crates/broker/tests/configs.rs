@@ -35,6 +35,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
+#[path = "configs/broker.rs"]
+mod broker;
+
 const TIMEOUT: Duration = Duration::from_secs(10);
 const HOUR_MS: i64 = 3_600_000;
 
@@ -642,7 +645,7 @@ async fn incremental_alter_configs_edits_the_overrides() {
             ),
             incremental("edited", &[("segment.ms", SET, None)]),
             incremental("missing", &[("segment.ms", SET, Some("1"))]),
-            resource_of(4, "1", &[("log.retention.ms", SET, Some("1"))]),
+            resource_of(4, "1", &[("num.partitions", SET, Some("1"))]),
             resource_of(4, "1", &[]),
             resource_of(8, "1", &[("kafka.server", SET, Some("DEBUG"))]),
         ],
@@ -675,7 +678,7 @@ async fn incremental_alter_configs_edits_the_overrides() {
         outcome[5]
             .1
             .as_deref()
-            .is_some_and(|m| m.contains("log.retention.ms")),
+            .is_some_and(|m| m.contains("num.partitions")),
         "{outcome:?}"
     );
     assert_eq!(described(&broker, "edited").await["segment.ms"].0, "5000");

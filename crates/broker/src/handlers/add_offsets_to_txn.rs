@@ -21,7 +21,13 @@ pub async fn handle(
     } else {
         ctx.broker
             .transactions
-            .add_offsets(&id, request.producer_id.0, request.producer_epoch, &group)
+            .add_offsets(
+                &ctx.broker,
+                &id,
+                request.producer_id.0,
+                request.producer_epoch,
+                &group,
+            )
             .await
             .err()
             .map(|error| {

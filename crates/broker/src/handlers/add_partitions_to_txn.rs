@@ -71,7 +71,7 @@ async fn add_one(
         } else {
             ctx.broker
                 .transactions
-                .add_partitions(&id, producer_id, epoch, partitions)
+                .add_partitions(&ctx.broker, &id, producer_id, epoch, partitions)
                 .await
                 .map_err(|e| {
                     tracing::debug!(transactional_id = %id, error = %e, "AddPartitionsToTxn refused");

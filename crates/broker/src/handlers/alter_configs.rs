@@ -8,10 +8,22 @@
 //! (atomically) and applied to every partition's log before the response. Altering needs
 //! AlterConfigs on the topic.
 //!
-//! Brokers (type 4): this broker's configs are its command line, fixed while it runs, so a
-//! request to change any is refused with INVALID_REQUEST naming them (a request changing
-//! nothing succeeds). Broker loggers (type 8) are refused the same way: logging is set by
-//! `RUST_LOG` at start. Both refusals are final; clients do not retry them.
+//! Brokers (type 4), resource `""` (every broker's default) or `"<node id>"` (this one):
+//! the dynamic broker configs, the broker-level defaults of topic configs (see
+//! `broker_configs.rs`), edited and replaced the same way, checked in full, stored in
+//! `broker-configs.json` and applied to every topic that does not override them before the
+//! response. Altering needs AlterConfigs on the cluster. Any other broker config is this
+//! broker's command line: naming one refuses the resource with INVALID_REQUEST and Kafka's
+//! "Cannot update these configs dynamically" (Kafka's code for a non-dynamic broker config;
+//! Kafka would store a name it does not know, Freshet refuses it the same way). A bad value
+//! is INVALID_CONFIG naming the config, as for a topic config. Kafka 4 answers
+//! INVALID_REQUEST there instead, a code its own comment (KAFKA-13609) calls wrong and keeps
+//! only for compatibility; both are final errors to clients.
+//!
+//! Broker loggers (type 8) are refused with INVALID_REQUEST: logging is set by `RUST_LOG` at
+//! start. Refusals are final; clients do not retry them.
+
+use std::collections::BTreeMap;
 
 use freshet_security::acl::Operation;
 use kafka_protocol::messages::{
@@ -22,7 +34,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
-use crate::topic_config::{self, ConfigType};
+use crate::broker_configs::{self, BrokerLayer, BrokerScope};
+use crate::topic_config::{
+    self, split_list, ConfigSource, ConfigType, TopicConfigDef, TopicDefaults,
+};
 use crate::topics::{TopicConfigs, TopicError};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -169,28 +184,8 @@ fn alter_resource(
     validate_only: bool,
 ) -> Result<(), Refusal> {
     match resource_type {
-        RESOURCE_TOPIC => {
-            if !ctx.may_on_topic(Operation::AlterConfigs, name) {
-                return Err(super::topic_denied(name, "AlterConfigs"));
-            }
-            let changes = well_formed(changes)?;
-            ctx.broker
-                .topics
-                .alter_configs(name, validate_only, |current| {
-                    edited(ctx, current, &changes, mode)
-                })
-                .map(|_| ())
-                .map_err(|e| (e.error_code(), e.to_string()))
-        }
-        RESOURCE_BROKER => {
-            if !ctx.may_on_cluster(Operation::AlterConfigs) {
-                return Err((
-                    ResponseError::ClusterAuthorizationFailed.code(),
-                    "not authorized to AlterConfigs on the cluster".to_owned(),
-                ));
-            }
-            refuse_broker_changes(ctx, name, &well_formed(changes)?)
-        }
+        RESOURCE_TOPIC => alter_topic(ctx, name, changes, mode, validate_only),
+        RESOURCE_BROKER => alter_broker(ctx, name, changes, mode, validate_only),
         RESOURCE_BROKER_LOGGER => Err(invalid_request(
             "broker loggers cannot be changed at runtime: Freshet's logging is set by RUST_LOG \
              when it starts"
@@ -200,6 +195,116 @@ fn alter_resource(
             "resource type {other} cannot be altered (2 topic and 4 broker can)"
         ))),
     }
+}
+
+/// A topic's overrides, under AlterConfigs on the topic.
+fn alter_topic(
+    ctx: &RequestContext,
+    name: &str,
+    changes: Vec<Result<Change, Refusal>>,
+    mode: Mode,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    if !ctx.may_on_topic(Operation::AlterConfigs, name) {
+        return Err(super::topic_denied(name, "AlterConfigs"));
+    }
+    let changes = well_formed(changes)?;
+    let defaults = ctx.broker.topics.defaults();
+    let inherited = |def: &TopicConfigDef| split_list(defaults.inherited(def).value.trim());
+    ctx.broker
+        .topics
+        .alter_configs(name, validate_only, |current| {
+            edited(&current.0, &changes, mode, topic_config::known, inherited).map(TopicConfigs)
+        })
+        .map(|_| ())
+        .map_err(|e| (e.error_code(), e.to_string()))
+}
+
+/// One broker resource's dynamic configs, under AlterConfigs on the cluster.
+fn alter_broker(
+    ctx: &RequestContext,
+    name: &str,
+    changes: Vec<Result<Change, Refusal>>,
+    mode: Mode,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    if !ctx.may_on_cluster(Operation::AlterConfigs) {
+        return Err((
+            ResponseError::ClusterAuthorizationFailed.code(),
+            "not authorized to AlterConfigs on the cluster".to_owned(),
+        ));
+    }
+    let scope = broker_scope(ctx, name)?;
+    let changes = well_formed(changes)?;
+    check_dynamic(&changes)?;
+    ctx.broker
+        .topics
+        .alter_broker_configs(scope, validate_only, |current, defaults| {
+            let inherited = |def: &TopicConfigDef| inherited_by(defaults, scope, def);
+            edited(current, &changes, mode, dynamic_definition, inherited)
+        })
+        .map_err(|e| (e.error_code(), e.to_string()))
+}
+
+/// The broker resource `name` names: `""` every broker's default, or this broker's node id.
+fn broker_scope(ctx: &RequestContext, name: &str) -> Result<BrokerScope, Refusal> {
+    let node = ctx.broker.config.node_id;
+    if name.is_empty() {
+        Ok(BrokerScope::ClusterDefault)
+    } else if name.parse::<i32>() == Ok(node) {
+        Ok(BrokerScope::ThisBroker)
+    } else {
+        Err(invalid_request(format!(
+            "broker {name:?} is not this broker (node id {node})"
+        )))
+    }
+}
+
+/// Every config named must be a dynamic broker config. Kafka refuses a broker config that
+/// cannot change at runtime with INVALID_REQUEST and this message
+/// (`DynamicBrokerConfig.validateConfigs`), which is followed here; a name Kafka does not know
+/// it would store, Freshet refuses the same way (it could not say what the name does).
+fn check_dynamic(changes: &[Change]) -> Result<(), Refusal> {
+    let refused: Vec<&str> = changes
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|name| broker_configs::topic_config_of(name).is_none())
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(invalid_request(format!(
+        "Cannot update these configs dynamically: [{}]. Only the broker defaults of topic \
+         configs (log.retention.ms, log.roll.ms, message.max.bytes, ...: the entries of \
+         DescribeConfigs on this broker that are not read-only) can change at runtime; the \
+         others are set on Freshet's command line",
+        refused.join(", ")
+    )))
+}
+
+fn dynamic_definition(name: &str) -> Result<&'static TopicConfigDef, TopicError> {
+    broker_configs::topic_config_of(name).ok_or_else(|| {
+        TopicError::InvalidConfig(name.to_string(), "not a dynamic broker config".into())
+    })
+}
+
+/// The list a broker resource that does not set `def` has: the less specific layers' value.
+/// (Kafka starts APPEND and SUBTRACT from the config's built-in default there; the value the
+/// resource actually inherits is what an operator sees in DescribeConfigs.)
+fn inherited_by(defaults: &TopicDefaults, scope: BrokerScope, def: &TopicConfigDef) -> Vec<String> {
+    let below = |source: ConfigSource| match scope {
+        BrokerScope::ThisBroker => source != ConfigSource::DynamicBroker,
+        BrokerScope::ClusterDefault => !matches!(
+            source,
+            ConfigSource::DynamicBroker | ConfigSource::DynamicDefaultBroker
+        ),
+    };
+    defaults
+        .broker_synonyms(def)
+        .into_iter()
+        .find(|(_, _, source)| below(*source))
+        .map(|(_, value, _)| split_list(value.trim()))
+        .unwrap_or_default()
 }
 
 /// The changes, each well formed and no config named twice (Kafka: INVALID_REQUEST).
@@ -216,75 +321,68 @@ fn well_formed(changes: Vec<Result<Change, Refusal>>) -> Result<Vec<Change>, Ref
     Ok(changes)
 }
 
-/// The override set the changes make of `current` (validated as a whole by the caller).
+/// The config set the changes make of `current` (a topic's overrides or a broker resource's
+/// dynamic configs; validated as a whole by the caller). `definition` looks a name up;
+/// `inherited` is a LIST config's value where `current` does not set it (APPEND, SUBTRACT).
 fn edited(
-    ctx: &RequestContext,
-    current: &TopicConfigs,
+    current: &BrokerLayer,
     changes: &[Change],
     mode: Mode,
-) -> Result<TopicConfigs, TopicError> {
+    definition: impl Fn(&str) -> Result<&'static TopicConfigDef, TopicError>,
+    inherited: impl Fn(&TopicConfigDef) -> Vec<String>,
+) -> Result<BTreeMap<String, String>, TopicError> {
     let mut next = match mode {
-        Mode::Replace => TopicConfigs::default(),
+        Mode::Replace => BTreeMap::new(),
         Mode::Edit => current.clone(),
     };
     for change in changes {
-        let def = topic_config::known(&change.name)?;
+        let def = definition(&change.name)?;
         match &change.op {
             Op::Set(value) => {
-                next.0.insert(change.name.clone(), value.clone());
+                next.insert(change.name.clone(), value.clone());
             }
             Op::Delete => {
-                next.0.remove(&change.name);
+                next.remove(&change.name);
             }
             Op::Append(value) | Op::Subtract(value) => {
-                if def.config_type != ConfigType::List {
-                    return Err(TopicError::InvalidConfig(
-                        change.name.clone(),
-                        format!(
-                            "APPEND and SUBTRACT apply to LIST configs only, and {} is not one",
-                            change.name
-                        ),
-                    ));
-                }
-                let mut items = next.list_value(def, ctx.broker.topics.log_defaults());
-                let given = value.split(',').map(str::trim).filter(|s| !s.is_empty());
-                if matches!(change.op, Op::Append(_)) {
-                    for item in given {
-                        if !items.iter().any(|existing| existing == item) {
-                            items.push(item.to_string());
-                        }
-                    }
-                } else {
-                    let given: Vec<&str> = given.collect();
-                    items.retain(|item| !given.contains(&item.as_str()));
-                }
-                next.0.insert(change.name.clone(), items.join(","));
+                let items = match next.get(&change.name) {
+                    Some(raw) => split_list(raw.trim()),
+                    None => inherited(def),
+                };
+                let items = edited_list(&change.name, def, items, &change.op, value)?;
+                next.insert(change.name.clone(), items.join(","));
             }
         }
     }
     Ok(next)
 }
 
-/// This broker's configs cannot change while it runs; say which ones were asked for.
-fn refuse_broker_changes(
-    ctx: &RequestContext,
+/// A LIST config's items after APPEND or SUBTRACT of the comma-separated `value`.
+fn edited_list(
     name: &str,
-    changes: &[Change],
-) -> Result<(), Refusal> {
-    let node = ctx.broker.config.node_id;
-    if !name.is_empty() && name.parse::<i32>() != Ok(node) {
-        return Err(invalid_request(format!(
-            "broker {name:?} is not this broker (node id {node})"
-        )));
+    def: &TopicConfigDef,
+    mut items: Vec<String>,
+    op: &Op,
+    value: &str,
+) -> Result<Vec<String>, TopicError> {
+    if def.config_type != ConfigType::List {
+        return Err(TopicError::InvalidConfig(
+            name.to_string(),
+            format!("APPEND and SUBTRACT apply to LIST configs only, and {name} is not one"),
+        ));
     }
-    if changes.is_empty() {
-        return Ok(());
+    let given = value.split(',').map(str::trim).filter(|s| !s.is_empty());
+    if matches!(op, Op::Append(_)) {
+        for item in given {
+            if !items.iter().any(|existing| existing == item) {
+                items.push(item.to_string());
+            }
+        }
+    } else {
+        let given: Vec<&str> = given.collect();
+        items.retain(|item| !given.contains(&item.as_str()));
     }
-    let names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
-    Err(invalid_request(format!(
-        "broker configs are set on Freshet's command line and cannot be changed at runtime: {}",
-        names.join(", ")
-    )))
+    Ok(items)
 }
 
 fn invalid_request(message: String) -> Refusal {

@@ -121,11 +121,13 @@ fn validate(
 
 /// Every topic config of the new topic with its source, as Kafka answers CreateTopics v5+.
 fn describe(ctx: &RequestContext, configs: &TopicConfigs) -> Vec<CreatableTopicConfigs> {
-    let defaults = ctx.broker.topics.log_defaults();
+    let defaults = ctx.broker.topics.defaults();
     // Validated before: a refused config never gets here.
-    let effective = configs.apply(defaults).unwrap_or_else(|_| defaults.clone());
+    let effective = configs
+        .apply_over(&defaults)
+        .unwrap_or_else(|_| defaults.log_config());
     configs
-        .describe(defaults, &effective)
+        .describe(&defaults, &effective)
         .into_iter()
         .map(|config| {
             CreatableTopicConfigs::default()

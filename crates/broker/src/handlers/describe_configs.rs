@@ -1,7 +1,11 @@
 //! DescribeConfigs: every topic config (see `topic_config.rs`) with its source (the topic's
-//! override, the broker's command line, or Kafka's default), synonyms on request, type and
-//! documentation (v3+); and the broker's own configs. For principals with DescribeConfigs on
-//! the topic or the cluster.
+//! override, a dynamic broker config, the broker's command line, or Kafka's default),
+//! synonyms on request, type and documentation (v3+); and the broker's own configs. For
+//! principals with DescribeConfigs on the topic or the cluster.
+//!
+//! The broker resource `"<node id>"` lists the broker's static (read-only) settings and every
+//! dynamic broker config (see `broker_configs.rs`) with the layer its value comes from; the
+//! resource `""` lists only the cluster-wide dynamic defaults that are set, as Kafka does.
 
 use freshet_security::acl::Operation;
 use kafka_protocol::messages::describe_configs_response::{
@@ -12,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
-use crate::topic_config::DescribedConfig;
+use crate::topic_config::{ConfigSource, DescribedConfig, TopicDefaults, TOPIC_CONFIGS};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -76,7 +80,7 @@ pub async fn handle(
                     "not authorized to DescribeConfigs on the cluster".to_owned(),
                 )),
                 RESOURCE_TOPIC => topic_entries(ctx, &resource.resource_name),
-                RESOURCE_BROKER => Ok(broker_entries(ctx)),
+                RESOURCE_BROKER => broker_entries(ctx, &resource.resource_name),
                 other => Err((
                     ResponseError::InvalidRequest.code(),
                     format!("resource type {other} is not supported"),
@@ -118,7 +122,7 @@ fn topic_entries(ctx: &RequestContext, name: &str) -> Result<Vec<Entry>, (i16, S
     let effective = registry.effective_config(&topic);
     Ok(topic
         .configs
-        .describe(registry.log_defaults(), &effective)
+        .describe(&registry.defaults(), &effective)
         .into_iter()
         .map(Entry::from)
         .collect())
@@ -129,7 +133,57 @@ fn kafka_int(value: usize) -> String {
     value.min(i32::MAX as usize).to_string()
 }
 
-fn broker_entries(ctx: &RequestContext) -> Vec<Entry> {
+/// The entries of broker resource `name`: `""` (the cluster-wide dynamic defaults) or this
+/// broker's node id (everything); another id is INVALID_REQUEST, as in Kafka.
+fn broker_entries(ctx: &RequestContext, name: &str) -> Result<Vec<Entry>, (i16, String)> {
+    let defaults = ctx.broker.topics.defaults();
+    if name.is_empty() {
+        return Ok(dynamic_entries(&defaults, |source| {
+            source == ConfigSource::DynamicDefaultBroker
+        }));
+    }
+    let node = ctx.broker.config.node_id;
+    if name.parse::<i32>() != Ok(node) {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            format!("Unexpected broker id, expected {node} or empty string, but received {name}"),
+        ));
+    }
+    let mut entries = static_entries(ctx);
+    entries.extend(dynamic_entries(&defaults, |_| true));
+    Ok(entries)
+}
+
+/// One entry per dynamic broker config whose layers `keep` keeps any of: the most specific
+/// one's value and source, and those layers as synonyms.
+fn dynamic_entries(defaults: &TopicDefaults, keep: impl Fn(ConfigSource) -> bool) -> Vec<Entry> {
+    TOPIC_CONFIGS
+        .iter()
+        .filter_map(|def| {
+            let name = def.broker_synonym?;
+            let synonyms: Vec<(String, String, i8)> = defaults
+                .broker_synonyms(def)
+                .into_iter()
+                .filter(|(_, _, source)| keep(*source))
+                .map(|(name, value, source)| (name, value, source.code()))
+                .collect();
+            let (_, value, source) = synonyms.first()?.clone();
+            Some(Entry {
+                name: name.to_string(),
+                value,
+                source,
+                // Changed by AlterConfigs and IncrementalAlterConfigs on the broker.
+                read_only: false,
+                config_type: def.config_type.code(),
+                documentation: def.documentation,
+                synonyms,
+            })
+        })
+        .collect()
+}
+
+/// The settings of this broker's command line that are not topic defaults: read-only.
+fn static_entries(ctx: &RequestContext) -> Vec<Entry> {
     let config = &ctx.broker.config;
     let static_entry = |name: &str, value: String, config_type: i8, documentation| Entry {
         name: name.to_string(),
@@ -160,24 +214,6 @@ fn broker_entries(ctx: &RequestContext) -> Vec<Entry> {
             config.max_request_bytes.to_string(),
             3,
             "largest request frame accepted",
-        ),
-        static_entry(
-            "message.max.bytes",
-            config.log_defaults.max_message_bytes.to_string(),
-            3,
-            "largest record batch accepted",
-        ),
-        static_entry(
-            "log.segment.bytes",
-            config.log_defaults.segment_bytes.to_string(),
-            3,
-            "default segment size",
-        ),
-        static_entry(
-            "log.retention.ms",
-            config.log_defaults.retention_ms.to_string(),
-            5,
-            "default retention time",
         ),
         static_entry(
             "queued.max.request.bytes",

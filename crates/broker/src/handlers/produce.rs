@@ -281,7 +281,7 @@ fn append(
     acks: i16,
 ) -> Result<(Arc<PartitionLog>, i64, i64, i64), Refusal> {
     let topic = topic.as_ref().map_err(Clone::clone)?;
-    check_in_sync_replicas(topic, partition, acks)?;
+    check_in_sync_replicas(ctx, topic, partition, acks)?;
     let partition = topic.partition(partition).ok_or_else(|| {
         Refusal::new(
             ResponseError::UnknownTopicOrPartition.code(),
@@ -353,10 +353,18 @@ fn check_transaction(
 
 /// Kafka refuses acks=all writes while fewer replicas than `min.insync.replicas` are in
 /// sync. Here a partition's only replica is this broker: a topic asking for more can take
-/// acks=0 and acks=1 writes only.
-fn check_in_sync_replicas(topic: &Topic, partition: i32, acks: i16) -> Result<(), Refusal> {
-    let required = topic.configs.min_insync_replicas();
-    if acks == -1 && required > 1 {
+/// acks=0 and acks=1 writes only. The topic's override wins over the dynamic broker config.
+fn check_in_sync_replicas(
+    ctx: &RequestContext,
+    topic: &Topic,
+    partition: i32,
+    acks: i16,
+) -> Result<(), Refusal> {
+    if acks != -1 {
+        return Ok(());
+    }
+    let required = ctx.broker.topics.min_insync_replicas(topic);
+    if required > 1 {
         return Err(Refusal::new(
             ResponseError::NotEnoughReplicas.code(),
             format!(

@@ -69,7 +69,7 @@ async fn commit(ctx: &RequestContext, request: TxnOffsetCommitRequest) -> TxnOff
         .txn_offset_commit(request, ctx.version, &partition_exists);
     let outcome = broker
         .transactions
-        .commit_offsets(&id, producer_id, epoch, &group, write)
+        .commit_offsets(&ctx.broker, &id, producer_id, epoch, &group, write)
         .await;
     outcome.unwrap_or_else(|error| {
         tracing::debug!(transactional_id = %id, %group, %error, "TxnOffsetCommit refused");

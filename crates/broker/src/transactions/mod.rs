@@ -66,9 +66,10 @@ pub struct TxnCoordinator {
     ids: Mutex<HashMap<String, Arc<AsyncMutex<TxnMetadata>>>>,
     producers: Mutex<HashMap<i64, ProducerView>>,
     max_timeout_ms: i32,
-    /// Whether [`TxnCoordinator::recover`] has run: requests wait for it, so no producer acts
-    /// on a state that recovery is about to finish, abort or fence.
-    recovered: tokio::sync::watch::Sender<bool>,
+    /// [`TxnCoordinator::recover`]'s one run: the broker starts it, and every transactional
+    /// request waits for it (or starts it, where no server runs it, as in the fuzzers), so no
+    /// producer acts on a state that recovery is about to finish, abort or fence.
+    recovery: tokio::sync::OnceCell<()>,
 }
 
 /// What [`TxnCoordinator::create`] did.
@@ -95,7 +96,7 @@ impl TxnCoordinator {
             ids: Mutex::new(HashMap::new()),
             producers: Mutex::new(HashMap::new()),
             max_timeout_ms,
-            recovered: tokio::sync::watch::Sender::new(false),
+            recovery: tokio::sync::OnceCell::new(),
         };
         for meta in states {
             coordinator.publish(&meta);
@@ -123,7 +124,7 @@ impl TxnCoordinator {
                 max: self.max_timeout_ms,
             });
         }
-        self.wait_until_recovered().await;
+        self.recover(broker).await;
         let mut meta = loop {
             let entry = match self.entry(transactional_id) {
                 Some(entry) => entry,
@@ -168,12 +169,13 @@ impl TxnCoordinator {
     /// producer so it cannot go on as if nothing happened.
     pub async fn add_partitions(
         &self,
+        broker: &Arc<Broker>,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         partitions: Vec<(String, i32)>,
     ) -> Result<(), TxnError> {
-        self.wait_until_recovered().await;
+        self.recover(broker).await;
         let mut meta = self.lock_live(transactional_id).await?;
         meta.check_producer(producer_id, epoch)?;
         if meta.state == TxnState::Ongoing && partitions.iter().all(|p| meta.partitions.contains(p))
@@ -189,12 +191,13 @@ impl TxnCoordinator {
     /// a lost state had them.
     pub async fn add_offsets(
         &self,
+        broker: &Arc<Broker>,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         group: &str,
     ) -> Result<(), TxnError> {
-        self.wait_until_recovered().await;
+        self.recover(broker).await;
         let mut meta = self.lock_live(transactional_id).await?;
         meta.check_producer(producer_id, epoch)?;
         if meta.state == TxnState::Ongoing && meta.groups.contains(group) {
@@ -212,13 +215,14 @@ impl TxnCoordinator {
     /// transaction would commit them.
     pub async fn commit_offsets<T>(
         &self,
+        broker: &Arc<Broker>,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         group: &str,
         commit: impl std::future::Future<Output = T>,
     ) -> Result<T, TxnError> {
-        self.wait_until_recovered().await;
+        self.recover(broker).await;
         let meta = self.lock_live(transactional_id).await?;
         meta.check_producer(producer_id, epoch)?;
         if meta.state != TxnState::Ongoing || !meta.groups.contains(group) {
@@ -245,7 +249,7 @@ impl TxnCoordinator {
         epoch: i16,
         commit: bool,
     ) -> Result<(), TxnError> {
-        self.wait_until_recovered().await;
+        self.recover(broker).await;
         let mut meta = self.lock_live(transactional_id).await?;
         meta.check_producer(producer_id, epoch)?;
         let wanted = if commit {
@@ -380,8 +384,16 @@ impl TxnCoordinator {
         }
     }
 
-    /// partitions hold open but the state log does not know as ongoing.
+    /// At start: finishes transactions a crash left prepared, aborts transactions that
+    /// partitions hold open but the state log does not know as open, and fences their
+    /// producers. Runs once; later calls wait for that run to end.
     pub async fn recover(&self, broker: &Arc<Broker>) {
+        self.recovery
+            .get_or_init(|| self.recover_once(broker))
+            .await;
+    }
+
+    async fn recover_once(&self, broker: &Arc<Broker>) {
         let entries: Vec<Arc<AsyncMutex<TxnMetadata>>> =
             self.ids_lock().values().cloned().collect();
         for entry in entries {
@@ -407,14 +419,6 @@ impl TxnCoordinator {
         for producer_id in aborted.into_iter().collect::<BTreeSet<i64>>() {
             self.fence_after_lost_state(broker, producer_id).await;
         }
-        self.recovered.send_replace(true);
-    }
-
-    /// Returns once [`TxnCoordinator::recover`] has run.
-    async fn wait_until_recovered(&self) {
-        let mut recovered = self.recovered.subscribe();
-        // The sender lives as long as `self`, so this cannot fail while we wait.
-        let _ = recovered.wait_for(|done| *done).await;
     }
 
     /// A transaction of `producer_id` was aborted in a partition because the coordinator's
