@@ -91,7 +91,7 @@ ADMIN_TOKEN="schemathesis-$RANDOM$RANDOM"
 # A login rate and failure limit far above what the run sends: with the defaults most login
 # and registration requests would be answered 429, and the accounts schemathesis guesses
 # passwords for would be blocked (423), so the run would test the limits, not the routes
-# (tests/guard.rs and guard_e2e.rs test the limits).
+# (crates/api/tests/it/guard.rs and guard_e2e.rs test the limits).
 log "starting $FRESHET_BIN up (data in $WORK)"
 FRESHET_LOG_FORMAT=text "$FRESHET_BIN" up \
     --data-dir "$WORK/data" \

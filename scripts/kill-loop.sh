@@ -10,5 +10,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cycles="${1:-100}"
-FRESHET_KILL_CYCLES="$cycles" exec cargo test --release -p freshet --test kill_loop -- \
-    --ignored --nocapture many_kills_under_load_lose_nothing_acknowledged
+FRESHET_KILL_CYCLES="$cycles" exec cargo test --release -p freshet --test it -- \
+    --ignored --nocapture kill_loop::many_kills_under_load_lose_nothing_acknowledged

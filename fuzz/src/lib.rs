@@ -43,7 +43,7 @@ pub fn split_batches(records: &[u8]) -> Option<Vec<(BatchHeader, Range<usize>)>>
 }
 
 /// Topics the seed corpus (`fuzz/seeds/request_frame`, captured from real clients by
-/// `crates/broker/tests/fuzz_seeds.rs`) talks to: `(name, partitions, cleanup.policy)`. The
+/// `crates/broker/tests/it/fuzz_seeds.rs`) talks to: `(name, partitions, cleanup.policy)`. The
 /// `request_frame` target creates them up front, so the captured Produce and Fetch frames reach
 /// the logs whatever the broker's auto-creation rules are. Keep in step with `fuzz_seeds.rs`.
 pub const SEED_TOPICS: &[(&str, i32, &str)] = &[

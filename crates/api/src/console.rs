@@ -13,7 +13,7 @@
 //! # Not API routes
 //!
 //! These two routes are mounted with plain axum, outside utoipa's router: they serve a page,
-//! not an API, and have no place in `/api/openapi.json`. `tests/routes.rs` names this module
+//! not an API, and have no place in `/api/openapi.json`. `tests/it/routes.rs` names this module
 //! as the one exception to "every route is documented". An unknown asset is a 404 with the
 //! API's JSON error, like every other unknown path.
 //!

@@ -1,7 +1,7 @@
 //! Crash points for crash tests: `FRESHET_FAILPOINT=<name>` makes the process abort (no
 //! cleanup, like SIGKILL) the first time it reaches the point of that name. Tests use it to
 //! stop the broker where a signal cannot be timed, e.g. between the markers of one
-//! transaction (`crates/freshet/tests/transaction_crash.rs`). Unset, a point costs one
+//! transaction (`crates/freshet/tests/it/transaction_crash.rs`). Unset, a point costs one
 //! comparison of a cached value.
 //!
 //! Points: `txn-after-first-marker` (a commit or abort marker is durable in one partition of

@@ -1,6 +1,6 @@
 //! Normalises the timestamps devices send to one form: UTC ISO 8601 with exactly three fraction
 //! digits and a `Z`, `YYYY-MM-DDTHH:MM:SS.mmmZ` (every accepted form, with its output, is in
-//! `tests/table.rs`).
+//! `tests/it/table.rs`).
 //!
 //! ```
 //! use freshet_timestamp::{normalize, TsInput};

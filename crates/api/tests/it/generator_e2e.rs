@@ -1,0 +1,165 @@
+//! The generator routes end to end: jobs started over HTTP send to a real broker, and their
+//! progress is read back over HTTP until they end.
+
+use crate::common;
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use axum::Router;
+use common::{assert_error, get, poll_until, post_json, request, send};
+use freshet_api::{app, AppState};
+use freshet_services::generator::GeneratorJobs;
+use freshet_services::KafkaConfig;
+use freshet_testkit::TestBroker;
+use rdkafka::consumer::Consumer;
+use serde_json::Value;
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn generator_app(broker: &TestBroker) -> Router {
+    let jobs = GeneratorJobs::new(KafkaConfig::new(broker.bootstrap()));
+    app(AppState::new().with_generator(jobs))
+}
+
+async fn wait_for_state(app: &Router, status_url: &str, state: &str) -> Value {
+    poll_until(app, status_url, JOB_TIMEOUT, |job| job["state"] == state).await
+}
+
+/// Records stored in `topic` (sum of the partitions' high watermarks), as a consumer sees.
+async fn records_in(broker: &TestBroker, topic: &str, partitions: i32) -> i64 {
+    let consumer = broker.consumer("api-generator-check", &[]);
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        (0..partitions)
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                high - low
+            })
+            .sum()
+    })
+    .await
+    .expect("watermark lookup")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_sends_every_event_and_reports_the_job() {
+    let broker = TestBroker::start().await;
+    let app = generator_app(&broker);
+
+    let answer = get(
+        &app,
+        "/start?num_devices=20&num_messages=300&pause_ms=0&seed=7",
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let job_id = answer.json["job_id"].as_u64().expect("job_id");
+    assert_eq!(answer.json["started"], true);
+    let status_url = format!("/api/v1/generator/jobs/{job_id}");
+    assert_eq!(answer.json["status_url"], status_url.as_str());
+
+    let job = wait_for_state(&app, &status_url, "completed").await;
+    assert_eq!(job["id"], job_id);
+    assert_eq!(job["sent"], 300, "{job}");
+    assert_eq!(job["failed"], 0, "{job}");
+    assert_eq!(job["progress"], 1.0, "{job}");
+    assert_eq!(job["params"]["seed"], 7);
+    assert_eq!(job["params"]["topic"], "device-events");
+    let distinct = job["distinct_ips"].as_u64().expect("distinct_ips");
+    assert!((1..=20).contains(&distinct), "{job}");
+    assert_eq!(records_in(&broker, "device-events", 3).await, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_created_listed_and_cancelled() {
+    let broker = TestBroker::start().await;
+    let app = generator_app(&broker);
+
+    let quick = post_json(
+        &app,
+        "/api/v1/generator/jobs",
+        r#"{"num_devices": 5, "num_messages": 50, "pause_ms": 0, "topic": "api-jobs"}"#,
+    )
+    .await;
+    assert_eq!(quick.status, StatusCode::CREATED, "{quick:?}");
+    let quick_id = quick.json["id"].as_u64().expect("id");
+    let location = quick.headers.get("location").expect("Location header");
+    let quick_url = format!("/api/v1/generator/jobs/{quick_id}");
+    assert_eq!(location, quick_url.as_str());
+    let done = wait_for_state(&app, &quick_url, "completed").await;
+    assert_eq!(
+        (done["sent"].as_u64(), done["failed"].as_u64()),
+        (Some(50), Some(0))
+    );
+    assert_eq!(records_in(&broker, "api-jobs", 3).await, 50);
+
+    // Paced to 20 events a second: it is still running when cancelled.
+    let slow = post_json(
+        &app,
+        "/api/v1/generator/jobs",
+        r#"{"num_devices": 5, "num_messages": 100000, "rate": 20, "topic": "api-jobs"}"#,
+    )
+    .await;
+    assert_eq!(slow.status, StatusCode::CREATED, "{slow:?}");
+    let slow_id = slow.json["id"].as_u64().expect("id");
+    assert_eq!(
+        slow.json["params"]["pause_ms"], 0,
+        "a rate drops the default pause"
+    );
+
+    let list = get(&app, "/api/v1/generator/jobs").await;
+    let ids: Vec<u64> = list.json["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|job| job["id"].as_u64())
+        .collect();
+    assert_eq!(ids, vec![slow_id, quick_id], "newest first");
+
+    let slow_url = format!("/api/v1/generator/jobs/{slow_id}");
+    let cancel_url = format!("{slow_url}/cancel");
+    let cancelled = send(&app, request(Method::POST, &cancel_url)).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+    assert_eq!(cancelled.json["id"], slow_id);
+    let ended = wait_for_state(&app, &slow_url, "cancelled").await;
+    let sent = ended["sent"].as_u64().expect("sent");
+    assert!(sent < 100_000, "{ended}");
+
+    // Deleting forgets the job; its final state is gone with it.
+    let deleted = send(&app, request(Method::DELETE, &slow_url)).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{deleted:?}");
+    assert_error(
+        &get(&app, &slow_url).await,
+        StatusCode::NOT_FOUND,
+        "no generator job",
+    );
+
+    for method in [Method::DELETE, Method::POST] {
+        let uri = if method == Method::POST {
+            "/api/v1/generator/jobs/99/cancel"
+        } else {
+            "/api/v1/generator/jobs/99"
+        };
+        let unknown = send(&app, request(method, uri)).await;
+        assert_error(&unknown, StatusCode::NOT_FOUND, "no generator job 99");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_an_ended_job_leaves_it_as_it_was() {
+    let broker = TestBroker::start().await;
+    let app = generator_app(&broker);
+    let job = post_json(
+        &app,
+        "/api/v1/generator/jobs",
+        r#"{"num_devices": 3, "num_messages": 10, "pause_ms": 0, "topic": "api-ended"}"#,
+    )
+    .await;
+    let url = format!("/api/v1/generator/jobs/{}", job.json["id"]);
+    wait_for_state(&app, &url, "completed").await;
+    let cancelled = send(&app, request(Method::POST, &format!("{url}/cancel"))).await;
+    assert_eq!(cancelled.json["state"], "completed", "{cancelled:?}");
+    assert_eq!(get(&app, &url).await.json["state"], "completed");
+}
