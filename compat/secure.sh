@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Secured client-interop matrix: each external Kafka client against a Freshet broker with TLS,
-# SASL and ACLs (issue 11).
+# SASL and ACLs (see docs/COMPATIBILITY.md and docs/SECURITY.md).
 #
 #   bash compat/secure.sh [kcat|confluent-kafka|kafka-python|aiokafka|kafkajs|restart ...]
 #                                                                        (default: all)

@@ -1,6 +1,7 @@
-//! The endpoints earlier tools exposed, with their exact paths and response shapes
-//! (listed in the README), so existing scripts and dashboards can point at
-//! Freshet unchanged. Freshet's own API (`/api/v1/...`) has richer versions of each.
+//! The endpoints of the old generator and the old tracker nodes, with their exact paths and
+//! response shapes (listed in `docs/REFERENCE.md`), so existing scripts and dashboards can
+//! point at Freshet unchanged. Freshet's own API (`/api/v1/...`) has richer versions of each.
+//! The old login service's routes are in [`crate::guard`].
 
 use freshet_services::generator::GeneratorParams;
 use serde::{Deserialize, Serialize};
@@ -70,7 +71,7 @@ pub async fn number_ips(Tracker(tracker): Tracker) -> Result<axum::Json<NodeCoun
     Ok(axum::Json(NodeCount { counting }))
 }
 
-/// The global count with its coverage. Earlier tools voted between nodes (`voted_by`,
+/// The global count with its coverage. The old tracker nodes voted between nodes (`voted_by`,
 /// `voting_nodes`, `votes`); Freshet's count is an exact union, so it says what the union
 /// covers instead.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -161,7 +162,7 @@ pub async fn unique_device_ip_count(
     }))
 }
 
-/// The earlier generator's query parameters, plus `rate` and `seed`. Unknown parameters are
+/// The old generator's query parameters, plus `rate` and `seed`. Unknown parameters are
 /// refused: a misspelt `num_device` must not silently become 100 devices.
 #[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -219,7 +220,7 @@ pub struct Started {
 
 /// Start sending device events
 ///
-/// The earlier generator's endpoint: builds a pool of `num_devices` random addresses and sends
+/// The old generator's endpoint: builds a pool of `num_devices` random addresses and sends
 /// `num_messages` events to `device-events` in the background, pausing `pause_ms` between
 /// sends. Returns at once with the job's id; its progress is at `status_url`.
 #[utoipa::path(

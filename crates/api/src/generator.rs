@@ -1,6 +1,6 @@
 //! Generator jobs: start one with JSON parameters, watch its progress, list, cancel (the job
 //! stays listed with its final counts) or delete (cancelled if running, then forgotten). The
-//! earlier tool's `GET /start` is in [`crate::compat`].
+//! old generator's `GET /start` is in [`crate::compat`].
 
 use axum::http::{header, StatusCode};
 use freshet_services::generator::jobs::KEPT_JOBS;

@@ -1,6 +1,6 @@
-//! The login guard's routes: registration and login (the earlier tool's `/register`,
-//! `/login` and `/blocked` with their shapes, and `/api/v1/...` equivalents), and the admin
-//! routes listing and lifting blocks.
+//! The login guard's routes: registration and login (the old login service's `/register`,
+//! `/login` and `/blocked` with their shapes, see `docs/REFERENCE.md`, and `/api/v1/...`
+//! equivalents), and the admin routes listing and lifting blocks.
 //!
 //! - The source address of a login is the connection's peer address. `X-Forwarded-For` is
 //!   only read when [`GuardOptions::trust_forwarded_for`] says a trusted proxy sets it;
@@ -11,7 +11,7 @@
 //!   401 with `WWW-Authenticate: Bearer`; without a configured token every token is wrong, so
 //!   they are refused (401, saying so), never open. Once the server has users, a signed-in
 //!   user with Alter on the cluster (or a super user) may use them too ([`crate::auth`]).
-//! - A taken name is a 409 on both registration routes (the earlier tool answered 400, which
+//! - A taken name is a 409 on both registration routes (the old login service answered 400, which
 //!   said "your request is malformed" about a well-formed request).
 //! - Nothing here logs or returns a password, a hash or a token.
 
@@ -39,7 +39,7 @@ use crate::state::AppState;
 
 /// Largest body of a guard request: two short strings in JSON.
 pub const MAX_GUARD_BODY_BYTES: usize = 4096;
-/// The answer to a blocked user, as the earlier tool gave it.
+/// The answer to a blocked user, as the old login service gave it.
 pub const USER_BANNED: &str = "User Banned";
 /// The answer to an unknown user and to a wrong password alike.
 pub const INVALID_LOGIN: &str = "Invalid user or password";
@@ -269,7 +269,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(unblock_v1))
 }
 
-/// A registration or login request as parsed: missing fields get the earlier tool's 400
+/// A registration or login request as parsed: missing fields get the old login service's 400
 /// ("missing data") rather than serde's message. The spec's shapes are [`Login`] and
 /// [`NewAccount`].
 #[derive(Debug, Deserialize)]
@@ -332,7 +332,7 @@ fn new_password_schema() -> utoipa::openapi::schema::Schema {
         .into()
 }
 
-/// A successful login (the earlier tool's shape).
+/// A successful login (the old login service's shape).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LoginSuccess {
     pub success: bool,
@@ -344,7 +344,7 @@ pub struct Registered {
     pub user: String,
 }
 
-/// The earlier tool's list of blocked users.
+/// The old login service's list of blocked users.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BlockedNames {
     #[serde(rename = "users-blocked")]
@@ -377,7 +377,7 @@ pub struct Unblocked {
     pub unblocked: bool,
 }
 
-/// The user and password of a body, with the earlier tool's 400s for no body and missing
+/// The user and password of a body, with the old login service's 400s for no body and missing
 /// fields. The body is parsed here (not by `Json`) so a missing body or content type is the
 /// same clear 400.
 fn credentials(body: Result<Bytes, BytesRejection>) -> Result<(String, String), ApiError> {
@@ -470,10 +470,10 @@ async fn do_login(
     }
 }
 
-/// Create an account (earlier tool's route)
+/// Create an account (old login service's route)
 ///
-/// The same as `POST /api/v1/register`. A taken name is a 409 (the earlier tool answered
-/// 400).
+/// The same as `POST /api/v1/register`. A taken name is a 409 (the old login service
+/// answered 400).
 #[utoipa::path(
     post,
     path = "/register",
@@ -522,7 +522,7 @@ pub async fn register_v1(
     do_register(guard, peer, headers, body).await
 }
 
-/// Log in (earlier tool's route)
+/// Log in (old login service's route)
 ///
 /// An unknown user and a wrong password get the same 401 in the same time. A blocked user
 /// gets 423 without the password being checked. Every attempt is published to
@@ -577,7 +577,7 @@ pub async fn login_v1(
     do_login(guard, peer, headers, body).await
 }
 
-/// Names of the blocked users (earlier tool's route)
+/// Names of the blocked users (old login service's route)
 #[utoipa::path(
     get,
     path = "/blocked",

@@ -1,5 +1,6 @@
-//! Freshet's HTTP API: the routes of each stream service, the endpoints earlier tools exposed
-//! (same paths, same JSON), and the OpenAPI 3.1 spec of all of them.
+//! Freshet's HTTP API: the routes of each stream service, the endpoints of the tools Freshet
+//! replaces (same paths, same JSON; the old generator, the old tracker nodes and the old login
+//! service of `docs/REFERENCE.md`), and the OpenAPI 3.1 spec of all of them.
 //!
 //! [`app`] builds the router from an [`AppState`] naming the services this process runs
 //! ([`metrics_app`] one with only `/metrics`, for the broker alone); [`serve`] runs it on an
@@ -27,8 +28,9 @@
 //! - [`topics`] — `/api/v1/topics...`: list, describe, create and delete topics, send and
 //!   read records, over the Kafka protocol.
 //! - [`groups`] — `/api/v1/groups...`: consumer groups, their members and lag.
-//! - [`compat`] — the earlier tools' `/is-node-active`, `/number-ips`, `/global-number-ips`,
-//!   `/unique_ip_count`, `/api/v1/unique_ip_count` and `/start`.
+//! - [`compat`] — the old tracker nodes' `/is-node-active`, `/number-ips`,
+//!   `/global-number-ips`, `/unique_ip_count` and `/api/v1/unique_ip_count`, and the old
+//!   generator's `/start`.
 //! - [`health`] — `GET /healthz`: 200 ok, or 503 degraded with the problems the checks the
 //!   binary registers report (the embedded broker's full disk or read-only logs).
 //! - [`metrics`] — `GET /metrics`: the Prometheus text exposition of the process, its

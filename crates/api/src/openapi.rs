@@ -23,7 +23,8 @@ use crate::{auth, compat, generator, groups, guard, health, metrics, timestamp, 
                        device-event generator, the login guard and timestamp normalisation; and \
                        the cluster's topics, records and consumer groups. Errors are \
                        `{\"error\": \"...\"}` with a fitting status. Routes tagged `compatible` \
-                       keep the exact paths and shapes of earlier tools.",
+                       keep the exact paths and shapes of the old generator, tracker nodes and \
+                       login service that Freshet replaces.",
         license(name = "Apache-2.0")
     ),
     tags(
@@ -33,7 +34,8 @@ use crate::{auth, compat, generator, groups, guard, health, metrics, timestamp, 
         (name = "topics", description = "Topics and their records, over the Kafka protocol"),
         (name = "groups", description = "Consumer groups, their members and lag"),
         (name = "timestamp", description = "Timestamp normalisation"),
-        (name = "compatible", description = "Endpoints of earlier tools, unchanged"),
+        (name = "compatible", description = "Endpoints of the old generator, tracker nodes \
+                and login service, unchanged"),
         (name = "meta", description = "Health, metrics and this spec"),
         (name = "auth", description = "Sign-in, when the server has users (`freshet users add`). \
                 Then every route but `/healthz` and `POST /api/v1/auth/token` needs \

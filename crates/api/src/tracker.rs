@@ -1,6 +1,6 @@
 //! Freshet's own tracker routes: distinct-IP counts and their views (event-time windows,
-//! error codes, partitions). The compatible endpoints of earlier tools are in
-//! [`crate::compat`].
+//! error codes, partitions). The old tracker nodes' endpoints (see `docs/REFERENCE.md`) are
+//! in [`crate::compat`].
 
 use freshet_services::tracker::view::{
     ErrorCodeCount, Granularity, PartitionStatus, UniqueIps, WindowCount,

@@ -162,7 +162,8 @@ impl Topic {
             .and_then(|i| self.partitions.get(i))
     }
 
-    /// Internal topics are those of Freshet's services (`freshet.` prefix) and Kafka's own.
+    /// Internal topics, as Metadata flags them: Kafka's own (`__` prefix, such as
+    /// `__consumer_offsets`). Freshet's service topics are ordinary topics.
     pub fn is_internal(&self) -> bool {
         self.name.starts_with("__")
     }

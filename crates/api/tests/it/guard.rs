@@ -139,7 +139,7 @@ async fn register_then_login_and_a_taken_name_is_refused() {
     assert!(!created.text.contains("argon2"), "no hash in any answer");
 
     // A well-formed request for a name that is taken conflicts with what exists: 409 on
-    // both routes (the earlier tool's 400 said the request itself was malformed).
+    // both routes (the old login service's 400 said the request itself was malformed).
     let taken = r#"{"user": "bob", "pass": "other123"}"#;
     for uri in ["/register", "/api/v1/register"] {
         assert_error(

@@ -1,4 +1,4 @@
-//! Reading records past a decompression bomb over HTTP (issue 10): a partition holds good
+//! Reading records past a decompression bomb over HTTP (`docs/SECURITY.md`): a partition holds good
 //! records, a gzip batch of 512 MiB of zeros claiming one record (valid CRC, written into the
 //! log of a stopped broker, as an older Freshet or another cluster may hold it), a gzip batch
 //! whose body is not gzip, then more good records. Pages must step past both with a `skipped`

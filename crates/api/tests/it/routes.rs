@@ -829,8 +829,8 @@ async fn the_console_mounts_only_its_page_and_assets_outside_the_spec() {
     }
 }
 
-// The spec describes the server exactly (schemathesis `--checks all`, issue 10): each class
-// of mismatch it found has a test here.
+// The spec describes the server exactly (schemathesis `--checks all`, `.ci/schemathesis.sh`):
+// each class of mismatch it found has a test here.
 
 /// Every route taking a JSON body answers 415 to a body declared as something else, and
 /// documents that answer and the 408 of a body sent too slowly.

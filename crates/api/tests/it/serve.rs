@@ -47,8 +47,9 @@ async fn serves_on_the_given_listener_until_shutdown() {
     );
 }
 
-// Timeouts and the connection cap over real sockets (issue 10: idle HTTP connections and
-// headers dribbled a byte every 5 s were all still open after 100 s). The limits are short
+// Timeouts and the connection cap over real sockets (`docs/SECURITY.md`, "HTTP limits and
+// timeouts"; before them, idle HTTP connections and headers dribbled a byte every 5 s were
+// all still open after 100 s). The limits are short
 // here; the assertions are about what happens, with generous bounds on when.
 
 use std::time::Instant;

@@ -479,8 +479,9 @@ async fn topics_are_created_filled_read_described_and_deleted() {
 /// A topic deleted and created again under the same name takes records through the API
 /// again. The API's producer is idempotent and remembers its sequence numbers for the old
 /// topic; the new one has no state for it, and answering that with OUT_OF_ORDER_SEQUENCE
-/// made the producer fail fatally, so every later produce answered 503 (schemathesis,
-/// issue 10). UNKNOWN_PRODUCER_ID lets the client bump its epoch and start over at 0.
+/// made the producer fail fatally, so every later produce answered 503 (found by
+/// schemathesis, `.ci/schemathesis.sh`). UNKNOWN_PRODUCER_ID lets the client bump its epoch
+/// and start over at 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_created_again_takes_records_again() {
     let broker = TestBroker::start().await;

@@ -527,7 +527,7 @@ async fn deleted_topics_disappear_and_come_back_empty() {
     blocking(move || drop(admin)).await;
 }
 
-/// Issue 10, finding 8: a 249-character name (Kafka's longest) was created, but its delete
+/// A regression: a 249-character name (Kafka's longest) was created, but its delete
 /// failed (the old tombstone name exceeded the file-name limit), answered 404 afterwards and
 /// came back after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

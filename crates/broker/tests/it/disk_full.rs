@@ -1,7 +1,7 @@
 //! A full disk for real: the broker's data directory on a small tmpfs that a filler file
 //! fills up. Writes that do not fit answer KAFKA_STORAGE_ERROR and lose nothing, topic
 //! creation is refused, the episode is reported once, and everything resumes when space is
-//! freed (issue 10, finding 5).
+//! freed (`docs/OPERATIONS.md`, "Health and degraded state").
 //!
 //! Mounting needs root (CAP_SYS_ADMIN), so the test is ignored by default; `.ci/run` runs it
 //! as root with `--ignored`. Run by hand without root, it fails and says why.
@@ -98,7 +98,7 @@ async fn a_full_disk_refuses_writes_and_creation_once_reported_and_recovers() {
     assert!(broker.broker.health_report().is_empty());
 
     // Room for a topic's small files, not for a 256 KiB record: what made creation succeed
-    // on a full disk before (issue 10, finding 5).
+    // on a full disk before.
     let filler = disk.fill(128 * 1024);
     let big = "x".repeat(256 * 1024);
     for _ in 0..20 {

@@ -1,4 +1,4 @@
-//! Decompression bombs over the wire (issue 10, finding 1): a produce request of about 0.5 MB
+//! Decompression bombs over the wire (`docs/SECURITY.md`): a produce request of about 0.5 MB
 //! whose gzip batch decompresses to 512 MiB, sent twice to a compacted topic on a real broker
 //! running in this process. The broker must refuse it and its peak resident memory must stay
 //! small, through produce and through the compaction passes that follow.

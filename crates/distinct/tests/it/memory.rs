@@ -1,5 +1,5 @@
-//! Memory per distinct IPv4 at 10,000,000 random addresses (issue 3: at most
-//! 4 bytes). A measurement, not a timed test: run it in release with
+//! Memory per distinct IPv4 at 10,000,000 random addresses (target: at most 4 bytes, see
+//! `docs/BENCHMARKS.md`). A measurement, not a timed test: run it in release with
 //! `cargo test --release -p freshet-distinct --test it -- --ignored --nocapture memory::`.
 
 use std::net::{IpAddr, Ipv4Addr};

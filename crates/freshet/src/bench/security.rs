@@ -1,4 +1,5 @@
-//! `freshet bench security`: what TLS and SASL cost the Kafka listener (issue 11).
+//! `freshet bench security`: what TLS and SASL cost the Kafka listener (results and the
+//! target in docs/BENCHMARKS.md, "Security").
 //!
 //! One fresh `freshet broker` child process listens on PLAINTEXT, SSL, SASL_PLAINTEXT and
 //! SASL_SSL at once, on loopback, durable as in `bench broker` (fsync before every

@@ -1,4 +1,4 @@
-//! A full disk under `freshet up`, seen from outside (issue 10, finding 5): one ERROR line for
+//! A full disk under `freshet up`, seen from outside (`docs/OPERATIONS.md`): one ERROR line for
 //! the episode however many produce requests fail, `/healthz` 503 degraded with the reason,
 //! `freshet_broker_degraded{reason="disk_full"} 1` in `/metrics`, topic creation refused; and
 //! all of it back to normal, with an INFO line, once space is freed.

@@ -1,5 +1,6 @@
 //! What append costs per codec, to measure what opening compressed batches at produce adds
-//! (issue 10). Ignored by default; run in release, on tmpfs, without fsync:
+//! (see "Decompression limits" in `docs/SECURITY.md`). Ignored by default; run in release,
+//! on tmpfs, without fsync:
 //!
 //! ```sh
 //! cargo test --release -p freshet-log --test it -- --ignored --nocapture append_cost::

@@ -1,6 +1,6 @@
-//! Bounded decompression (issue 10): decompression bombs are refused at append, a bomb already
-//! in the log is read at most once by compaction and never past the cap by ListOffsets, and
-//! honest compressed batches of every codec are unaffected.
+//! Bounded decompression (`docs/SECURITY.md`): decompression bombs are refused at append, a
+//! bomb already in the log is read at most once by compaction and never past the cap by
+//! ListOffsets, and honest compressed batches of every codec are unaffected.
 
 use crate::common;
 

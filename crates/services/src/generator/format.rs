@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::pool::{write_small, DeviceAddr};
 
-/// The forms the earlier tool chose from at random (`%f` = 6 digits, UTC, no zone unless `Z`).
+/// The forms the old generator chose from at random (`%f` = 6 digits, UTC, no zone unless `Z`;
+/// see `docs/REFERENCE.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TimestampForm {
     /// `%Y-%m-%dT%H:%M:%S.%fZ`
@@ -200,7 +201,7 @@ pub(crate) struct EventBuffer {
 
 impl EventBuffer {
     /// Renders `{"timestamp": "...", "device_ip": "...", "error_code": N}`, spaced like the
-    /// earlier tool's `json.dumps`, replacing the previous event.
+    /// old generator's `json.dumps`, replacing the previous event.
     pub(crate) fn render(
         &mut self,
         form: TimestampForm,

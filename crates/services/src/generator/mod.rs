@@ -1,5 +1,5 @@
 //! The device-event generator (`freshet generate`, `POST /api/v1/generator/jobs`, the
-//! earlier tool's `GET /start`).
+//! old generator's `GET /start`, see `docs/REFERENCE.md`).
 //!
 //! A run builds a pool of `num_devices` distinct addresses from a seed, then sends
 //! `num_messages` events to `device-events`, each from a device picked at random (or in turn,

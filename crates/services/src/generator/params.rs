@@ -7,11 +7,11 @@ use crate::event::DEVICE_EVENTS;
 use crate::kafka::check_topic_name;
 use crate::ServiceError;
 
-/// Devices of the earlier tool's `GET /start` when the caller names none.
+/// Devices of the old generator's `GET /start` when the caller names none.
 pub const DEFAULT_NUM_DEVICES: u64 = 100;
-/// Events of the earlier tool's `GET /start` when the caller names none.
+/// Events of the old generator's `GET /start` when the caller names none.
 pub const DEFAULT_NUM_MESSAGES: u64 = 1000;
-/// Pause of the earlier tool's `GET /start` when the caller names none.
+/// Pause of the old generator's `GET /start` when the caller names none.
 pub const DEFAULT_PAUSE_MS: u64 = 100;
 
 /// More devices than this would make the pool (and the acknowledged-device bitset) a memory
@@ -31,7 +31,7 @@ pub const MIN_RATE: f64 = 0.01;
 pub const MAX_SEED: u64 = (1 << 53) - 1;
 
 /// Parameters of one generator run: `freshet generate` flags, and the JSON body of
-/// `POST /api/v1/generator/jobs`. Missing fields take the earlier tool's defaults.
+/// `POST /api/v1/generator/jobs`. Missing fields take the old generator's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 // `default` and `deny_unknown_fields` only tell the OpenAPI schema that every field may be
 // left out and no other may be given; deserialising goes through `ParamsBody`, which

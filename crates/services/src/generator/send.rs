@@ -155,7 +155,7 @@ pub(crate) struct Pacer {
     rate: Option<Rate>,
 }
 
-/// A fixed pause after each send, like the earlier tool.
+/// A fixed pause after each send, like the old generator's.
 #[derive(Debug)]
 struct Pause {
     pause: Duration,

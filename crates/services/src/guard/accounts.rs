@@ -17,11 +17,11 @@ use super::now_ms;
 use super::store::Store;
 use crate::ServiceError;
 
-/// Shortest user name accepted at registration (as the earlier tool).
+/// Shortest user name accepted at registration (as in the old login service).
 pub const MIN_USER_CHARS: usize = 3;
 /// Longest user name: a key in Kafka topics and the database, so kept small.
 pub const MAX_USER_CHARS: usize = 64;
-/// Shortest password accepted at registration (as the earlier tool).
+/// Shortest password accepted at registration (as in the old login service).
 pub const MIN_PASS_CHARS: usize = 8;
 /// Longest password: bounds the work an attacker can ask of the hasher per request.
 pub const MAX_PASS_CHARS: usize = 128;

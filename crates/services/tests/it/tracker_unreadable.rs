@@ -1,10 +1,10 @@
-//! A tracker node on a partition holding a decompression bomb between valid events (issue 10):
-//! a gzip batch of 512 MiB of zeros claiming one record, with a valid CRC, written into the log
-//! of a stopped broker as an older Freshet (or another cluster) may hold it, and after it a
-//! gzip batch whose body is not gzip. librdkafka reports nothing on the bomb and fetches it
-//! again forever (on the corrupt one it reports a bare error code, again and again); the node
-//! must step past each with one dead-letter record, count every valid event exactly, and not
-//! do it again after a restart.
+//! A tracker node on a partition holding a decompression bomb between valid events
+//! (`docs/SECURITY.md`, "Decompression limits"): a gzip batch of 512 MiB of zeros claiming
+//! one record, with a valid CRC, written into the log of a stopped broker as an older Freshet
+//! (or another cluster) may hold it, and after it a gzip batch whose body is not gzip.
+//! librdkafka reports nothing on the bomb and fetches it again forever (on the corrupt one it
+//! reports a bare error code, again and again); the node must step past each with one
+//! dead-letter record, count every valid event exactly, and not do it again after a restart.
 //!
 //! One test in its own binary, so the process's memory figures are this scenario's.
 

@@ -1,5 +1,5 @@
-//! The example table of the original timestamp specification (every row), then a larger table of
-//! accepted and rejected forms with their exact outputs and error messages.
+//! The examples that define the behaviour (every row of the table in `docs/REFERENCE.md`), then
+//! a larger table of accepted and rejected forms with their exact outputs and error messages.
 
 use freshet_timestamp::{normalize, ErrorKind, TsInput};
 
