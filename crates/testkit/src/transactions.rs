@@ -66,6 +66,12 @@ pub fn read_to_end(
             .expect("assign");
     }
     consumer.assign(&assignment).expect("assign");
+    consume_to_end(&consumer, partitions)
+}
+
+/// Every value `consumer` delivers until each of its `partitions` partitions reports its end
+/// (`enable.partition.eof`), sorted.
+pub fn consume_to_end(consumer: &BaseConsumer, partitions: i32) -> Vec<String> {
     let mut values = Vec::new();
     let mut ended: HashSet<i32> = HashSet::new();
     let deadline = Instant::now() + WAIT;

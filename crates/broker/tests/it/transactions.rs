@@ -238,32 +238,6 @@ fn consume(consumer: &BaseConsumer, count: usize) -> (Vec<String>, TopicPartitio
     (values, positions)
 }
 
-/// Every value `consumer` delivers until each partition of its topic reports its end.
-fn consume_to_end(consumer: &BaseConsumer) -> Vec<String> {
-    let mut values = Vec::new();
-    let mut ended: HashMap<i32, bool> = HashMap::new();
-    let deadline = Instant::now() + WAIT;
-    while ended.len() < PARTITIONS as usize {
-        assert!(
-            Instant::now() < deadline,
-            "ended: {ended:?}; read {values:?}"
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => {
-                ended.remove(&message.partition());
-                let payload = message.payload().expect("payload");
-                values.push(String::from_utf8(payload.to_vec()).expect("utf-8"));
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                ended.insert(partition, true);
-            }
-            Some(Err(error)) => panic!("consumer error: {error}"),
-            None => {}
-        }
-    }
-    sorted(values)
-}
-
 /// The offsets `group` has committed for every partition of `topic`, as OffsetFetch answers
 /// without `require_stable` (read_uncommitted): the last committed ones, -1 for none.
 fn committed_offsets(broker: &TestBroker, group: &str, topic: &str) -> Vec<i64> {
@@ -376,7 +350,7 @@ async fn consume_transform_produce_commits_the_groups_offsets_with_the_transacti
 
     let resumed = tokio::task::block_in_place(|| {
         let consumer = group_consumer(&broker, "ctp-group", "ctp-in");
-        consume_to_end(&consumer)
+        transactions::consume_to_end(&consumer, PARTITIONS)
     });
     let rest: Vec<String> = input
         .iter()
