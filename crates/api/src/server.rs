@@ -3,7 +3,7 @@
 //! `axum::serve` keeps a connection for as long as the client likes: an idle keep-alive
 //! connection, a request's headers sent a byte every few seconds or a response nobody reads
 //! each hold a socket and a task forever, and enough of them lock everyone else out. Here
-//! each connection is watched by a [`ConnectionClock`] that knows which phase it is in and
+//! each connection is watched by a `ConnectionClock` that knows which phase it is in and
 //! closes it when that phase outlasts its limit:
 //!
 //! - waiting for a request's headers, from the connection's start or the first byte after

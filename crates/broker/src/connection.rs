@@ -12,7 +12,7 @@
 //! The same loop serves plain TCP and TLS streams, so it cannot wait for the socket to be
 //! readable before reserving: it holds a small credit of budget ahead of the bytes (one read's
 //! worth, kept across iterations), reserved while waiting for nothing else. An idle connection
-//! holds [`IDLE_STEP`] of budget; one with a frame under way at most [`READ_CHUNK`].
+//! holds `IDLE_STEP` of budget; one with a frame under way at most `READ_CHUNK`.
 //!
 //! Two clocks close a connection: an idle one (nothing received and nothing in flight for
 //! `connections_max_idle`) and a frame one (a frame must arrive whole within

@@ -200,8 +200,8 @@ impl Listener {
         (bound.ip().to_string(), bound.port())
     }
 
-    /// The advertised address as a socket address, when its host is an IP literal (what
-    /// [`crate::Broker::advertised_addr`] can carry); a host name gives the bound address.
+    /// The advertised address as a socket address, when its host is an IP literal; a host
+    /// name gives the bound address.
     pub fn advertised_socket_addr(&self) -> Option<SocketAddr> {
         let (host, port) = self.advertised();
         match host.parse::<IpAddr>() {

@@ -117,7 +117,7 @@ const TIERED_STORAGE_ONLY: Meaning = Meaning::OneNode(
 
 /// Every topic config of Kafka 4.x, by name. `message.format.version` and
 /// `message.timestamp.difference.max.ms`, removed in Kafka 4.0, are refused as Kafka 4 refuses
-/// them (see [`removed_in_kafka_4`]).
+/// them (see `removed_in_kafka_4`).
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef {
         name: "cleanup.policy",

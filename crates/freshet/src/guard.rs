@@ -45,7 +45,7 @@ pub struct GuardNodeArgs {
 #[derive(Clone, Args)]
 pub struct GuardArgs {
     /// Account database: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; migrations
-    /// are applied on start [default: sqlite://<data-dir>/guard.db]
+    /// are applied on start (default: `sqlite://<data-dir>/guard.db`)
     #[arg(long, env = "FRESHET_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Token the admin routes (`/api/v1/blocked`) require as `Authorization: Bearer TOKEN`.
@@ -85,8 +85,8 @@ pub struct GuardArgs {
     pub guard_group: String,
     /// Key that signs the guard's records (HMAC-SHA256), as hex or base64, at least 32
     /// bytes. Records signed with another key are refused, so every guard node sharing the
-    /// topics needs the same one [default: the key in <data-dir>/guard.secret, created at
-    /// first start]
+    /// topics needs the same one (default: the key in `<data-dir>/guard.secret`, created at
+    /// first start)
     #[arg(long, env = "FRESHET_GUARD_SECRET", hide_env_values = true)]
     pub guard_secret: Option<String>,
 }

@@ -1,7 +1,7 @@
 //! What a log counts about itself since it was opened: appends, reads and fsyncs, with the
 //! fsync latencies in a fixed-bucket histogram.
 //!
-//! [`Counters`] are relaxed atomics the appender, group commit and readers bump;
+//! `Counters` are relaxed atomics the appender, group commit and readers bump;
 //! [`LogStats`] is a plain copy of them for whoever reports (the broker's metrics). The
 //! histogram's buckets are the same for every log, so the broker can add up its partitions'
 //! histograms into one.

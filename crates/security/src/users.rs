@@ -2,7 +2,7 @@
 //! mechanism, never a password.
 //!
 //! The broker and `freshet users` share the file: writes go through
-//! [`files::update_json`](crate::files::update_json), and reads notice another process's
+//! [`files::update_json`], and reads notice another process's
 //! write by the file's stamp, so a user added while the broker runs can log in at once.
 
 use std::collections::BTreeMap;

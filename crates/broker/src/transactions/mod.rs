@@ -4,7 +4,7 @@
 //! gets its producer id and epoch from InitProducerId (which fences every older producer of
 //! the same `transactional.id` and aborts what it left open), registers each partition and
 //! consumer group before writing to it (AddPartitionsToTxn, AddOffsetsToTxn), and ends with
-//! EndTxn. Ending writes the prepared state to the state log ([`store`]), completes the
+//! EndTxn. Ending writes the prepared state to the state log (`store`), completes the
 //! group offsets and answers; a task then writes a commit or abort marker into every
 //! partition of the transaction (`freshet_log`'s control batches) and writes the completed
 //! state, holding the id's lock so the producer's next transaction waits for it. What the

@@ -15,7 +15,7 @@
 //! without a valid one is ignored, and the partition resumes from the newest valid one (or
 //! replays from the beginning, which is slower, never wrong).
 //!
-//! Rebalances are handled in [`BlockerContext::rebalance`], called by librdkafka inside
+//! Rebalances are handled in `BlockerContext::rebalance`, called by librdkafka inside
 //! `poll` on the worker thread: revoked partitions are checkpointed first; assigned ones
 //! resume from their newest checkpoint's offset and state (the group's committed offsets only
 //! serve lag tools).

@@ -3,7 +3,7 @@
 //!
 //! # How a node works
 //!
-//! - A **worker** thread ([`worker`]) is a member of one consumer group on the input topic
+//! - A **worker** thread (`worker`) is a member of one consumer group on the input topic
 //!   (`device-events`). It validates each event ([`crate::event::parse_event`]), sends
 //!   rejected ones to the dead-letter topic with the reason in a header, and adds valid ones to
 //!   its partition's exact sets ([`state::Sets`]): all IPs, per minute and hour of event time,
@@ -12,7 +12,7 @@
 //!   owned partition's **delta** (IPs new to a set since its last checkpoint) together with the
 //!   input offset it covers to the compacted checkpoint topic ([`checkpoint`]), after the
 //!   dead-letter records before that offset are acknowledged.
-//! - A **follower** thread ([`follower`]) reads the checkpoint topic from the beginning and
+//! - A **follower** thread (`follower`) reads the checkpoint topic from the beginning and
 //!   keeps applying it, so every node holds every partition's sets: the global count is the
 //!   exact union over partitions, and a node that gains a partition in a rebalance resumes
 //!   from the newest checkpoint's offset and counters, without re-reading the input.
