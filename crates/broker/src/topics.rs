@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -669,25 +669,10 @@ fn write_meta(dir: &Path, meta: &TopicMeta) -> Result<(), TopicError> {
     Ok(())
 }
 
-/// Replaces `path` with `contents` so that a crash leaves the old or the new file, never a mix.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-/// Makes a directory's entries (created, renamed, removed files) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
+/// The durable-file helpers of the log crate, used for every file the broker keeps: replace a
+/// file so that a crash leaves the old or the new one (temp file, fsync, rename, directory
+/// fsync), and make a directory's entries durable.
+pub use freshet_log::fsutil::{replace_file_atomically as write_atomically, sync_dir};
 
 /// The tombstone of the topic (or failed creation) with id `id`: 45 bytes, never a topic name.
 fn tombstone_name(id: Uuid) -> String {

@@ -96,7 +96,7 @@ mod compaction;
 pub mod config;
 mod dump;
 pub mod error;
-mod fsutil;
+pub mod fsutil;
 pub mod index;
 mod keys;
 mod locks;
