@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use freshet_api::guard::RateLimit;
 use freshet_api::HttpLimits;
 use freshet_broker::config::{ListenerConfig, TlsConfig};
 use freshet_broker::listener::ListenerSpec;
 use freshet_broker::BrokerConfig;
+use freshet_services::guard::accounts::Argon2Params;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,7 +57,7 @@ pub enum Command {
     Tracker(TrackerNodeArgs),
     /// Run one login-guard node: accounts (`/register`, `/login`), login attempts published
     /// to `login-attempts`, and a blocker that blocks users after repeated failures.
-    Guard(crate::guard::GuardNodeArgs),
+    Guard(GuardNodeArgs),
     /// Inspect log files on disk.
     Log {
         #[command(subcommand)]
@@ -414,7 +416,7 @@ pub struct UpArgs {
     #[command(flatten)]
     pub tracker: TrackerArgs,
     #[command(flatten)]
-    pub guard: crate::guard::GuardArgs,
+    pub guard: GuardArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -651,4 +653,99 @@ impl HttpArgs {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `freshet guard`: one login-guard node with its own HTTP API.
+#[derive(Debug, Clone, Args)]
+pub struct GuardNodeArgs {
+    /// Kafka cluster to use (`host:port,...`): Freshet's broker or any Kafka-compatible one.
+    #[arg(
+        long,
+        env = "FRESHET_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap_servers: String,
+    #[command(flatten)]
+    pub kafka_security: KafkaSecurityArgs,
+    /// Address this node's HTTP API binds to (port 0 picks a free port; the address is
+    /// printed).
+    #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8002")]
+    pub http_listen: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Directory of the default SQLite account database and of the guard's secret.
+    #[arg(long, env = "FRESHET_DATA_DIR", default_value = "./freshet-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// Settings of the login guard, shared by `freshet guard` and `freshet up`.
+#[derive(Clone, Args)]
+pub struct GuardArgs {
+    /// Account database: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; migrations
+    /// are applied on start (default: `sqlite://<data-dir>/guard.db`)
+    #[arg(long, env = "FRESHET_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Token the admin routes (`/api/v1/blocked`) require as `Authorization: Bearer TOKEN`.
+    /// Without one, they are refused.
+    #[arg(long, env = "FRESHET_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Failed logins within the window that block a user.
+    #[arg(long, env = "FRESHET_MAX_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_failures: u32,
+    /// Width of the failure window in seconds of event time.
+    #[arg(long, env = "FRESHET_WINDOW_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400 * 30))]
+    pub window_secs: u64,
+    /// How long a block lasts in seconds [default: until an admin lifts it]
+    #[arg(long, env = "FRESHET_BLOCK_FOR_SECS", value_parser = clap::value_parser!(u64).range(1..=86_400 * 3650))]
+    pub block_for_secs: Option<u64>,
+    /// Argon2id memory per hash, in KiB.
+    #[arg(long, env = "FRESHET_ARGON2_MEMORY_KIB", default_value_t = Argon2Params::default().memory_kib)]
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes over the memory.
+    #[arg(long, env = "FRESHET_ARGON2_ITERATIONS", default_value_t = Argon2Params::default().iterations)]
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    #[arg(long, env = "FRESHET_ARGON2_PARALLELISM", default_value_t = Argon2Params::default().parallelism)]
+    pub argon2_parallelism: u32,
+    /// Login and registration requests per second allowed from one address.
+    #[arg(long, env = "FRESHET_LOGIN_RATE", default_value_t = RateLimit::default().per_second)]
+    pub login_rate: f64,
+    /// Requests one address may make in a burst above the rate.
+    #[arg(long, env = "FRESHET_LOGIN_BURST", default_value_t = RateLimit::default().burst)]
+    pub login_burst: f64,
+    /// Take a login's source address from `X-Forwarded-For` (only behind a proxy that sets
+    /// it; otherwise clients could choose the address their attempts count against).
+    #[arg(long, env = "FRESHET_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    /// Consumer group of the blockers.
+    #[arg(long, env = "FRESHET_GUARD_GROUP", default_value = "freshet-guard")]
+    pub guard_group: String,
+    /// Key that signs the guard's records (HMAC-SHA256), as hex or base64, at least 32
+    /// bytes. Records signed with another key are refused, so every guard node sharing the
+    /// topics needs the same one (default: the key in `<data-dir>/guard.secret`, created at
+    /// first start)
+    #[arg(long, env = "FRESHET_GUARD_SECRET", hide_env_values = true)]
+    pub guard_secret: Option<String>,
+}
+
+impl std::fmt::Debug for GuardArgs {
+    // The database URL may hold a password and the token is a secret: neither is printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardArgs")
+            .field(
+                "database_url",
+                &self
+                    .database_url
+                    .as_deref()
+                    .map(freshet_services::guard::store::redact),
+            )
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("max_failures", &self.max_failures)
+            .field("window_secs", &self.window_secs)
+            .field("block_for_secs", &self.block_for_secs)
+            .field("guard_secret", &self.guard_secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }

@@ -11,6 +11,7 @@ mod logdump;
 mod metrics;
 mod principals;
 mod run;
+mod serve;
 mod ts;
 mod users;
 
