@@ -3,7 +3,6 @@
 use std::fs;
 use std::io;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use freshet_coordinator::GroupCoordinator;
 use freshet_log::{Durability, LogError, LogStats, PartitionLog};
@@ -254,12 +253,7 @@ impl Broker {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use freshet_os::clock::now_ms;
 
 fn load_or_create_cluster_id(dir: &std::path::Path) -> io::Result<String> {
     let path = dir.join("cluster-id");

@@ -669,10 +669,10 @@ fn write_meta(dir: &Path, meta: &TopicMeta) -> Result<(), TopicError> {
     Ok(())
 }
 
-/// The durable-file helpers of the log crate, used for every file the broker keeps: replace a
+/// The durable-file helpers (`freshet-os`), used for every file the broker keeps: replace a
 /// file so that a crash leaves the old or the new one (temp file, fsync, rename, directory
 /// fsync), and make a directory's entries durable.
-pub use freshet_log::fsutil::{replace_file_atomically as write_atomically, sync_dir};
+pub use freshet_os::files::{replace_file_atomically as write_atomically, sync_dir};
 
 /// The tombstone of the topic (or failed creation) with id `id`: 45 bytes, never a topic name.
 fn tombstone_name(id: Uuid) -> String {

@@ -1,7 +1,5 @@
 //! File-system helpers: file names, fsync of directories, and crash-safe file replacement.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Extension of segment data files.
@@ -15,7 +13,7 @@ pub const SNAPSHOT_EXT: &str = "snapshot";
 /// Suffix of files being written by compaction; removed on open.
 pub const CLEANED_SUFFIX: &str = ".cleaned";
 /// Suffix of files being written before an atomic rename; removed on open.
-pub const TMP_SUFFIX: &str = ".tmp";
+pub use freshet_os::files::TMP_SUFFIX;
 
 /// `<dir>/<20-digit zero-padded offset>.<ext>`, Kafka's naming.
 pub fn offset_file(dir: &Path, offset: i64, ext: &str) -> PathBuf {
@@ -31,48 +29,9 @@ pub fn parse_offset_file(name: &str, ext: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
-/// `path` with `suffix` appended to its file name.
-pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// Makes the directory's entries (created, renamed, removed files) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Creates or truncates `path`, writes `bytes` and fsyncs the file (not the directory).
-pub fn write_file_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-/// Replaces `path` with `bytes` so that after a crash it holds either the old or the new
-/// content: write a temp file, fsync it, rename it over `path`, fsync the directory.
-pub fn replace_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = with_suffix(path, TMP_SUFFIX);
-    write_file_synced(&tmp, bytes)?;
-    fs::rename(&tmp, path)?;
-    match path.parent() {
-        Some(dir) => sync_dir(dir),
-        None => Ok(()),
-    }
-}
-
-/// Removes a file; a file that is already gone is fine.
-pub fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-        _ => Ok(()),
-    }
-}
+pub use freshet_os::files::{
+    remove_if_exists, replace_file_atomically, sync_dir, with_suffix, write_file_synced,
+};
 
 #[cfg(test)]
 mod tests {
@@ -94,15 +53,5 @@ mod tests {
             parse_offset_file("00000000000000001234.log.cleaned", LOG_EXT),
             None
         );
-    }
-
-    #[test]
-    fn atomic_replace_leaves_no_temp_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("checkpoint");
-        replace_file_atomically(&path, b"one").expect("first write");
-        replace_file_atomically(&path, b"two").expect("second write");
-        assert_eq!(fs::read(&path).expect("read"), b"two");
-        assert!(!with_suffix(&path, TMP_SUFFIX).exists());
     }
 }

@@ -795,10 +795,7 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Makes a rename or creation in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+use freshet_os::files::sync_dir;
 
 #[cfg(test)]
 mod tests;

@@ -50,8 +50,9 @@ pub mod stats;
 pub mod store;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use freshet_os::clock::now_ms;
 use rdkafka::producer::FutureRecord;
 
 use accounts::{validate_login, Accounts, Argon2Params};
@@ -69,12 +70,6 @@ use crate::{KafkaConfig, ServiceError};
 
 /// Compacted topic of the blocker's checkpoints.
 pub const GUARD_CHECKPOINTS: &str = "freshet.guard.checkpoints";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// How a guard node runs.
 #[derive(Debug, Clone)]

@@ -179,7 +179,7 @@ fn write_private(path: &Path, key: &[u8]) -> std::io::Result<()> {
 /// Makes the new directory entry durable; failing only risks creating a new key after a crash
 /// before any record was signed, so it is logged, not fatal.
 fn sync_dir(dir: &Path) {
-    if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
+    if let Err(e) = freshet_os::files::sync_dir(dir) {
         tracing::warn!(dir = %dir.display(), error = %e, "syncing the guard secret's directory");
     }
 }

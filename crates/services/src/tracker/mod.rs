@@ -36,8 +36,9 @@ mod worker;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use freshet_os::clock::now_ms;
 use freshet_timestamp::NormalizedTs;
 
 use crate::event::{DEVICE_EVENTS, DEVICE_EVENTS_DLQ};
@@ -226,12 +227,6 @@ async fn ensure_topics(
         ensure_topic(kafka, spec).await?;
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// How long a node counts as seen after its last heartbeat.

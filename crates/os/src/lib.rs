@@ -1,0 +1,11 @@
+//! What every Freshet crate needs from the operating system, written once.
+//!
+//! - [`files`]: making files and directory entries durable (fsync of a directory, a file
+//!   written and synced, a file replaced so that a crash leaves the old or the new content).
+//!   The broker, the log, the group coordinator and the guard keep their state with these.
+//! - [`clock`]: the wall clock in Unix milliseconds, Kafka's unit for timestamps.
+//!
+//! A leaf crate with no dependencies, so every layer may use it.
+
+pub mod clock;
+pub mod files;
