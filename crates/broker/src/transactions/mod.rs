@@ -15,9 +15,9 @@
 //! answered, the completed state before the id's next transaction can start.
 //! AddPartitionsToTxn's state is synced along with the prepared state, since losing it (only
 //! a machine crash can: the write has reached the kernel) loses nothing a producer was
-//! promised. A crash after the prepared state is finished at the next
-//! start by [`TxnCoordinator::recover`], which writes the markers again (a second marker for
-//! a transaction already closed in a partition changes nothing there); a crash before it
+//! promised. A crash after the prepared state is finished at the next start by
+//! [`TxnCoordinator::recover`], which writes the markers again (a second marker for a
+//! transaction already closed in a partition changes nothing there); a crash before it
 //! leaves an ongoing transaction, which its timeout aborts. Recovery also aborts any
 //! transaction a partition still holds open that the state log does not know as open, so no
 //! partition's last stable offset can stay stuck, and fences its producer, whose state was
@@ -237,10 +237,9 @@ impl TxnCoordinator {
     /// EndTxn: commits or aborts the transaction in progress. The answer goes out once the
     /// prepared state is durable, which decides the outcome, and the group offsets are
     /// completed; the markers are written after it by a task that keeps the id locked until
-    /// they are done, so the
-    /// producer's next request waits for them (Kafka answers at the same point and makes the
-    /// next AddPartitionsToTxn retry instead). A retry of an EndTxn that already completed
-    /// (its answer was lost) succeeds again.
+    /// they are done, so the producer's next request waits for them (Kafka answers at the
+    /// same point and makes the next AddPartitionsToTxn retry instead). A retry of an EndTxn
+    /// that already completed (its answer was lost) succeeds again.
     pub async fn end_txn(
         &self,
         broker: &Arc<Broker>,
