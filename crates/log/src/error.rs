@@ -2,6 +2,8 @@
 
 use std::io;
 
+use kafka_protocol::ResponseError;
+
 /// Why a log operation failed. [`LogError::error_code`] gives the Kafka protocol error code the
 /// broker puts in its response.
 #[derive(Debug, thiserror::Error)]
@@ -106,17 +108,26 @@ pub enum LogError {
 impl LogError {
     /// The Kafka protocol error code for this error.
     pub fn error_code(&self) -> i16 {
+        self.response_error().code()
+    }
+
+    /// The Kafka error this maps to (named, where [`LogError::error_code`] gives its number).
+    pub fn response_error(&self) -> ResponseError {
         match self {
-            LogError::OffsetOutOfRange { .. } => 1,
-            LogError::CorruptMessage(_) => 2,
-            LogError::MessageTooLarge { .. } | LogError::UncompressedTooLarge { .. } => 10,
-            LogError::InvalidTimestamp(_) => 32,
-            LogError::OutOfOrderSequence { .. } => 45,
-            LogError::InvalidProducerEpoch { .. } => 47,
-            LogError::InvalidTxnState(_) => 48,
-            LogError::UnknownProducerId { .. } => 59,
-            LogError::Storage(_) => 56,
-            LogError::InvalidRecord(_) | LogError::KeylessRecords { .. } => 87,
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::CorruptMessage(_) => ResponseError::CorruptMessage,
+            LogError::MessageTooLarge { .. } | LogError::UncompressedTooLarge { .. } => {
+                ResponseError::MessageTooLarge
+            }
+            LogError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
+            LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            LogError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+            LogError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
+            LogError::Storage(_) => ResponseError::KafkaStorageError,
+            LogError::InvalidRecord(_) | LogError::KeylessRecords { .. } => {
+                ResponseError::InvalidRecord
+            }
         }
     }
 
