@@ -598,8 +598,13 @@ fn to_usize(value: u64) -> usize {
 pub fn init_tracing(args: &GlobalArgs) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: redirected to a file or a collector, escape
+    // codes are noise. NO_COLOR (no-color.org) turns them off at a terminal too.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => builder.init(),

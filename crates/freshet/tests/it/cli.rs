@@ -491,3 +491,15 @@ fn http_limits_are_flags_of_every_http_listener_and_take_effect() {
     }
     broker.terminate();
 }
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let (_, _, lines) = broker.terminate(TIMEOUT);
+    assert!(lines.iter().any(|l| l.contains("INFO")), "{lines:#?}");
+    assert!(
+        lines.iter().all(|l| !l.contains('\u{1b}')),
+        "escape codes in logs that go to a pipe: {lines:#?}"
+    );
+}
