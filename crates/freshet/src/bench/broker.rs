@@ -495,6 +495,13 @@ pub(super) fn progress(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// Settings of every throughput producer: batches of up to 1 MB, 5 ms linger, no compression.
+const THROUGHPUT_PRODUCER: [(&str, &str); 3] = [
+    ("linger.ms", "5"),
+    ("batch.size", "1000000"),
+    ("compression.type", "none"),
+];
+
 /// Produces `records` records of `size` bytes as fast as the broker acknowledges them
 /// (acks=all), with the client settings of `base` (where the broker is, how to sign in).
 pub(super) fn produce_throughput(
@@ -504,27 +511,8 @@ pub(super) fn produce_throughput(
     size: usize,
     label: &str,
 ) -> anyhow::Result<Throughput> {
-    produce_throughput_with(base, topic, records, size, label, &[])
-}
-
-/// Settings of every throughput producer: batches of up to 1 MB, 5 ms linger, no compression.
-const THROUGHPUT_PRODUCER: [(&str, &str); 3] = [
-    ("linger.ms", "5"),
-    ("batch.size", "1000000"),
-    ("compression.type", "none"),
-];
-
-/// [`produce_throughput`] with more producer settings.
-fn produce_throughput_with(
-    base: &ClientConfig,
-    topic: &str,
-    records: u64,
-    size: usize,
-    label: &str,
-    extra: &[(&str, &str)],
-) -> anyhow::Result<Throughput> {
-    let settings: Vec<(&str, &str)> = THROUGHPUT_PRODUCER.iter().chain(extra).copied().collect();
-    let producer: BaseProducer<Deliveries> = producer(base, Deliveries::default(), &settings)?;
+    let producer: BaseProducer<Deliveries> =
+        producer(base, Deliveries::default(), &THROUGHPUT_PRODUCER)?;
     let payload = vec![b'x'; size];
     let bar = progress(records, label);
     let start = Instant::now();
@@ -560,6 +548,17 @@ fn produce_throughput_with(
     })
 }
 
+/// The settings of one side of the transactional comparison: the throughput producer's,
+/// [`TRANSACTION_COMPARISON`], and what makes the side (`mode`).
+fn comparison_settings<'a>(mode: (&'a str, &'a str)) -> Vec<(&'a str, &'a str)> {
+    THROUGHPUT_PRODUCER
+        .iter()
+        .chain(&TRANSACTION_COMPARISON)
+        .copied()
+        .chain([mode])
+        .collect()
+}
+
 /// Produces `records` records of 100 B with an idempotent producer and waits for every
 /// acknowledgement.
 fn idempotent_throughput(
@@ -567,14 +566,20 @@ fn idempotent_throughput(
     topic: &str,
     records: u64,
 ) -> anyhow::Result<Throughput> {
-    let mut settings: Vec<(&str, &str)> = THROUGHPUT_PRODUCER.to_vec();
-    settings.extend(TRANSACTION_COMPARISON);
-    settings.push(("enable.idempotence", "true"));
-    let producer: ThreadedProducer<Deliveries> = producer(base, Deliveries::default(), &settings)?;
+    let producer: ThreadedProducer<Deliveries> = producer(
+        base,
+        Deliveries::default(),
+        &comparison_settings(("enable.idempotence", "true")),
+    )?;
     let payload = [b'x'; 100];
+    // One acknowledged record first: librdkafka gets the idempotent producer's id before it
+    // sends anything (measured: about a second from creation here), and the transactional
+    // side does the same in init_transactions, before its clock starts too.
+    send_records(&producer, topic, 0..1, &payload, Instant::now())?;
+    producer.context().wait_for(1)?;
     let start = Instant::now();
-    send_records(&producer, topic, 0..records, &payload, start)?;
-    producer.context().wait_for(records)?;
+    send_records(&producer, topic, 1..records + 1, &payload, start)?;
+    producer.context().wait_for(records + 1)?;
     Ok(Throughput {
         records,
         bytes: records * 100,
@@ -591,10 +596,11 @@ fn transactional_throughput(
     per_transaction: u64,
     id: &str,
 ) -> anyhow::Result<Throughput> {
-    let mut settings: Vec<(&str, &str)> = THROUGHPUT_PRODUCER.to_vec();
-    settings.extend(TRANSACTION_COMPARISON);
-    settings.push(("transactional.id", id));
-    let producer: ThreadedProducer<Deliveries> = producer(base, Deliveries::default(), &settings)?;
+    let producer: ThreadedProducer<Deliveries> = producer(
+        base,
+        Deliveries::default(),
+        &comparison_settings(("transactional.id", id)),
+    )?;
     producer.init_transactions(Duration::from_secs(30))?;
     let payload = [b'x'; 100];
     let start = Instant::now();
