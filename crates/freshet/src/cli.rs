@@ -87,7 +87,7 @@ pub enum Command {
     /// Run the benchmarks behind docs/BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
-        command: crate::bench::BenchCommand,
+        command: freshet_bench::BenchCommand,
     },
     /// Manage SASL users (SCRAM credentials) in a data directory.
     Users {

@@ -1,7 +1,6 @@
 //! `freshet`: the one binary. Each subcommand lives in its own module; `up` runs everything.
 
 mod acls;
-mod bench;
 mod cli;
 mod generate;
 mod guard;
@@ -72,7 +71,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         } => logdump::dump(&segment),
         Command::Generate(args) => generate::run(args),
         Command::Ts { values } => ts::run(&values),
-        Command::Bench { command } => bench::run(command),
+        Command::Bench { command } => freshet_bench::run(command),
         Command::Users { command } => users::run(command),
         Command::Acls { command } => acls::run(command),
     }

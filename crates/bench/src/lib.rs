@@ -1,5 +1,11 @@
 //! `freshet bench ...`: the measurements behind docs/BENCHMARKS.md. Each prints a table and,
 //! with `--json`, one JSON object per result so runs can be compared by scripts.
+//!
+//! A library the `freshet` binary dispatches to ([`run`]), so the benchmarks' own
+//! dependencies (histograms, certificate generation, raw protocol clients) stay out of the
+//! product's code. A benchmark that needs a broker or a tracker starts the `freshet` binary
+//! that runs it as a child process (`child.rs`), so it measures the shipped program, not a
+//! library linked into the benchmark.
 
 // A benchmark's report on stdout is its product.
 #![allow(clippy::print_stdout)]
