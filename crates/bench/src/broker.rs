@@ -381,10 +381,10 @@ pub(super) async fn create_topics(
 }
 
 /// Counts delivery reports and records ack latency when the message carries its send time.
-struct Deliveries {
+pub(super) struct Deliveries {
     acked: AtomicU64,
     failed: AtomicU64,
-    latency: Option<Mutex<Histogram<u64>>>,
+    pub(super) latency: Option<Mutex<Histogram<u64>>>,
     /// Wakes [`Deliveries::wait_for`] once `wake_at` records are settled, so the waiting
     /// thread sleeps instead of polling (one wake-up per wait, not one per record).
     wake_at: AtomicU64,
@@ -404,13 +404,21 @@ impl Default for Deliveries {
 }
 
 impl Deliveries {
-    fn settled_count(&self) -> u64 {
+    /// Deliveries that also record each acknowledged record's latency from its send time.
+    pub(super) fn with_latency() -> anyhow::Result<Deliveries> {
+        Ok(Deliveries {
+            latency: Some(Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?)),
+            ..Deliveries::default()
+        })
+    }
+
+    pub(super) fn settled_count(&self) -> u64 {
         self.acked.load(Ordering::SeqCst) + self.failed.load(Ordering::SeqCst)
     }
 
     /// Waits until `total` records have delivery reports (served by a [`ThreadedProducer`]'s
     /// thread); fails if any record failed.
-    fn wait_for(&self, total: u64) -> anyhow::Result<()> {
+    pub(super) fn wait_for(&self, total: u64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         self.wake_at.store(total, Ordering::SeqCst);
         let (lock, condvar) = &self.settled;
@@ -464,7 +472,7 @@ impl ProducerContext for Deliveries {
     }
 }
 
-fn producer<P: FromClientConfigAndContext<Deliveries>>(
+pub(super) fn producer<P: FromClientConfigAndContext<Deliveries>>(
     base: &ClientConfig,
     context: Deliveries,
     extra: &[(&str, &str)],
@@ -653,17 +661,13 @@ fn send_records(
     Ok(())
 }
 
-fn ack_latency(
+pub(super) fn ack_latency(
     bootstrap: &str,
     topic: &str,
     rate: u64,
     seconds: u64,
 ) -> anyhow::Result<Histogram<u64>> {
-    let histogram = Histogram::new_with_bounds(1, 60_000_000, 3)?;
-    let context = Deliveries {
-        latency: Some(Mutex::new(histogram)),
-        ..Deliveries::default()
-    };
+    let context = Deliveries::with_latency()?;
     // linger 0: each record is sent as soon as it is produced, so latency is the broker's.
     // A threaded producer serves delivery reports from its own thread the moment they arrive,
     // and the sending loop sleeps between records, so the client does not compete with the

@@ -14,6 +14,7 @@ mod broker;
 mod child;
 mod guard;
 mod pipeline;
+mod rolls;
 mod security;
 mod soak;
 mod timestamp;
@@ -35,6 +36,10 @@ pub enum BenchCommand {
     /// Broker memory and ack latency over time while many connections produce and consume
     /// steadily (a fresh Freshet broker in a child process unless --bootstrap-servers is given).
     Soak(soak::SoakBenchArgs),
+    /// Ack latency of a steady probe producer while another topic rolls segments every few
+    /// megabytes (a fresh Freshet broker in a child process unless --bootstrap-servers is
+    /// given).
+    Rolls(rolls::RollsBenchArgs),
     /// What TLS and SASL cost: 1 KiB produce and consume throughput over SASL_SSL beside
     /// PLAINTEXT in the same run, and connections per second for each kind of handshake
     /// (a fresh Freshet broker in a child process with all four kinds of listener).
@@ -50,6 +55,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pipeline(args) => pipeline::run(args),
         BenchCommand::Guard(args) => guard::run(args),
         BenchCommand::Soak(args) => soak::run(args),
+        BenchCommand::Rolls(args) => rolls::run(args),
         BenchCommand::Security(args) => security::run(args),
         BenchCommand::Timestamp(args) => timestamp::run(args),
     }
