@@ -175,6 +175,34 @@ macro_rules! inline {
     }};
 }
 
+/// [`inline!`] for handlers whose work waits for the disk (topic directories and metadata
+/// written and fsynced): the handler runs to completion on tokio's blocking pool, so a slow
+/// disk stalls this request and not the other connections sharing the async worker. The
+/// connection still waits for it before reading on, as for an inline handler.
+macro_rules! on_blocking_pool {
+    ($ctx:expr, $header:expr, $frame:expr, $module:ident) => {
+        on_blocking_pool!($ctx, $header, $frame, $module::handle)
+    };
+    ($ctx:expr, $header:expr, $frame:expr, $module:ident :: $function:ident) => {{
+        match decode_body(&mut $frame, $header) {
+            Ok(request) => {
+                let response = handlers::on_blocking_pool(&$ctx, move |ctx| {
+                    tokio::runtime::Handle::current()
+                        .block_on(handlers::$module::$function(&ctx, request))
+                })
+                .await;
+                ready(encode_frame(
+                    $header.api,
+                    $header.version,
+                    $header.correlation_id,
+                    &response,
+                ))
+            }
+            Err(reason) => Started::Close(reason),
+        }
+    }};
+}
+
 /// Decodes the body and runs the whole handler in the response queue, for requests that wait
 /// (long polls and group barriers) and must not hold up the connection.
 macro_rules! deferred {
@@ -199,7 +227,7 @@ async fn route(ctx: RequestContext, header: &Header, mut frame: Bytes) -> Starte
             Ok(request) => {
                 let (api, version, correlation_id) =
                     (header.api, header.version, header.correlation_id);
-                match handlers::produce::start(&ctx, request) {
+                match handlers::produce::start(&ctx, request).await {
                     Some(waiting) => Started::Respond(Box::pin(async move {
                         let response = waiting.finish().await;
                         encode_frame(api, version, correlation_id, &response)
@@ -226,16 +254,18 @@ async fn route(ctx: RequestContext, header: &Header, mut frame: Bytes) -> Starte
         ApiKey::OffsetDelete => inline!(ctx, header, frame, offset_delete),
         ApiKey::ConsumerGroupHeartbeat => inline!(ctx, header, frame, consumer_group_heartbeat),
         ApiKey::ConsumerGroupDescribe => inline!(ctx, header, frame, consumer_group_describe),
-        ApiKey::CreateTopics => inline!(ctx, header, frame, create_topics),
-        ApiKey::DeleteTopics => inline!(ctx, header, frame, delete_topics),
+        ApiKey::CreateTopics => on_blocking_pool!(ctx, header, frame, create_topics),
+        ApiKey::DeleteTopics => on_blocking_pool!(ctx, header, frame, delete_topics),
         ApiKey::DeleteRecords => inline!(ctx, header, frame, delete_records),
         ApiKey::InitProducerId => inline!(ctx, header, frame, init_producer_id),
         ApiKey::DescribeConfigs => inline!(ctx, header, frame, describe_configs),
-        ApiKey::AlterConfigs => inline!(ctx, header, frame, alter_configs::alter),
+        ApiKey::AlterConfigs => on_blocking_pool!(ctx, header, frame, alter_configs::alter),
         ApiKey::IncrementalAlterConfigs => {
-            inline!(ctx, header, frame, alter_configs::incremental)
+            on_blocking_pool!(ctx, header, frame, alter_configs::incremental)
         }
-        ApiKey::CreatePartitions => inline!(ctx, header, frame, create_partitions),
+        ApiKey::CreatePartitions => {
+            on_blocking_pool!(ctx, header, frame, create_partitions)
+        }
         ApiKey::DescribeLogDirs => inline!(ctx, header, frame, describe_log_dirs),
         ApiKey::DescribeCluster => inline!(ctx, header, frame, describe_cluster),
         ApiKey::AddPartitionsToTxn => inline!(ctx, header, frame, add_partitions_to_txn),

@@ -119,7 +119,9 @@ pub use config::{
 };
 pub use dump::dump_segment;
 pub use error::LogError;
-pub use partition::{AppendOutcome, Isolation, PartitionLog, ReadOutcome, SegmentInfo};
+pub use partition::{
+    AppendOutcome, Isolation, PartitionLog, PreparedAppend, ReadOutcome, SegmentInfo, TryAppend,
+};
 pub use producer::ProducerSummary;
 pub use stats::{FsyncHistogram, LogStats};
 pub use txn::{AbortedTxn, ControlType, TxnMarker};

@@ -7,7 +7,7 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -47,6 +47,32 @@ pub struct AppendOutcome {
     pub record_count: u64,
     /// Bytes written to the log (0 for a duplicate).
     pub bytes: u64,
+}
+
+/// The result of [`PartitionLog::try_append_at`].
+#[derive(Debug)]
+pub enum TryAppend {
+    /// Written (or found to be a duplicate), as [`PartitionLog::append`] would have.
+    Appended(AppendOutcome),
+    /// Nothing was written: finish with [`PartitionLog::append_prepared`] where blocking is
+    /// allowed.
+    WouldBlock(PreparedAppend),
+}
+
+/// A record set validated and stamped, waiting to be written (see [`TryAppend`]).
+#[derive(Debug)]
+pub struct PreparedAppend {
+    stamped: stamping::Prepared,
+    /// The configuration it was validated against.
+    config: LogConfig,
+    record_count: u64,
+}
+
+/// Whether a write may wait for the writer lock and do file work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MayBlock {
+    Yes,
+    No,
 }
 
 /// The result of [`PartitionLog::read`].
@@ -199,6 +225,34 @@ impl PartitionLog {
     /// use (`message.timestamp.*`, see `stamping.rs`), which the caller reports back as the
     /// log append time under LogAppendTime.
     pub fn append_at(&self, records: &[u8], now_ms: i64) -> Result<AppendOutcome, LogError> {
+        let prepared = self.prepare(records, now_ms)?;
+        match self.write_prepared(prepared, MayBlock::Yes)? {
+            TryAppend::Appended(outcome) => Ok(outcome),
+            TryAppend::WouldBlock(_) => unreachable!("an append that may block never refuses to"),
+        }
+    }
+
+    /// [`PartitionLog::append_at`] for a caller on an async worker thread: validates and
+    /// stamps the set, then writes it only if that is a plain write. When the write would
+    /// wait (another writer holds the partition, the segment must roll, the clean-shutdown
+    /// marker must go: each an fsync or a wait for one) it writes nothing and hands the
+    /// prepared set back, to be finished by [`PartitionLog::append_prepared`] on a blocking
+    /// thread.
+    pub fn try_append_at(&self, records: &[u8], now_ms: i64) -> Result<TryAppend, LogError> {
+        let prepared = self.prepare(records, now_ms)?;
+        self.write_prepared(prepared, MayBlock::No)
+    }
+
+    /// Finishes a set [`PartitionLog::try_append_at`] handed back; may block on file work.
+    pub fn append_prepared(&self, prepared: PreparedAppend) -> Result<AppendOutcome, LogError> {
+        match self.write_prepared(prepared, MayBlock::Yes)? {
+            TryAppend::Appended(outcome) => Ok(outcome),
+            TryAppend::WouldBlock(_) => unreachable!("an append that may block never refuses to"),
+        }
+    }
+
+    /// Validation and the topic's timestamp rules: CPU work on the caller's bytes, no lock.
+    fn prepare(&self, records: &[u8], now_ms: i64) -> Result<PreparedAppend, LogError> {
         self.check_not_deleted()?;
         let config = self.config();
         let batches = batch::validate_record_set(
@@ -209,49 +263,93 @@ impl PartitionLog {
         if config.cleanup_policy.compacts() {
             crate::keys::refuse_keyless(records, &batches, config.max_uncompressed_batch_bytes)?;
         }
-        let stamping::Prepared { mut bytes, batches } =
-            stamping::prepare(records, batches, &config, now_ms)?;
-        let record_count = batches
+        let stamped = stamping::prepare(records, batches, &config, now_ms)?;
+        let record_count = stamped
+            .batches
             .iter()
             .map(|b| u64::from(b.header.record_count.unsigned_abs()))
             .sum();
+        Ok(PreparedAppend {
+            stamped,
+            config,
+            record_count,
+        })
+    }
 
-        let mut writer = lock(&self.writer);
+    /// Assigns offsets to a prepared set and writes it, or (with [`MayBlock::No`]) hands it
+    /// back when writing means waiting.
+    fn write_prepared(
+        &self,
+        mut prepared: PreparedAppend,
+        may_block: MayBlock,
+    ) -> Result<TryAppend, LogError> {
+        let mut writer = match may_block {
+            MayBlock::Yes => lock(&self.writer),
+            MayBlock::No => match self.writer.try_lock() {
+                Ok(writer) => writer,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return Ok(TryAppend::WouldBlock(prepared)),
+            },
+        };
         // Again under the lock: a topic deletion may have marked the log while this waited.
         self.check_not_deleted()?;
         self.commit.check_healthy()?;
-        let placed = assign_offsets(&mut bytes, &batches, self.log_end_offset());
+        let record_count = prepared.record_count;
+        let stamping::Prepared { bytes, batches } = &mut prepared.stamped;
+        let placed = assign_offsets(bytes, batches, self.log_end_offset());
         let headers: Vec<BatchHeader> = placed.iter().map(|(header, _)| *header).collect();
         let plan = match writer.producers.check(&headers)? {
             SetVerdict::Duplicate {
                 base_offset,
                 last_offset,
             } => {
-                return Ok(AppendOutcome {
+                return Ok(TryAppend::Appended(AppendOutcome {
                     base_offset,
                     last_offset,
                     duplicate: true,
                     record_count,
                     bytes: 0,
-                });
+                }));
             }
             SetVerdict::Append(plan) => plan,
         };
         let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
             return Err(LogError::invalid("record set holds no batch"));
         };
-        self.write_batches(&mut writer, &config, &bytes, &placed, last.next_offset())?;
+        let now = now_ms();
+        let config = &prepared.config;
+        let bytes = &prepared.stamped.bytes;
+        if may_block == MayBlock::No
+            && self.file_work_due(&writer, config, bytes.len() as u64, last.last_offset(), now)
+        {
+            drop(writer);
+            return Ok(TryAppend::WouldBlock(prepared));
+        }
+        self.write_batches(&mut writer, config, bytes, &placed, last.next_offset(), now)?;
         writer.producers.apply(plan);
         self.publish_first_unstable(&writer);
         self.counters
             .record_append(bytes.len() as u64, record_count, headers.len() as u64);
-        Ok(AppendOutcome {
+        Ok(TryAppend::Appended(AppendOutcome {
             base_offset: first.base_offset,
             last_offset: last.last_offset(),
             duplicate: false,
             record_count,
             bytes: bytes.len() as u64,
-        })
+        }))
+    }
+
+    /// Whether the next write must first do file work that waits for the disk: remove the
+    /// clean-shutdown marker (a directory fsync) or roll the segment (several fsyncs).
+    fn file_work_due(
+        &self,
+        writer: &WriterState,
+        config: &LogConfig,
+        incoming: u64,
+        last_offset: i64,
+        now: i64,
+    ) -> bool {
+        writer.clean_marker || self.needs_roll(writer, config, incoming, last_offset, now)
     }
 
     /// Appends a transaction marker (a control batch) for the coordinator: closes the
@@ -273,7 +371,7 @@ impl PartitionLog {
             ..BatchHeader::parse(&bytes)?
         };
         let placed = [(header, 0..bytes.len())];
-        self.write_batches(&mut writer, &config, &bytes, &placed, offset + 1)?;
+        self.write_batches(&mut writer, &config, &bytes, &placed, offset + 1, now_ms())?;
         let first = writer.producers.end_transaction(marker);
         self.publish_first_unstable(&writer);
         if let (Some(first_offset), ControlType::Abort) = (first, marker.control) {
@@ -305,7 +403,7 @@ impl PartitionLog {
     }
 
     /// Writes offset-stamped batches (ending before `end_offset`) to the active segment,
-    /// rolling first when needed, and publishes the new log end offset.
+    /// rolling first when needed (at broker time `now`), and publishes the new log end offset.
     fn write_batches(
         &self,
         writer: &mut WriterState,
@@ -313,9 +411,9 @@ impl PartitionLog {
         bytes: &[u8],
         placed: &[(BatchHeader, Range<usize>)],
         end_offset: i64,
+        now: i64,
     ) -> Result<(), LogError> {
         self.remove_clean_marker(writer)?;
-        let now = now_ms();
         if self.needs_roll(writer, config, bytes.len() as u64, end_offset - 1, now) {
             self.roll(writer)?;
         }

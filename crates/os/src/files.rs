@@ -17,11 +17,15 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Makes the directory's entries (created, renamed, removed files) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(feature = "stall")]
+    crate::stall::wait_if_stalled(dir);
     File::open(dir)?.sync_all()
 }
 
 /// Creates or truncates `path`, writes `bytes` and fsyncs the file (not the directory).
 pub fn write_file_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    #[cfg(feature = "stall")]
+    crate::stall::wait_if_stalled(path);
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)

@@ -4,8 +4,11 @@
 //!   written and synced, a file replaced so that a crash leaves the old or the new content).
 //!   The broker, the log, the group coordinator and the guard keep their state with these.
 //! - [`clock`]: the wall clock in Unix milliseconds, Kafka's unit for timestamps.
+//! - `stall` (feature `stall`, tests only): a disk that stalls on demand under one directory.
 //!
 //! A leaf crate with no dependencies, so every layer may use it.
 
 pub mod clock;
 pub mod files;
+#[cfg(feature = "stall")]
+pub mod stall;

@@ -56,6 +56,21 @@ impl TestBroker {
         broker
     }
 
+    /// A fresh broker whose runtime has a single async worker thread, so a test can tell
+    /// whether some work blocks the worker (with two, the other would hide it).
+    pub async fn start_on_one_worker(adjust: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
+        let temp = tempfile::tempdir().expect("temporary directory");
+        let mut config = test_config(temp.path());
+        config.listeners = vec![ListenerConfig::new(ListenerSpec::at(
+            SecurityProtocol::Plaintext,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        ))];
+        adjust(&mut config);
+        let mut broker = Self::launch_on(config, 1).await;
+        broker._temp = Some(temp);
+        broker
+    }
+
     /// A broker on an existing data directory (to test restarts).
     pub async fn start_in(dir: &Path, adjust: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
         Self::start_on(dir, SocketAddr::from(([127, 0, 0, 1], 0)), adjust).await
@@ -102,6 +117,11 @@ impl TestBroker {
     /// test that makes blocking client calls (rdkafka's commit, committed offsets, consumer
     /// close) on its runtime's workers must not be able to starve the broker.
     async fn launch(config: BrokerConfig) -> TestBroker {
+        Self::launch_on(config, 2).await
+    }
+
+    /// [`launch`](Self::launch) on a runtime with `workers` async worker threads.
+    async fn launch_on(config: BrokerConfig, workers: usize) -> TestBroker {
         let dir = config.data_dir.clone();
         let (ready_tx, ready_rx) = oneshot::channel::<(Vec<Arc<Listener>>, Arc<Broker>)>();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -109,7 +129,7 @@ impl TestBroker {
             .name("test-broker".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
+                    .worker_threads(workers)
                     .enable_all()
                     .build()
                     .expect("broker runtime");

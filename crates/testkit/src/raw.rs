@@ -105,6 +105,78 @@ impl RawClient {
         code.ok_or_else(|| anyhow::anyhow!("the produce response names no partition"))
     }
 
+    /// Fetches `partition` of `topic` from `offset` (Fetch v12, not waiting for data, up to
+    /// `max_bytes`): the partition's error code, high watermark and record bytes, exactly as
+    /// the broker stored them.
+    pub async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+    ) -> anyhow::Result<FetchedPartition> {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+        let request = FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(max_bytes)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(max_bytes)])]);
+        let response: FetchResponse = self.call(ApiKey::Fetch, 12, &request).await?;
+        anyhow::ensure!(
+            response.error_code == 0,
+            "fetch failed: error {}",
+            response.error_code
+        );
+        let answer = response
+            .responses
+            .into_iter()
+            .flat_map(|topic| topic.partitions)
+            .find(|answer| answer.partition_index == partition)
+            .ok_or_else(|| anyhow::anyhow!("the fetch response names no partition {partition}"))?;
+        Ok(FetchedPartition {
+            error_code: answer.error_code,
+            high_watermark: answer.high_watermark,
+            records: answer.records.unwrap_or_default(),
+        })
+    }
+
+    /// Every record batch of `partition` of `topic`, from its start to its high watermark,
+    /// read with [`fetch`](Self::fetch): their headers as the producer wrote them (the broker
+    /// stores batches as sent, so `codec` is the producer's compression).
+    pub async fn batches(&mut self, topic: &str, partition: i32) -> anyhow::Result<Vec<BatchInfo>> {
+        const MAX_BYTES: i32 = 16 << 20;
+        let mut batches = Vec::new();
+        let mut offset = 0;
+        loop {
+            let fetched = self.fetch(topic, partition, offset, MAX_BYTES).await?;
+            anyhow::ensure!(
+                fetched.error_code == 0,
+                "fetching {topic}-{partition} at {offset}: error {}",
+                fetched.error_code
+            );
+            if offset >= fetched.high_watermark {
+                return Ok(batches);
+            }
+            let found = batch_headers(&fetched.records)?;
+            let Some(last) = found.last() else {
+                anyhow::bail!(
+                    "{topic}-{partition} holds no whole batch at offset {offset} (high watermark {})",
+                    fetched.high_watermark
+                );
+            };
+            offset = last.last_offset + 1;
+            batches.extend(found);
+        }
+    }
+
     /// Sends a request without reading the response.
     pub async fn send<Q: Encodable>(
         &mut self,
@@ -156,4 +228,71 @@ impl RawClient {
     pub fn correlation_id(frame: &Bytes) -> i32 {
         frame.clone().get_i32()
     }
+}
+
+/// One partition of a Fetch answer.
+#[derive(Debug, Clone)]
+pub struct FetchedPartition {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    /// The record batches, as stored; the last one may be cut short by the size limit.
+    pub records: Bytes,
+}
+
+/// The header fields of a v2 record batch a test may want to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchInfo {
+    pub base_offset: i64,
+    /// Offset of the batch's last record.
+    pub last_offset: i64,
+    /// Records the header counts.
+    pub records: i32,
+    /// All the attribute bits.
+    pub attributes: i16,
+    /// The compression codec, the attributes' lowest three bits: 0 none, 1 gzip, 2 snappy,
+    /// 3 lz4, 4 zstd.
+    pub codec: u8,
+}
+
+/// The headers of the whole v2 batches in `records` (a Fetch answer's bytes); a batch cut
+/// short at the end is left out. Anything that is not a v2 batch is an error.
+pub fn batch_headers(records: &[u8]) -> anyhow::Result<Vec<BatchInfo>> {
+    // baseOffset (8), batchLength (4), partitionLeaderEpoch (4), magic (1), crc (4),
+    // attributes (2), lastOffsetDelta (4), timestamps (16), producer id, epoch and base
+    // sequence (14), recordCount (4).
+    const HEADER_LEN: usize = 61;
+    let mut headers = Vec::new();
+    let mut at = 0;
+    while records.len() >= at + HEADER_LEN {
+        let batch = &records[at..];
+        let base_offset = i64::from_be_bytes(bytes_at(batch, 0));
+        let length = i32::from_be_bytes(bytes_at(batch, 8));
+        let magic = batch[16];
+        anyhow::ensure!(
+            magic == 2,
+            "the batch at offset {base_offset} has magic {magic}, not 2"
+        );
+        let whole = 12 + usize::try_from(length)?;
+        if batch.len() < whole {
+            break;
+        }
+        let attributes = i16::from_be_bytes(bytes_at(batch, 21));
+        let last_offset_delta = i32::from_be_bytes(bytes_at(batch, 23));
+        headers.push(BatchInfo {
+            base_offset,
+            last_offset: base_offset + i64::from(last_offset_delta),
+            records: i32::from_be_bytes(bytes_at(batch, 57)),
+            attributes,
+            codec: (attributes & 0x07) as u8,
+        });
+        at += whole;
+    }
+    Ok(headers)
+}
+
+/// The `N` bytes of `bytes` from `at` (the caller checked they are there).
+fn bytes_at<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&bytes[at..at + N]);
+    out
 }

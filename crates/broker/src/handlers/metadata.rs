@@ -26,6 +26,30 @@ use super::{str_bytes, RequestContext};
 use crate::topics::{validate_topic_name, Topic, TopicError};
 
 pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
+    if may_auto_create_any(ctx, &request) {
+        // Creating a topic writes and fsyncs its directories and metadata.
+        super::on_blocking_pool(ctx, move |ctx| answer(&ctx, request)).await
+    } else {
+        answer(ctx, request)
+    }
+}
+
+/// Whether answering may create a topic: auto-creation is on, the client allows it, and a
+/// topic it names is missing.
+fn may_auto_create_any(ctx: &RequestContext, request: &MetadataRequest) -> bool {
+    let broker = &ctx.broker;
+    let allowed =
+        broker.config.auto_create_topics && (ctx.version < 4 || request.allow_auto_topic_creation);
+    allowed
+        && request.topics.iter().flatten().any(|topic| {
+            topic
+                .name
+                .as_ref()
+                .is_some_and(|name| broker.topics.get(name).is_none())
+        })
+}
+
+fn answer(ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
     let (host, port) = ctx.listener.advertised();
     let node_id = broker.config.node_id;

@@ -53,6 +53,25 @@ pub mod sync_group;
 pub mod transactions;
 pub mod txn_offset_commit;
 
+/// Runs `work` on tokio's blocking pool with its own copy of the context, for work that waits
+/// for the disk: on an async worker it would stall every connection scheduled there.
+pub(crate) async fn on_blocking_pool<T, F>(ctx: &RequestContext, work: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(RequestContext) -> T + Send + 'static,
+{
+    let ctx = ctx.clone();
+    match tokio::task::spawn_blocking(move || work(ctx)).await {
+        Ok(value) => value,
+        Err(join) => match join.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels a blocking task, and it drops this future
+            // with it.
+            Err(cancelled) => panic!("a blocking handler task was cancelled: {cancelled}"),
+        },
+    }
+}
+
 /// What every handler gets besides its request.
 #[derive(Debug, Clone)]
 pub struct RequestContext {

@@ -1,7 +1,11 @@
 //! Produce: append now, answer once durable.
 //!
 //! [`start`] runs while the connection reads nothing else, so the appends of pipelined
-//! requests reach each partition in request order (idempotent sequences depend on it).
+//! requests reach each partition in request order (idempotent sequences depend on it). An
+//! append is written from the connection's task only when that is a plain write; one that
+//! would wait (a segment roll's fsyncs, another writer holding the partition) finishes on
+//! tokio's blocking pool, so a slow disk never stalls the async workers other connections
+//! share.
 //! [`Waiting::finish`] then waits for the group-commit fsync that covers every appended
 //! partition; all requests waiting at that moment share one fsync per partition.
 //!
@@ -17,7 +21,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use freshet_log::{Durability, LogError, PartitionLog, TimestampType};
+use freshet_log::{
+    AppendOutcome, Durability, LogError, PartitionLog, PreparedAppend, TimestampType, TryAppend,
+};
 use freshet_security::acl::Operation;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -43,7 +49,7 @@ pub struct Waiting {
 }
 
 /// Appends every partition's records. Returns `None` for acks=0 (no response is sent).
-pub fn start(ctx: &RequestContext, request: ProduceRequest) -> Option<Waiting> {
+pub async fn start(ctx: &RequestContext, request: ProduceRequest) -> Option<Waiting> {
     let acks = request.acks;
     let valid_acks = matches!(acks, -1..=1);
     let mut topics = Vec::with_capacity(request.topic_data.len());
@@ -75,6 +81,7 @@ pub fn start(ctx: &RequestContext, request: ProduceRequest) -> Option<Waiting> {
                     data.records.as_deref().unwrap_or_default(),
                     acks,
                 )
+                .await
             };
             match outcome {
                 Ok((log, base_offset, end_offset, log_append_time)) => {
@@ -273,7 +280,7 @@ fn find_topic_by_id(
 
 /// Appends to one partition; returns the log, the base offset, the end offset to wait for and
 /// the log append time (-1 unless the topic has `message.timestamp.type=LogAppendTime`).
-fn append(
+async fn append(
     ctx: &RequestContext,
     topic: &Result<Arc<Topic>, Refusal>,
     partition: i32,
@@ -296,7 +303,13 @@ fn append(
     }
     check_transaction(ctx, &topic.name, partition.index, records)?;
     let now = crate::broker::now_ms();
-    let outcome = partition.log.append_at(records, now).map_err(|e| {
+    let log = &partition.log;
+    let outcome = match log.try_append_at(records, now) {
+        Ok(TryAppend::Appended(outcome)) => Ok(outcome),
+        Ok(TryAppend::WouldBlock(prepared)) => append_on_blocking_pool(log, prepared).await,
+        Err(e) => Err(e),
+    };
+    let outcome = outcome.map_err(|e| {
         if matches!(e, LogError::Storage(_)) {
             let log = &partition.log;
             ctx.broker
@@ -319,6 +332,26 @@ fn append(
         outcome.last_offset + 1,
         log_append_time,
     ))
+}
+
+/// Finishes an append whose write waits (for the partition's writer, or for the fsyncs of a
+/// segment roll) on tokio's blocking pool: on an async worker the wait would stall every
+/// connection scheduled there, not only this one. The connection still awaits it before
+/// reading its next request, so appends keep their request order.
+async fn append_on_blocking_pool(
+    log: &Arc<PartitionLog>,
+    prepared: PreparedAppend,
+) -> Result<AppendOutcome, LogError> {
+    let log = Arc::clone(log);
+    match tokio::task::spawn_blocking(move || log.append_prepared(prepared)).await {
+        Ok(outcome) => outcome,
+        Err(join) => match join.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(cancelled) => Err(LogError::Storage(std::io::Error::other(format!(
+                "the append was cancelled: {cancelled}"
+            )))),
+        },
+    }
 }
 
 /// A transactional batch may go only to a partition of its producer's ongoing transaction

@@ -4,6 +4,7 @@
 //! `cargo test -p freshet-broker --test it admin::`.
 
 mod admin;
+mod async_workers;
 mod configs;
 mod consumer_groups;
 mod disk_full;

@@ -6,7 +6,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::*;
-use freshet_log::{BatchHeader, Durability, LogConfig, LogError, PartitionLog, BATCH_HEADER_LEN};
+use freshet_log::{
+    BatchHeader, Durability, LogConfig, LogError, PartitionLog, TryAppend, BATCH_HEADER_LEN,
+};
 use kafka_protocol::records::Compression;
 
 #[test]
@@ -401,4 +403,97 @@ fn switching_to_interval_durability_publishes_written_data() {
     log.set_config(relaxed.clone());
     assert_eq!(log.config(), relaxed);
     assert_eq!(log.high_watermark(), 4);
+}
+
+/// The offsets of every record in the log, in order.
+fn offsets(log: &PartitionLog) -> Vec<i64> {
+    read_all(log).iter().map(|r| r.offset).collect()
+}
+
+#[test]
+fn try_append_writes_a_plain_append_and_hands_back_one_that_must_roll() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), small_segments(2048));
+    let first = values_batch("a", 1, 1_000, Compression::None);
+    let outcome = match log.try_append_at(&first, 1_000).expect("append") {
+        TryAppend::Appended(outcome) => outcome,
+        TryAppend::WouldBlock(_) => panic!("a plain append into a new segment was handed back"),
+    };
+    assert_eq!(outcome.base_offset, 0);
+
+    // Larger than what is left of the segment: writing it means rolling first.
+    let big = values_batch(&"b".repeat(2_500), 1, 1_001, Compression::None);
+    let prepared = match log.try_append_at(&big, 1_001).expect("append") {
+        TryAppend::WouldBlock(prepared) => prepared,
+        TryAppend::Appended(_) => panic!("an append that rolls was written on the caller"),
+    };
+    assert_eq!(log.log_end_offset(), 1, "nothing was written");
+    assert_eq!(log.segments().len(), 1, "nothing rolled");
+
+    let finished = log.append_prepared(prepared).expect("finish");
+    assert_eq!((finished.base_offset, finished.last_offset), (1, 1));
+    assert_eq!(
+        log.segments().len(),
+        2,
+        "the roll happened in append_prepared"
+    );
+    log.wait_durable(2).expect("durable");
+    assert_eq!(offsets(&log), [0, 1]);
+}
+
+#[test]
+fn try_append_hands_back_the_first_append_after_a_clean_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), small_segments(1 << 20));
+    append_durable(&log, &values_batch("a", 1, 1_000, Compression::None));
+    log.close().expect("clean close");
+    drop(log);
+
+    let log = open(dir.path(), small_segments(1 << 20));
+    let batch = values_batch("b", 1, 1_001, Compression::None);
+    // Removing the clean-shutdown marker fsyncs the directory.
+    let TryAppend::WouldBlock(prepared) = log.try_append_at(&batch, 1_001).expect("append") else {
+        panic!("the marker's removal was done on the caller");
+    };
+    log.append_prepared(prepared).expect("finish");
+    let batch = values_batch("c", 1, 1_002, Compression::None);
+    assert!(matches!(
+        log.try_append_at(&batch, 1_002).expect("append"),
+        TryAppend::Appended(_)
+    ));
+    log.flush().expect("flush");
+    assert_eq!(offsets(&log), [0, 1, 2]);
+}
+
+#[test]
+fn try_append_hands_back_an_append_while_a_roll_holds_the_partition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(open(dir.path(), small_segments(2048)));
+    append_durable(&log, &values_batch("a", 1, 1_000, Compression::None));
+
+    // A roll held at its fsyncs keeps the partition's writer lock.
+    let stall = freshet_os::stall::stall_under(dir.path());
+    let rolling = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let big = values_batch(&"b".repeat(2_500), 1, 1_001, Compression::None);
+            log.append(&big).expect("append that rolls")
+        })
+    };
+    assert!(
+        stall.wait_until_holding(Duration::from_secs(10)),
+        "the roll reached the stall"
+    );
+
+    let small = values_batch("c", 1, 1_002, Compression::None);
+    let TryAppend::WouldBlock(prepared) = log.try_append_at(&small, 1_002).expect("append") else {
+        panic!("an append waited for the held roll on the caller");
+    };
+    drop(stall);
+    let rolled = rolling.join().expect("rolling thread");
+    let finished = log.append_prepared(prepared).expect("finish");
+    assert_eq!(rolled.base_offset, 1);
+    assert_eq!(finished.base_offset, 2);
+    log.flush().expect("flush");
+    assert_eq!(offsets(&log), [0, 1, 2]);
 }
