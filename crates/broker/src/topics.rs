@@ -80,18 +80,23 @@ pub enum TopicError {
 impl TopicError {
     /// The Kafka error code clients expect for this error.
     pub fn error_code(&self) -> i16 {
+        self.response_error().code()
+    }
+
+    /// The Kafka error this maps to (named, where [`TopicError::error_code`] gives its number).
+    pub fn response_error(&self) -> kafka_protocol::ResponseError {
         use kafka_protocol::ResponseError as E;
         match self {
-            TopicError::InvalidName(..) => E::InvalidTopicException.code(),
-            TopicError::AlreadyExists(_) => E::TopicAlreadyExists.code(),
-            TopicError::Unknown(_) => E::UnknownTopicOrPartition.code(),
-            TopicError::InvalidPartitions(..) => E::InvalidPartitions.code(),
-            TopicError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
-            TopicError::InvalidConfig(..) => E::InvalidConfig.code(),
-            TopicError::InvalidRequest(_) => E::InvalidRequest.code(),
-            TopicError::Log(e) => e.error_code(),
-            TopicError::Io(_) => E::KafkaStorageError.code(),
-            TopicError::NotAuthorized(..) => E::TopicAuthorizationFailed.code(),
+            TopicError::InvalidName(..) => E::InvalidTopicException,
+            TopicError::AlreadyExists(_) => E::TopicAlreadyExists,
+            TopicError::Unknown(_) => E::UnknownTopicOrPartition,
+            TopicError::InvalidPartitions(..) => E::InvalidPartitions,
+            TopicError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor,
+            TopicError::InvalidConfig(..) => E::InvalidConfig,
+            TopicError::InvalidRequest(_) => E::InvalidRequest,
+            TopicError::Log(e) => e.response_error(),
+            TopicError::Io(_) => E::KafkaStorageError,
+            TopicError::NotAuthorized(..) => E::TopicAuthorizationFailed,
         }
     }
 }

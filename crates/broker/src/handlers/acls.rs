@@ -27,22 +27,19 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{str_bytes, RequestContext};
+use super::{str_bytes, Refusal, RequestContext};
 use crate::Broker;
-
-/// An error code with the message clients print.
-type Refusal = (ResponseError, String);
 
 /// Whether ACLs are on and the principal may `operation` them.
 fn check(ctx: &RequestContext, operation: Operation) -> Result<(), Refusal> {
     if ctx.broker.authorizer.is_none() {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::SecurityDisabled,
             "no authorizer is configured; start the broker with --authorizer acl".to_owned(),
         ));
     }
     if !ctx.may_on_cluster(operation) {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::ClusterAuthorizationFailed,
             format!("not authorized to {operation} ACLs (needs {operation} on the cluster)"),
         ));
@@ -63,8 +60,11 @@ async fn on_store<R: Send + 'static>(
     .await;
     match outcome {
         Ok(Ok(result)) => Ok(result),
-        Ok(Err(message)) => Err((ResponseError::UnknownServerError, message)),
-        Err(e) => Err((ResponseError::UnknownServerError, e.to_string())),
+        Ok(Err(message)) => Err(Refusal::new(ResponseError::UnknownServerError, message)),
+        Err(e) => Err(Refusal::new(
+            ResponseError::UnknownServerError,
+            e.to_string(),
+        )),
     }
 }
 
@@ -105,15 +105,15 @@ async fn create_valid(ctx: &RequestContext, creations: Vec<AclCreation>) -> Vec<
         .collect()
 }
 
-fn refusal_result((error, message): &Refusal) -> AclCreationResult {
+fn refusal_result(refusal: &Refusal) -> AclCreationResult {
     AclCreationResult::default()
-        .with_error_code(error.code())
-        .with_error_message(Some(str_bytes(message.clone())))
+        .with_error_code(refusal.code())
+        .with_error_message(Some(str_bytes(refusal.message.clone())))
 }
 
 /// A creation as a binding, if every field names a concrete value.
 fn binding(creation: &AclCreation) -> Result<AclBinding, Refusal> {
-    let invalid = |message: String| (ResponseError::InvalidRequest, message);
+    let invalid = |message: String| Refusal::new(ResponseError::InvalidRequest, message);
     let binding = AclBinding {
         resource_type: code(
             ResourceType::from_code,
@@ -141,7 +141,7 @@ fn binding(creation: &AclCreation) -> Result<AclBinding, Refusal> {
 
 fn code<T>(parse: fn(i8) -> Option<T>, value: i8, what: &str) -> Result<T, Refusal> {
     parse(value).ok_or_else(|| {
-        (
+        Refusal::new(
             ResponseError::InvalidRequest,
             format!("unknown {what} code {value}"),
         )
@@ -183,10 +183,10 @@ pub async fn describe(ctx: &RequestContext, request: DescribeAclsRequest) -> Des
     });
     let filter = match filter {
         Ok(filter) => filter,
-        Err((error, message)) => {
+        Err(refusal) => {
             return DescribeAclsResponse::default()
-                .with_error_code(error.code())
-                .with_error_message(Some(str_bytes(message)))
+                .with_error_code(refusal.code())
+                .with_error_message(Some(str_bytes(refusal.message)))
         }
     };
     let bindings = ctx
@@ -275,9 +275,9 @@ pub async fn delete(ctx: &RequestContext, request: DeleteAclsRequest) -> DeleteA
             match outcome {
                 Ok(matching) => DeleteAclsFilterResult::default()
                     .with_matching_acls(matching.iter().map(matching_acl).collect()),
-                Err((error, message)) => DeleteAclsFilterResult::default()
-                    .with_error_code(error.code())
-                    .with_error_message(Some(str_bytes(message))),
+                Err(refusal) => DeleteAclsFilterResult::default()
+                    .with_error_code(refusal.code())
+                    .with_error_message(Some(str_bytes(refusal.message))),
             }
         })
         .collect();

@@ -33,7 +33,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{str_bytes, RequestContext};
+use super::{str_bytes, Refusal, RequestContext};
 use crate::broker_configs::{self, BrokerLayer, BrokerScope};
 use crate::topic_config::{
     self, split_list, ConfigSource, ConfigType, TopicConfigDef, TopicDefaults,
@@ -49,8 +49,6 @@ const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
-
-type Refusal = (i16, String);
 
 /// One requested change of one config.
 #[derive(Debug)]
@@ -217,7 +215,7 @@ fn alter_topic(
             edited(&current.0, &changes, mode, topic_config::known, inherited).map(TopicConfigs)
         })
         .map(|_| ())
-        .map_err(|e| (e.error_code(), e.to_string()))
+        .map_err(Refusal::from)
 }
 
 /// One broker resource's dynamic configs, under AlterConfigs on the cluster.
@@ -229,8 +227,8 @@ fn alter_broker(
     validate_only: bool,
 ) -> Result<(), Refusal> {
     if !ctx.may_on_cluster(Operation::AlterConfigs) {
-        return Err((
-            ResponseError::ClusterAuthorizationFailed.code(),
+        return Err(Refusal::new(
+            ResponseError::ClusterAuthorizationFailed,
             "not authorized to AlterConfigs on the cluster".to_owned(),
         ));
     }
@@ -243,7 +241,7 @@ fn alter_broker(
             let inherited = |def: &TopicConfigDef| inherited_by(defaults, scope, def);
             edited(current, &changes, mode, dynamic_definition, inherited)
         })
-        .map_err(|e| (e.error_code(), e.to_string()))
+        .map_err(Refusal::from)
 }
 
 /// The broker resource `name` names: `""` every broker's default, or this broker's node id.
@@ -386,12 +384,12 @@ fn edited_list(
 }
 
 fn invalid_request(message: String) -> Refusal {
-    (ResponseError::InvalidRequest.code(), message)
+    Refusal::new(ResponseError::InvalidRequest, message)
 }
 
 fn encode_outcome(outcome: Result<(), Refusal>) -> (i16, Option<StrBytes>) {
     match outcome {
         Ok(()) => (0, None),
-        Err((code, message)) => (code, Some(str_bytes(message))),
+        Err(refusal) => (refusal.code(), Some(str_bytes(refusal.message))),
     }
 }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{str_bytes, RequestContext};
+use super::{str_bytes, Refusal, RequestContext};
 use crate::topic_config::{ConfigSource, DescribedConfig, TopicDefaults, TOPIC_CONFIGS};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -75,14 +75,16 @@ pub async fn handle(
                         "DescribeConfigs",
                     ))
                 }
-                RESOURCE_BROKER if !ctx.may_on_cluster(Operation::DescribeConfigs) => Err((
-                    ResponseError::ClusterAuthorizationFailed.code(),
-                    "not authorized to DescribeConfigs on the cluster".to_owned(),
-                )),
+                RESOURCE_BROKER if !ctx.may_on_cluster(Operation::DescribeConfigs) => {
+                    Err(Refusal::new(
+                        ResponseError::ClusterAuthorizationFailed,
+                        "not authorized to DescribeConfigs on the cluster".to_owned(),
+                    ))
+                }
                 RESOURCE_TOPIC => topic_entries(ctx, &resource.resource_name),
                 RESOURCE_BROKER => broker_entries(ctx, &resource.resource_name),
-                other => Err((
-                    ResponseError::InvalidRequest.code(),
+                other => Err(Refusal::new(
+                    ResponseError::InvalidRequest,
                     format!("resource type {other} is not supported"),
                 )),
             };
@@ -97,9 +99,9 @@ pub async fn handle(
                         .map(|e| encode(ctx.version, extras, e))
                         .collect(),
                 ),
-                Err((code, message)) => result
-                    .with_error_code(code)
-                    .with_error_message(Some(str_bytes(message))),
+                Err(refusal) => result
+                    .with_error_code(refusal.code())
+                    .with_error_message(Some(str_bytes(refusal.message))),
             }
         })
         .collect();
@@ -111,11 +113,11 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
         .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
 }
 
-fn topic_entries(ctx: &RequestContext, name: &str) -> Result<Vec<Entry>, (i16, String)> {
+fn topic_entries(ctx: &RequestContext, name: &str) -> Result<Vec<Entry>, Refusal> {
     let registry = &ctx.broker.topics;
     let topic = registry.get(name).ok_or_else(|| {
-        (
-            ResponseError::UnknownTopicOrPartition.code(),
+        Refusal::new(
+            ResponseError::UnknownTopicOrPartition,
             format!("topic {name} does not exist"),
         )
     })?;
@@ -135,7 +137,7 @@ fn kafka_int(value: usize) -> String {
 
 /// The entries of broker resource `name`: `""` (the cluster-wide dynamic defaults) or this
 /// broker's node id (everything); another id is INVALID_REQUEST, as in Kafka.
-fn broker_entries(ctx: &RequestContext, name: &str) -> Result<Vec<Entry>, (i16, String)> {
+fn broker_entries(ctx: &RequestContext, name: &str) -> Result<Vec<Entry>, Refusal> {
     let defaults = ctx.broker.topics.defaults();
     if name.is_empty() {
         return Ok(dynamic_entries(&defaults, |source| {
@@ -144,8 +146,8 @@ fn broker_entries(ctx: &RequestContext, name: &str) -> Result<Vec<Entry>, (i16, 
     }
     let node = ctx.broker.config.node_id;
     if name.parse::<i32>() != Ok(node) {
-        return Err((
-            ResponseError::InvalidRequest.code(),
+        return Err(Refusal::new(
+            ResponseError::InvalidRequest,
             format!("Unexpected broker id, expected {node} or empty string, but received {name}"),
         ));
     }

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{str_bytes, RequestContext};
+use super::{str_bytes, Refusal, RequestContext};
 
 const GROUP_KEY_TYPE: i8 = 0;
 const TRANSACTION_KEY_TYPE: i8 = 1;
@@ -24,7 +24,7 @@ pub async fn handle(
     let answer = |key: &str| -> (i16, Option<StrBytes>) {
         match lookup(ctx, request.key_type, key) {
             Ok(()) => (0, None),
-            Err((error, message)) => (error.code(), Some(str_bytes(message))),
+            Err(refusal) => (refusal.code(), Some(str_bytes(refusal.message))),
         }
     };
     if ctx.version >= 4 {
@@ -57,10 +57,10 @@ pub async fn handle(
 }
 
 /// Whether this node coordinates `key` for the principal, or the error to answer.
-fn lookup(ctx: &RequestContext, key_type: i8, key: &str) -> Result<(), (ResponseError, String)> {
+fn lookup(ctx: &RequestContext, key_type: i8, key: &str) -> Result<(), Refusal> {
     if key_type == GROUP_KEY_TYPE {
         if !ctx.may_on_group(Operation::Describe, key) {
-            return Err((
+            return Err(Refusal::new(
                 ResponseError::GroupAuthorizationFailed,
                 format!("not authorized to describe group {key}"),
             ));
@@ -68,13 +68,13 @@ fn lookup(ctx: &RequestContext, key_type: i8, key: &str) -> Result<(), (Response
         return Ok(());
     }
     if key_type != TRANSACTION_KEY_TYPE {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::InvalidRequest,
             format!("unknown coordinator key type {key_type}"),
         ));
     }
     if !ctx.may(Operation::Describe, ResourceType::TransactionalId, key) {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::TransactionalIdAuthorizationFailed,
             format!("not authorized to describe transactional id {key}"),
         ));

@@ -143,10 +143,38 @@ impl RequestContext {
     }
 }
 
+/// A request, or one resource or partition of it, refused: the Kafka error clients act on
+/// and the message they print.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub error: kafka_protocol::ResponseError,
+    pub message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(error: kafka_protocol::ResponseError, message: impl Into<String>) -> Refusal {
+        Refusal {
+            error,
+            message: message.into(),
+        }
+    }
+
+    /// The error's number on the wire.
+    pub(crate) fn code(&self) -> i16 {
+        self.error.code()
+    }
+}
+
+impl From<crate::topics::TopicError> for Refusal {
+    fn from(error: crate::topics::TopicError) -> Refusal {
+        Refusal::new(error.response_error(), error.to_string())
+    }
+}
+
 /// TOPIC_AUTHORIZATION_FAILED with the message Kafka clients print.
-pub(crate) fn topic_denied(topic: &str, operation: &str) -> (i16, String) {
-    (
-        kafka_protocol::ResponseError::TopicAuthorizationFailed.code(),
+pub(crate) fn topic_denied(topic: &str, operation: &str) -> Refusal {
+    Refusal::new(
+        kafka_protocol::ResponseError::TopicAuthorizationFailed,
         format!("not authorized to {operation} topic {topic}"),
     )
 }

@@ -32,7 +32,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::{str_bytes, RequestContext};
+use super::{str_bytes, Refusal, RequestContext};
 use crate::topics::{Topic, TopicError};
 use crate::Broker;
 
@@ -69,8 +69,8 @@ pub async fn start(ctx: &RequestContext, request: ProduceRequest) -> Option<Wait
         for (partition_index, data) in topic_data.partition_data.into_iter().enumerate() {
             let mut response = PartitionProduceResponse::default().with_index(data.index);
             let outcome = if !valid_acks {
-                Err(Refusal::new(
-                    ResponseError::InvalidRequiredAcks.code(),
+                Err(PartitionRefusal::new(
+                    ResponseError::InvalidRequiredAcks,
                     format!("acks must be -1, 0 or 1, not {acks}"),
                 ))
             } else {
@@ -93,13 +93,16 @@ pub async fn start(ctx: &RequestContext, request: ProduceRequest) -> Option<Wait
                     }
                 }
                 Err(refusal) => {
-                    tracing::debug!(topic = %name, partition = data.index, code = refusal.code, message = %refusal.message, "produce refused");
-                    response.error_code = refusal.code;
+                    let PartitionRefusal {
+                        refusal,
+                        record_errors,
+                    } = refusal;
+                    tracing::debug!(topic = %name, partition = data.index, error = ?refusal.error, message = %refusal.message, "produce refused");
+                    response.error_code = refusal.code();
                     response.base_offset = -1;
                     if ctx.version >= 8 {
                         response.error_message = Some(str_bytes(refusal.message));
-                        response.record_errors = refusal
-                            .record_errors
+                        response.record_errors = record_errors
                             .into_iter()
                             .map(|(index, message)| {
                                 BatchIndexAndErrorMessage::default()
@@ -182,29 +185,25 @@ impl Waiting {
     }
 }
 
-/// Why a partition's records were not appended.
-#[derive(Debug, Clone)]
-struct Refusal {
-    code: i16,
-    message: String,
+/// Why one partition's records were refused: the error and its message, and from v8 which
+/// records of the batch were at fault.
+#[derive(Clone, Debug)]
+struct PartitionRefusal {
+    refusal: Refusal,
     /// Produce v8+ `record_errors`: the index of each refused record in its batch, and why.
     record_errors: Vec<(i32, String)>,
 }
 
-impl Refusal {
-    fn new(code: i16, message: String) -> Refusal {
-        Refusal {
-            code,
-            message,
-            record_errors: Vec::new(),
-        }
+impl PartitionRefusal {
+    fn new(error: ResponseError, message: impl Into<String>) -> PartitionRefusal {
+        Refusal::new(error, message).into()
     }
 
     /// What Kafka answers for `error` from the log of `topic`-`partition`: records refused
     /// one by one get LogValidator's messages, per record and summed up.
-    fn from_log(error: &LogError, topic: &str, partition: i32) -> Refusal {
+    fn from_log(error: &LogError, topic: &str, partition: i32) -> PartitionRefusal {
         let LogError::KeylessRecords { batch_indexes } = error else {
-            return Refusal::new(error.error_code(), error.to_string());
+            return PartitionRefusal::new(error.response_error(), error.to_string());
         };
         let record_errors: Vec<(i32, String)> = batch_indexes
             .iter()
@@ -227,17 +226,19 @@ impl Refusal {
             record_errors.len(),
             shown.join(", ")
         );
-        Refusal {
-            code: error.error_code(),
-            message,
+        PartitionRefusal {
+            refusal: Refusal::new(error.response_error(), message),
             record_errors,
         }
     }
 }
 
-impl From<(i16, String)> for Refusal {
-    fn from((code, message): (i16, String)) -> Refusal {
-        Refusal::new(code, message)
+impl From<Refusal> for PartitionRefusal {
+    fn from(refusal: Refusal) -> PartitionRefusal {
+        PartitionRefusal {
+            refusal,
+            record_errors: Vec::new(),
+        }
     }
 }
 
@@ -247,13 +248,13 @@ impl From<(i16, String)> for Refusal {
 fn find_topic(
     ctx: &RequestContext,
     name: &kafka_protocol::messages::TopicName,
-) -> Result<Arc<Topic>, Refusal> {
+) -> Result<Arc<Topic>, PartitionRefusal> {
     if !ctx.may_on_topic(Operation::Write, name) {
         return Err(super::topic_denied(name, "Write").into());
     }
     ctx.broker.topics.get(name).ok_or_else(|| {
         let unknown = TopicError::Unknown(name.to_string());
-        Refusal::new(unknown.error_code(), unknown.to_string())
+        PartitionRefusal::from(Refusal::from(unknown))
     })
 }
 
@@ -263,10 +264,10 @@ fn find_topic_by_id(
     ctx: &RequestContext,
     by_id: &HashMap<Uuid, Arc<Topic>>,
     id: Uuid,
-) -> (String, Result<Arc<Topic>, Refusal>) {
+) -> (String, Result<Arc<Topic>, PartitionRefusal>) {
     let Some(topic) = by_id.get(&id) else {
-        let unknown = Refusal::new(
-            ResponseError::UnknownTopicId.code(),
+        let unknown = PartitionRefusal::new(
+            ResponseError::UnknownTopicId,
             format!("this broker has no topic with id {id}"),
         );
         return (id.to_string(), Err(unknown));
@@ -282,22 +283,22 @@ fn find_topic_by_id(
 /// the log append time (-1 unless the topic has `message.timestamp.type=LogAppendTime`).
 async fn append(
     ctx: &RequestContext,
-    topic: &Result<Arc<Topic>, Refusal>,
+    topic: &Result<Arc<Topic>, PartitionRefusal>,
     partition: i32,
     records: &[u8],
     acks: i16,
-) -> Result<(Arc<PartitionLog>, i64, i64, i64), Refusal> {
+) -> Result<(Arc<PartitionLog>, i64, i64, i64), PartitionRefusal> {
     let topic = topic.as_ref().map_err(Clone::clone)?;
     check_in_sync_replicas(ctx, topic, partition, acks)?;
     let partition = topic.partition(partition).ok_or_else(|| {
-        Refusal::new(
-            ResponseError::UnknownTopicOrPartition.code(),
+        PartitionRefusal::new(
+            ResponseError::UnknownTopicOrPartition,
             format!("topic {} has no partition {partition}", topic.name),
         )
     })?;
     if records.is_empty() {
-        return Err(Refusal::new(
-            ResponseError::CorruptMessage.code(),
+        return Err(PartitionRefusal::new(
+            ResponseError::CorruptMessage,
             "the request carries no record batch".to_string(),
         ));
     }
@@ -315,7 +316,7 @@ async fn append(
             ctx.broker
                 .report_log_error("produce", &topic.name, partition.index, log, &e);
         }
-        Refusal::from_log(&e, &topic.name, partition.index)
+        PartitionRefusal::from_log(&e, &topic.name, partition.index)
     })?;
     if !outcome.duplicate {
         partition
@@ -362,7 +363,7 @@ fn check_transaction(
     topic: &str,
     partition: i32,
     records: &[u8],
-) -> Result<(), Refusal> {
+) -> Result<(), PartitionRefusal> {
     let Ok(header) = freshet_log::BatchHeader::parse(records) else {
         // The log's validation names what is wrong with the batch.
         return Ok(());
@@ -374,8 +375,8 @@ fn check_transaction(
         .transactions
         .check_write(header.producer_id, header.producer_epoch, topic, partition)
         .map_err(|refusal| {
-            Refusal::new(
-                super::transactions::write_refusal_error(refusal).code(),
+            PartitionRefusal::new(
+                super::transactions::write_refusal_error(refusal),
                 format!(
                     "producer {} (epoch {}) has no ongoing transaction holding {topic}-{partition}",
                     header.producer_id, header.producer_epoch
@@ -392,14 +393,14 @@ fn check_in_sync_replicas(
     topic: &Topic,
     partition: i32,
     acks: i16,
-) -> Result<(), Refusal> {
+) -> Result<(), PartitionRefusal> {
     if acks != -1 {
         return Ok(());
     }
     let required = ctx.broker.topics.min_insync_replicas(topic);
     if required > 1 {
-        return Err(Refusal::new(
-            ResponseError::NotEnoughReplicas.code(),
+        return Err(PartitionRefusal::new(
+            ResponseError::NotEnoughReplicas,
             format!(
                 "topic {} requires min.insync.replicas={required} for acks=all, but partition \
                  {partition} has 1 in-sync replica (this broker is its only replica)",

@@ -22,7 +22,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
-use super::{str_bytes, RequestContext};
+use super::{str_bytes, Refusal, RequestContext};
 
 pub async fn describe(
     ctx: &RequestContext,
@@ -99,8 +99,8 @@ pub async fn alter(
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
     let mut order = Vec::new();
-    let mut changes: HashMap<String, Result<Vec<Change>, (ResponseError, String)>> = HashMap::new();
-    let mut push = |user: String, change: Result<Change, (ResponseError, String)>| {
+    let mut changes: HashMap<String, Result<Vec<Change>, Refusal>> = HashMap::new();
+    let mut push = |user: String, change: Result<Change, Refusal>| {
         if !changes.contains_key(&user) {
             order.push(user.clone());
         }
@@ -119,7 +119,7 @@ pub async fn alter(
         let change = mechanism(upsertion.mechanism).and_then(|mechanism| {
             let iterations = u32::try_from(upsertion.iterations).unwrap_or(0);
             if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
-                return Err((
+                return Err(Refusal::new(
                     ResponseError::UnacceptableCredential,
                     format!(
                         "iterations {} out of range {MIN_ITERATIONS}..={MAX_ITERATIONS}",
@@ -140,11 +140,11 @@ pub async fn alter(
     let mut results = Vec::with_capacity(order.len());
     for user in order {
         let outcome = match changes.remove(&user) {
-            _ if !allowed => Err((
+            _ if !allowed => Err(Refusal::new(
                 ResponseError::ClusterAuthorizationFailed,
                 "not authorized to alter SCRAM credentials (needs Alter on the cluster)".to_owned(),
             )),
-            Some(Ok(list)) if has_duplicate_mechanism(&list) => Err((
+            Some(Ok(list)) if has_duplicate_mechanism(&list) => Err(Refusal::new(
                 ResponseError::DuplicateResource,
                 format!("a credential of user {user} is changed twice in one request"),
             )),
@@ -158,17 +158,17 @@ pub async fn alter(
                 tracing::info!(principal = %ctx.principal, %user, "SCRAM credentials altered");
                 result
             }
-            Err((error, message)) => result
-                .with_error_code(error.code())
-                .with_error_message(Some(str_bytes(message))),
+            Err(refusal) => result
+                .with_error_code(refusal.code())
+                .with_error_message(Some(str_bytes(refusal.message))),
         });
     }
     AlterUserScramCredentialsResponse::default().with_results(results)
 }
 
-fn mechanism(code: i8) -> Result<Mechanism, (ResponseError, String)> {
+fn mechanism(code: i8) -> Result<Mechanism, Refusal> {
     Mechanism::from_kafka_type(code).ok_or_else(|| {
-        (
+        Refusal::new(
             ResponseError::UnsupportedSaslMechanism,
             format!("unknown SCRAM mechanism {code}"),
         )
@@ -190,11 +190,7 @@ fn has_duplicate_mechanism(changes: &[Change]) -> bool {
 }
 
 /// Writes one user's changes (fsynced) off the async runtime.
-async fn apply(
-    ctx: &RequestContext,
-    user: String,
-    changes: Vec<Change>,
-) -> Result<(), (ResponseError, String)> {
+async fn apply(ctx: &RequestContext, user: String, changes: Vec<Change>) -> Result<(), Refusal> {
     let broker = ctx.broker.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         for change in changes {
@@ -215,11 +211,17 @@ async fn apply(
     .await;
     match outcome {
         Ok(Ok(None)) => Ok(()),
-        Ok(Ok(Some(missing))) => Err((ResponseError::ResourceNotFound, missing)),
+        Ok(Ok(Some(missing))) => Err(Refusal::new(ResponseError::ResourceNotFound, missing)),
         Ok(Err(freshet_security::files::StoreError::Invalid(message))) => {
-            Err((ResponseError::UnacceptableCredential, message))
+            Err(Refusal::new(ResponseError::UnacceptableCredential, message))
         }
-        Ok(Err(e)) => Err((ResponseError::UnknownServerError, e.to_string())),
-        Err(e) => Err((ResponseError::UnknownServerError, e.to_string())),
+        Ok(Err(e)) => Err(Refusal::new(
+            ResponseError::UnknownServerError,
+            e.to_string(),
+        )),
+        Err(e) => Err(Refusal::new(
+            ResponseError::UnknownServerError,
+            e.to_string(),
+        )),
     }
 }
