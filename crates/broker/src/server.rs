@@ -77,9 +77,13 @@ pub async fn serve_listeners(
         .unwrap_or_else(limits::default_max_connections);
     let slots = ConnectionSlots::new(max_connections, broker.config.max_connections_per_ip);
     let budget = RequestBudget::new(request_budget_bytes(&broker));
+    let per_ip = match broker.config.max_connections_per_ip {
+        usize::MAX => "unlimited".to_owned(),
+        limit => limit.to_string(),
+    };
     tracing::info!(
         max_connections,
-        max_connections_per_ip = broker.config.max_connections_per_ip,
+        max_connections_per_ip = %per_ip,
         queued_max_request_bytes = budget.available_bytes(),
         "connection limits"
     );
