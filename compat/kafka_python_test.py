@@ -23,14 +23,23 @@ EndTxn v1 answers, its open transaction is aborted); a transaction left open pas
 transaction_timeout_ms is aborted by the broker; DescribeTransactions and ListTransactions as
 raw v0 requests (kafka-python has no admin call for them) while it is open and after;
 consume-transform-produce with send_offsets_to_transaction (the group's committed offset moves
-with commits only, the output holds each input record once). Exit code 0 = pass.
+with commits only, the output holds each input record once). Last, `$FRESHET_BIN generate`
+(default settings, so its default compression) sends device events to the suite's broker and
+a kafka-python consumer that cannot import `lz4` (a child interpreter with the module blocked,
+as on a machine without the optional package) reads every one of them; the same consumer
+fails with UnsupportedCodecError on a `--compression lz4` run, which shows lz4 really is
+blocked. Exit code 0 = pass.
+Env: BOOTSTRAP (host:port of the broker), FRESHET_BIN (the freshet binary; compat/run.sh
+exports it).
 Knobs: COMPAT_RECORDS (default 60), COMPAT_STEP_TIMEOUT seconds (default 60),
        COMPAT_TIMEOUT whole-script seconds (default 240), KAFKA_PYTHON_DEBUG=1 (DEBUG logging).
 """
 
 import faulthandler
+import json
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -529,6 +538,100 @@ def check_consume_transform_produce(source, sink, txn_id):
        "input record once")
 
 
+GENERATED = 500  # events `freshet generate` sends for the lz4-free consumer
+
+# Run by a child interpreter: kafka-python with `lz4` unimportable (None in sys.modules makes
+# `import lz4`, `import lz4.frame`, ... raise ImportError, as when the package is missing;
+# kafka.codec also tries `lz4f` and `lz4framed`). Reads every partition of a topic from the
+# beginning until it has `want` records, then prints them as one JSON line.
+LZ4_FREE_READER = r"""
+import json, sys, time
+for name in ("lz4", "lz4.frame", "lz4.block", "lz4f", "lz4framed"):
+    sys.modules[name] = None
+import kafka.codec
+from kafka import KafkaConsumer, TopicPartition
+
+bootstrap, topic, want, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+if kafka.codec.has_lz4():
+    sys.exit("lz4 is still importable: the check would prove nothing")
+consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                         auto_offset_reset="earliest", request_timeout_ms=30000)
+deadline = time.monotonic() + timeout
+partitions = None
+while not partitions and time.monotonic() < deadline:
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        time.sleep(0.1)
+if not partitions:
+    sys.exit(f"no partitions for {topic}")
+consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+consumer.seek_to_beginning()
+values = []
+while len(values) < want and time.monotonic() < deadline:
+    for records in consumer.poll(timeout_ms=500).values():
+        values.extend(r.value.decode() for r in records)
+consumer.close()
+print(json.dumps({"partitions": len(partitions), "values": values}))
+"""
+
+
+def freshet_generate(topic, *extra):
+    """Runs `$FRESHET_BIN generate` against the suite's broker (no FRESHET_* variable of this
+    environment leaks into it, so its defaults are the defaults) and returns its JSON
+    summary."""
+    freshet = os.environ.get("FRESHET_BIN")
+    check(freshet and os.access(freshet, os.X_OK),
+          f"FRESHET_BIN must name the freshet binary (compat/run.sh exports it): {freshet!r}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHET_")}
+    command = [freshet, "generate", "--bootstrap-servers", BOOTSTRAP, "--topic", topic,
+               "--num-messages", str(GENERATED), "--num-devices", "50", "--pause-ms", "0",
+               "--seed", "7", "--json", *extra]
+    done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=STEP_TIMEOUT)
+    check(done.returncode == 0,
+          f"{' '.join(command)} exited {done.returncode}: {done.stderr[-2000:]}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    check(summary["sent"] == GENERATED and summary["failed"] == 0,
+          f"freshet generate did not deliver every event: {summary}")
+    return summary
+
+
+def read_without_lz4(topic):
+    """(exit code, stdout, stderr) of the lz4-free reader on `topic`."""
+    done = subprocess.run(
+        [sys.executable, "-c", LZ4_FREE_READER, BOOTSTRAP, topic, str(GENERATED),
+         str(STEP_TIMEOUT)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=STEP_TIMEOUT + 30)
+    return done.returncode, done.stdout, done.stderr
+
+
+def check_generator_without_lz4():
+    topic = f"compat-generated-{RUN_ID}"
+    summary = freshet_generate(topic)
+    code, out, err = read_without_lz4(topic)
+    check(code == 0, f"a consumer without lz4 failed on freshet generate's records: {err[-2000:]}")
+    got = json.loads(out.strip().splitlines()[-1])
+    values = got["values"]
+    check(len(values) == GENERATED,
+          f"a consumer without lz4 read {len(values)} of the {GENERATED} generated records")
+    events = [json.loads(v) for v in values]
+    check(all(set(e) == {"timestamp", "device_ip", "error_code"} for e in events),
+          f"not device events: {values[:3]}")
+    distinct = len({e["device_ip"] for e in events})
+    check(distinct == summary["distinct_ips"],
+          f"{distinct} distinct device IPs read, the generator reported {summary['distinct_ips']}")
+    ok(f"kafka-python without lz4 read all {GENERATED} records of `freshet generate` "
+       f"(default compression) from {got['partitions']} partitions, {distinct} distinct IPs")
+
+    # The control: the same reader on lz4 batches fails, so lz4 really was unimportable.
+    lz4_topic = f"{topic}-lz4"
+    freshet_generate(lz4_topic, "--compression", "lz4")
+    code, out, err = read_without_lz4(lz4_topic)
+    check(code != 0 and "UnsupportedCodecError" in err,
+          f"the lz4-free reader should fail on lz4 batches; exit {code}, stderr {err[-1000:]}")
+    ok("the same reader fails with UnsupportedCodecError on `freshet generate --compression lz4`")
+
+
 def main():
     check(BOOTSTRAP, "BOOTSTRAP must be set to host:port of the broker")
     print(f"# kafka-python {kafka.__version__}; topic {TOPIC}, group {GROUP}, {N} records, "
@@ -676,6 +779,8 @@ def main():
     check_topic_configs()
 
     check_transactions()
+
+    check_generator_without_lz4()
 
     print(f"kafka-python suite: PASS ({_step} checks)", flush=True)
     return 0

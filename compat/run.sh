@@ -10,8 +10,9 @@
 # Each suite gets its own broker: a new temporary data dir, listening on 127.0.0.1:0; the port
 # is read from the broker's stderr. Open transactions are checked against their timeout every
 # 500 ms (--transaction-abort-interval-ms), so a suite's timed-out transaction is aborted within
-# seconds. The suite runs with BOOTSTRAP=127.0.0.1:PORT under a hard timeout, then the broker is
-# stopped. Ends with one line per suite and `N passed, M failed`.
+# seconds. The suite runs with BOOTSTRAP=127.0.0.1:PORT and FRESHET_BIN (absolute, exported: the
+# kafka-python suite runs `$FRESHET_BIN generate` against its broker) under a hard timeout, then
+# the broker is stopped. Ends with one line per suite and `N passed, M failed`.
 #
 # Environment knobs:
 #   FRESHET_BIN                  broker binary
@@ -56,6 +57,8 @@ fi
 
 # --- broker binary --------------------------------------------------------------------
 find_freshet_bin
+# The suites may run the binary themselves (kafka-python runs `freshet generate`).
+export FRESHET_BIN
 
 # --- Python interpreter -----------------------------------------------------------------
 find_python

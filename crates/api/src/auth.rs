@@ -42,10 +42,17 @@
 //! | `POST /api/v1/topics` | Create on the cluster, or on the topic named in the body |
 //! | `GET /api/v1/topics/{name}` | Describe on the topic |
 //! | `DELETE /api/v1/topics/{name}` | Delete on the topic |
+//! | `PATCH /api/v1/topics/{name}/configs` | AlterConfigs on the topic |
+//! | `POST /api/v1/topics/{name}/partitions` | Alter on the topic |
+//! | `POST /api/v1/topics/{name}/purge` | Delete on the topic (Kafka's right for DeleteRecords) |
 //! | `POST /api/v1/topics/{name}/records` | Write on the topic |
 //! | `GET /api/v1/topics/{name}/partitions/{partition}/records` | Read on the topic |
+//! | `GET /api/v1/topics/{name}/records`, `.../records/stream`, `.../records/export` | Read on the topic |
 //! | `GET /api/v1/groups` | sign-in; lists only the groups the user may Describe |
 //! | `GET /api/v1/groups/{group_id}` | Describe on the group |
+//! | `DELETE /api/v1/groups/{group_id}` | Delete on the group |
+//! | `POST /api/v1/groups/{group_id}/reset-offsets` | Read on the group and Read on the topic in the body (`topic`), as Kafka asks of an offset commit |
+//! | `DELETE /api/v1/groups/{group_id}/offsets/{topic}` | Delete on the group and Read on the topic, as Kafka asks of OffsetDelete |
 //! | `GET /metrics`, the tracker's routes, the compatible count routes, `GET /api/v1/generator/jobs[/{id}]` | Describe on the cluster |
 //! | `POST /api/v1/generator/jobs`, `GET /start` | Write on the topic the job sends to (`topic` in the body, else `device-events`) |
 //! | `POST /api/v1/generator/jobs/{id}/cancel`, `DELETE /api/v1/generator/jobs/{id}` | Write on that job's topic |
@@ -465,6 +472,12 @@ pub enum Rule {
     OnTopicInPath(Operation),
     /// The operation on the group named in the path (`{group_id}`).
     OnGroupInPath(Operation),
+    /// The operation on the group named in the path (`{group_id}`) and Read on the topic
+    /// named in the body (`topic`): both, as Kafka asks both of an offset commit.
+    OnGroupInPathAndReadTopicInBody(Operation),
+    /// The operation on the group named in the path (`{group_id}`) and Read on the topic
+    /// named in the path (`{topic}`): both, as Kafka asks both of OffsetDelete.
+    OnGroupAndReadTopicInPath(Operation),
     /// Create on the cluster, or on the topic named in the body (`name`).
     CreateTopic,
     /// Write on the topic a new generator job sends to: `topic` in the body, else the
@@ -481,7 +494,7 @@ pub enum Rule {
 /// The rule of every route the API serves (`route` as mounted, `{name}` and all); `None` for
 /// a route not in the table, which then needs sign-in only (unknown paths, wrong methods).
 pub fn rule(method: &Method, route: &str) -> Option<Rule> {
-    use Operation::{Delete, Describe, Read, Write};
+    use Operation::{Alter, AlterConfigs, Delete, Describe, Read, Write};
     use Rule::*;
     // HEAD runs the GET handler: it needs what GET needs.
     let method = if *method == Method::HEAD {
@@ -508,8 +521,24 @@ pub fn rule(method: &Method, route: &str) -> Option<Rule> {
         ("DELETE", "/api/v1/topics/{name}") => OnTopicInPath(Delete),
         ("POST", crate::topics::RECORDS_ROUTE) => OnTopicInPath(Write),
         ("GET", "/api/v1/topics/{name}/partitions/{partition}/records") => OnTopicInPath(Read),
+        (
+            "GET",
+            crate::topics::RECORDS_ROUTE
+            | "/api/v1/topics/{name}/records/stream"
+            | "/api/v1/topics/{name}/records/export",
+        ) => OnTopicInPath(Read),
         ("GET", "/api/v1/groups") => Listed(ResourceType::Group),
         ("GET", "/api/v1/groups/{group_id}") => OnGroupInPath(Describe),
+        ("DELETE", "/api/v1/groups/{group_id}") => OnGroupInPath(Delete),
+        ("POST", "/api/v1/groups/{group_id}/reset-offsets") => {
+            OnGroupInPathAndReadTopicInBody(Read)
+        }
+        ("DELETE", "/api/v1/groups/{group_id}/offsets/{topic}") => {
+            OnGroupAndReadTopicInPath(Delete)
+        }
+        ("PATCH", "/api/v1/topics/{name}/configs") => OnTopicInPath(AlterConfigs),
+        ("POST", "/api/v1/topics/{name}/partitions") => OnTopicInPath(Alter),
+        ("POST", "/api/v1/topics/{name}/purge") => OnTopicInPath(Delete),
         (
             "GET",
             "/metrics"
@@ -684,6 +713,16 @@ async fn check_rights(
     state: &AppState,
 ) -> Result<Request, ApiError> {
     let (request, needs) = needs(rule, request, state).await?;
+    if rule.needs_every_right() {
+        return match needs.iter().find(|need| !caller.may_do(need)) {
+            Some(need) => Err(ApiError::forbidden(format!(
+                "{} may not {}",
+                caller.principal,
+                need.describe()
+            ))),
+            None => Ok(request),
+        };
+    }
     // Any one of the rights will do; the last is the one a refusal names.
     match needs.last() {
         Some(need) if !needs.iter().any(|need| caller.may_do(need)) => Err(ApiError::forbidden(
@@ -693,8 +732,19 @@ async fn check_rights(
     }
 }
 
-/// The rights `rule` asks of this request (any one suffices; none: sign-in is enough), and
-/// the request to pass on (its body may have been read).
+impl Rule {
+    /// Whether the request needs every right [`needs`] lists, not just one of them.
+    fn needs_every_right(self) -> bool {
+        matches!(
+            self,
+            Rule::OnGroupInPathAndReadTopicInBody(_) | Rule::OnGroupAndReadTopicInPath(_)
+        )
+    }
+}
+
+/// The rights `rule` asks of this request (any one suffices, unless
+/// [`Rule::needs_every_right`]; none: sign-in is enough), and the request to pass on (its
+/// body may have been read).
 async fn needs(
     rule: Rule,
     mut request: Request,
@@ -716,6 +766,20 @@ async fn needs(
                 path_param(&mut request, "group_id").await?,
             )]
         }
+        Rule::OnGroupInPathAndReadTopicInBody(operation) => {
+            let group = path_param(&mut request, "group_id").await?;
+            let (read, topic) = body_field(request, "topic").await?;
+            request = read;
+            let topic = topic.ok_or_else(|| unreadable_body("topic"))?;
+            vec![
+                Need::group(operation, group),
+                Need::topic(Operation::Read, topic),
+            ]
+        }
+        Rule::OnGroupAndReadTopicInPath(operation) => vec![
+            Need::group(operation, path_param(&mut request, "group_id").await?),
+            Need::topic(Operation::Read, path_param(&mut request, "topic").await?),
+        ],
         Rule::CreateTopic => {
             let (read, name) = body_field(request, "name").await?;
             request = read;
@@ -1043,6 +1107,12 @@ fn right_text(rule: Rule) -> Option<String> {
         Rule::OnCluster(operation) => format!("{operation} on the cluster"),
         Rule::OnTopicInPath(operation) => format!("{operation} on the topic"),
         Rule::OnGroupInPath(operation) => format!("{operation} on the group"),
+        Rule::OnGroupInPathAndReadTopicInBody(operation) => {
+            format!("{operation} on the group or Read on the topic the body names")
+        }
+        Rule::OnGroupAndReadTopicInPath(operation) => {
+            format!("{operation} on the group or Read on the topic")
+        }
         Rule::CreateTopic => "Create on the cluster or on the topic".to_owned(),
         Rule::StartJob | Rule::StartDefaultJob => "Write on the topic the job sends to".to_owned(),
         Rule::ChangeJob => "Write on the job's topic".to_owned(),

@@ -84,6 +84,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            // No broker answered: a retry may succeed.
+            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, error.to_string())
     }
@@ -241,6 +243,11 @@ mod tests {
                 ServiceError::Conflict("topic \"t\" already exists".into()),
                 StatusCode::CONFLICT,
                 "topic \"t\" already exists",
+            ),
+            (
+                ServiceError::Unavailable("no broker answered".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the cluster is unavailable: no broker answered",
             ),
         ];
         for (service_error, status, message) in cases {

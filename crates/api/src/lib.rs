@@ -27,6 +27,9 @@
 //!   equivalents, and the admin routes listing and lifting blocks.
 //! - [`topics`] — `/api/v1/topics...`: list, describe, create and delete topics, send and
 //!   read records, over the Kafka protocol.
+//! - [`records`] — `GET /api/v1/topics/{name}/records` and its `/stream` and `/export`:
+//!   records across a topic's partitions, merged by timestamp, filtered and resumable; a
+//!   live tail as server-sent events; a JSON Lines or CSV download.
 //! - [`groups`] — `/api/v1/groups...`: consumer groups, their members and lag.
 //! - [`compat`] — the old tracker nodes' `/is-node-active`, `/number-ips`,
 //!   `/global-number-ips`, `/unique_ip_count` and `/api/v1/unique_ip_count`, and the old
@@ -61,6 +64,7 @@ pub mod guard;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod records;
 pub mod server;
 pub mod state;
 pub mod timestamp;

@@ -13,7 +13,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
-use crate::{auth, compat, generator, groups, guard, health, metrics, timestamp, topics, tracker};
+use crate::{
+    auth, compat, generator, groups, guard, health, metrics, records, timestamp, topics, tracker,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,13 +31,16 @@ use crate::{auth, compat, generator, groups, guard, health, metrics, timestamp, 
     ),
     tags(
         (name = "tracker", description = "Exact distinct device IPs, per node and across nodes"),
-        (name = "generator", description = "Background jobs sending device events"),
+        (name = "generator", description = "Background jobs sending device events; kept in the \
+                                            memory of the process running them, so a restart \
+                                            forgets them"),
         (name = "guard", description = "Accounts, logins and brute-force blocking"),
         (name = "topics", description = "Topics and their records, over the Kafka protocol"),
         (name = "groups", description = "Consumer groups, their members and lag"),
         (name = "timestamp", description = "Timestamp normalisation"),
         (name = "compatible", description = "Endpoints of the old generator, tracker nodes \
-                and login service, unchanged"),
+                and login service, at the same paths with the same JSON shapes; the few \
+                differences that remain, and why, are in docs/REFERENCE.md"),
         (name = "meta", description = "Health, metrics and this spec"),
         (name = "auth", description = "Sign-in, when the server has users (`freshet users add`). \
                 Then every route but `/healthz` and `POST /api/v1/auth/token` needs \
@@ -77,6 +82,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(generator::routes())
         .merge(guard::routes())
         .merge(topics::routes())
+        .merge(records::routes())
         .merge(groups::routes())
         .merge(compat::routes())
         .merge(health::routes())

@@ -1,6 +1,7 @@
-//! The topic REST API: list, describe, create and delete topics, send JSON records and read
-//! a partition page by page. Everything goes to the cluster over the Kafka protocol
-//! ([`freshet_services::cluster`]), so it works the same against an external cluster.
+//! The topic REST API: list, describe, create and delete topics, change their configs, add
+//! partitions, purge records, send JSON records and read a partition page by page.
+//! Everything goes to the cluster over the Kafka protocol ([`freshet_services::cluster`]), so
+//! it works the same against an external cluster.
 //!
 //! Sending records takes bodies up to [`MAX_RECORDS_BODY_BYTES`], more than the rest of the
 //! API (500 records rarely fit in 64 KiB).
@@ -9,14 +10,21 @@
 //! `login-attempts.dlq`, and every `freshet.` topic: see
 //! [`freshet_services::service_topic_owner`]) can be read but not written to or deleted:
 //! 403, whoever asks. A record there is a service's statement (a login attempt, a block, a
-//! checkpoint), and a client writing one would be forging it.
+//! checkpoint), and a client writing one would be forging it; purging them is refused the
+//! same way.
+//!
+//! Those and the tracker's dead-letter topic (`device-events.dlq`) are *managed*
+//! ([`freshet_services::cluster::managed_topic_owner`]): listed with `managed: true`, and a
+//! delete or purge of one is a 409 unless the request says `?force=true`. `force` lifts only
+//! that 409, never the 403 of a service topic.
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use freshet_security::acl::ResourceType;
 use freshet_services::cluster::view::{
-    NewTopic, ProduceRequest, ProducedRecords, RecordPage, TopicDescription, TopicList,
+    NewTopic, PartitionCountChange, ProduceRequest, ProducedRecords, PurgeRequest, PurgedTopic,
+    RecordPage, TopicConfigChange, TopicConfigs, TopicDescription, TopicList,
 };
 use serde::Deserialize;
 use utoipa::openapi::path::{Parameter, ParameterIn};
@@ -42,6 +50,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_topics, create_topic))
         .routes(routes!(describe_topic, delete_topic))
+        .routes(routes!(alter_topic_configs))
+        .routes(routes!(add_partitions))
+        .routes(routes!(purge_topic))
         .routes(routes!(read_records))
         .merge(produce)
 }
@@ -112,6 +123,42 @@ impl<S: Send + Sync> FromRequestParts<S> for DeletableTopic {
         let Path(name) = Path::<String>::from_request_parts(parts, state).await?;
         refuse_service_topic(&name, "it cannot be deleted through the API")?;
         Ok(DeletableTopic(name))
+    }
+}
+
+/// A topic named in the path whose records clients may purge; a service's own topic is
+/// refused with 403.
+#[derive(Debug)]
+pub struct PurgeableTopic(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PurgeableTopic {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(name) = Path::<String>::from_request_parts(parts, state).await?;
+        refuse_service_topic(&name, "its records cannot be deleted through the API")?;
+        Ok(PurgeableTopic(name))
+    }
+}
+
+/// `?force=true`: delete or purge a managed topic anyway.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ForceQuery {
+    /// `true` deletes or purges a topic a Freshet service manages (`managed: true`) anyway;
+    /// the services' own topics stay refused (403). Default `false`.
+    pub force: Option<bool>,
+}
+
+/// The 409 for deleting or purging a managed topic without `?force=true`.
+fn refuse_managed_topic(name: &str, force: Option<bool>, action: &str) -> Result<(), ApiError> {
+    match freshet_services::cluster::managed_topic_owner(name) {
+        Some(owner) if force != Some(true) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("topic {name} is managed by {owner}; add ?force=true to {action} it anyway"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -228,27 +275,130 @@ pub async fn describe_topic(
 /// Delete a topic
 ///
 /// Deletes the topic and all its records. The services' own topics (`login-attempts`,
-/// `blocked-users`, `login-attempts.dlq` and every `freshet.` topic) cannot be deleted here.
+/// `blocked-users`, `login-attempts.dlq` and every `freshet.` topic) cannot be deleted here;
+/// another managed topic (`device-events.dlq`) only with `?force=true`.
 #[utoipa::path(
     delete,
     path = "/api/v1/topics/{name}",
     tag = "topics",
-    params(TopicPath),
+    params(TopicPath, ForceQuery),
     responses(
         (status = 204, description = "The topic was deleted"),
-        (status = 400, description = "Not a valid topic name", body = ApiError),
+        (status = 400, description = "Not a valid topic name, or an unknown or malformed query parameter", body = ApiError),
         (status = 403, description = "The topic belongs to a Freshet service", body = ApiError,
          example = json!({"error": "topic blocked-users belongs to the login guard; it cannot be deleted through the API"})),
         (status = 404, description = "No such topic", body = ApiError),
+        (status = 409, description = "The topic is managed by a Freshet service and `force` is not `true`", body = ApiError,
+         example = json!({"error": "topic device-events.dlq is managed by the tracker; add ?force=true to delete it anyway"})),
         (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
     )
 )]
 pub async fn delete_topic(
     DeletableTopic(name): DeletableTopic,
+    Query(query): Query<ForceQuery>,
     KafkaCluster(cluster): KafkaCluster,
 ) -> Result<StatusCode, ApiError> {
+    refuse_managed_topic(&name, query.force, "delete")?;
     cluster.delete_topic(&name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change a topic's configs
+///
+/// Sets the configs in `set` and removes the overrides in `delete` (back to the cluster's
+/// default) in one IncrementalAlterConfigs request; configs named in neither keep their
+/// value. Answers the topic's effective configs afterwards. The cluster checks names and
+/// values; a refusal is a 400 with the broker's own message.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/topics/{name}/configs",
+    tag = "topics",
+    params(TopicPath),
+    request_body(content = TopicConfigChange,
+        example = json!({"set": {"retention.ms": "86400000"}, "delete": ["segment.ms"]})),
+    responses(
+        (status = 200, description = "The topic's effective configs after the change", body = TopicConfigs),
+        (status = 400, description = "Invalid JSON or topic name, nothing to change, a config both set and deleted, or the cluster refused a name or value (its message says why)", body = ApiError,
+         example = json!({"error": "the cluster refused to change the configs of topic \"orders\": InvalidConfig: ..."})),
+        (status = 404, description = "No such topic", body = ApiError),
+        (status = 413, description = "The body is larger than 64 KiB", body = ApiError),
+        (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ApiError),
+        (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
+    )
+)]
+pub async fn alter_topic_configs(
+    KafkaCluster(cluster): KafkaCluster,
+    Path(name): Path<String>,
+    Json(change): Json<TopicConfigChange>,
+) -> Result<axum::Json<TopicConfigs>, ApiError> {
+    Ok(axum::Json(
+        cluster.alter_topic_configs(&name, change).await?,
+    ))
+}
+
+/// Add partitions to a topic
+///
+/// Grows the topic to `count` partitions (CreatePartitions) and answers its description.
+/// Partitions are never removed: `count` must be more than the topic has. Records keyed
+/// before may then map to other partitions.
+#[utoipa::path(
+    post,
+    path = "/api/v1/topics/{name}/partitions",
+    tag = "topics",
+    params(TopicPath),
+    request_body(content = PartitionCountChange, example = json!({"count": 6})),
+    responses(
+        (status = 200, description = "The topic with its new partitions", body = TopicDescription),
+        (status = 400, description = "Invalid JSON or topic name, or a count not more than the topic has (or over 1000), or refused by the cluster", body = ApiError),
+        (status = 404, description = "No such topic", body = ApiError),
+        (status = 413, description = "The body is larger than 64 KiB", body = ApiError),
+        (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ApiError),
+        (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
+    )
+)]
+pub async fn add_partitions(
+    KafkaCluster(cluster): KafkaCluster,
+    Path(name): Path<String>,
+    Json(change): Json<PartitionCountChange>,
+) -> Result<axum::Json<TopicDescription>, ApiError> {
+    Ok(axum::Json(cluster.add_partitions(&name, change).await?))
+}
+
+/// Purge a topic's records
+///
+/// Deletes records (DeleteRecords): of every partition unless `partitions` lists some, and
+/// all of them up to the latest offset unless `before` names an offset to stop at. Offsets
+/// are not reused: each partition's earliest offset moves up. Answers each purged
+/// partition's new earliest and latest offsets. Send `{}` to purge everything. The services'
+/// own topics cannot be purged; another managed topic (`device-events.dlq`) only with
+/// `?force=true`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/topics/{name}/purge",
+    tag = "topics",
+    params(TopicPath, ForceQuery),
+    request_body(content = PurgeRequest, example = json!({"partitions": [0], "before": 100})),
+    responses(
+        (status = 200, description = "Where each purged partition starts now", body = PurgedTopic),
+        (status = 400, description = "Invalid JSON, topic name or query parameter, a partition negative, repeated or not in the topic, or `before` negative or past a partition's latest offset", body = ApiError),
+        (status = 403, description = "The topic belongs to a Freshet service", body = ApiError,
+         example = json!({"error": "topic blocked-users belongs to the login guard; its records cannot be deleted through the API"})),
+        (status = 404, description = "No such topic", body = ApiError),
+        (status = 409, description = "The topic is managed by a Freshet service and `force` is not `true`", body = ApiError,
+         example = json!({"error": "topic device-events.dlq is managed by the tracker; add ?force=true to purge it anyway"})),
+        (status = 413, description = "The body is larger than 64 KiB", body = ApiError),
+        (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ApiError),
+        (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
+    )
+)]
+pub async fn purge_topic(
+    PurgeableTopic(name): PurgeableTopic,
+    Query(query): Query<ForceQuery>,
+    KafkaCluster(cluster): KafkaCluster,
+    Json(request): Json<PurgeRequest>,
+) -> Result<axum::Json<PurgedTopic>, ApiError> {
+    refuse_managed_topic(&name, query.force, "purge")?;
+    Ok(axum::Json(cluster.purge_topic(&name, request).await?))
 }
 
 /// Send records to a topic

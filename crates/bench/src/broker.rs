@@ -33,40 +33,48 @@ pub struct BrokerBenchArgs {
     #[arg(long, env = "FRESHET_BENCH_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,
     /// Records of 100 B for the small-record produce run.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, env = "FRESHET_BENCH_SMALL_RECORDS", default_value_t = 1_000_000)]
     pub small_records: u64,
     /// Records of 1 KiB for the large-record produce and consume runs.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, env = "FRESHET_BENCH_LARGE_RECORDS", default_value_t = 200_000)]
     pub large_records: u64,
     /// Steady rate for the ack-latency run, records per second.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "FRESHET_BENCH_LATENCY_RATE", default_value_t = 10_000)]
     pub latency_rate: u64,
     /// Length of the ack-latency run, seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "FRESHET_BENCH_LATENCY_SECONDS", default_value_t = 10)]
     pub latency_seconds: u64,
     /// Partitions of each benchmark topic.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "FRESHET_BENCH_PARTITIONS", default_value_t = 3)]
     pub partitions: i32,
     /// Records per transaction in the transactional produce run (100 B each, as many records
     /// as the small-record run), which is compared with idempotent produce of the same records.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(
+        long,
+        env = "FRESHET_BENCH_RECORDS_PER_TRANSACTION",
+        default_value_t = 1_000
+    )]
     pub records_per_transaction: u64,
     /// Producers writing at once in the transactional run and in the idempotent run it is
     /// compared with (each transactional one with its own transactional id, as the tasks of a
     /// stream processor have).
-    #[arg(long, default_value_t = 4)]
+    #[arg(
+        long,
+        env = "FRESHET_BENCH_TRANSACTIONAL_PRODUCERS",
+        default_value_t = 4
+    )]
     pub transactional_producers: u64,
     /// Rounds of the idempotent-then-transactional comparison; the ratio reported is the
     /// median of the rounds' ratios (one round of a second or so per side is noisy on a
     /// shared machine).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "FRESHET_BENCH_TRANSACTION_ROUNDS", default_value_t = 5)]
     pub transaction_rounds: u64,
     /// Directory on the broker's disk for the disk anchors (sequential write and fdatasync
     /// latency measured in the same run).
-    #[arg(long, default_value = ".")]
+    #[arg(long, env = "FRESHET_BENCH_ANCHOR_DIR", default_value = ".")]
     pub anchor_dir: std::path::PathBuf,
     /// Print results as JSON lines as well.
-    #[arg(long)]
+    #[arg(long, env = "FRESHET_BENCH_JSON")]
     pub json: bool,
 }
 

@@ -29,28 +29,28 @@ use super::child::ChildBroker;
 #[derive(Debug, Clone, Args)]
 pub struct GuardBenchArgs {
     /// Login attempts the blocker processes.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, env = "FRESHET_BENCH_ATTEMPTS", default_value_t = 2_000_000)]
     pub attempts: u64,
     /// Distinct users the attempts are spread over.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, env = "FRESHET_BENCH_USERS", default_value_t = 50_000)]
     pub users: u64,
     /// Partitions of the attempts topic.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "FRESHET_BENCH_PARTITIONS", default_value_t = 3)]
     pub partitions: i32,
     /// Logins checked for the login rate.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, env = "FRESHET_BENCH_LOGINS", default_value_t = 200)]
     pub logins: u64,
     /// Argon2id memory per hash in KiB (the default is `freshet guard`'s).
-    #[arg(long, default_value_t = Argon2Params::default().memory_kib)]
+    #[arg(long, env = "FRESHET_BENCH_ARGON2_MEMORY_KIB", default_value_t = Argon2Params::default().memory_kib)]
     pub argon2_memory_kib: u32,
     /// Argon2id passes.
-    #[arg(long, default_value_t = Argon2Params::default().iterations)]
+    #[arg(long, env = "FRESHET_BENCH_ARGON2_ITERATIONS", default_value_t = Argon2Params::default().iterations)]
     pub argon2_iterations: u32,
     /// Use this Kafka cluster instead of a fresh `freshet broker` child process.
-    #[arg(long)]
+    #[arg(long, env = "FRESHET_BENCH_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,
     /// Print one JSON object instead of the table.
-    #[arg(long)]
+    #[arg(long, env = "FRESHET_BENCH_JSON")]
     pub json: bool,
 }
 

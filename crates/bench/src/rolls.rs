@@ -37,19 +37,19 @@ pub struct RollsBenchArgs {
     #[arg(long, env = "FRESHET_BENCH_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,
     /// `segment.bytes` of the load topic: how often it rolls.
-    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, env = "FRESHET_BENCH_SEGMENT_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub segment_bytes: u64,
     /// Steady rate of the load producer, MB per second of 1 KiB records.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "FRESHET_BENCH_LOAD_MB_PER_S", default_value_t = 30)]
     pub load_mb_per_s: u64,
     /// Steady rate of the probe producer, records per second (100 B each, linger 0).
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, env = "FRESHET_BENCH_PROBE_RATE", default_value_t = 1_000)]
     pub probe_rate: u64,
     /// Length of the measured run, seconds.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, env = "FRESHET_BENCH_SECONDS", default_value_t = 20)]
     pub seconds: u64,
     /// Print results as JSON lines as well.
-    #[arg(long)]
+    #[arg(long, env = "FRESHET_BENCH_JSON")]
     pub json: bool,
 }
 

@@ -115,7 +115,7 @@ pub struct SecurityBenchArgs {
     /// `KEY=VALUE` (e.g. `socket.send.buffer.bytes=1048576`); repeatable. The settings the runs
     /// themselves make (acks, linger.ms, batch.size, compression, the consumer's fetch sizes)
     /// stay as they are.
-    #[arg(long = "client-config", value_name = "KEY=VALUE", value_parser = parse_property)]
+    #[arg(long = "client-config", env = "FRESHET_BENCH_CLIENT_CONFIG", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub client_config: Vec<(String, String)>,
     /// Skip the produce and consume runs.
     #[arg(long, env = "FRESHET_BENCH_SKIP_THROUGHPUT")]

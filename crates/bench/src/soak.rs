@@ -48,28 +48,28 @@ pub struct SoakBenchArgs {
     #[arg(long, env = "FRESHET_BENCH_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,
     /// Connections held open for the whole run.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "FRESHET_BENCH_CONNECTIONS", default_value_t = 1000)]
     pub connections: usize,
     /// Percentage of the connections that consume; the others produce.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[arg(long, env = "FRESHET_BENCH_CONSUMER_PERCENT", default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub consumer_percent: u8,
     /// Length of the run, seconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, env = "FRESHET_BENCH_SECONDS", default_value_t = 300)]
     pub seconds: u64,
     /// Seconds between two report rows.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "FRESHET_BENCH_REPORT_EVERY", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub report_every: u64,
     /// Time between two produce requests of one producer connection, ms.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "FRESHET_BENCH_PRODUCE_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub produce_interval_ms: u64,
     /// Records (100 B each) in one produce request.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, env = "FRESHET_BENCH_RECORDS_PER_REQUEST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub records_per_request: u32,
     /// Partitions of the soak topic.
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    #[arg(long, env = "FRESHET_BENCH_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub partitions: i32,
     /// Print results as JSON lines as well.
-    #[arg(long)]
+    #[arg(long, env = "FRESHET_BENCH_JSON")]
     pub json: bool,
 }
 

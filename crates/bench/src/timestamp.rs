@@ -15,13 +15,13 @@ use jiff::Timestamp;
 #[derive(Debug, Clone, Args)]
 pub struct TimestampBenchArgs {
     /// Normalisations per round and per implementation.
-    #[arg(long, default_value_t = 4_000_000)]
+    #[arg(long, env = "FRESHET_BENCH_ITERATIONS", default_value_t = 4_000_000)]
     pub iterations: usize,
     /// Rounds; the median round is reported.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, env = "FRESHET_BENCH_ROUNDS", default_value_t = 7)]
     pub rounds: usize,
     /// Print one JSON object instead of the table.
-    #[arg(long)]
+    #[arg(long, env = "FRESHET_BENCH_JSON")]
     pub json: bool,
 }
 

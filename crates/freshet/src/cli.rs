@@ -4,12 +4,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use freshet_api::guard::RateLimit;
 use freshet_api::HttpLimits;
 use freshet_broker::config::{ListenerConfig, TlsConfig};
 use freshet_broker::listener::ListenerSpec;
 use freshet_broker::BrokerConfig;
+use freshet_services::generator::Compression;
 use freshet_services::guard::accounts::Argon2Params;
 
 #[derive(Debug, Parser)]
@@ -28,10 +30,17 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `freshet_broker=debug`.
-    #[arg(long, env = "FRESHET_LOG", default_value = "info", global = true)]
+    #[arg(
+        long,
+        env = "FRESHET_LOG",
+        default_value = "info",
+        global = true,
+        help_heading = "Logging",
+        display_order = 10_000
+    )]
     pub log: String,
     /// Log line format.
-    #[arg(long, env = "FRESHET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, env = "FRESHET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true, help_heading = "Logging", display_order = 10_001)]
     pub log_format: LogFormat,
 }
 
@@ -140,6 +149,7 @@ impl KafkaArgs {
 /// Freshet alike. Every Kafka connection the services make uses them, the topic API's own
 /// (Fetch, DescribeLogDirs) included.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Kafka cluster of the services")]
 pub struct KafkaSecurityArgs {
     /// How the services connect to the cluster (librdkafka's `security.protocol`):
     /// PLAINTEXT, SSL (TLS), SASL_PLAINTEXT (SASL sign-in without encryption) or SASL_SSL
@@ -197,6 +207,13 @@ impl KafkaSecurityArgs {
     }
 }
 
+/// `--compression`: one of the codec names, all of them listed in `--help` and in the error
+/// for any other value.
+fn compression() -> impl TypedValueParser<Value = Compression> {
+    clap::builder::PossibleValuesParser::new(Compression::ALL.map(Compression::name))
+        .try_map(|name| name.parse::<Compression>())
+}
+
 /// Parsed into a type whose `Debug` hides it, so printing the arguments cannot leak it.
 fn password(text: &str) -> Result<freshet_services::kafka::Password, std::convert::Infallible> {
     Ok(freshet_services::kafka::Password::new(text))
@@ -231,6 +248,16 @@ pub struct GenerateArgs {
     /// `--num-messages` at least `--num-devices` sends from every device.
     #[arg(long, env = "FRESHET_GENERATE_ROUND_ROBIN")]
     pub round_robin: bool,
+    /// Compression codec of the record batches. `none` is Kafka's producer default and every
+    /// client reads it; consumers need the codec for the others (kafka-python an optional
+    /// package for snappy, lz4 and zstd).
+    #[arg(
+        long,
+        env = "FRESHET_GENERATE_COMPRESSION",
+        default_value = "none",
+        value_parser = compression()
+    )]
+    pub compression: Compression,
     /// Also print the summary as one JSON object, the last line of stdout (the human summary
     /// then goes to stderr).
     #[arg(long, env = "FRESHET_GENERATE_JSON")]
@@ -261,91 +288,113 @@ pub struct BrokerArgs {
         value_delimiter = ',',
         default_value = "127.0.0.1:9092"
     )]
+    #[arg(help_heading = "Broker: listeners and security")]
     pub kafka_listen: Vec<ListenerSpec>,
     /// Address given to clients in Metadata responses for the listener of the same protocol,
     /// `[PROTOCOL://]host:port` (PLAINTEXT when omitted); repeatable or comma-separated.
     /// Default: the bound address. Set it when listening on 0.0.0.0 or behind NAT, or to the
     /// host name in the certificate of a TLS listener.
     #[arg(long, env = "FRESHET_ADVERTISED_ADDR", value_delimiter = ',')]
+    #[arg(help_heading = "Broker: listeners and security")]
     pub advertised_addr: Vec<ListenerSpec>,
     /// PEM certificate chain (the broker's certificate first) of the SSL and SASL_SSL
     /// listeners. Read again, with the key and client CA, on SIGHUP.
     #[arg(long, env = "FRESHET_TLS_CERT", requires = "tls_key")]
+    #[arg(help_heading = "Broker: listeners and security")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1, unencrypted).
     #[arg(long, env = "FRESHET_TLS_KEY", requires = "tls_cert")]
+    #[arg(help_heading = "Broker: listeners and security")]
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificate(s): TLS clients must then present a certificate signed by one, and
     /// act as `User:<CN of their certificate>` (Kafka's `ssl.client.auth=required`).
     #[arg(long, env = "FRESHET_TLS_CLIENT_CA", requires = "tls_cert")]
+    #[arg(help_heading = "Broker: listeners and security")]
     pub tls_client_ca: Option<PathBuf>,
     /// Start even when a listener other machines can reach lets clients in without
     /// authenticating them (PLAINTEXT, or SSL without --tls-client-ca).
     #[arg(long, env = "FRESHET_ALLOW_ANONYMOUS")]
+    #[arg(help_heading = "Broker: listeners and security")]
     pub allow_anonymous: bool,
     /// Close a TLS connection whose handshake is not complete this many ms after it opened.
     #[arg(long, env = "FRESHET_TLS_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Broker: listeners and security")]
     pub tls_handshake_timeout_ms: u64,
     /// `acl`: check every Kafka request (and, with users, every REST request) against the
     /// ACLs in the data directory (`freshet acls`, or CreateAcls over Kafka); with no ACL
     /// that allows it, an operation is denied, as in Kafka. `none`: every client that may
     /// connect may do everything.
     #[arg(long, env = "FRESHET_AUTHORIZER", value_enum, default_value_t = AuthorizerArg::None)]
+    #[arg(help_heading = "Broker: listeners and security")]
     pub authorizer: AuthorizerArg,
     /// Principals allowed everything whatever the ACLs say, comma-separated
     /// (`User:admin,User:ops`); Kafka's `super.users`.
     #[arg(long, env = "FRESHET_SUPER_USERS", value_delimiter = ',', value_parser = parse_principal)]
+    #[arg(help_heading = "Broker: listeners and security")]
     pub super_users: Vec<freshet_security::Principal>,
     /// Directory holding all persistent state (topics, offsets, producer ids).
     #[arg(long, env = "FRESHET_DATA_DIR", default_value = "./freshet-data")]
+    #[arg(help_heading = "Broker: storage")]
     pub data_dir: PathBuf,
     /// Create unknown topics when clients ask for their metadata and allow it (as Kafka: a
     /// produce to an unknown topic is refused, and clients then ask for its metadata).
     #[arg(long, env = "FRESHET_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(help_heading = "Broker: storage")]
     pub auto_create_topics: bool,
     /// Partitions of an auto-created topic.
     #[arg(long, env = "FRESHET_DEFAULT_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    #[arg(help_heading = "Broker: storage")]
     pub default_partitions: i32,
     /// Largest request frame accepted; larger frames close the connection before being read.
     #[arg(long, env = "FRESHET_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
+    #[arg(help_heading = "Broker: limits and timeouts")]
     pub max_request_bytes: usize,
     /// Bytes of requests received but not yet answered, across all connections (Kafka's
     /// `queued.max.request.bytes`). When they are reached, connections stop reading until
     /// responses go out, instead of the broker allocating more.
     #[arg(long, env = "FRESHET_QUEUED_MAX_REQUEST_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    #[arg(help_heading = "Broker: limits and timeouts")]
     pub queued_max_request_bytes: u64,
     /// Close a Kafka connection that has no request in flight and sends nothing for this many
     /// ms (Kafka's `connections.max.idle.ms`).
     #[arg(long, env = "FRESHET_CONNECTIONS_MAX_IDLE_MS", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Broker: limits and timeouts")]
     pub connections_max_idle_ms: u64,
     /// Close a Kafka connection whose request does not arrive whole within this many ms of
     /// its first byte (slow or stalled senders).
     #[arg(long, env = "FRESHET_REQUEST_READ_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Broker: limits and timeouts")]
     pub request_read_timeout_ms: u64,
     /// Kafka connections allowed at once; more are closed as soon as accepted (Kafka's
     /// `max.connections`). Default: what the open-file limit (raised to its hard limit at
     /// start) leaves after a quarter of it, 64 to 16,384 descriptors, is kept for the log.
     #[arg(long, env = "FRESHET_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Broker: limits and timeouts")]
     pub max_connections: Option<u64>,
     /// Kafka connections allowed at once from one IP address; more are closed as soon as
     /// accepted (Kafka's `max.connections.per.ip`). Default: no limit beyond
     /// `--max-connections`.
     #[arg(long, env = "FRESHET_MAX_CONNECTIONS_PER_IP", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Broker: limits and timeouts")]
     pub max_connections_per_ip: Option<u64>,
     /// Largest a compressed record batch may be once decompressed; a batch that would be
     /// larger is refused with MESSAGE_TOO_LARGE before more than this is decompressed
     /// (decompression bombs). Kafka limits only the compressed size (`max.message.bytes`).
     #[arg(long, env = "FRESHET_MAX_UNCOMPRESSED_BATCH_BYTES", default_value_t = freshet_log::DEFAULT_MAX_UNCOMPRESSED_BATCH_BYTES as u64, value_parser = clap::value_parser!(u64).range(1024..))]
+    #[arg(help_heading = "Broker: limits and timeouts")]
     pub max_uncompressed_batch_bytes: u64,
     /// Opt-in relaxed durability: fsync every N ms instead of before acknowledging a produce.
     /// Acknowledged data written in the last N ms can be lost in a machine crash.
     #[arg(long, env = "FRESHET_FLUSH_INTERVAL_MS")]
+    #[arg(help_heading = "Broker: storage")]
     pub flush_interval_ms: Option<u64>,
     /// Default size at which a partition's active segment is rolled.
     #[arg(long, env = "FRESHET_SEGMENT_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    #[arg(help_heading = "Broker: storage")]
     pub segment_bytes: u64,
     /// Default retention of a topic in ms (-1: keep forever).
     #[arg(long, env = "FRESHET_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000, allow_negative_numbers = true)]
+    #[arg(help_heading = "Broker: storage")]
     pub retention_ms: i64,
     /// How often retention and compaction run, in ms.
     #[arg(
@@ -353,6 +402,7 @@ pub struct BrokerArgs {
         env = "FRESHET_LOG_CLEANUP_INTERVAL_MS",
         default_value_t = 30_000
     )]
+    #[arg(help_heading = "Broker: storage")]
     pub log_cleanup_interval_ms: u64,
     /// How long a new consumer group waits for more members before its first rebalance, in ms.
     #[arg(
@@ -360,28 +410,34 @@ pub struct BrokerArgs {
         env = "FRESHET_GROUP_INITIAL_REBALANCE_DELAY_MS",
         default_value_t = 3000
     )]
+    #[arg(help_heading = "Broker: consumer groups and transactions")]
     pub group_initial_rebalance_delay_ms: u64,
     /// How often members of KIP-848 consumer groups (`group.protocol=consumer`) heartbeat, in
     /// ms: the broker tells them (Kafka's `group.consumer.heartbeat.interval.ms`).
     #[arg(long, env = "FRESHET_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    #[arg(help_heading = "Broker: consumer groups and transactions")]
     pub group_consumer_heartbeat_interval_ms: u64,
     /// How long a member of a KIP-848 consumer group may go without heartbeating before it is
     /// removed, in ms (Kafka's `group.consumer.session.timeout.ms`); must exceed the interval.
     #[arg(long, env = "FRESHET_GROUP_CONSUMER_SESSION_TIMEOUT_MS", default_value_t = 45_000, value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    #[arg(help_heading = "Broker: consumer groups and transactions")]
     pub group_consumer_session_timeout_ms: u64,
     /// Longest `transaction.timeout.ms` a transactional producer may ask for, in ms (Kafka's
     /// `transaction.max.timeout.ms`).
     #[arg(long, env = "FRESHET_TRANSACTION_MAX_TIMEOUT_MS", default_value_t = 900_000, value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    #[arg(help_heading = "Broker: consumer groups and transactions")]
     pub transaction_max_timeout_ms: u64,
     /// How often open transactions are checked against their timeout, in ms; one past it is
     /// aborted and its producer fenced.
     #[arg(long, env = "FRESHET_TRANSACTION_ABORT_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    #[arg(help_heading = "Broker: consumer groups and transactions")]
     pub transaction_abort_interval_ms: u64,
     /// How long a transactional id may stay idle (no transaction in progress, no request)
     /// before the broker forgets it, in ms (Kafka's `transactional.id.expiration.ms`, 7 days);
     /// a producer still using it must initialise again. Checked every
     /// `--transaction-abort-interval-ms`.
     #[arg(long, env = "FRESHET_TRANSACTIONAL_ID_EXPIRATION_MS", default_value_t = 604_800_000, value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+    #[arg(help_heading = "Broker: consumer groups and transactions")]
     pub transactional_id_expiration_ms: u64,
 }
 
@@ -393,6 +449,7 @@ pub struct BrokerNodeArgs {
     /// Serve the broker's metrics at `GET /metrics` (Prometheus text format) on this address;
     /// off when not given.
     #[arg(long, env = "FRESHET_METRICS_LISTEN")]
+    #[arg(help_heading = "HTTP API")]
     pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub http: HttpArgs,
@@ -404,11 +461,13 @@ pub struct UpArgs {
     pub broker: BrokerArgs,
     /// Address the HTTP API and console bind to.
     #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8000")]
+    #[arg(help_heading = "HTTP API")]
     pub http_listen: SocketAddr,
     #[command(flatten)]
     pub http: HttpArgs,
     /// Use this Kafka cluster (`host:port,...`) instead of starting the embedded broker.
     #[arg(long, env = "FRESHET_BOOTSTRAP_SERVERS")]
+    #[arg(help_heading = "Kafka cluster of the services")]
     pub bootstrap_servers: Option<String>,
     /// How the services sign in to the cluster of `--bootstrap-servers`.
     #[command(flatten)]
@@ -427,12 +486,14 @@ pub struct TrackerNodeArgs {
         env = "FRESHET_BOOTSTRAP_SERVERS",
         default_value = "127.0.0.1:9092"
     )]
+    #[arg(help_heading = "Kafka cluster of the services")]
     pub bootstrap_servers: String,
     #[command(flatten)]
     pub kafka_security: KafkaSecurityArgs,
     /// Address this node's HTTP API binds to (port 0 picks a free port; the address is
     /// printed).
     #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8001")]
+    #[arg(help_heading = "HTTP API")]
     pub http_listen: SocketAddr,
     #[command(flatten)]
     pub http: HttpArgs,
@@ -442,6 +503,7 @@ pub struct TrackerNodeArgs {
 
 /// Settings of a tracker node, shared by `freshet tracker` and `freshet up`.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Tracker")]
 pub struct TrackerArgs {
     /// Consumer group of the tracker nodes; nodes in one group split the input partitions.
     #[arg(long, env = "FRESHET_TRACKER_GROUP", default_value = "freshet-tracker")]
@@ -619,6 +681,7 @@ pub fn init_tracing(args: &GlobalArgs) {
 
 /// Timeouts and the connection cap of the HTTP listener (API, console, metrics).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "HTTP API")]
 pub struct HttpArgs {
     /// Close an HTTP connection whose request headers are not complete this many ms after it
     /// opened, or after the request's first byte on a kept-alive connection.
@@ -669,17 +732,20 @@ pub struct GuardNodeArgs {
         env = "FRESHET_BOOTSTRAP_SERVERS",
         default_value = "127.0.0.1:9092"
     )]
+    #[arg(help_heading = "Kafka cluster of the services")]
     pub bootstrap_servers: String,
     #[command(flatten)]
     pub kafka_security: KafkaSecurityArgs,
     /// Address this node's HTTP API binds to (port 0 picks a free port; the address is
     /// printed).
     #[arg(long, env = "FRESHET_HTTP_LISTEN", default_value = "127.0.0.1:8002")]
+    #[arg(help_heading = "HTTP API")]
     pub http_listen: SocketAddr,
     #[command(flatten)]
     pub http: HttpArgs,
     /// Directory of the default SQLite account database and of the guard's secret.
     #[arg(long, env = "FRESHET_DATA_DIR", default_value = "./freshet-data")]
+    #[arg(help_heading = "Login guard")]
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub guard: GuardArgs,
@@ -687,6 +753,7 @@ pub struct GuardNodeArgs {
 
 /// Settings of the login guard, shared by `freshet guard` and `freshet up`.
 #[derive(Clone, Args)]
+#[command(next_help_heading = "Login guard")]
 pub struct GuardArgs {
     /// Account database: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; migrations
     /// are applied on start (default: `sqlite://<data-dir>/guard.db`)

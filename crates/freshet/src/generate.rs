@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use freshet_services::generator::{self, GeneratorParams, GeneratorSummary, JobProgress};
 use freshet_services::{KafkaConfig, ServiceError};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::cli::GenerateArgs;
 
@@ -23,8 +23,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     // that dies half-way can still be replayed.
     let seed = *params.seed.get_or_insert_with(generator::random_seed);
     eprintln!(
-        "freshet generate: {} events from {} devices to {} at {} (seed {seed})",
-        params.num_messages, params.num_devices, params.topic, args.kafka.bootstrap_servers
+        "freshet generate: {} events from {} devices to {} at {} ({} compression, seed {seed})",
+        HumanCount(params.num_messages),
+        HumanCount(params.num_devices),
+        params.topic,
+        args.kafka.bootstrap_servers,
+        params.compression
     );
     let kafka = args.kafka.to_config()?;
     let progress = Arc::new(JobProgress::new());
@@ -62,6 +66,7 @@ fn params_from(args: &GenerateArgs) -> GeneratorParams {
         ipv6_percent: args.ipv6_percent,
         topic: args.topic.clone(),
         round_robin: args.round_robin,
+        compression: args.compression,
     }
 }
 
@@ -123,19 +128,40 @@ fn interrupt_once(already: bool, bar: &ProgressBar, progress: &JobProgress) -> b
 /// A bar on stderr; indicatif draws nothing when stderr is not a terminal.
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "[{elapsed_precise}] [{bar:40}] {pos}/{len} ({per_sec}, eta {eta}) {msg}",
+    bar.set_style(progress_style());
+    bar
+}
+
+/// Counts with thousands separators (`1,234,567/10,000,000`) and the rate in whole events a
+/// second (`48,213/s`): indicatif's `{per_sec}` prints four decimals of a rate that moves
+/// every tick.
+fn progress_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "[{elapsed_precise}] [{bar:40}] {human_pos}/{human_len} ({rate}, eta {eta}) {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar
+    .with_key(
+        "rate",
+        |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+            let _ = out.write_str(&rate_text(state.per_sec()));
+        },
+    )
+    .progress_chars("=> ")
+}
+
+/// Events a second, rounded to a whole number, with thousands separators.
+fn rate_text(per_sec: f64) -> String {
+    // `as` saturates: NaN (no time passed) is 0, infinity the largest count.
+    format!("{}/s", HumanCount(per_sec.round() as u64))
 }
 
 fn show(bar: &ProgressBar, progress: &JobProgress) {
     bar.set_position(progress.sent() + progress.failed());
     if !progress.is_cancelled() {
-        bar.set_message(format!("{} distinct IPs", progress.distinct_ips()));
+        bar.set_message(format!(
+            "{} distinct IPs",
+            HumanCount(progress.distinct_ips())
+        ));
     }
 }
 
@@ -162,4 +188,97 @@ fn report(summary: &GeneratorSummary, params: &GeneratorParams, json: bool) -> a
     }
     stdout.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use indicatif::TermLike;
+
+    use super::*;
+
+    /// A terminal that keeps what is written to it.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl Screen {
+        fn text(&self) -> String {
+            self.0.lock().map(|text| text.clone()).unwrap_or_default()
+        }
+    }
+
+    impl TermLike for Screen {
+        fn width(&self) -> u16 {
+            200
+        }
+        fn move_cursor_up(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, line: &str) -> io::Result<()> {
+            self.write_str(&format!("{line}\n"))
+        }
+        fn write_str(&self, text: &str) -> io::Result<()> {
+            if let Ok(mut screen) = self.0.lock() {
+                screen.push_str(text);
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rates_are_whole_numbers_with_separators() {
+        assert_eq!(rate_text(0.0), "0/s");
+        assert_eq!(rate_text(9.4), "9/s");
+        assert_eq!(rate_text(999.5), "1,000/s");
+        assert_eq!(rate_text(48_213.456_7), "48,213/s");
+        assert_eq!(rate_text(1_234_567.89), "1,234,568/s");
+        assert_eq!(rate_text(f64::NAN), "0/s");
+    }
+
+    #[test]
+    fn the_bar_shows_counts_with_separators_and_a_whole_rate() {
+        let screen = Screen::default();
+        let bar = ProgressBar::with_draw_target(
+            Some(10_000_000),
+            ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        );
+        bar.set_style(progress_style());
+        bar.set_position(1_234_567);
+        bar.set_message("4,321 distinct IPs");
+        bar.tick();
+        std::thread::sleep(Duration::from_millis(50));
+        bar.set_position(2_345_678);
+        bar.tick();
+        let text = screen.text();
+        assert!(text.contains("2,345,678/10,000,000 ("), "{text}");
+        assert!(text.contains("4,321 distinct IPs"), "{text}");
+        let line = text.lines().last().unwrap_or_default().to_string();
+        let rate = line
+            .split(" (")
+            .nth(1)
+            .and_then(|rest| rest.split("/s, eta").next())
+            .unwrap_or_else(|| panic!("no rate in {line:?}"));
+        assert!(
+            !rate.is_empty() && rate.chars().all(|c| c.is_ascii_digit() || c == ','),
+            "the rate {rate:?} is a whole number: {line:?}"
+        );
+        bar.finish_and_clear();
+    }
 }

@@ -29,6 +29,10 @@ pub enum ServiceError {
     /// What the request names does not exist (a topic, a partition, a consumer group).
     #[error("{0}")]
     NotFound(String),
+    /// No broker of the cluster answered a request the raw protocol client sent; the text
+    /// names each broker tried and why it failed.
+    #[error("the cluster is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for ServiceError {

@@ -290,6 +290,30 @@ pub fn batch_headers(records: &[u8]) -> anyhow::Result<Vec<BatchInfo>> {
     Ok(headers)
 }
 
+/// Records below which a batch may have been sent uncompressed whatever the producer's codec:
+/// librdkafka sends a batch uncompressed when compressing does not make it smaller, which
+/// happens only to a batch of a few small records.
+pub const MAY_STAY_UNCOMPRESSED_BELOW: i32 = 10;
+
+/// Asserts that `batches` were produced with codec `codec`: at least one batch carries it,
+/// and every other one is uncompressed and too small to shrink (fewer than
+/// [`MAY_STAY_UNCOMPRESSED_BELOW`] records). With `codec` 0, every batch is uncompressed.
+pub fn assert_compressed_with(batches: &[BatchInfo], codec: u8) {
+    assert!(
+        batches.iter().any(|batch| batch.codec == codec),
+        "no batch has codec {codec}: {batches:?}"
+    );
+    for batch in batches {
+        assert!(
+            batch.codec == codec
+                || (batch.codec == 0 && batch.records < MAY_STAY_UNCOMPRESSED_BELOW),
+            "a batch of {} records has codec {}, not {codec}: {batches:?}",
+            batch.records,
+            batch.codec
+        );
+    }
+}
+
 /// The `N` bytes of `bytes` from `at` (the caller checked they are there).
 fn bytes_at<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     let mut out = [0; N];

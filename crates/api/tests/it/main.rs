@@ -3,6 +3,7 @@
 //! `cargo test` and the target directory small. Run one area with a filter, e.g.
 //! `cargo test -p freshet-api --test it auth::`.
 
+mod admin_rights_e2e;
 mod auth;
 mod auth_e2e;
 mod common;
@@ -14,6 +15,7 @@ mod guard;
 mod guard_e2e;
 mod health;
 mod https;
+mod records_search;
 mod records_unreadable;
 mod routes;
 mod serve;

@@ -240,10 +240,47 @@ async fn start_refuses_bad_parameters_with_the_reason() {
             "num_messages 99999999999 is more than the 1000000000 allowed",
         ),
         ("num_device=5", "unknown field `num_device`"),
+        (
+            "compression=lz5",
+            "unknown compression \"lz5\": expected none, gzip, snappy, lz4 or zstd",
+        ),
+        ("compression=LZ4", "unknown compression \"LZ4\""),
+        ("compression=", "unknown compression \"\""),
     ];
     for (query, reason) in cases {
         let answer = get(&app, &format!("/start?{query}")).await;
         assert_error(&answer, StatusCode::BAD_REQUEST, reason);
+    }
+}
+
+/// Every codec is taken by name, and the job reports the one it runs with; without one it
+/// is `none`. The generator here reaches no broker: the jobs are only started and read back.
+#[tokio::test]
+async fn jobs_take_each_compression_and_default_to_none() {
+    let app = app_with_unreachable_generator();
+    let body = r#"{"num_devices": 1, "num_messages": 1}"#;
+    let created = post_json(&app, "/api/v1/generator/jobs", body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    assert_eq!(created.json["params"]["compression"], "none");
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let body = format!(r#"{{"num_devices": 1, "num_messages": 1, "compression": "{codec}"}}"#);
+        let created = post_json(&app, "/api/v1/generator/jobs", &body).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{codec}: {created:?}");
+        assert_eq!(created.json["params"]["compression"], codec);
+        let url = created.headers["location"].to_str().expect("location");
+        assert_eq!(get(&app, url).await.json["params"]["compression"], codec);
+        let started = get(&app, &format!("/start?num_messages=1&compression={codec}")).await;
+        assert_eq!(started.status, StatusCode::OK, "{codec}: {started:?}");
+        let job = get(&app, started.json["status_url"].as_str().expect("url")).await;
+        assert_eq!(job.json["params"]["compression"], codec, "{job:?}");
+    }
+    let listed = get(&app, "/api/v1/generator/jobs").await;
+    for job in listed.json["jobs"].as_array().expect("jobs") {
+        assert!(job["params"]["compression"].is_string(), "{job}");
+        assert!(
+            job.get("eta_secs").is_some(),
+            "eta_secs is always present, null when unknown: {job}"
+        );
     }
 }
 
@@ -268,6 +305,16 @@ async fn job_creation_refuses_bad_bodies_with_the_reason() {
             "rate 1e-300 must be a number of events per second from 0.01 to 10000000",
         ),
         (r#"{"rate": 0}"#, "rate 0.0 must be"),
+        (
+            r#"{"compression": "lz5"}"#,
+            "compression: unknown compression \"lz5\": expected none, gzip, snappy, lz4 or zstd",
+        ),
+        (r#"{"compression": "GZIP"}"#, "unknown compression \"GZIP\""),
+        (r#"{"compression": 1}"#, "expected a compression name"),
+        (
+            r#"{"compression": null}"#,
+            "compression: invalid type: null",
+        ),
     ];
     for (body, reason) in cases {
         let answer = post_json(&app, "/api/v1/generator/jobs", body).await;
@@ -904,7 +951,11 @@ async fn topic_names_the_spec_refuses_are_refused() {
             named += 1;
         }
     }
-    assert_eq!(named, 4, "describe, delete, produce and read name a topic");
+    assert_eq!(
+        named, 10,
+        "describe, delete, produce, read, configs, partitions, purge, and the topic-wide \
+         records, stream and export name a topic"
+    );
     let body = &spec["components"]["schemas"]["NewTopic"]["properties"]["name"];
     assert_eq!(body["pattern"], pattern);
     let regex = regex::Regex::new(pattern).expect("pattern");
@@ -953,6 +1004,101 @@ async fn body_schemas_require_and_bound_what_the_server_does() {
         json!(["number", "null"])
     );
     assert_eq!(params["properties"]["topic"]["type"], "string");
+}
+
+/// The enum of codec names a schema names, directly or through `$ref`, `allOf` or `oneOf`.
+fn codec_names(spec: &Value, schema: &Value) -> Vec<String> {
+    if let Some(names) = schema["enum"].as_array() {
+        return names
+            .iter()
+            .filter_map(|name| name.as_str().map(str::to_string))
+            .collect();
+    }
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        return codec_names(spec, &spec["components"]["schemas"][name]);
+    }
+    ["allOf", "oneOf", "anyOf"]
+        .iter()
+        .filter_map(|key| schema[*key].as_array())
+        .flatten()
+        .flat_map(|part| codec_names(spec, part))
+        .collect()
+}
+
+/// The generator's compression, the jobs' ETA and the old tracker nodes' vote fields are in
+/// the spec where the routes take or answer them.
+#[tokio::test]
+async fn spec_documents_compression_eta_and_the_vote_fields() {
+    let spec = served_spec(&bare_app()).await;
+    let schemas = &spec["components"]["schemas"];
+    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"]
+        .map(String::from)
+        .to_vec();
+
+    let compression = &schemas["GeneratorParams"]["properties"]["compression"];
+    assert_eq!(codec_names(&spec, compression), codecs, "{compression}");
+    assert_eq!(compression["default"], "none", "{compression}");
+    let start = spec["paths"]["/start"]["get"]["parameters"]
+        .as_array()
+        .expect("/start parameters");
+    let query = start
+        .iter()
+        .find(|p| p["name"] == "compression")
+        .expect("/start takes compression");
+    assert_eq!(query["in"], "query");
+    assert_ne!(query["required"], true);
+    assert_eq!(codec_names(&spec, &query["schema"]), codecs, "{query}");
+
+    let eta = &schemas["JobStatus"]["properties"]["eta_secs"];
+    assert_eq!(eta["type"], json!(["integer", "null"]), "{eta}");
+    assert!(
+        eta["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("seconds")),
+        "{eta}"
+    );
+    let list = &spec["paths"]["/api/v1/generator/jobs"]["get"];
+    let listed = list["responses"]["200"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        listed.contains("memory") && listed.contains("restart"),
+        "{list}"
+    );
+    assert!(
+        list["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("memory only, not persisted")),
+        "{list}"
+    );
+
+    let global = &schemas["GlobalCount"];
+    for field in [
+        "number",
+        "voted_by",
+        "voting_nodes",
+        "votes",
+        "nodes",
+        "exact",
+    ] {
+        assert!(
+            global["properties"][field]["description"].is_string(),
+            "{field}: {global}"
+        );
+        assert!(
+            global["required"]
+                .as_array()
+                .is_some_and(|required| required.contains(&json!(field))),
+            "{field} is always answered: {global}"
+        );
+    }
+    assert_eq!(global["properties"]["voted_by"]["type"], "array");
+    assert_eq!(global["properties"]["votes"]["type"], "object");
+    assert_eq!(
+        global["properties"]["votes"]["additionalProperties"]["type"],
+        "integer"
+    );
 }
 
 /// The spec's topic configs are configs of the embedded broker (which takes every topic

@@ -1,5 +1,6 @@
 //! The topic routes end to end: a real broker, the API's cluster client talking to it over
-//! the Kafka protocol, and real rdkafka clients on the side to check what the API did.
+//! the Kafka protocol, and real rdkafka clients on the side to check what the API did. Config
+//! changes, added partitions, purges and the managed topics' refusals too.
 
 use crate::common;
 
@@ -58,6 +59,7 @@ async fn create_orders(app: &Router) {
     let topic = &created.json;
     assert_eq!(topic["name"], TOPIC);
     assert_eq!(topic["internal"], false);
+    assert_eq!(topic["managed"], false);
     assert_eq!(topic["records"], 0);
     assert_eq!(topic["configs"]["retention.ms"], "86400000");
     assert_eq!(topic["configs"]["cleanup.policy"], "delete", "defaults too");
@@ -323,10 +325,11 @@ async fn check_list(app: &Router, broker: &TestBroker) {
         .collect();
     assert_eq!(names, ["freshet.state", TOPIC], "sorted by name");
     assert_eq!(topics[0]["internal"], true);
+    assert_eq!(topics[0]["managed"], true, "service state");
     assert_eq!(
         topics[1],
-        json!({"name": TOPIC, "partitions": 3, "internal": false, "records": 5,
-               "latest_offset_sum": 6}),
+        json!({"name": TOPIC, "partitions": 3, "internal": false, "managed": false,
+               "records": 5, "latest_offset_sum": 6}),
         "one record of partition 1 was deleted"
     );
     let visible = get(app, "/api/v1/topics?internal=false").await;
@@ -510,4 +513,343 @@ async fn a_topic_created_again_takes_records_again() {
             "round {round}: {deleted:?}"
         );
     }
+}
+
+async fn patch_json(app: &Router, uri: &str, body: &Value) -> Answer {
+    let request = Request::builder()
+        .method(Method::PATCH)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    send(app, request).await
+}
+
+/// `(earliest, latest)` of each partition of a description.
+fn partition_offsets(topic: &Value) -> Vec<(i64, i64)> {
+    topic["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| {
+            (
+                p["earliest_offset"].as_i64().expect("earliest"),
+                p["latest_offset"].as_i64().expect("latest"),
+            )
+        })
+        .collect()
+}
+
+/// Sends `count` records to `partition` of `topic` through the API.
+async fn fill(app: &Router, topic: &str, partition: i32, count: usize) {
+    let records = vec![json!({"value": "v", "partition": partition}); count];
+    let produced = post_json(
+        app,
+        &format!("/api/v1/topics/{topic}/records"),
+        &json!({ "records": records }).to_string(),
+    )
+    .await;
+    assert_eq!(produced.status, StatusCode::OK, "{produced:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_configs_are_changed_and_kept_across_a_restart() {
+    let broker = TestBroker::start().await;
+    let app = api(&broker);
+    broker
+        .create_topic("settings", 1, &[("segment.ms", "600000")])
+        .await;
+    let uri = "/api/v1/topics/settings/configs";
+
+    let changed = patch_json(
+        &app,
+        uri,
+        &json!({"set": {"retention.ms": "3600000", "cleanup.policy": "compact"},
+                "delete": ["segment.ms"]}),
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::OK, "{changed:?}");
+    assert_eq!(changed.json["name"], "settings");
+    let configs = &changed.json["configs"];
+    assert_eq!(configs["retention.ms"], "3600000");
+    assert_eq!(configs["cleanup.policy"], "compact");
+    assert_eq!(configs["segment.ms"], "604800000", "back to the default");
+    assert_eq!(
+        configs["max.message.bytes"], "1048588",
+        "untouched: still there"
+    );
+    let described = get(&app, "/api/v1/topics/settings").await;
+    assert_eq!(&described.json["configs"], configs, "GET shows the change");
+
+    // Only what is named changes: an incremental change, not a replacement.
+    let again = patch_json(&app, uri, &json!({"set": {"retention.ms": "7200000"}})).await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    assert_eq!(again.json["configs"]["retention.ms"], "7200000");
+    assert_eq!(again.json["configs"]["cleanup.policy"], "compact");
+
+    let broker = broker.restart(|_| {}).await;
+    let after = get(&app, "/api/v1/topics/settings").await;
+    assert_eq!(after.status, StatusCode::OK, "{after:?}");
+    assert_eq!(after.json["configs"]["retention.ms"], "7200000", "kept");
+    assert_eq!(after.json["configs"]["cleanup.policy"], "compact", "kept");
+    assert_eq!(after.json["configs"]["segment.ms"], "604800000");
+
+    let reverted = patch_json(
+        &app,
+        uri,
+        &json!({"delete": ["retention.ms", "cleanup.policy"]}),
+    )
+    .await;
+    assert_eq!(reverted.status, StatusCode::OK, "{reverted:?}");
+    assert_eq!(reverted.json["configs"]["retention.ms"], "604800000");
+    assert_eq!(reverted.json["configs"]["cleanup.policy"], "delete");
+
+    // The broker's own reason for a value or name it refuses.
+    let cases = [
+        (json!({"set": {"retention.ms": "soon"}}), "retention.ms"),
+        (json!({"set": {"no.such.config": "1"}}), "no.such.config"),
+        (
+            json!({}),
+            "nothing to change: set and delete are both empty",
+        ),
+        (
+            json!({"set": {"retention.ms": "1"}, "delete": ["retention.ms"]}),
+            "config \"retention.ms\" is both in set and in delete",
+        ),
+        (
+            json!({"delete": ["a", "a"]}),
+            "config \"a\" is listed twice in delete",
+        ),
+        (
+            json!({"set": {"retention.ms": 5}}),
+            "invalid type: integer `5`",
+        ),
+        (json!({"replace": {}}), "unknown field `replace`"),
+    ];
+    for (body, reason) in cases {
+        let refused = patch_json(&app, uri, &body).await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, reason);
+    }
+    let refused = patch_json(&app, uri, &json!({"set": {"retention.ms": "soon"}})).await;
+    assert_error(
+        &refused,
+        StatusCode::BAD_REQUEST,
+        "the cluster refused to change the configs of topic \"settings\": InvalidConfig",
+    );
+    let missing = patch_json(
+        &app,
+        "/api/v1/topics/missing/configs",
+        &json!({"set": {"retention.ms": "1"}}),
+    )
+    .await;
+    assert_error(
+        &missing,
+        StatusCode::NOT_FOUND,
+        "topic \"missing\" does not exist",
+    );
+    let bad_name = patch_json(
+        &app,
+        "/api/v1/topics/a%20b/configs",
+        &json!({"set": {"retention.ms": "1"}}),
+    )
+    .await;
+    assert_error(&bad_name, StatusCode::BAD_REQUEST, "contains ' '");
+    drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_added_and_records_purged() {
+    let broker = TestBroker::start().await;
+    let app = api(&broker);
+    broker.create_topic(TOPIC, 2, &[]).await;
+    fill(&app, TOPIC, 0, 10).await;
+    fill(&app, TOPIC, 1, 4).await;
+    let uri = format!("/api/v1/topics/{TOPIC}/partitions");
+
+    let grown = post_json(&app, &uri, r#"{"count": 4}"#).await;
+    assert_eq!(grown.status, StatusCode::OK, "{grown:?}");
+    assert_eq!(
+        partition_offsets(&grown.json),
+        [(0, 10), (0, 4), (0, 0), (0, 0)]
+    );
+    let described = get(&app, &format!("/api/v1/topics/{TOPIC}")).await;
+    assert_eq!(
+        described.json["partitions"].as_array().map(Vec::len),
+        Some(4)
+    );
+    fill(&app, TOPIC, 3, 2).await;
+    for (body, reason) in [
+        (
+            r#"{"count": 4}"#,
+            "topic \"orders\" has 4 partitions; count 4 must be more than that",
+        ),
+        (r#"{"count": 2}"#, "count 2 must be more than that"),
+        (r#"{"count": 1001}"#, "count 1001 is out of range"),
+        (r#"{"count": 0}"#, "count 0 is out of range"),
+        (r#"{}"#, "missing field `count`"),
+    ] {
+        let refused = post_json(&app, &uri, body).await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, reason);
+    }
+    let missing = post_json(&app, "/api/v1/topics/missing/partitions", r#"{"count": 2}"#).await;
+    assert_error(
+        &missing,
+        StatusCode::NOT_FOUND,
+        "topic \"missing\" does not exist",
+    );
+
+    let purge = format!("/api/v1/topics/{TOPIC}/purge");
+    let trimmed = post_json(&app, &purge, r#"{"partitions": [0], "before": 4}"#).await;
+    assert_eq!(trimmed.status, StatusCode::OK, "{trimmed:?}");
+    assert_eq!(
+        trimmed.json,
+        json!({"topic": TOPIC, "partitions": [
+            {"partition": 0, "earliest_offset": 4, "latest_offset": 10}]})
+    );
+    let page = get(
+        &app,
+        &format!("/api/v1/topics/{TOPIC}/partitions/0/records?offset=0&limit=1"),
+    )
+    .await;
+    assert_eq!(page.json["records"][0]["offset"], 4, "{page:?}");
+    for (body, reason) in [
+        (
+            r#"{"before": 11}"#,
+            "before 11 is past the latest offset 10 of partition 0",
+        ),
+        (r#"{"before": -1}"#, "before -1 is negative"),
+        (
+            r#"{"partitions": [7]}"#,
+            "topic \"orders\" has no partition 7 (it has 4)",
+        ),
+        (r#"{"partitions": [1, 1]}"#, "partition 1 is listed twice"),
+        (r#"{"partitions": []}"#, "partitions is empty"),
+        (r#"{"offset": 3}"#, "unknown field `offset`"),
+    ] {
+        let refused = post_json(&app, &purge, body).await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, reason);
+    }
+    let described = get(&app, &format!("/api/v1/topics/{TOPIC}")).await;
+    assert_eq!(
+        partition_offsets(&described.json),
+        [(4, 10), (0, 4), (0, 0), (0, 2)],
+        "refused purges deleted nothing"
+    );
+
+    let everything = post_json(&app, &purge, "{}").await;
+    assert_eq!(everything.status, StatusCode::OK, "{everything:?}");
+    assert_eq!(
+        everything.json["partitions"],
+        json!([
+            {"partition": 0, "earliest_offset": 10, "latest_offset": 10},
+            {"partition": 1, "earliest_offset": 4, "latest_offset": 4},
+            {"partition": 2, "earliest_offset": 0, "latest_offset": 0},
+            {"partition": 3, "earliest_offset": 2, "latest_offset": 2}
+        ])
+    );
+    let described = get(&app, &format!("/api/v1/topics/{TOPIC}")).await;
+    assert_eq!(described.json["records"], 0, "{described:?}");
+    let missing = post_json(&app, "/api/v1/topics/missing/purge", "{}").await;
+    assert_error(
+        &missing,
+        StatusCode::NOT_FOUND,
+        "topic \"missing\" does not exist",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_topics_are_marked_and_deleted_or_purged_only_when_forced() {
+    let broker = TestBroker::start().await;
+    let app = api(&broker);
+    broker.create_topic("device-events.dlq", 1, &[]).await;
+    broker.create_topic("blocked-users", 1, &[]).await;
+    broker.create_topic(TOPIC, 1, &[]).await;
+    fill(&app, "device-events.dlq", 0, 3).await;
+
+    let listed = get(&app, "/api/v1/topics").await;
+    let managed: Vec<(&str, bool)> = listed.json["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().expect("name"),
+                t["managed"].as_bool().expect("managed"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        managed,
+        [
+            ("blocked-users", true),
+            ("device-events.dlq", true),
+            (TOPIC, false)
+        ]
+    );
+    let described = get(&app, "/api/v1/topics/device-events.dlq").await;
+    assert_eq!(described.json["managed"], true);
+    assert_eq!(described.json["internal"], false);
+
+    let dlq = "/api/v1/topics/device-events.dlq";
+    let not_deleted = delete(&app, dlq).await;
+    assert_error(
+        &not_deleted,
+        StatusCode::CONFLICT,
+        "topic device-events.dlq is managed by the tracker; add ?force=true to delete it anyway",
+    );
+    let not_purged = post_json(&app, &format!("{dlq}/purge"), "{}").await;
+    assert_error(
+        &not_purged,
+        StatusCode::CONFLICT,
+        "topic device-events.dlq is managed by the tracker; add ?force=true to purge it anyway",
+    );
+    let unforced = post_json(&app, &format!("{dlq}/purge?force=false"), "{}").await;
+    assert_error(&unforced, StatusCode::CONFLICT, "add ?force=true");
+    let malformed = delete(&app, &format!("{dlq}?force=maybe")).await;
+    assert_error(&malformed, StatusCode::BAD_REQUEST, "force");
+    let described = get(&app, dlq).await;
+    assert_eq!(
+        partition_offsets(&described.json),
+        [(0, 3)],
+        "nothing was deleted"
+    );
+
+    let purged = post_json(&app, &format!("{dlq}/purge?force=true"), "{}").await;
+    assert_eq!(purged.status, StatusCode::OK, "{purged:?}");
+    assert_eq!(purged.json["partitions"][0]["earliest_offset"], 3);
+    let deleted = delete(&app, &format!("{dlq}?force=true")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{deleted:?}");
+    let gone = get(&app, dlq).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{gone:?}");
+
+    // The services' own topics stay refused, forced or not.
+    for uri in [
+        "/api/v1/topics/blocked-users",
+        "/api/v1/topics/blocked-users?force=true",
+    ] {
+        let refused = delete(&app, uri).await;
+        assert_error(
+            &refused,
+            StatusCode::FORBIDDEN,
+            "belongs to the login guard",
+        );
+    }
+    for uri in [
+        "/api/v1/topics/blocked-users/purge",
+        "/api/v1/topics/blocked-users/purge?force=true",
+    ] {
+        let refused = post_json(&app, uri, "{}").await;
+        assert_error(
+            &refused,
+            StatusCode::FORBIDDEN,
+            "topic blocked-users belongs to the login guard; its records cannot be deleted \
+             through the API",
+        );
+    }
+    let kept = get(&app, "/api/v1/topics/blocked-users").await;
+    assert_eq!(kept.status, StatusCode::OK, "{kept:?}");
+
+    // An unmanaged topic needs no force.
+    let orders = delete(&app, &format!("/api/v1/topics/{TOPIC}")).await;
+    assert_eq!(orders.status, StatusCode::NO_CONTENT, "{orders:?}");
 }

@@ -136,6 +136,9 @@ async fn check_compatible_endpoints(app: &Router) {
         global.json,
         json!({
             "number": DEVICES,
+            "voted_by": [NODE_ID],
+            "voting_nodes": 1,
+            "votes": {DEVICES.to_string(): 1},
             "nodes": 1,
             "partitions_covered": PARTITIONS,
             "partitions_total": PARTITIONS,

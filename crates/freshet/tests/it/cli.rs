@@ -343,6 +343,84 @@ fn help_lists_every_broker_flag_with_its_environment_variable() {
     }
 }
 
+/// The help of `freshet <args> --help`.
+fn help_of(args: &[&str]) -> String {
+    let mut command = freshet();
+    command.args(args).arg("--help");
+    let output = run(command, Duration::from_secs(30));
+    assert!(
+        output.status.success(),
+        "freshet {args:?} --help: {}",
+        output.status
+    );
+    String::from_utf8(output.stdout).expect("utf8")
+}
+
+#[test]
+fn every_flag_of_the_commands_that_run_something_has_an_environment_variable() {
+    // `users` and `acls` are left out on purpose: a variable left in the environment must
+    // never add a user or an ACL (see OPERATIONS.md, "Configuration").
+    let commands: [&[&str]; 14] = [
+        &["up"],
+        &["broker"],
+        &["tracker"],
+        &["guard"],
+        &["generate"],
+        &["ts"],
+        &["log", "dump"],
+        &["bench", "broker"],
+        &["bench", "pipeline"],
+        &["bench", "guard"],
+        &["bench", "soak"],
+        &["bench", "rolls"],
+        &["bench", "security"],
+        &["bench", "timestamp"],
+    ];
+    for args in commands {
+        let help = help_of(args);
+        for (flag, block) in flag_blocks(&help) {
+            if flag == "--help" || flag == "--version" {
+                continue;
+            }
+            assert!(
+                block.contains("[env: FRESHET_"),
+                "freshet {args:?}: {flag} has no FRESHET_* variable:\n{block}"
+            );
+        }
+    }
+}
+
+#[test]
+fn up_help_is_grouped_by_component_with_logging_last() {
+    let help = help_of(&["up"]);
+    let headings: Vec<&str> = help
+        .lines()
+        .filter(|line| !line.starts_with(' ') && line.ends_with(':'))
+        .collect();
+    assert_eq!(
+        headings,
+        [
+            "Options:",
+            "Broker: listeners and security:",
+            "Broker: storage:",
+            "Broker: limits and timeouts:",
+            "Broker: consumer groups and transactions:",
+            "HTTP API:",
+            "Kafka cluster of the services:",
+            "Tracker:",
+            "Login guard:",
+            "Logging:",
+        ],
+        "{help}"
+    );
+    let logging = help.find("\nLogging:").expect("a Logging heading");
+    let after: Vec<String> = flag_blocks(&help[logging..])
+        .into_iter()
+        .map(|(flag, _)| flag)
+        .collect();
+    assert_eq!(after, ["--log", "--log-format"]);
+}
+
 #[test]
 fn default_partitions_come_from_the_environment() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -10,6 +10,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use freshet_testkit::raw::{assert_compressed_with, RawClient};
+
 use crate::common;
 use common::{client_config, freshet, run, BrokerProcess, TIMEOUT};
 
@@ -182,6 +184,103 @@ fn rate_alone_paces_and_the_human_summary_goes_to_stdout() {
     );
     assert!(stdout.contains("(pool of 100 devices), seed "), "{stdout}");
     assert_eq!(records_in(&broker.addr, "device-events"), 50);
+}
+
+/// Checks, with raw Fetch requests (the broker keeps batches as the producer sent them), that
+/// `topic`'s batches hold `events` records in all, compressed with `codec`.
+fn assert_codec(addr: &str, topic: &str, events: i64, codec: u8) {
+    let addr: std::net::SocketAddr = addr.parse().expect("broker address");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let batches = runtime.block_on(async {
+        let mut client = RawClient::connect(addr).await.expect("connect");
+        let mut batches = Vec::new();
+        for partition in 0..PARTITIONS {
+            batches.extend(client.batches(topic, partition).await.expect("fetch"));
+        }
+        batches
+    });
+    let records: i64 = batches.iter().map(|batch| i64::from(batch.records)).sum();
+    assert_eq!(records, events, "{batches:?}");
+    assert_compressed_with(&batches, codec);
+}
+
+#[test]
+fn batches_are_uncompressed_by_default_and_compressed_as_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let send = |topic: &str, extra: &[&str], env: Option<&str>| {
+        let mut args = vec![
+            "--bootstrap-servers",
+            &broker.addr,
+            "--num-messages",
+            "500",
+            "--pause-ms",
+            "0",
+            "--topic",
+            topic,
+        ];
+        args.extend_from_slice(extra);
+        let mut command = generate(&args);
+        if let Some(codec) = env {
+            command.env("FRESHET_GENERATE_COMPRESSION", codec);
+        }
+        let output = run(command, Duration::from_secs(30));
+        assert!(output.status.success(), "{}", stderr(&output));
+        output
+    };
+
+    let plain = send("plain", &[], None);
+    assert!(
+        stderr(&plain).contains("(none compression, seed "),
+        "{}",
+        stderr(&plain)
+    );
+    assert_codec(&broker.addr, "plain", 500, 0);
+    send("gzip-flag", &["--compression", "gzip"], None);
+    assert_codec(&broker.addr, "gzip-flag", 500, 1);
+    send("gzip-env", &[], Some("gzip"));
+    assert_codec(&broker.addr, "gzip-env", 500, 1);
+    // The flag wins over the environment.
+    send("zstd", &["--compression", "zstd"], Some("gzip"));
+    assert_codec(&broker.addr, "zstd", 500, 4);
+    // What every consumer reads: the events themselves, whatever the codec.
+    assert_eq!(device_ips(&broker.addr, "zstd").len(), 500);
+}
+
+#[test]
+fn an_unknown_compression_is_refused_with_the_codecs_listed() {
+    for (args, env) in [
+        (&["--compression", "lz5"][..], None),
+        (&[][..], Some("LZ4")),
+    ] {
+        let mut command = generate(args);
+        command.args(["--bootstrap-servers", "127.0.0.1:1"]);
+        if let Some(codec) = env {
+            command.env("FRESHET_GENERATE_COMPRESSION", codec);
+        }
+        let output = run(command, Duration::from_secs(10));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "a usage error: {args:?} {env:?}"
+        );
+        let stderr = stderr(&output);
+        let value = env.unwrap_or("lz5");
+        assert!(
+            stderr.contains(&format!(
+                "invalid value '{value}' for '--compression <COMPRESSION>'"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("[possible values: none, gzip, snappy, lz4, zstd]"),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty());
+    }
 }
 
 #[test]

@@ -150,6 +150,21 @@ fn three_nodes_stay_exact_through_a_kill_and_a_restart() {
     wait_until("the three nodes split the partitions 2/2/2", || {
         nodes.iter().all(|n| owned_partitions(n) == 2)
     });
+    // The old tracker nodes' vote fields: every node's answer includes all three nodes'
+    // counts, so all three "vote" for the one exact number.
+    wait_until(
+        "every node lists the three nodes as voting for the count",
+        || {
+            nodes.iter().all(|n| {
+                get_json(&n.addr, "/global-number-ips").is_some_and(|v| {
+                    v["number"] == truth
+                        && v["voted_by"] == serde_json::json!(["n1", "n2", "n3"])
+                        && v["voting_nodes"] == 3
+                        && v["votes"] == serde_json::json!({ truth.to_string(): 3 })
+                })
+            })
+        },
+    );
     // Each event was counted by exactly one node: a partition that moved resumed where its
     // previous owner checkpointed on giving it up.
     wait_until("the nodes' /metrics add up to every event", || {

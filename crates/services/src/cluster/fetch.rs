@@ -72,6 +72,19 @@ impl PartitionFetcher {
         offset: i64,
         max_bytes: i32,
     ) -> Result<Fetched, WireError> {
+        self.fetch_partition(self.partition, offset, max_bytes)
+            .await
+    }
+
+    /// [`fetch`](Self::fetch) from another partition of the same topic that this connection's
+    /// broker leads: one connection per leader serves every partition it leads (the
+    /// topic-wide search, `super::search`).
+    pub(crate) async fn fetch_partition(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+    ) -> Result<Fetched, WireError> {
         let request = FetchRequest::default()
             .with_max_wait_ms(0)
             .with_min_bytes(0)
@@ -80,7 +93,7 @@ impl PartitionFetcher {
             .with_topics(vec![FetchTopic::default()
                 .with_topic(TopicName(StrBytes::from_string(self.topic.clone())))
                 .with_partitions(vec![FetchPartition::default()
-                    .with_partition(self.partition)
+                    .with_partition(partition)
                     .with_fetch_offset(offset)
                     .with_partition_max_bytes(max_bytes)])]);
         let (_, response) = self
@@ -93,8 +106,8 @@ impl PartitionFetcher {
             .into_iter()
             .filter(|topic| topic.topic.as_str() == self.topic)
             .flat_map(|topic| topic.partitions)
-            .find(|partition| partition.partition_index == self.partition)
-            .ok_or_else(|| format!("Fetch answered without partition {}", self.partition))?;
+            .find(|answer| answer.partition_index == partition)
+            .ok_or_else(|| format!("Fetch answered without partition {partition}"))?;
         check_error(answer.error_code, "Fetch")?;
         Ok(Fetched {
             records: answer.records.unwrap_or_default(),

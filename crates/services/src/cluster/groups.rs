@@ -24,7 +24,7 @@ use super::{is_internal_topic, Cluster, REQUEST_TIMEOUT};
 use crate::ServiceError;
 
 /// The state DescribeGroups reports for a group that does not exist.
-const DEAD: &str = "Dead";
+pub(super) const DEAD: &str = "Dead";
 
 /// The protocol type of Kafka consumers, whose assignments this module can decode.
 const CONSUMER_PROTOCOL: &str = "consumer";
@@ -197,7 +197,7 @@ fn total_lag(offsets: &[GroupOffset]) -> Option<i64> {
     (!offsets.is_empty()).then(|| offsets.iter().map(|offset| offset.lag).sum())
 }
 
-fn summary(group: &GroupInfo) -> GroupSummary {
+pub(super) fn summary(group: &GroupInfo) -> GroupSummary {
     let consumer = group.protocol_type() == CONSUMER_PROTOCOL;
     GroupSummary {
         group_id: group.name().to_string(),

@@ -8,15 +8,23 @@
 //!   parameters before it sends anything.
 //! - `topics`: list, describe, create and delete topics (Metadata, ListOffsets,
 //!   DescribeConfigs, CreateTopics, DeleteTopics).
+//! - `topic_admin`: change a topic's configs (IncrementalAlterConfigs, over `wire`), add
+//!   partitions (CreatePartitions), purge records (DeleteRecords); which topics the services
+//!   keep ([`managed_topic_owner`]).
 //! - `records`: send JSON records and read a page of one partition.
 //! - `fetch`: reading one partition with raw Fetch requests, stepping past batches that
 //!   cannot be read; the tracker also asks it about a partition its consumer is stuck on.
 //! - `batches`: Kafka's record batch format, read with a cap on what a batch may decompress
 //!   to (librdkafka has none).
+//! - `search`: records across a topic: a page of every partition merged by timestamp
+//!   (newest or oldest first, filtered, bounded in bytes and time, resumable with a cursor),
+//!   and a live tail; it reads through `fetch` as `records` does.
 //! - `groups`: list and describe consumer groups, their committed offsets and lag.
+//! - `group_admin`: reset a group's offsets (ListOffsets, by time too, and OffsetCommit),
+//!   delete a group (DeleteGroups) or its offsets of a topic (OffsetDelete, over `wire`).
 //! - `log_dirs`: partition sizes from DescribeLogDirs, which rdkafka does not expose.
-//! - `wire`: the minimal Kafka-protocol client `log_dirs` and `fetch` use, secured by `tls`
-//!   and `sasl` as the services' rdkafka clients are.
+//! - `wire`: the minimal Kafka-protocol client `log_dirs`, `fetch`, `topic_admin` and
+//!   `group_admin` use, secured by `tls` and `sasl` as the services' rdkafka clients are.
 //! - [`view`]: what the operations take and report.
 //!
 //! Every rdkafka call that blocks runs on tokio's blocking pool; admin requests use
@@ -24,11 +32,14 @@
 
 pub(crate) mod batches;
 pub(crate) mod fetch;
+mod group_admin;
 mod groups;
 mod log_dirs;
 mod records;
 mod sasl;
+mod search;
 pub(crate) mod tls;
+mod topic_admin;
 mod topics;
 pub mod view;
 mod wire;
@@ -44,6 +55,11 @@ use rdkafka::producer::FutureProducer;
 
 pub use self::groups::validate_group_id;
 pub use self::records::read_limit;
+pub use self::search::{
+    search_limit, RecordTail, DEFAULT_SEARCH_LIMIT, MAX_SCAN_BYTES, MAX_SEARCH_LIMIT,
+    MAX_TAIL_RECORDS_PER_POLL, SCAN_TIME,
+};
+pub use self::topic_admin::managed_topic_owner;
 use self::wire::Connection;
 use crate::kafka::check_topic_name;
 use crate::{KafkaConfig, ServiceError};

@@ -204,7 +204,7 @@ fn page_start(
 }
 
 /// The partition cannot be read now (its leader is unknown or unreachable, or it failed).
-fn unavailable(topic: &str, partition: i32, reason: &str) -> ServiceError {
+pub(super) fn unavailable(topic: &str, partition: i32, reason: &str) -> ServiceError {
     ServiceError::Topic {
         topic: topic.to_string(),
         reason: format!("reading partition {partition}: {reason}"),
@@ -303,7 +303,8 @@ fn json_bytes(value: &Value) -> Option<Vec<u8>> {
     }
 }
 
-fn consumed(record: Record) -> ConsumedRecord {
+/// A record as the API shows it: in partition pages and in topic-wide reads (`search`).
+pub(super) fn consumed(record: Record) -> ConsumedRecord {
     let (key, key_encoding) = shown(record.key.as_deref());
     let (value, value_encoding) = shown(record.value.as_deref());
     let headers = record

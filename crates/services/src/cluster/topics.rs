@@ -15,6 +15,7 @@ use rdkafka::metadata::MetadataTopic;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
 use super::log_dirs::{partition_sizes, LeaderPartitions};
+use super::topic_admin::managed_topic_owner;
 use super::view::{NewTopic, PartitionDescription, TopicDescription, TopicList, TopicSummary};
 use super::wire::Connection;
 use super::{
@@ -121,6 +122,7 @@ impl Cluster {
                     name: topic.name().to_string(),
                     partitions: u32::try_from(topic.partitions().len()).unwrap_or(u32::MAX),
                     internal,
+                    managed: managed_topic_owner(topic.name()).is_some(),
                     records,
                     latest_offset_sum,
                 });
@@ -161,6 +163,7 @@ impl Cluster {
         Ok(TopicDescription {
             name: layout.name,
             internal: is_internal_topic(name),
+            managed: managed_topic_owner(name).is_some(),
             records: partitions.iter().map(|p| p.records).sum(),
             size_bytes,
             partitions,
@@ -285,7 +288,10 @@ impl Cluster {
     }
 
     /// The topic's effective configs (sensitive values left out).
-    async fn topic_configs(&self, name: &str) -> Result<BTreeMap<String, String>, ServiceError> {
+    pub(super) async fn topic_configs(
+        &self,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, ServiceError> {
         let described = self
             .inner
             .admin
@@ -464,7 +470,7 @@ pub(super) fn broker_address(host: &str, port: i32) -> String {
     }
 }
 
-fn admin_options() -> AdminOptions {
+pub(super) fn admin_options() -> AdminOptions {
     AdminOptions::new()
         .request_timeout(Some(REQUEST_TIMEOUT))
         .operation_timeout(Some(REQUEST_TIMEOUT))

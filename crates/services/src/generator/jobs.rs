@@ -1,9 +1,12 @@
 //! Generator runs in the background, for the HTTP API: start, watch, list, cancel.
+//!
+//! Jobs live in this process's memory only: they are not written anywhere, a restart forgets
+//! every one of them (a running job stops with the process), and job ids count from 1 again.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -30,7 +33,7 @@ pub enum JobState {
     Cancelled,
 }
 
-/// A job as the API reports it.
+/// A job as the API reports it. Jobs are kept in memory only: a restart forgets them.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobStatus {
     /// Job id, counting from 1 since the process started.
@@ -48,6 +51,11 @@ pub struct JobStatus {
     pub distinct_ips: u64,
     /// Share of `num_messages` acknowledged or failed, from 0.0 to 1.0.
     pub progress: f64,
+    /// Estimated seconds until every event is acknowledged or failed, rounded up: the events
+    /// left of `num_messages` at the rate acknowledged or failed since sending started. Null
+    /// until that rate is known (no event has been acknowledged or failed yet), and once the
+    /// job has ended.
+    pub eta_secs: Option<u64>,
     /// When the job started, RFC 3339 UTC with milliseconds.
     pub started_at: String,
     /// When it ended (null while running).
@@ -285,6 +293,14 @@ impl Job {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or_default();
         let (sent, failed) = (self.progress.sent(), self.progress.failed());
+        let eta_secs = match (state, self.progress.sending_since()) {
+            (JobState::Running, Some(since)) => eta_secs(
+                sent + failed,
+                self.params.num_messages,
+                Instant::now().saturating_duration_since(since),
+            ),
+            _ => None,
+        };
         JobStatus {
             id: self.id,
             state,
@@ -294,6 +310,7 @@ impl Job {
             failed,
             distinct_ips: self.progress.distinct_ips(),
             progress: fraction_done(sent + failed, self.params.num_messages),
+            eta_secs,
             started_at: rfc3339_millis(self.started_at),
             finished_at: finished_at.map(rfc3339_millis),
             elapsed_ms,
@@ -301,6 +318,18 @@ impl Job {
             summary,
         }
     }
+}
+
+/// Seconds until `total` events are done, at the rate `done` of them took `sending_for`,
+/// rounded up; `None` while there is no rate to go by (nothing done, or no time passed).
+fn eta_secs(done: u64, total: u64, sending_for: Duration) -> Option<u64> {
+    let seconds = sending_for.as_secs_f64();
+    if done == 0 || seconds <= 0.0 {
+        return None;
+    }
+    let left = total.saturating_sub(done) as f64;
+    // At most a billion events at no less than one per ~10^10 s: far inside u64.
+    Some((left * seconds / done as f64).ceil() as u64)
 }
 
 fn fraction_done(done: u64, total: u64) -> f64 {
@@ -407,6 +436,77 @@ mod tests {
         stop_seen
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("the removed job was asked to stop");
+    }
+
+    #[test]
+    fn eta_is_the_events_left_at_the_rate_so_far() {
+        let secs = Duration::from_secs;
+        // 250 of 1000 in 10 s: 25 a second, 750 left.
+        assert_eq!(eta_secs(250, 1000, secs(10)), Some(30));
+        // Rounded up: 1 left at 3 a second is still a second away.
+        assert_eq!(eta_secs(3, 4, secs(1)), Some(1));
+        assert_eq!(eta_secs(1000, 1000, secs(10)), Some(0));
+        assert_eq!(eta_secs(5, 4, secs(1)), Some(0));
+        assert_eq!(eta_secs(0, 1000, secs(10)), None, "no rate yet");
+        assert_eq!(eta_secs(10, 1000, Duration::ZERO), None);
+        // The slowest rate validation allows, over the most events: large, but no overflow.
+        let slowest = eta_secs(1, 1_000_000_000, secs(100)).expect("a rate");
+        assert_eq!(slowest, 99_999_999_900);
+    }
+
+    #[test]
+    fn a_running_job_reports_an_eta_once_it_has_a_rate_and_none_once_ended() {
+        let jobs = GeneratorJobs::new(KafkaConfig::new("127.0.0.1:1"));
+        let (sending, sending_seen) = std::sync::mpsc::channel();
+        let (finish, finish_seen) = std::sync::mpsc::channel::<()>();
+        let params = GeneratorParams {
+            num_messages: 1000,
+            ..GeneratorParams::default()
+        };
+        let started = jobs
+            .start_with(params, move |_, params, progress| {
+                let _ = sending.send(());
+                let _ = finish_seen.recv_timeout(std::time::Duration::from_secs(10));
+                progress.mark_sending();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                progress
+                    .sent
+                    .store(100, std::sync::atomic::Ordering::Relaxed);
+                let _ = sending.send(());
+                let _ = finish_seen.recv_timeout(std::time::Duration::from_secs(10));
+                Ok(GeneratorSummary {
+                    sent: 100,
+                    distinct_ips: 1,
+                    failed: 0,
+                    seed: 1,
+                    elapsed_ms: 200,
+                    events_per_sec: 500.0,
+                    topic: params.topic.clone(),
+                })
+            })
+            .expect("valid parameters");
+        sending_seen
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the job runs");
+        assert_eq!(
+            jobs.get(started.id).expect("kept").eta_secs,
+            None,
+            "no rate yet"
+        );
+        finish.send(()).expect("the job waits");
+        sending_seen
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("100 events sent");
+        let running = jobs.get(started.id).expect("kept");
+        assert_eq!(running.state, JobState::Running);
+        // 100 events in at least 200 ms: 900 left take at least 1.8 s; at most what they
+        // take at 100 events per (10 s of a slow test machine).
+        let eta = running.eta_secs.expect("an ETA once events are done");
+        assert!((2..=90).contains(&eta), "{running:?}");
+        finish.send(()).expect("the job waits");
+        let ended = wait_until_ended(&jobs, started.id);
+        assert_eq!(ended.state, JobState::Completed);
+        assert_eq!(ended.eta_secs, None, "{ended:?}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! with `round_robin`), keyed by its address. It counts what the broker acknowledged, and how many distinct devices those
 //! acknowledged events came from: the ground truth the tracker's count is checked against.
 //!
-//! - [`params`]: what a run is asked to do, and its limits.
+//! - [`params`]: what a run is asked to do (including the codec its batches are compressed
+//!   with, none by default), and its limits.
 //! - [`jobs`]: runs in the background for the HTTP API, with progress and cancellation.
 
 mod format;
@@ -16,6 +17,7 @@ mod pool;
 mod send;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{BaseProducer, Producer};
@@ -23,7 +25,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use jobs::{GeneratorJobs, JobState, JobStatus};
-pub use params::{random_seed, GeneratorParams};
+pub use params::{random_seed, Compression, GeneratorParams, UnknownCompression};
 
 use crate::kafka::{ensure_topic, TopicSpec};
 use crate::{KafkaConfig, ServiceError};
@@ -51,6 +53,9 @@ pub struct JobProgress {
     /// Distinct devices among the acknowledged events.
     pub(crate) distinct_ips: AtomicU64,
     cancelled: AtomicBool,
+    /// When the first event was about to be queued (after the topic and its metadata were
+    /// ready): what the sending rate is measured from.
+    sending_since: OnceLock<Instant>,
 }
 
 impl JobProgress {
@@ -82,6 +87,16 @@ impl JobProgress {
 
     pub fn distinct_ips(&self) -> u64 {
         self.distinct_ips.load(Ordering::Relaxed)
+    }
+
+    /// Notes that sending starts now; later calls change nothing.
+    pub fn mark_sending(&self) {
+        let _ = self.sending_since.set(Instant::now());
+    }
+
+    /// When sending started (`None` before the run got there).
+    pub fn sending_since(&self) -> Option<Instant> {
+        self.sending_since.get().copied()
     }
 }
 
@@ -119,12 +134,17 @@ pub fn run(
     // Created first so that connecting and obtaining a producer id overlap with creating the
     // topic; the metadata request then waits until the producer knows the new topic's
     // leaders, which would otherwise hold the first batch back for a refresh interval.
-    let producer = create_producer(kafka, Deliveries::new(progress, pool.len()))?;
+    let producer = create_producer(
+        kafka,
+        params.compression,
+        Deliveries::new(progress, pool.len()),
+    )?;
     ensure_topic_blocking(kafka, &params.topic)?;
     producer
         .client()
         .fetch_metadata(Some(&params.topic), METADATA_TIMEOUT)?;
     let started = Instant::now();
+    progress.mark_sending();
     send_events(&producer, params, &pool, &mut rng.fork(), progress)?;
     flush(&producer)?;
     let elapsed = started.elapsed();

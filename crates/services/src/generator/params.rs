@@ -71,6 +71,12 @@ pub struct GeneratorParams {
     /// sends, so the distinct count is exactly `num_devices`.
     #[schema(default = false)]
     pub round_robin: bool,
+    /// Compression codec of the record batches: `none` (default, Kafka's producer default),
+    /// `gzip`, `snappy`, `lz4` or `zstd`. Every Kafka client reads `none` and `gzip`; the
+    /// others need the codec in the consumer (kafka-python, for one, needs an optional
+    /// package for each).
+    #[schema(default = "none")]
+    pub compression: Compression,
 }
 
 impl Default for GeneratorParams {
@@ -84,7 +90,115 @@ impl Default for GeneratorParams {
             ipv6_percent: 0,
             topic: DEVICE_EVENTS.to_string(),
             round_robin: false,
+            compression: Compression::None,
         }
+    }
+}
+
+/// The codec a generator run compresses its record batches with (librdkafka's
+/// `compression.type`, and the codec bits of each batch's attributes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Uncompressed (codec 0): what Kafka's producers send unless told otherwise, and what
+    /// every client can read.
+    #[default]
+    None,
+    /// gzip (codec 1).
+    Gzip,
+    /// snappy (codec 2).
+    Snappy,
+    /// lz4 (codec 3).
+    Lz4,
+    /// zstd (codec 4).
+    Zstd,
+}
+
+impl Compression {
+    /// Every codec, in the order of their codec numbers.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    /// The name, as `compression.type` (librdkafka's and Kafka's) and the API spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The codec number in a record batch's attributes (their lowest three bits).
+    pub fn codec(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A compression name that is none of [`Compression::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownCompression(pub String);
+
+impl std::fmt::Display for UnknownCompression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown compression {:?}: expected none, gzip, snappy, lz4 or zstd",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownCompression {}
+
+impl std::str::FromStr for Compression {
+    type Err = UnknownCompression;
+
+    /// Exactly the names Kafka's producers take (lower case); anything else is refused rather
+    /// than guessed.
+    fn from_str(name: &str) -> Result<Self, UnknownCompression> {
+        Compression::ALL
+            .into_iter()
+            .find(|codec| codec.name() == name)
+            .ok_or_else(|| UnknownCompression(name.to_string()))
+    }
+}
+
+/// By name, with [`UnknownCompression`]'s message for any other string (in a JSON body and
+/// in `/start`'s query alike).
+impl<'de> Deserialize<'de> for Compression {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Compression;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a compression name: none, gzip, snappy, lz4 or zstd")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Compression, E> {
+                name.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Name)
     }
 }
 
@@ -111,6 +225,8 @@ struct ParamsBody {
     topic: Option<String>,
     #[serde(default, deserialize_with = "present")]
     round_robin: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    compression: Option<Compression>,
 }
 
 /// A field that may be left out (`None`, through `#[serde(default)]`) but not null.
@@ -150,6 +266,7 @@ impl From<ParamsBody> for GeneratorParams {
             ipv6_percent: body.ipv6_percent.unwrap_or(defaults.ipv6_percent),
             topic: body.topic.unwrap_or(defaults.topic),
             round_robin: body.round_robin.unwrap_or(defaults.round_robin),
+            compression: body.compression.unwrap_or(defaults.compression),
         }
     }
 }
@@ -263,7 +380,67 @@ mod tests {
         );
         assert_eq!(params.topic, "device-events");
         assert_eq!(params.ipv6_percent, 0);
+        assert_eq!(params.compression, Compression::None);
         params.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn compression_defaults_to_none_and_takes_every_codec_by_name() {
+        let empty: GeneratorParams = serde_json::from_str("{}").expect("empty body");
+        assert_eq!(empty.compression, Compression::None);
+        for (name, codec, number) in [
+            ("none", Compression::None, 0),
+            ("gzip", Compression::Gzip, 1),
+            ("snappy", Compression::Snappy, 2),
+            ("lz4", Compression::Lz4, 3),
+            ("zstd", Compression::Zstd, 4),
+        ] {
+            let body = format!(r#"{{"compression": "{name}"}}"#);
+            let params: GeneratorParams = serde_json::from_str(&body).expect(name);
+            assert_eq!(params.compression, codec, "{name}");
+            params.validate().expect("every codec is valid");
+            assert_eq!(codec.codec(), number, "{name}");
+            assert_eq!(name.parse::<Compression>(), Ok(codec));
+            assert_eq!(codec.to_string(), name);
+            // Reported as it was asked for.
+            let echoed = serde_json::to_value(&params).expect("serialize");
+            assert_eq!(echoed["compression"], name, "{echoed}");
+        }
+        assert_eq!(
+            Compression::ALL.map(Compression::codec),
+            [0, 1, 2, 3, 4],
+            "ALL is in codec order"
+        );
+    }
+
+    #[test]
+    fn an_unknown_compression_is_refused_by_name() {
+        for name in [
+            "lz5",
+            "LZ4",
+            "Gzip",
+            "",
+            "uncompressed",
+            "producer",
+            " none",
+        ] {
+            let expected =
+                format!("unknown compression {name:?}: expected none, gzip, snappy, lz4 or zstd");
+            assert_eq!(
+                name.parse::<Compression>().map_err(|e| e.to_string()),
+                Err(expected.clone())
+            );
+            let body = serde_json::json!({ "compression": name }).to_string();
+            let refused =
+                serde_json::from_str::<GeneratorParams>(&body).expect_err("unknown codec");
+            assert!(refused.to_string().contains(&expected), "{refused}");
+        }
+        let number = serde_json::from_str::<GeneratorParams>(r#"{"compression": 1}"#)
+            .expect_err("a number is no codec name");
+        assert!(
+            number.to_string().contains("expected a compression name"),
+            "{number}"
+        );
     }
 
     #[test]
@@ -412,6 +589,7 @@ mod tests {
             "ipv6_percent",
             "topic",
             "round_robin",
+            "compression",
         ] {
             let body = format!(r#"{{"{field}": null}}"#);
             let null = serde_json::from_str::<GeneratorParams>(&body).expect_err("not nullable");

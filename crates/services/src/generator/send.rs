@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
-use super::JobProgress;
+use super::{Compression, JobProgress};
 use crate::{KafkaConfig, ServiceError};
 
 /// How long librdkafka keeps retrying a record before reporting it failed.
@@ -19,9 +19,11 @@ const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The generator's producer: durable (acks=all, idempotent: retries neither duplicate nor
-/// reorder, so `sent` is exact) and built for throughput.
+/// reorder, so `sent` is exact), built for throughput, and compressing its batches with
+/// `compression`.
 pub(crate) fn create_producer<'a>(
     kafka: &KafkaConfig,
+    compression: Compression,
     deliveries: Deliveries<'a>,
 ) -> Result<BaseProducer<Deliveries<'a>>, ServiceError> {
     let mut config = kafka.durable_producer_config("generator");
@@ -35,8 +37,10 @@ pub(crate) fn create_producer<'a>(
         .set("linger.ms", "5")
         .set("batch.size", "1000000")
         .set("batch.num.messages", "100000")
-        // Events are repetitive JSON; lz4 shrinks them about 3x for little CPU.
-        .set("compression.type", "lz4")
+        // The run's choice, `none` unless asked: events are repetitive JSON that lz4 would
+        // shrink about 3x, but a consumer without that codec cannot read them at all
+        // (kafka-python needs an optional package for lz4, snappy and zstd).
+        .set("compression.type", compression.name())
         // Room for ~0.5 s at full speed, so sending never waits on a single slow fsync.
         .set("queue.buffering.max.messages", "500000")
         .set("queue.buffering.max.kbytes", "1048576");

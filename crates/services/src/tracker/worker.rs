@@ -57,14 +57,26 @@ pub(super) struct Worker {
 
 impl Worker {
     pub(super) fn new(kafka: &KafkaConfig, shared: Arc<Shared>) -> Result<Self, ServiceError> {
+        // Checkpoints and heartbeats: the tracker's own state, read back only by tracker
+        // nodes (librdkafka, which always has lz4) and the topic API (which reads every
+        // codec). lz4 keeps the compacted topic, which keeps every delta, small.
         let producer: ThreadedProducer<DeliveryCounter> = kafka
             .durable_producer_config("tracker")
             .set("compression.type", "lz4")
             .set("linger.ms", "2")
             .create_with_context(DeliveryCounter::new("tracker"))?;
+        // Dead letters are for people and their tools, any Kafka client: uncompressed, as
+        // Kafka's producers send by default, since kafkajs and kafka-python cannot read lz4
+        // without an extra package.
+        let dead_letters: ThreadedProducer<DeliveryCounter> = kafka
+            .durable_producer_config("tracker")
+            .set("compression.type", "none")
+            .set("linger.ms", "2")
+            .create_with_context(DeliveryCounter::new("tracker dead-letter"))?;
         let context = TrackerContext {
             shared: shared.clone(),
             producer,
+            dead_letters,
             writer: uuid::Uuid::new_v4().simple().to_string(),
             owner: Mutex::new(Owner::default()),
         };
@@ -228,7 +240,10 @@ struct Owner {
 
 pub(super) struct TrackerContext {
     shared: Arc<Shared>,
+    /// Checkpoints and heartbeats (lz4).
     producer: ThreadedProducer<DeliveryCounter>,
+    /// Dead-letter records (uncompressed, for any client to read).
+    dead_letters: ThreadedProducer<DeliveryCounter>,
     /// Unique to this run: part of every delta key.
     writer: String,
     owner: Mutex<Owner>,
@@ -339,7 +354,7 @@ impl TrackerContext {
         if let Some(value) = &rejected.value {
             record = record.payload(value.as_slice());
         }
-        self.send(record);
+        self.send_dead_letter(record);
     }
 
     /// Steps past a batch the consumer cannot read: seeks after it, then counts it as one
@@ -404,11 +419,17 @@ impl TrackerContext {
                 key: ORIGIN_LAST_OFFSET_HEADER,
                 value: Some(last_offset.as_str()),
             });
-        self.send(BaseRecord::<[u8], [u8]>::to(&config.dlq_topic).headers(headers));
+        self.send_dead_letter(BaseRecord::<[u8], [u8]>::to(&config.dlq_topic).headers(headers));
     }
 
+    /// A record of the checkpoint topic.
     fn send(&self, record: BaseRecord<'_, [u8], [u8]>) {
         crate::kafka::enqueue(&self.producer, record);
+    }
+
+    /// A record of the dead-letter topic.
+    fn send_dead_letter(&self, record: BaseRecord<'_, [u8], [u8]>) {
+        crate::kafka::enqueue(&self.dead_letters, record);
     }
 
     /// Writes a delta checkpoint for every owned partition that changed, after the
@@ -493,13 +514,16 @@ impl TrackerContext {
         }
     }
 
-    /// Waits until every record sent so far is acknowledged; false if any failed.
+    /// Waits until every record sent so far, dead letters and checkpoints, is acknowledged;
+    /// false if any failed.
     fn flush(&self) -> bool {
-        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
-            tracing::error!(error = %e, "tracker records not acknowledged in time");
-            return false;
+        for producer in [&self.dead_letters, &self.producer] {
+            if let Err(e) = producer.flush(FLUSH_TIMEOUT) {
+                tracing::error!(error = %e, "tracker records not acknowledged in time");
+                return false;
+            }
         }
-        let failures = self.producer.context().failures();
+        let failures = self.dead_letters.context().failures() + self.producer.context().failures();
         let mut owner = self.owner();
         let ok = failures == owner.failures_seen;
         owner.failures_seen = failures;

@@ -8,6 +8,7 @@ use freshet_services::event::{DEVICE_EVENTS_DLQ, REASON_HEADER};
 use freshet_services::tracker::view::Granularity;
 use freshet_services::tracker::{Tracker, TrackerConfig, TrackerHandle};
 use freshet_services::KafkaConfig;
+use freshet_testkit::raw::{assert_compressed_with, RawClient};
 use freshet_testkit::TestBroker;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
@@ -149,6 +150,17 @@ async fn counts_exactly_and_dead_letters_invalid_events_with_reasons() {
     let payloads: HashSet<Vec<u8>> = dead.iter().map(|(_, payload)| payload.clone()).collect();
     let originals: HashSet<Vec<u8>> = invalid.iter().map(|v| v.to_vec()).collect();
     assert_eq!(payloads, originals, "dead letters carry the original bytes");
+    // Dead letters are uncompressed (codec 0), for any client to read; the tracker's own
+    // checkpoint topic is lz4 (codec 3; a batch of a heartbeat alone does not shrink, and
+    // librdkafka sends such a batch uncompressed).
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let dead_batches = client.batches(DEVICE_EVENTS_DLQ, 0).await.expect("fetch");
+    assert_compressed_with(&dead_batches, 0);
+    let checkpoint_batches = client
+        .batches(&config("n1").checkpoint_topic(), 0)
+        .await
+        .expect("fetch");
+    assert_compressed_with(&checkpoint_batches, 3);
     for expected in [
         "more than the 4096",
         "invalid JSON",
