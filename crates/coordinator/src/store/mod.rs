@@ -17,6 +17,10 @@
 //! because acknowledgement waits for the fsync of everything before it. When the file grows to
 //! [`CompactionPolicy::max_garbage_ratio`] times its live size, the sync thread rewrites it with
 //! one record per live key: temporary file, fsync, rename over the old one, fsync the directory.
+//! The temporary file is written and fsynced without the store lock, so commits keep being
+//! appended (to the old file) meanwhile and never wait for that fsync; under the lock the frames
+//! appended since are copied over before the rename, and the directory fsync comes before the
+//! next round can call anything in the new file durable.
 //! Commits and pending transactional offsets are rewritten in the order they were applied:
 //! whether a transaction's offset replaces a plain commit of the same partition depends on
 //! which came first, and replaying the compacted file must decide it the same way.
@@ -26,6 +30,7 @@ mod record;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -425,7 +430,7 @@ impl OffsetStore {
         let path = dir.join(FILE_NAME);
         remove_if_exists(&dir.join(COMPACTION_TMP_NAME))?;
         let (live, file_len) = replay(dir, &path)?;
-        let file = OpenOptions::new().append(true).open(&path)?;
+        let file = OpenOptions::new().read(true).append(true).open(&path)?;
         let inner = StoreInner {
             file: Arc::new(file),
             file_len,
@@ -446,7 +451,10 @@ impl OffsetStore {
             fsyncs: AtomicU64::new(0),
             runtime,
         });
-        store.maybe_compact(&mut lock(&store.inner));
+        let due = store.compaction_due(&mut lock(&store.inner));
+        if let Some(snapshot) = due {
+            store.compact_and_log(snapshot);
+        }
         Ok(store)
     }
 
@@ -615,6 +623,15 @@ impl OffsetStore {
         lock(&self.inner).file_len
     }
 
+    /// Waits until no sync round (nor the compaction one may run) is in progress, so a test
+    /// sees the file as the last round left it.
+    #[cfg(test)]
+    pub(crate) async fn wait_idle(&self) {
+        while lock(&self.inner).sync_running {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// A failed `write` may have left part of a frame behind; cut it off so the next append
     /// does not land after garbage (which replay would treat as a torn tail, losing it).
     fn undo_partial_write(&self, inner: &mut StoreInner) {
@@ -651,18 +668,23 @@ impl OffsetStore {
                 return;
             }
             inner.make_durable(target);
-            self.maybe_compact(&mut inner);
+            let compaction = self.compaction_due(&mut inner);
             let durable_seq = inner.durable_seq;
             drop(inner);
             self.progress.send_modify(|p| p.durable_seq = durable_seq);
+            if let Some(snapshot) = compaction {
+                // Still the only sync thread: the next round, which may declare appends to
+                // the new file durable, starts only after its rename is durable.
+                self.compact_and_log(snapshot);
+            }
         }
     }
 
-    /// Rewrites the file if it is mostly dead records. Failure is logged and harmless: the old
-    /// file is still complete.
-    fn maybe_compact(&self, inner: &mut StoreInner) {
+    /// When the file is mostly dead records: what a compaction rewrites (the live records and
+    /// the pending ones), taken under the lock. The writing itself happens without it.
+    fn compaction_due(&self, inner: &mut StoreInner) -> Option<CompactionSnapshot> {
         if inner.file_len < inner.next_compaction_check {
-            return;
+            return None;
         }
         let pending_len: u64 = inner
             .pending
@@ -672,45 +694,96 @@ impl OffsetStore {
             .sum();
         let live_len = FILE_MAGIC.len() as u64 + inner.live.encoded_len() + pending_len;
         let threshold = live_len.saturating_mul(self.policy.max_garbage_ratio);
-        if inner.file_len >= self.policy.min_file_bytes && inner.file_len > threshold {
-            match self.rewrite(inner) {
-                Ok(()) => tracing::info!(path = %self.path.display(), bytes = inner.file_len,
-                    "compacted the offsets file"),
-                Err(error) => tracing::warn!(%error, path = %self.path.display(),
-                    "compacting the offsets file failed; keeping the old one"),
+        inner.next_compaction_check = threshold.max(self.policy.min_file_bytes);
+        if inner.file_len < self.policy.min_file_bytes || inner.file_len <= threshold {
+            return None;
+        }
+        let mut bytes = FILE_MAGIC.to_vec();
+        let records = inner
+            .live
+            .records()
+            .chain(inner.pending.iter().flat_map(|p| p.records.iter().cloned()));
+        for record in records {
+            if let Err(error) = record.encode_frame(&mut bytes) {
+                tracing::warn!(%error, "cannot compact the offsets file; keeping it");
+                return None;
             }
         }
-        inner.next_compaction_check = threshold.max(self.policy.min_file_bytes);
+        Some(CompactionSnapshot {
+            bytes,
+            covered_len: inner.file_len,
+        })
     }
 
-    /// Writes the live records plus the pending (not yet fsynced) ones to a new file and swaps
-    /// it in. The pending ones stay pending: the next round fsyncs the new file and applies them.
-    fn rewrite(&self, inner: &mut StoreInner) -> Result<(), StoreError> {
-        let mut bytes = FILE_MAGIC.to_vec();
-        for record in inner.live.records() {
-            record.encode_frame(&mut bytes)?;
-        }
-        for record in inner.pending.iter().flat_map(|p| &p.records) {
-            record.encode_frame(&mut bytes)?;
-        }
-        let tmp = self.dir.join(COMPACTION_TMP_NAME);
-        let written = write_new_file(&tmp, &bytes).and_then(|file| {
-            fs::rename(&tmp, &self.path)?;
-            sync_dir(&self.dir)?;
-            Ok(file)
-        });
-        match written {
-            Ok(file) => {
-                inner.file = Arc::new(file);
-                inner.file_len = bytes.len() as u64;
-                Ok(())
+    /// [`compact`](Self::compact), logged. Failure is harmless: the old file is complete.
+    fn compact_and_log(&self, snapshot: CompactionSnapshot) {
+        match self.compact(snapshot) {
+            Ok(bytes) => {
+                tracing::info!(path = %self.path.display(), bytes, "compacted the offsets file");
             }
-            Err(error) => {
-                let _ = fs::remove_file(&tmp);
-                Err(error.into())
-            }
+            Err(error) => tracing::warn!(%error, path = %self.path.display(),
+                "compacting the offsets file failed; keeping the old one"),
         }
     }
+
+    /// Writes and fsyncs the new file with no lock held, so commits keep being appended to
+    /// the old one meanwhile (a commit must never wait for this fsync on an async worker).
+    /// Then, under the lock, the frames appended since the snapshot are copied over (they
+    /// are pending: the next round fsyncs the new file) and the new file is renamed into
+    /// place; the directory is fsynced before the next round can declare anything durable.
+    /// Returns the new file's length.
+    fn compact(&self, snapshot: CompactionSnapshot) -> Result<u64, StoreError> {
+        let tmp = self.dir.join(COMPACTION_TMP_NAME);
+        let swapped = write_new_file(&tmp, &snapshot.bytes)
+            .map_err(StoreError::from)
+            .and_then(|file| self.swap_in(file, &tmp, &snapshot));
+        let new_len = match swapped {
+            Ok(new_len) => new_len,
+            Err(error) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(error);
+            }
+        };
+        if let Err(error) = sync_dir(&self.dir) {
+            // The rename may not survive a crash, so nothing appended to the new file may be
+            // called durable: refuse further commits, as after a failed fsync.
+            tracing::error!(%error, path = %self.path.display(),
+                "fsync of the offsets directory failed; refusing further commits");
+            lock(&self.inner).failed = true;
+            self.progress.send_modify(|p| p.failed = true);
+            return Err(error.into());
+        }
+        Ok(new_len)
+    }
+
+    /// The locked part of [`compact`](Self::compact).
+    fn swap_in(
+        &self,
+        mut file: File,
+        tmp: &Path,
+        snapshot: &CompactionSnapshot,
+    ) -> Result<u64, StoreError> {
+        let mut inner = lock(&self.inner);
+        if inner.failed {
+            return Err(StoreError::Failed);
+        }
+        let tail_len = inner.file_len - snapshot.covered_len;
+        let mut tail = vec![0; usize::try_from(tail_len).unwrap_or(usize::MAX)];
+        inner.file.read_exact_at(&mut tail, snapshot.covered_len)?;
+        file.write_all(&tail)?;
+        fs::rename(tmp, &self.path)?;
+        inner.file = Arc::new(file);
+        inner.file_len = snapshot.bytes.len() as u64 + tail_len;
+        Ok(inner.file_len)
+    }
+}
+
+/// What a compaction writes, taken under the lock: every live and pending record, covering
+/// the file up to `covered_len`.
+#[derive(Debug)]
+struct CompactionSnapshot {
+    bytes: Vec<u8>,
+    covered_len: u64,
 }
 
 impl StoreInner {
@@ -779,13 +852,8 @@ fn replay(dir: &Path, path: &Path) -> Result<(LiveState, u64), StoreError> {
 /// Creates `path` (replacing it) with `bytes`, fsynced, and returns it open for appending.
 fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<File> {
     remove_if_exists(path)?;
-    let mut file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(file)
+    write_file_synced(path, bytes)?;
+    OpenOptions::new().read(true).append(true).open(path)
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -795,7 +863,7 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-use freshet_os::files::sync_dir;
+use freshet_os::files::{sync_dir, write_file_synced};
 
 #[cfg(test)]
 mod tests;

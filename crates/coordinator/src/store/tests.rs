@@ -1,4 +1,5 @@
 use std::sync::mpsc;
+use std::time::Duration;
 
 use super::*;
 
@@ -202,6 +203,7 @@ async fn compaction_keeps_only_the_latest_record_per_key() {
         append_durably(&store, records).await;
     }
     append_durably(&store, vec![generation("g", 2)]).await;
+    store.wait_idle().await;
 
     let live = FILE_MAGIC.len() as u64
         + generation("g", 2).frame_len()
@@ -380,6 +382,7 @@ async fn compaction_keeps_members_and_drops_deleted_groups() {
     for offset in 0..500 {
         append_durably(&store, vec![commit("g", "t", 0, offset)]).await;
     }
+    store.wait_idle().await;
     let live = FILE_MAGIC.len() as u64
         + Record::ClassicGroup(membership("g", 1)).frame_len()
         + commit("g", "t", 0, 499).frame_len();
@@ -768,4 +771,65 @@ async fn transactional_records_have_the_documented_layout() {
     assert_eq!(committed.metadata, "m");
     assert_eq!(pending_of(&store, "g"), vec![("t".into(), 1)]);
     assert!(store.has_pending(42, "g"));
+}
+
+/// A compaction writes and fsyncs its new file without the store's lock: commits arriving
+/// meanwhile are appended at once (on an async worker, waiting for that fsync would stall
+/// every connection sharing it), then copied into the new file and made durable there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_do_not_wait_for_a_compaction_writing_its_new_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = CompactionPolicy {
+        min_file_bytes: 4096,
+        max_garbage_ratio: 4,
+    };
+    let store = OffsetStore::open(dir.path(), policy, Handle::current()).expect("open");
+    let stall = freshet_os::stall::stall_under(&dir.path().join(COMPACTION_TMP_NAME));
+    let mut offset = 0;
+    let mut last_seq = 0;
+    while !stall.has_held() {
+        assert!(offset < 100_000, "the file never needed compacting");
+        last_seq = store
+            .append(vec![commit("g", "t", 0, offset)])
+            .expect("append");
+        offset += 1;
+        let durable =
+            tokio::time::timeout(Duration::from_millis(200), store.wait_durable(last_seq));
+        let _ = durable.await;
+    }
+
+    // The compaction is held at its new file's fsync: an append must not wait for it.
+    let (sent, appended) = mpsc::channel();
+    let appender = Arc::clone(&store);
+    std::thread::spawn(move || {
+        let seq = appender.append(vec![commit("g", "t", 1, 42)]);
+        let _ = sent.send(seq);
+    });
+    let seq = appended
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the append did not wait for the compaction")
+        .expect("append");
+
+    drop(stall);
+    store
+        .wait_durable(seq)
+        .await
+        .expect("durable after the compaction");
+    store.wait_durable(last_seq).await.expect("durable");
+    store.wait_idle().await;
+    let len = store.file_len();
+    assert_eq!(
+        len,
+        fs::metadata(dir.path().join(FILE_NAME))
+            .expect("file")
+            .len()
+    );
+    assert!(
+        len < policy.min_file_bytes,
+        "compacted: {len} bytes after {offset} commits"
+    );
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(offset_of(&store, "g", "t", 0), Some(offset - 1));
+    assert_eq!(offset_of(&store, "g", "t", 1), Some(42));
 }
