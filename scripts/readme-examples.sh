@@ -9,8 +9,8 @@
 # script starts `freshet up` on the default ports (127.0.0.1:9092 and :8000, which must be
 # free), as the README's first command does. How a line is judged:
 #
-# - `curl` fails on a connection error and on any 4xx or 5xx answer, unless the line's comment
-#   names the 4xx it expects (`# 401 each`, `# 423 ...`); `curl -N` on a stream runs 3 s.
+# - `curl` fails on a connection error, a 5xx, and a 4xx, except that a line whose comment
+#   names a 4xx (`# 401 each`, `# 423 ...`) must get exactly that; `curl -N` on a stream runs 3 s.
 # - A server line (`freshet up|broker|tracker|guard`, not ending in `&`) must still be running
 #   after 6 s; `freshet up` is run after stopping the script's own one, which then restarts.
 #   A server line ending in `&` replaces the running `freshet up` (the guard walkthrough).
@@ -73,7 +73,10 @@ curl() {
     if [[ "$status" == 000 || "$status" -ge 500 ]]; then
         log "HTTP $status"; return 1
     fi
-    if [[ "$status" -ge 400 && "${README_ALLOW_4XX:-}" != *"$status"* ]]; then
+    if [[ -n "${README_EXPECT_4XX:-}" && "$README_EXPECT_4XX" != *"$status"* ]]; then
+        log "HTTP $status where the line expects ${README_EXPECT_4XX}"; return 1
+    fi
+    if [[ "$status" -ge 400 && -z "${README_EXPECT_4XX:-}" ]]; then
         log "HTTP $status"; return 1
     fi
 }
@@ -120,7 +123,7 @@ judge() {
         status=$?
         [[ $status == 124 ]] && status=0
     else
-        README_ALLOW_4XX="$allowed" eval "$line"
+        README_EXPECT_4XX="$allowed" eval "$line"
         status=$?
     fi
     if [[ $status != 0 ]]; then

@@ -11,222 +11,35 @@
 
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
+import {
+  ADMIN_TOKEN, ARTIFACTS, DESKTOP, FRESHET_BIN, PHONE, STEP_MS,
+  apiCall, assertClean, baseUrl, context, eventually, launchBrowser, number, open, page,
+  removeScratch, resetProblems, screenshot, startFreshet, stopFreshet, waitForNumber,
+} from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const ARTIFACTS = path.resolve(ROOT, process.env.CONSOLE_ARTIFACTS || 'target/console-screenshots');
-const FRESHET_BIN = process.env.FRESHET_BIN || path.join(ROOT, 'target/release/freshet');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ADMIN_TOKEN = 'console-test-admin-token';
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-/** Long enough for a cold start of the broker and the services on a busy 2-core machine. */
-const STARTUP_MS = 90_000;
-const STEP_MS = 120_000;
-
-/** Chromium flags for a machine without internet: no background connections at all. */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+// The server, the browser and the helpers live in ./lib.mjs, shared with the other files.
 
 /** The generator job the tests start: long enough for the throughput chart to draw. */
 const JOB = { devices: 1500, events: 20000, rate: 2500, seed: 42 };
 
-let freshet;
-let context;
-let page;
-let baseUrl;
-const problems = [];
-const foreignRequests = [];
-const scratchDirs = [];
-
-/**
- * Starts `freshet up` and resolves with its HTTP base URL, read from its log. `prepare`
- * gets the data directory before the server starts (to add users). `logName` is the file
- * its log goes to in the artifacts.
- */
-async function startFreshet({ prepare, logName = 'freshet.log' } = {}) {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'freshet-console-data-'));
-  scratchDirs.push(dataDir);
-  if (prepare) await prepare(dataDir);
-  const child = spawn(FRESHET_BIN, [
-    'up',
-    '--data-dir', dataDir,
-    '--kafka-listen', '127.0.0.1:0',
-    '--http-listen', '127.0.0.1:0',
-    '--admin-token', ADMIN_TOKEN,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const log = [];
-  child.stdout.on('data', (chunk) => log.push(chunk.toString()));
-  child.stderr.on('data', (chunk) => log.push(chunk.toString()));
-  // However the test run ends, the server does not outlive it.
-  process.on('exit', () => child.kill('SIGKILL'));
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`freshet printed no HTTP address within ${STARTUP_MS} ms:\n${log.join('')}`)), STARTUP_MS);
-    const look = () => {
-      const match = log.join('').match(/HTTP API on (http:\/\/[^\s]+)/);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    };
-    child.stderr.on('data', look);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`freshet exited (${code ?? signal}) before serving:\n${log.join('')}`));
-    });
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(new Error(`could not start ${FRESHET_BIN}: ${error.message}`));
-    });
-  });
-  return { child, log, logName, url: new URL(url).origin };
-}
-
-async function stopFreshet() {
-  if (!freshet) return;
-  const { child, log, logName } = freshet;
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timeout = new Promise((resolve) => setTimeout(() => resolve('timeout'), 20_000));
-    if ((await Promise.race([exited, timeout])) === 'timeout') {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  }
-  await writeFile(path.join(ARTIFACTS, logName), log.join(''));
-}
-
-/** A request to the API from the test itself (not through the browser). */
-async function apiCall(pathname, { method = 'GET', body, token } = {}) {
-  const headers = {};
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(`${baseUrl}${pathname}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, headers: response.headers, json: text ? JSON.parse(text) : null };
-}
-
-/** A fresh browser profile watched for problems, with its first page. */
-async function launchBrowser() {
-  const profile = await mkdtemp(path.join(tmpdir(), 'freshet-console-chromium-'));
-  scratchDirs.push(profile);
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: DESKTOP,
-    colorScheme: 'light',
-    reducedMotion: 'reduce',
-  });
-  watch(context);
-  context.on('page', watchPage);
-  page = context.pages()[0] ?? await context.newPage();
-  watchPage(page);
-  page.setDefaultTimeout(30_000);
-}
-
-/** Polls `probe` until `done` accepts its result; fails with the last result. */
-async function eventually(probe, done, { timeout = STEP_MS, what = 'condition' } = {}) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    last = await probe();
-    if (done(last)) return last;
-    if (Date.now() > deadline) assert.fail(`${what} not reached within ${timeout} ms; last: ${JSON.stringify(last)}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
-
-async function screenshot(name) {
-  // Away from the navigation, so no link shows its hover state.
-  await page.mouse.move(page.viewportSize().width - 1, page.viewportSize().height - 1);
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
-}
-
-/** Opens a console page by its hash and waits until its title is shown. */
-async function open(hash, title) {
-  await page.goto(`${baseUrl}/${hash}`);
-  await page.locator('.page-head h1', { hasText: title }).waitFor();
-}
-
-function number(text) {
-  return Number(String(text).replace(/[^\d]/g, ''));
-}
-
-/** Waits until the element's text, read as a whole number, equals `expected`. */
-async function waitForNumber(selector, expected, timeout = STEP_MS) {
-  await page.waitForFunction(([sel, want]) => {
-    const element = document.querySelector(sel);
-    return element !== null && Number(element.textContent.replace(/[^\d]/g, '')) === want;
-  }, [selector, expected], { timeout, polling: 250 });
-}
-
-/** Fails the step if the browser saw an error, a failed request or a request elsewhere. */
-function assertClean() {
-  const seen = problems.splice(0);
-  const foreign = foreignRequests.splice(0);
-  assert.deepEqual(seen, [], 'the page logged errors or requests failed');
-  assert.deepEqual(foreign, [], 'the page sent requests to another host');
-}
-
-function watch(browserContext) {
-  browserContext.on('request', (request) => {
-    const url = new URL(request.url());
-    if (url.protocol !== 'data:' && url.host !== new URL(baseUrl).host) foreignRequests.push(request.url());
-  });
-  browserContext.on('requestfailed', (request) => {
-    problems.push(`request failed: ${request.method()} ${request.url()}: ${request.failure()?.errorText}`);
-  });
-  browserContext.on('response', (response) => {
-    if (response.status() >= 400) problems.push(`HTTP ${response.status()} for ${response.request().method()} ${response.url()}`);
-  });
-  browserContext.on('weberror', (error) => problems.push(`uncaught: ${error.error().message}`));
-}
-
-function watchPage(newPage) {
-  newPage.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
-  });
-}
-
 describe('web console', { timeout: 15 * 60_000 }, () => {
   before(async () => {
     await mkdir(ARTIFACTS, { recursive: true });
-    freshet = await startFreshet();
-    baseUrl = freshet.url;
+    await startFreshet();
     assert.match(baseUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
     await launchBrowser();
   });
 
   // A failed step leaves its own problems behind, not the next step's.
-  beforeEach(() => {
-    problems.splice(0);
-    foreignRequests.splice(0);
-  });
+  beforeEach(resetProblems);
 
   after(async () => {
     await context?.close();
     await stopFreshet();
-    await Promise.all(scratchDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+    await removeScratch();
   });
 
   it('serves the console with its navigation, and every page loads cleanly', async () => {
@@ -456,25 +269,21 @@ describe('web console with sign-in', { timeout: 10 * 60_000 }, () => {
 
   before(async () => {
     await mkdir(ARTIFACTS, { recursive: true });
-    freshet = await startFreshet({
+    await startFreshet({
       logName: 'freshet-sign-in.log',
       prepare: (dataDir) => promisify(execFile)(FRESHET_BIN, ['users', 'add', USER, '--data-dir', dataDir], {
         env: { ...process.env, FRESHET_USER_PASSWORD: PASSWORD },
       }),
     });
-    baseUrl = freshet.url;
     await launchBrowser();
   });
 
-  beforeEach(() => {
-    problems.splice(0);
-    foreignRequests.splice(0);
-  });
+  beforeEach(resetProblems);
 
   after(async () => {
     await context?.close();
     await stopFreshet();
-    await Promise.all(scratchDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+    await removeScratch();
   });
 
   it('asks for credentials without the console, and Basic works', async () => {
@@ -512,7 +321,7 @@ describe('web console with sign-in', { timeout: 10 * 60_000 }, () => {
     await screenshot('signed-in-topics');
 
     // From here on, every request the console sends must succeed.
-    problems.splice(0);
+    resetProblems();
     await page.waitForResponse((response) => new URL(response.url()).pathname === '/api/v1/topics');
     assertClean();
   });

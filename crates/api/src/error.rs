@@ -3,12 +3,19 @@
 //! Every way a request can fail ends here, including axum's own rejections (bad query string,
 //! bad JSON, body too large) and the fallbacks for unknown routes and methods, so a client
 //! never has to parse axum's plain-text defaults.
+//!
+//! The services' errors become answers in one place, [`ApiError::from_service`]: the status
+//! comes from the error's [`ErrorKind`] alone ([`status_for`]), the message is the error with
+//! its causes.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use freshet_services::ServiceError;
+use freshet_services::error::full_message;
+use freshet_services::{
+    Classify, ClientError, ClusterError, ErrorKind, GeneratorError, GuardError, TrackerError,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -24,6 +31,11 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong, precise enough to fix the request.
     pub error: String,
+    /// The text of each cause of a service's error, nearest first: logged with a 5xx answer,
+    /// never sent.
+    #[serde(skip)]
+    #[schema(ignore)]
+    causes: Vec<String>,
 }
 
 impl ApiError {
@@ -31,6 +43,16 @@ impl ApiError {
         ApiError {
             status,
             error: error.into(),
+            causes: Vec::new(),
+        }
+    }
+
+    /// A service's error as an answer: the status its kind calls for, and the error with its
+    /// causes as the message. The causes are kept apart too, for the log of a 5xx answer.
+    pub fn from_service<E: Classify + 'static>(error: &E) -> Self {
+        ApiError {
+            causes: freshet_services::error::causes(error),
+            ..ApiError::new(status_for(error.kind()), full_message(error))
         }
     }
 
@@ -60,36 +82,61 @@ impl ApiError {
     pub fn internal(error: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, error)
     }
+
+    /// A 5xx answer goes to the log, with every cause of the service's error.
+    fn log(&self) {
+        let status = self.status;
+        if self.causes.is_empty() {
+            tracing::warn!(%status, error = %self.error, "request failed");
+        } else {
+            let causes = &self.causes;
+            tracing::warn!(%status, error = %self.error, ?causes, "request failed");
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::warn!(status = %self.status, error = %self.error, "request failed");
+            self.log();
         }
         (self.status, axum::Json(self)).into_response()
     }
 }
 
-impl From<ServiceError> for ApiError {
-    fn from(error: ServiceError) -> Self {
-        let status = match &error {
-            ServiceError::InvalidParams(_) => StatusCode::BAD_REQUEST,
-            ServiceError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            // Kafka unreachable or a topic it refused: the cluster, not this request, is the
-            // problem, and a retry may succeed.
-            ServiceError::Kafka(_) | ServiceError::Topic { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Checkpoint(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            // The account database is unreachable or failing: a retry may succeed.
-            ServiceError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Conflict(_) => StatusCode::CONFLICT,
-            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-            // No broker answered: a retry may succeed.
-            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        ApiError::new(status, error.to_string())
+/// The HTTP status of a service error of `kind`: the one place the API decides it.
+pub fn status_for(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        // The cluster or the account database, not this request, is the problem, and a
+        // retry may succeed.
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
+
+/// `?` on a service's result in a handler: each error type through
+/// [`ApiError::from_service`].
+macro_rules! from_service_errors {
+    ($($error:ty),+) => {$(
+        impl From<$error> for ApiError {
+            fn from(error: $error) -> Self {
+                ApiError::from_service(&error)
+            }
+        }
+    )+};
+}
+
+from_service_errors!(
+    ClientError,
+    ClusterError,
+    GeneratorError,
+    GuardError,
+    TrackerError
+);
 
 /// axum's rejections keep their status (400, 413, 415, 422...) and their reason text, but
 /// are rendered as JSON. Unprocessable JSON is a 400 here: the API has one status for "your
@@ -208,50 +255,74 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 mod tests {
     use super::*;
 
+    /// An error of whatever kind it is told, with one cause.
+    #[derive(Debug)]
+    struct OfKind(ErrorKind, std::io::Error);
+
+    impl std::fmt::Display for OfKind {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("what failed")
+        }
+    }
+
+    impl std::error::Error for OfKind {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
+    }
+
+    impl Classify for OfKind {
+        fn kind(&self) -> ErrorKind {
+            self.0
+        }
+    }
+
     #[test]
-    fn service_errors_map_to_fitting_statuses() {
+    fn each_kind_has_its_status_and_the_message_its_causes() {
+        let cases = [
+            (ErrorKind::Invalid, StatusCode::BAD_REQUEST),
+            (ErrorKind::NotFound, StatusCode::NOT_FOUND),
+            (ErrorKind::Conflict, StatusCode::CONFLICT),
+            (ErrorKind::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (ErrorKind::Timeout, StatusCode::GATEWAY_TIMEOUT),
+            (ErrorKind::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (kind, status) in cases {
+            let error = ApiError::from_service(&OfKind(kind, std::io::Error::other("why")));
+            assert_eq!(
+                (error.status, error.error.as_str()),
+                (status, "what failed: why"),
+                "{kind:?}"
+            );
+            assert_eq!(error.causes, ["why"]);
+        }
+    }
+
+    #[test]
+    fn service_errors_keep_their_messages() {
         let cases = [
             (
-                ServiceError::InvalidParams("num_devices is 0".into()),
+                ApiError::from(GeneratorError::InvalidParams("num_devices is 0".into())),
                 StatusCode::BAD_REQUEST,
                 "num_devices is 0",
             ),
             (
-                ServiceError::Timeout("metadata".into()),
-                StatusCode::GATEWAY_TIMEOUT,
-                "timed out: metadata",
-            ),
-            (
-                ServiceError::Topic {
-                    topic: "t".into(),
-                    reason: "refused".into(),
-                },
-                StatusCode::SERVICE_UNAVAILABLE,
-                "topic t: refused",
-            ),
-            (
-                ServiceError::Checkpoint("bad version".into()),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "checkpoint: bad version",
-            ),
-            (
-                ServiceError::NotFound("topic \"t\" does not exist".into()),
+                ApiError::from(ClusterError::NotFound("topic \"t\" does not exist".into())),
                 StatusCode::NOT_FOUND,
                 "topic \"t\" does not exist",
             ),
             (
-                ServiceError::Conflict("topic \"t\" already exists".into()),
+                ApiError::from(GuardError::UserExists { user: "bob".into() }),
                 StatusCode::CONFLICT,
-                "topic \"t\" already exists",
+                "user \"bob\" already exists",
             ),
             (
-                ServiceError::Unavailable("no broker answered".into()),
+                ApiError::from(ClusterError::Unavailable("no broker answered".into())),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the cluster is unavailable: no broker answered",
             ),
         ];
-        for (service_error, status, message) in cases {
-            let error = ApiError::from(service_error);
+        for (error, status, message) in cases {
             assert_eq!((error.status, error.error.as_str()), (status, message));
         }
     }

@@ -450,7 +450,7 @@ async fn do_register(
 ) -> Result<(StatusCode, axum::Json<Registered>), ApiError> {
     admit(&guard, peer, &headers)?;
     let (user, pass) = credentials(body)?;
-    // A taken name is a ServiceError::Conflict: 409.
+    // A taken name is a GuardError::UserExists, a conflict: 409.
     guard.handle.register(&user, &pass).await?;
     Ok((StatusCode::CREATED, axum::Json(Registered { user })))
 }

@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use freshet_services::cluster::view::{Encoding, ScanStop};
 use freshet_services::cluster::view::{RecordSearch, TopicRecord, TopicRecordPage};
 use freshet_services::cluster::{Cluster, RecordTail, MAX_SEARCH_LIMIT};
+use freshet_services::error::full_message;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -473,8 +474,9 @@ impl Export {
                     .search_records(&self.topic, &self.search)
                     .await
                     .map_err(|e| {
-                        tracing::warn!(topic = %self.topic, error = %e, "an export ends early");
-                        std::io::Error::other(e.to_string())
+                        let error = full_message(&e);
+                        tracing::warn!(topic = %self.topic, %error, "an export ends early");
+                        std::io::Error::other(error)
                     })?
             }
         };

@@ -19,7 +19,7 @@ use clap::Args;
 use freshet_services::generator::{
     self, Compression, GeneratorParams, GeneratorSummary, JobProgress,
 };
-use freshet_services::{KafkaConfig, ServiceError};
+use freshet_services::{GeneratorError, KafkaConfig};
 use indicatif::ProgressBar;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -529,7 +529,7 @@ fn generator_params(topic: &str, events: u64, devices: u64) -> GeneratorParams {
     }
 }
 
-type Generator = JoinHandle<Result<GeneratorSummary, ServiceError>>;
+type Generator = JoinHandle<Result<GeneratorSummary, GeneratorError>>;
 
 fn start_generator(
     kafka: KafkaConfig,

@@ -592,7 +592,7 @@ impl Bench {
         // has a session to resume.
         runtime
             .block_on(check_sign_in(&shared, SIGN_IN_TIMEOUT))
-            .map_err(|e| anyhow!("{}: {e}", kind.name))?;
+            .with_context(|| format!("{}: signing in", kind.name))?;
         let bar = spinner(kind.name);
         let (broker_before, client_before) = (cpu_time(&self.broker_pid)?, cpu_time("self")?);
         let start = Instant::now();

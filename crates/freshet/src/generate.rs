@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use freshet_services::generator::{self, GeneratorParams, GeneratorSummary, JobProgress};
-use freshet_services::{KafkaConfig, ServiceError};
+use freshet_services::kafka::{wait_for_broker, BROKER_WAIT};
+use freshet_services::{GeneratorError, KafkaConfig};
 use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::cli::GenerateArgs;
@@ -31,6 +32,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         params.compression
     );
     let kafka = args.kafka.to_config()?;
+    check_broker(&kafka)?;
     let progress = Arc::new(JobProgress::new());
     let worker = start_worker(kafka, params.clone(), Arc::clone(&progress))?;
     let interrupted = watch(&worker, &progress, params.num_messages)?;
@@ -70,7 +72,17 @@ fn params_from(args: &GenerateArgs) -> GeneratorParams {
     }
 }
 
-type Worker = JoinHandle<Result<GeneratorSummary, ServiceError>>;
+/// Fails within [`BROKER_WAIT`] when no broker answers at the bootstrap servers, rather than
+/// after librdkafka's own timeouts.
+fn check_broker(kafka: &KafkaConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime to reach the cluster")?;
+    Ok(runtime.block_on(wait_for_broker(kafka, BROKER_WAIT))?)
+}
+
+type Worker = JoinHandle<Result<GeneratorSummary, GeneratorError>>;
 
 fn start_worker(
     kafka: KafkaConfig,

@@ -11,6 +11,7 @@ use freshet_services::guard::rules::Rules;
 use freshet_services::guard::secret::{GuardSecret, SECRET_FILE};
 use freshet_services::guard::store::redact;
 use freshet_services::guard::{Guard, GuardConfig};
+use freshet_services::kafka::{wait_for_broker, BROKER_WAIT};
 use freshet_services::KafkaConfig;
 
 use crate::cli::{GuardArgs, GuardNodeArgs};
@@ -108,6 +109,7 @@ pub fn node(args: GuardNodeArgs) -> anyhow::Result<()> {
         let kafka = args
             .kafka_security
             .apply(KafkaConfig::new(&args.bootstrap_servers))?;
+        wait_for_broker(&kafka, BROKER_WAIT).await?;
         let http = bind_http(args.http_listen).await?;
         let tls = http_tls(&args.http, None)?;
         let guard = start(&kafka, &args.guard, &args.data_dir).await?;

@@ -19,6 +19,7 @@ use freshet_broker::listener::{Listener, ListenerSpec, SecurityProtocol};
 use freshet_broker::{Broker, BrokerConfig};
 use freshet_services::cluster::Cluster;
 use freshet_services::generator::GeneratorJobs;
+use freshet_services::kafka::{wait_for_broker, BROKER_WAIT};
 use freshet_services::tracker::Tracker;
 use freshet_services::KafkaConfig;
 use tokio::net::TcpListener;
@@ -37,7 +38,11 @@ use freshet_security::users::UserStore;
 pub fn up(args: UpArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let (embedded, bootstrap, principals) = match &args.bootstrap_servers {
-            Some(servers) => (None, servers.clone(), None),
+            Some(servers) => {
+                let kafka = args.kafka_security.apply(KafkaConfig::new(servers))?;
+                wait_for_broker(&kafka, BROKER_WAIT).await?;
+                (None, servers.clone(), None)
+            }
             None => {
                 let (config, principals) = embedded_config(&args)?;
                 let broker = EmbeddedBroker::start(config, &args.broker.data_dir).await?;
@@ -227,6 +232,7 @@ pub fn tracker(args: TrackerNodeArgs) -> anyhow::Result<()> {
         let kafka = args
             .kafka_security
             .apply(KafkaConfig::new(&args.bootstrap_servers))?;
+        wait_for_broker(&kafka, BROKER_WAIT).await?;
         let cluster = Cluster::new(&kafka).context("creating the cluster client")?;
         let http = bind_http(args.http_listen).await?;
         let tls = http_tls(&args.http, None)?;

@@ -1,5 +1,7 @@
-//! Kafka client settings shared by the services, Kafka's topic name rules, and idempotent topic
-//! creation.
+//! Kafka client settings shared by the services, Kafka's topic name rules, idempotent topic
+//! creation, and the check that a broker answers at the bootstrap servers before a command
+//! starts ([`wait_for_broker`]). Their failures are [`ClientError`]s, which every service's
+//! error wraps unchanged.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,17 +12,53 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, FromClientConfig, FromClientConfigAndContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Message, TopicPartitionList};
+mod error;
+mod probe;
 
-use crate::ServiceError;
+pub use error::ClientError;
+pub use probe::{wait_for_broker, BROKER_WAIT};
 
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_CHARS: usize = 249;
+
+/// Creating rdkafka clients, with an error that names the client.
+pub(crate) trait CreateClient {
+    fn create_client<T: FromClientConfig>(&self) -> Result<T, ClientError>;
+
+    fn create_client_with<C: ClientContext, T: FromClientConfigAndContext<C>>(
+        &self,
+        context: C,
+    ) -> Result<T, ClientError>;
+}
+
+impl CreateClient for ClientConfig {
+    fn create_client<T: FromClientConfig>(&self) -> Result<T, ClientError> {
+        self.create()
+            .map_err(|source| creation_failed(self, source))
+    }
+
+    fn create_client_with<C: ClientContext, T: FromClientConfigAndContext<C>>(
+        &self,
+        context: C,
+    ) -> Result<T, ClientError> {
+        self.create_with_context(context)
+            .map_err(|source| creation_failed(self, source))
+    }
+}
+
+/// `config`'s client could not be created.
+fn creation_failed(config: &ClientConfig, source: KafkaError) -> ClientError {
+    ClientError::Create {
+        client_id: config.get("client.id").unwrap_or("?").to_string(),
+        source,
+    }
+}
 
 /// Where the Kafka cluster is, how services identify themselves to it and how they sign in.
 #[derive(Clone)]
@@ -49,14 +87,13 @@ impl KafkaConfig {
 
     /// These settings with `security`, once its combination is checked and its certificate
     /// files read, so a mistake stops a service at start rather than failing each connection.
-    pub fn with_security(mut self, security: KafkaSecurity) -> Result<Self, ServiceError> {
-        security.validate().map_err(ServiceError::InvalidParams)?;
+    pub fn with_security(mut self, security: KafkaSecurity) -> Result<Self, ClientError> {
+        security.validate().map_err(ClientError::Security)?;
         self.wire_tls = security
             .security_protocol
             .uses_tls()
             .then(|| crate::cluster::tls::client_config(&security))
-            .transpose()
-            .map_err(ServiceError::InvalidParams)?;
+            .transpose()?;
         self.security = security;
         Ok(self)
     }
@@ -132,8 +169,8 @@ impl KafkaConfig {
         config
     }
 
-    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, ServiceError> {
-        Ok(self.client_config("admin").create()?)
+    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, ClientError> {
+        self.client_config("admin").create_client()
     }
 }
 
@@ -390,26 +427,54 @@ pub struct TopicSpec<'a> {
 
 /// Creates the topic unless it exists, with the cluster's default replication factor. An existing topic is left as it is (its partition count
 /// is the operator's choice).
-pub async fn ensure_topic(kafka: &KafkaConfig, spec: &TopicSpec<'_>) -> Result<(), ServiceError> {
+pub async fn ensure_topic(kafka: &KafkaConfig, spec: &TopicSpec<'_>) -> Result<(), ClientError> {
     let admin = kafka.admin()?;
     let mut topic = NewTopic::new(spec.name, spec.partitions, TopicReplication::Fixed(-1));
     for (key, value) in spec.configs {
         topic = topic.set(key, value);
     }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics([&topic], &options).await?;
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(|source| ClientError::CreateTopic {
+            topic: spec.name.to_string(),
+            source,
+        })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(ServiceError::Topic {
-                    topic: name,
-                    reason: code.to_string(),
-                })
-            }
+            Err((topic, code)) => return Err(ClientError::TopicRefused { topic, code }),
         }
     }
     Ok(())
+}
+
+/// `host:port` of each bootstrap server, as librdkafka reads `bootstrap.servers`: an optional
+/// `PROTOCOL://` prefix, and port 9092 when none is given.
+pub(crate) fn bootstrap_addresses(servers: &str) -> Vec<String> {
+    servers
+        .split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(|server| server.split_once("://").map_or(server, |(_, rest)| rest))
+        .map(with_default_port)
+        .collect()
+}
+
+fn with_default_port(server: &str) -> String {
+    if server.starts_with('[') {
+        return match server.ends_with(']') {
+            true => format!("{server}:9092"),
+            false => server.to_string(),
+        };
+    }
+    match server.matches(':').count() {
+        0 => format!("{server}:9092"),
+        1 => server.to_string(),
+        // Colons without brackets: an IPv6 address alone.
+        _ => format!("[{server}]:9092"),
+    }
 }
 
 /// The body of a `ConsumerContext::rebalance` for services that keep state per partition
@@ -503,6 +568,7 @@ pub(crate) fn enqueue(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Classify, ErrorKind};
 
     fn sasl(protocol: SecurityProtocol) -> KafkaSecurity {
         KafkaSecurity {
@@ -587,7 +653,17 @@ mod tests {
             security_protocol: SecurityProtocol::SaslSsl,
             ..KafkaSecurity::default()
         });
-        assert!(matches!(refused, Err(ServiceError::InvalidParams(_))));
+        let error = refused.expect_err("no username or password");
+        assert!(matches!(error, ClientError::Security(_)), "{error:?}");
+        assert_eq!(error.kind(), ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn bootstrap_servers_read_as_librdkafka_reads_them() {
+        assert_eq!(
+            bootstrap_addresses("a:9093, SASL_SSL://b:9094,c,,[::1]:9095,::1"),
+            ["a:9093", "b:9094", "c:9092", "[::1]:9095", "[::1]:9092"]
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!
 //! # Layout
 //!
-//! - [`kafka`]: client settings shared by every service, and topic creation.
+//! - [`kafka`]: client settings shared by every service, topic creation, and the check that a
+//!   broker answers at the bootstrap servers ([`kafka::wait_for_broker`]); their failures are
+//!   [`ClientError`]s.
 //! - [`generator`]: the device-event generator (`freshet generate`, `GET /start`) and the job
 //!   registry the HTTP API reads progress from.
 //! - [`tracker`]: tracker nodes counting distinct device IPs exactly, per node and globally,
@@ -17,6 +19,18 @@
 //! - [`cluster`]: the cluster's topics, records and consumer groups, for the topic REST API
 //!   (list, describe, create and delete topics; send and read records; groups and their lag).
 //! - [`panics`]: panics caught in a job or a request, logged and counted.
+//! - [`error`]: what the services' errors share: an [`ErrorKind`] each error reports
+//!   ([`Classify`]), which the HTTP API turns into a status in one place, and
+//!   [`full_message`](error::full_message), an error with its causes.
+//!
+//! # Errors
+//!
+//! Each service has its own error type: [`GeneratorError`], [`TrackerError`], [`GuardError`]
+//! and [`ClusterError`], each wrapping the shared [`ClientError`] unchanged. Their variants
+//! say what failed and keep what caused it (an rdkafka, sqlx, Argon2 or I/O error) as their
+//! [`source`](std::error::Error::source) rather than as text; `Display` says what failed, and
+//! [`full_message`](error::full_message) adds why. Validation errors are text: the message
+//! is all there is to them.
 
 pub mod cluster;
 pub mod error;
@@ -27,8 +41,12 @@ pub mod kafka;
 pub mod panics;
 pub mod tracker;
 
-pub use error::ServiceError;
-pub use kafka::KafkaConfig;
+pub use cluster::ClusterError;
+pub use error::{Classify, ErrorKind};
+pub use generator::GeneratorError;
+pub use guard::GuardError;
+pub use kafka::{ClientError, KafkaConfig};
+pub use tracker::TrackerError;
 
 /// Who writes a topic when it is one the services keep for themselves: the login guard's
 /// topics, and every `freshet.` topic (service state: the tracker's and the guard's

@@ -11,7 +11,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::common;
-use common::{client_config, freshet, read_all, run, BrokerProcess, TIMEOUT};
+use common::{
+    assert_fails_fast_without_a_broker, client_config, closed_port, freshet, read_all, run,
+    BrokerProcess, TIMEOUT,
+};
 
 fn producer(addr: &str) -> BaseProducer {
     client_config(addr)
@@ -580,4 +583,23 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
         lines.iter().all(|l| !l.contains('\u{1b}')),
         "escape codes in logs that go to a pipe: {lines:#?}"
     );
+}
+
+/// `freshet guard`, and `freshet up` with `--bootstrap-servers`, fail within seconds when no
+/// broker answers there, before they touch the data directory.
+#[test]
+fn guard_and_up_without_a_broker_fail_within_seconds_naming_the_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let address = closed_port();
+    for subcommand in ["guard", "up"] {
+        let mut command = freshet();
+        command
+            .args([subcommand, "--bootstrap-servers", &address])
+            .args(["--http-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data_dir);
+        assert_fails_fast_without_a_broker(command, &address);
+    }
+    assert!(!data_dir.exists(), "nothing was written");
 }

@@ -13,7 +13,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use freshet_testkit::raw::{assert_compressed_with, RawClient};
 
 use crate::common;
-use common::{client_config, freshet, run, BrokerProcess, TIMEOUT};
+use common::{
+    assert_fails_fast_without_a_broker, client_config, closed_port, freshet, run, BrokerProcess,
+    TIMEOUT,
+};
 
 /// The generator creates its topic with this many partitions.
 const PARTITIONS: i32 = 3;
@@ -281,6 +284,18 @@ fn an_unknown_compression_is_refused_with_the_codecs_listed() {
         );
         assert!(output.stdout.is_empty());
     }
+}
+
+#[test]
+fn no_broker_at_the_address_fails_within_seconds_naming_it() {
+    let address = closed_port();
+    let command = generate(&["--bootstrap-servers", &address, "--num-messages", "10"]);
+    let stderr = assert_fails_fast_without_a_broker(command, &address);
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+
+    let mut from_env = generate(&["--num-messages", "10"]);
+    from_env.env("FRESHET_BOOTSTRAP_SERVERS", &address);
+    assert_fails_fast_without_a_broker(from_env, &address);
 }
 
 #[test]

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{get_json, http_get, Daemon};
 use common::prometheus::{parse, Exposition};
-use common::{client_config, freshet, BrokerProcess};
+use common::{
+    assert_fails_fast_without_a_broker, client_config, closed_port, freshet, BrokerProcess,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -239,4 +241,18 @@ fn three_nodes_stay_exact_through_a_kill_and_a_restart() {
         node.terminate();
     }
     broker.terminate(Duration::from_secs(30));
+}
+
+#[test]
+fn a_tracker_without_a_broker_fails_within_seconds_naming_the_address() {
+    let address = closed_port();
+    let mut command = freshet();
+    command.args([
+        "tracker",
+        "--bootstrap-servers",
+        &address,
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_fails_fast_without_a_broker(command, &address);
 }

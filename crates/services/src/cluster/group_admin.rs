@@ -37,8 +37,7 @@ use super::view::{
     GroupSummary, PartitionReset, ResetOffsetsAnswer, ResetOffsetsRequest, ResetTarget,
 };
 use super::wire::Connection;
-use super::{not_found_topic, validate_topic_name, Cluster, REQUEST_TIMEOUT};
-use crate::ServiceError;
+use super::{not_found_topic, validate_topic_name, Cluster, ClusterError, REQUEST_TIMEOUT};
 
 /// The state of a group without members.
 const EMPTY: &str = "Empty";
@@ -69,7 +68,7 @@ impl Cluster {
         &self,
         group_id: &str,
         request: ResetOffsetsRequest,
-    ) -> Result<ResetOffsetsAnswer, ServiceError> {
+    ) -> Result<ResetOffsetsAnswer, ClusterError> {
         validate_group_id(group_id)?;
         validate_topic_name(&request.topic)?;
         let layout = self.topic_layout(&request.topic).await?;
@@ -81,7 +80,7 @@ impl Cluster {
 
     /// Deletes an empty group with its committed offsets. `NotFound` for a group the cluster
     /// does not know, `Conflict` while it has members.
-    pub async fn delete_group(&self, group_id: &str) -> Result<(), ServiceError> {
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), ClusterError> {
         validate_group_id(group_id)?;
         let results = self
             .inner
@@ -94,15 +93,15 @@ impl Cluster {
                 RDKafkaErrorCode::GroupIdNotFound => no_group(group_id),
                 RDKafkaErrorCode::NonEmptyGroup => {
                     let state = self.group_state_text(group_id).await;
-                    ServiceError::Conflict(format!(
+                    ClusterError::Conflict(format!(
                         "consumer group {group_id:?} is not empty{state}: stop its consumers \
                          before deleting it"
                     ))
                 }
-                RDKafkaErrorCode::InvalidGroupId => ServiceError::InvalidParams(format!(
+                RDKafkaErrorCode::InvalidGroupId => ClusterError::Invalid(format!(
                     "the cluster refused group id {group_id:?}: {code}"
                 )),
-                other => ServiceError::Kafka(KafkaError::AdminOp(other)),
+                other => ClusterError::Kafka(KafkaError::AdminOp(other)),
             });
         }
         Ok(())
@@ -115,7 +114,7 @@ impl Cluster {
         &self,
         group_id: &str,
         topic: &str,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), ClusterError> {
         validate_group_id(group_id)?;
         validate_topic_name(topic)?;
         let layout = self.topic_layout(topic).await?;
@@ -140,7 +139,7 @@ impl Cluster {
                 Err(Attempt::Retry(reason)) => reason,
             };
             if Instant::now() >= deadline {
-                return Err(ServiceError::Unavailable(format!(
+                return Err(ClusterError::Unavailable(format!(
                     "the coordinator of consumer group {group_id:?} did not take OffsetDelete \
                      within {COORDINATOR_WAIT:?}: {retry}"
                 )));
@@ -154,7 +153,7 @@ impl Cluster {
         group_id: &str,
         request: &ResetOffsetsRequest,
         partitions: &[i32],
-    ) -> Result<ResetOffsetsAnswer, ServiceError> {
+    ) -> Result<ResetOffsetsAnswer, ClusterError> {
         self.refuse_active_group(group_id)?;
         let topic = request.topic.as_str();
         let client = self.offsets_client(group_id)?;
@@ -179,7 +178,7 @@ impl Cluster {
             });
         }
         let resets = plan(request.to, &offsets).map_err(|unshiftable| {
-            ServiceError::Conflict(format!(
+            ClusterError::Conflict(format!(
                 "consumer group {group_id:?} has no committed offset in partition{} {} of \
                  topic {topic:?} to shift from; reset {} to earliest, latest, a timestamp or \
                  an offset instead",
@@ -207,7 +206,7 @@ impl Cluster {
         group_id: &str,
         topic: &str,
         resets: &[PartitionReset],
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), ClusterError> {
         let mut commit = TopicPartitionList::new();
         let mut wanted = TopicPartitionList::new();
         for reset in resets {
@@ -228,7 +227,7 @@ impl Cluster {
             .map(|reset| reset.partition)
             .collect();
         if !lost.is_empty() {
-            return Err(ServiceError::Conflict(format!(
+            return Err(ClusterError::Conflict(format!(
                 "the cluster did not keep the new offsets of consumer group {group_id:?} in \
                  partitions {} of topic {topic:?}: a member may have joined or committed \
                  meanwhile; describe the group and try again",
@@ -239,14 +238,14 @@ impl Cluster {
     }
 
     /// `Conflict` unless the group is empty or unknown. Blocks.
-    fn refuse_active_group(&self, group_id: &str) -> Result<(), ServiceError> {
+    fn refuse_active_group(&self, group_id: &str) -> Result<(), ClusterError> {
         let Some(group) = self.group_now(group_id)? else {
             return Ok(());
         };
         if group.state == EMPTY && group.members.is_empty() {
             return Ok(());
         }
-        Err(ServiceError::Conflict(format!(
+        Err(ClusterError::Conflict(format!(
             "consumer group {group_id:?} is active{}: its offsets can be reset only while it \
              has no members; stop its consumers first",
             state_text(&group)
@@ -255,7 +254,7 @@ impl Cluster {
 
     /// The group as DescribeGroups reports it; `None` when the cluster does not know it.
     /// Blocks.
-    fn group_now(&self, group_id: &str) -> Result<Option<GroupSummary>, ServiceError> {
+    fn group_now(&self, group_id: &str) -> Result<Option<GroupSummary>, ClusterError> {
         let listed = self
             .inner
             .metadata
@@ -281,7 +280,7 @@ impl Cluster {
 
     /// A consumer of `group` that reads and commits its offsets: it never subscribes, so it
     /// never joins the group, and its commits are taken only while the group is empty.
-    fn offsets_client(&self, group: &str) -> Result<BaseConsumer, ServiceError> {
+    fn offsets_client(&self, group: &str) -> Result<BaseConsumer, ClusterError> {
         let mut config = self.kafka().client_config("group-offsets-reset");
         config
             .set("group.id", group)
@@ -298,7 +297,7 @@ impl Cluster {
         topic: &str,
         partitions: &[i32],
         millis: i64,
-    ) -> Result<BTreeMap<i32, Option<i64>>, ServiceError> {
+    ) -> Result<BTreeMap<i32, Option<i64>>, ClusterError> {
         let mut times = TopicPartitionList::new();
         for partition in partitions {
             times.add_partition_offset(topic, *partition, Offset::Offset(millis))?;
@@ -402,7 +401,7 @@ fn plan(to: ResetTarget, offsets: &[PartitionOffsets]) -> Result<Vec<PartitionRe
 fn committed_offsets(
     client: &BaseConsumer,
     wanted: &TopicPartitionList,
-) -> Result<BTreeMap<i32, i64>, ServiceError> {
+) -> Result<BTreeMap<i32, i64>, ClusterError> {
     let committed = client.committed_offsets(wanted.clone(), REQUEST_TIMEOUT)?;
     let mut offsets = BTreeMap::new();
     for element in committed.elements() {
@@ -415,7 +414,7 @@ fn committed_offsets(
 
 /// What a failed commit means: the group gained members (the coordinator takes a commit from
 /// outside the group only while it is empty), or the cluster failed.
-fn refused_commit(group_id: &str, error: KafkaError) -> ServiceError {
+fn refused_commit(group_id: &str, error: KafkaError) -> ClusterError {
     use RDKafkaErrorCode as Code;
     match error.rdkafka_error_code() {
         Some(
@@ -423,16 +422,16 @@ fn refused_commit(group_id: &str, error: KafkaError) -> ServiceError {
             | Code::IllegalGeneration
             | Code::RebalanceInProgress
             | Code::FencedInstanceId,
-        ) => ServiceError::Conflict(format!(
+        ) => ClusterError::Conflict(format!(
             "consumer group {group_id:?} gained members while its offsets were reset, and the \
              cluster refused the commit ({error}); stop its consumers and try again"
         )),
-        _ => ServiceError::Kafka(error),
+        _ => ClusterError::Kafka(error),
     }
 }
 
-fn no_group(group_id: &str) -> ServiceError {
-    ServiceError::NotFound(format!("no consumer group {group_id:?}"))
+fn no_group(group_id: &str) -> ClusterError {
+    ClusterError::NotFound(format!("no consumer group {group_id:?}"))
 }
 
 /// ` (2 members, state Stable)`.
@@ -456,12 +455,12 @@ fn list(partitions: &[i32]) -> String {
 enum Attempt {
     /// The coordinator moved, is loading, or could not be reached: worth another try.
     Retry(String),
-    Final(ServiceError),
+    Final(ClusterError),
 }
 
 /// What an OffsetDelete answer means.
 enum Outcome {
-    Done(Result<(), ServiceError>),
+    Done(Result<(), ClusterError>),
     Retry(String),
 }
 
@@ -481,14 +480,14 @@ fn offset_delete_outcome(group_id: &str, topic: &str, response: &OffsetDeleteRes
             ResponseError::GroupIdNotFound => Outcome::Done(Err(no_group(group_id))),
             // Kafka's answer for an active group of another protocol than `consumer`, whose
             // subscriptions it cannot tell.
-            ResponseError::NonEmptyGroup => Outcome::Done(Err(ServiceError::Conflict(format!(
+            ResponseError::NonEmptyGroup => Outcome::Done(Err(ClusterError::Conflict(format!(
                 "consumer group {group_id:?} has members and is not a Kafka consumer group, so \
                  its offsets can be deleted only while it is empty"
             )))),
-            ResponseError::InvalidGroupId => Outcome::Done(Err(ServiceError::InvalidParams(
-                format!("the cluster refused group id {group_id:?}: InvalidGroupId"),
-            ))),
-            other => Outcome::Done(Err(ServiceError::Unavailable(format!(
+            ResponseError::InvalidGroupId => Outcome::Done(Err(ClusterError::Invalid(format!(
+                "the cluster refused group id {group_id:?}: InvalidGroupId"
+            )))),
+            other => Outcome::Done(Err(ClusterError::Unavailable(format!(
                 "OffsetDelete of consumer group {group_id:?}: {}",
                 broker_error(other.code(), None)
             )))),
@@ -508,7 +507,7 @@ fn offset_delete_outcome(group_id: &str, topic: &str, response: &OffsetDeleteRes
             }
             _ if retriable_coordinator_error(error) => return Outcome::Retry(format!("{error:?}")),
             other => {
-                return Outcome::Done(Err(ServiceError::Unavailable(format!(
+                return Outcome::Done(Err(ClusterError::Unavailable(format!(
                     "OffsetDelete of consumer group {group_id:?} in topic {topic:?}: {}",
                     broker_error(other.code(), None)
                 ))))
@@ -516,7 +515,7 @@ fn offset_delete_outcome(group_id: &str, topic: &str, response: &OffsetDeleteRes
         }
     }
     if subscribed {
-        return Outcome::Done(Err(ServiceError::Conflict(format!(
+        return Outcome::Done(Err(ClusterError::Conflict(format!(
             "consumer group {group_id:?} is active and subscribed to topic {topic:?}: stop its \
              consumers (or unsubscribe them from the topic) before deleting its offsets"
         ))));
@@ -569,10 +568,10 @@ fn coordinator_address(group_id: &str, found: FindCoordinatorResponse) -> Result
             error_code,
             message.as_ref().map(|m| m.as_str()),
         ))),
-        Some(ResponseError::InvalidGroupId) => Err(Attempt::Final(ServiceError::InvalidParams(
-            format!("the cluster refused group id {group_id:?}: InvalidGroupId"),
-        ))),
-        Some(_) => Err(Attempt::Final(ServiceError::Unavailable(format!(
+        Some(ResponseError::InvalidGroupId) => Err(Attempt::Final(ClusterError::Invalid(format!(
+            "the cluster refused group id {group_id:?}: InvalidGroupId"
+        )))),
+        Some(_) => Err(Attempt::Final(ClusterError::Unavailable(format!(
             "FindCoordinator for consumer group {group_id:?}: {}",
             broker_error(error_code, message.as_ref().map(|m| m.as_str()))
         )))),
@@ -677,7 +676,7 @@ mod tests {
                 .with_partitions(partitions)])
     }
 
-    fn outcome(response: &OffsetDeleteResponse) -> Result<Result<(), ServiceError>, String> {
+    fn outcome(response: &OffsetDeleteResponse) -> Result<Result<(), ClusterError>, String> {
         match offset_delete_outcome("g", "t", response) {
             Outcome::Done(result) => Ok(result),
             Outcome::Retry(reason) => Err(reason),
@@ -689,19 +688,19 @@ mod tests {
         assert!(matches!(outcome(&response(0, &[0, 0])), Ok(Ok(()))));
         assert!(matches!(
             outcome(&response(69, &[])),
-            Ok(Err(ServiceError::NotFound(_)))
+            Ok(Err(ClusterError::NotFound(_)))
         ));
         assert!(matches!(
             outcome(&response(68, &[])),
-            Ok(Err(ServiceError::Conflict(_)))
+            Ok(Err(ClusterError::Conflict(_)))
         ));
         assert!(matches!(
             outcome(&response(0, &[0, 86])),
-            Ok(Err(ServiceError::Conflict(_)))
+            Ok(Err(ClusterError::Conflict(_)))
         ));
         assert!(matches!(
             outcome(&response(0, &[3])),
-            Ok(Err(ServiceError::NotFound(_)))
+            Ok(Err(ClusterError::NotFound(_)))
         ));
         assert!(
             outcome(&response(16, &[])).is_err(),
@@ -710,7 +709,7 @@ mod tests {
         assert!(outcome(&response(15, &[])).is_err(), "not available: again");
         assert!(matches!(
             outcome(&response(30, &[])),
-            Ok(Err(ServiceError::Unavailable(_)))
+            Ok(Err(ClusterError::Unavailable(_)))
         ));
     }
 

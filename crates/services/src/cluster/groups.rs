@@ -20,8 +20,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::view::{
     GroupDescription, GroupList, GroupMember, GroupOffset, GroupSummary, MemberAssignment,
 };
-use super::{is_internal_topic, Cluster, REQUEST_TIMEOUT};
-use crate::ServiceError;
+use super::{is_internal_topic, Cluster, ClusterError, REQUEST_TIMEOUT};
+use crate::error::full_message;
 
 /// The state DescribeGroups reports for a group that does not exist.
 pub(super) const DEAD: &str = "Dead";
@@ -37,7 +37,7 @@ type TopicPartitions = Vec<(String, Vec<i32>)>;
 
 impl Cluster {
     /// Every group the cluster knows, by id, with its members and total lag.
-    pub async fn list_groups(&self) -> Result<GroupList, ServiceError> {
+    pub async fn list_groups(&self) -> Result<GroupList, ClusterError> {
         self.blocking(|cluster| {
             let listed = cluster
                 .inner
@@ -57,6 +57,7 @@ impl Cluster {
                 group.lag = match cluster.group_offsets(group, &topics, &mut latest) {
                     Ok(offsets) => total_lag(&offsets),
                     Err(error) => {
+                        let error = full_message(&error);
                         tracing::debug!(%error, group = %group.group_id, "no lag for this group");
                         None
                     }
@@ -69,7 +70,7 @@ impl Cluster {
 
     /// One group with its members and committed offsets; `NotFound` when the cluster does
     /// not know it.
-    pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription, ServiceError> {
+    pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription, ClusterError> {
         validate_group_id(group_id)?;
         let group_id = group_id.to_string();
         self.blocking(move |cluster| {
@@ -82,7 +83,7 @@ impl Cluster {
                 .iter()
                 .find(|group| group.name() == group_id && group.state() != DEAD)
                 .map(summary)
-                .ok_or_else(|| ServiceError::NotFound(format!("no consumer group {group_id:?}")))?;
+                .ok_or_else(|| ClusterError::NotFound(format!("no consumer group {group_id:?}")))?;
             let topics = cluster.topic_partitions()?;
             let offsets = cluster.group_offsets(&group, &topics, &mut LatestOffsets::new())?;
             group.lag = total_lag(&offsets);
@@ -97,7 +98,7 @@ impl Cluster {
         group: &GroupSummary,
         topics: &TopicPartitions,
         latest: &mut LatestOffsets,
-    ) -> Result<Vec<GroupOffset>, ServiceError> {
+    ) -> Result<Vec<GroupOffset>, ClusterError> {
         let partitions = offset_candidates(group, topics);
         if partitions.count() == 0 {
             return Ok(Vec::new());
@@ -132,7 +133,7 @@ impl Cluster {
     }
 
     /// Every topic and its partitions, from one Metadata request. Blocks.
-    fn topic_partitions(&self) -> Result<TopicPartitions, ServiceError> {
+    fn topic_partitions(&self) -> Result<TopicPartitions, ClusterError> {
         let metadata = self.inner.metadata.fetch_metadata(None, REQUEST_TIMEOUT)?;
         Ok(metadata
             .topics()
@@ -146,7 +147,7 @@ impl Cluster {
 
     /// A consumer of `group` that only reads its committed offsets: it never subscribes,
     /// so it never joins the group, and never commits.
-    fn offsets_reader(&self, group: &str) -> Result<BaseConsumer, ServiceError> {
+    fn offsets_reader(&self, group: &str) -> Result<BaseConsumer, ClusterError> {
         let mut config = self.kafka().client_config("group-offsets");
         config
             .set("group.id", group)
@@ -180,12 +181,12 @@ fn offset_candidates(group: &GroupSummary, topics: &TopicPartitions) -> TopicPar
 
 /// A group id from a request: not empty, and no control characters (which no client uses
 /// and which cannot be passed to librdkafka).
-pub fn validate_group_id(group_id: &str) -> Result<(), ServiceError> {
+pub fn validate_group_id(group_id: &str) -> Result<(), ClusterError> {
     if group_id.is_empty() {
-        return Err(ServiceError::InvalidParams("group_id is empty".into()));
+        return Err(ClusterError::Invalid("group_id is empty".into()));
     }
     if group_id.chars().any(char::is_control) {
-        return Err(ServiceError::InvalidParams(format!(
+        return Err(ClusterError::Invalid(format!(
             "group_id {group_id:?} contains control characters"
         )));
     }

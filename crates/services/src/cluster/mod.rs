@@ -6,6 +6,7 @@
 //!
 //! - [`Cluster`] (here): the handle, its clients and the checks every operation makes on its
 //!   parameters before it sends anything.
+//! - [`ClusterError`]: why an operation failed.
 //! - `topics`: list, describe, create and delete topics (Metadata, ListOffsets,
 //!   DescribeConfigs, CreateTopics, DeleteTopics).
 //! - `topic_admin`: change a topic's configs (IncrementalAlterConfigs, over `wire`), add
@@ -24,13 +25,16 @@
 //!   delete a group (DeleteGroups) or its offsets of a topic (OffsetDelete, over `wire`).
 //! - `log_dirs`: partition sizes from DescribeLogDirs, which rdkafka does not expose.
 //! - `wire`: the minimal Kafka-protocol client `log_dirs`, `fetch`, `topic_admin` and
-//!   `group_admin` use, secured by `tls` and `sasl` as the services' rdkafka clients are.
+//!   `group_admin` use, secured by `tls` and `sasl` as the services' rdkafka clients are;
+//!   [`kafka::wait_for_broker`](crate::kafka::wait_for_broker) asks it whether a broker
+//!   answers at all.
 //! - [`view`]: what the operations take and report.
 //!
 //! Every rdkafka call that blocks runs on tokio's blocking pool; admin requests use
 //! rdkafka's futures.
 
 pub(crate) mod batches;
+mod error;
 pub(crate) mod fetch;
 mod group_admin;
 mod groups;
@@ -42,7 +46,7 @@ pub(crate) mod tls;
 mod topic_admin;
 mod topics;
 pub mod view;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,9 +54,9 @@ use std::time::Duration;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
+pub use self::error::ClusterError;
 pub use self::groups::validate_group_id;
 pub use self::records::read_limit;
 pub use self::search::{
@@ -61,8 +65,8 @@ pub use self::search::{
 };
 pub use self::topic_admin::managed_topic_owner;
 use self::wire::Connection;
-use crate::kafka::check_topic_name;
-use crate::{KafkaConfig, ServiceError};
+use crate::kafka::{bootstrap_addresses, check_topic_name, ClientError, CreateClient};
+use crate::KafkaConfig;
 
 /// Partitions of a created topic when the request names none.
 pub const DEFAULT_PARTITIONS: i32 = 1;
@@ -115,7 +119,7 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// Creates the clients. Nothing is sent yet: an unreachable cluster shows up as failing
     /// operations, not here.
-    pub fn new(kafka: &KafkaConfig) -> Result<Cluster, ServiceError> {
+    pub fn new(kafka: &KafkaConfig) -> Result<Cluster, ClientError> {
         let mut admin = kafka.client_config("cluster-admin");
         admin.set("allow.auto.create.topics", "false");
         let mut metadata = kafka.client_config("cluster-metadata");
@@ -131,9 +135,9 @@ impl Cluster {
         Ok(Cluster {
             inner: Arc::new(Clients {
                 kafka: kafka.clone(),
-                admin: admin.create()?,
-                metadata: metadata.create()?,
-                producer: producer.create()?,
+                admin: admin.create_client()?,
+                metadata: metadata.create_client()?,
+                producer: producer.create_client()?,
             }),
         })
     }
@@ -143,18 +147,15 @@ impl Cluster {
     }
 
     /// Runs a blocking rdkafka call on tokio's blocking pool with this handle.
-    async fn blocking<T, F>(&self, call: F) -> Result<T, ServiceError>
+    async fn blocking<T, F>(&self, call: F) -> Result<T, ClusterError>
     where
-        F: FnOnce(&Cluster) -> Result<T, ServiceError> + Send + 'static,
+        F: FnOnce(&Cluster) -> Result<T, ClusterError> + Send + 'static,
         T: Send + 'static,
     {
         let cluster = self.clone();
         tokio::task::spawn_blocking(move || call(&cluster))
             .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "a cluster call did not finish");
-                Err(ServiceError::Kafka(KafkaError::Canceled))
-            })
+            .unwrap_or_else(|e| Err(ClusterError::Interrupted(e)))
     }
 }
 
@@ -162,11 +163,11 @@ impl Cluster {
 /// service calls it at start so that a wrong password shows as the broker's own refusal at
 /// once; its rdkafka clients would only retry and log.
 ///
-/// A refused sign-in is [`ServiceError::InvalidParams`], with the broker's message: the
+/// A refused sign-in is [`ClientError::SignInRefused`], with the broker's message: the
 /// credentials are wrong, and every broker of the cluster would say so. No server answering
-/// (unreachable, a TLS handshake failing) is [`ServiceError::Timeout`], with each server's
-/// reason.
-pub async fn check_sign_in(kafka: &KafkaConfig, timeout: Duration) -> Result<(), ServiceError> {
+/// (unreachable, a TLS handshake failing) is [`ClientError::SignInUnreachable`], with each
+/// server's reason.
+pub async fn check_sign_in(kafka: &KafkaConfig, timeout: Duration) -> Result<(), ClientError> {
     let mut unanswered = Vec::new();
     for address in bootstrap_addresses(&kafka.bootstrap_servers) {
         match Connection::connect(&address, kafka, timeout).await {
@@ -174,42 +175,12 @@ pub async fn check_sign_in(kafka: &KafkaConfig, timeout: Duration) -> Result<(),
                 return connection
                     .sign_in(&address, kafka, timeout)
                     .await
-                    .map_err(ServiceError::InvalidParams)
+                    .map_err(ClientError::SignInRefused)
             }
             Err(reason) => unanswered.push(reason),
         }
     }
-    Err(ServiceError::Timeout(format!(
-        "no bootstrap server could be reached: {}",
-        unanswered.join("; ")
-    )))
-}
-
-/// `host:port` of each bootstrap server, as librdkafka reads `bootstrap.servers`: an optional
-/// `PROTOCOL://` prefix, and port 9092 when none is given.
-fn bootstrap_addresses(servers: &str) -> Vec<String> {
-    servers
-        .split(',')
-        .map(str::trim)
-        .filter(|server| !server.is_empty())
-        .map(|server| server.split_once("://").map_or(server, |(_, rest)| rest))
-        .map(with_default_port)
-        .collect()
-}
-
-fn with_default_port(server: &str) -> String {
-    if server.starts_with('[') {
-        return match server.ends_with(']') {
-            true => format!("{server}:9092"),
-            false => server.to_string(),
-        };
-    }
-    match server.matches(':').count() {
-        0 => format!("{server}:9092"),
-        1 => server.to_string(),
-        // Colons without brackets: an IPv6 address alone.
-        _ => format!("[{server}]:9092"),
-    }
+    Err(ClientError::SignInUnreachable(unanswered.join("; ")))
 }
 
 /// Kafka's own topics (`__consumer_offsets`, ...) and the services' state topics.
@@ -218,33 +189,20 @@ pub fn is_internal_topic(name: &str) -> bool {
 }
 
 /// A topic name from a request, checked against Kafka's rules.
-pub fn validate_topic_name(name: &str) -> Result<(), ServiceError> {
-    check_topic_name(name).map_err(ServiceError::InvalidParams)
+pub fn validate_topic_name(name: &str) -> Result<(), ClusterError> {
+    check_topic_name(name).map_err(ClusterError::Invalid)
 }
 
 /// A partition number from a request: not negative.
-pub fn validate_partition(partition: i32) -> Result<(), ServiceError> {
+pub fn validate_partition(partition: i32) -> Result<(), ClusterError> {
     if partition < 0 {
-        return Err(ServiceError::InvalidParams(format!(
+        return Err(ClusterError::Invalid(format!(
             "partition {partition} is negative; partitions are numbered from 0"
         )));
     }
     Ok(())
 }
 
-fn not_found_topic(name: &str) -> ServiceError {
-    ServiceError::NotFound(format!("topic {name:?} does not exist"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bootstrap_servers_read_as_librdkafka_reads_them() {
-        assert_eq!(
-            bootstrap_addresses("a:9093, SASL_SSL://b:9094,c,,[::1]:9095,::1"),
-            ["a:9093", "b:9094", "c:9092", "[::1]:9095", "[::1]:9092"]
-        );
-    }
+fn not_found_topic(name: &str) -> ClusterError {
+    ClusterError::NotFound(format!("topic {name:?} does not exist"))
 }

@@ -21,10 +21,9 @@ use super::view::{
     RecordHeader, RecordPage,
 };
 use super::{
-    validate_partition, validate_topic_name, Cluster, DEFAULT_READ_LIMIT, MAX_READ_LIMIT,
-    MAX_RECORDS_PER_PRODUCE, READ_DEADLINE, REQUEST_TIMEOUT,
+    validate_partition, validate_topic_name, Cluster, ClusterError, DEFAULT_READ_LIMIT,
+    MAX_READ_LIMIT, MAX_RECORDS_PER_PRODUCE, READ_DEADLINE, REQUEST_TIMEOUT,
 };
-use crate::ServiceError;
 
 impl Cluster {
     /// Sends the records in order and answers once the cluster acknowledged every one
@@ -33,7 +32,7 @@ impl Cluster {
         &self,
         topic: &str,
         request: ProduceRequest,
-    ) -> Result<ProducedRecords, ServiceError> {
+    ) -> Result<ProducedRecords, ClusterError> {
         validate_topic_name(topic)?;
         validate_produce_request(&request)?;
         let layout = self.topic_layout(topic).await?;
@@ -45,7 +44,7 @@ impl Cluster {
         // The topic exists and the request is well formed; it conflicts with the topic's
         // partition count as it is now (partitions can be added).
         if let Some(partition) = missing {
-            return Err(ServiceError::Conflict(format!(
+            return Err(ClusterError::Conflict(format!(
                 "partition {partition} does not exist: topic {topic:?} has {} partitions",
                 layout.partitions.len()
             )));
@@ -66,7 +65,7 @@ impl Cluster {
         for delivery in deliveries {
             let delivered = delivery
                 .await
-                .map_err(|_| ServiceError::Kafka(KafkaError::Canceled))?
+                .map_err(|_| ClusterError::Kafka(KafkaError::Canceled))?
                 .map_err(|(error, _)| topic_changed(error, topic))?;
             offsets.push(ProducedOffset {
                 partition: delivered.partition,
@@ -87,18 +86,18 @@ impl Cluster {
         partition: i32,
         offset: Option<i64>,
         limit: Option<usize>,
-    ) -> Result<RecordPage, ServiceError> {
+    ) -> Result<RecordPage, ClusterError> {
         validate_topic_name(topic)?;
         validate_partition(partition)?;
         let limit = read_limit(limit)?;
         if let Some(offset) = offset.filter(|offset| *offset < 0) {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "offset {offset} is negative; offsets start at 0"
             )));
         }
         let layout = self.topic_layout(topic).await?;
         if !layout.has_partition(partition) {
-            return Err(ServiceError::NotFound(format!(
+            return Err(ClusterError::NotFound(format!(
                 "topic {topic:?} has no partition {partition} (it has {})",
                 layout.partitions.len()
             )));
@@ -136,7 +135,7 @@ impl Cluster {
         leader: &str,
         topic: &str,
         partition: i32,
-    ) -> Result<PageWalk, ServiceError> {
+    ) -> Result<PageWalk, ClusterError> {
         let deadline = Instant::now() + READ_DEADLINE;
         let mut fetcher =
             PartitionFetcher::open(leader, self.kafka(), topic, partition, REQUEST_TIMEOUT)
@@ -173,16 +172,16 @@ impl Cluster {
 /// deleted, recreated or given partitions between the layout check and the send (seen when a
 /// topic is recreated under the same name). The request conflicts with the topic's state,
 /// which is a client's 409, not the cluster's failure; a retry sees the new state.
-fn topic_changed(error: KafkaError, topic: &str) -> ServiceError {
+fn topic_changed(error: KafkaError, topic: &str) -> ClusterError {
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic) => {
-            ServiceError::Conflict(format!(
+            ClusterError::Conflict(format!(
                 "topic {topic:?} changed while the records were sent (deleted, recreated or \
                  repartitioned): {error}; records before the first refused one may have been \
                  written"
             ))
         }
-        _ => ServiceError::Kafka(error),
+        _ => ClusterError::Kafka(error),
     }
 }
 
@@ -193,9 +192,9 @@ fn page_start(
     earliest: i64,
     latest: i64,
     partition: i32,
-) -> Result<i64, ServiceError> {
+) -> Result<i64, ClusterError> {
     match requested {
-        Some(offset) if offset > latest => Err(ServiceError::NotFound(format!(
+        Some(offset) if offset > latest => Err(ClusterError::NotFound(format!(
             "offset {offset} is past the latest offset {latest} of partition {partition}"
         ))),
         Some(offset) => Ok(offset.max(earliest)),
@@ -204,23 +203,23 @@ fn page_start(
 }
 
 /// The partition cannot be read now (its leader is unknown or unreachable, or it failed).
-pub(super) fn unavailable(topic: &str, partition: i32, reason: &str) -> ServiceError {
-    ServiceError::Topic {
+pub(super) fn unavailable(topic: &str, partition: i32, reason: &str) -> ClusterError {
+    ClusterError::TopicUnavailable {
         topic: topic.to_string(),
         reason: format!("reading partition {partition}: {reason}"),
     }
 }
 
 /// A produce request's own limits, checked before anything is sent.
-fn validate_produce_request(request: &ProduceRequest) -> Result<(), ServiceError> {
+fn validate_produce_request(request: &ProduceRequest) -> Result<(), ClusterError> {
     let count = request.records.len();
     if count == 0 {
-        return Err(ServiceError::InvalidParams(
+        return Err(ClusterError::Invalid(
             "records is empty: send 1 to 500 records".into(),
         ));
     }
     if count > MAX_RECORDS_PER_PRODUCE {
-        return Err(ServiceError::InvalidParams(format!(
+        return Err(ClusterError::Invalid(format!(
             "{count} records is more than the {MAX_RECORDS_PER_PRODUCE} one request may send"
         )));
     }
@@ -232,11 +231,11 @@ fn validate_produce_request(request: &ProduceRequest) -> Result<(), ServiceError
 }
 
 /// The page size a request asks for, or the default.
-pub fn read_limit(requested: Option<usize>) -> Result<usize, ServiceError> {
+pub fn read_limit(requested: Option<usize>) -> Result<usize, ClusterError> {
     match requested {
         None => Ok(DEFAULT_READ_LIMIT),
         Some(limit @ 1..=MAX_READ_LIMIT) => Ok(limit),
-        Some(limit) => Err(ServiceError::InvalidParams(format!(
+        Some(limit) => Err(ClusterError::Invalid(format!(
             "limit {limit} is out of range: ask for 1 to {MAX_READ_LIMIT} records"
         ))),
     }

@@ -49,8 +49,7 @@ use super::topics::TopicLayout;
 use super::view::{
     PartitionScan, RecordOrder, RecordSearch, ScanStop, SkippedBatch, TopicRecord, TopicRecordPage,
 };
-use super::{validate_partition, validate_topic_name, Cluster, REQUEST_TIMEOUT};
-use crate::ServiceError;
+use super::{validate_partition, validate_topic_name, Cluster, ClusterError, REQUEST_TIMEOUT};
 
 /// Records in a page of a topic-wide read when the request names no limit.
 pub const DEFAULT_SEARCH_LIMIT: usize = 50;
@@ -89,7 +88,7 @@ impl Cluster {
         &self,
         topic: &str,
         search: &RecordSearch,
-    ) -> Result<TopicRecordPage, ServiceError> {
+    ) -> Result<TopicRecordPage, ClusterError> {
         let request = SearchRequest::parse(topic, search)?;
         let limit = search_limit(search.limit)?;
         let order = match &request.cursor {
@@ -151,14 +150,14 @@ impl Cluster {
         &self,
         topic: &str,
         search: &RecordSearch,
-    ) -> Result<RecordTail, ServiceError> {
+    ) -> Result<RecordTail, ClusterError> {
         let request = SearchRequest::parse(topic, search)?;
         if request
             .cursor
             .as_ref()
             .is_some_and(|cursor| cursor.o == RecordOrder::NewestFirst)
         {
-            return Err(ServiceError::InvalidParams(
+            return Err(ClusterError::Invalid(
                 "cursor reads newest first; a stream goes forwards: pass a cursor of an \
                  oldest-first read (from=earliest or a timestamp)"
                     .into(),
@@ -189,10 +188,10 @@ impl Cluster {
         topic: &str,
         layout: &TopicLayout,
         request: &SearchRequest,
-    ) -> Result<Vec<PartitionStart>, ServiceError> {
+    ) -> Result<Vec<PartitionStart>, ClusterError> {
         let count = layout.partitions.len();
         let missing = |partition: i32, what: &str| {
-            ServiceError::InvalidParams(format!(
+            ClusterError::Invalid(format!(
                 "{what} partition {partition}, which topic {topic:?} does not have (it has \
                  {count})"
             ))
@@ -205,7 +204,7 @@ impl Cluster {
                     .find(|(p, _)| *p == partition)
                     .map(|(_, position)| *position)
                     .ok_or_else(|| {
-                        ServiceError::InvalidParams(format!(
+                        ClusterError::Invalid(format!(
                             "the cursor does not cover partition {partition}: pass the \
                              partition of the read it comes from"
                         ))
@@ -290,7 +289,7 @@ impl Cluster {
         topic: &str,
         partitions: &[i32],
         timestamp: i64,
-    ) -> Result<HashMap<i32, Option<i64>>, ServiceError> {
+    ) -> Result<HashMap<i32, Option<i64>>, ClusterError> {
         let mut wanted = TopicPartitionList::new();
         for partition in partitions {
             wanted.add_partition_offset(topic, *partition, Offset::Offset(timestamp))?;
@@ -315,11 +314,11 @@ impl Cluster {
 }
 
 /// The page size a topic-wide read asks for, or the default.
-pub fn search_limit(requested: Option<usize>) -> Result<usize, ServiceError> {
+pub fn search_limit(requested: Option<usize>) -> Result<usize, ClusterError> {
     match requested {
         None => Ok(DEFAULT_SEARCH_LIMIT),
         Some(limit @ 1..=MAX_SEARCH_LIMIT) => Ok(limit),
-        Some(limit) => Err(ServiceError::InvalidParams(format!(
+        Some(limit) => Err(ClusterError::Invalid(format!(
             "limit {limit} is out of range: ask for 1 to {MAX_SEARCH_LIMIT} records"
         ))),
     }
@@ -336,7 +335,7 @@ struct SearchRequest {
 }
 
 impl SearchRequest {
-    fn parse(topic: &str, search: &RecordSearch) -> Result<SearchRequest, ServiceError> {
+    fn parse(topic: &str, search: &RecordSearch) -> Result<SearchRequest, ClusterError> {
         validate_topic_name(topic)?;
         if let Some(partition) = search.partition {
             validate_partition(partition)?;
@@ -364,14 +363,14 @@ enum Start {
 }
 
 impl Start {
-    fn parse(from: Option<&str>) -> Result<Start, ServiceError> {
+    fn parse(from: Option<&str>) -> Result<Start, ClusterError> {
         let text = match from {
             None | Some("latest") => return Ok(Start::Latest),
             Some("earliest") => return Ok(Start::Earliest),
             Some(text) => text,
         };
         let refused = |reason: String| {
-            ServiceError::InvalidParams(format!(
+            ClusterError::Invalid(format!(
                 "from {text:?} is not earliest, latest or an RFC 3339 timestamp \
                  (2024-09-18T14:14:10.124Z): {reason}"
             ))
@@ -398,7 +397,7 @@ struct RecordFilter {
 }
 
 impl RecordFilter {
-    fn parse(search: &RecordSearch) -> Result<RecordFilter, ServiceError> {
+    fn parse(search: &RecordSearch) -> Result<RecordFilter, ClusterError> {
         let bytes = |text: &Option<String>| {
             text.as_deref()
                 .filter(|text| !text.is_empty())
@@ -411,7 +410,7 @@ impl RecordFilter {
                     Some((name.to_string(), value.as_bytes().to_vec()))
                 }
                 _ => {
-                    return Err(ServiceError::InvalidParams(format!(
+                    return Err(ClusterError::Invalid(format!(
                         "header {text:?} is not name:value (a header name, a colon, then \
                          text its value contains, which may be empty)"
                     )))
@@ -473,9 +472,9 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(json)
     }
 
-    fn decode(text: &str, topic: &str) -> Result<Cursor, ServiceError> {
+    fn decode(text: &str, topic: &str) -> Result<Cursor, ClusterError> {
         let refused = |reason: &str| {
-            ServiceError::InvalidParams(format!(
+            ClusterError::Invalid(format!(
                 "cursor is not one this API gave out for topic {topic:?}: {reason}; pass the \
                  cursor of an earlier answer unchanged"
             ))
@@ -707,7 +706,7 @@ struct Scan {
 }
 
 impl Scan {
-    async fn run(&mut self) -> Result<ScanStop, ServiceError> {
+    async fn run(&mut self) -> Result<ScanStop, ClusterError> {
         let deadline = Instant::now() + SCAN_TIME;
         let mut rounds = 0u32;
         loop {
@@ -740,7 +739,7 @@ impl Scan {
     }
 
     /// Reads the partition's next window and keeps its matching records.
-    async fn read_window(&mut self, index: usize) -> Result<(), ServiceError> {
+    async fn read_window(&mut self, index: usize) -> Result<(), ClusterError> {
         let partition = &self.partitions[index];
         let (id, leader) = (partition.id, partition.leader.clone());
         let (from, to, limit) = match self.order {
@@ -920,7 +919,7 @@ impl RecordTail {
     /// A partition that cannot be read is skipped this time and its leader looked up again
     /// before the next poll. The topic gone is `NotFound`; the cluster failing while the
     /// leaders are looked up again is its error. Unreadable batches are stepped over.
-    pub async fn poll(&mut self) -> Result<Vec<TopicRecord>, ServiceError> {
+    pub async fn poll(&mut self) -> Result<Vec<TopicRecord>, ClusterError> {
         if self.refresh {
             self.refresh_leaders().await?;
         }
@@ -961,7 +960,7 @@ impl RecordTail {
 
     /// Looks up every partition's leader again, and moves a position the partition no
     /// longer holds (retention removed it, or the topic was recreated) within its offsets.
-    async fn refresh_leaders(&mut self) -> Result<(), ServiceError> {
+    async fn refresh_leaders(&mut self) -> Result<(), ClusterError> {
         let layout = self.cluster.topic_layout(&self.topic).await?;
         let ids: Vec<i32> = self.partitions.iter().map(|p| p.id).collect();
         let watermarks = {

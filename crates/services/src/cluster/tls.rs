@@ -18,14 +18,14 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::wire::WireError;
-use crate::kafka::KafkaSecurity;
+use crate::kafka::{ClientError, KafkaSecurity};
 
 /// The client TLS settings of `security`, its files read now so a mistake shows at start.
-pub(crate) fn client_config(security: &KafkaSecurity) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config(security: &KafkaSecurity) -> Result<Arc<ClientConfig>, ClientError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS versions: {e}"))?
+        .map_err(|e| ClientError::Tls(format!("TLS versions: {e}")))?
         .with_root_certificates(trusted_roots(security.ssl_ca_location.as_deref())?);
     let config = match (
         &security.ssl_certificate_location,
@@ -34,11 +34,11 @@ pub(crate) fn client_config(security: &KafkaSecurity) -> Result<Arc<ClientConfig
         (Some(cert), Some(key)) => builder
             .with_client_auth_cert(read_certificates(cert)?, read_private_key(key)?)
             .map_err(|e| {
-                format!(
+                ClientError::Tls(format!(
                     "client certificate {} with key {}: {e}",
                     cert.display(),
                     key.display()
-                )
+                ))
             })?,
         _ => builder.with_no_client_auth(),
     };
@@ -72,14 +72,17 @@ fn server_name(address: &str) -> Result<ServerName<'static>, WireError> {
         .map_err(|e| format!("{host:?} is not a host name TLS can verify: {e}"))
 }
 
-fn trusted_roots(ca_location: Option<&Path>) -> Result<RootCertStore, String> {
+fn trusted_roots(ca_location: Option<&Path>) -> Result<RootCertStore, ClientError> {
     let mut roots = RootCertStore::empty();
     match ca_location {
         Some(path) => {
             for certificate in read_certificates(path)? {
-                roots
-                    .add(certificate)
-                    .map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
+                roots.add(certificate).map_err(|e| {
+                    ClientError::Tls(format!(
+                        "{}: not a usable CA certificate: {e}",
+                        path.display()
+                    ))
+                })?;
             }
         }
         None => {
@@ -87,11 +90,11 @@ fn trusted_roots(ca_location: Option<&Path>) -> Result<RootCertStore, String> {
             let (added, _ignored) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
                 let errors: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
-                return Err(format!(
+                return Err(ClientError::Tls(format!(
                     "no CA certificates found on this system to verify the brokers with \
                      ({}); give the CA with --ssl-ca-location",
                     errors.join("; ")
-                ));
+                )));
             }
         }
     }
@@ -99,34 +102,39 @@ fn trusted_roots(ca_location: Option<&Path>) -> Result<RootCertStore, String> {
 }
 
 /// Every certificate of a PEM file, in order; at least one.
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let pem = read(path)?;
     let certificates = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| ClientError::Tls(format!("{}: {e}", path.display())))?;
     if certificates.is_empty() {
-        return Err(format!(
+        return Err(ClientError::Tls(format!(
             "no certificate found in {} (expected a PEM CERTIFICATE block)",
             path.display()
-        ));
+        )));
     }
     Ok(certificates)
 }
 
-fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ClientError> {
     let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|error| match error {
-        rustls_pki_types::pem::Error::NoItemsFound => format!(
-            "no private key found in {} (expected an unencrypted PEM PRIVATE KEY, RSA PRIVATE \
-             KEY or EC PRIVATE KEY block)",
-            path.display()
-        ),
-        other => format!("{}: {other}", path.display()),
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|error| {
+        ClientError::Tls(match error {
+            rustls_pki_types::pem::Error::NoItemsFound => format!(
+                "no private key found in {} (expected an unencrypted PEM PRIVATE KEY, RSA \
+                 PRIVATE KEY or EC PRIVATE KEY block)",
+                path.display()
+            ),
+            other => format!("{}: {other}", path.display()),
+        })
     })
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+fn read(path: &Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|source| ClientError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Named rather than the process-wide default, which something else may set or leave unset.
@@ -166,6 +174,11 @@ mod tests {
             ..KafkaSecurity::default()
         };
         let error = client_config(&security).expect_err("no such file");
-        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+        assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+        let source = std::error::Error::source(&error).expect("the io error is kept");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
     }
 }

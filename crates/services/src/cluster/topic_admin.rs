@@ -31,11 +31,11 @@ use super::view::{
 };
 use super::wire::Connection;
 use super::{
-    not_found_topic, validate_partition, validate_topic_name, Cluster, MAX_PARTITIONS,
-    REQUEST_TIMEOUT,
+    not_found_topic, validate_partition, validate_topic_name, Cluster, ClusterError,
+    MAX_PARTITIONS, REQUEST_TIMEOUT,
 };
+use crate::error::full_message;
 use crate::event::DEVICE_EVENTS_DLQ;
-use crate::ServiceError;
 
 /// IncrementalAlterConfigs resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;
@@ -68,7 +68,7 @@ impl Cluster {
         &self,
         name: &str,
         change: TopicConfigChange,
-    ) -> Result<TopicConfigs, ServiceError> {
+    ) -> Result<TopicConfigs, ClusterError> {
         validate_topic_name(name)?;
         validate_config_change(&change)?;
         self.topic_layout(name).await?;
@@ -78,7 +78,7 @@ impl Cluster {
             .responses
             .iter()
             .find(|answer| answer.resource_name.as_str() == name)
-            .ok_or_else(|| ServiceError::Topic {
+            .ok_or_else(|| ClusterError::TopicUnavailable {
                 topic: name.to_string(),
                 reason: "the broker's IncrementalAlterConfigs answer does not name the topic"
                     .into(),
@@ -99,18 +99,18 @@ impl Cluster {
         &self,
         name: &str,
         change: PartitionCountChange,
-    ) -> Result<TopicDescription, ServiceError> {
+    ) -> Result<TopicDescription, ClusterError> {
         validate_topic_name(name)?;
         let count = change.count;
         if !(1..=MAX_PARTITIONS).contains(&count) {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "count {count} is out of range: a topic has 1 to {MAX_PARTITIONS} partitions"
             )));
         }
         let layout = self.topic_layout(name).await?;
         let current = layout.partitions.len();
         if usize::try_from(count).is_ok_and(|count| count <= current) {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "topic {name:?} has {current} partitions; count {count} must be more than that \
                  (partitions are added, never removed)"
             )));
@@ -138,10 +138,10 @@ impl Cluster {
         &self,
         name: &str,
         request: PurgeRequest,
-    ) -> Result<PurgedTopic, ServiceError> {
+    ) -> Result<PurgedTopic, ClusterError> {
         validate_topic_name(name)?;
         if let Some(before) = request.before.filter(|before| *before < 0) {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "before {before} is negative; offsets start at 0"
             )));
         }
@@ -154,7 +154,7 @@ impl Cluster {
                 for partition in &checked {
                     let (_, latest) = cluster.watermarks(&topic, *partition)?;
                     if before > latest {
-                        return Err(ServiceError::InvalidParams(format!(
+                        return Err(ClusterError::Invalid(format!(
                             "before {before} is past the latest offset {latest} of partition \
                              {partition}; only stored records can be deleted"
                         )));
@@ -191,7 +191,7 @@ impl Cluster {
                         latest_offset: latest,
                     })
                 })
-                .collect::<Result<_, ServiceError>>()?;
+                .collect::<Result<_, ClusterError>>()?;
             Ok(PurgedTopic { topic, partitions })
         })
         .await
@@ -203,7 +203,7 @@ impl Cluster {
         &self,
         name: &str,
         count: i32,
-    ) -> Result<TopicDescription, ServiceError> {
+    ) -> Result<TopicDescription, ClusterError> {
         let deadline = Instant::now() + NEW_PARTITIONS_VISIBLE_WITHIN;
         loop {
             let described = self.describe_topic(name).await?;
@@ -228,12 +228,13 @@ impl Cluster {
             })
             .await;
         if let Err(error) = refreshed {
+            let error = full_message(&error);
             tracing::debug!(%error, topic = name, "the producer's metadata was not refreshed");
         }
     }
 
     /// `host:port` of every broker the cluster's metadata names.
-    pub(super) async fn broker_addresses(&self) -> Result<Vec<String>, ServiceError> {
+    pub(super) async fn broker_addresses(&self) -> Result<Vec<String>, ClusterError> {
         self.blocking(|cluster| {
             let metadata = cluster
                 .inner
@@ -249,7 +250,7 @@ impl Cluster {
     }
 
     /// Sends `request` over the raw protocol to the first broker that answers it.
-    async fn call_any_broker<R: Request>(&self, request: &R) -> Result<R::Response, ServiceError> {
+    async fn call_any_broker<R: Request>(&self, request: &R) -> Result<R::Response, ClusterError> {
         let mut failures = Vec::new();
         for address in self.broker_addresses().await? {
             let answer = match Connection::open(&address, self.kafka(), REQUEST_TIMEOUT).await {
@@ -261,7 +262,7 @@ impl Cluster {
                 Err(reason) => failures.push(format!("{address}: {reason}")),
             }
         }
-        Err(ServiceError::Unavailable(format!(
+        Err(ClusterError::Unavailable(format!(
             "no broker answered: {}",
             failures.join("; ")
         )))
@@ -273,12 +274,12 @@ impl Cluster {
 pub(super) fn select_partitions(
     layout: &TopicLayout,
     requested: Option<&[i32]>,
-) -> Result<Vec<i32>, ServiceError> {
+) -> Result<Vec<i32>, ClusterError> {
     let Some(requested) = requested else {
         return Ok(layout.partitions.iter().map(|p| p.id).collect());
     };
     if requested.is_empty() {
-        return Err(ServiceError::InvalidParams(
+        return Err(ClusterError::Invalid(
             "partitions is empty: leave it out for every partition of the topic".into(),
         ));
     }
@@ -286,12 +287,12 @@ pub(super) fn select_partitions(
     for partition in requested {
         validate_partition(*partition)?;
         if !selected.insert(*partition) {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "partition {partition} is listed twice"
             )));
         }
         if !layout.has_partition(*partition) {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "topic {:?} has no partition {partition} (it has {})",
                 layout.name,
                 layout.partitions.len()
@@ -302,9 +303,9 @@ pub(super) fn select_partitions(
 }
 
 /// Checks a config change before anything is sent.
-fn validate_config_change(change: &TopicConfigChange) -> Result<(), ServiceError> {
+fn validate_config_change(change: &TopicConfigChange) -> Result<(), ClusterError> {
     if change.set.is_empty() && change.delete.is_empty() {
-        return Err(ServiceError::InvalidParams(
+        return Err(ClusterError::Invalid(
             "nothing to change: set and delete are both empty".into(),
         ));
     }
@@ -315,30 +316,30 @@ fn validate_config_change(change: &TopicConfigChange) -> Result<(), ServiceError
         .chain(change.delete.iter().map(|name| (name, "delete")));
     for (name, list) in names {
         if name.trim().is_empty() {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "config name {name:?} in {list} is empty"
             )));
         }
         if name.contains('\0') {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "config name {name:?} in {list} contains a NUL character"
             )));
         }
     }
     if let Some((name, value)) = change.set.iter().find(|(_, value)| value.contains('\0')) {
-        return Err(ServiceError::InvalidParams(format!(
+        return Err(ClusterError::Invalid(format!(
             "config {name:?} = {value:?} contains a NUL character"
         )));
     }
     let mut deleted = BTreeSet::new();
     for name in &change.delete {
         if !deleted.insert(name) {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "config {name:?} is listed twice in delete"
             )));
         }
         if change.set.contains_key(name) {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "config {name:?} is both in set and in delete"
             )));
         }
@@ -377,7 +378,7 @@ pub(super) fn broker_error(code: i16, message: Option<&str>) -> String {
     }
 }
 
-fn refused_config_change(name: &str, code: i16, message: Option<&str>) -> ServiceError {
+fn refused_config_change(name: &str, code: i16, message: Option<&str>) -> ClusterError {
     let reason = broker_error(code, message);
     match ResponseError::try_from_code(code) {
         Some(ResponseError::UnknownTopicOrPartition) => not_found_topic(name),
@@ -385,44 +386,41 @@ fn refused_config_change(name: &str, code: i16, message: Option<&str>) -> Servic
             ResponseError::InvalidConfig
             | ResponseError::InvalidRequest
             | ResponseError::PolicyViolation,
-        ) => ServiceError::InvalidParams(format!(
+        ) => ClusterError::Invalid(format!(
             "the cluster refused to change the configs of topic {name:?}: {reason}"
         )),
-        _ => ServiceError::Topic {
+        _ => ClusterError::TopicUnavailable {
             topic: name.to_string(),
             reason: format!("changing its configs: {reason}"),
         },
     }
 }
 
-fn refused_partitions(name: &str, count: i32, code: RDKafkaErrorCode) -> ServiceError {
+fn refused_partitions(name: &str, count: i32, code: RDKafkaErrorCode) -> ClusterError {
     use RDKafkaErrorCode as Code;
     match code {
         Code::UnknownTopicOrPartition => not_found_topic(name),
         Code::InvalidPartitions
         | Code::InvalidReplicaAssignment
         | Code::InvalidRequest
-        | Code::PolicyViolation => ServiceError::InvalidParams(format!(
+        | Code::PolicyViolation => ClusterError::Invalid(format!(
             "the cluster refused to give topic {name:?} {count} partitions: {code}"
         )),
-        other => ServiceError::Topic {
-            topic: name.to_string(),
-            reason: format!("adding partitions: {other}"),
-        },
+        other => ClusterError::topic_refused(name, "adding partitions")(other),
     }
 }
 
-fn refused_purge(name: &str, partition: i32, error: &KafkaError) -> ServiceError {
+fn refused_purge(name: &str, partition: i32, error: &KafkaError) -> ClusterError {
     use RDKafkaErrorCode as Code;
     match error.rdkafka_error_code() {
         Some(Code::UnknownTopicOrPartition) => not_found_topic(name),
         Some(Code::OffsetOutOfRange | Code::PolicyViolation | Code::InvalidRequest) => {
-            ServiceError::InvalidParams(format!(
+            ClusterError::Invalid(format!(
                 "the cluster refused to delete records of partition {partition} of topic \
                  {name:?}: {error}"
             ))
         }
-        _ => ServiceError::Topic {
+        _ => ClusterError::TopicUnavailable {
             topic: name.to_string(),
             reason: format!("deleting records of partition {partition}: {error}"),
         },
@@ -447,7 +445,7 @@ mod tests {
 
     fn refusal(change: &TopicConfigChange) -> String {
         match validate_config_change(change) {
-            Err(ServiceError::InvalidParams(reason)) => reason,
+            Err(ClusterError::Invalid(reason)) => reason,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -496,7 +494,7 @@ mod tests {
     fn broker_refusals_keep_the_brokers_words() {
         let error = refused_config_change("t", 40, Some("Invalid value soon for retention.ms"));
         match error {
-            ServiceError::InvalidParams(reason) => assert_eq!(
+            ClusterError::Invalid(reason) => assert_eq!(
                 reason,
                 "the cluster refused to change the configs of topic \"t\": InvalidConfig: \
                  Invalid value soon for retention.ms"
@@ -505,11 +503,11 @@ mod tests {
         }
         assert!(matches!(
             refused_config_change("t", 3, None),
-            ServiceError::NotFound(_)
+            ClusterError::NotFound(_)
         ));
         assert!(matches!(
             refused_config_change("t", 29, None),
-            ServiceError::Topic { .. }
+            ClusterError::TopicUnavailable { .. }
         ));
         assert_eq!(broker_error(69, None), "GroupIdNotFound");
         assert_eq!(broker_error(69, Some("")), "GroupIdNotFound");

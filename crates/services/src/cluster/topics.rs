@@ -19,10 +19,9 @@ use super::topic_admin::managed_topic_owner;
 use super::view::{NewTopic, PartitionDescription, TopicDescription, TopicList, TopicSummary};
 use super::wire::Connection;
 use super::{
-    is_internal_topic, not_found_topic, validate_topic_name, Cluster, DEFAULT_PARTITIONS,
-    MAX_PARTITIONS, MAX_REPLICATION_FACTOR, REQUEST_TIMEOUT, SIZES_TIMEOUT,
+    is_internal_topic, not_found_topic, validate_topic_name, Cluster, ClusterError,
+    DEFAULT_PARTITIONS, MAX_PARTITIONS, MAX_REPLICATION_FACTOR, REQUEST_TIMEOUT, SIZES_TIMEOUT,
 };
-use crate::ServiceError;
 
 /// How long a created topic may take to show up in metadata (a multi-broker cluster
 /// propagates it asynchronously).
@@ -100,7 +99,7 @@ impl TopicLayout {
 
 impl Cluster {
     /// Every topic with its record counts, by name; internal ones only if asked for.
-    pub async fn list_topics(&self, include_internal: bool) -> Result<TopicList, ServiceError> {
+    pub async fn list_topics(&self, include_internal: bool) -> Result<TopicList, ClusterError> {
         self.blocking(move |cluster| {
             let metadata = cluster
                 .inner
@@ -134,7 +133,7 @@ impl Cluster {
     }
 
     /// One topic: partitions with their offsets and sizes, and its effective configs.
-    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ServiceError> {
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClusterError> {
         validate_topic_name(name)?;
         let layout = self.topic_layout(name).await?;
         let (offsets, configs, sizes) = tokio::join!(
@@ -173,7 +172,7 @@ impl Cluster {
 
     /// Creates a topic and describes it. A refusal by the cluster says why, in the broker's
     /// words when it gives them.
-    pub async fn create_topic(&self, request: NewTopic) -> Result<TopicDescription, ServiceError> {
+    pub async fn create_topic(&self, request: NewTopic) -> Result<TopicDescription, ClusterError> {
         let partitions = validate_new_topic(&request)?;
         let replication = request.replication_factor.unwrap_or(-1);
         let mut topic = AdminNewTopic::new(
@@ -198,7 +197,7 @@ impl Cluster {
     }
 
     /// Deletes a topic and its records.
-    pub async fn delete_topic(&self, name: &str) -> Result<(), ServiceError> {
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClusterError> {
         validate_topic_name(name)?;
         let results = self
             .inner
@@ -212,10 +211,7 @@ impl Cluster {
                     return Err(not_found_topic(name))
                 }
                 Err((topic, code)) => {
-                    return Err(ServiceError::Topic {
-                        topic,
-                        reason: code.to_string(),
-                    })
+                    return Err(ClusterError::topic_refused(&topic, "deleting it")(code))
                 }
             }
         }
@@ -223,13 +219,13 @@ impl Cluster {
     }
 
     /// The topic's partitions and leaders; `NotFound` when the cluster has no such topic.
-    pub(super) async fn topic_layout(&self, name: &str) -> Result<TopicLayout, ServiceError> {
+    pub(super) async fn topic_layout(&self, name: &str) -> Result<TopicLayout, ClusterError> {
         let name = name.to_string();
         self.blocking(move |cluster| cluster.topic_layout_now(&name))
             .await
     }
 
-    fn topic_layout_now(&self, name: &str) -> Result<TopicLayout, ServiceError> {
+    fn topic_layout_now(&self, name: &str) -> Result<TopicLayout, ClusterError> {
         let metadata = self
             .inner
             .metadata
@@ -245,10 +241,8 @@ impl Cluster {
                 return Err(not_found_topic(name))
             }
             Some(error) => {
-                return Err(ServiceError::Topic {
-                    topic: name.to_string(),
-                    reason: RDKafkaErrorCode::from(error).to_string(),
-                })
+                let refused = ClusterError::topic_refused(name, "reading its metadata");
+                return Err(refused(RDKafkaErrorCode::from(error)));
             }
         }
         let brokers = metadata
@@ -264,7 +258,7 @@ impl Cluster {
         &self,
         topic: &str,
         partition: i32,
-    ) -> Result<(i64, i64), ServiceError> {
+    ) -> Result<(i64, i64), ClusterError> {
         Ok(self
             .inner
             .metadata
@@ -275,7 +269,7 @@ impl Cluster {
     async fn partition_watermarks(
         &self,
         layout: &TopicLayout,
-    ) -> Result<Vec<(i64, i64)>, ServiceError> {
+    ) -> Result<Vec<(i64, i64)>, ClusterError> {
         let layout = layout.clone();
         self.blocking(move |cluster| {
             layout
@@ -291,7 +285,7 @@ impl Cluster {
     pub(super) async fn topic_configs(
         &self,
         name: &str,
-    ) -> Result<BTreeMap<String, String>, ServiceError> {
+    ) -> Result<BTreeMap<String, String>, ClusterError> {
         let described = self
             .inner
             .admin
@@ -299,10 +293,8 @@ impl Cluster {
             .await?;
         let mut configs = BTreeMap::new();
         for resource in described {
-            let resource = resource.map_err(|code| ServiceError::Topic {
-                topic: name.to_string(),
-                reason: format!("describing its configs: {code}"),
-            })?;
+            let resource =
+                resource.map_err(ClusterError::topic_refused(name, "describing its configs"))?;
             for entry in resource.entries {
                 if let (Some(value), false) = (entry.value, entry.is_sensitive) {
                     configs.insert(entry.name, value);
@@ -314,12 +306,15 @@ impl Cluster {
 
     /// Describes a topic just created, waiting briefly for it to show up in metadata and for
     /// its partitions to get leaders.
-    async fn describe_created_topic(&self, name: &str) -> Result<TopicDescription, ServiceError> {
+    async fn describe_created_topic(&self, name: &str) -> Result<TopicDescription, ClusterError> {
         let deadline = Instant::now() + CREATED_TOPIC_VISIBLE_WITHIN;
         loop {
             match self.describe_topic(name).await {
                 Err(
-                    ServiceError::NotFound(_) | ServiceError::Topic { .. } | ServiceError::Kafka(_),
+                    ClusterError::NotFound(_)
+                    | ClusterError::TopicRefused { .. }
+                    | ClusterError::TopicUnavailable { .. }
+                    | ClusterError::Kafka(_),
                 ) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -334,19 +329,19 @@ impl Cluster {
         request: &NewTopic,
         partitions: i32,
         code: RDKafkaErrorCode,
-    ) -> ServiceError {
+    ) -> ClusterError {
         use RDKafkaErrorCode as Code;
         let name = &request.name;
         match code {
             Code::TopicAlreadyExists => {
-                ServiceError::Conflict(format!("topic {name:?} already exists"))
+                ClusterError::Conflict(format!("topic {name:?} already exists"))
             }
             // More replicas than the cluster has brokers (Freshet's embedded broker is one):
             // a valid request the cluster cannot serve as it is now, so a conflict with its
             // state rather than a bad request.
             Code::InvalidReplicationFactor => {
                 let reason = self.refusal_reason(request, partitions, code).await;
-                ServiceError::Conflict(format!(
+                ClusterError::Conflict(format!(
                     "the cluster refused to create topic {name:?}: {reason}"
                 ))
             }
@@ -357,14 +352,11 @@ impl Cluster {
             | Code::PolicyViolation
             | Code::InvalidRequest => {
                 let reason = self.refusal_reason(request, partitions, code).await;
-                ServiceError::InvalidParams(format!(
+                ClusterError::Invalid(format!(
                     "the cluster refused to create topic {name:?}: {reason}"
                 ))
             }
-            other => ServiceError::Topic {
-                topic: name.clone(),
-                reason: other.to_string(),
-            },
+            other => ClusterError::topic_refused(name, "creating it")(other),
         }
     }
 
@@ -424,11 +416,11 @@ impl Cluster {
 }
 
 /// The partition count of a valid create request.
-fn validate_new_topic(request: &NewTopic) -> Result<i32, ServiceError> {
+fn validate_new_topic(request: &NewTopic) -> Result<i32, ClusterError> {
     validate_topic_name(&request.name)?;
     let partitions = request.partitions.unwrap_or(DEFAULT_PARTITIONS);
     if !(1..=MAX_PARTITIONS).contains(&partitions) {
-        return Err(ServiceError::InvalidParams(format!(
+        return Err(ClusterError::Invalid(format!(
             "partitions {partitions} is out of range: a topic has 1 to {MAX_PARTITIONS}"
         )));
     }
@@ -436,14 +428,14 @@ fn validate_new_topic(request: &NewTopic) -> Result<i32, ServiceError> {
         None | Some(-1) => {}
         Some(factor) if (1..=MAX_REPLICATION_FACTOR).contains(&factor) => {}
         Some(factor) => {
-            return Err(ServiceError::InvalidParams(format!(
+            return Err(ClusterError::Invalid(format!(
                 "replication_factor {factor} is invalid: use -1 (the cluster's default) or 1 \
                  to {MAX_REPLICATION_FACTOR}"
             )))
         }
     }
     if let Some(key) = request.configs.keys().find(|key| key.trim().is_empty()) {
-        return Err(ServiceError::InvalidParams(format!(
+        return Err(ClusterError::Invalid(format!(
             "config name {key:?} is empty"
         )));
     }
@@ -454,7 +446,7 @@ fn validate_new_topic(request: &NewTopic) -> Result<i32, ServiceError> {
         .iter()
         .find(|(name, value)| name.contains('\0') || value.contains('\0'));
     if let Some((name, value)) = with_nul {
-        return Err(ServiceError::InvalidParams(format!(
+        return Err(ClusterError::Invalid(format!(
             "config {name:?} = {value:?} contains a NUL character"
         )));
     }
@@ -513,7 +505,7 @@ mod tests {
 
     fn refusal(request: &NewTopic) -> String {
         match validate_new_topic(request) {
-            Err(ServiceError::InvalidParams(reason)) => reason,
+            Err(ClusterError::Invalid(reason)) => reason,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }

@@ -21,6 +21,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::KafkaConfig;
 
@@ -65,17 +66,21 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Connection, WireError> {
         let connected = tokio::time::timeout(timeout, async {
-            let mut connection = Connection {
-                stream: transport(address, kafka).await?,
-                client_id: kafka.client_id.clone(),
-                next_correlation_id: 1,
-                supported: Vec::new(),
-            };
+            let mut connection = Connection::over(transport(address, kafka).await?, kafka);
             connection.negotiate_versions(address).await?;
             Ok(connection)
         })
         .await;
         connected.unwrap_or_else(|_| Err(format!("{address} did not answer within {timeout:?}")))
+    }
+
+    fn over(stream: Box<dyn Transport>, kafka: &KafkaConfig) -> Connection {
+        Connection {
+            stream,
+            client_id: kafka.client_id.clone(),
+            next_correlation_id: 1,
+            supported: Vec::new(),
+        }
     }
 
     /// Signs in when `kafka` uses SASL, within `timeout`.
@@ -237,13 +242,67 @@ impl Connection {
     }
 }
 
+/// What one attempt to reach a broker found ([`reach`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// A Kafka broker answered ApiVersions.
+    Broker,
+    /// The connection is up (TLS included) but nothing answered by the deadline: a broker
+    /// that is busy or slow, not one that is missing.
+    Silent,
+    /// No connection (refused, unreachable, a TLS handshake failing), or an answer that is
+    /// not Kafka's; the reason names the address.
+    Failed(String),
+}
+
+/// Connects to `address` as `kafka` says (TCP, then TLS when it uses TLS) and asks which API
+/// versions it supports, giving up at `deadline`. Signs nothing in. Once TCP is connected,
+/// running out of time (in the TLS handshake or waiting for the answer) is [`Reach::Silent`].
+pub(crate) async fn reach(address: &str, kafka: &KafkaConfig, deadline: Instant) -> Reach {
+    let tcp = match tokio::time::timeout_at(deadline, tcp(address)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(reason)) => return Reach::Failed(reason),
+        Err(_) => return Reach::Failed(format!("connecting to {address}: no answer")),
+    };
+    let answered = tokio::time::timeout_at(deadline, async {
+        let stream = secure(tcp, address, kafka).await.map_err(Reach::Failed)?;
+        let mut connection = Connection::over(stream, kafka);
+        connection
+            .negotiate_versions(address)
+            .await
+            .map_err(|reason| {
+                Reach::Failed(format!(
+                    "{address} answered, but not as a Kafka broker ({reason})"
+                ))
+            })
+    });
+    match answered.await {
+        Ok(Ok(())) => Reach::Broker,
+        Ok(Err(failed)) => failed,
+        Err(_) => Reach::Silent,
+    }
+}
+
 /// A TCP connection to `address`, with TLS on it when `kafka` uses TLS.
 async fn transport(address: &str, kafka: &KafkaConfig) -> Result<Box<dyn Transport>, WireError> {
+    secure(tcp(address).await?, address, kafka).await
+}
+
+async fn tcp(address: &str) -> Result<TcpStream, WireError> {
     let tcp = TcpStream::connect(address)
         .await
         .map_err(|e| format!("connecting to {address}: {e}"))?;
     // Requests are one small frame each, answered before the next: no batching to wait for.
     let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// `tcp` with TLS on it when `kafka` uses TLS.
+async fn secure(
+    tcp: TcpStream,
+    address: &str,
+    kafka: &KafkaConfig,
+) -> Result<Box<dyn Transport>, WireError> {
     match kafka.wire_tls() {
         Some(tls) => Ok(Box::new(
             super::tls::connect(tcp, address, tls.clone()).await?,

@@ -12,9 +12,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::format::rfc3339_millis;
-use super::{random_seed, run, GeneratorParams, GeneratorSummary, JobProgress};
+use super::{random_seed, run, GeneratorError, GeneratorParams, GeneratorSummary, JobProgress};
+use crate::error::full_message;
 use crate::panics::{self, PanicSite};
-use crate::{KafkaConfig, ServiceError};
+use crate::KafkaConfig;
 
 /// Finished jobs beyond this many are forgotten, oldest first; running jobs are always kept.
 pub const KEPT_JOBS: usize = 100;
@@ -107,7 +108,7 @@ impl GeneratorJobs {
 
     /// Validates `params` and starts a job on a thread of its own; returns at once. The seed
     /// is chosen here when not given, so the status shows it from the start.
-    pub fn start(&self, params: GeneratorParams) -> Result<JobStatus, ServiceError> {
+    pub fn start(&self, params: GeneratorParams) -> Result<JobStatus, GeneratorError> {
         self.start_with(params, run)
     }
 
@@ -120,10 +121,10 @@ impl GeneratorJobs {
                 &KafkaConfig,
                 &GeneratorParams,
                 &JobProgress,
-            ) -> Result<GeneratorSummary, ServiceError>
+            ) -> Result<GeneratorSummary, GeneratorError>
             + Send
             + 'static,
-    ) -> Result<JobStatus, ServiceError> {
+    ) -> Result<JobStatus, GeneratorError> {
         params.validate()?;
         params.seed = Some(params.seed.unwrap_or_else(random_seed));
         let job = self.register(params);
@@ -132,10 +133,13 @@ impl GeneratorJobs {
         std::thread::Builder::new()
             .name(format!("generator-{}", job.id))
             .spawn(move || worker.run_to_end(&kafka, work))
-            .map_err(|e| {
-                let reason = format!("cannot start a thread for the job: {e}");
-                job.finish(Err(reason.clone()));
-                ServiceError::InvalidParams(reason)
+            .map_err(|source| {
+                let error = GeneratorError::Start {
+                    what: "a thread for the job",
+                    source,
+                };
+                job.finish(Err(full_message(&error)));
+                error
             })?;
         Ok(job.status())
     }
@@ -221,11 +225,11 @@ impl Job {
             &KafkaConfig,
             &GeneratorParams,
             &JobProgress,
-        ) -> Result<GeneratorSummary, ServiceError>,
+        ) -> Result<GeneratorSummary, GeneratorError>,
     ) {
         let run = AssertUnwindSafe(|| work(kafka, &self.params, &self.progress));
         let result = match std::panic::catch_unwind(run) {
-            Ok(result) => result.map_err(|e| e.to_string()),
+            Ok(result) => result.map_err(|e| full_message(&e)),
             Err(payload) => {
                 let context = format!("generator job {}", self.id);
                 let message = panics::caught(PanicSite::GeneratorJob, &context, payload.as_ref());
@@ -353,7 +357,7 @@ mod tests {
         };
         assert!(matches!(
             jobs.start(params),
-            Err(ServiceError::InvalidParams(_))
+            Err(GeneratorError::InvalidParams(_))
         ));
         assert!(jobs.list().is_empty());
         assert!(jobs.get(1).is_none());
@@ -425,7 +429,7 @@ mod tests {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
                 let _ = stopped.send(());
-                Err(ServiceError::InvalidParams(params.topic.clone()))
+                Err(GeneratorError::InvalidParams(params.topic.clone()))
             })
             .expect("valid parameters");
         let removed = jobs.remove(running.id).expect("the job exists");

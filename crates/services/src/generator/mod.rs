@@ -10,6 +10,7 @@
 //!   with, none by default), and its limits.
 //! - [`jobs`]: runs in the background for the HTTP API, with progress and cancellation.
 
+mod error;
 mod format;
 pub mod jobs;
 pub mod params;
@@ -24,11 +25,12 @@ use rdkafka::producer::{BaseProducer, Producer};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+pub use error::GeneratorError;
 pub use jobs::{GeneratorJobs, JobState, JobStatus};
 pub use params::{random_seed, Compression, GeneratorParams, UnknownCompression};
 
 use crate::kafka::{ensure_topic, TopicSpec};
-use crate::{KafkaConfig, ServiceError};
+use crate::KafkaConfig;
 use format::{now_micros, EventBuffer, TimestampForm};
 use pool::{DevicePool, SplitMix64};
 use send::{create_producer, flush, queue_event, Deliveries, Pacer};
@@ -126,7 +128,7 @@ pub fn run(
     kafka: &KafkaConfig,
     params: &GeneratorParams,
     progress: &JobProgress,
-) -> Result<GeneratorSummary, ServiceError> {
+) -> Result<GeneratorSummary, GeneratorError> {
     params.validate()?;
     let seed = params.seed.unwrap_or_else(random_seed);
     let mut rng = SplitMix64::new(seed);
@@ -142,7 +144,11 @@ pub fn run(
     ensure_topic_blocking(kafka, &params.topic)?;
     producer
         .client()
-        .fetch_metadata(Some(&params.topic), METADATA_TIMEOUT)?;
+        .fetch_metadata(Some(&params.topic), METADATA_TIMEOUT)
+        .map_err(|source| GeneratorError::Metadata {
+            topic: params.topic.clone(),
+            source,
+        })?;
     let started = Instant::now();
     progress.mark_sending();
     send_events(&producer, params, &pool, &mut rng.fork(), progress)?;
@@ -154,7 +160,7 @@ pub fn run(
 /// Creates the topic on a current-thread runtime of its own, on a thread of its own: the
 /// caller may be a plain thread or a thread inside some other runtime, where blocking on a
 /// new runtime would panic.
-fn ensure_topic_blocking(kafka: &KafkaConfig, topic: &str) -> Result<(), ServiceError> {
+fn ensure_topic_blocking(kafka: &KafkaConfig, topic: &str) -> Result<(), GeneratorError> {
     let spec = TopicSpec {
         name: topic,
         partitions: DEFAULT_PARTITIONS,
@@ -162,26 +168,28 @@ fn ensure_topic_blocking(kafka: &KafkaConfig, topic: &str) -> Result<(), Service
     };
     std::thread::scope(|scope| {
         let setup = scope.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| ServiceError::Topic {
-                    topic: topic.to_string(),
-                    reason: format!("cannot start a runtime to create it: {e}"),
-                })?
-                .block_on(ensure_topic(kafka, &spec))
+                .map_err(|source| GeneratorError::Start {
+                    what: "a runtime to create the topic",
+                    source,
+                })?;
+            Ok(runtime.block_on(ensure_topic(kafka, &spec))?)
         });
         setup.join().unwrap_or_else(|_| {
-            Err(ServiceError::Topic {
+            Err(GeneratorError::TopicPanicked {
                 topic: topic.to_string(),
-                reason: "creating it panicked".into(),
             })
         })
     })
 }
 
-fn build_pool(params: &GeneratorParams, rng: &mut SplitMix64) -> Result<DevicePool, ServiceError> {
-    let too_many = || ServiceError::InvalidParams("num_devices does not fit in memory".into());
+fn build_pool(
+    params: &GeneratorParams,
+    rng: &mut SplitMix64,
+) -> Result<DevicePool, GeneratorError> {
+    let too_many = || GeneratorError::InvalidParams("num_devices does not fit in memory".into());
     let v6 = usize::try_from(params.ipv6_devices()).map_err(|_| too_many())?;
     let all = usize::try_from(params.num_devices).map_err(|_| too_many())?;
     Ok(DevicePool::generate(rng, all - v6, v6))
@@ -194,7 +202,7 @@ fn send_events(
     pool: &DevicePool,
     rng: &mut SplitMix64,
     progress: &JobProgress,
-) -> Result<(), ServiceError> {
+) -> Result<(), GeneratorError> {
     let devices = pool.len() as u64;
     let mut pacer = Pacer::new(params.pause_ms, params.rate);
     let mut event = EventBuffer::default();
@@ -355,7 +363,7 @@ mod tests {
         // Nothing listens on port 1: reaching the broker would fail differently.
         let kafka = KafkaConfig::new("127.0.0.1:1");
         match run(&kafka, &params, &JobProgress::new()) {
-            Err(ServiceError::InvalidParams(reason)) => assert!(reason.contains("ipv6_percent")),
+            Err(GeneratorError::InvalidParams(reason)) => assert!(reason.contains("ipv6_percent")),
             other => panic!("{other:?}"),
         }
     }

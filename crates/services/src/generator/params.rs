@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::GeneratorError;
 use crate::event::DEVICE_EVENTS;
 use crate::kafka::check_topic_name;
-use crate::ServiceError;
 
 /// Devices of the old generator's `GET /start` when the caller names none.
 pub const DEFAULT_NUM_DEVICES: u64 = 100;
@@ -273,13 +273,13 @@ impl From<ParamsBody> for GeneratorParams {
 
 impl GeneratorParams {
     /// Checks every limit; the error names the parameter, its value and what is allowed.
-    pub fn validate(&self) -> Result<(), ServiceError> {
+    pub fn validate(&self) -> Result<(), GeneratorError> {
         self.check_counts()
             .and_then(|()| self.check_pacing())
             .and_then(|()| self.check_seed())
             .and_then(|()| self.check_ipv6_percent())
             .and_then(|()| check_topic_name(&self.topic))
-            .map_err(ServiceError::InvalidParams)
+            .map_err(GeneratorError::InvalidParams)
     }
 
     fn check_counts(&self) -> Result<(), String> {
@@ -360,7 +360,7 @@ mod tests {
 
     fn reason(params: &GeneratorParams) -> String {
         match params.validate() {
-            Err(ServiceError::InvalidParams(reason)) => reason,
+            Err(GeneratorError::InvalidParams(reason)) => reason,
             other => panic!("expected InvalidParams for {params:?}, got {other:?}"),
         }
     }

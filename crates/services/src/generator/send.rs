@@ -9,8 +9,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
-use super::{Compression, JobProgress};
-use crate::{KafkaConfig, ServiceError};
+use super::{Compression, GeneratorError, JobProgress};
+use crate::kafka::CreateClient;
+use crate::KafkaConfig;
 
 /// How long librdkafka keeps retrying a record before reporting it failed.
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -25,7 +26,7 @@ pub(crate) fn create_producer<'a>(
     kafka: &KafkaConfig,
     compression: Compression,
     deliveries: Deliveries<'a>,
-) -> Result<BaseProducer<Deliveries<'a>>, ServiceError> {
+) -> Result<BaseProducer<Deliveries<'a>>, GeneratorError> {
     let mut config = kafka.durable_producer_config("generator");
     config
         .set(
@@ -44,7 +45,7 @@ pub(crate) fn create_producer<'a>(
         // Room for ~0.5 s at full speed, so sending never waits on a single slow fsync.
         .set("queue.buffering.max.messages", "500000")
         .set("queue.buffering.max.kbytes", "1048576");
-    Ok(config.create_with_context(deliveries)?)
+    Ok(config.create_client_with(deliveries)?)
 }
 
 /// Counts delivery reports into the job's progress and marks which devices had an event
@@ -114,7 +115,7 @@ pub(crate) fn queue_event(
     value: &[u8],
     device: usize,
     progress: &JobProgress,
-) -> Result<bool, ServiceError> {
+) -> Result<bool, GeneratorError> {
     let mut record = BaseRecord::with_opaque_to(topic, device)
         .key(key)
         .payload(value);
@@ -128,7 +129,12 @@ pub(crate) fn queue_event(
                 producer.poll(Duration::from_millis(1));
                 record = returned;
             }
-            Err((error, _)) => return Err(error.into()),
+            Err((source, _)) => {
+                return Err(GeneratorError::Queue {
+                    topic: topic.to_string(),
+                    source,
+                })
+            }
         }
     }
 }
@@ -136,15 +142,14 @@ pub(crate) fn queue_event(
 /// Waits until every queued event is acknowledged or failed and its report served. Unlike
 /// rdkafka's `flush`, which polls in 100 ms steps, this notices the end within a millisecond,
 /// so short runs report their real duration.
-pub(crate) fn flush(producer: &BaseProducer<Deliveries<'_>>) -> Result<(), ServiceError> {
+pub(crate) fn flush(producer: &BaseProducer<Deliveries<'_>>) -> Result<(), GeneratorError> {
     let deadline = Instant::now() + FLUSH_TIMEOUT;
     while producer.in_flight_count() > 0 {
         if Instant::now() >= deadline {
-            return Err(ServiceError::Timeout(format!(
-                "{} events were neither acknowledged nor failed within {} s",
-                producer.in_flight_count(),
-                FLUSH_TIMEOUT.as_secs()
-            )));
+            return Err(GeneratorError::FlushTimeout {
+                in_flight: producer.in_flight_count(),
+                within: FLUSH_TIMEOUT,
+            });
         }
         producer.poll(Duration::from_millis(1));
     }

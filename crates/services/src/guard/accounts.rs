@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::now_ms;
 use super::store::Store;
-use crate::ServiceError;
+use super::GuardError;
 
 /// Shortest user name accepted at registration (as in the old login service).
 pub const MIN_USER_CHARS: usize = 3;
@@ -49,9 +49,9 @@ impl Default for Argon2Params {
 }
 
 impl Argon2Params {
-    fn hasher(&self) -> Result<Argon2<'static>, ServiceError> {
+    fn hasher(&self) -> Result<Argon2<'static>, GuardError> {
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .map_err(|e| ServiceError::InvalidParams(format!("argon2 parameters: {e}")))?;
+            .map_err(GuardError::Argon2Params)?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 }
@@ -69,12 +69,12 @@ impl std::fmt::Debug for Hasher {
 }
 
 impl Hasher {
-    fn hash(&self, pass: &str) -> Result<String, ServiceError> {
+    fn hash(&self, pass: &str) -> Result<String, GuardError> {
         let salt = SaltString::generate(&mut OsRng);
         self.argon
             .hash_password(pass.as_bytes(), &salt)
             .map(|hash| hash.to_string())
-            .map_err(|e| ServiceError::Store(format!("hashing a password: {e}")))
+            .map_err(GuardError::Hash)
     }
 
     /// Whether `pass` matches `stored`; the dummy hash when there is no user, so both cases
@@ -101,7 +101,7 @@ pub struct Accounts {
 
 impl Accounts {
     /// Accounts over `store`, hashing new passwords with `params`.
-    pub async fn new(store: Store, params: Argon2Params) -> Result<Accounts, ServiceError> {
+    pub async fn new(store: Store, params: Argon2Params) -> Result<Accounts, GuardError> {
         let argon = params.hasher()?;
         // The dummy is a real hash of a random password with the live parameters: verifying
         // against it costs exactly what verifying a real user's hash costs.
@@ -128,8 +128,8 @@ impl Accounts {
     }
 
     /// Creates an account after checking the name and password rules. A taken name is a
-    /// [`ServiceError::Conflict`].
-    pub async fn register(&self, user: &str, pass: &str) -> Result<(), ServiceError> {
+    /// [`GuardError::UserExists`].
+    pub async fn register(&self, user: &str, pass: &str) -> Result<(), GuardError> {
         validate_new_user(user)?;
         validate_new_password(pass)?;
         let hash = self.hash(pass.to_string()).await?;
@@ -137,14 +137,14 @@ impl Accounts {
             tracing::info!(user, "account registered");
             Ok(())
         } else {
-            Err(ServiceError::Conflict(format!(
-                "user {user:?} already exists"
-            )))
+            Err(GuardError::UserExists {
+                user: user.to_string(),
+            })
         }
     }
 
     /// Whether `user` exists and `pass` is its password. Takes the same time either way.
-    pub async fn verify(&self, user: &str, pass: &str) -> Result<bool, ServiceError> {
+    pub async fn verify(&self, user: &str, pass: &str) -> Result<bool, GuardError> {
         validate_login(user, pass)?;
         let stored = self.store.password_hash(user).await?;
         let hasher = self.hasher.clone();
@@ -153,35 +153,35 @@ impl Accounts {
         run_blocking(move || Ok(hasher.verify(&pass, stored.as_deref()))).await
     }
 
-    async fn hash(&self, pass: String) -> Result<String, ServiceError> {
+    async fn hash(&self, pass: String) -> Result<String, GuardError> {
         let hasher = self.hasher.clone();
         let _permit = self.permit().await?;
         run_blocking(move || hasher.hash(&pass)).await
     }
 
-    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ServiceError> {
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, GuardError> {
         self.permits
             .acquire()
             .await
-            .map_err(|_| ServiceError::Store("the hasher is shut down".into()))
+            .map_err(|_| GuardError::HasherClosed)
     }
 }
 
 async fn run_blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
+    work: impl FnOnce() -> Result<T, GuardError> + Send + 'static,
+) -> Result<T, GuardError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ServiceError::Store(format!("a hashing task failed: {e}")))?
+        .map_err(GuardError::HashTask)?
 }
 
-fn invalid(reason: impl Into<String>) -> ServiceError {
-    ServiceError::InvalidParams(reason.into())
+fn invalid(reason: impl Into<String>) -> GuardError {
+    GuardError::Invalid(reason.into())
 }
 
 /// Name rules at registration: 3 to 64 characters, no control characters, no surrounding
 /// spaces (two names that look the same must be the same name).
-pub fn validate_new_user(user: &str) -> Result<(), ServiceError> {
+pub fn validate_new_user(user: &str) -> Result<(), GuardError> {
     let chars = user.chars().count();
     if chars < MIN_USER_CHARS {
         return Err(invalid(format!(
@@ -203,7 +203,7 @@ pub fn validate_new_user(user: &str) -> Result<(), ServiceError> {
 }
 
 /// Password rules at registration: 8 to 128 characters with at least one letter and one digit.
-pub fn validate_new_password(pass: &str) -> Result<(), ServiceError> {
+pub fn validate_new_password(pass: &str) -> Result<(), GuardError> {
     let chars = pass.chars().count();
     if chars < MIN_PASS_CHARS {
         return Err(invalid(format!(
@@ -225,7 +225,7 @@ pub fn validate_new_password(pass: &str) -> Result<(), ServiceError> {
 
 /// What a login must look like before any lookup: both present and within the length limits.
 /// These checks do not depend on the account, so they reveal nothing about it.
-pub fn validate_login(user: &str, pass: &str) -> Result<(), ServiceError> {
+pub fn validate_login(user: &str, pass: &str) -> Result<(), GuardError> {
     if user.is_empty() || pass.is_empty() {
         return Err(invalid("user and pass are required"));
     }
@@ -261,7 +261,7 @@ mod tests {
         for (user, pass, reason) in cases {
             let result = validate_new_user(user).and_then(|()| validate_new_password(pass));
             match result {
-                Err(ServiceError::InvalidParams(text)) => {
+                Err(GuardError::Invalid(text)) => {
                     assert!(text.contains(reason), "{user:?}/{pass:?}: {text}")
                 }
                 other => panic!("{user:?}/{pass:?}: {other:?}"),

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::mac::{self, Canonical, Rejection};
 use super::secret::GuardSecret;
-use crate::{KafkaConfig, ServiceError};
+use super::GuardError;
+use crate::kafka::CreateClient;
+use crate::KafkaConfig;
 
 /// Topic of login attempts.
 pub const LOGIN_ATTEMPTS: &str = "login-attempts";
@@ -162,7 +164,7 @@ impl AttemptPublisher {
         kafka: &KafkaConfig,
         topic: &str,
         secret: GuardSecret,
-    ) -> Result<AttemptPublisher, ServiceError> {
+    ) -> Result<AttemptPublisher, GuardError> {
         let producer: FutureProducer = kafka
             .durable_producer_config("guard-attempts")
             .set(
@@ -170,7 +172,7 @@ impl AttemptPublisher {
                 DELIVERY_TIMEOUT.as_millis().to_string(),
             )
             .set("linger.ms", "5")
-            .create()?;
+            .create_client()?;
         Ok(AttemptPublisher {
             producer,
             topic: topic.into(),
@@ -205,28 +207,22 @@ impl AttemptPublisher {
 
     /// Publishes `attempt` and waits until the cluster has it (admin actions, which must
     /// not be lost silently).
-    pub async fn publish_acked(&self, attempt: &Attempt) -> Result<(), ServiceError> {
+    pub async fn publish_acked(&self, attempt: &Attempt) -> Result<(), GuardError> {
         let value = self.signed_json(attempt);
         let record = FutureRecord::to(&self.topic)
             .key(attempt.user.as_str())
             .payload(value.as_slice());
-        self.producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map(|_| ())
-            .map_err(|(error, _)| ServiceError::Kafka(error))
+        self.send_acked(record).await
     }
 
     /// Sends any record with this producer and waits for the cluster to have it.
-    pub async fn send_acked(
-        &self,
-        record: FutureRecord<'_, str, [u8]>,
-    ) -> Result<(), ServiceError> {
+    pub async fn send_acked(&self, record: FutureRecord<'_, str, [u8]>) -> Result<(), GuardError> {
+        let topic = record.topic.to_string();
         self.producer
             .send(record, Duration::from_secs(10))
             .await
             .map(|_| ())
-            .map_err(|(error, _)| ServiceError::Kafka(error))
+            .map_err(|(error, _)| GuardError::kafka(format!("publishing to {topic}"))(error))
     }
 
     fn signed_json(&self, attempt: &Attempt) -> Vec<u8> {

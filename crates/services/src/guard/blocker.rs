@@ -38,9 +38,11 @@ use super::mac::{self, Canonical, Rejection, MAC_HEADER};
 use super::rules::{Change, PartitionState, Rules};
 use super::secret::GuardSecret;
 use super::stats::RejectionCounts;
+use super::GuardError;
+use crate::error::full_message;
 use crate::event::{ORIGIN_HEADER, REASON_HEADER};
-use crate::kafka::DeliveryCounter;
-use crate::{KafkaConfig, ServiceError};
+use crate::kafka::{CreateClient, DeliveryCounter};
+use crate::KafkaConfig;
 
 /// Messages polled per round before block records are sent.
 const BATCH: usize = 16_384;
@@ -93,14 +95,17 @@ pub struct Blocker {
 
 impl Blocker {
     /// Joins the group and starts consuming. Topics must exist.
-    pub fn start(kafka: &KafkaConfig, config: BlockerConfig) -> Result<Blocker, ServiceError> {
+    pub fn start(kafka: &KafkaConfig, config: BlockerConfig) -> Result<Blocker, GuardError> {
         let stopping = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(BlockerStats::default());
         let worker = Worker::new(kafka, config, stopping.clone(), stats.clone())?;
         let thread = std::thread::Builder::new()
             .name("guard-blocker".into())
             .spawn(move || worker.run())
-            .map_err(|e| ServiceError::InvalidParams(format!("cannot start a thread: {e}")))?;
+            .map_err(|source| GuardError::Thread {
+                thread: "guard-blocker",
+                source,
+            })?;
         Ok(Blocker {
             stopping,
             stats,
@@ -132,7 +137,7 @@ impl Worker {
         config: BlockerConfig,
         stopping: Arc<AtomicBool>,
         stats: Arc<BlockerStats>,
-    ) -> Result<Worker, ServiceError> {
+    ) -> Result<Worker, GuardError> {
         let producer: ThreadedProducer<DeliveryCounter> = kafka
             .durable_producer_config("guard-blocker")
             .set("linger.ms", "2")
@@ -140,7 +145,7 @@ impl Worker {
                 "message.max.bytes",
                 (MAX_CHECKPOINT_BYTES + 4096).to_string(),
             )
-            .create_with_context(DeliveryCounter::new("blocker"))?;
+            .create_client_with(DeliveryCounter::new("blocker"))?;
         let session_timeout = config.session_timeout;
         let topic = config.attempts_topic.clone();
         let group = config.group.clone();
@@ -156,8 +161,10 @@ impl Worker {
             // Attempts are ~150 bytes: large fetches keep the prefetch queue full, so the
             // worker never waits on a round trip between batches.
             .set("max.partition.fetch.bytes", (8 << 20).to_string())
-            .create_with_context(context)?;
-        consumer.subscribe(&[&topic])?;
+            .create_client_with(context)?;
+        consumer
+            .subscribe(&[&topic])
+            .map_err(GuardError::kafka(format!("subscribing to {topic}")))?;
         Ok(Worker { consumer, stopping })
     }
 
@@ -465,7 +472,10 @@ impl BlockerContext {
             Err(e) => {
                 // Starting from the beginning instead is slower, never wrong: the rules are
                 // idempotent per attempt and block records are overwritten with the same.
-                tracing::error!(error = %e, "cannot read blocker checkpoints; replaying");
+                tracing::error!(
+                    error = %full_message(&e),
+                    "cannot read blocker checkpoints; replaying"
+                );
                 HashMap::new()
             }
         };
@@ -537,7 +547,7 @@ fn start_offset(next_offset: i64) -> Offset {
 fn read_checkpoints(
     kafka: &KafkaConfig,
     config: &BlockerConfig,
-) -> Result<HashMap<i32, Vec<u8>>, ServiceError> {
+) -> Result<HashMap<i32, Vec<u8>>, GuardError> {
     let consumer: BaseConsumer = kafka
         .client_config("guard-checkpoints")
         .set("group.id", format!("{}-checkpoints", config.group))
@@ -548,27 +558,32 @@ fn read_checkpoints(
             "fetch.message.max.bytes",
             (MAX_CHECKPOINT_BYTES + 4096).to_string(),
         )
-        .create()?;
+        .create_client()?;
     let topic = &config.checkpoint_topic;
-    let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
+    let failed = |what: &str| GuardError::kafka(format!("{what} {topic}"));
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .map_err(failed("reading the offsets of"))?;
     let mut out = HashMap::new();
     if high <= low {
         return Ok(out);
     }
     let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
-    consumer.assign(&assignment)?;
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .and_then(|()| consumer.assign(&assignment))
+        .map_err(failed("assigning"))?;
     let prefix = format!("{}/", config.attempts_topic);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut position = low;
     while position < high {
         if Instant::now() >= deadline {
-            return Err(ServiceError::Timeout("reading blocker checkpoints".into()));
+            return Err(GuardError::CheckpointsTimeout);
         }
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message?;
+        let message = message.map_err(failed("reading"))?;
         position = message.offset() + 1;
         let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
         let partition = key

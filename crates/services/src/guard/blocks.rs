@@ -39,7 +39,9 @@ use super::now_ms;
 use super::rules::BlockRecord;
 use super::secret::GuardSecret;
 use super::stats::RejectionCounts;
-use crate::{KafkaConfig, ServiceError};
+use super::GuardError;
+use crate::kafka::CreateClient;
+use crate::KafkaConfig;
 
 /// Topic of block records: compacted, key = user.
 pub const BLOCKED_USERS: &str = "blocked-users";
@@ -277,14 +279,17 @@ impl BlocksFollower {
         kafka: &KafkaConfig,
         topic: &str,
         secret: GuardSecret,
-    ) -> Result<BlocksFollower, ServiceError> {
+    ) -> Result<BlocksFollower, GuardError> {
         let consumer = assigned_consumer(kafka, topic)?;
         let map = BlockMap::default();
         let follower_map = map.clone();
         let thread = std::thread::Builder::new()
             .name("guard-blocks".into())
             .spawn(move || follow(consumer, follower_map, secret))
-            .map_err(|e| ServiceError::InvalidParams(format!("cannot start a thread: {e}")))?;
+            .map_err(|source| GuardError::Thread {
+                thread: "guard-blocks",
+                source,
+            })?;
         Ok(BlocksFollower {
             map,
             thread: Some(thread),
@@ -308,7 +313,7 @@ impl BlocksFollower {
 
 /// A consumer assigned every partition of `topic` from the beginning. It never joins or
 /// commits: every login node needs every block.
-fn assigned_consumer(kafka: &KafkaConfig, topic: &str) -> Result<BaseConsumer, ServiceError> {
+fn assigned_consumer(kafka: &KafkaConfig, topic: &str) -> Result<BaseConsumer, GuardError> {
     let consumer: BaseConsumer = kafka
         .client_config("guard-blocks")
         .set("group.id", "freshet-guard-blocks")
@@ -316,24 +321,29 @@ fn assigned_consumer(kafka: &KafkaConfig, topic: &str) -> Result<BaseConsumer, S
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "50")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        .create_client()?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(GuardError::kafka(format!(
+            "reading the metadata of {topic}"
+        )))?;
     let partitions = metadata
         .topics()
         .iter()
         .find(|t| t.name() == topic)
         .map_or(0, |t| t.partitions().len());
     if partitions == 0 {
-        return Err(ServiceError::Topic {
+        return Err(GuardError::NoPartitions {
             topic: topic.into(),
-            reason: "has no partitions".into(),
         });
     }
     let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions as i32 {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
+    (0..partitions as i32)
+        .try_for_each(|partition| {
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)
+        })
+        .and_then(|()| consumer.assign(&assignment))
+        .map_err(GuardError::kafka(format!("assigning {topic}")))?;
     Ok(consumer)
 }
 

@@ -43,6 +43,7 @@ pub mod accounts;
 pub mod attempts;
 pub mod blocker;
 pub mod blocks;
+mod error;
 pub mod mac;
 pub mod rules;
 pub mod secret;
@@ -66,7 +67,8 @@ use stats::{BlockerMetrics, GuardMetrics, LoginCounters};
 use store::Store;
 
 use crate::kafka::{ensure_topic, TopicSpec};
-use crate::{KafkaConfig, ServiceError};
+use crate::KafkaConfig;
+pub use error::GuardError;
 
 /// Compacted topic of the blocker's checkpoints.
 pub const GUARD_CHECKPOINTS: &str = "freshet.guard.checkpoints";
@@ -138,7 +140,7 @@ impl GuardConfig {
 }
 
 /// Creates the guard's topics unless they exist.
-pub async fn ensure_topics(kafka: &KafkaConfig, config: &GuardConfig) -> Result<(), ServiceError> {
+pub async fn ensure_topics(kafka: &KafkaConfig, config: &GuardConfig) -> Result<(), GuardError> {
     // Compaction only cleans closed segments: small segments let it reclaim superseded
     // blocks and checkpoints soon, so a restarting node reads little.
     let compacted: &[(&str, &str)] =
@@ -216,7 +218,7 @@ impl GuardHandle {
         }
     }
 
-    pub async fn register(&self, user: &str, pass: &str) -> Result<(), ServiceError> {
+    pub async fn register(&self, user: &str, pass: &str) -> Result<(), GuardError> {
         self.accounts.register(user, pass).await
     }
 
@@ -227,7 +229,7 @@ impl GuardHandle {
         user: &str,
         pass: &str,
         source: &str,
-    ) -> Result<LoginOutcome, ServiceError> {
+    ) -> Result<LoginOutcome, GuardError> {
         validate_login(user, pass)?;
         if self.blocks.active(user).is_some() {
             self.publisher.publish(&Attempt {
@@ -260,7 +262,7 @@ impl GuardHandle {
 
     /// Lifts a user's block; false when the user is not blocked. Returns once the cluster
     /// has the unblock record and the lift record.
-    pub async fn unblock(&self, user: &str) -> Result<bool, ServiceError> {
+    pub async fn unblock(&self, user: &str) -> Result<bool, GuardError> {
         let Some(block) = self.blocks.active(user) else {
             return Ok(false);
         };
@@ -344,7 +346,7 @@ pub struct Guard {
 
 impl Guard {
     /// Connects the store (applying migrations), creates the topics and starts the parts.
-    pub async fn start(kafka: &KafkaConfig, config: GuardConfig) -> Result<Guard, ServiceError> {
+    pub async fn start(kafka: &KafkaConfig, config: GuardConfig) -> Result<Guard, GuardError> {
         let store = Store::connect(&config.database_url).await?;
         let accounts = Accounts::new(store, config.argon2).await?;
         ensure_topics(kafka, &config).await?;

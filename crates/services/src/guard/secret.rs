@@ -19,7 +19,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-use crate::ServiceError;
+use super::GuardError;
 
 /// The keyed MAC the guard signs with.
 pub(crate) type HmacSha256 = Hmac<Sha256>;
@@ -53,27 +53,22 @@ impl GuardSecret {
     }
 
     /// A key of at least [`MIN_SECRET_BYTES`] bytes.
-    pub fn from_bytes(key: &[u8]) -> Result<GuardSecret, ServiceError> {
+    pub fn from_bytes(key: &[u8]) -> Result<GuardSecret, GuardError> {
         if key.len() < MIN_SECRET_BYTES {
-            return Err(ServiceError::InvalidParams(format!(
-                "the guard secret is {} bytes; it must be at least {MIN_SECRET_BYTES}",
-                key.len()
-            )));
+            return Err(GuardError::SecretTooShort { bytes: key.len() });
         }
         let keyed = HmacSha256::new_from_slice(key)
-            .map_err(|e| ServiceError::InvalidParams(format!("the guard secret: {e}")))?;
+            .map_err(|e| GuardError::Invalid(format!("the guard secret: {e}")))?;
         Ok(GuardSecret { keyed })
     }
 
     /// A key written as hex (only hex digits, an even count) or else as base64 (standard
     /// alphabet, padding optional). Errors never quote the text: it is a secret.
-    pub fn parse(text: &str) -> Result<GuardSecret, ServiceError> {
+    pub fn parse(text: &str) -> Result<GuardSecret, GuardError> {
         let text = text.trim();
         let key = decode_hex(text)
             .or_else(|| decode_base64(text))
-            .ok_or_else(|| {
-                ServiceError::InvalidParams("the guard secret is neither hex nor base64".into())
-            })?;
+            .ok_or(GuardError::SecretEncoding)?;
         GuardSecret::from_bytes(&key)
     }
 
@@ -83,7 +78,7 @@ impl GuardSecret {
     /// directory, synced, and hard-linked to `path`, which fails if `path` appeared
     /// meanwhile (a rename would silently replace it). Two nodes starting together on one
     /// data directory therefore both end up with the key that is on disk.
-    pub fn load_or_create(path: &Path) -> Result<GuardSecret, ServiceError> {
+    pub fn load_or_create(path: &Path) -> Result<GuardSecret, GuardError> {
         if let Some(secret) = read_secret_file(path)? {
             return Ok(secret);
         }
@@ -110,21 +105,29 @@ fn random_bytes() -> [u8; NEW_SECRET_BYTES] {
     key
 }
 
-fn file_error(path: &Path, what: &str, error: impl std::fmt::Display) -> ServiceError {
-    ServiceError::InvalidParams(format!("{what} {}: {error}", path.display()))
+/// `doing` on `path` failed with `source`.
+fn file_error(doing: &'static str, path: &Path, source: std::io::Error) -> GuardError {
+    GuardError::SecretFile {
+        doing,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The key in `path`; `None` when there is no such file.
-fn read_secret_file(path: &Path) -> Result<Option<GuardSecret>, ServiceError> {
+fn read_secret_file(path: &Path) -> Result<Option<GuardSecret>, GuardError> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(file_error(path, "reading the guard secret", e)),
+        Err(e) => return Err(file_error("reading the guard secret", path, e)),
     };
     warn_if_others_can_read(path);
     GuardSecret::parse(&text)
         .map(Some)
-        .map_err(|e| file_error(path, "the guard secret in", e))
+        .map_err(|source| GuardError::SecretInFile {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
 }
 
 fn warn_if_others_can_read(path: &Path) {
@@ -138,12 +141,12 @@ fn warn_if_others_can_read(path: &Path) {
     }
 }
 
-fn create_secret_file(path: &Path) -> Result<GuardSecret, ServiceError> {
+fn create_secret_file(path: &Path) -> Result<GuardSecret, GuardError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| file_error(dir, "creating directory", e))?;
+    fs::create_dir_all(dir).map_err(|e| file_error("creating directory", dir, e))?;
     let key = random_bytes();
     let temp = dir.join(format!(
         ".{SECRET_FILE}.{}.tmp",
@@ -158,9 +161,16 @@ fn create_secret_file(path: &Path) -> Result<GuardSecret, ServiceError> {
             GuardSecret::from_bytes(&key)
         }
         // Another node created it first: theirs is the one on disk, so it is the one to use.
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => read_secret_file(path)?
-            .ok_or_else(|| file_error(path, "the guard secret", "vanished while created")),
-        Err(e) => Err(file_error(path, "creating the guard secret", e)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            read_secret_file(path)?.ok_or_else(|| {
+                file_error(
+                    "reading the guard secret another node created",
+                    path,
+                    ErrorKind::NotFound.into(),
+                )
+            })
+        }
+        Err(e) => Err(file_error("creating the guard secret", path, e)),
     }
 }
 

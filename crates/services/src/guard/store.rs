@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use crate::ServiceError;
+use super::GuardError;
 
 /// A connected, migrated account store.
 #[derive(Debug, Clone)]
@@ -23,27 +23,24 @@ pub enum Store {
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://...`), creating a SQLite file and
     /// its directory if missing, and applies the migrations.
-    pub async fn connect(url: &str) -> Result<Store, ServiceError> {
+    pub async fn connect(url: &str) -> Result<Store, GuardError> {
         let store = if url.starts_with("sqlite:") {
             Store::Sqlite(connect_sqlite(url).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Store::Postgres(connect_postgres(url).await?)
         } else {
-            return Err(ServiceError::InvalidParams(format!(
-                "database URL {:?} is neither sqlite:// nor postgres://",
-                redact(url)
-            )));
+            return Err(GuardError::UnknownDatabase { url: redact(url) });
         };
         store.migrate().await?;
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<(), ServiceError> {
+    async fn migrate(&self) -> Result<(), GuardError> {
         let result = match self {
             Store::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
             Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
         };
-        result.map_err(|e| ServiceError::Store(format!("applying migrations: {e}")))
+        result.map_err(GuardError::Migrate)
     }
 
     /// Which backend this is, for logs and the startup line.
@@ -61,7 +58,7 @@ impl Store {
         name: &str,
         password_hash: &str,
         created_ms: i64,
-    ) -> Result<bool, ServiceError> {
+    ) -> Result<bool, GuardError> {
         const SQL: &str =
             "INSERT INTO users (name, password_hash, created_ms) VALUES ($1, $2, $3) \
                            ON CONFLICT (name) DO NOTHING";
@@ -71,46 +68,47 @@ impl Store {
                 .bind(password_hash)
                 .bind(created_ms)
                 .execute(pool)
-                .await?
-                .rows_affected(),
+                .await
+                .map(|done| done.rows_affected()),
             Store::Postgres(pool) => sqlx::query(SQL)
                 .bind(name)
                 .bind(password_hash)
                 .bind(created_ms)
                 .execute(pool)
-                .await?
-                .rows_affected(),
+                .await
+                .map(|done| done.rows_affected()),
         };
-        Ok(inserted == 1)
+        Ok(inserted.map_err(GuardError::store("adding a user"))? == 1)
     }
 
     /// The stored hash of a user, `None` when there is no such user.
-    pub async fn password_hash(&self, name: &str) -> Result<Option<String>, ServiceError> {
+    pub async fn password_hash(&self, name: &str) -> Result<Option<String>, GuardError> {
         const SQL: &str = "SELECT password_hash FROM users WHERE name = $1";
         let hash = match self {
             Store::Sqlite(pool) => {
                 sqlx::query_scalar::<_, String>(SQL)
                     .bind(name)
                     .fetch_optional(pool)
-                    .await?
+                    .await
             }
             Store::Postgres(pool) => {
                 sqlx::query_scalar::<_, String>(SQL)
                     .bind(name)
                     .fetch_optional(pool)
-                    .await?
+                    .await
             }
         };
-        Ok(hash)
+        hash.map_err(GuardError::store("reading a password hash"))
     }
 
     /// Number of accounts.
-    pub async fn user_count(&self) -> Result<u64, ServiceError> {
+    pub async fn user_count(&self) -> Result<u64, GuardError> {
         const SQL: &str = "SELECT COUNT(*) FROM users";
         let count = match self {
-            Store::Sqlite(pool) => sqlx::query_scalar::<_, i64>(SQL).fetch_one(pool).await?,
-            Store::Postgres(pool) => sqlx::query_scalar::<_, i64>(SQL).fetch_one(pool).await?,
+            Store::Sqlite(pool) => sqlx::query_scalar::<_, i64>(SQL).fetch_one(pool).await,
+            Store::Postgres(pool) => sqlx::query_scalar::<_, i64>(SQL).fetch_one(pool).await,
         };
+        let count = count.map_err(GuardError::store("counting users"))?;
         Ok(count.max(0) as u64)
     }
 
@@ -123,32 +121,37 @@ impl Store {
     }
 }
 
-async fn connect_sqlite(url: &str) -> Result<SqlitePool, ServiceError> {
-    let options = SqliteConnectOptions::from_str(url)?
+async fn connect_sqlite(url: &str) -> Result<SqlitePool, GuardError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(GuardError::store(format!(
+            "reading the database URL {url:?}"
+        )))?
         .create_if_missing(true)
         // Readers do not wait for the writer, and a commit is one fsync of the log.
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(5));
     if let Some(dir) = options.get_filename().parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                ServiceError::Store(format!("creating directory {}: {e}", dir.display()))
+            std::fs::create_dir_all(dir).map_err(|source| GuardError::CreateDirectory {
+                path: dir.to_path_buf(),
+                source,
             })?;
         }
     }
-    Ok(SqlitePoolOptions::new()
+    SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options)
-        .await?)
+        .await
+        .map_err(GuardError::store(format!("opening {url}")))
 }
 
-async fn connect_postgres(url: &str) -> Result<PgPool, ServiceError> {
+async fn connect_postgres(url: &str) -> Result<PgPool, GuardError> {
     PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await
-        .map_err(|e| ServiceError::Store(format!("connecting to {}: {e}", redact(url))))
+        .map_err(GuardError::store(format!("connecting to {}", redact(url))))
 }
 
 /// The URL without its password, for error messages and logs.

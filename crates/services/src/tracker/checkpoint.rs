@@ -26,7 +26,7 @@
 use freshet_distinct::DistinctIps;
 
 use super::state::{SetKind, Sets};
-use crate::ServiceError;
+use super::TrackerError;
 
 const MAGIC: &[u8; 4] = b"FTC1";
 const KIND_DELTA: u8 = 1;
@@ -186,7 +186,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 /// Decodes a record; `None` for a key this version does not know (a newer writer's record
 /// type), so old nodes skip it instead of failing.
-pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Record>, ServiceError> {
+pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Record>, TrackerError> {
     let key = std::str::from_utf8(key).map_err(|_| bad("key is not UTF-8"))?;
     if let Some(node) = key.strip_prefix("n/") {
         return match value {
@@ -204,7 +204,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Record>, Servic
     }
 }
 
-fn decode_heartbeat(node: &str, value: &[u8]) -> Result<Record, ServiceError> {
+fn decode_heartbeat(node: &str, value: &[u8]) -> Result<Record, TrackerError> {
     let mut r = Reader::new(value);
     r.header(KIND_HEARTBEAT)?;
     let written_at_ms = r.i64()?;
@@ -221,7 +221,7 @@ fn decode_heartbeat(node: &str, value: &[u8]) -> Result<Record, ServiceError> {
     })
 }
 
-fn decode_delta(value: &[u8]) -> Result<Record, ServiceError> {
+fn decode_delta(value: &[u8]) -> Result<Record, TrackerError> {
     let mut r = Reader::new(value);
     r.header(KIND_DELTA)?;
     let partition = r.i32()?;
@@ -260,16 +260,15 @@ fn decode_delta(value: &[u8]) -> Result<Record, ServiceError> {
             _ => return Err(bad("unknown section kind")),
         };
         let len = r.u32()? as usize;
-        let set = DistinctIps::deserialize(r.bytes(len)?)
-            .map_err(|e| ServiceError::Checkpoint(format!("section set: {e}")))?;
+        let set = DistinctIps::deserialize(r.bytes(len)?).map_err(TrackerError::CheckpointSet)?;
         sections.push((kind, set));
     }
     r.end()?;
     Ok(Record::Delta { header, sections })
 }
 
-fn bad(reason: &str) -> ServiceError {
-    ServiceError::Checkpoint(reason.into())
+fn bad(reason: &'static str) -> TrackerError {
+    TrackerError::Checkpoint(reason)
 }
 
 /// Bounds-checked little-endian reader.
@@ -286,7 +285,7 @@ impl<'a> Reader<'a> {
         self.bytes.len()
     }
 
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], ServiceError> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], TrackerError> {
         if n > self.bytes.len() {
             return Err(bad("record is truncated"));
         }
@@ -295,13 +294,13 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], ServiceError> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], TrackerError> {
         let mut out = [0; N];
         out.copy_from_slice(self.bytes(N)?);
         Ok(out)
     }
 
-    fn header(&mut self, kind: u8) -> Result<(), ServiceError> {
+    fn header(&mut self, kind: u8) -> Result<(), TrackerError> {
         if self.bytes(4)? != MAGIC {
             return Err(bad("not a tracker checkpoint record (bad magic)"));
         }
@@ -311,33 +310,33 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn u8(&mut self) -> Result<u8, ServiceError> {
+    fn u8(&mut self) -> Result<u8, TrackerError> {
         Ok(self.array::<1>()?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, ServiceError> {
+    fn u32(&mut self) -> Result<u32, TrackerError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
-    fn i32(&mut self) -> Result<i32, ServiceError> {
+    fn i32(&mut self) -> Result<i32, TrackerError> {
         Ok(i32::from_le_bytes(self.array()?))
     }
 
-    fn u64(&mut self) -> Result<u64, ServiceError> {
+    fn u64(&mut self) -> Result<u64, TrackerError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
-    fn i64(&mut self) -> Result<i64, ServiceError> {
+    fn i64(&mut self) -> Result<i64, TrackerError> {
         Ok(i64::from_le_bytes(self.array()?))
     }
 
-    fn string(&mut self) -> Result<String, ServiceError> {
+    fn string(&mut self) -> Result<String, TrackerError> {
         let len = u16::from_le_bytes(self.array()?) as usize;
         let bytes = self.bytes(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| bad("node id is not UTF-8"))
     }
 
-    fn end(&self) -> Result<(), ServiceError> {
+    fn end(&self) -> Result<(), TrackerError> {
         if self.bytes.is_empty() {
             Ok(())
         } else {

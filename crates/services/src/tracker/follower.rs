@@ -11,8 +11,10 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::checkpoint::{decode, Record};
 use super::state::{CheckpointMeta, NodeHeartbeat, NodeState, SetKind};
-use super::Shared;
-use crate::{KafkaConfig, ServiceError};
+use super::{Shared, TrackerError};
+use crate::error::full_message;
+use crate::kafka::CreateClient;
+use crate::KafkaConfig;
 
 /// How often partition count and lag are asked from the cluster.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -23,7 +25,7 @@ pub(super) struct Follower {
 }
 
 impl Follower {
-    pub(super) fn new(kafka: &KafkaConfig, shared: Arc<Shared>) -> Result<Self, ServiceError> {
+    pub(super) fn new(kafka: &KafkaConfig, shared: Arc<Shared>) -> Result<Self, TrackerError> {
         // librdkafka needs a group id even for manual assignment; this one never joins or
         // commits, so it leaves no trace on the cluster.
         let group = format!("{}-follower", shared.config.group);
@@ -34,10 +36,13 @@ impl Follower {
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "100")
-            .create()?;
+            .create_client()?;
+        let topic = &shared.checkpoint_topic;
         let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(&shared.checkpoint_topic, 0, Offset::Beginning)?;
-        consumer.assign(&assignment)?;
+        assignment
+            .add_partition_offset(topic, 0, Offset::Beginning)
+            .and_then(|()| consumer.assign(&assignment))
+            .map_err(TrackerError::kafka(format!("assigning {topic}")))?;
         Ok(Follower { shared, consumer })
     }
 
@@ -72,7 +77,10 @@ impl Follower {
             Ok(None) => {}
             // A record this node cannot read is skipped, not fatal: its IPs are still counted
             // by the node that wrote it, and the next checkpoint of the partition moves on.
-            Err(e) => tracing::error!(error = %e, "skipping an unreadable checkpoint record"),
+            Err(e) => tracing::error!(
+                error = %full_message(&e),
+                "skipping an unreadable checkpoint record"
+            ),
         }
     }
 

@@ -26,6 +26,7 @@
 //! IP twice; counters come from the checkpoint that matches the offset resumed from.
 
 pub mod checkpoint;
+mod error;
 mod follower;
 mod stalls;
 pub mod state;
@@ -43,7 +44,8 @@ use freshet_timestamp::NormalizedTs;
 
 use crate::event::{DEVICE_EVENTS, DEVICE_EVENTS_DLQ};
 use crate::kafka::{ensure_topic, TopicSpec};
-use crate::{KafkaConfig, ServiceError};
+use crate::KafkaConfig;
+pub use error::TrackerError;
 pub use state::WindowLimits;
 use state::{NodeState, SetKind};
 use stats::{TrackerMetrics, WorkCounters};
@@ -143,7 +145,7 @@ impl Tracker {
     pub async fn start(
         kafka: &KafkaConfig,
         config: TrackerConfig,
-    ) -> Result<Tracker, ServiceError> {
+    ) -> Result<Tracker, TrackerError> {
         let checkpoint_topic = config.checkpoint_topic();
         ensure_topics(kafka, &config, &checkpoint_topic).await?;
         let node_id = config
@@ -189,15 +191,15 @@ impl Tracker {
 }
 
 fn spawn_named(
-    name: &str,
+    name: &'static str,
     f: impl FnOnce() + Send + 'static,
-) -> Result<JoinHandle<()>, ServiceError> {
+) -> Result<JoinHandle<()>, TrackerError> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)
-        .map_err(|e| ServiceError::Topic {
-            topic: name.into(),
-            reason: format!("cannot start thread: {e}"),
+        .map_err(|source| TrackerError::Thread {
+            thread: name,
+            source,
         })
 }
 
@@ -205,7 +207,7 @@ async fn ensure_topics(
     kafka: &KafkaConfig,
     config: &TrackerConfig,
     checkpoint_topic: &str,
-) -> Result<(), ServiceError> {
+) -> Result<(), TrackerError> {
     let specs = [
         TopicSpec {
             name: &config.input_topic,

@@ -24,14 +24,14 @@ use super::checkpoint::{delta_key, encode_delta, encode_heartbeat, heartbeat_key
 use super::stalls::{self, Progress};
 use super::state::{NodeState, Sets};
 use super::stats::BatchTally;
-use super::{now_ms, Shared};
+use super::{now_ms, Shared, TrackerError};
 use crate::cluster::view::SkippedBatch;
 use crate::event::{
     parse_event, DeviceEvent, InvalidEvent, InvalidKind, ORIGIN_HEADER, ORIGIN_LAST_OFFSET_HEADER,
     REASON_HEADER,
 };
-use crate::kafka::DeliveryCounter;
-use crate::{KafkaConfig, ServiceError};
+use crate::kafka::{CreateClient, DeliveryCounter};
+use crate::KafkaConfig;
 
 /// Events parsed before they are applied under one lock.
 const BATCH: usize = 16_384;
@@ -56,7 +56,7 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) fn new(kafka: &KafkaConfig, shared: Arc<Shared>) -> Result<Self, ServiceError> {
+    pub(super) fn new(kafka: &KafkaConfig, shared: Arc<Shared>) -> Result<Self, TrackerError> {
         // Checkpoints and heartbeats: the tracker's own state, read back only by tracker
         // nodes (librdkafka, which always has lz4) and the topic API (which reads every
         // codec). lz4 keeps the compacted topic, which keeps every delta, small.
@@ -64,7 +64,7 @@ impl Worker {
             .durable_producer_config("tracker")
             .set("compression.type", "lz4")
             .set("linger.ms", "2")
-            .create_with_context(DeliveryCounter::new("tracker"))?;
+            .create_client_with(DeliveryCounter::new("tracker"))?;
         // Dead letters are for people and their tools, any Kafka client: uncompressed, as
         // Kafka's producers send by default, since kafkajs and kafka-python cannot read lz4
         // without an extra package.
@@ -72,7 +72,7 @@ impl Worker {
             .durable_producer_config("tracker")
             .set("compression.type", "none")
             .set("linger.ms", "2")
-            .create_with_context(DeliveryCounter::new("tracker dead-letter"))?;
+            .create_client_with(DeliveryCounter::new("tracker dead-letter"))?;
         let context = TrackerContext {
             shared: shared.clone(),
             producer,
@@ -96,15 +96,15 @@ impl Worker {
             .set("queued.max.messages.kbytes", "32768")
             .set("max.partition.fetch.bytes", (4 << 20).to_string())
             .set("fetch.max.bytes", (16 << 20).to_string())
-            .create_with_context(context)?;
-        consumer.subscribe(&[&shared.config.input_topic])?;
+            .create_client_with(context)?;
+        let input = &shared.config.input_topic;
+        consumer
+            .subscribe(&[input])
+            .map_err(TrackerError::kafka(format!("subscribing to {input}")))?;
         let probe_runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| ServiceError::Topic {
-                topic: shared.config.input_topic.clone(),
-                reason: format!("cannot start the stall probe's runtime: {e}"),
-            })?;
+            .map_err(TrackerError::ProbeRuntime)?;
         Ok(Worker {
             shared,
             consumer,

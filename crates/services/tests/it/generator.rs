@@ -9,7 +9,7 @@ use freshet_services::event::parse_event;
 use freshet_services::generator::{
     run, GeneratorJobs, GeneratorParams, GeneratorSummary, JobProgress, JobState, JobStatus,
 };
-use freshet_services::{KafkaConfig, ServiceError};
+use freshet_services::{GeneratorError, KafkaConfig};
 use freshet_testkit::TestBroker;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -326,6 +326,6 @@ fn invalid_params_are_refused_with_the_reason() {
             ..GeneratorParams::default()
         })
         .expect_err("refused");
-    assert!(matches!(&error, ServiceError::InvalidParams(r) if r.contains("pause_ms 70000")));
+    assert!(matches!(&error, GeneratorError::InvalidParams(r) if r.contains("pause_ms 70000")));
     assert!(jobs.list().is_empty());
 }

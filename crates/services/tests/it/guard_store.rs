@@ -4,7 +4,7 @@
 
 use freshet_services::guard::accounts::{Accounts, Argon2Params};
 use freshet_services::guard::store::Store;
-use freshet_services::ServiceError;
+use freshet_services::GuardError;
 
 /// Cheap parameters: these tests check behaviour, not cost.
 const FAST: Argon2Params = Argon2Params {
@@ -54,7 +54,9 @@ async fn accounts_behave(store: Store) {
         .expect("an unknown user is a plain false"));
 
     match accounts.register(&alice, "other1pass").await {
-        Err(ServiceError::Conflict(reason)) => assert!(reason.contains("already exists")),
+        Err(error @ GuardError::UserExists { .. }) => {
+            assert!(error.to_string().contains("already exists"), "{error}")
+        }
         other => panic!("a taken name: {other:?}"),
     }
     assert!(
@@ -65,7 +67,7 @@ async fn accounts_behave(store: Store) {
         "the failed registration left the password as it was"
     );
     match accounts.register(&name("bob"), "short1").await {
-        Err(ServiceError::InvalidParams(reason)) => assert!(reason.contains("at least 8")),
+        Err(GuardError::Invalid(reason)) => assert!(reason.contains("at least 8")),
         other => panic!("a short password: {other:?}"),
     }
 }
@@ -84,7 +86,7 @@ async fn concurrent_registrations_of_one_name_create_one_account(store: Store) {
     for task in tasks {
         match task.await.expect("task") {
             Ok(()) => created += 1,
-            Err(ServiceError::Conflict(_)) => {}
+            Err(GuardError::UserExists { .. }) => {}
             Err(e) => panic!("unexpected: {e}"),
         }
     }
@@ -131,7 +133,9 @@ async fn sqlite_accounts_survive_a_restart_and_migrations_run_once() {
 #[tokio::test]
 async fn an_unknown_database_scheme_is_refused() {
     match Store::connect("mysql://localhost/guard").await {
-        Err(ServiceError::InvalidParams(reason)) => assert!(reason.contains("sqlite")),
+        Err(error @ GuardError::UnknownDatabase { .. }) => {
+            assert!(error.to_string().contains("sqlite"), "{error}")
+        }
         other => panic!("{other:?}"),
     }
 }

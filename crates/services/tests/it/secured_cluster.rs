@@ -14,9 +14,11 @@ use freshet_security::users::UserStore;
 use freshet_services::cluster::view::{NewTopic, OutgoingRecord, ProduceRequest};
 use freshet_services::cluster::{check_sign_in, Cluster};
 use freshet_services::generator::{self, GeneratorParams, JobProgress};
-use freshet_services::kafka::{KafkaSecurity, Password, SaslMechanism, SecurityProtocol};
+use freshet_services::kafka::{
+    wait_for_broker, KafkaSecurity, Password, SaslMechanism, SecurityProtocol,
+};
 use freshet_services::tracker::{Tracker, TrackerConfig};
-use freshet_services::{KafkaConfig, ServiceError};
+use freshet_services::{ClientError, KafkaConfig};
 use freshet_testkit::certs::TestCa;
 use freshet_testkit::TestBroker;
 
@@ -227,7 +229,7 @@ async fn a_wrong_password_is_refused_at_once_with_the_brokers_reason() {
             .expect_err("a wrong password is refused");
         let message = error.to_string();
         assert!(
-            matches!(error, ServiceError::InvalidParams(_)),
+            matches!(error, ClientError::SignInRefused(_)),
             "{mechanism}: {error:?}"
         );
         assert!(
@@ -240,6 +242,40 @@ async fn a_wrong_password_is_refused_at_once_with_the_brokers_reason() {
             started.elapsed()
         );
     }
+}
+
+/// The check commands make before they start finds the broker behind TLS and SASL without
+/// signing in (a wrong password is the clients' to report), and fails in seconds with the
+/// reason when the TLS handshake does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_broker_asks_through_tls_without_signing_in() {
+    let secured = Secured::start().await;
+    for kafka in [
+        secured.sasl_ssl(SaslMechanism::ScramSha512, "wrong"),
+        secured.sasl_plaintext(SaslMechanism::Plain, PASSWORD),
+    ] {
+        let started = Instant::now();
+        wait_for_broker(&kafka, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e}", kafka.security().security_protocol));
+        assert!(started.elapsed() < Duration::from_secs(2), "{kafka:?}");
+    }
+    let stranger = TestCa::new();
+    let untrusted = KafkaConfig::new(listener(&secured.broker, "SASL_SSL").to_string())
+        .with_security(KafkaSecurity {
+            ssl_ca_location: Some(stranger.ca_path()),
+            ..sasl(
+                SecurityProtocol::SaslSsl,
+                SaslMechanism::ScramSha512,
+                PASSWORD,
+            )
+        })
+        .expect("valid settings");
+    let error = wait_for_broker(&untrusted, Duration::from_secs(1))
+        .await
+        .expect_err("the broker's certificate is not trusted");
+    let message = error.to_string();
+    assert!(message.contains("TLS handshake"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

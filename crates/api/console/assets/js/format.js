@@ -99,3 +99,69 @@ export function shortId(id) {
 export function plural(count, one, many = `${one}s`) {
   return `${int(count)} ${count === 1 ? one : many}`;
 }
+
+/** Where the chosen time zone of record timestamps is kept: it outlives the tab. */
+const ZONE_KEY = 'freshet.timezone';
+
+/** Fired on `window` when the time zone of record timestamps changes. */
+export const ZONE_EVENT = 'freshet:timezone';
+
+/** `utc` (the default: what the API and the logs say) or `local`. */
+export function timeZone() {
+  try {
+    return window.localStorage.getItem(ZONE_KEY) === 'local' ? 'local' : 'utc';
+  } catch {
+    return 'utc';
+  }
+}
+
+export function setTimeZone(zone) {
+  try {
+    window.localStorage.setItem(ZONE_KEY, zone === 'local' ? 'local' : 'utc');
+  } catch {
+    // Storage refused (a private window): the choice lasts until the page is left.
+  }
+  window.dispatchEvent(new CustomEvent(ZONE_EVENT, { detail: { zone: timeZone() } }));
+}
+
+/** The local zone's offset from UTC at `at`, `+02:00` (what `new Date` reads back). */
+export function zoneOffset(at) {
+  const minutes = -at.getTimezoneOffset();
+  const sign = minutes < 0 ? '-' : '+';
+  const abs = Math.abs(minutes);
+  return `${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+/**
+ * A record timestamp to the millisecond, with its zone: `2024-09-18 14:14:10.124 UTC`, or in
+ * local time `2024-09-18 16:14:10.124 +02:00`. Operators line records up with logs by it, so
+ * neither the milliseconds nor the zone are ever left out.
+ */
+export function preciseTime(ms, zone = timeZone()) {
+  if (ms === null || ms === undefined || ms < 0) return DASH;
+  const at = new Date(ms);
+  if (Number.isNaN(at.getTime())) return String(ms);
+  const millis = String(at.getUTCMilliseconds()).padStart(3, '0');
+  if (zone === 'utc') {
+    return `${at.getUTCFullYear()}-${pad(at.getUTCMonth() + 1)}-${pad(at.getUTCDate())} `
+      + `${pad(at.getUTCHours())}:${pad(at.getUTCMinutes())}:${pad(at.getUTCSeconds())}.${millis} UTC`;
+  }
+  return `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())} `
+    + `${clock(ms)}.${millis} ${zoneOffset(at)}`;
+}
+
+/**
+ * The value of a `datetime-local` input read in `zone`, as Unix milliseconds (NaN when
+ * it is not a time). The input itself has no zone: the records view says which it means.
+ */
+export function parseInputTime(text, zone = timeZone()) {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(text)) return Number.NaN;
+  // Without a zone, Date reads a date-time as local time; with `Z` as UTC.
+  return new Date(zone === 'utc' ? `${text}Z` : text).getTime();
+}
+
+/** Unix milliseconds as a `datetime-local` input value in `zone`, to the millisecond. */
+export function inputTime(ms, zone = timeZone()) {
+  const shifted = zone === 'utc' ? ms : ms - new Date(ms).getTimezoneOffset() * 60_000;
+  return new Date(shifted).toISOString().slice(0, 23);
+}

@@ -56,6 +56,12 @@ function setUpNavigationToggle() {
     const open = document.body.classList.toggle('nav-open');
     toggle.setAttribute('aria-expanded', String(open));
   });
+  // Escape closes an open menu, as it would any other pop-up, and gives the button focus back.
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || !document.body.classList.contains('nav-open')) return;
+    closeNavigation();
+    toggle.focus();
+  });
 }
 
 function closeNavigation() {

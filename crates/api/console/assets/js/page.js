@@ -42,19 +42,49 @@ export class PageContext {
    * Runs `task` now and then `ms` after each run ends, until the page is left. Runs are
    * skipped while the browser tab is hidden. A failed run shows its message in the banner;
    * the next successful one clears it.
+   *
+   * Answers a handle: `stop()` ends the polling (a page whose requests can only be refused
+   * until the user acts, such as a wrong admin token, must not repeat them every few
+   * seconds) and `resume()` starts it again with a run at once.
    */
   every(ms, task) {
     let timer = null;
-    const run = async () => {
-      if (!this.alive) return;
+    // Each start of the loop has its own number: a run still awaiting when the loop is
+    // stopped and resumed does not schedule a second loop beside the new one.
+    let loop = 0;
+    let stopped = false;
+    const run = async (mine) => {
+      if (!this.alive || mine !== loop) return;
       if (!document.hidden) {
         const ok = await this.attempt('poll', task);
+        if (mine !== loop) return;
         this.showFreshness(ok);
       }
-      if (this.alive) timer = setTimeout(run, ms);
+      if (this.alive && mine === loop && !stopped) timer = setTimeout(() => run(mine), ms);
     };
-    this.onDispose(() => clearTimeout(timer));
-    run();
+    const poller = {
+      stop: () => {
+        stopped = true;
+        loop += 1;
+        clearTimeout(timer);
+        this.showPaused();
+      },
+      resume: () => {
+        stopped = false;
+        loop += 1;
+        clearTimeout(timer);
+        run(loop);
+      },
+      get stopped() {
+        return stopped;
+      },
+    };
+    this.onDispose(() => {
+      loop += 1;
+      clearTimeout(timer);
+    });
+    run(loop);
+    return poller;
   }
 
   /**
@@ -86,6 +116,14 @@ export class PageContext {
       this.live.textContent = this.refreshedAt ? `Last refreshed ${clock(this.refreshedAt)}` : 'Not loaded';
     }
     this.live.classList.toggle('stale', !ok);
+  }
+
+  /** The header's mark while polling is stopped: the data shown is not being refreshed. */
+  showPaused() {
+    if (!this.alive) return;
+    this.live.hidden = false;
+    this.live.textContent = this.refreshedAt ? `Paused · last refreshed ${clock(this.refreshedAt)}` : 'Paused';
+    this.live.classList.add('stale');
   }
 
   showProblems() {

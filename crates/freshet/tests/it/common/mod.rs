@@ -41,6 +41,39 @@ fn without_freshet_env(mut command: Command) -> Command {
     command
 }
 
+/// `127.0.0.1:<port>` where nothing listens: a port bound, then closed again.
+pub fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = listener.local_addr().expect("its address").to_string();
+    drop(listener);
+    address
+}
+
+/// Runs `command`, which must fail because no broker answers at `address`: within 10 s
+/// (librdkafka alone would wait a minute), with one error line that names the address and
+/// how to point the command elsewhere. Returns its stderr.
+pub fn assert_fails_fast_without_a_broker(command: Command, address: &str) -> String {
+    let started = Instant::now();
+    let output = run(command, Duration::from_secs(30));
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        took < Duration::from_secs(10),
+        "failed after {took:?}: {stderr}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    for wanted in [
+        format!("no Kafka broker answered at {address} within 5 s"),
+        "--bootstrap-servers".to_string(),
+        "FRESHET_BOOTSTRAP_SERVERS".to_string(),
+    ] {
+        assert!(errors[0].contains(&wanted), "{wanted:?} in {stderr}");
+    }
+    stderr
+}
+
 /// Runs a short-lived command, killing it if it is still running after `limit`.
 pub fn run(mut command: Command, limit: Duration) -> Output {
     let child = command

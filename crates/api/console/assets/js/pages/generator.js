@@ -1,15 +1,50 @@
 // Generator: start a job with the parameters of `/start` (devices, events, pacing, seed,
-// IPv6 share, topic) and watch every job's progress; a running job can be cancelled.
+// IPv6 share, topic) and the batches' compression, and watch every job's progress and the
+// server's estimate of the time it has left; a running job can be cancelled.
 
 import { api, segment } from '../api.js';
 import { h, renderWhenChanged } from '../dom.js';
-import { int, percent, duration, perSecond, when } from '../format.js';
+import { int, percent, duration, when } from '../format.js';
 import { POLL_MS } from '../page.js';
 import { badge, button, card, emptyState, field, progress, toast } from '../ui.js';
 
 /** The badge colour of a job state. */
 export function jobTone(state) {
   return { running: 'info', completed: 'ok', failed: 'danger', cancelled: 'warn' }[state] ?? 'muted';
+}
+
+/** The codecs the API takes for `compression`; `none` is Kafka's producer default. */
+const COMPRESSIONS = [
+  ['none', 'None'],
+  ['gzip', 'gzip'],
+  ['snappy', 'Snappy'],
+  ['lz4', 'LZ4'],
+  ['zstd', 'Zstandard (zstd)'],
+];
+
+/**
+ * Events per second as a whole number: the rate moves every poll, and decimals of it would
+ * only flicker.
+ */
+function rate(value) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '—';
+  return `${int(Math.round(value))}/s`;
+}
+
+/**
+ * The time a job has left, from the server's `eta_secs`, in round words ("about 2 min"): it
+ * is an estimate from the rate so far, so seconds would claim a precision it does not have.
+ */
+export function eta(seconds) {
+  if (seconds === null || seconds === undefined) return 'estimating…';
+  if (seconds < 5) return 'a few seconds';
+  if (seconds < 60) return `about ${Math.max(5, Math.round(seconds / 5) * 5)} s`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `about ${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `about ${hours} h${minutes % 60 >= 1 ? ` ${minutes % 60} min` : ''}`;
+  const days = Math.floor(hours / 24);
+  return `about ${int(days)} d${hours % 24 >= 1 ? ` ${hours % 24} h` : ''}`;
 }
 
 /** Reads a whole number from an input; blank is "not given". */
@@ -31,6 +66,8 @@ function jobForm(onStarted) {
     seed: h('input', { class: 'input', name: 'seed', inputmode: 'numeric', placeholder: 'random' }),
     ipv6_percent: h('input', { class: 'input', name: 'ipv6_percent', inputmode: 'numeric', value: '0' }),
     topic: h('input', { class: 'input', name: 'topic', value: 'device-events', required: true }),
+    compression: h('select', { class: 'input', name: 'compression' },
+      COMPRESSIONS.map(([value, label]) => h('option', { value, selected: value === 'none' }, label))),
   };
   inputs.pacing.addEventListener('change', () => {
     inputs.pace.value = inputs.pacing.value === 'rate' ? '1000' : '100';
@@ -38,7 +75,7 @@ function jobForm(onStarted) {
   const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
   const submit = button('Start job', { kind: 'primary', type: 'submit' });
 
-  const form = h('form', { class: 'form', 'aria-label': 'New generator job' },
+  const form = h('form', { class: 'form generator-form', 'aria-label': 'New generator job' },
     h('div', { class: 'form-grid wide' },
       field('Devices', inputs.num_devices, 'Distinct simulated IPs'),
       field('Events', inputs.num_messages, 'Each from a random device'),
@@ -47,6 +84,7 @@ function jobForm(onStarted) {
       field('Seed', inputs.seed, 'Same seed, same events'),
       field('IPv6 share (%)', inputs.ipv6_percent),
       field('Topic', inputs.topic, 'Created if missing (3 partitions)'),
+      field('Compression', inputs.compression, 'Codec of the record batches'),
       h('div', { class: 'form-grid-actions' }, submit)),
     error);
 
@@ -61,6 +99,7 @@ function jobForm(onStarted) {
         seed: wholeNumber(inputs.seed, 'Seed'),
         ipv6_percent: wholeNumber(inputs.ipv6_percent, 'IPv6 share'),
         topic: inputs.topic.value.trim(),
+        compression: inputs.compression.value,
       };
       if (inputs.pacing.value === 'rate') {
         const rate = Number(inputs.pace.value);
@@ -70,7 +109,7 @@ function jobForm(onStarted) {
         body.pause_ms = wholeNumber(inputs.pace, 'Pause');
       }
       const job = await api('/api/v1/generator/jobs', { method: 'POST', body });
-      toast(`Started job #${job.id}: ${int(job.params.num_messages)} events from ${int(job.params.num_devices)} devices`);
+      toast(`Started job #${job.id}: ${int(job.params.num_messages)} events from ${int(job.params.num_devices)} devices${job.params.compression && job.params.compression !== 'none' ? `, ${job.params.compression}` : ''}`);
       onStarted();
     } catch (failure) {
       error.textContent = failure.message;
@@ -103,7 +142,8 @@ function jobRow(job, refresh) {
       badge(job.state, jobTone(job.state)),
       h('span', { class: 'muted' },
         `${int(job.params.num_devices)} devices · ${int(job.params.num_messages)} events → `,
-        h('span', { class: 'mono' }, job.params.topic)),
+        h('span', { class: 'mono' }, job.params.topic),
+        job.params.compression && job.params.compression !== 'none' ? ` · ${job.params.compression}` : null),
       h('span', { class: 'spacer' }),
       job.state === 'running' ? button('Cancel', { small: true, onclick: cancel }) : null),
     h('div', { class: 'job-progress' },
@@ -113,8 +153,9 @@ function jobRow(job, refresh) {
       figure('Sent', int(job.sent), 'job-sent'),
       figure('Unique devices', int(job.distinct_ips), 'job-distinct'),
       figure('Failed', int(job.failed)),
-      figure('Rate', perSecond(eventsPerSecond)),
+      figure('Rate', rate(eventsPerSecond), 'job-rate'),
       figure('Elapsed', duration(job.elapsed_ms)),
+      job.state === 'running' ? figure('Time left', eta(job.eta_secs), 'job-eta') : null,
       figure('Seed', h('span', { class: 'mono' }, String(job.params.seed))),
       figure('Started', when(job.started_at))),
     job.error ? h('p', { class: 'form-error' }, job.error) : null);

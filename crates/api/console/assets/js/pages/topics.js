@@ -1,17 +1,18 @@
-// Topics: the list (`#/topics`) with creation and deletion, and one topic (`#/topics/<name>`)
-// with its partitions, configuration, a record browser and a form to produce a record.
+// Topics: the list (`#/topics`) with creation and deletion, and one topic (`#/topics/<name>`):
+// its records (pages/records.js), partitions and configuration (pages/topic-configs.js), a
+// form to produce a record, and its administration: add partitions, purge, delete. Topics a
+// Freshet service keeps (`managed`) are marked and offer neither purge nor delete.
 
 import { api, segment } from '../api.js';
-import { h, append, renderWhenChanged, replace } from '../dom.js';
-import { int, bytes, dateTime, plural } from '../format.js';
+import { h, append, renderWhenChanged } from '../dom.js';
+import { int, bytes, plural } from '../format.js';
 import { POLL_MS } from '../page.js';
 import { go, href } from '../router.js';
 import {
-  badge, button, card, confirmDialog, definitions, field, formDialog, iconButton, stat, table, toast,
+  badge, button, card, confirmDialog, field, formDialog, iconButton, stat, table, toast,
 } from '../ui.js';
-
-/** Records one page of the browser shows. */
-const PAGE_SIZES = [20, 50, 100];
+import { RecordBrowser } from './records.js';
+import { ConfigEditor } from './topic-configs.js';
 
 /** `key=value` lines (blank lines and `#` comments skipped) as an object. */
 function keyValueLines(text, what) {
@@ -92,7 +93,8 @@ function mountList(context) {
         {
           label: 'Name',
           cell: (topic) => [h('a', { class: 'strong-link', href: href('topics', topic.name) }, topic.name),
-            topic.internal ? [' ', badge('internal')] : null],
+            topic.internal ? [' ', badge('internal')] : null,
+            topic.managed ? [' ', h('span', { title: `Managed by ${managedBy(topic.name)}` }, badge('managed', 'info'))] : null],
         },
         { label: 'Partitions', className: 'num', cell: (topic) => int(topic.partitions) },
         { label: 'Records', className: 'num', cell: (topic) => int(topic.records) },
@@ -100,7 +102,7 @@ function mountList(context) {
         {
           label: '',
           className: 'actions',
-          cell: (topic) => (topic.internal ? null
+          cell: (topic) => (topic.internal || topic.managed ? null
             : iconButton('trash', `Delete ${topic.name}`, { kind: 'danger', onclick: () => deleteTopic(topic.name, topic.records) })),
         },
       ],
@@ -122,224 +124,120 @@ function mountList(context) {
   });
 }
 
-/** JSON text worth pretty-printing (an object or an array), parsed; otherwise null. */
-function structured(text) {
-  if (!/^\s*[[{]/.test(text)) return null;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
+/** The login guard's topics (the server's `service_topic_owner`). */
+const GUARD_TOPICS = ['login-attempts', 'blocked-users', 'login-attempts.dlq'];
+
+/**
+ * Who keeps a managed topic. The API says only `managed: true`; the owners are the server's
+ * (`managed_topic_owner` in freshet-services), mirrored here for the label.
+ */
+function managedBy(name) {
+  if (GUARD_TOPICS.includes(name) || name.startsWith('freshet.guard.')) return 'the login guard';
+  if (name === 'device-events.dlq' || name.startsWith('freshet.tracker.')) return 'the tracker';
+  return 'a Freshet service';
+}
+
+/** The services' own topics: the API takes no records there from anyone else. */
+function serviceOnly(name) {
+  return GUARD_TOPICS.includes(name) || name.startsWith('freshet.');
 }
 
 /**
- * A key or a value as the API shows it: UTF-8 text (JSON objects pretty-printed when
- * expanded), base64 for other bytes (marked), or null.
+ * The dialog producing one record. The key and value go as the text typed, byte for byte
+ * (a JSON string is sent as its text): JSON is neither re-encoded nor reordered unless the
+ * user asks with "Format JSON", and "Validate JSON" only refuses text that is not JSON.
  */
-function payload(text, encoding) {
-  if (text === null || text === undefined) return h('span', { class: 'muted' }, 'null');
-  const tag = encoding === 'base64' ? [badge('base64'), ' '] : null;
-  const parsed = encoding === 'base64' ? null : structured(text);
-  const oneLine = parsed === null ? text : JSON.stringify(parsed);
-  if (parsed === null && text.length <= 80 && !text.includes('\n')) return h('span', { class: 'payload' }, tag, text);
-  return h('details', { class: 'payload' },
-    h('summary', {}, tag, oneLine.length > 80 ? `${oneLine.slice(0, 80)}…` : oneLine),
-    h('pre', {}, parsed === null ? text : JSON.stringify(parsed, null, 2)));
-}
-
-function headersCell(headers) {
-  if (!headers || headers.length === 0) return h('span', { class: 'muted' }, '—');
-  return h('div', { class: 'chips' }, headers.map((header) => h('span', { class: 'chip' },
-    h('span', { class: 'chip-key' }, header.key), '=', header.value === null ? 'null' : String(header.value))));
-}
-
-function timestampCell(timestamp) {
-  if (timestamp === null || timestamp === undefined || timestamp < 0) return h('span', { class: 'muted' }, '—');
-  return dateTime(timestamp);
-}
-
-/** The record browser: a partition, a starting offset, pages of records. */
-class RecordBrowser {
-  constructor(context, name) {
-    this.context = context;
-    this.name = name;
-    this.partitions = [];
-    this.partition = 0;
-    this.offset = null;
-    this.highlight = null;
-    this.page = null;
-    this.partitionSelect = h('select', { class: 'input' });
-    this.offsetInput = h('input', { class: 'input offset-input', inputmode: 'numeric', placeholder: 'newest' });
-    this.limitSelect = h('select', { class: 'input' },
-      PAGE_SIZES.map((size) => h('option', { value: size }, `${size} per page`)));
-    this.follow = h('input', { type: 'checkbox', name: 'follow' });
-    this.partitionSelect.addEventListener('change', () => this.show(Number(this.partitionSelect.value), null));
-    this.limitSelect.addEventListener('change', () => this.load());
-    this.results = h('div', { class: 'records' });
-    this.pager = h('div', { class: 'pager' });
-    const controls = h('form', { class: 'toolbar', 'aria-label': 'Browse records' },
-      field('Partition', this.partitionSelect),
-      field('From offset', this.offsetInput),
-      field('Page', this.limitSelect),
-      button('Load', { kind: 'primary', type: 'submit' }),
-      h('label', { class: 'check' }, this.follow, 'Follow newest'));
-    controls.addEventListener('submit', (event) => {
-      event.preventDefault();
-      const text = this.offsetInput.value.trim();
-      this.show(this.partition, text === '' ? null : Number(text));
-    });
-    this.element = card({ title: 'Records', body: [controls, this.results, this.pager], testid: 'records' });
-  }
-
-  get limit() {
-    return Number(this.limitSelect.value);
-  }
-
-  /** Keeps the partition choices in step with the topic. */
-  setPartitions(partitions) {
-    const numbers = partitions.map((partition) => partition.partition);
-    if (JSON.stringify(numbers) !== JSON.stringify(this.partitions)) {
-      this.partitions = numbers;
-      replace(this.partitionSelect, numbers.map((n) => h('option', { value: n, selected: n === this.partition }, String(n))));
-    }
-  }
-
-  /** Shows `partition` from `offset` (null: the newest page), marking `highlight`. */
-  show(partition, offset, highlight = null) {
-    this.partition = partition;
-    this.partitionSelect.value = String(partition);
-    this.offset = offset;
-    this.highlight = highlight;
-    this.offsetInput.value = offset === null ? '' : String(offset);
-    return this.load();
-  }
-
-  async load() {
-    await this.context.attempt('records', async () => {
-      let offset = this.offset;
-      if (offset === null) {
-        const topic = await api(topicPath(this.name));
-        const partition = topic.partitions.find((p) => p.partition === this.partition);
-        offset = partition ? Math.max(partition.earliest_offset, partition.latest_offset - this.limit) : 0;
-      }
-      const page = await api(`${topicPath(this.name)}/partitions/${segment(this.partition)}/records?offset=${offset}&limit=${this.limit}`);
-      if (!this.context.alive) return;
-      this.page = { ...page, offset };
-      this.render();
-    });
-  }
-
-  render() {
-    const { page } = this;
-    const rows = pageRows(page);
-    renderWhenChanged(this.results, { page, highlight: this.highlight }, () => table({
-      testid: 'records-table',
-      rows,
-      empty: page.latest_offset === page.earliest_offset
-        ? `Partition ${page.partition} is empty.`
-        : `No records from offset ${int(page.offset)}.`,
-      rowProps: (row) => {
-        if (row.skipped) return { class: 'skipped', 'data-testid': 'skipped-batch' };
-        return row.offset === this.highlight ? { class: 'highlight' } : {};
-      },
-      columns: [
-        { label: 'Offset', className: 'num mono', cell: (row) => offsetsCell(row) },
-        { label: 'Timestamp', className: 'nowrap', cell: (row) => (row.skipped ? badge('skipped', 'danger') : timestampCell(row.timestamp)) },
-        { label: 'Key', className: 'mono key', cell: (row) => (row.skipped ? '' : payload(row.key, row.key_encoding)) },
-        { label: 'Value', className: 'mono value', cell: (row) => (row.skipped ? skippedCell(row.skipped) : payload(row.value, row.value_encoding)) },
-        { label: 'Headers', cell: (row) => (row.skipped ? '' : headersCell(row.headers)) },
-      ],
-    }));
-    const first = page.offset;
-    replace(this.pager,
-      h('span', { class: 'muted' }, rows.length === 0
-        ? `Offsets ${int(page.earliest_offset)} to ${int(page.latest_offset)} exist`
-        : `Offsets ${int(rows[0].offset)}–${int(lastOffset(rows.at(-1)))} of ${int(page.earliest_offset)}–${int(Math.max(page.earliest_offset, page.latest_offset - 1))}`),
-      h('span', { class: 'spacer' }),
-      button('Oldest', { small: true, disabled: first <= page.earliest_offset, onclick: () => this.show(this.partition, page.earliest_offset) }),
-      button('Older', { small: true, disabled: first <= page.earliest_offset, onclick: () => this.show(this.partition, Math.max(page.earliest_offset, first - this.limit)) }),
-      button('Newer', { small: true, disabled: page.next_offset >= page.latest_offset, onclick: () => this.show(this.partition, page.next_offset) }),
-      button('Newest', { small: true, disabled: page.next_offset >= page.latest_offset, onclick: () => this.show(this.partition, null) }));
-  }
-
-  /** Called on every poll: follows the newest records when asked to. */
-  tick() {
-    if (this.follow.checked) {
-      this.offset = null;
-      this.offsetInput.value = '';
-      this.load();
-    }
-  }
-}
-
-/**
- * The rows of a page in offset order: its records, and its skipped batches (ranges of offsets
- * the server could not read and stepped over), each as `{ offset, skipped }`.
- */
-function pageRows(page) {
-  const skipped = (page.skipped ?? []).map((batch) => ({ offset: batch.from_offset, skipped: batch }));
-  return [...page.records, ...skipped].sort((a, b) => a.offset - b.offset);
-}
-
-function lastOffset(row) {
-  return row.skipped ? row.skipped.to_offset : row.offset;
-}
-
-function offsetsCell(row) {
-  if (!row.skipped) return String(row.offset);
-  const { from_offset: from, to_offset: to } = row.skipped;
-  return from === to ? String(from) : `${from}–${to}`;
-}
-
-function skippedCell(batch) {
-  const count = batch.to_offset - batch.from_offset + 1;
-  return h('span', { class: 'skip-reason', title: batch.reason },
-    `${plural(count, 'offset')} skipped: this batch cannot be read (${batch.reason}).`);
-}
-
-/** The dialog producing one record; on success the browser shows it. */
-function produceDialog(name, partitions, browser, onProduced) {
+function produceDialog(name, partitions, onProduced) {
   formDialog({
     title: `Produce to ${name}`,
     submitLabel: 'Produce',
     testid: 'produce',
     wide: true,
-    build: (form) => append(form,
-      field('Key', h('input', { class: 'input mono', name: 'key', autocomplete: 'off', placeholder: 'optional' })),
-      field('Value', h('textarea', { class: 'input mono', name: 'value', rows: 6, placeholder: '{"hello": "world"}' })),
-      h('div', { class: 'form-row' },
-        field('Send value as', h('select', { class: 'input', name: 'as' },
-          h('option', { value: 'auto' }, 'JSON if it parses'),
-          h('option', { value: 'text' }, 'Text'))),
+    build: (form) => {
+      const value = h('textarea', { class: 'input mono', name: 'value', rows: 7, spellcheck: 'false', placeholder: '{"hello": "world"}' });
+      const jsonError = h('p', { class: 'form-error', role: 'alert', hidden: true });
+      const tombstone = h('input', { type: 'checkbox', name: 'tombstone' });
+      tombstone.addEventListener('change', () => {
+        value.disabled = tombstone.checked;
+      });
+      const format = () => {
+        try {
+          value.value = JSON.stringify(JSON.parse(value.value), null, 2);
+          jsonError.hidden = true;
+        } catch (error) {
+          jsonError.textContent = `Not JSON, left as it is: ${error.message}`;
+          jsonError.hidden = false;
+        }
+      };
+      append(form,
+        field('Key', h('input', { class: 'input mono', name: 'key', autocomplete: 'off', spellcheck: 'false', placeholder: 'optional' })),
+        field('Value', value, 'Sent exactly as typed.'),
+        h('div', { class: 'produce-options' },
+          h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'validate' }), 'Validate JSON'),
+          button('Format JSON', { small: true, onclick: format }),
+          h('label', { class: 'check' }, tombstone, 'No value (tombstone)')),
+        jsonError,
         field('Partition', h('select', { class: 'input', name: 'partition' },
           h('option', { value: '' }, 'By key (partitioner)'),
-          partitions.map((n) => h('option', { value: n }, String(n)))))),
-      field('Headers', h('textarea', { class: 'input mono', name: 'headers', rows: 2, placeholder: 'source=console' }),
-        'Optional, one key=value per line.')),
+          partitions.map((n) => h('option', { value: n }, String(n))))),
+        field('Headers', h('textarea', { class: 'input mono', name: 'headers', rows: 2, spellcheck: 'false', placeholder: 'source=console' }),
+          'Optional, one key=value per line.'));
+    },
     submit: async (form) => {
-      const { key, value, as, headers, partition } = form.elements;
+      const { key, value, validate, tombstone, headers, partition } = form.elements;
+      if (validate.checked && !tombstone.checked) {
+        try {
+          JSON.parse(value.value);
+        } catch (error) {
+          throw new Error(`The value is not valid JSON: ${error.message}`);
+        }
+      }
       const record = {
         key: key.value === '' ? null : key.value,
-        value: parseValue(value.value, as.value),
+        value: tombstone.checked ? null : value.value,
         headers: keyValueLines(headers.value, 'Headers'),
       };
       if (partition.value !== '') record.partition = Number(partition.value);
       const answer = await api(`${topicPath(name)}/records`, { method: 'POST', body: { records: [record] } });
       const [written] = answer.offsets;
       toast(`Produced to partition ${written.partition} at offset ${written.offset}`);
-      onProduced();
-      await browser.show(written.partition, null, written.offset);
+      await onProduced(written);
     },
   });
 }
 
-function parseValue(text, as) {
-  if (as === 'text') return text;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
+function addPartitionsDialog(name, current, onDone) {
+  formDialog({
+    title: `Add partitions to ${name}`,
+    submitLabel: 'Add partitions',
+    testid: 'add-partitions',
+    build: (form) => append(form,
+      h('p', { class: 'dialog-text' },
+        `${name} has ${plural(current, 'partition')}. Partitions can be added, never removed. Records with a key may then go to another partition than before, so the order of one key's records holds only among those written after the change.`),
+      field('Partitions', h('input', { class: 'input', name: 'count', type: 'number', min: current + 1, max: 1000, step: 1, value: String(current + 1), required: true }),
+        `The new total: more than ${current}, at most 1000.`)),
+    submit: async (form) => {
+      const count = Number(form.elements.count.value);
+      if (!Number.isInteger(count) || count <= current) throw new Error(`The new total must be a whole number above ${current}`);
+      const topic = await api(`${topicPath(name)}/partitions`, { method: 'POST', body: { count } });
+      toast(`${name} now has ${plural(topic.partitions.length, 'partition')}`);
+      onDone();
+    },
+  });
+}
+
+function purgeTopic(name, topic, onDone) {
+  confirmDialog({
+    title: `Purge topic ${name}?`,
+    text: `Every record of ${name} (${plural(topic.records, 'record')} in ${plural(topic.partitions.length, 'partition')}) is deleted for good. The topic and its configuration stay, and offsets are not reused: new records go on from the latest offsets.`,
+    confirmLabel: 'Purge records',
+    testid: 'confirm-purge-topic',
+    action: async () => {
+      await api(`${topicPath(name)}/purge`, { method: 'POST', body: {} });
+      toast(`Purged ${name}`);
+      onDone();
+    },
+  });
 }
 
 function partitionsTable(topic, browser) {
@@ -350,7 +248,7 @@ function partitionsTable(topic, browser) {
       {
         label: 'Partition',
         className: 'num mono',
-        cell: (p) => h('button', { class: 'link-button', type: 'button', title: 'Browse this partition', onclick: () => browser.show(p.partition, null) }, String(p.partition)),
+        cell: (p) => h('button', { class: 'link-button', type: 'button', title: 'Show only this partition’s records', onclick: () => browser.showPartition(p.partition) }, String(p.partition)),
       },
       { label: 'Leader', className: 'num', cell: (p) => (p.leader < 0 ? badge('none', 'danger') : String(p.leader)) },
       {
@@ -367,51 +265,79 @@ function partitionsTable(topic, browser) {
   });
 }
 
-function mountTopic(context, name) {
-  const browser = new RecordBrowser(context, name);
-  let records = 0;
-  let partitionNumbers = [];
+/**
+ * The page header: produce and the administration actions. A managed topic says who keeps
+ * it and offers neither purge nor delete (its service depends on it; the API refuses them).
+ */
+function topicHeader(context, name, topic, { browser, refresh, current }) {
+  const managed = topic?.managed === true;
+  const owner = managedBy(name);
+  const actions = [];
+  if (topic && !serviceOnly(name)) {
+    actions.push(button('Produce record', {
+      kind: 'primary',
+      onclick: () => produceDialog(name, current().partitions.map((p) => p.partition), async (written) => {
+        refresh();
+        await browser.showProduced(written);
+      }),
+    }));
+  }
+  if (topic) {
+    actions.push(button('Add partitions', { onclick: () => addPartitionsDialog(name, current().partitions.length, refresh) }));
+  }
+  if (topic && !managed) {
+    actions.push(button('Purge', {
+      kind: 'danger-outline',
+      onclick: () => purgeTopic(name, current(), () => {
+        refresh();
+        browser.load();
+      }),
+    }));
+    actions.push(button('Delete topic', { kind: 'danger-outline', onclick: () => deleteTopic(name, current().records) }));
+  }
   context.header({
     title: name,
     crumbs: [['Topics', href('topics')]],
-    actions: [
-      button('Produce record', { kind: 'primary', onclick: () => produceDialog(name, partitionNumbers, browser, () => refresh()) }),
-      button('Delete topic', { kind: 'danger-outline', onclick: () => deleteTopic(name, records) }),
-    ],
+    subtitle: managed
+      ? h('span', { class: 'managed-note', 'data-testid': 'managed' }, badge(`managed by ${owner}`, 'info'), ' ',
+        `${owner[0].toUpperCase()}${owner.slice(1)} keeps this topic, so the console does not purge or delete it.`)
+      : null,
+    actions,
   });
+}
+
+function mountTopic(context, name) {
+  const browser = new RecordBrowser(context, name);
+  let latest = null;
+  const configs = new ConfigEditor(name, () => refresh());
+  topicHeader(context, name, null, { browser });
   const tiles = h('div', { class: 'stats' });
   const partitions = h('div', {});
-  const configs = h('div', {});
   context.body.append(
     tiles,
-    h('div', { class: 'grid sidebar-right' },
-      card({ title: 'Partitions', note: 'select one to browse it', body: partitions }),
-      card({ title: 'Configuration', note: 'effective values', body: configs, className: 'configs' })),
-    browser.element);
+    browser.element,
+    card({ title: 'Partitions', note: 'pick one to show only its records', body: partitions }),
+    configs.element);
 
-  let first = true;
+  // The topic opens at its newest records, whichever partitions hold them.
+  browser.load();
   const load = async () => {
     const topic = await api(topicPath(name));
     if (!context.alive) return;
-    records = topic.records;
-    partitionNumbers = topic.partitions.map((p) => p.partition);
+    // The header's actions depend on whether the topic is managed; dialogs read the latest
+    // description when they open.
+    const first = latest === null;
+    const wasManaged = latest?.managed;
+    latest = topic;
+    if (first || wasManaged !== topic.managed) topicHeader(context, name, topic, { browser, refresh, current: () => latest });
     tiles.replaceChildren(
       stat({ label: 'Partitions', value: int(topic.partitions.length), sub: topic.internal ? 'internal topic' : 'user topic' }),
       stat({ label: 'Records', value: int(topic.records), sub: 'kept in the log' }),
       stat({ label: 'Size on disk', value: bytes(topic.size_bytes), sub: topic.size_bytes === null ? 'not reported by this cluster' : 'all partitions' }),
       stat({ label: 'Latest offsets', value: int(topic.partitions.reduce((sum, p) => sum + p.latest_offset, 0)), sub: 'summed over partitions' }));
     renderWhenChanged(partitions, topic.partitions, () => partitionsTable(topic, browser));
-    const entries = Object.entries(topic.configs ?? {}).sort(([a], [b]) => a.localeCompare(b));
-    renderWhenChanged(configs, entries, () => (entries.length === 0
-      ? h('p', { class: 'muted' }, 'The cluster reported no configuration.')
-      : definitions(entries.map(([key, value]) => [h('span', { class: 'mono' }, key), h('span', { class: 'mono' }, String(value))]))));
-    browser.setPartitions(topic.partitions);
-    if (first) {
-      first = false;
-      await browser.show(topic.partitions[0]?.partition ?? 0, null);
-    } else {
-      browser.tick();
-    }
+    configs.show(topic.configs ?? {});
+    browser.setPartitions(topic.partitions.map((p) => p.partition));
   };
   const refresh = () => context.attempt('poll', load);
   context.every(POLL_MS, load);
