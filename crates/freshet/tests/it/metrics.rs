@@ -263,7 +263,20 @@ fn freshet_up_reports_what_its_broker_tracker_and_guard_did() {
     assert_eq!(after.value("freshet_guard_users_blocked", &[]), 1.0);
     assert!(after.value("freshet_guard_attempts_processed_total", &[]) >= 7.0);
 
+    // A clean shutdown after real traffic (the tracker counting, the blocker blocking, the
+    // API serving) says nothing alarming: no WARN or ERROR line from SIGTERM on.
+    let logs = up.lines.clone();
+    let before_signal = logs.lock().expect("lock").len();
     up.terminate();
+    let after: Vec<String> = logs.lock().expect("lock")[before_signal..].to_vec();
+    let complaints: Vec<&String> = after
+        .iter()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "freshet up logged warnings or errors while shutting down: {complaints:#?}"
+    );
 }
 
 #[test]

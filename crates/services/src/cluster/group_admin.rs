@@ -156,7 +156,7 @@ impl Cluster {
     ) -> Result<ResetOffsetsAnswer, ClusterError> {
         self.refuse_active_group(group_id)?;
         let topic = request.topic.as_str();
-        let client = self.offsets_client(group_id)?;
+        let client = self.offsets_client(group_id, "group-offsets-reset")?;
         let mut wanted = TopicPartitionList::new();
         for partition in partitions {
             wanted.add_partition(topic, *partition);
@@ -276,18 +276,6 @@ impl Cluster {
             Ok(Some(group)) => state_text(&group),
             _ => String::new(),
         }
-    }
-
-    /// A consumer of `group` that reads and commits its offsets: it never subscribes, so it
-    /// never joins the group, and its commits are taken only while the group is empty.
-    fn offsets_client(&self, group: &str) -> Result<BaseConsumer, ClusterError> {
-        let mut config = self.kafka().client_config("group-offsets-reset");
-        config
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("allow.auto.create.topics", "false");
-        Ok(config.create()?)
     }
 
     /// The first offset of each partition whose record timestamp is at or after `millis`

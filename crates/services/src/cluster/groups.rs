@@ -104,7 +104,7 @@ impl Cluster {
             return Ok(Vec::new());
         }
         let committed = self
-            .offsets_reader(&group.group_id)?
+            .offsets_client(&group.group_id, "group-offsets")?
             .committed_offsets(partitions, REQUEST_TIMEOUT)?;
         let mut offsets = Vec::new();
         for element in committed.elements() {
@@ -145,10 +145,15 @@ impl Cluster {
             .collect())
     }
 
-    /// A consumer of `group` that only reads its committed offsets: it never subscribes,
-    /// so it never joins the group, and never commits.
-    fn offsets_reader(&self, group: &str) -> Result<BaseConsumer, ClusterError> {
-        let mut config = self.kafka().client_config("group-offsets");
+    /// A consumer of `group` that reads (and, for a reset, commits) its offsets: it never
+    /// subscribes, so it never joins the group, and Kafka takes its commits only while the
+    /// group is empty. `role` names the client in the broker's logs.
+    pub(super) fn offsets_client(
+        &self,
+        group: &str,
+        role: &str,
+    ) -> Result<BaseConsumer, ClusterError> {
+        let mut config = self.kafka().client_config(role);
         config
             .set("group.id", group)
             .set("enable.auto.commit", "false")
