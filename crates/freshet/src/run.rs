@@ -200,10 +200,19 @@ async fn run_services(
             clients.service_users.join(", ")
         );
     }
+    print_ready(&url);
     serve_until_signal(http, state, args.http.limits(), tls).await;
     crate::guard::stop(guard).await;
     stop_tracker(tracker).await;
     Ok(())
+}
+
+/// The last thing `freshet up` prints at start, set apart from the log lines before it: where
+/// a newcomer goes next.
+fn print_ready(url: &str) {
+    eprintln!(
+        "\nfreshet is up:\n  console   {url}/\n  API docs  {url}/api/docs\n  metrics   {url}/metrics\n"
+    );
 }
 
 /// REST and Kafka decide alike: the embedded broker's users and authorizer; against an

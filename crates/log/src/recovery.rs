@@ -37,6 +37,7 @@ use crate::txn::{self, AbortedIndex, AbortedTxn, ControlType, TxnMarker, TXN_IND
 impl PartitionLog {
     /// Opens the partition directory, creating it if missing, and runs recovery.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
+        let created = !dir.is_dir();
         create_partition_dir(dir)?;
         let segment_bases = tidy_directory(dir)?;
         let clean = dir.join(CLEAN_SHUTDOWN_FILE).exists();
@@ -57,14 +58,19 @@ impl PartitionLog {
             .first_batch_timestamp
             .filter(|ts| *ts != NO_TIMESTAMP)
             .map(|ts| ts.min(now_ms()));
-        tracing::info!(
-            dir = %dir.display(),
-            segments = segments.closed.len() + 1,
-            log_start_offset,
-            log_end_offset,
-            clean,
-            "opened partition log"
-        );
+        // A new partition has nothing to report; an existing one says what recovery found.
+        if created {
+            tracing::debug!(dir = %dir.display(), "created partition log");
+        } else {
+            tracing::info!(
+                dir = %dir.display(),
+                segments = segments.closed.len() + 1,
+                log_start_offset,
+                log_end_offset,
+                clean,
+                "opened partition log"
+            );
+        }
         let writer = WriterState {
             producers,
             clean_marker: clean,

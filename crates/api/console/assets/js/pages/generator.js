@@ -171,7 +171,7 @@ export default {
     let refresh = () => {};
     context.body.append(
       card({ title: 'New job', note: 'the parameters of GET /start', body: jobForm(() => refresh()) }),
-      card({ title: 'Jobs', note: 'newest first', body: jobs, testid: 'jobs' }));
+      card({ title: 'Jobs', note: 'newest first; kept in memory, so a restart of Freshet forgets them', body: jobs, testid: 'jobs' }));
 
     const load = async () => {
       const list = await api('/api/v1/generator/jobs');
