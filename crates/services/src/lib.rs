@@ -56,8 +56,12 @@ pub use tracker::TrackerError;
 pub fn service_topic_owner(name: &str) -> Option<&'static str> {
     use guard::attempts::{LOGIN_ATTEMPTS, LOGIN_ATTEMPTS_DLQ};
     use guard::blocks::BLOCKED_USERS;
-    if [LOGIN_ATTEMPTS, BLOCKED_USERS, LOGIN_ATTEMPTS_DLQ].contains(&name) {
+    if [LOGIN_ATTEMPTS, BLOCKED_USERS, LOGIN_ATTEMPTS_DLQ].contains(&name)
+        || name.starts_with("freshet.guard.")
+    {
         Some("the login guard")
+    } else if name.starts_with("freshet.tracker.") {
+        Some("the tracker")
     } else if name.starts_with("freshet.") {
         Some("a Freshet service")
     } else {

@@ -329,7 +329,8 @@ async fn check_list(app: &Router, broker: &TestBroker) {
     assert_eq!(
         topics[1],
         json!({"name": TOPIC, "partitions": 3, "internal": false, "managed": false,
-               "records": 5, "latest_offset_sum": 6}),
+               "managed_by": null, "accepts_records": true, "records": 5,
+               "latest_offset_sum": 6}),
         "one record of partition 1 was deleted"
     );
     let visible = get(app, "/api/v1/topics?internal=false").await;
@@ -767,7 +768,7 @@ async fn managed_topics_are_marked_and_deleted_or_purged_only_when_forced() {
     fill(&app, "device-events.dlq", 0, 3).await;
 
     let listed = get(&app, "/api/v1/topics").await;
-    let managed: Vec<(&str, bool)> = listed.json["topics"]
+    let managed: Vec<(&str, bool, Option<&str>, bool)> = listed.json["topics"]
         .as_array()
         .expect("topics")
         .iter()
@@ -775,19 +776,22 @@ async fn managed_topics_are_marked_and_deleted_or_purged_only_when_forced() {
             (
                 t["name"].as_str().expect("name"),
                 t["managed"].as_bool().expect("managed"),
+                t["managed_by"].as_str(),
+                t["accepts_records"].as_bool().expect("accepts_records"),
             )
         })
         .collect();
     assert_eq!(
         managed,
         [
-            ("blocked-users", true),
-            ("device-events.dlq", true),
-            (TOPIC, false)
+            ("blocked-users", true, Some("the login guard"), false),
+            ("device-events.dlq", true, Some("the tracker"), true),
+            (TOPIC, false, None, true)
         ]
     );
     let described = get(&app, "/api/v1/topics/device-events.dlq").await;
     assert_eq!(described.json["managed"], true);
+    assert_eq!(described.json["managed_by"], "the tracker");
     assert_eq!(described.json["internal"], false);
 
     let dlq = "/api/v1/topics/device-events.dlq";

@@ -522,8 +522,10 @@ mod tests {
             ("login-attempts.dlq", "the login guard"),
             (
                 "freshet.tracker.freshet-tracker.device-events",
-                "a Freshet service",
+                "the tracker",
             ),
+            ("freshet.guard.checkpoints", "the login guard"),
+            ("freshet.other", "a Freshet service"),
             ("device-events.dlq", "the tracker"),
         ] {
             assert_eq!(managed_topic_owner(name), Some(owner), "{name}");

@@ -122,6 +122,8 @@ impl Cluster {
                     partitions: u32::try_from(topic.partitions().len()).unwrap_or(u32::MAX),
                     internal,
                     managed: managed_topic_owner(topic.name()).is_some(),
+                    managed_by: managed_topic_owner(topic.name()),
+                    accepts_records: !crate::is_service_topic(topic.name()),
                     records,
                     latest_offset_sum,
                 });
@@ -163,6 +165,8 @@ impl Cluster {
             name: layout.name,
             internal: is_internal_topic(name),
             managed: managed_topic_owner(name).is_some(),
+            managed_by: managed_topic_owner(name),
+            accepts_records: !crate::is_service_topic(name),
             records: partitions.iter().map(|p| p.records).sum(),
             size_bytes,
             partitions,

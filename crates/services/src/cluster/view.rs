@@ -25,6 +25,13 @@ pub struct TopicSummary {
     /// `?force=true`; the services' own topics (all but `device-events.dlq`) are refused
     /// even then.
     pub managed: bool,
+    /// Which service keeps the topic (`"the login guard"`, `"the tracker"`, `"a Freshet
+    /// service"`), or null when `managed` is false.
+    #[schema(required = true)]
+    pub managed_by: Option<&'static str>,
+    /// Whether the API takes records for the topic: false for the services' own topics,
+    /// where only the service writes (a forged record there would be a forged block or count).
+    pub accepts_records: bool,
     /// Records the partitions hold now: the sum of `latest - earliest` offsets (a compacted
     /// topic holds fewer, whose offsets have gaps).
     pub records: i64,
@@ -43,6 +50,13 @@ pub struct TopicDescription {
     /// `?force=true`; the services' own topics (all but `device-events.dlq`) are refused
     /// even then.
     pub managed: bool,
+    /// Which service keeps the topic (`"the login guard"`, `"the tracker"`, `"a Freshet
+    /// service"`), or null when `managed` is false.
+    #[schema(required = true)]
+    pub managed_by: Option<&'static str>,
+    /// Whether the API takes records for the topic: false for the services' own topics,
+    /// where only the service writes (a forged record there would be a forged block or count).
+    pub accepts_records: bool,
     /// In partition order.
     pub partitions: Vec<PartitionDescription>,
     /// Sum over the partitions of `latest_offset - earliest_offset`.

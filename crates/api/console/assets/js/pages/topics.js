@@ -94,7 +94,7 @@ function mountList(context) {
           label: 'Name',
           cell: (topic) => [h('a', { class: 'strong-link', href: href('topics', topic.name) }, topic.name),
             topic.internal ? [' ', badge('internal')] : null,
-            topic.managed ? [' ', h('span', { title: `Managed by ${managedBy(topic.name)}` }, badge('managed', 'info'))] : null],
+            topic.managed ? [' ', h('span', { title: `Managed by ${topic.managed_by}` }, badge('managed', 'info'))] : null],
         },
         { label: 'Partitions', className: 'num', cell: (topic) => int(topic.partitions) },
         { label: 'Records', className: 'num', cell: (topic) => int(topic.records) },
@@ -122,24 +122,6 @@ function mountList(context) {
     latest = topics;
     render();
   });
-}
-
-/** The login guard's topics (the server's `service_topic_owner`). */
-const GUARD_TOPICS = ['login-attempts', 'blocked-users', 'login-attempts.dlq'];
-
-/**
- * Who keeps a managed topic. The API says only `managed: true`; the owners are the server's
- * (`managed_topic_owner` in freshet-services), mirrored here for the label.
- */
-function managedBy(name) {
-  if (GUARD_TOPICS.includes(name) || name.startsWith('freshet.guard.')) return 'the login guard';
-  if (name === 'device-events.dlq' || name.startsWith('freshet.tracker.')) return 'the tracker';
-  return 'a Freshet service';
-}
-
-/** The services' own topics: the API takes no records there from anyone else. */
-function serviceOnly(name) {
-  return GUARD_TOPICS.includes(name) || name.startsWith('freshet.');
 }
 
 /**
@@ -271,9 +253,9 @@ function partitionsTable(topic, browser) {
  */
 function topicHeader(context, name, topic, { browser, refresh, current }) {
   const managed = topic?.managed === true;
-  const owner = managedBy(name);
+  const owner = topic?.managed_by ?? 'a Freshet service';
   const actions = [];
-  if (topic && !serviceOnly(name)) {
+  if (topic && topic.accepts_records !== false) {
     actions.push(button('Produce record', {
       kind: 'primary',
       onclick: () => produceDialog(name, current().partitions.map((p) => p.partition), async (written) => {
