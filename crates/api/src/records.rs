@@ -324,7 +324,9 @@ pub enum ExportFormat {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRecordsQuery {
-    /// `jsonl` (the default) or `csv`.
+    /// `jsonl` (the default) or `csv`. In CSV, a key, value or headers cell that a spreadsheet
+    /// would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return)
+    /// gets a leading `'`; JSON Lines carries the exact bytes.
     #[param(inline)]
     pub format: Option<ExportFormat>,
     /// As for reading records.
@@ -524,11 +526,11 @@ fn push_csv_row(out: &mut String, record: &TopicRecord) {
         inner.offset.to_string(),
         inner.timestamp.map(|t| t.to_string()).unwrap_or_default(),
         record.timestamp_rfc3339.clone().unwrap_or_default(),
-        inner.key.clone().unwrap_or_default(),
+        inert(inner.key.clone().unwrap_or_default()),
         encoding(inner.key_encoding).to_string(),
-        inner.value.clone().unwrap_or_default(),
+        inert(inner.value.clone().unwrap_or_default()),
         encoding(inner.value_encoding).to_string(),
-        headers,
+        inert(headers),
     ];
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
@@ -537,6 +539,18 @@ fn push_csv_row(out: &mut String, record: &TopicRecord) {
         push_csv_field(out, field);
     }
     out.push_str("\r\n");
+}
+
+/// A field of record data as a spreadsheet will not run it: one starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return would be taken for a formula (CSV injection: a device
+/// decides what its events say), so it gets a leading `'`, which spreadsheets show as text.
+/// JSON Lines exports carry the exact bytes.
+fn inert(field: String) -> String {
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{field}")
+    } else {
+        field
+    }
 }
 
 /// One field, quoted (quotes doubled) when it holds a comma, a quote or a line break.
@@ -565,6 +579,16 @@ mod tests {
             out,
             "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\r\nlines\"||\"x\ny\"|"
         );
+    }
+
+    #[test]
+    fn record_data_a_spreadsheet_would_run_is_made_text() {
+        for formula in ["=1+2", "+1", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(inert(formula.to_string()), format!("'{formula}"));
+        }
+        for plain in ["a=b", "10.0.0.1", "", "'quoted"] {
+            assert_eq!(inert(plain.to_string()), plain);
+        }
     }
 
     #[test]
