@@ -131,6 +131,9 @@ log "freshet serves $API"
 mkdir -p "$REPORT_DIR"
 log "schemathesis run $API/api/openapi.json --checks all --seed $SEED --max-examples $MAX_EXAMPLES"
 set +e
+# The live tail (`/records/stream`, server-sent events) is left out: its answer never ends
+# while the client listens, so every call would wait for the run's timeout. Its errors and
+# events are tested in crates/api/tests/it/records_search.rs.
 # From the temporary dir, with no example database: nothing is written to the repository and
 # no earlier run's examples are replayed, so a seed always means the same run.
 (cd "$WORK" && timeout --kill-after=10 "$RUN_TIMEOUT" "$VENV/bin/schemathesis" --no-color run \
@@ -139,6 +142,7 @@ set +e
     --seed "$SEED" \
     --max-examples "$MAX_EXAMPLES" \
     --generation-database none \
+    --exclude-path-regex '/records/stream$' \
     --header "Authorization: Bearer $ADMIN_TOKEN" \
     --report junit --report-junit-path "$REPORT_DIR/junit.xml")
 STATUS=$?

@@ -194,6 +194,12 @@ where
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         let axum::Json(mut value) = axum::Json::<Value>::from_request(request, state).await?;
+        // Every body is an object: serde would also read a struct from an array of its fields.
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
         integers_as_integers(&mut value);
         serde_path_to_error::deserialize(value)
             .map(Json)

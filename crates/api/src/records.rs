@@ -52,6 +52,26 @@ pub const MAX_EXPORT_SCAN_BYTES: u64 = 1 << 30;
 /// How long one export may read, after which it ends.
 pub const MAX_EXPORT_TIME: Duration = Duration::from_secs(120);
 
+/// `from` in the spec: `earliest`, `latest` or an RFC 3339 timestamp (from 1970 on: earlier
+/// times read as 1970, since no record is older).
+fn from_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["earliest", "latest"])),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .pattern(Some(r"^(19[7-9][0-9]|[2-9][0-9]{3})-"))
+                .examples(["2024-09-18T14:14:10.124Z"]),
+        )
+        .into()
+}
+
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_records))
@@ -67,7 +87,7 @@ pub struct SearchRecordsQuery {
     /// partition; `earliest` oldest first from the start; an RFC 3339 timestamp oldest first
     /// from each partition's first record at or after it (ListOffsets by timestamp). Ignored
     /// with a `cursor`, which carries its own order.
-    #[param(example = "2024-09-18T14:14:10.124Z")]
+    #[param(schema_with = from_schema)]
     pub from: Option<String>,
     /// Only records whose key contains this text (its UTF-8 bytes, case-sensitive; bytes of
     /// a binary key are searched as they are). Empty: no filter.
@@ -76,7 +96,7 @@ pub struct SearchRecordsQuery {
     pub value: Option<String>,
     /// `name:value`: only records with a header named exactly `name` whose value contains
     /// `value` (empty: any value). Split at the first colon.
-    #[param(example = "source:api")]
+    #[param(example = "source:api", pattern = "^[^:]+:")]
     pub header: Option<String>,
     /// Only this partition (400 when the topic has no such partition).
     #[param(minimum = 0)]
@@ -142,14 +162,14 @@ pub struct StreamRecordsQuery {
     /// Where to start: `latest` (the default), the end of every partition, so only records
     /// written from now on arrive; `earliest` or an RFC 3339 timestamp to replay from there
     /// first.
-    #[param(example = "latest")]
+    #[param(schema_with = from_schema)]
     pub from: Option<String>,
     /// As for reading records.
     pub key: Option<String>,
     /// As for reading records.
     pub value: Option<String>,
     /// As for reading records: `name:value`.
-    #[param(example = "source:api")]
+    #[param(example = "source:api", pattern = "^[^:]+:")]
     pub header: Option<String>,
     /// Only this partition.
     #[param(minimum = 0)]
@@ -330,14 +350,14 @@ pub struct ExportRecordsQuery {
     #[param(inline)]
     pub format: Option<ExportFormat>,
     /// As for reading records.
-    #[param(example = "earliest")]
+    #[param(schema_with = from_schema)]
     pub from: Option<String>,
     /// As for reading records.
     pub key: Option<String>,
     /// As for reading records.
     pub value: Option<String>,
     /// As for reading records: `name:value`.
-    #[param(example = "source:api")]
+    #[param(example = "source:api", pattern = "^[^:]+:")]
     pub header: Option<String>,
     /// Only this partition.
     #[param(minimum = 0)]

@@ -318,9 +318,10 @@ pub async fn delete_topic(
         example = json!({"set": {"retention.ms": "86400000"}, "delete": ["segment.ms"]})),
     responses(
         (status = 200, description = "The topic's effective configs after the change", body = TopicConfigs),
-        (status = 400, description = "Invalid JSON or topic name, nothing to change, a config both set and deleted, or the cluster refused a name or value (its message says why)", body = ApiError,
+        (status = 400, description = "Invalid JSON or topic name, or the cluster refused a name or value (its message says why)", body = ApiError,
          example = json!({"error": "the cluster refused to change the configs of topic \"orders\": InvalidConfig: ..."})),
         (status = 404, description = "No such topic", body = ApiError),
+        (status = 409, description = "A config is both set and deleted", body = ApiError),
         (status = 413, description = "The body is larger than 64 KiB", body = ApiError),
         (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ApiError),
         (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),
@@ -349,8 +350,9 @@ pub async fn alter_topic_configs(
     request_body(content = PartitionCountChange, example = json!({"count": 6})),
     responses(
         (status = 200, description = "The topic with its new partitions", body = TopicDescription),
-        (status = 400, description = "Invalid JSON or topic name, or a count not more than the topic has (or over 1000), or refused by the cluster", body = ApiError),
+        (status = 400, description = "Invalid JSON or topic name, a count over 1000, or refused by the cluster", body = ApiError),
         (status = 404, description = "No such topic", body = ApiError),
+        (status = 409, description = "The topic already has at least `count` partitions (partitions are added, never removed)", body = ApiError),
         (status = 413, description = "The body is larger than 64 KiB", body = ApiError),
         (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ApiError),
         (status = 503, description = "The cluster is unreachable, or no cluster client runs in this process", body = ApiError),

@@ -460,10 +460,6 @@ async fn reset_requests_are_checked_with_precise_reasons() {
     };
     let cases = [
         (with(json!({"topic": "a b"})), "contains ' '"),
-        (
-            with(json!({"partitions": [5]})),
-            "topic \"events\" has no partition 5 (it has 2)",
-        ),
         (with(json!({"partitions": []})), "partitions is empty"),
         (
             with(json!({"partitions": [0, 0]})),
@@ -507,6 +503,23 @@ async fn reset_requests_are_checked_with_precise_reasons() {
         let answer = reset(&app, GROUP, body.clone()).await;
         assert_error(&answer, StatusCode::BAD_REQUEST, reason);
     }
+    // A partition the topic does not have is not found, as a missing topic is.
+    let missing = reset(&app, GROUP, with(json!({"partitions": [5]}))).await;
+    assert_error(
+        &missing,
+        StatusCode::NOT_FOUND,
+        "topic \"events\" has no partition 5 (it has 2)",
+    );
+    for body in [json!(["events", null, "earliest"]), json!(null)] {
+        let answer = reset(&app, GROUP, body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "must be a JSON object");
+    }
+    let null_partitions = reset(&app, GROUP, with(json!({"partitions": null}))).await;
+    assert_error(
+        &null_partitions,
+        StatusCode::BAD_REQUEST,
+        "invalid type: null",
+    );
     let bad_group = reset(&app, "a%01b", with(json!({}))).await;
     assert_error(
         &bad_group,

@@ -302,6 +302,16 @@ async fn check_refusals(app: &Router) {
         ),
         ("?limit=0", "limit 0 is out of range"),
         ("?limit=many", "limit"),
+        ("?partition=-1", "partition -1 is negative"),
+        ("?offset=3", "unknown field `offset`"),
+    ];
+    for (query, reason) in cases {
+        let answer = get(app, &uri(query)).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, reason);
+    }
+    // A cursor no answer gave out names no page, and a partition the topic lacks is none:
+    // not found, as an offset past a partition's end is.
+    for (query, reason) in [
         (
             "?cursor=not-a-cursor",
             "cursor is not one this API gave out",
@@ -311,13 +321,13 @@ async fn check_refusals(app: &Router) {
             "?partition=3",
             "partition 3, which topic \"orders\" does not have (it has 3)",
         ),
-        ("?partition=-1", "partition -1 is negative"),
-        ("?offset=3", "unknown field `offset`"),
-    ];
-    for (query, reason) in cases {
+    ] {
         let answer = get(app, &uri(query)).await;
-        assert_error(&answer, StatusCode::BAD_REQUEST, reason);
+        assert_error(&answer, StatusCode::NOT_FOUND, reason);
     }
+    // An empty cursor is no cursor.
+    let first = get(app, &uri("?cursor=")).await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
     // A cursor of another topic.
     let other = page(app, "?limit=1").await;
     let cursor = other["cursor"].as_str().expect("cursor");
@@ -326,11 +336,7 @@ async fn check_refusals(app: &Router) {
         &format!("/api/v1/topics/events/records?cursor={cursor}"),
     )
     .await;
-    assert_error(
-        &answer,
-        StatusCode::BAD_REQUEST,
-        "it is for topic \"orders\"",
-    );
+    assert_error(&answer, StatusCode::NOT_FOUND, "it is for topic \"orders\"");
     for route in ["records", "records/stream", "records/export"] {
         let missing = get(app, &format!("/api/v1/topics/missing/{route}")).await;
         assert_error(
@@ -341,7 +347,7 @@ async fn check_refusals(app: &Router) {
         let bad = get(app, &format!("/api/v1/topics/{TOPIC}/{route}?header=x")).await;
         assert_error(&bad, StatusCode::BAD_REQUEST, "is not name:value");
         let partition = get(app, &format!("/api/v1/topics/{TOPIC}/{route}?partition=9")).await;
-        assert_error(&partition, StatusCode::BAD_REQUEST, "partition 9");
+        assert_error(&partition, StatusCode::NOT_FOUND, "partition 9");
     }
     let format = get(app, &uri("/export?format=xml")).await;
     assert_error(&format, StatusCode::BAD_REQUEST, "format");

@@ -610,14 +610,6 @@ async fn topic_configs_are_changed_and_kept_across_a_restart() {
         (json!({"set": {"retention.ms": "soon"}}), "retention.ms"),
         (json!({"set": {"no.such.config": "1"}}), "no.such.config"),
         (
-            json!({}),
-            "nothing to change: set and delete are both empty",
-        ),
-        (
-            json!({"set": {"retention.ms": "1"}, "delete": ["retention.ms"]}),
-            "config \"retention.ms\" is both in set and in delete",
-        ),
-        (
             json!({"delete": ["a", "a"]}),
             "config \"a\" is listed twice in delete",
         ),
@@ -631,6 +623,17 @@ async fn topic_configs_are_changed_and_kept_across_a_restart() {
         let refused = patch_json(&app, uri, &body).await;
         assert_error(&refused, StatusCode::BAD_REQUEST, reason);
     }
+    let both = json!({"set": {"retention.ms": "1"}, "delete": ["retention.ms"]});
+    let refused = patch_json(&app, uri, &both).await;
+    assert_error(
+        &refused,
+        StatusCode::CONFLICT,
+        "config \"retention.ms\" is both in set and in delete",
+    );
+    // Nothing to change answers the configs as they are.
+    let unchanged = patch_json(&app, uri, &json!({})).await;
+    assert_eq!(unchanged.status, StatusCode::OK, "{unchanged:?}");
+    assert_eq!(unchanged.json["configs"]["retention.ms"], "604800000");
     let refused = patch_json(&app, uri, &json!({"set": {"retention.ms": "soon"}})).await;
     assert_error(
         &refused,
@@ -680,17 +683,23 @@ async fn partitions_are_added_and_records_purged() {
     );
     fill(&app, TOPIC, 3, 2).await;
     for (body, reason) in [
-        (
-            r#"{"count": 4}"#,
-            "topic \"orders\" has 4 partitions; count 4 must be more than that",
-        ),
-        (r#"{"count": 2}"#, "count 2 must be more than that"),
         (r#"{"count": 1001}"#, "count 1001 is out of range"),
         (r#"{"count": 0}"#, "count 0 is out of range"),
         (r#"{}"#, "missing field `count`"),
     ] {
         let refused = post_json(&app, &uri, body).await;
         assert_error(&refused, StatusCode::BAD_REQUEST, reason);
+    }
+    // Fewer partitions than the topic has is a conflict with its state, not a bad request.
+    for (body, reason) in [
+        (
+            r#"{"count": 4}"#,
+            "topic \"orders\" has 4 partitions; count 4 must be more than that",
+        ),
+        (r#"{"count": 2}"#, "count 2 must be more than that"),
+    ] {
+        let refused = post_json(&app, &uri, body).await;
+        assert_error(&refused, StatusCode::CONFLICT, reason);
     }
     let missing = post_json(&app, "/api/v1/topics/missing/partitions", r#"{"count": 2}"#).await;
     assert_error(
@@ -714,21 +723,29 @@ async fn partitions_are_added_and_records_purged() {
     .await;
     assert_eq!(page.json["records"][0]["offset"], 4, "{page:?}");
     for (body, reason) in [
-        (
-            r#"{"before": 11}"#,
-            "before 11 is past the latest offset 10 of partition 0",
-        ),
         (r#"{"before": -1}"#, "before -1 is negative"),
-        (
-            r#"{"partitions": [7]}"#,
-            "topic \"orders\" has no partition 7 (it has 4)",
-        ),
+        (r#"{"partitions": null}"#, "invalid type: null"),
+        (r#"[null, null]"#, "must be a JSON object"),
         (r#"{"partitions": [1, 1]}"#, "partition 1 is listed twice"),
         (r#"{"partitions": []}"#, "partitions is empty"),
         (r#"{"offset": 3}"#, "unknown field `offset`"),
     ] {
         let refused = post_json(&app, &purge, body).await;
         assert_error(&refused, StatusCode::BAD_REQUEST, reason);
+    }
+    // Offsets and partitions the topic does not have are not found.
+    for (body, reason) in [
+        (
+            r#"{"before": 11}"#,
+            "before 11 is past the latest offset 10 of partition 0",
+        ),
+        (
+            r#"{"partitions": [7]}"#,
+            "topic \"orders\" has no partition 7 (it has 4)",
+        ),
+    ] {
+        let refused = post_json(&app, &purge, body).await;
+        assert_error(&refused, StatusCode::NOT_FOUND, reason);
     }
     let described = get(&app, &format!("/api/v1/topics/{TOPIC}")).await;
     assert_eq!(

@@ -181,6 +181,18 @@ fn topic_changed(error: KafkaError, topic: &str) -> ClusterError {
                  written"
             ))
         }
+        // The records break a rule of the topic's configs as they are now (its
+        // max.message.bytes, a compacted topic's key, its timestamp bounds): the request is
+        // well formed, the topic's state refuses it.
+        Some(
+            code @ (RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTimestamp
+            | RDKafkaErrorCode::MessageBatchTooLarge),
+        ) => ClusterError::Conflict(format!(
+            "topic {topic:?} refused the records under its configs ({code:?}): {error}; records \
+             before the first refused one may have been written"
+        )),
         _ => ClusterError::Kafka(error),
     }
 }

@@ -191,7 +191,7 @@ impl Cluster {
     ) -> Result<Vec<PartitionStart>, ClusterError> {
         let count = layout.partitions.len();
         let missing = |partition: i32, what: &str| {
-            ClusterError::Invalid(format!(
+            ClusterError::NotFound(format!(
                 "{what} partition {partition}, which topic {topic:?} does not have (it has \
                  {count})"
             ))
@@ -204,7 +204,7 @@ impl Cluster {
                     .find(|(p, _)| *p == partition)
                     .map(|(_, position)| *position)
                     .ok_or_else(|| {
-                        ClusterError::Invalid(format!(
+                        ClusterError::NotFound(format!(
                             "the cursor does not cover partition {partition}: pass the \
                              partition of the read it comes from"
                         ))
@@ -344,9 +344,11 @@ impl SearchRequest {
             start: Start::parse(search.from.as_deref())?,
             filter: RecordFilter::parse(search)?,
             partition: search.partition,
+            // An empty cursor is none, as an empty filter is no filter.
             cursor: search
                 .cursor
                 .as_deref()
+                .filter(|text| !text.is_empty())
                 .map(|text| Cursor::decode(text, topic))
                 .transpose()?,
         })
@@ -473,8 +475,10 @@ impl Cursor {
     }
 
     fn decode(text: &str, topic: &str) -> Result<Cursor, ClusterError> {
+        // Any text may be a cursor as far as the query's schema goes; one no answer gave out
+        // names no page, hence not found (as an offset past the end of a partition is).
         let refused = |reason: &str| {
-            ClusterError::Invalid(format!(
+            ClusterError::NotFound(format!(
                 "cursor is not one this API gave out for topic {topic:?}: {reason}; pass the \
                  cursor of an earlier answer unchanged"
             ))

@@ -43,6 +43,10 @@ const RESOURCE_TOPIC: i8 = 2;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 
+/// The largest `before` a purge takes: 2^53 - 1, the largest integer a JSON number carries
+/// exactly in every client, and far past any real offset.
+pub const MAX_PURGE_OFFSET: i64 = (1 << 53) - 1;
+
 /// How long new partitions may take to show up in metadata.
 const NEW_PARTITIONS_VISIBLE_WITHIN: Duration = Duration::from_secs(5);
 
@@ -72,6 +76,14 @@ impl Cluster {
         validate_topic_name(name)?;
         validate_config_change(&change)?;
         self.topic_layout(name).await?;
+        if change.set.is_empty() && change.delete.is_empty() {
+            // Nothing to change: the answer is the configs as they are, as after any change.
+            let configs = self.topic_configs(name).await?;
+            return Ok(TopicConfigs {
+                name: name.to_string(),
+                configs,
+            });
+        }
         let request = incremental_request(name, &change);
         let response = self.call_any_broker(&request).await?;
         let answer = response
@@ -110,7 +122,7 @@ impl Cluster {
         let layout = self.topic_layout(name).await?;
         let current = layout.partitions.len();
         if usize::try_from(count).is_ok_and(|count| count <= current) {
-            return Err(ClusterError::Invalid(format!(
+            return Err(ClusterError::Conflict(format!(
                 "topic {name:?} has {current} partitions; count {count} must be more than that \
                  (partitions are added, never removed)"
             )));
@@ -145,6 +157,11 @@ impl Cluster {
                 "before {before} is negative; offsets start at 0"
             )));
         }
+        if let Some(before) = request.before.filter(|before| *before > MAX_PURGE_OFFSET) {
+            return Err(ClusterError::Invalid(format!(
+                "before {before} is out of range: at most {MAX_PURGE_OFFSET}"
+            )));
+        }
         let layout = self.topic_layout(name).await?;
         let partitions = select_partitions(&layout, request.partitions.as_deref())?;
         let topic = name.to_string();
@@ -154,7 +171,7 @@ impl Cluster {
                 for partition in &checked {
                     let (_, latest) = cluster.watermarks(&topic, *partition)?;
                     if before > latest {
-                        return Err(ClusterError::Invalid(format!(
+                        return Err(ClusterError::NotFound(format!(
                             "before {before} is past the latest offset {latest} of partition \
                              {partition}; only stored records can be deleted"
                         )));
@@ -292,7 +309,7 @@ pub(super) fn select_partitions(
             )));
         }
         if !layout.has_partition(*partition) {
-            return Err(ClusterError::Invalid(format!(
+            return Err(ClusterError::NotFound(format!(
                 "topic {:?} has no partition {partition} (it has {})",
                 layout.name,
                 layout.partitions.len()
@@ -304,11 +321,6 @@ pub(super) fn select_partitions(
 
 /// Checks a config change before anything is sent.
 fn validate_config_change(change: &TopicConfigChange) -> Result<(), ClusterError> {
-    if change.set.is_empty() && change.delete.is_empty() {
-        return Err(ClusterError::Invalid(
-            "nothing to change: set and delete are both empty".into(),
-        ));
-    }
     let names = change
         .set
         .keys()
@@ -339,8 +351,8 @@ fn validate_config_change(change: &TopicConfigChange) -> Result<(), ClusterError
             )));
         }
         if change.set.contains_key(name) {
-            return Err(ClusterError::Invalid(format!(
-                "config {name:?} is both in set and in delete"
+            return Err(ClusterError::Conflict(format!(
+                "config {name:?} is both in set and in delete: say one or the other"
             )));
         }
     }
@@ -453,12 +465,18 @@ mod tests {
     #[test]
     fn config_changes_are_checked_before_anything_is_sent() {
         assert!(validate_config_change(&change(&[("retention.ms", "1")], &["segment.ms"])).is_ok());
-        assert!(refusal(&change(&[], &[])).contains("nothing to change"));
+        assert!(
+            validate_config_change(&change(&[], &[])).is_ok(),
+            "nothing to change"
+        );
         assert!(refusal(&change(&[(" ", "1")], &[])).contains("is empty"));
         assert!(refusal(&change(&[], &["a\0b"])).contains("NUL"));
         assert!(refusal(&change(&[("retention.ms", "1\0")], &[])).contains("NUL"));
         assert!(refusal(&change(&[], &["x", "x"])).contains("listed twice"));
-        assert!(refusal(&change(&[("x", "1")], &["x"])).contains("both in set and in delete"));
+        assert!(matches!(
+            validate_config_change(&change(&[("x", "1")], &["x"])),
+            Err(ClusterError::Conflict(reason)) if reason.contains("both in set and in delete")
+        ));
     }
 
     #[test]

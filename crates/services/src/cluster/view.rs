@@ -515,12 +515,13 @@ fn config_names_schema() -> utoipa::openapi::schema::Array {
         .items(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some(r"^[^\x00]*\S[^\x00]*$"))
+                .enum_values(Some(TOPIC_CONFIG_VALUES.iter().map(|(name, _, _)| *name)))
                 .examples(["retention.ms"]),
         )
         .unique_items(true)
         .description(Some(
-            "Overrides to remove: each config goes back to the cluster's default.",
+            "Overrides to remove: each config goes back to the cluster's default. With \
+             `--bootstrap-servers`, any config name the cluster knows is passed on.",
         ))
         .build()
 }
@@ -549,12 +550,13 @@ pub struct PartitionCountChange {
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
     /// Partitions to purge (default: all of them).
+    #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = partition_list_schema)]
     pub partitions: Option<Vec<i32>>,
     /// Delete the records before this offset in each partition (default: every record, up to
     /// the latest offset). It may not be past a partition's latest offset; one before the
     /// earliest deletes nothing.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub before: Option<i64>,
 }
 
@@ -585,6 +587,7 @@ pub struct ResetOffsetsRequest {
     #[schema(schema_with = new_topic_name_schema)]
     pub topic: String,
     /// Partitions to reset (default: every partition of the topic).
+    #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = partition_list_schema)]
     pub partitions: Option<Vec<i32>>,
     #[schema(schema_with = reset_target_schema)]
@@ -618,6 +621,11 @@ pub enum ResetTarget {
 const RESET_TARGET_FORMS: &str = "\"earliest\", \"latest\", an RFC 3339 timestamp (e.g. \
      \"2024-09-18T13:59:02Z\"), {\"offset\": N} or {\"shift\": N}";
 
+/// The largest `offset` or `shift` (either sign) a reset takes: 2^53 - 1, the largest integer
+/// a JSON number carries exactly in every client (and far past any real offset). Bounding it
+/// also keeps a number beyond 64 bits, which the JSON reader cannot represent, from passing.
+pub const MAX_RESET_NUMBER: i64 = (1 << 53) - 1;
+
 impl ResetTarget {
     /// Reads `to` from its JSON value; the error says what is wrong with it.
     pub fn parse(value: &serde_json::Value) -> Result<ResetTarget, String> {
@@ -638,6 +646,11 @@ impl ResetTarget {
                         "{name} must be an integer (a 64-bit signed one); got {number}"
                     ));
                 };
+                if number.unsigned_abs() > MAX_RESET_NUMBER.unsigned_abs() {
+                    return Err(format!(
+                        "{name} {number} is out of range: at most {MAX_RESET_NUMBER} either way"
+                    ));
+                }
                 match name.as_str() {
                     "offset" if number < 0 => {
                         Err(format!("offset {number} is negative; offsets start at 0"))
@@ -685,11 +698,12 @@ impl<'de> Deserialize<'de> for ResetTarget {
 /// One of the forms of [`ResetTarget`].
 fn reset_target_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
-    let integer = |minimum: Option<i64>| {
+    let integer = |minimum: i64| {
         ObjectBuilder::new()
             .schema_type(Type::Integer)
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-            .minimum(minimum)
+            .minimum(Some(minimum))
+            .maximum(Some(MAX_RESET_NUMBER))
     };
     OneOfBuilder::new()
         .item(
@@ -714,7 +728,7 @@ fn reset_target_schema() -> utoipa::openapi::schema::Schema {
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::Object)
-                .property("offset", integer(Some(0)))
+                .property("offset", integer(0))
                 .required("offset")
                 .additional_properties(Some(
                     utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
@@ -724,7 +738,7 @@ fn reset_target_schema() -> utoipa::openapi::schema::Schema {
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::Object)
-                .property("shift", integer(None))
+                .property("shift", integer(-MAX_RESET_NUMBER))
                 .required("shift")
                 .additional_properties(Some(
                     utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
@@ -743,6 +757,16 @@ fn reset_target_schema() -> utoipa::openapi::schema::Schema {
 }
 
 /// A list of distinct partition numbers.
+/// An optional field that, when given, must hold a value: `null` is refused as the schema
+/// (which does not allow it) says, instead of being read as "not given".
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 fn partition_list_schema() -> utoipa::openapi::schema::Array {
     use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
     ArrayBuilder::new()
