@@ -61,7 +61,17 @@ where
     F: FnOnce(RequestContext) -> T + Send + 'static,
 {
     let ctx = ctx.clone();
-    match tokio::task::spawn_blocking(move || work(ctx)).await {
+    run_blocking(move || work(ctx)).await
+}
+
+/// Runs `work` on tokio's blocking pool and waits for it; a panic in it resumes here, as if
+/// it had run inline.
+pub(crate) async fn run_blocking<T, F>(work: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
         Ok(value) => value,
         Err(join) => match join.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),

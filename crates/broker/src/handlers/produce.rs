@@ -344,15 +344,7 @@ async fn append_on_blocking_pool(
     prepared: PreparedAppend,
 ) -> Result<AppendOutcome, LogError> {
     let log = Arc::clone(log);
-    match tokio::task::spawn_blocking(move || log.append_prepared(prepared)).await {
-        Ok(outcome) => outcome,
-        Err(join) => match join.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(cancelled) => Err(LogError::Storage(std::io::Error::other(format!(
-                "the append was cancelled: {cancelled}"
-            )))),
-        },
-    }
+    super::run_blocking(move || log.append_prepared(prepared)).await
 }
 
 /// A transactional batch may go only to a partition of its producer's ongoing transaction
