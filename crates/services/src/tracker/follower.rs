@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::checkpoint::{decode, Record};
+use super::checkpoint::{decode, key_partition, ChunkHeader, Claim, Record};
 use super::state::{CheckpointMeta, NodeHeartbeat, NodeState, SetKind};
 use super::{Shared, TrackerError};
 use crate::error::full_message;
@@ -69,11 +69,11 @@ impl Follower {
     }
 
     fn apply(&self, key: &[u8], value: Option<&[u8]>) {
-        match decode(key, value) {
-            Ok(Some(record)) => {
-                let mut state = self.shared.state();
-                apply_record(&mut state, record, &self.shared);
-            }
+        let decoded = decode(key, value);
+        let mut state = self.shared.state();
+        track_stored(&mut state, key, value);
+        match decoded {
+            Ok(Some(record)) => apply_record(&mut state, record, &self.shared),
             Ok(None) => {}
             // A record this node cannot read is skipped, not fatal: its IPs are still counted
             // by the node that wrote it, and the next checkpoint of the partition moves on.
@@ -115,15 +115,36 @@ impl Follower {
     }
 }
 
+/// Keeps the partition's list of stored keys up to date, whatever the record holds (one this
+/// version cannot read is superseded by the next snapshot all the same).
+fn track_stored(state: &mut NodeState, key: &[u8], value: Option<&[u8]>) {
+    let Some(id) = key_partition(key) else {
+        return;
+    };
+    let key = String::from_utf8_lossy(key).into_owned();
+    let stored = &mut state.partition(id).stored;
+    match value {
+        Some(value) => {
+            stored.insert(key.clone(), (key.len() + value.len()) as u64);
+        }
+        None => {
+            stored.remove(&key);
+        }
+    }
+}
+
 fn apply_record(state: &mut NodeState, record: Record, shared: &Shared) {
     match record {
-        Record::Delta { header, sections } => {
+        Record::Chunk { header, sections } => {
+            if !follow_claim(state, &header, shared) {
+                return;
+            }
             let own_live = header.node == shared.node_id
                 && state
                     .partitions
                     .get(&header.partition)
                     .is_some_and(|p| p.live.is_some());
-            // This node's own delta for a partition it still owns is already in its sets.
+            // This node's own checkpoint of a partition it still owns is already in its sets.
             if !own_live {
                 for (kind, set) in &sections {
                     if *kind == SetKind::All || shared.config.views {
@@ -135,16 +156,23 @@ fn apply_record(state: &mut NodeState, record: Record, shared: &Shared) {
                 partition.sets.retain_windows(shared.config.window_limits);
             }
             let partition = state.partition(header.partition);
-            let newer = partition
-                .checkpoint
-                .as_ref()
-                .is_none_or(|meta| header.offset >= meta.offset);
+            let newer = partition.checkpoint.as_ref().is_none_or(|meta| {
+                let claim = Claim {
+                    epoch: meta.epoch,
+                    node: meta.node.clone(),
+                };
+                match header.claim_cmp(&claim) {
+                    std::cmp::Ordering::Greater => true,
+                    std::cmp::Ordering::Equal => header.offset >= meta.offset,
+                    std::cmp::Ordering::Less => false,
+                }
+            });
             if header.is_final && newer {
                 partition.checkpoint = Some(CheckpointMeta {
                     offset: header.offset,
                     events: header.events,
                     rejected: header.rejected,
-                    seq: header.seq,
+                    epoch: header.epoch,
                     node: header.node.clone(),
                     written_at_ms: header.written_at_ms,
                 });
@@ -156,6 +184,10 @@ fn apply_record(state: &mut NodeState, record: Record, shared: &Shared) {
             partitions,
             written_at_ms,
         } => {
+            // A node writes its heartbeat after its checkpoints, in the same flush: it says
+            // every partition it owns is checkpointed as of then, so an idle node's
+            // checkpoint age stays at most one interval.
+            state.newest_checkpoint_ms = state.newest_checkpoint_ms.max(Some(written_at_ms));
             state.nodes.insert(
                 node,
                 NodeHeartbeat {
@@ -168,4 +200,39 @@ fn apply_record(state: &mut NodeState, record: Record, shared: &Shared) {
             state.nodes.remove(&node);
         }
     }
+}
+
+/// Applies the fencing rule: false for a record written under a lower claim than the
+/// partition's highest (a zombie's, or one superseded by a newer owner). A higher claim by
+/// another node fences this node if it still owns the partition: it stops counting it.
+fn follow_claim(state: &mut NodeState, header: &ChunkHeader, shared: &Shared) -> bool {
+    let partition = state.partition(header.partition);
+    let ordering = partition
+        .claim
+        .as_ref()
+        .map(|claim| header.claim_cmp(claim));
+    match ordering {
+        Some(std::cmp::Ordering::Less) => {
+            tracing::debug!(
+                partition = header.partition,
+                writer = %header.node,
+                epoch = header.epoch,
+                "ignoring a checkpoint written under a superseded claim"
+            );
+            return false;
+        }
+        Some(std::cmp::Ordering::Equal) => return true,
+        Some(std::cmp::Ordering::Greater) | None => {}
+    }
+    partition.claim = Some(header.claim());
+    if header.node != shared.node_id && partition.live.take().is_some() {
+        tracing::warn!(
+            partition = header.partition,
+            owner = %header.node,
+            epoch = header.epoch,
+            "another node claimed a partition this node still counted; it stops counting it"
+        );
+        state.recount_node();
+    }
+    true
 }

@@ -10,12 +10,20 @@
 //!   per error code.
 //! - Every checkpoint interval (and when it loses partitions or stops) the worker writes each
 //!   owned partition's **delta** (IPs new to a set since its last checkpoint) together with the
-//!   input offset it covers to the compacted checkpoint topic ([`checkpoint`]), after the
-//!   dead-letter records before that offset are acknowledged.
-//! - A **follower** thread (`follower`) reads the checkpoint topic from the beginning and
+//!   input offset it covers to the compacted state topic ([`checkpoint`]), after the
+//!   dead-letter records before that offset are acknowledged. Once a partition's deltas
+//!   outweigh its last **snapshot**, it writes a new snapshot (all its sets) instead and then
+//!   tombstones every older record of the partition, so the topic stays at about two
+//!   snapshots of the live state however long the node runs.
+//! - A **follower** thread (`follower`) reads the state topic from the beginning and
 //!   keeps applying it, so every node holds every partition's sets: the global count is the
 //!   exact union over partitions, and a node that gains a partition in a rebalance resumes
-//!   from the newest checkpoint's offset and counters, without re-reading the input.
+//!   from the newest checkpoint's offset and counters, without re-reading the input. Its
+//!   start-up reads the live state, not the history.
+//! - A node that gains a partition claims it with a higher epoch; records of lower claims are
+//!   ignored, so a node paused past its session timeout that wakes up and writes (a zombie)
+//!   cannot move a partition's checkpoint back, and stops counting the partition as soon as
+//!   it reads the new owner's claim.
 //! - The worker also keeps this process's own tallies for monitoring ([`stats`]): events
 //!   counted and rejected, checkpoints written, the recent event rate.
 //! - A partition the consumer is stuck on because its next batch cannot be read (librdkafka
@@ -203,6 +211,17 @@ fn spawn_named(
         })
 }
 
+/// The state topic is compacted, and its segments stay small enough for compaction to reach
+/// them: Kafka never compacts the active segment, so with the default 1 GiB segments a state
+/// of a few MB would keep up to 1 GiB of superseded records. Superseded records get
+/// tombstones, kept 10 minutes (a node reading the topic meanwhile sees them).
+const STATE_TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("cleanup.policy", "compact"),
+    ("segment.bytes", "16777216"),
+    ("segment.ms", "600000"),
+    ("delete.retention.ms", "600000"),
+];
+
 async fn ensure_topics(
     kafka: &KafkaConfig,
     config: &TrackerConfig,
@@ -222,7 +241,7 @@ async fn ensure_topics(
         TopicSpec {
             name: checkpoint_topic,
             partitions: 1,
-            configs: &[("cleanup.policy", "compact")],
+            configs: STATE_TOPIC_CONFIGS,
         },
     ];
     for spec in &specs {
@@ -373,6 +392,9 @@ impl TrackerHandle {
                 resumed_from: p.resumed_from,
                 events: p.events(),
                 rejected: p.rejected(),
+                state_bytes: p.stored_bytes(),
+                snapshot_bytes: p.sets.serialized_size(),
+                checkpoint_epoch: p.checkpoint.as_ref().map(|c| c.epoch),
             })
             .collect()
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use freshet_distinct::{DistinctIps, HyperLogLog};
 
+use super::checkpoint::Claim;
 use crate::event::{DeviceEvent, MAX_ERROR_CODE};
 
 /// Number of error codes (0..=10).
@@ -100,6 +101,13 @@ impl Sets {
                 .sum::<u64>()
     }
 
+    /// Bytes the sets take serialised: about what a snapshot of them writes.
+    pub fn serialized_size(&self) -> u64 {
+        self.sections()
+            .map(|(_, set)| set.serialized_size() as u64)
+            .sum()
+    }
+
     /// Releases the slack that growing sets keep (Roaring arrays double as they grow).
     pub fn shrink_to_fit(&mut self) {
         self.all.shrink_to_fit();
@@ -154,7 +162,9 @@ pub struct CheckpointMeta {
     pub offset: i64,
     pub events: u64,
     pub rejected: u64,
-    pub seq: u64,
+    /// The writer's claim: a checkpoint under a higher claim replaces this one whatever its
+    /// offset (the new owner counts again from where it resumed).
+    pub epoch: u64,
     pub node: String,
     pub written_at_ms: i64,
 }
@@ -177,6 +187,12 @@ pub struct PartitionState {
     pub live: Option<LiveCounters>,
     /// Offset this node started consuming the partition at, the last time it gained it.
     pub resumed_from: Option<i64>,
+    /// The highest claim on the partition read (or made by this node): records of lower
+    /// claims are ignored.
+    pub claim: Option<Claim>,
+    /// Keys of this partition's records in the state topic that no tombstone has removed
+    /// yet, with their sizes: what a snapshot makes obsolete.
+    pub stored: BTreeMap<String, u64>,
     /// Total size of the sets when they were last shrunk.
     shrunk_len: u64,
     /// Total size of the sets at the previous [`maybe_shrink`](Self::maybe_shrink).
@@ -214,6 +230,11 @@ impl PartitionState {
             self.shrunk_len = len;
         }
         self.checked_len = len;
+    }
+
+    /// Bytes of this partition's records in the state topic, as far as this node has read.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored.values().sum()
     }
 
     /// Where an owner starts and the counters it starts from: the newest checkpoint, or the

@@ -29,9 +29,10 @@ pub struct UniqueIps {
     pub partitions_owned: Vec<i32>,
     /// Tracker nodes that wrote a heartbeat recently (including this one).
     pub nodes_seen: Vec<String>,
-    /// Milliseconds since the newest checkpoint this node has applied was written (null before
-    /// the first). Partitions are checkpointed only when they change, so this grows while no
-    /// events arrive; `consumer_lag` says whether anything is waiting.
+    /// Milliseconds since the newest checkpoint or node heartbeat this node has read was
+    /// written (null before the first). Each node writes its heartbeat after its checkpoints
+    /// every checkpoint interval, so while nodes run this stays within about an interval,
+    /// events or not; it grows when no node is writing.
     pub checkpoint_age_ms: Option<u64>,
     /// Records not yet consumed in this node's partitions (null when unknown).
     pub consumer_lag: Option<i64>,
@@ -87,4 +88,12 @@ pub struct PartitionStatus {
     pub events: u64,
     /// Events rejected to the dead-letter topic.
     pub rejected: u64,
+    /// Bytes of this partition's records in the state topic that no tombstone has removed,
+    /// as this node has read them (before compression; compaction may have dropped some
+    /// already).
+    pub state_bytes: u64,
+    /// Bytes a snapshot of this partition's sets takes now.
+    pub snapshot_bytes: u64,
+    /// The claim (epoch) under which the partition's newest checkpoint was written.
+    pub checkpoint_epoch: Option<u64>,
 }

@@ -9,7 +9,7 @@
 //! A partition stuck on a batch that cannot be read ([`stalls`](super::stalls)) is stepped
 //! past: the batch becomes one dead-letter record with the reason, and one rejection.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,11 +20,13 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
-use super::checkpoint::{delta_key, encode_delta, encode_heartbeat, heartbeat_key, DeltaHeader};
+use super::checkpoint::{
+    encode_chunks, encode_heartbeat, heartbeat_key, ChunkHeader, Claim, Encoded,
+};
 use super::stalls::{self, Progress};
 use super::state::{NodeState, Sets};
 use super::stats::BatchTally;
-use super::{now_ms, Shared, TrackerError};
+use super::{node_seen_window, now_ms, Shared, TrackerError};
 use crate::cluster::view::SkippedBatch;
 use crate::event::{
     parse_event, DeviceEvent, InvalidEvent, InvalidKind, ORIGIN_HEADER, ORIGIN_LAST_OFFSET_HEADER,
@@ -42,6 +44,11 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often owned partitions are checked for a stall.
 const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Below this, a partition's records are not worth a snapshot of their own yet.
+const MIN_SNAPSHOT_BYTES: u64 = 64 * 1024;
+/// How long a silent node's heartbeat stays, in seen windows, before any node tombstones it: a
+/// node that left cleanly tombstones its own, one that crashed never comes back under its id.
+const STALE_HEARTBEAT_WINDOWS: u32 = 10;
 /// How long a seek past an unreadable batch may take: librdkafka serves it once the fetch it
 /// is decompressing (seconds, for a bomb) is done.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,7 +84,6 @@ impl Worker {
             shared: shared.clone(),
             producer,
             dead_letters,
-            writer: uuid::Uuid::new_v4().simple().to_string(),
             owner: Mutex::new(Owner::default()),
         };
         let consumer: BaseConsumer<TrackerContext> = kafka
@@ -232,8 +238,8 @@ struct Owner {
     pending: HashMap<i32, Sets>,
     /// Input offset of the last checkpoint written per owned partition.
     checkpointed: HashMap<i32, i64>,
-    /// Sequence number of the next checkpoint of this run.
-    next_seq: u64,
+    /// What this node wrote to the state topic per owned partition.
+    written: HashMap<i32, Written>,
     /// Delivery failures already handled.
     failures_seen: u64,
 }
@@ -244,8 +250,6 @@ pub(super) struct TrackerContext {
     producer: ThreadedProducer<DeliveryCounter>,
     /// Dead-letter records (uncompressed, for any client to read).
     dead_letters: ThreadedProducer<DeliveryCounter>,
-    /// Unique to this run: part of every delta key.
-    writer: String,
     owner: Mutex<Owner>,
 }
 
@@ -432,8 +436,9 @@ impl TrackerContext {
         crate::kafka::enqueue(&self.dead_letters, record);
     }
 
-    /// Writes a delta checkpoint for every owned partition that changed, after the
-    /// dead-letter records it covers are acknowledged. Returns false when it failed, in
+    /// Writes a checkpoint (a delta, or a snapshot when one is due) for every owned partition
+    /// that changed, after the dead-letter records it covers are acknowledged; then, for each
+    /// snapshot, tombstones for the records it supersedes. Returns false when it failed, in
     /// which case the owned partitions were rewound to their last checkpoint.
     fn checkpoint(&self, consumer: &BaseConsumer<Self>) -> bool {
         self.apply_batch();
@@ -441,10 +446,9 @@ impl TrackerContext {
             self.rewind(consumer);
             return false;
         }
-        let deltas = self.take_deltas();
-        for (header, delta) in &deltas {
-            for (chunk, value) in encode_delta(header, delta).into_iter().enumerate() {
-                let key = delta_key(header.partition, &self.writer, header.seq, chunk as u32);
+        let outgoing = self.take_checkpoints();
+        for checkpoint in &outgoing {
+            for (key, value) in &checkpoint.encoded.records {
                 self.send(
                     BaseRecord::to(&self.shared.checkpoint_topic)
                         .partition(0)
@@ -457,25 +461,33 @@ impl TrackerContext {
         if !self.flush() {
             // Which chunks arrived is unknown; their IPs go into the next checkpoint again
             // (a union, so a repeat is harmless).
-            self.restore_pending(deltas);
+            self.restore_after_failure(outgoing);
             self.rewind(consumer);
             return false;
         }
-        self.shared.work.checkpoints_written(deltas.len());
-        self.commit_offsets(consumer, &deltas);
+        self.shared.work.checkpoints_written(outgoing.len());
+        self.commit_offsets(consumer, &outgoing);
+        self.supersede(&outgoing);
+        self.forget_stale_nodes();
         self.shrink_sets();
         true
     }
 
-    /// Takes the pending sets of the owned partitions that changed, with their headers.
-    fn take_deltas(&self) -> Vec<(DeltaHeader, Sets)> {
+    /// Takes the checkpoint of every owned partition that changed: a snapshot of its sets
+    /// when one is due ([`Written::snapshot_due`]), otherwise the pending new IPs. Partitions
+    /// another node's claim took from this one (see the follower) are forgotten here.
+    fn take_checkpoints(&self) -> Vec<Outgoing> {
         let mut owner = self.owner();
+        let owner = &mut *owner;
         let mut state = self.shared.state();
+        let owned: HashSet<i32> = state.owned().into_iter().collect();
+        owner.written.retain(|id, _| owned.contains(id));
+        owner.pending.retain(|id, _| owned.contains(id));
         let window_limits = self.shared.config.window_limits;
         let written_at_ms = now_ms();
-        let mut deltas = Vec::new();
+        let mut outgoing = Vec::new();
         for (id, partition) in state.partitions.iter_mut() {
-            let Some(live) = partition.live else {
+            let (Some(live), Some(written)) = (partition.live, owner.written.get_mut(id)) else {
                 continue;
             };
             partition.sets.retain_windows(window_limits);
@@ -485,11 +497,15 @@ impl TrackerContext {
             if delta.is_empty() && unchanged {
                 continue;
             }
-            owner.next_seq += 1;
             owner.checkpointed.insert(*id, live.next_offset);
-            let header = DeltaHeader {
+            let snapshot = written.snapshot_due();
+            let header = ChunkHeader {
                 partition: *id,
-                seq: owner.next_seq,
+                epoch: written.epoch,
+                // A snapshot goes to the next generation's slot; it becomes the current
+                // generation only once acknowledged.
+                generation: written.generation + u64::from(snapshot),
+                index: if snapshot { 0 } else { written.next_index },
                 chunk: 0,
                 is_final: true,
                 offset: live.next_offset,
@@ -498,19 +514,131 @@ impl TrackerContext {
                 written_at_ms,
                 node: self.shared.node_id.clone(),
             };
-            deltas.push((header, delta));
+            let checkpoint = if snapshot {
+                Outgoing {
+                    encoded: encode_chunks(&header, &partition.sets),
+                    header,
+                    delta: None,
+                }
+            } else {
+                written.next_index += 1;
+                Outgoing {
+                    encoded: encode_chunks(&header, &delta),
+                    header,
+                    delta: Some(delta),
+                }
+            };
+            // Remembered before the write: chunks of a failed attempt may have arrived, and
+            // the next snapshot must tombstone them too.
+            written
+                .keys
+                .extend(checkpoint.encoded.records.iter().map(|(k, _)| k.clone()));
+            outgoing.push(checkpoint);
         }
-        deltas
+        outgoing
     }
 
-    fn restore_pending(&self, deltas: Vec<(DeltaHeader, Sets)>) {
+    /// After a failed write: delta IPs go back to pending, and a snapshot is tried again
+    /// (into the same slot, so the complete snapshot in the other slot stays whole).
+    fn restore_after_failure(&self, outgoing: Vec<Outgoing>) {
         let mut owner = self.owner();
-        for (header, delta) in deltas {
-            owner.checkpointed.remove(&header.partition);
-            let pending = owner.pending.entry(header.partition).or_default();
-            for (kind, set) in delta.sections() {
-                pending.get_mut(kind).union_with(set);
+        for checkpoint in outgoing {
+            let id = checkpoint.header.partition;
+            owner.checkpointed.remove(&id);
+            match checkpoint.delta {
+                Some(delta) => {
+                    let pending = owner.pending.entry(id).or_default();
+                    for (kind, set) in delta.sections() {
+                        pending.get_mut(kind).union_with(set);
+                    }
+                }
+                None => {
+                    if let Some(written) = owner.written.get_mut(&id) {
+                        written.snapshot_due = true;
+                    }
+                }
             }
+        }
+    }
+
+    /// Book-keeping after acknowledged checkpoints. An acknowledged snapshot holds everything
+    /// the partition's older records held (minus dropped windows), so each of them gets a
+    /// tombstone: what this node wrote under its claim and every key the follower has read
+    /// for the partition (earlier owners', zombies', earlier versions'). Skipped for a
+    /// partition another node has claimed meanwhile: its keys are the new owner's business.
+    fn supersede(&self, outgoing: &[Outgoing]) {
+        let mut owner = self.owner();
+        let state = self.shared.state();
+        for checkpoint in outgoing {
+            let id = checkpoint.header.partition;
+            let Some(written) = owner.written.get_mut(&id) else {
+                continue;
+            };
+            let bytes = checkpoint.encoded.bytes();
+            if checkpoint.delta.is_some() {
+                written.stored_bytes += bytes;
+                continue;
+            }
+            let Some(partition) = state.partitions.get(&id).filter(|p| p.live.is_some()) else {
+                continue;
+            };
+            let current: HashSet<&str> = checkpoint
+                .encoded
+                .records
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let superseded: BTreeSet<&String> = partition
+                .stored
+                .keys()
+                .chain(written.keys.iter())
+                .filter(|k| !current.contains(k.as_str()))
+                .collect();
+            for key in &superseded {
+                self.send(
+                    BaseRecord::<[u8], [u8]>::to(&self.shared.checkpoint_topic)
+                        .partition(0)
+                        .key(key.as_bytes()),
+                );
+            }
+            tracing::debug!(
+                partition = id,
+                snapshot_bytes = bytes,
+                tombstones = superseded.len(),
+                "snapshot written"
+            );
+            written.keys = current.into_iter().map(str::to_string).collect();
+            written.generation += 1;
+            written.next_index = 1;
+            written.stored_bytes = bytes;
+            written.snapshot_bytes = bytes;
+            written.snapshot_due = false;
+        }
+    }
+
+    /// Tombstones the heartbeats of nodes silent for [`STALE_HEARTBEAT_WINDOWS`] seen windows,
+    /// so crashed nodes' keys do not stay in the state topic forever. A node that was only
+    /// paused writes its heartbeat again at its next checkpoint.
+    fn forget_stale_nodes(&self) {
+        let stale_after = node_seen_window(&self.shared.config) * STALE_HEARTBEAT_WINDOWS;
+        let stale_after_ms = stale_after.as_millis() as i64;
+        let now = now_ms();
+        let stale: Vec<String> = self
+            .shared
+            .state()
+            .nodes
+            .iter()
+            .filter(|(id, hb)| {
+                **id != self.shared.node_id && now - hb.written_at_ms > stale_after_ms
+            })
+            .map(|(id, _)| heartbeat_key(id))
+            .collect();
+        for key in &stale {
+            self.send(
+                BaseRecord::<[u8], [u8]>::to(&self.shared.checkpoint_topic)
+                    .partition(0)
+                    .key(key.as_bytes()),
+            );
         }
     }
 
@@ -553,12 +681,12 @@ impl TrackerContext {
     }
 
     /// Commits the checkpointed offsets to the group, so lag tools see the tracker's progress.
-    fn commit_offsets(&self, consumer: &BaseConsumer<Self>, deltas: &[(DeltaHeader, Sets)]) {
-        if deltas.is_empty() {
+    fn commit_offsets(&self, consumer: &BaseConsumer<Self>, outgoing: &[Outgoing]) {
+        if outgoing.is_empty() {
             return;
         }
         let mut offsets = TopicPartitionList::new();
-        for (header, _) in deltas {
+        for Outgoing { header, .. } in outgoing {
             let added = offsets.add_partition_offset(
                 &self.shared.config.input_topic,
                 header.partition,
@@ -617,7 +745,27 @@ impl TrackerContext {
             let resume = partition.resume_point();
             partition.live = Some(resume);
             partition.resumed_from = Some(resume.next_offset);
-            owner.checkpointed.insert(id, resume.next_offset);
+            // A claim above every one read: from this node's first checkpoint on, readers
+            // ignore whoever wrote the partition before (a zombie included). That first
+            // checkpoint is due at the next tick, since nothing is marked checkpointed.
+            let epoch = partition.claim.as_ref().map_or(0, |c| c.epoch) + 1;
+            partition.claim = Some(Claim {
+                epoch,
+                node: self.shared.node_id.clone(),
+            });
+            owner.checkpointed.remove(&id);
+            owner.written.insert(
+                id,
+                Written {
+                    epoch,
+                    generation: 0,
+                    next_index: 1,
+                    keys: BTreeSet::new(),
+                    stored_bytes: partition.stored_bytes(),
+                    snapshot_bytes: partition.sets.serialized_size(),
+                    snapshot_due: false,
+                },
+            );
             if let Err(e) = tpl.set_partition_offset(&topic, id, start_offset(resume.next_offset)) {
                 tracing::error!(error = %e, partition = id, "setting the start offset");
             }
@@ -637,6 +785,7 @@ impl TrackerContext {
         let mut owner = self.owner();
         owner.batch.clear();
         owner.checkpointed.clear();
+        owner.written.clear();
         if written {
             owner.pending.clear();
         }
@@ -675,5 +824,44 @@ fn start_offset(next_offset: i64) -> Offset {
         Offset::Beginning
     } else {
         Offset::Offset(next_offset)
+    }
+}
+
+/// One partition's checkpoint on its way to the state topic.
+struct Outgoing {
+    header: ChunkHeader,
+    encoded: Encoded,
+    /// The delta's IPs, put back into pending if the write fails; `None` for a snapshot (the
+    /// next attempt is a snapshot again, of sets that hold them).
+    delta: Option<Sets>,
+}
+
+/// What this node has written to the state topic for a partition it owns, under its claim.
+#[derive(Debug)]
+struct Written {
+    epoch: u64,
+    /// Snapshots acknowledged under this claim; deltas go to this generation's slot.
+    generation: u64,
+    /// Index of the next delta (a snapshot is index 0).
+    next_index: u32,
+    /// Keys written under this claim since (and including) the newest acknowledged
+    /// snapshot, and those of attempts that failed.
+    keys: BTreeSet<String>,
+    /// The partition's bytes in the state topic as far as this node knows: what the follower
+    /// had read when the partition was gained, or the newest snapshot, plus the deltas since.
+    stored_bytes: u64,
+    /// Bytes of the newest snapshot; before the first, of the sets when gained.
+    snapshot_bytes: u64,
+    /// The last snapshot attempt failed.
+    snapshot_due: bool,
+}
+
+impl Written {
+    /// A snapshot once the partition's records outweigh two snapshots, that is once the
+    /// deltas since the last one outweigh it: after compaction the topic holds at most about
+    /// two snapshots' worth per partition, and rewriting the state costs at most as many bytes
+    /// as the deltas it replaces.
+    fn snapshot_due(&self) -> bool {
+        self.snapshot_due || self.stored_bytes >= 2 * self.snapshot_bytes.max(MIN_SNAPSHOT_BYTES)
     }
 }

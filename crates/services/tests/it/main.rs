@@ -12,4 +12,5 @@ mod guard_store;
 mod librdkafka_on_a_bomb;
 mod secured_cluster;
 mod tracker;
+mod tracker_state;
 mod tracker_unreadable;
