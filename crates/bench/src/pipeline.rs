@@ -23,15 +23,21 @@ use freshet_services::{GeneratorError, KafkaConfig};
 use indicatif::ProgressBar;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::broker::{client, create_topics, progress};
 use super::child::{http_get, ChildBroker, FreshetChild};
+
+mod state_topic;
 
 /// The end-to-end target: 1,000,000 events/s from generator to exact count, on a 2-core
 /// machine (see docs/BENCHMARKS.md).
 const TARGET_EVENTS_PER_S: f64 = 1_000_000.0;
 /// The memory target: at most 4 bytes of tracker memory per distinct IPv4 address.
 const TARGET_BYTES_PER_ADDRESS: f64 = 4.0;
+/// The tracker, views on, must count a filled topic at least this fast relative to a consumer
+/// on the same settings that does nothing.
+const TARGET_TRACKER_VS_BARE: f64 = 0.8;
 /// Fixed so every run sends the same devices and choices (timestamps aside).
 const SEED: u64 = 42;
 /// How often a tracker's count is read while waiting for it to become exact.
@@ -70,6 +76,14 @@ pub struct PipelineBenchArgs {
     /// Skip the memory runs (they generate `--distinct` more events twice).
     #[arg(long, env = "FRESHET_BENCH_SKIP_MEMORY")]
     pub skip_memory: bool,
+    /// Rounds of the state-topic run: each sends one event per device (`--devices`) in a new
+    /// minute and hour, to a tracker keeping two of each.
+    #[arg(long, env = "FRESHET_BENCH_STATE_ROUNDS", default_value_t = 6,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub state_rounds: u32,
+    /// Skip the state-topic run.
+    #[arg(long, env = "FRESHET_BENCH_SKIP_STATE")]
+    pub skip_state: bool,
     /// Skip the throughput and end-to-end runs (memory runs only).
     #[arg(
         long,
@@ -85,9 +99,13 @@ pub fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
         Some(_) => None,
         // Without the delay the tracker's group forms at once instead of after 3 s, which
         // would otherwise count as tracker time.
+        // The cleaner runs every second instead of every 30, so the state-topic run sees
+        // compaction within seconds.
         None => Some(ChildBroker::start(&[
             "--group-initial-rebalance-delay-ms",
             "0",
+            "--log-cleanup-interval-ms",
+            "1000",
         ])?),
     };
     let bootstrap = match (&args.bootstrap_servers, &broker) {
@@ -100,6 +118,9 @@ pub fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
     if !args.skip_throughput {
         bench.throughput_runs()?;
         bench.end_to_end_run()?;
+    }
+    if !args.skip_state {
+        bench.state_topic_run()?;
     }
     if !args.skip_memory {
         bench.memory_runs()?;
@@ -243,7 +264,11 @@ impl<'a> Bench<'a> {
                 &summary,
             );
             let truth = Truth::of(&summary);
-            let mut tracker = self.start_tracker(&topic, views)?;
+            let bare = match views {
+                Views::On => Some(self.bare_consumer_time(&topic, truth.events)?),
+                Views::Off => None,
+            };
+            let mut tracker = self.start_tracker(&topic, views, &[])?;
             let spawned = tracker.spawned;
             let time = wait_exact(
                 &mut tracker,
@@ -257,6 +282,10 @@ impl<'a> Bench<'a> {
                 truth,
                 &time,
             );
+            if let Some(bare) = bare {
+                self.report_rate("bare consumer (tracker settings)", truth.events, bare);
+                self.report_tracker_vs_bare(truth.events, time.total, bare);
+            }
             self.delete_topic(&topic);
         }
         Ok(())
@@ -266,7 +295,7 @@ impl<'a> Bench<'a> {
     /// and the clock runs from its start until the tracker's count is exact.
     fn end_to_end_run(&self) -> anyhow::Result<()> {
         let topic = self.fresh_topic("e2e")?;
-        let mut tracker = self.start_tracker(&topic, Views::On)?;
+        let mut tracker = self.start_tracker(&topic, Views::On, &[])?;
         self.wait_joined(&mut tracker)?;
         let params = generator_params(&topic, self.args.events, self.args.devices);
         let started = Instant::now();
@@ -304,7 +333,7 @@ impl<'a> Bench<'a> {
                 &summary,
             );
             let truth = Truth::of(&summary);
-            let mut tracker = self.start_tracker(&topic, views)?;
+            let mut tracker = self.start_tracker(&topic, views, &[])?;
             let spawned = tracker.spawned;
             wait_exact(&mut tracker, spawned, &mut || Ok(Some(truth)), &label)?;
             let counted = tracker.resident_bytes()?;
@@ -321,7 +350,7 @@ impl<'a> Bench<'a> {
     /// A tracker's resident memory after joining its group on an empty topic and idling.
     fn idle_resident_bytes(&self, views: Views) -> anyhow::Result<u64> {
         let topic = self.fresh_topic("idle")?;
-        let mut tracker = self.start_tracker(&topic, views)?;
+        let mut tracker = self.start_tracker(&topic, views, &[])?;
         self.wait_joined(&mut tracker)?;
         std::thread::sleep(IDLE_SETTLE);
         tracker.check_running()?;
@@ -384,7 +413,72 @@ impl<'a> Bench<'a> {
         join_generator(worker, events)
     }
 
-    fn start_tracker(&self, topic: &str, views: Views) -> anyhow::Result<FreshetChild> {
+    /// How long a consumer with the tracker worker's settings
+    /// ([`freshet_services::tracker::input_consumer_config`]) takes, from its creation, to read
+    /// `events` records of `topic` doing nothing with them: the rate the tracker is compared
+    /// with. It joins a group of its own, so the tracker still reads everything afterwards.
+    fn bare_consumer_time(&self, topic: &str, events: u64) -> anyhow::Result<Duration> {
+        let group = format!("{}-bare", tracker_group(topic));
+        let started = Instant::now();
+        let consumer: BaseConsumer = freshet_services::tracker::input_consumer_config(
+            &self.kafka(),
+            &group,
+            Duration::from_secs(10),
+        )
+        .create()
+        .context("creating the bare consumer")?;
+        consumer.subscribe(&[topic])?;
+        let bar = progress(events, "bare consumer");
+        let limit = Duration::from_secs(60 + events / SLOWEST_EVENTS_PER_S);
+        let mut seen = 0u64;
+        while seen < events {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(_)) => seen += 1,
+                Some(Err(e)) => bail!("bare consumer on {topic}: {e}"),
+                None if started.elapsed() > limit => {
+                    bail!(
+                        "bare consumer read {seen} of {events} records in {} s",
+                        limit.as_secs()
+                    )
+                }
+                None => {}
+            }
+            if seen.is_multiple_of(65_536) {
+                bar.set_position(seen);
+            }
+        }
+        let elapsed = started.elapsed();
+        bar.finish_and_clear();
+        Ok(elapsed)
+    }
+
+    /// The tracker's rate (views on, from spawn to exact) against the bare consumer's (from
+    /// creation to the last record), both including their group join.
+    fn report_tracker_vs_bare(&self, events: u64, tracker: Duration, bare: Duration) {
+        let tracker_rate = per_second(events, tracker);
+        let bare_rate = per_second(events, bare);
+        let ratio = tracker_rate / bare_rate.max(1.0);
+        println!(
+            "{:<34} {ratio:.2} (target at least {TARGET_TRACKER_VS_BARE})",
+            "tracker / bare consumer"
+        );
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::json!({"bench": "pipeline tracker vs bare consumer",
+                    "events": events, "tracker_events_per_s": tracker_rate,
+                    "bare_consumer_events_per_s": bare_rate, "ratio": ratio,
+                    "target": TARGET_TRACKER_VS_BARE})
+            );
+        }
+    }
+
+    fn start_tracker(
+        &self,
+        topic: &str,
+        views: Views,
+        extra: &[&str],
+    ) -> anyhow::Result<FreshetChild> {
         let group = tracker_group(topic);
         let partitions = self.args.partitions.to_string();
         let dlq = format!("{topic}.dlq");
@@ -407,7 +501,7 @@ impl<'a> Bench<'a> {
             "--node-id",
             "bench",
         ];
-        FreshetChild::start(args, "HTTP API on http://")
+        FreshetChild::start(args.iter().chain(extra.iter()), "HTTP API on http://")
     }
 
     /// Waits until the tracker owns every partition of its topic (the group has formed).

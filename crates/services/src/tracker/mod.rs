@@ -58,6 +58,7 @@ pub use state::WindowLimits;
 use state::{NodeState, SetKind};
 use stats::{TrackerMetrics, WorkCounters};
 use view::{ErrorCodeCount, Granularity, PartitionStatus, UniqueIps, WindowCount};
+pub use worker::input_consumer_config;
 
 /// How a tracker node runs.
 #[derive(Debug, Clone)]

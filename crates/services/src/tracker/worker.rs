@@ -86,23 +86,9 @@ impl Worker {
             dead_letters,
             owner: Mutex::new(Owner::default()),
         };
-        let consumer: BaseConsumer<TrackerContext> = kafka
-            .stateful_group_config(
-                "tracker",
-                &shared.config.group,
-                shared.config.session_timeout,
-            )
-            // Prefetch trades memory for speed: librdkafka's buffers are C allocations that
-            // glibc keeps once freed. Measured over 4M events (1M IPs, no views): its defaults
-            // took 8.6 s and left 409 MB resident; a 32 MiB queue with 4 MiB fetches, 13.2 s
-            // and 181 MB (the fetcher stopped whenever 100,000 messages were queued, so it
-            // ping-ponged with the worker); the same queue kept filling by a high
-            // `queued.min.messages`, 7.2 s and 339 MB.
-            .set("queued.min.messages", "1000000")
-            .set("queued.max.messages.kbytes", "32768")
-            .set("max.partition.fetch.bytes", (4 << 20).to_string())
-            .set("fetch.max.bytes", (16 << 20).to_string())
-            .create_client_with(context)?;
+        let consumer: BaseConsumer<TrackerContext> =
+            input_consumer_config(kafka, &shared.config.group, shared.config.session_timeout)
+                .create_client_with(context)?;
         let input = &shared.config.input_topic;
         consumer
             .subscribe(&[input])
@@ -817,6 +803,27 @@ impl TrackerContext {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The settings of the worker's consumer on the input topic. Public so the pipeline benchmark
+/// can compare the tracker with a consumer that does nothing, on the same settings.
+pub fn input_consumer_config(
+    kafka: &KafkaConfig,
+    group: &str,
+    session_timeout: Duration,
+) -> rdkafka::ClientConfig {
+    let mut config = kafka.stateful_group_config("tracker", group, session_timeout);
+    // Prefetch trades memory for speed: librdkafka's buffers are C allocations that glibc
+    // keeps once freed. Measured over 4M events (1M IPs, no views): its defaults took 8.6 s
+    // and left 409 MB resident; a 32 MiB queue with 4 MiB fetches, 13.2 s and 181 MB (the
+    // fetcher stopped whenever 100,000 messages were queued, so it ping-ponged with the
+    // worker); the same queue kept filling by a high `queued.min.messages`, 7.2 s and 339 MB.
+    config
+        .set("queued.min.messages", "1000000")
+        .set("queued.max.messages.kbytes", "32768")
+        .set("max.partition.fetch.bytes", (4 << 20).to_string())
+        .set("fetch.max.bytes", (16 << 20).to_string());
+    config
 }
 
 fn start_offset(next_offset: i64) -> Offset {
