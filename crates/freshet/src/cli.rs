@@ -545,6 +545,12 @@ pub struct TrackerArgs {
     /// Hour windows kept per partition.
     #[arg(long, env = "FRESHET_HOUR_WINDOWS", default_value_t = 48)]
     pub hour_windows: usize,
+    /// Worker threads of this node, each a consumer-group member counting the partitions
+    /// the group gives it (default: one per core, at most 4).
+    #[arg(long, env = "FRESHET_TRACKER_WORKERS",
+          default_value_t = freshet_services::tracker::default_workers(),
+          value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    pub tracker_workers: usize,
 }
 
 impl TrackerArgs {
@@ -563,6 +569,7 @@ impl TrackerArgs {
                 hours: self.hour_windows,
             },
             node_id: self.node_id.clone(),
+            workers: self.tracker_workers,
         }
     }
 }

@@ -23,7 +23,7 @@ pub enum TrackerError {
     /// A thread the node runs on could not be started.
     #[error("cannot start thread {thread}")]
     Thread {
-        thread: &'static str,
+        thread: String,
         #[source]
         source: std::io::Error,
     },
@@ -84,7 +84,7 @@ mod tests {
             ),
             (
                 TrackerError::Thread {
-                    thread: "tracker-worker",
+                    thread: "tracker-worker-0".into(),
                     source: std::io::Error::other("no"),
                 },
                 ErrorKind::Internal,

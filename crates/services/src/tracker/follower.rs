@@ -49,7 +49,7 @@ impl Follower {
     pub(super) fn run(self) {
         let mut last_status = Instant::now() - STATUS_EVERY;
         while !self.shared.stopping.load(Ordering::SeqCst)
-            || self.shared.worker_running.load(Ordering::SeqCst)
+            || self.shared.workers_running.load(Ordering::SeqCst) > 0
         {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {

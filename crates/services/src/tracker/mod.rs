@@ -42,7 +42,7 @@ pub mod stats;
 pub mod view;
 mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -80,6 +80,9 @@ pub struct TrackerConfig {
     pub window_limits: WindowLimits,
     /// This node's id; a random UUID when not given.
     pub node_id: Option<String>,
+    /// Worker threads, each a consumer-group member counting the partitions the group gives
+    /// it, so a node that owns several partitions counts them on several cores.
+    pub workers: usize,
 }
 
 impl Default for TrackerConfig {
@@ -94,8 +97,17 @@ impl Default for TrackerConfig {
             views: true,
             window_limits: WindowLimits::default(),
             node_id: None,
+            workers: default_workers(),
         }
     }
+}
+
+/// One worker per core, at most 4: beyond that the shared state's lock, not the cores, bounds
+/// a node (see docs/BENCHMARKS.md).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 4)
 }
 
 impl TrackerConfig {
@@ -129,8 +141,8 @@ struct Shared {
     lag: AtomicI64,
     /// Set to stop the threads.
     stopping: AtomicBool,
-    /// False once the worker has stopped (cleanly or not).
-    worker_running: AtomicBool,
+    /// Workers still running (none once all stopped, cleanly or not).
+    workers_running: AtomicUsize,
     /// This node's own tallies, for monitoring.
     work: WorkCounters,
 }
@@ -169,15 +181,23 @@ impl Tracker {
             follower_position: AtomicI64::new(0),
             lag: AtomicI64::new(-1),
             stopping: AtomicBool::new(false),
-            worker_running: AtomicBool::new(true),
+            workers_running: AtomicUsize::new(0),
             work: WorkCounters::default(),
         });
         let follower = follower::Follower::new(kafka, shared.clone())?;
-        let worker = worker::Worker::new(kafka, shared.clone())?;
-        let threads = vec![
-            spawn_named("tracker-follower", move || follower.run())?,
-            spawn_named("tracker-worker", move || worker.run())?,
-        ];
+        let workers = (0..shared.config.workers.max(1))
+            .map(|index| worker::Worker::new(kafka, shared.clone(), index))
+            .collect::<Result<Vec<_>, _>>()?;
+        shared
+            .workers_running
+            .store(workers.len(), Ordering::SeqCst);
+        let mut threads = vec![spawn_named("tracker-follower".into(), move || {
+            follower.run()
+        })?];
+        for worker in workers {
+            let name = format!("tracker-worker-{}", worker.index());
+            threads.push(spawn_named(name, move || worker.run())?);
+        }
         tracing::info!(node = %shared.node_id, group = %shared.config.group, "tracker node started");
         Ok(Tracker { shared, threads })
     }
@@ -200,11 +220,11 @@ impl Tracker {
 }
 
 fn spawn_named(
-    name: &'static str,
+    name: String,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<JoinHandle<()>, TrackerError> {
     std::thread::Builder::new()
-        .name(name.into())
+        .name(name.clone())
         .spawn(f)
         .map_err(|source| TrackerError::Thread {
             thread: name,
@@ -273,7 +293,7 @@ impl TrackerHandle {
 
     /// Whether the node's consumer is running.
     pub fn is_active(&self) -> bool {
-        self.shared.worker_running.load(Ordering::SeqCst)
+        self.shared.workers_running.load(Ordering::SeqCst) > 0
     }
 
     /// Exact distinct IPs across all partitions, as of the events and checkpoints applied.

@@ -55,6 +55,8 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct Worker {
     shared: Arc<Shared>,
+    /// Which of the node's workers this is; worker 0 also writes the node's heartbeat.
+    index: usize,
     consumer: BaseConsumer<TrackerContext>,
     /// Runs the raw-protocol probe of a stalled partition from this thread.
     probe_runtime: tokio::runtime::Runtime,
@@ -63,7 +65,11 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) fn new(kafka: &KafkaConfig, shared: Arc<Shared>) -> Result<Self, TrackerError> {
+    pub(super) fn new(
+        kafka: &KafkaConfig,
+        shared: Arc<Shared>,
+        index: usize,
+    ) -> Result<Self, TrackerError> {
         // Checkpoints and heartbeats: the tracker's own state, read back only by tracker
         // nodes (librdkafka, which always has lz4) and the topic API (which reads every
         // codec). lz4 keeps the compacted topic, which keeps every delta, small.
@@ -84,6 +90,7 @@ impl Worker {
             shared: shared.clone(),
             producer,
             dead_letters,
+            leads: index == 0,
             owner: Mutex::new(Owner::default()),
         };
         let consumer: BaseConsumer<TrackerContext> =
@@ -99,10 +106,15 @@ impl Worker {
             .map_err(TrackerError::ProbeRuntime)?;
         Ok(Worker {
             shared,
+            index,
             consumer,
             probe_runtime,
             probe_kafka: kafka.for_role("tracker-probe"),
         })
+    }
+
+    pub(super) fn index(&self) -> usize {
+        self.index
     }
 
     pub(super) fn run(self) {
@@ -126,16 +138,25 @@ impl Worker {
         }
         // Closing the consumer revokes its partitions, which writes the last checkpoint.
         drop(self.consumer);
-        context.say_goodbye();
-        self.shared.worker_running.store(false, Ordering::SeqCst);
-        tracing::info!(node = %self.shared.node_id, "tracker node stopped");
+        // The last worker to stop says the node left.
+        if self.shared.workers_running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            context.say_goodbye();
+            tracing::info!(node = %self.shared.node_id, "tracker node stopped");
+        }
     }
 
     /// Probes the owned partitions that have records to read but stopped moving, and steps
     /// past the batch one is stuck on when that batch cannot be read.
     fn step_past_unreadable(&self, context: &TrackerContext, progress: &mut Progress) {
         let topic = &self.shared.config.input_topic;
-        let positions = self.shared.state().live_positions();
+        let own = context.own_partitions();
+        let positions: Vec<(i32, i64)> = self
+            .shared
+            .state()
+            .live_positions()
+            .into_iter()
+            .filter(|(id, _)| own.contains(id))
+            .collect();
         for (partition, offset) in progress.stalled(&positions, Instant::now()) {
             match stalls::has_records_after(&self.consumer, topic, partition, offset) {
                 Ok(true) => {}
@@ -236,6 +257,9 @@ pub(super) struct TrackerContext {
     producer: ThreadedProducer<DeliveryCounter>,
     /// Dead-letter records (uncompressed, for any client to read).
     dead_letters: ThreadedProducer<DeliveryCounter>,
+    /// Whether this is the node's first worker, which writes the node's heartbeats, clears
+    /// stale ones and shrinks the sets of partitions no worker of this node owns.
+    leads: bool,
     owner: Mutex<Owner>,
 }
 
@@ -261,6 +285,11 @@ impl ConsumerContext for TrackerContext {
 impl TrackerContext {
     fn owner(&self) -> MutexGuard<'_, Owner> {
         self.owner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The partitions this worker owns (others of the node's workers own the rest).
+    fn own_partitions(&self) -> HashSet<i32> {
+        self.owner().written.keys().copied().collect()
     }
 
     fn push(&self, parsed: Parsed) {
@@ -443,7 +472,9 @@ impl TrackerContext {
                 );
             }
         }
-        self.send_heartbeat();
+        if self.leads {
+            self.send_heartbeat();
+        }
         if !self.flush() {
             // Which chunks arrived is unknown; their IPs go into the next checkpoint again
             // (a union, so a repeat is harmless).
@@ -454,8 +485,10 @@ impl TrackerContext {
         self.shared.work.checkpoints_written(outgoing.len());
         self.commit_offsets(consumer, &outgoing);
         self.supersede(&outgoing);
-        self.forget_stale_nodes();
-        self.shrink_sets();
+        if self.leads {
+            self.forget_stale_nodes();
+            self.shrink_sets();
+        }
         true
     }
 
@@ -649,9 +682,10 @@ impl TrackerContext {
     fn rewind(&self, consumer: &BaseConsumer<Self>) {
         let mut owner = self.owner();
         owner.batch.clear();
+        let own: HashSet<i32> = owner.written.keys().copied().collect();
         let mut state = self.shared.state();
         for (id, partition) in state.partitions.iter_mut() {
-            if partition.live.is_none() {
+            if partition.live.is_none() || !own.contains(id) {
                 continue;
             }
             let resume = partition.resume_point();
@@ -767,6 +801,7 @@ impl TrackerContext {
     /// Partitions leave: checkpoint everything counted, then stop owning them. If the
     /// checkpoint failed, their pending IPs stay, in case they come back to this node.
     fn on_revoke(&self, consumer: &BaseConsumer<Self>) {
+        let own = self.own_partitions();
         let written = self.checkpoint(consumer);
         let mut owner = self.owner();
         owner.batch.clear();
@@ -776,11 +811,13 @@ impl TrackerContext {
             owner.pending.clear();
         }
         let mut state = self.shared.state();
-        for partition in state.partitions.values_mut() {
-            partition.live = None;
+        for id in &own {
+            if let Some(partition) = state.partitions.get_mut(id) {
+                partition.live = None;
+            }
         }
-        state.node = 0;
-        tracing::info!("partitions revoked");
+        state.recount_node();
+        tracing::info!(partitions = ?own, "partitions revoked");
     }
 
     /// Waits until the follower has applied the checkpoint topic up to its current end, so a

@@ -177,15 +177,26 @@ async fn the_state_topic_stays_about_two_snapshots_and_a_new_node_reads_only_tha
         tokio::time::sleep(Duration::from_millis(500)).await;
         bytes = state_topic_bytes(&broker).await;
     }
+    let events: u64 = handle.partitions().iter().map(|p| p.events).sum();
     stop(tracker).await;
 
     // A node starting now reads the live state only, and counts exactly from it.
     let fresh = start(&broker, "fresh").await;
     let fresh_handle = fresh.handle();
-    eventually(&fresh_handle, "fresh node has the state", |h| {
-        h.global_count() == u64::from(DEVICES)
-    })
+    eventually(
+        &fresh_handle,
+        "fresh node has read the last checkpoints",
+        |h| {
+            let offsets = h
+                .partitions()
+                .iter()
+                .map(|p| p.checkpoint_offset.unwrap_or(0))
+                .sum::<i64>();
+            offsets as u64 == events
+        },
+    )
     .await;
+    assert_eq!(fresh_handle.global_count(), u64::from(DEVICES));
     let read: u64 = fresh_handle
         .partitions()
         .iter()
