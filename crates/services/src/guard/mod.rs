@@ -143,14 +143,10 @@ impl GuardConfig {
 pub async fn ensure_topics(kafka: &KafkaConfig, config: &GuardConfig) -> Result<(), GuardError> {
     // Compaction only cleans closed segments: small segments let it reclaim superseded
     // blocks and checkpoints soon, so a restarting node reads little.
+    // Checkpoints are chunks below 512 KiB (see `blocker`), so their topic keeps the default
+    // `max.message.bytes`, like the others.
     let compacted: &[(&str, &str)] =
         &[("cleanup.policy", "compact"), ("segment.bytes", "16777216")];
-    let max_bytes = (blocker::MAX_CHECKPOINT_BYTES + 4096).to_string();
-    let checkpoint_configs: &[(&str, &str)] = &[
-        ("cleanup.policy", "compact"),
-        ("max.message.bytes", &max_bytes),
-        ("segment.bytes", "67108864"),
-    ];
     let specs = [
         TopicSpec {
             name: &config.attempts_topic,
@@ -165,7 +161,7 @@ pub async fn ensure_topics(kafka: &KafkaConfig, config: &GuardConfig) -> Result<
         TopicSpec {
             name: &config.checkpoint_topic,
             partitions: 1,
-            configs: checkpoint_configs,
+            configs: compacted,
         },
         TopicSpec {
             name: &config.dlq_topic,

@@ -6,6 +6,7 @@
 mod common;
 mod generator;
 mod guard_blocker;
+mod guard_checkpoints;
 mod guard_forgery;
 mod guard_secret;
 mod guard_store;
