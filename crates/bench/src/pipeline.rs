@@ -268,7 +268,7 @@ impl<'a> Bench<'a> {
                 Views::On => Some(self.bare_consumer_time(&topic, truth.events)?),
                 Views::Off => None,
             };
-            let mut tracker = self.start_tracker(&topic, views, &[])?;
+            let mut tracker = self.start_tracker(&topic, views, &["--tracker-workers", "2"])?;
             let spawned = tracker.spawned;
             let time = wait_exact(
                 &mut tracker,
@@ -285,6 +285,9 @@ impl<'a> Bench<'a> {
             if let Some(bare) = bare {
                 self.report_rate("bare consumer (tracker settings)", truth.events, bare);
                 self.report_tracker_vs_bare(truth.events, time.total, bare);
+                let one_worker = self.one_worker_time(&topic, truth)?;
+                self.report_count("tracker (views, 1 worker) from spawn", truth, &one_worker);
+                self.report_workers(truth.events, one_worker.total, time.total);
             }
             self.delete_topic(&topic);
         }
@@ -379,12 +382,15 @@ impl<'a> Bench<'a> {
         let dlq = format!("{topic}.dlq");
         // The tracker names its checkpoint topic after its group and input topic.
         let checkpoints = format!("freshet.tracker.{}.{topic}", tracker_group(topic));
-        let names = [topic, dlq.as_str(), checkpoints.as_str()];
+        self.delete_topics_best_effort(&[topic, dlq.as_str(), checkpoints.as_str()]);
+    }
+
+    fn delete_topics_best_effort(&self, names: &[&str]) {
         let deleted = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(delete_topics(&self.bootstrap, &names)));
+            .and_then(|runtime| runtime.block_on(delete_topics(&self.bootstrap, names)));
         if let Err(e) = deleted {
             eprintln!("pipeline: could not delete {names:?}: {e:#}");
         }
@@ -452,6 +458,39 @@ impl<'a> Bench<'a> {
         Ok(elapsed)
     }
 
+    /// The same count with one worker thread, in a group of its own so it reads everything
+    /// again.
+    fn one_worker_time(&self, topic: &str, truth: Truth) -> anyhow::Result<CountTime> {
+        let group = format!("{}-1w", tracker_group(topic));
+        let mut tracker =
+            self.start_tracker_in(topic, &group, Views::On, &["--tracker-workers", "1"])?;
+        let spawned = tracker.spawned;
+        let time = wait_exact(
+            &mut tracker,
+            spawned,
+            &mut || Ok(Some(truth)),
+            "tracker (1 worker)",
+        )?;
+        drop(tracker);
+        self.delete_topics_best_effort(&[&format!("freshet.tracker.{group}.{topic}")]);
+        Ok(time)
+    }
+
+    /// The rates with one and two worker threads (views on, from spawn to exact).
+    fn report_workers(&self, events: u64, one: Duration, two: Duration) {
+        let (one, two) = (per_second(events, one), per_second(events, two));
+        let ratio = two / one.max(1.0);
+        println!("{:<34} {ratio:.2}", "2 workers / 1 worker");
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::json!({"bench": "pipeline tracker worker threads", "events": events,
+                    "one_worker_events_per_s": one, "two_workers_events_per_s": two,
+                    "ratio": ratio})
+            );
+        }
+    }
+
     /// The tracker's rate (views on, from spawn to exact) against the bare consumer's (from
     /// creation to the last record), both including their group join.
     fn report_tracker_vs_bare(&self, events: u64, tracker: Duration, bare: Duration) {
@@ -479,7 +518,17 @@ impl<'a> Bench<'a> {
         views: Views,
         extra: &[&str],
     ) -> anyhow::Result<FreshetChild> {
-        let group = tracker_group(topic);
+        self.start_tracker_in(topic, &tracker_group(topic), views, extra)
+    }
+
+    /// A tracker node counting `topic` in consumer group `group` (state is kept per group).
+    fn start_tracker_in(
+        &self,
+        topic: &str,
+        group: &str,
+        views: Views,
+        extra: &[&str],
+    ) -> anyhow::Result<FreshetChild> {
         let partitions = self.args.partitions.to_string();
         let dlq = format!("{topic}.dlq");
         let args = [
@@ -493,7 +542,7 @@ impl<'a> Bench<'a> {
             "--tracker-dlq-topic",
             &dlq,
             "--tracker-group",
-            &group,
+            group,
             "--tracker-partitions",
             &partitions,
             "--tracker-views",

@@ -60,8 +60,10 @@ impl Bench<'_> {
             wait_checkpointed(&mut tracker, events, round + 1)?;
         }
         let one_snapshot = partitions_field(&tracker, "snapshot_bytes")?;
-        let state_bytes = self.settled_topic_bytes(&state_topic)?;
+        // Stopped first: a running node writes its heartbeat every second, so the topic's
+        // size would never settle.
         drop(tracker);
+        let state_bytes = self.settled_topic_bytes(&state_topic)?;
         self.report_state_topic(rounds, devices.len(), state_bytes, one_snapshot);
         self.delete_topic(&topic);
         Ok(())

@@ -97,18 +97,15 @@ impl Default for TrackerConfig {
             views: true,
             window_limits: WindowLimits::default(),
             node_id: None,
-            workers: default_workers(),
+            workers: DEFAULT_WORKERS,
         }
     }
 }
 
-/// One worker per core, at most 4: beyond that the shared state's lock, not the cores, bounds
-/// a node (see docs/BENCHMARKS.md).
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, 4)
-}
+/// One worker by default: the workers share the node's state under one lock held while a
+/// batch is counted, so on the 2-core machine of docs/BENCHMARKS.md a second worker counted
+/// only 1.05 times as fast and costs a second consumer's prefetch memory.
+pub const DEFAULT_WORKERS: usize = 1;
 
 impl TrackerConfig {
     /// The compacted topic holding the checkpoints of this group's count of this input
