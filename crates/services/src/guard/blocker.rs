@@ -701,7 +701,7 @@ impl Claim {
     }
 }
 
-/// What every chunk value starts with (little-endian, [`CHUNK_HEADER_BYTES`]): magic `FGC1`,
+/// What every chunk value starts with (little-endian, 44 bytes): magic `FGC1`,
 /// epoch u64, writer u64, generation u64, chunk u32, count u32, state length u64. The chunk's
 /// slice of the state's JSON follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,7 +55,7 @@ use std::cmp::Ordering;
 
 use freshet_distinct::DistinctIps;
 
-use super::state::{SetKind, Sets};
+use super::state::SetKind;
 use super::TrackerError;
 
 const MAGIC: &[u8; 4] = b"FTC1";
@@ -166,10 +166,13 @@ impl Encoded {
     }
 }
 
-/// Splits a partition's sets (the new IPs of a delta, or all of them for a snapshot) into chunk
-/// records, all carrying `header` (the last one flagged final). Empty sets still give one final
-/// chunk, so the offset advances.
-pub fn encode_chunks(header: &ChunkHeader, sets: &Sets) -> Encoded {
+/// Splits a partition's sets (the new IPs of a delta, or all of them for a snapshot), given as
+/// [`Sets::sections`](super::state::Sets::sections), into chunk records, all carrying `header` (the last one flagged final).
+/// Empty sets still give one final chunk, so the offset advances.
+pub fn encode_chunks<'a>(
+    header: &ChunkHeader,
+    sets: impl IntoIterator<Item = (SetKind, &'a DistinctIps)>,
+) -> Encoded {
     let sections = encode_sections(sets);
     let mut chunks: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
     let mut size = 0;
@@ -208,9 +211,9 @@ pub fn encode_chunks(header: &ChunkHeader, sets: &Sets) -> Encoded {
 }
 
 /// Each set as one or more sections no larger than a chunk.
-fn encode_sections(sets: &Sets) -> Vec<Vec<u8>> {
+fn encode_sections<'a>(sets: impl IntoIterator<Item = (SetKind, &'a DistinctIps)>) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for (kind, set) in sets.sections() {
+    for (kind, set) in sets {
         if set.is_empty() {
             continue;
         }
@@ -490,6 +493,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
+    use super::super::state::Sets;
     use super::*;
 
     fn header() -> ChunkHeader {
@@ -529,7 +533,7 @@ mod tests {
         delta
             .get_mut(SetKind::Code(4))
             .insert("::2".parse().expect("ip"));
-        let encoded = encode_chunks(&header(), &delta);
+        let encoded = encode_chunks(&header(), delta.sections());
         assert_eq!(encoded.records[0].0, "p/2/3/1/7/0");
         let decoded = decode_all(&encoded);
         assert_eq!(decoded.len(), 1);
@@ -549,7 +553,7 @@ mod tests {
             ..header()
         };
         let key = |generation| {
-            encode_chunks(&snapshot(generation), &Sets::default()).records[0]
+            encode_chunks(&snapshot(generation), Sets::default().sections()).records[0]
                 .0
                 .clone()
         };
@@ -567,7 +571,7 @@ mod tests {
                 .all
                 .insert(IpAddr::V4(Ipv4Addr::from(i.wrapping_mul(2_654_435_761))));
         }
-        let encoded = encode_chunks(&header(), &delta);
+        let encoded = encode_chunks(&header(), delta.sections());
         assert!(encoded.records.len() > 1);
         assert!(encoded
             .records
@@ -594,7 +598,7 @@ mod tests {
 
     #[test]
     fn an_empty_delta_still_moves_the_offset() {
-        let decoded = decode_all(&encode_chunks(&header(), &Sets::default()));
+        let decoded = decode_all(&encode_chunks(&header(), Sets::default().sections()));
         assert_eq!(decoded.len(), 1);
         assert!(decoded[0].0.is_final && decoded[0].1.is_empty());
     }
@@ -645,7 +649,7 @@ mod tests {
 
     #[test]
     fn a_key_naming_another_partition_than_its_value_is_refused() {
-        let encoded = encode_chunks(&header(), &Sets::default());
+        let encoded = encode_chunks(&header(), Sets::default().sections());
         assert!(decode(b"p/5/3/1/7/0", Some(&encoded.records[0].1)).is_err());
         assert_eq!(key_partition(b"p/x/1"), None);
         assert_eq!(key_partition(b"n/abc"), None);
@@ -673,7 +677,7 @@ mod tests {
     fn every_truncation_and_garbage_is_an_error_not_a_panic() {
         let mut delta = Sets::default();
         delta.all.insert("10.0.0.1".parse().expect("ip"));
-        let (key, chunk) = encode_chunks(&header(), &delta).records.remove(0);
+        let (key, chunk) = encode_chunks(&header(), delta.sections()).records.remove(0);
         for len in 0..chunk.len() {
             assert!(
                 decode(key.as_bytes(), Some(&chunk[..len])).is_err(),

@@ -102,9 +102,9 @@ impl Default for TrackerConfig {
     }
 }
 
-/// One worker by default: the workers share the node's state under one lock held while a
-/// batch is counted, so on the 2-core machine of docs/BENCHMARKS.md a second worker counted
-/// only 1.05 times as fast and costs a second consumer's prefetch memory.
+/// One worker by default: on the 2-core machine of docs/BENCHMARKS.md a second worker's
+/// consumer takes the CPU its counting would use (measured 0.89-1.06 times one worker's rate),
+/// and costs a second consumer's prefetch memory.
 pub const DEFAULT_WORKERS: usize = 1;
 
 impl TrackerConfig {
@@ -359,9 +359,9 @@ impl TrackerHandle {
     /// Distinct IPs per event-time window, newest first, at most `limit` windows.
     pub fn windows(&self, granularity: Granularity, limit: usize) -> Vec<WindowCount> {
         let state = self.shared.state();
-        let keys = state.keys(|sets| match granularity {
-            Granularity::Minute => sets.minutes.keys().map(|k| SetKind::Minute(*k)).collect(),
-            Granularity::Hour => sets.hours.keys().map(|k| SetKind::Hour(*k)).collect(),
+        let keys = state.keys(|views| match granularity {
+            Granularity::Minute => views.minutes.keys().map(|k| SetKind::Minute(*k)).collect(),
+            Granularity::Hour => views.hours.keys().map(|k| SetKind::Hour(*k)).collect(),
         });
         keys.into_iter()
             .rev()
@@ -384,7 +384,7 @@ impl TrackerHandle {
     pub fn error_codes(&self) -> Vec<ErrorCodeCount> {
         let state = self.shared.state();
         state
-            .keys(|sets| sets.codes.keys().map(|c| SetKind::Code(*c)).collect())
+            .keys(|views| views.codes.keys().map(|c| SetKind::Code(*c)).collect())
             .into_iter()
             .filter_map(|kind| match kind {
                 SetKind::Code(code) => Some(ErrorCodeCount {
@@ -404,14 +404,14 @@ impl TrackerHandle {
             .map(|(id, p)| PartitionStatus {
                 partition: *id,
                 owned: p.live.is_some(),
-                distinct_ips: p.sets.all.len(),
+                distinct_ips: p.all.len(),
                 checkpoint_offset: p.checkpoint.as_ref().map(|c| c.offset),
                 checkpoint_node: p.checkpoint.as_ref().map(|c| c.node.clone()),
                 resumed_from: p.resumed_from,
                 events: p.events(),
                 rejected: p.rejected(),
                 state_bytes: p.stored_bytes(),
-                snapshot_bytes: p.sets.serialized_size(),
+                snapshot_bytes: p.serialized_size(),
                 checkpoint_epoch: p.checkpoint.as_ref().map(|c| c.epoch),
             })
             .collect()

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use freshet_distinct::{DistinctIps, HyperLogLog};
@@ -20,14 +21,26 @@ pub const ERROR_CODES: usize = MAX_ERROR_CODE as usize + 1;
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// The sets of one partition: all IPs, and per event-time window and per error code.
+/// A partition's per-window and per-error-code sets. In a node they sit behind a lock of
+/// their own ([`SharedViews`]), so the worker that owns the partition fills them without the
+/// node's lock: three of the four inserts of an event.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Sets {
-    pub all: DistinctIps,
+pub struct Views {
     /// Minute window start (Unix ms) → IPs with events in it.
     pub minutes: BTreeMap<i64, DistinctIps>,
     pub hours: BTreeMap<i64, DistinctIps>,
     pub codes: BTreeMap<u8, DistinctIps>,
+}
+
+/// A partition's views, shared by the node's threads.
+pub type SharedViews = Arc<Mutex<Views>>;
+
+/// All of a partition's sets, or the IPs new to each since a checkpoint: what a checkpoint
+/// carries.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Sets {
+    pub all: DistinctIps,
+    pub views: Views,
 }
 
 /// Which of the sets a section of a checkpoint belongs to.
@@ -39,45 +52,47 @@ pub enum SetKind {
     Code(u8),
 }
 
-impl Sets {
+impl Views {
     pub fn is_empty(&self) -> bool {
-        self.all.is_empty()
-            && self.minutes.is_empty()
-            && self.hours.is_empty()
-            && self.codes.is_empty()
+        self.minutes.is_empty() && self.hours.is_empty() && self.codes.is_empty()
     }
 
-    /// Adds the event's IP to every set it belongs to and records in `new` what was not
-    /// there before (the delta the next checkpoint carries). `views` off keeps only `all`.
-    pub fn insert_event(&mut self, event: &DeviceEvent, views: bool, new: &mut Sets) -> bool {
+    /// Adds the event's IP to its minute, hour and error-code sets and records in `new` where
+    /// it was not there before (the delta the next checkpoint carries).
+    pub fn insert_event(&mut self, event: &DeviceEvent, new: &mut Views) {
         let ip = event.ip;
-        let is_new = self.all.insert(ip);
-        if is_new {
-            new.all.insert(ip);
-        }
-        if views {
-            let minute = event.time_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
-            let hour = event.time_ms.div_euclid(HOUR_MS) * HOUR_MS;
-            insert_keyed(&mut self.minutes, &mut new.minutes, minute, ip);
-            insert_keyed(&mut self.hours, &mut new.hours, hour, ip);
-            insert_keyed(&mut self.codes, &mut new.codes, event.error_code, ip);
-        }
-        is_new
+        let minute = event.time_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+        let hour = event.time_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        insert_keyed(&mut self.minutes, &mut new.minutes, minute, ip);
+        insert_keyed(&mut self.hours, &mut new.hours, hour, ip);
+        insert_keyed(&mut self.codes, &mut new.codes, event.error_code, ip);
     }
 
-    pub fn get_mut(&mut self, kind: SetKind) -> &mut DistinctIps {
+    /// The set of `kind`, created empty if missing; `None` for [`SetKind::All`], which is not
+    /// a view.
+    pub fn get_mut(&mut self, kind: SetKind) -> Option<&mut DistinctIps> {
         match kind {
-            SetKind::All => &mut self.all,
-            SetKind::Minute(start) => self.minutes.entry(start).or_default(),
-            SetKind::Hour(start) => self.hours.entry(start).or_default(),
-            SetKind::Code(code) => self.codes.entry(code).or_default(),
+            SetKind::All => None,
+            SetKind::Minute(start) => Some(self.minutes.entry(start).or_default()),
+            SetKind::Hour(start) => Some(self.hours.entry(start).or_default()),
+            SetKind::Code(code) => Some(self.codes.entry(code).or_default()),
         }
     }
 
-    /// Every set with its kind, `all` first.
+    pub fn get(&self, kind: SetKind) -> Option<&DistinctIps> {
+        match kind {
+            SetKind::All => None,
+            SetKind::Minute(start) => self.minutes.get(&start),
+            SetKind::Hour(start) => self.hours.get(&start),
+            SetKind::Code(code) => self.codes.get(&code),
+        }
+    }
+
+    /// Every set with its kind: minutes, hours, then codes.
     pub fn sections(&self) -> impl Iterator<Item = (SetKind, &DistinctIps)> {
-        std::iter::once((SetKind::All, &self.all))
-            .chain(self.minutes.iter().map(|(k, s)| (SetKind::Minute(*k), s)))
+        self.minutes
+            .iter()
+            .map(|(k, s)| (SetKind::Minute(*k), s))
             .chain(self.hours.iter().map(|(k, s)| (SetKind::Hour(*k), s)))
             .chain(self.codes.iter().map(|(k, s)| (SetKind::Code(*k), s)))
     }
@@ -89,19 +104,12 @@ impl Sets {
         trim_oldest(&mut self.hours, limits.hours);
     }
 
-    /// Addresses in all the sets together (an address in several sets counts in each).
+    /// Addresses in all the views together (an address in several sets counts in each).
     pub fn total_len(&self) -> u64 {
-        self.all.len()
-            + self
-                .minutes
-                .values()
-                .chain(self.hours.values())
-                .chain(self.codes.values())
-                .map(DistinctIps::len)
-                .sum::<u64>()
+        self.sections().map(|(_, set)| set.len()).sum()
     }
 
-    /// Bytes the sets take serialised: about what a snapshot of them writes.
+    /// Bytes the views take serialised.
     pub fn serialized_size(&self) -> u64 {
         self.sections()
             .map(|(_, set)| set.serialized_size() as u64)
@@ -110,7 +118,6 @@ impl Sets {
 
     /// Releases the slack that growing sets keep (Roaring arrays double as they grow).
     pub fn shrink_to_fit(&mut self) {
-        self.all.shrink_to_fit();
         for set in self
             .minutes
             .values_mut()
@@ -118,6 +125,35 @@ impl Sets {
             .chain(self.codes.values_mut())
         {
             set.shrink_to_fit();
+        }
+    }
+}
+
+impl Sets {
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.views.is_empty()
+    }
+
+    pub fn get_mut(&mut self, kind: SetKind) -> &mut DistinctIps {
+        match self.views.get_mut(kind) {
+            Some(set) => set,
+            None => &mut self.all,
+        }
+    }
+
+    /// Every set with its kind, `all` first.
+    pub fn sections(&self) -> impl Iterator<Item = (SetKind, &DistinctIps)> {
+        std::iter::once((SetKind::All, &self.all)).chain(self.views.sections())
+    }
+
+    pub fn retain_windows(&mut self, limits: WindowLimits) {
+        self.views.retain_windows(limits);
+    }
+
+    /// Adds every set of `other`.
+    pub fn union_with(&mut self, other: &Sets) {
+        for (kind, set) in other.sections() {
+            self.get_mut(kind).union_with(set);
         }
     }
 }
@@ -181,7 +217,11 @@ pub struct LiveCounters {
 /// One input partition as this node knows it.
 #[derive(Debug, Default)]
 pub struct PartitionState {
-    pub sets: Sets,
+    /// Every IP seen in the partition: guarded by the node's lock with every other
+    /// partition's, since the exact global count needs them all at each new IP.
+    pub all: DistinctIps,
+    /// The per-window and per-code sets, under their own lock (taken after the node's).
+    pub views: SharedViews,
     pub checkpoint: Option<CheckpointMeta>,
     /// Present while this node owns the partition.
     pub live: Option<LiveCounters>,
@@ -222,14 +262,27 @@ impl PartitionState {
     /// settled with their slack would keep it for good (a quarter of the settled memory at
     /// 10 M addresses).
     pub fn maybe_shrink(&mut self) {
-        let len = self.sets.total_len();
+        let mut views = lock_views(&self.views);
+        let len = self.all.len() + views.total_len();
         let grew_a_quarter = len >= 4096 && len >= self.shrunk_len + self.shrunk_len / 4;
         let settled = len != self.shrunk_len && len == self.checked_len;
         if grew_a_quarter || settled {
-            self.sets.shrink_to_fit();
+            self.all.shrink_to_fit();
+            views.shrink_to_fit();
             self.shrunk_len = len;
         }
         self.checked_len = len;
+    }
+
+    /// The partition's views, locked. Callers holding the node's lock may take it; nobody
+    /// holding it takes the node's lock.
+    pub fn views(&self) -> MutexGuard<'_, Views> {
+        lock_views(&self.views)
+    }
+
+    /// Bytes a snapshot of the partition's sets takes (before chunk headers).
+    pub fn serialized_size(&self) -> u64 {
+        self.all.serialized_size() as u64 + self.views().serialized_size()
     }
 
     /// Bytes of this partition's records in the state topic, as far as this node has read.
@@ -272,7 +325,7 @@ pub struct NodeState {
     /// Partitions of the input topic, from metadata.
     pub partitions_total: u32,
     /// Exact distinct IPs in the union of all partitions' `all` sets, kept up to date by
-    /// every insert (see [`NodeState::insert_event`]).
+    /// every insert (see [`NodeState::insert_ip`]).
     pub global: u64,
     /// The same over the partitions this node owns; recomputed when ownership changes.
     pub node: u64,
@@ -283,35 +336,30 @@ impl NodeState {
         self.partitions.entry(partition).or_default()
     }
 
-    /// Counts an event into partition `id`'s sets (recording what is new in `pending`) and
-    /// keeps the global and node counts exact: an IP new to its partition counts globally
-    /// only if no other partition has it. Sets never shrink, so the counts never go wrong.
-    pub fn insert_event(
-        &mut self,
-        id: i32,
-        event: &DeviceEvent,
-        views: bool,
-        pending: &mut Sets,
-    ) -> bool {
+    /// Adds `ip` to partition `id`'s overall set (recording it in `pending` if new) and keeps
+    /// the global and node counts exact: an IP new to its partition counts globally only if
+    /// no other partition has it. Sets never shrink, so the counts never go wrong.
+    pub fn insert_ip(&mut self, id: i32, ip: IpAddr, pending: &mut DistinctIps) -> bool {
         let partition = self.partitions.entry(id).or_default();
         let owned = partition.live.is_some();
-        if !partition.sets.insert_event(event, views, pending) {
+        if !partition.all.insert(ip) {
             return false;
         }
-        self.count_new_ip(id, event.ip, owned);
+        pending.insert(ip);
+        self.count_new_ip(id, ip, owned);
         true
     }
 
     /// Adds a checkpoint section to partition `id`. The overall set goes address by address
     /// so the counts stay exact; the views are plain unions.
     pub fn apply_section(&mut self, id: i32, kind: SetKind, set: &DistinctIps) {
-        if kind != SetKind::All {
-            self.partition(id).sets.get_mut(kind).union_with(set);
+        if let Some(view) = self.partition(id).views().get_mut(kind) {
+            view.union_with(set);
             return;
         }
         let owned = self.partition(id).live.is_some();
         for ip in set.iter() {
-            if self.partition(id).sets.all.insert(ip) {
+            if self.partition(id).all.insert(ip) {
                 self.count_new_ip(id, ip, owned);
             }
         }
@@ -321,7 +369,7 @@ impl NodeState {
         self.hll.insert(ip);
         let elsewhere = |owned_only: bool| {
             self.partitions.iter().any(|(other, p)| {
-                *other != id && (!owned_only || p.live.is_some()) && p.sets.all.contains(ip)
+                *other != id && (!owned_only || p.live.is_some()) && p.all.contains(ip)
             })
         };
         if !elsewhere(false) {
@@ -368,21 +416,27 @@ impl NodeState {
 
     /// Exact distinct IPs in the union of the selected partitions' sets of one kind.
     pub fn union_len(&self, select: impl Fn(&i32, &PartitionState) -> bool, kind: SetKind) -> u64 {
-        let sets: Vec<&DistinctIps> = self
+        let selected: Vec<&PartitionState> = self
             .partitions
             .iter()
             .filter(|(id, p)| select(id, p))
-            .filter_map(|(_, p)| set_of(&p.sets, kind))
+            .map(|(_, p)| p)
             .collect();
+        if kind == SetKind::All {
+            let sets: Vec<&DistinctIps> = selected.iter().map(|p| &p.all).collect();
+            return DistinctIps::union_len(&sets);
+        }
+        let views: Vec<MutexGuard<'_, Views>> = selected.iter().map(|p| p.views()).collect();
+        let sets: Vec<&DistinctIps> = views.iter().filter_map(|v| v.get(kind)).collect();
         DistinctIps::union_len(&sets)
     }
 
-    /// Every window start (or error code) present in any partition.
-    pub fn keys(&self, pick: impl Fn(&Sets) -> Vec<SetKind>) -> Vec<SetKind> {
+    /// Every window start (or error code) present in any partition's views.
+    pub fn keys(&self, pick: impl Fn(&Views) -> Vec<SetKind>) -> Vec<SetKind> {
         let mut keys: Vec<SetKind> = self
             .partitions
             .values()
-            .flat_map(|p| pick(&p.sets))
+            .flat_map(|p| pick(&p.views()))
             .collect();
         keys.sort_by_key(set_kind_order);
         keys.dedup();
@@ -390,13 +444,9 @@ impl NodeState {
     }
 }
 
-fn set_of(sets: &Sets, kind: SetKind) -> Option<&DistinctIps> {
-    match kind {
-        SetKind::All => Some(&sets.all),
-        SetKind::Minute(start) => sets.minutes.get(&start),
-        SetKind::Hour(start) => sets.hours.get(&start),
-        SetKind::Code(code) => sets.codes.get(&code),
-    }
+/// A poisoned lock still holds sets that only ever grew: still valid.
+fn lock_views(views: &SharedViews) -> MutexGuard<'_, Views> {
+    views.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn set_kind_order(kind: &SetKind) -> (u8, i64) {
@@ -421,12 +471,11 @@ mod tests {
     }
 
     #[test]
-    fn insert_records_only_what_is_new_in_each_set() {
-        let mut sets = Sets::default();
-        let mut new = Sets::default();
-        assert!(sets.insert_event(&event("10.0.0.1", 0, 1), true, &mut new));
-        assert!(!sets.insert_event(&event("10.0.0.1", 61_000, 1), true, &mut new));
-        assert_eq!(new.all.len(), 1);
+    fn views_record_only_what_is_new_in_each_set() {
+        let mut views = Views::default();
+        let mut new = Views::default();
+        views.insert_event(&event("10.0.0.1", 0, 1), &mut new);
+        views.insert_event(&event("10.0.0.1", 61_000, 1), &mut new);
         // Same IP in a second minute window is new there, not in the hour or code sets.
         assert_eq!(new.minutes.len(), 2);
         assert_eq!(new.hours.len(), 1);
@@ -438,28 +487,31 @@ mod tests {
         let mut state = NodeState::default();
         let mut scratch = Sets::default();
         for (p, ip) in [(0, "1.1.1.1"), (0, "2.2.2.2"), (1, "2.2.2.2"), (1, "::1")] {
+            let event = event(ip, 0, 0);
+            state.insert_ip(p, event.ip, &mut scratch.all);
             state
                 .partition(p)
-                .sets
-                .insert_event(&event(ip, 0, 0), true, &mut scratch);
+                .views()
+                .insert_event(&event, &mut scratch.views);
         }
         assert_eq!(state.union_len(|_, _| true, SetKind::All), 3);
         assert_eq!(state.union_len(|id, _| *id == 1, SetKind::All), 2);
         assert_eq!(state.union_len(|_, _| true, SetKind::Minute(0)), 3);
+        assert_eq!(state.union_len(|_, _| true, SetKind::Minute(60_000)), 0);
     }
 
     #[test]
     fn global_and_node_counts_follow_every_insert() {
         let mut state = NodeState::default();
         state.partition(0).live = Some(LiveCounters::default());
-        let mut pending = Sets::default();
+        let mut pending = DistinctIps::new();
         for (p, ip) in [
             (0, "1.1.1.1"),
             (0, "1.1.1.1"),
             (1, "1.1.1.1"),
             (1, "2.2.2.2"),
         ] {
-            state.insert_event(p, &event(ip, 0, 0), false, &mut pending);
+            state.insert_ip(p, ip.parse().expect("ip"), &mut pending);
         }
         assert_eq!((state.global, state.node), (2, 1));
         let mut section = DistinctIps::new();
@@ -475,17 +527,17 @@ mod tests {
 
     #[test]
     fn windows_beyond_the_limit_are_dropped_oldest_first() {
-        let mut sets = Sets::default();
-        let mut new = Sets::default();
+        let mut views = Views::default();
+        let mut new = Views::default();
         for minute in 0..5 {
-            sets.insert_event(&event("1.2.3.4", minute * MINUTE_MS, 0), true, &mut new);
+            views.insert_event(&event("1.2.3.4", minute * MINUTE_MS, 0), &mut new);
         }
-        sets.retain_windows(WindowLimits {
+        views.retain_windows(WindowLimits {
             minutes: 2,
             hours: 1,
         });
         assert_eq!(
-            sets.minutes.keys().copied().collect::<Vec<_>>(),
+            views.minutes.keys().copied().collect::<Vec<_>>(),
             vec![3 * MINUTE_MS, 4 * MINUTE_MS]
         );
     }

@@ -24,7 +24,7 @@ use super::checkpoint::{
     encode_chunks, encode_heartbeat, heartbeat_key, ChunkHeader, Claim, Encoded,
 };
 use super::stalls::{self, Progress};
-use super::state::{NodeState, Sets};
+use super::state::{NodeState, SetKind, Sets, SharedViews};
 use super::stats::BatchTally;
 use super::{node_seen_window, now_ms, Shared, TrackerError};
 use crate::cluster::view::SkippedBatch;
@@ -316,14 +316,25 @@ impl TrackerContext {
         }
         let mut batch = std::mem::take(&mut owner.batch);
         let mut valid = std::mem::take(&mut owner.valid);
-        let mut state = self.shared.state();
-        self.admit(&mut state, &mut batch, &mut valid);
+        let views: HashMap<i32, SharedViews> = {
+            let mut state = self.shared.state();
+            self.admit(&mut state, &mut batch, &mut valid);
+            state
+                .partitions
+                .iter()
+                .map(|(id, p)| (*id, p.views.clone()))
+                .collect()
+        };
         valid.sort_unstable_by_key(|(partition, event)| (*partition, event.ip));
-        let views = self.shared.config.views;
+        if self.shared.config.views {
+            count_views(&valid, &views, &mut owner.pending);
+        }
+        let mut state = self.shared.state();
         for (id, event) in valid.drain(..) {
             let pending = owner.pending.entry(id).or_default();
-            state.insert_event(id, &event, views, pending);
+            state.insert_ip(id, event.ip, &mut pending.all);
         }
+        drop(state);
         owner.batch = batch;
         owner.valid = valid;
     }
@@ -523,7 +534,7 @@ impl TrackerContext {
             let (Some(live), Some(written)) = (partition.live, owner.written.get_mut(id)) else {
                 continue;
             };
-            partition.sets.retain_windows(window_limits);
+            partition.views().retain_windows(window_limits);
             let mut delta = owner.pending.remove(id).unwrap_or_default();
             delta.retain_windows(window_limits);
             let unchanged = owner.checkpointed.get(id) == Some(&live.next_offset);
@@ -548,15 +559,18 @@ impl TrackerContext {
                 node: self.shared.node_id.clone(),
             };
             let checkpoint = if snapshot {
+                let views = partition.views();
+                let sections =
+                    std::iter::once((SetKind::All, &partition.all)).chain(views.sections());
                 Outgoing {
-                    encoded: encode_chunks(&header, &partition.sets),
+                    encoded: encode_chunks(&header, sections),
                     header,
                     delta: None,
                 }
             } else {
                 written.next_index += 1;
                 Outgoing {
-                    encoded: encode_chunks(&header, &delta),
+                    encoded: encode_chunks(&header, delta.sections()),
                     header,
                     delta: Some(delta),
                 }
@@ -580,10 +594,7 @@ impl TrackerContext {
             owner.checkpointed.remove(&id);
             match checkpoint.delta {
                 Some(delta) => {
-                    let pending = owner.pending.entry(id).or_default();
-                    for (kind, set) in delta.sections() {
-                        pending.get_mut(kind).union_with(set);
-                    }
+                    owner.pending.entry(id).or_default().union_with(&delta);
                 }
                 None => {
                     if let Some(written) = owner.written.get_mut(&id) {
@@ -796,7 +807,7 @@ impl TrackerContext {
                     next_index: 1,
                     keys: BTreeSet::new(),
                     stored_bytes: partition.stored_bytes(),
-                    snapshot_bytes: partition.sets.serialized_size(),
+                    snapshot_bytes: partition.serialized_size(),
                     snapshot_due: false,
                 },
             );
@@ -882,6 +893,27 @@ fn start_offset(next_offset: i64) -> Offset {
         Offset::Beginning
     } else {
         Offset::Offset(next_offset)
+    }
+}
+
+/// Adds the batch's events (sorted by partition) to their partitions' views, taking each
+/// partition's views lock once and not the node's: workers count their views at the same
+/// time, and only the overall set, which the exact global count needs, waits for the node.
+fn count_views(
+    valid: &[(i32, DeviceEvent)],
+    views: &HashMap<i32, SharedViews>,
+    pending: &mut HashMap<i32, Sets>,
+) {
+    for run in valid.chunk_by(|a, b| a.0 == b.0) {
+        let id = run[0].0;
+        let Some(shared) = views.get(&id) else {
+            continue;
+        };
+        let mut views = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let new = &mut pending.entry(id).or_default().views;
+        for (_, event) in run {
+            views.insert_event(event, new);
+        }
     }
 }
 

@@ -286,3 +286,81 @@ async fn a_restarted_node_resumes_from_its_checkpoints() {
     assert_eq!(resumed, 2100);
     stop(tracker).await;
 }
+
+/// Two workers in one node share its state: addresses that arrive in several partitions
+/// (records keyed by something else than the address), counted by different workers at the
+/// same time, are still counted once in the global count and in every view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_of_one_node_count_addresses_shared_by_partitions_exactly() {
+    const EVENTS: u32 = 6000;
+    const IPS: u32 = 700;
+    const FIRST_IP: u32 = 0x0F00_0000;
+    let broker = TestBroker::start().await;
+    broker.create_topic(TOPIC, 3, &[]).await;
+    let producer = broker.producer(&[]);
+    let mut pending = Vec::new();
+    for i in 0..EVENTS {
+        let ip = std::net::Ipv4Addr::from(FIRST_IP + i % IPS).to_string();
+        let second = 1_726_667_940 + i64::from(i % 120);
+        let value = format!(
+            r#"{{"timestamp": "{second}", "device_ip": "{ip}", "error_code": {}}}"#,
+            i % 11
+        );
+        let key = format!("record-{i}");
+        let record = FutureRecord::to(TOPIC).key(&key).payload(&value);
+        pending.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+    }
+    for delivery in pending {
+        delivery.await.expect("delivered").expect("acknowledged");
+    }
+    let tracker = Tracker::start(
+        &KafkaConfig::new(broker.bootstrap()),
+        TrackerConfig {
+            workers: 2,
+            ..config("two-workers")
+        },
+    )
+    .await
+    .expect("tracker starts");
+    let handle = tracker.handle();
+    eventually(&handle, "all events counted", |h| {
+        h.unique_ips().events_counted == u64::from(EVENTS)
+    })
+    .await;
+    let summary = handle.unique_ips();
+    assert_eq!(summary.partitions_owned, vec![0, 1, 2]);
+    assert_eq!((summary.global_count, summary.node_count), (700, 700));
+    let shared = handle
+        .partitions()
+        .iter()
+        .map(|p| p.distinct_ips)
+        .sum::<u64>();
+    assert!(
+        shared > 700,
+        "addresses appear in several partitions ({shared} in all)"
+    );
+    let got: HashMap<i64, u64> = handle
+        .windows(Granularity::Minute, 100)
+        .iter()
+        .map(|w| (w.start_ms, w.distinct_ips))
+        .collect();
+    assert_eq!(got, expected_minute_windows(FIRST_IP, IPS, EVENTS));
+    for code in handle.error_codes() {
+        let expected = (0..EVENTS)
+            .filter(|i| i % 11 == u32::from(code.error_code))
+            .map(|i| i % IPS)
+            .collect::<HashSet<_>>()
+            .len() as u64;
+        assert_eq!(
+            code.distinct_ips, expected,
+            "error code {}",
+            code.error_code
+        );
+    }
+    stop(tracker).await;
+}

@@ -289,7 +289,7 @@ async fn forge(broker: &TestBroker, partition: i32, epoch: u64, node: &str, offs
     };
     let mut sets = Sets::default();
     sets.get_mut(SetKind::All).insert(ip.parse().expect("ip"));
-    let encoded = encode_chunks(&header, &sets);
+    let encoded = encode_chunks(&header, sets.sections());
     let producer = broker.producer(&[]);
     for (key, value) in &encoded.records {
         producer
