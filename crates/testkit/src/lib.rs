@@ -23,8 +23,32 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::FutureProducer;
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::oneshot;
+
+/// Enqueues every record at once, then waits for every acknowledgement; panics on the first
+/// failure. Enqueuing all first lets librdkafka batch them, as a real producer would.
+pub async fn send_all<'a, K, V>(
+    producer: &FutureProducer,
+    records: impl IntoIterator<Item = FutureRecord<'a, K, V>>,
+) where
+    K: ToBytes + ?Sized + 'a,
+    V: ToBytes + ?Sized + 'a,
+{
+    let pending: Vec<_> = records
+        .into_iter()
+        .map(|record| {
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue")
+        })
+        .collect();
+    for delivery in pending {
+        delivery.await.expect("delivered").expect("acknowledged");
+    }
+}
 
 /// A broker running in this process.
 #[derive(Debug)]

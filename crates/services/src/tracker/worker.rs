@@ -24,7 +24,7 @@ use super::checkpoint::{
     encode_chunks, encode_heartbeat, heartbeat_key, ChunkHeader, Claim, Encoded,
 };
 use super::stalls::{self, Progress};
-use super::state::{NodeState, SetKind, Sets, SharedViews};
+use super::state::{LiveCounters, SetKind, Sets, SharedViews};
 use super::stats::BatchTally;
 use super::{node_seen_window, now_ms, Shared, TrackerError};
 use crate::cluster::view::SkippedBatch;
@@ -316,20 +316,37 @@ impl TrackerContext {
         }
         let mut batch = std::mem::take(&mut owner.batch);
         let mut valid = std::mem::take(&mut owner.valid);
-        let views: HashMap<i32, SharedViews> = {
-            let mut state = self.shared.state();
-            self.admit(&mut state, &mut batch, &mut valid);
-            state
+        let (mut live, views) = {
+            let state = self.shared.state();
+            // This worker's partitions only: the others' counters are their workers' to move.
+            let live: HashMap<i32, LiveCounters> = state
+                .partitions
+                .iter()
+                .filter(|(id, _)| owner.written.contains_key(id))
+                .filter_map(|(id, p)| p.live.map(|live| (*id, live)))
+                .collect();
+            let views: HashMap<i32, SharedViews> = state
                 .partitions
                 .iter()
                 .map(|(id, p)| (*id, p.views.clone()))
-                .collect()
+                .collect();
+            (live, views)
         };
+        self.admit(&mut live, &mut batch, &mut valid);
         valid.sort_unstable_by_key(|(partition, event)| (*partition, event.ip));
         if self.shared.config.views {
             count_views(&valid, &views, &mut owner.pending);
         }
+        // Counters and overall sets move together, under the node's lock: whoever reads the
+        // event count also sees the addresses those events brought.
         let mut state = self.shared.state();
+        for (id, counters) in live {
+            if let Some(partition_live) =
+                state.partitions.get_mut(&id).and_then(|p| p.live.as_mut())
+            {
+                *partition_live = counters;
+            }
+        }
         for (id, event) in valid.drain(..) {
             let pending = owner.pending.entry(id).or_default();
             state.insert_ip(id, event.ip, &mut pending.all);
@@ -339,21 +356,19 @@ impl TrackerContext {
         owner.valid = valid;
     }
 
-    /// Advances offsets and counters in arrival order, dead-letters invalid events, and
-    /// moves the valid ones of owned partitions not counted before into `valid`.
+    /// Advances the owned partitions' offsets and counters (`live`, a copy the caller writes
+    /// back) in arrival order, dead-letters invalid events, and moves the valid ones not
+    /// counted before into `valid`. Runs without the node's lock: only this thread moves
+    /// the counters of the partitions it owns.
     fn admit(
         &self,
-        state: &mut NodeState,
+        live: &mut HashMap<i32, LiveCounters>,
         batch: &mut Vec<Parsed>,
         valid: &mut Vec<(i32, DeviceEvent)>,
     ) {
         let mut tally = BatchTally::default();
         for event in batch.drain(..) {
-            let Some(live) = state
-                .partitions
-                .get_mut(&event.partition)
-                .and_then(|p| p.live.as_mut())
-            else {
+            let Some(live) = live.get_mut(&event.partition) else {
                 continue;
             };
             // A seek back (after a failed checkpoint) can deliver events counted before.

@@ -2,14 +2,16 @@
 //! nodes in one group, and resuming from checkpoints.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use freshet_services::event::{DEVICE_EVENTS_DLQ, REASON_HEADER};
 use freshet_services::tracker::view::Granularity;
-use freshet_services::tracker::{Tracker, TrackerConfig, TrackerHandle};
+use freshet_services::tracker::{Tracker, TrackerConfig};
 use freshet_services::KafkaConfig;
 use freshet_testkit::raw::{assert_compressed_with, RawClient};
-use freshet_testkit::TestBroker;
+use freshet_testkit::{send_all, TestBroker};
+
+use crate::common::tracker::{event_json, eventually, stop};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::FutureRecord;
@@ -29,29 +31,18 @@ fn config(node: &str) -> TrackerConfig {
 /// `count` events from `ips` distinct IPv4 addresses starting at `first_ip`, keyed by IP,
 /// spread over two minutes and all error codes. Returns the IPs sent.
 async fn send_events(broker: &TestBroker, first_ip: u32, ips: u32, count: u32) -> HashSet<String> {
-    let producer = broker.producer(&[]);
-    let mut sent = HashSet::new();
-    let mut pending = Vec::new();
-    for i in 0..count {
-        let ip = std::net::Ipv4Addr::from(first_ip + i % ips).to_string();
-        let second = 1_726_667_940 + i64::from(i % 120);
-        let value = format!(
-            r#"{{"timestamp": "{second}", "device_ip": "{ip}", "error_code": {}}}"#,
-            i % 11
-        );
-        let record = FutureRecord::to(TOPIC).key(&ip).payload(&value);
-        pending.push(
-            producer
-                .send_result(record)
-                .map_err(|(e, _)| e)
-                .expect("enqueue"),
-        );
-        sent.insert(ip);
-    }
-    for delivery in pending {
-        delivery.await.expect("delivered").expect("acknowledged");
-    }
-    sent
+    let ips: Vec<String> = (0..count)
+        .map(|i| std::net::Ipv4Addr::from(first_ip + i % ips).to_string())
+        .collect();
+    let values: Vec<String> = (0..count)
+        .map(|i| event_json(1_726_667_940 + i64::from(i % 120), &ips[i as usize], i % 11))
+        .collect();
+    let records = ips
+        .iter()
+        .zip(&values)
+        .map(|(ip, value)| FutureRecord::to(TOPIC).key(ip).payload(value));
+    send_all(&broker.producer(&[]), records).await;
+    ips.into_iter().collect()
 }
 
 async fn send_raw(broker: &TestBroker, values: &[&[u8]]) {
@@ -71,23 +62,6 @@ async fn start(broker: &TestBroker, node: &str) -> Tracker {
     Tracker::start(&KafkaConfig::new(broker.bootstrap()), config(node))
         .await
         .expect("tracker starts")
-}
-
-async fn stop(tracker: Tracker) {
-    tokio::task::spawn_blocking(move || tracker.shutdown())
-        .await
-        .expect("shutdown");
-}
-
-/// Waits until `check` holds for the handle, or fails with what it last saw.
-async fn eventually(handle: &TrackerHandle, what: &str, check: impl Fn(&TrackerHandle) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check(handle) {
-        if Instant::now() > deadline {
-            panic!("{what} never held; node sees {:?}", handle.unique_ips());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -297,27 +271,18 @@ async fn two_workers_of_one_node_count_addresses_shared_by_partitions_exactly() 
     const FIRST_IP: u32 = 0x0F00_0000;
     let broker = TestBroker::start().await;
     broker.create_topic(TOPIC, 3, &[]).await;
-    let producer = broker.producer(&[]);
-    let mut pending = Vec::new();
-    for i in 0..EVENTS {
-        let ip = std::net::Ipv4Addr::from(FIRST_IP + i % IPS).to_string();
-        let second = 1_726_667_940 + i64::from(i % 120);
-        let value = format!(
-            r#"{{"timestamp": "{second}", "device_ip": "{ip}", "error_code": {}}}"#,
-            i % 11
-        );
-        let key = format!("record-{i}");
-        let record = FutureRecord::to(TOPIC).key(&key).payload(&value);
-        pending.push(
-            producer
-                .send_result(record)
-                .map_err(|(e, _)| e)
-                .expect("enqueue"),
-        );
-    }
-    for delivery in pending {
-        delivery.await.expect("delivered").expect("acknowledged");
-    }
+    let ips: Vec<String> = (0..EVENTS)
+        .map(|i| std::net::Ipv4Addr::from(FIRST_IP + i % IPS).to_string())
+        .collect();
+    let values: Vec<String> = (0..EVENTS)
+        .map(|i| event_json(1_726_667_940 + i64::from(i % 120), &ips[i as usize], i % 11))
+        .collect();
+    let keys: Vec<String> = (0..EVENTS).map(|i| format!("record-{i}")).collect();
+    let records = keys
+        .iter()
+        .zip(&values)
+        .map(|(key, value)| FutureRecord::to(TOPIC).key(key).payload(value));
+    send_all(&broker.producer(&[]), records).await;
     let tracker = Tracker::start(
         &KafkaConfig::new(broker.bootstrap()),
         TrackerConfig {

@@ -9,10 +9,12 @@ use freshet_services::tracker::state::{SetKind, Sets};
 use freshet_services::tracker::view::Granularity;
 use freshet_services::tracker::{Tracker, TrackerConfig, TrackerHandle, WindowLimits};
 use freshet_services::KafkaConfig;
-use freshet_testkit::TestBroker;
+use freshet_testkit::{send_all, TestBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::common::tracker::{event_json, eventually, stop};
 
 const TOPIC: &str = "device-events";
 /// 2024-09-18T13:00:00Z, the start of an hour.
@@ -41,43 +43,21 @@ async fn start(broker: &TestBroker, node: &str) -> Tracker {
         .expect("tracker starts")
 }
 
-async fn stop(tracker: Tracker) {
-    tokio::task::spawn_blocking(move || tracker.shutdown())
-        .await
-        .expect("shutdown");
-}
-
-async fn eventually(handle: &TrackerHandle, what: &str, check: impl Fn(&TrackerHandle) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !check(handle) {
-        if Instant::now() > deadline {
-            panic!("{what} never held; node sees {:?}", handle.partitions());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// One event from each of `ips` addresses starting at `first_ip`, all at `second`.
 async fn send_round(broker: &TestBroker, first_ip: u32, ips: u32, second: i64) {
-    let producer = broker.producer(&[("linger.ms", "5")]);
-    let mut pending = Vec::with_capacity(ips as usize);
-    for i in 0..ips {
-        let ip = std::net::Ipv4Addr::from(first_ip + i).to_string();
-        let value = format!(
-            r#"{{"timestamp": "{second}", "device_ip": "{ip}", "error_code": {}}}"#,
-            i % 11
-        );
-        let record = FutureRecord::to(TOPIC).key(&ip).payload(&value);
-        pending.push(
-            producer
-                .send_result(record)
-                .map_err(|(e, _)| e)
-                .expect("enqueue"),
-        );
-    }
-    for delivery in pending {
-        delivery.await.expect("delivered").expect("acknowledged");
-    }
+    let ips: Vec<String> = (0..ips)
+        .map(|i| std::net::Ipv4Addr::from(first_ip + i).to_string())
+        .collect();
+    let values: Vec<String> = ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| event_json(second, ip, i as u32 % 11))
+        .collect();
+    let records = ips
+        .iter()
+        .zip(&values)
+        .map(|(ip, value)| FutureRecord::to(TOPIC).key(ip).payload(value));
+    send_all(&broker.producer(&[("linger.ms", "5")]), records).await;
 }
 
 /// Bytes (keys and values) of every record the state topic holds now, tombstones included.

@@ -18,11 +18,13 @@ use freshet_services::tracker::{Tracker, TrackerConfig, TrackerHandle};
 use freshet_services::KafkaConfig;
 use freshet_testkit::batches::{append_to_log, corrupt_gzip_batch, gzip_zeros_batch};
 use freshet_testkit::memory::Memory;
-use freshet_testkit::TestBroker;
+use freshet_testkit::{send_all, TestBroker};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
+
+use crate::common::tracker::{event_json, eventually_within, stop};
 
 const TOPIC: &str = "device-events";
 const BOMB_BYTES: usize = 512 << 20;
@@ -45,55 +47,27 @@ async fn send(
     count: u32,
     invalid: &[&str],
 ) -> HashSet<String> {
-    let producer = broker.producer(&[("compression.type", "gzip")]);
     let mut sent = HashSet::new();
     let mut values = Vec::new();
     for i in 0..count {
         let ip = std::net::Ipv4Addr::from(first_ip + i % ips).to_string();
-        values.push(format!(
-            r#"{{"timestamp": "{}", "device_ip": "{ip}", "error_code": {}}}"#,
-            1_726_667_940 + i64::from(i % 120),
-            i % 11
-        ));
+        values.push(event_json(1_726_667_940 + i64::from(i % 120), &ip, i % 11));
         sent.insert(ip);
     }
     values.extend(invalid.iter().map(|v| v.to_string()));
-    let mut pending = Vec::new();
-    for value in &values {
-        let record = FutureRecord::<str, str>::to(TOPIC)
+    let records = values.iter().map(|value| {
+        FutureRecord::<str, str>::to(TOPIC)
             .partition(0)
-            .payload(value);
-        pending.push(
-            producer
-                .send_result(record)
-                .map_err(|(e, _)| e)
-                .expect("enqueue"),
-        );
-    }
-    for delivery in pending {
-        delivery.await.expect("delivered").expect("acknowledged");
-    }
+            .payload(value)
+    });
+    send_all(&broker.producer(&[("compression.type", "gzip")]), records).await;
     sent
 }
 
+/// Generous: librdkafka spends seconds of CPU on each inflation of the bomb, more on a loaded
+/// machine, before the stall is noticed.
 async fn eventually(handle: &TrackerHandle, what: &str, check: impl Fn(&TrackerHandle) -> bool) {
-    // Generous: librdkafka spends seconds of CPU on each inflation of the bomb, more on a
-    // loaded machine, before the stall is noticed.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !check(handle) {
-        assert!(
-            Instant::now() < deadline,
-            "{what} never held; node sees {:?}",
-            handle.unique_ips()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn stop(tracker: Tracker) {
-    tokio::task::spawn_blocking(move || tracker.shutdown())
-        .await
-        .expect("shutdown");
+    eventually_within(Duration::from_secs(180), handle, what, check).await;
 }
 
 /// A dead-letter record's headers by name, and whether it has a value.

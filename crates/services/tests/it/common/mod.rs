@@ -1,3 +1,4 @@
-//! Helpers shared by the guard's integration tests.
+//! Helpers shared by the services' integration tests.
 
 pub mod guard;
+pub mod tracker;
