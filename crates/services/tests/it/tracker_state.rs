@@ -220,6 +220,14 @@ async fn records_under_a_superseded_claim_move_nothing_and_a_higher_claim_fences
         checkpointed(h, 300)
     })
     .await;
+    // Idle now: no partition changes, so no checkpoint is written, but the node's heartbeat
+    // (every 200 ms) keeps saying its partitions are checkpointed as of then.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let age = handle
+        .unique_ips()
+        .checkpoint_age_ms
+        .expect("a checkpoint age");
+    assert!(age < 1500, "checkpoint age {age} ms grew while idle");
 
     let forged_ip = "203.0.113.7";
     forge(&broker, 0, 0, "zombie", 999_999, forged_ip).await;
