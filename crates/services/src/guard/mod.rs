@@ -43,6 +43,7 @@ pub mod accounts;
 pub mod attempts;
 pub mod blocker;
 pub mod blocks;
+pub mod checkpoints;
 mod error;
 pub mod mac;
 pub mod rules;

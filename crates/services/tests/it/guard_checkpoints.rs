@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use freshet_services::guard::blocker::{
+use freshet_services::guard::checkpoints::{
     encode_checkpoint, legacy_checkpoint_key, ChunkHeader, MAX_CHUNK_BYTES,
 };
 use freshet_services::guard::mac::{self, Canonical, MAC_HEADER};
