@@ -10,6 +10,7 @@
 //! past: the batch becomes one dead-letter record with the reason, and one rejection.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -246,6 +247,8 @@ struct Owner {
     batch: Vec<Parsed>,
     /// The batch's valid events, sorted for inserting; empty between batches.
     valid: Vec<(i32, DeviceEvent)>,
+    /// Scratch for grouping a batch's view inserts per set.
+    view_keys: Vec<(i64, IpAddr)>,
     /// IPs new to each set since the partition's last successful checkpoint.
     pending: HashMap<i32, Sets>,
     /// Input offset of the last checkpoint written per owned partition.
@@ -335,7 +338,8 @@ impl TrackerContext {
         self.admit(&mut live, &mut batch, &mut valid);
         valid.sort_unstable_by_key(|(partition, event)| (*partition, event.ip));
         if self.shared.config.views {
-            count_views(&valid, &views, &mut owner.pending);
+            let owner = &mut *owner;
+            count_views(&valid, &views, &mut owner.pending, &mut owner.view_keys);
         }
         // Counters and overall sets move together, under the node's lock: whoever reads the
         // event count also sees the addresses those events brought.
@@ -918,17 +922,17 @@ fn count_views(
     valid: &[(i32, DeviceEvent)],
     views: &HashMap<i32, SharedViews>,
     pending: &mut HashMap<i32, Sets>,
+    scratch: &mut Vec<(i64, IpAddr)>,
 ) {
     for run in valid.chunk_by(|a, b| a.0 == b.0) {
         let id = run[0].0;
         let Some(shared) = views.get(&id) else {
             continue;
         };
+        let events: Vec<&DeviceEvent> = run.iter().map(|(_, event)| event).collect();
         let mut views = shared.lock().unwrap_or_else(|e| e.into_inner());
         let new = &mut pending.entry(id).or_default().views;
-        for (_, event) in run {
-            views.insert_event(event, new);
-        }
+        views.insert_events(&events, new, scratch);
     }
 }
 
