@@ -5,7 +5,11 @@
 //! comparison of a cached value.
 //!
 //! Points: `txn-after-first-marker` (a commit or abort marker is durable in one partition of
-//! a transaction of several, the others have none yet).
+//! a transaction of several, the others have none yet); `txn-markers-lost` (the first
+//! transaction to complete after its EndTxn gets no marker at all, as if a machine crash had
+//! lost them, its completed state is made durable, then the process aborts);
+//! `txn-state-unsynced-lost` (never aborts: transaction state frames written without an
+//! fsync are dropped, as a machine crash may drop them; the test kills the process).
 
 use std::sync::OnceLock;
 

@@ -370,7 +370,7 @@ async fn abort_expired_transactions(broker: Arc<Broker>, mut stop: watch::Receiv
                 broker.transactions.abort_expired(&broker).await;
                 broker
                     .transactions
-                    .expire_abandoned_ids(broker.config.transactional_id_expiration)
+                    .expire_abandoned_ids(&broker, broker.config.transactional_id_expiration)
                     .await;
             }
             _ = stop.changed() => return,

@@ -357,21 +357,53 @@ impl PartitionLog {
     /// Refused with `INVALID_PRODUCER_EPOCH` when the producer has moved to a newer epoch.
     /// Like [`PartitionLog::append`] it returns before the marker is durable.
     pub fn append_marker(&self, marker: &TxnMarker) -> Result<AppendOutcome, LogError> {
+        match self.write_marker(marker, MayBlock::Yes)? {
+            Some(outcome) => Ok(outcome),
+            None => unreachable!("an append that may block never refuses to"),
+        }
+    }
+
+    /// [`PartitionLog::append_marker`] for a caller on an async worker: writes the marker only
+    /// if that is a plain write, and returns `None` (nothing written) when it would wait
+    /// (another writer holds the partition, the segment must roll, the clean-shutdown marker
+    /// must go); then call [`PartitionLog::append_marker`] where blocking is allowed.
+    pub fn try_append_marker(&self, marker: &TxnMarker) -> Result<Option<AppendOutcome>, LogError> {
+        self.write_marker(marker, MayBlock::No)
+    }
+
+    fn write_marker(
+        &self,
+        marker: &TxnMarker,
+        may_block: MayBlock,
+    ) -> Result<Option<AppendOutcome>, LogError> {
         self.check_not_deleted()?;
         let config = self.config();
         let mut bytes = txn::encode_marker(marker, now_ms());
-        let mut writer = lock(&self.writer);
+        let mut writer = match may_block {
+            MayBlock::Yes => lock(&self.writer),
+            MayBlock::No => match self.writer.try_lock() {
+                Ok(writer) => writer,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return Ok(None),
+            },
+        };
         self.check_not_deleted()?;
         self.commit.check_healthy()?;
         writer.producers.check_marker(marker)?;
         let offset = self.log_end_offset();
+        let now = now_ms();
+        if may_block == MayBlock::No
+            && self.file_work_due(&writer, &config, bytes.len() as u64, offset, now)
+        {
+            return Ok(None);
+        }
         batch::stamp_batch(&mut bytes, offset);
         let header = BatchHeader {
             base_offset: offset,
             ..BatchHeader::parse(&bytes)?
         };
         let placed = [(header, 0..bytes.len())];
-        self.write_batches(&mut writer, &config, &bytes, &placed, offset + 1, now_ms())?;
+        self.write_batches(&mut writer, &config, &bytes, &placed, offset + 1, now)?;
         let first = writer.producers.end_transaction(marker);
         self.publish_first_unstable(&writer);
         if let (Some(first_offset), ControlType::Abort) = (first, marker.control) {
@@ -387,13 +419,13 @@ impl PartitionLog {
             write_lock(&self.aborted).push(entry);
         }
         self.counters.record_append(bytes.len() as u64, 1, 1);
-        Ok(AppendOutcome {
+        Ok(Some(AppendOutcome {
             base_offset: offset,
             last_offset: offset,
             duplicate: false,
             record_count: 1,
             bytes: bytes.len() as u64,
-        })
+        }))
     }
 
     fn publish_first_unstable(&self, writer: &WriterState) {

@@ -12,20 +12,43 @@
 //!
 //! Crash safety: a state is durable before anything acts on it that a crash could not undo.
 //! InitProducerId's epoch, AddOffsetsToTxn and the prepared state are synced before they are
-//! answered, the completed state before the id's next transaction can start.
-//! AddPartitionsToTxn's state is synced along with the prepared state, since losing it (only
-//! a machine crash can: the write has reached the kernel) loses nothing a producer was
-//! promised. A crash after the prepared state is finished at the next start by
-//! [`TxnCoordinator::recover`], which writes the markers again (a second marker for a
-//! transaction already closed in a partition changes nothing there); a crash before it
-//! leaves an ongoing transaction, which its timeout aborts. Recovery also aborts any
-//! transaction a partition still holds open that the state log does not know as open, so no
-//! partition's last stable offset can stay stuck, and fences its producer, whose state was
-//! lost. Requests wait until recovery is done.
+//! answered. AddPartitionsToTxn's state is synced along with the prepared state, since losing
+//! it (only a machine crash can: the write has reached the kernel) loses nothing a producer
+//! was promised. The markers and the completed state are not synced on their own: the
+//! prepared state carries a [`MarkerPlan`] (each partition's log end offset at the prepare),
+//! every later state of the id keeps it until the markers are known durable, and the markers
+//! become durable with their partition's next fsync (usually the next transaction's data; a
+//! timer makes sure) and at the latest before the id's next prepare replaces the plan. So
+//! whatever a crash keeps of the state log, the last state of an id names every transaction
+//! whose markers may be missing, and [`TxnCoordinator::recover`] writes a planned marker again
+//! into each partition still holding that transaction open (one that started below the
+//! planned end offset: a later transaction of the producer starts above the marker). A crash
+//! before the prepared state leaves an ongoing transaction, which its timeout aborts.
+//! Recovery also aborts any transaction a partition still holds open that the state log does
+//! not account for, so no partition's last stable offset can stay stuck, and fences its
+//! producer, whose state was lost. Requests wait until recovery is done.
 //!
 //! Each transactional id has an async mutex: its requests are handled one at a time, markers
-//! included. File work (the state log's fsync, marker appends and their fsyncs) runs on
-//! blocking threads.
+//! included. File work that waits (fsyncs, segment rolls, a busy partition) runs on blocking
+//! threads; the unsynced writes of a transaction's end (markers, completed state) are plain
+//! writes to the page cache and happen on the async worker when nothing makes them wait, as
+//! produce's appends do: a trip to a blocking thread and back cost more than the writes.
+//!
+//! Crash points, and why each is safe (a machine crash keeps any subset of unsynced writes
+//! that a later fsync of the same file did not cover; a partition's log keeps a prefix):
+//! - Before the prepared state is durable: the id is ongoing or earlier on disk, EndTxn was
+//!   not answered; nothing was promised. The previous transaction's plan is in that state
+//!   (or its markers are durable: the prepare settles them before it is written).
+//! - Between the prepare and the markers, or among them: the prepared state with its plan is
+//!   on disk; recovery writes the missing markers (`txn-after-first-marker` crash point).
+//! - After the markers and the completed state, before they are durable: the prepared or
+//!   completed state is on disk with the plan; a lost marker leaves its partition holding the
+//!   transaction open from below the planned end, and recovery writes it (`txn-markers-lost`).
+//! - After the next transaction started: its acknowledged records are durable, so the marker
+//!   before them in their partition is too; recovery writes no marker where the open
+//!   transaction starts at or after the planned end, and the hanging-transaction scan aborts
+//!   it if no ongoing state claims it (`txn-state-unsynced-lost`).
+//! - After the next prepare: the previous markers were durable before it was written.
 
 pub mod state;
 mod store;
@@ -40,7 +63,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::broker::now_ms;
 use crate::Broker;
-use state::{TxnError, TxnMetadata, TxnState};
+use state::{MarkerPlan, PlannedMarker, TxnError, TxnMetadata, TxnState};
 use store::{Sync, TxnStore};
 
 /// Coordinator epoch written into markers: one node, one coordinator, forever.
@@ -70,6 +93,14 @@ pub struct TxnCoordinator {
     /// request waits for it (or starts it, where no server runs it, as in the fuzzers), so no
     /// producer acts on a state that recovery is about to finish, abort or fence.
     recovery: tokio::sync::OnceCell<()>,
+    /// Planned markers recovery could not write (an I/O error): (producer id, topic,
+    /// partition, planned end offset). The transaction a partition holds open below that end
+    /// is committed or aborted already, so the hanging-transaction scan must leave it alone.
+    unrepaired: Mutex<Vec<(i64, String, i32, i64)>>,
+    /// Markers appended and not yet known durable, for [`TxnCoordinator::flush_markers_soon`].
+    unflushed: Arc<Mutex<Vec<Written>>>,
+    /// A flush of `unflushed` is scheduled.
+    flush_scheduled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What [`TxnCoordinator::create`] did.
@@ -97,8 +128,15 @@ impl TxnCoordinator {
             producers: Mutex::new(HashMap::new()),
             max_timeout_ms,
             recovery: tokio::sync::OnceCell::new(),
+            unrepaired: Mutex::new(Vec::new()),
+            unflushed: Arc::new(Mutex::new(Vec::new())),
+            flush_scheduled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
-        for meta in states {
+        for mut meta in states {
+            // Whether these markers reached the disk is unknown until recovery looks.
+            if let Some(plan) = &mut meta.markers {
+                plan.needs_repair = true;
+            }
             coordinator.publish(&meta);
             coordinator.ids_lock().insert(
                 meta.transactional_id.clone(),
@@ -258,7 +296,7 @@ impl TxnCoordinator {
         };
         match meta.state {
             TxnState::Ongoing => {
-                let prepared = meta.prepared(commit, now_ms());
+                let prepared = self.prepare(broker, &mut meta, commit, false).await?;
                 self.commit_state(&mut meta, prepared).await?;
                 // Group offsets first, before the answer: a client reading its group's
                 // committed offsets right after a commit expects to find them. (Finishing
@@ -339,6 +377,11 @@ impl TxnCoordinator {
                 }
                 continue;
             }
+            if meta.markers.as_ref().is_some_and(MarkerPlan::needs_repair) {
+                if let Err(error) = self.settle_markers(broker, &mut meta).await {
+                    tracing::warn!(transactional_id = %meta.transactional_id, %error, "could not write the markers of a transaction completed before the restart");
+                }
+            }
             if !meta.has_expired(now) {
                 continue;
             }
@@ -358,7 +401,11 @@ impl TxnCoordinator {
     /// or per-checkpoint ids) do not pile up in memory and in the state log. A producer
     /// still holding a forgotten id gets INVALID_PRODUCER_ID_MAPPING and must initialise
     /// again, as with Kafka; that gives it a new producer id.
-    pub async fn expire_abandoned_ids(&self, expiration: std::time::Duration) {
+    pub async fn expire_abandoned_ids(
+        &self,
+        broker: &Arc<Broker>,
+        expiration: std::time::Duration,
+    ) {
         let expiration_ms = i64::try_from(expiration.as_millis()).unwrap_or(i64::MAX);
         let now = now_ms();
         let entries: Vec<Arc<AsyncMutex<TxnMetadata>>> =
@@ -366,6 +413,11 @@ impl TxnCoordinator {
         for entry in entries {
             let mut meta = entry.lock().await;
             if meta.state == TxnState::Dead || !meta.is_abandoned(now, expiration_ms) {
+                continue;
+            }
+            // The tombstone drops the marker plan: its markers must be durable first.
+            if let Err(error) = self.settle_markers(broker, &mut meta).await {
+                tracing::warn!(transactional_id = %meta.transactional_id, %error, "could not expire a transactional id");
                 continue;
             }
             let mut dead = meta.clone();
@@ -395,12 +447,21 @@ impl TxnCoordinator {
     async fn recover_once(&self, broker: &Arc<Broker>) {
         let entries: Vec<Arc<AsyncMutex<TxnMetadata>>> =
             self.ids_lock().values().cloned().collect();
+        // Every planned marker first: the scan below must find the transactions they close
+        // closed, or (if writing one failed) listed in `unrepaired`, so it aborts only what
+        // nothing accounts for.
         for entry in entries {
             let mut meta = entry.lock().await;
             if meta.state.is_prepared() {
                 tracing::info!(transactional_id = %meta.transactional_id, state = meta.state.name(), "finishing a transaction prepared before the restart");
                 if let Err(error) = self.finish(broker, &mut meta).await {
                     tracing::error!(transactional_id = %meta.transactional_id, %error, "could not finish a prepared transaction");
+                }
+            } else if meta.markers.is_some() {
+                // Completed (and maybe the next one started) before the crash, with markers
+                // that may not have reached the disk.
+                if let Err(error) = self.settle_markers(broker, &mut meta).await {
+                    tracing::error!(transactional_id = %meta.transactional_id, %error, "could not write the markers of a transaction completed before the restart");
                 }
             }
         }
@@ -450,28 +511,236 @@ impl TxnCoordinator {
         }
     }
 
-    /// Whether the coordinator has `producer_id`'s transaction holding this partition (ongoing
-    /// or being completed). Asked at the moment of each decision: clients may start new
-    /// transactions while recovery runs.
-    fn holds(&self, producer_id: i64, topic: &str, partition: i32) -> bool {
-        self.producers_lock().get(&producer_id).is_some_and(|view| {
-            view.open && view.partitions.contains(&(topic.to_owned(), partition))
-        })
+    /// Whether the coordinator accounts for `producer_id`'s transaction that this partition
+    /// holds open from offset `start`: ongoing, being completed, or completed with a marker
+    /// recovery could not write yet. Asked at the moment of each decision: clients may start
+    /// new transactions while recovery runs.
+    fn holds(&self, producer_id: i64, topic: &str, partition: i32, start: i64) -> bool {
+        let planned_end = self
+            .unrepaired_lock()
+            .iter()
+            .find(|(id, t, p, _)| *id == producer_id && t == topic && *p == partition)
+            .map(|entry| entry.3);
+        let view = |open: fn(&ProducerView) -> bool| {
+            self.producers_lock().get(&producer_id).is_some_and(|view| {
+                open(view) && view.partitions.contains(&(topic.to_owned(), partition))
+            })
+        };
+        match planned_end {
+            // Started before the prepare: the planned transaction, whose outcome is decided.
+            Some(end) if start < end => true,
+            // Started after it: a later transaction, which only an ongoing state may claim
+            // (the prepared one is the planned transaction, which is not this one).
+            Some(_) => view(|v| v.ongoing),
+            None => view(|v| v.open),
+        }
     }
 
-    /// Completes a prepared transaction: markers, group offsets, completed state.
+    /// The prepared state of ending `meta`'s transaction (at the next epoch with `bump`),
+    /// with its marker plan. The previous plan is settled first: the new state replaces it,
+    /// and once that state reaches the disk (any fsync of the state log may take it there)
+    /// nothing would tell recovery to write the previous markers again.
+    async fn prepare(
+        &self,
+        broker: &Arc<Broker>,
+        meta: &mut TxnMetadata,
+        commit: bool,
+        bump: bool,
+    ) -> Result<TxnMetadata, TxnError> {
+        self.settle_markers(broker, meta).await?;
+        let mut prepared = meta.prepared(commit, now_ms());
+        if bump {
+            prepared.producer_epoch += 1;
+        }
+        prepared.markers = Some(plan_markers(broker, &prepared, commit));
+        Ok(prepared)
+    }
+
+    /// Makes the markers of `meta`'s plan durable and drops the plan (in memory: the states
+    /// on disk may keep it, and recovery then finds nothing left to do). The markers are
+    /// nearly always durable already, carried by a later fsync of their partitions, so this
+    /// rarely waits. A plan loaded at the start is first repaired: its markers written again
+    /// wherever the planned transaction is still open.
+    async fn settle_markers(
+        &self,
+        broker: &Arc<Broker>,
+        meta: &mut TxnMetadata,
+    ) -> Result<(), TxnError> {
+        let Some(plan) = meta.markers.clone() else {
+            return Ok(());
+        };
+        if plan.needs_repair {
+            self.repair(broker, &plan).await?;
+        } else if !planned_markers_durable(broker, &plan) {
+            let broker = broker.clone();
+            tokio::task::spawn_blocking(move || wait_planned_markers(&broker, &plan))
+                .await
+                .map_err(|e| TxnError::Storage(format!("marker sync failed: {e}")))??;
+        }
+        meta.markers = None;
+        Ok(())
+    }
+
+    /// Writes `plan`'s markers where its transaction is still open and waits until they are
+    /// durable; remembers a failure in `unrepaired` for the hanging-transaction scan.
+    async fn repair(&self, broker: &Arc<Broker>, plan: &MarkerPlan) -> Result<(), TxnError> {
+        let (broker_for_repair, plan_for_repair) = (broker.clone(), plan.clone());
+        let repaired = tokio::task::spawn_blocking(move || {
+            repair_markers(&broker_for_repair, &plan_for_repair)
+        })
+        .await
+        .map_err(|e| TxnError::Storage(format!("marker writer failed: {e}")))
+        .and_then(|repaired| repaired);
+        let mut unrepaired = self.unrepaired_lock();
+        unrepaired.retain(|entry| entry.0 != plan.producer_id);
+        if repaired.is_err() {
+            unrepaired.extend(plan.partitions.iter().map(|marker| {
+                (
+                    plan.producer_id,
+                    marker.topic.clone(),
+                    marker.partition,
+                    marker.end_offset,
+                )
+            }));
+        }
+        repaired
+    }
+
+    /// Completes a prepared transaction: markers, group offsets, completed state. Neither the
+    /// markers nor the completed state are synced here (see the module's crash safety): the
+    /// completed state keeps the plan, so a crash at any point of this leaves a state on disk
+    /// (this prepared one, or the completed one) from which recovery writes a lost marker
+    /// again, and only where the planned transaction is still open, never into the id's next
+    /// transaction.
     async fn finish(&self, broker: &Arc<Broker>, meta: &mut TxnMetadata) -> Result<(), TxnError> {
         let control = match meta.state {
             TxnState::PrepareCommit => ControlType::Commit,
             _ => ControlType::Abort,
         };
-        write_markers(broker, meta, control).await?;
+        let commit = control == ControlType::Commit;
+        let Some(plan) = meta.markers.clone() else {
+            return self.finish_unplanned(broker, meta, control).await;
+        };
+        // The group offsets (for EndTxn done already, before its answer): like the markers
+        // they follow from the durable prepared state, and recovery completes both again, so
+        // their order does not matter to a crash; only the completed state, which drops the
+        // groups, must come after them.
+        complete_group_offsets(broker, meta, commit).await?;
+        let lose_markers = crate::failpoint::armed(MARKERS_LOST_CRASH_POINT);
+        if plan.needs_repair || lose_markers {
+            if plan.needs_repair {
+                // Prepared before the restart: some markers may be on disk already, and a
+                // partition may hold the id's next transaction open after this one's marker.
+                self.repair(broker, &plan).await?;
+            }
+            // Repaired markers are durable; lost ones (the crash test's machine crash, which
+            // keeps the plan) never reached the disk.
+            let mut completed = meta.completed(now_ms());
+            if plan.needs_repair {
+                completed.markers = None;
+            }
+            if !lose_markers {
+                return self.set_state(meta, completed, Sync::Later).await;
+            }
+            // The completed state durable (the worst a machine crash can keep of the state
+            // log), the EndTxn answer given time to leave, then the crash.
+            self.commit_state(meta, completed).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            crate::failpoint::hit(MARKERS_LOST_CRASH_POINT);
+            return Ok(());
+        }
+        // Markers and the completed state are plain writes to the page cache, done here
+        // unless one would wait (a segment roll, a busy partition): a trip to a blocking
+        // thread and back costs more than the writes.
+        let marker = marker_of(meta, control);
+        let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
+        let (mut written, blocked) = if crate::failpoint::armed(MARKER_CRASH_POINT) {
+            (Vec::new(), partitions)
+        } else {
+            try_append_markers(broker, &partitions, &marker)?
+        };
+        if !blocked.is_empty() {
+            let broker = broker.clone();
+            let more =
+                tokio::task::spawn_blocking(move || append_markers(&broker, &blocked, &marker))
+                    .await
+                    .map_err(|e| TxnError::Storage(format!("marker writer failed: {e}")))??;
+            written.extend(more);
+        }
+        let mut completed = meta.completed(now_ms());
+        if let Some(plan) = &mut completed.markers {
+            for planned in &mut plan.partitions {
+                let key = (planned.topic.clone(), planned.partition);
+                if let Some((_, _, end)) = written.iter().find(|(at, _, _)| *at == key) {
+                    planned.marker_end = *end;
+                }
+            }
+        }
+        self.set_state(meta, completed, Sync::Later).await?;
+        self.flush_markers_soon(written);
+        Ok(())
+    }
+
+    /// Makes markers just appended durable [`MARKER_FLUSH_DELAY`] from now, unless another
+    /// fsync of their partition covered them meanwhile (the next produce's group commit,
+    /// usually within a millisecond or two). One flush serves every transaction completed
+    /// in the meantime. Only liveness depends on it (the high watermark, which consumers see
+    /// as the end of the log, passes a marker once it is durable); safety does not: the
+    /// marker plan covers a marker until the next prepare of its id has made it durable.
+    fn flush_markers_soon(&self, written: Vec<Written>) {
+        use std::sync::atomic::Ordering;
+        if written.is_empty() {
+            return;
+        }
+        lock_unflushed(&self.unflushed).extend(written);
+        if self.flush_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (unflushed, scheduled) = (self.unflushed.clone(), self.flush_scheduled.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(MARKER_FLUSH_DELAY).await;
+            // Cleared before taking the list: a marker added after the take schedules the
+            // next flush.
+            scheduled.store(false, Ordering::Release);
+            let mut due: Vec<(Arc<crate::topics::Partition>, i64)> = Vec::new();
+            for (_, partition, end) in std::mem::take(&mut *lock_unflushed(&unflushed)) {
+                if partition.log.high_watermark() >= end {
+                    continue;
+                }
+                match due.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &partition)) {
+                    Some(entry) => entry.1 = entry.1.max(end),
+                    None => due.push((partition, end)),
+                }
+            }
+            for (partition, end) in due {
+                let synced =
+                    tokio::task::spawn_blocking(move || sync_marker(&partition, end)).await;
+                if let Ok(Err(error)) = synced {
+                    tracing::warn!(%error, "could not sync a transaction marker");
+                }
+            }
+        });
+    }
+
+    /// [`TxnCoordinator::finish`] for a state prepared by a version without marker plans: the
+    /// rule of that version holds, markers and the completed state durable before the id's
+    /// next transaction can start (recovery could not tell this transaction's partitions
+    /// from the next one's).
+    async fn finish_unplanned(
+        &self,
+        broker: &Arc<Broker>,
+        meta: &mut TxnMetadata,
+        control: ControlType,
+    ) -> Result<(), TxnError> {
+        let written = write_markers(broker, meta, control).await?;
+        let syncs = written.into_iter().map(|(_, partition, end)| {
+            tokio::task::spawn_blocking(move || sync_marker(&partition, end))
+        });
+        for synced in futures::future::join_all(syncs).await {
+            synced.map_err(|e| TxnError::Storage(format!("marker sync failed: {e}")))??;
+        }
         complete_group_offsets(broker, meta, control == ControlType::Commit).await?;
         let completed = meta.completed(now_ms());
-        // Synced before the id's next transaction can start: its AddPartitionsToTxn state is
-        // not synced on its own, and recovery must never find this transaction prepared while
-        // partitions hold the next one open (writing this one's markers again would then
-        // close the next one with this one's outcome).
         self.commit_state(meta, completed).await
     }
 
@@ -483,11 +752,8 @@ impl TxnCoordinator {
         broker: &Arc<Broker>,
         meta: &mut TxnMetadata,
     ) -> Result<(), TxnError> {
-        let mut prepared = meta.prepared(false, now_ms());
-        let exhausted = prepared.producer_epoch >= LAST_USABLE_EPOCH;
-        if !exhausted {
-            prepared.producer_epoch += 1;
-        }
+        let exhausted = meta.producer_epoch >= LAST_USABLE_EPOCH;
+        let prepared = self.prepare(broker, meta, false, !exhausted).await?;
         self.commit_state(meta, prepared).await?;
         self.finish(broker, meta).await?;
         if exhausted {
@@ -514,21 +780,29 @@ impl TxnCoordinator {
         next: TxnMetadata,
         sync: Sync,
     ) -> Result<(), TxnError> {
-        let store = self.store.clone();
-        let to_write = next.clone();
-        tokio::task::spawn_blocking(move || store.write(&to_write, sync))
-            .await
-            .map_err(|e| TxnError::Storage(format!("state log writer failed: {e}")))?
-            .map_err(|e| {
-                tracing::error!(error = %e, "could not write the transaction state log");
-                TxnError::Storage(format!("writing the transaction state log: {e}"))
-            })?;
+        // An unsynced frame is a plain write to the page cache: done here when nothing makes
+        // it wait, sparing a hand-off to a blocking thread and back.
+        let written_here =
+            sync == Sync::Later && self.store.try_write_later(&next).map_err(state_log_error)?;
+        if !written_here {
+            let store = self.store.clone();
+            let to_write = next.clone();
+            tokio::task::spawn_blocking(move || store.write(&to_write, sync))
+                .await
+                .map_err(|e| TxnError::Storage(format!("state log writer failed: {e}")))?
+                .map_err(state_log_error)?;
+        }
+        self.install(meta, next);
+        Ok(())
+    }
+
+    /// Makes `next`, already written to the state log, the current state of its id.
+    fn install(&self, meta: &mut TxnMetadata, next: TxnMetadata) {
         if next.producer_id != meta.producer_id {
             self.producers_lock().remove(&meta.producer_id);
         }
         *meta = next;
         self.publish(meta);
-        Ok(())
     }
 
     /// A new transactional id: a fresh producer id at epoch 0, durable before it is used.
@@ -602,6 +876,15 @@ impl TxnCoordinator {
     fn producers_lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, ProducerView>> {
         self.producers.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn unrepaired_lock(&self) -> std::sync::MutexGuard<'_, Vec<(i64, String, i32, i64)>> {
+        self.unrepaired.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn state_log_error(error: io::Error) -> TxnError {
+    tracing::error!(%error, "could not write the transaction state log");
+    TxnError::Storage(format!("writing the transaction state log: {error}"))
 }
 
 /// The next epoch of `meta`'s producer, or a new producer id at epoch 0 when the epoch is
@@ -630,33 +913,35 @@ fn finish_in_background(broker: Arc<Broker>, mut meta: OwnedMutexGuard<TxnMetada
     });
 }
 
-/// Appends `control` markers to every partition of the transaction and waits until they are
-/// durable (each partition's group commit, all at once). A partition whose topic was deleted
-/// is skipped.
+/// A partition as (topic, partition index).
+type PartitionName = (String, i32);
+/// A marker appended: its partition, and the offset after it.
+type Written = (PartitionName, Arc<crate::topics::Partition>, i64);
+
+/// Appends `control` markers to every partition of the transaction, without waiting for them
+/// to be durable (see [`TxnCoordinator::finish`]). A partition whose topic was deleted is
+/// skipped.
 async fn write_markers(
     broker: &Arc<Broker>,
     meta: &TxnMetadata,
     control: ControlType,
-) -> Result<(), TxnError> {
-    let marker = TxnMarker {
+) -> Result<Vec<Written>, TxnError> {
+    let marker = marker_of(meta, control);
+    let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
+    let broker = broker.clone();
+    tokio::task::spawn_blocking(move || append_markers(&broker, &partitions, &marker))
+        .await
+        .map_err(|e| TxnError::Storage(format!("marker writer failed: {e}")))?
+}
+
+/// The `control` marker of `meta`'s producer at its epoch.
+fn marker_of(meta: &TxnMetadata, control: ControlType) -> TxnMarker {
+    TxnMarker {
         producer_id: meta.producer_id,
         producer_epoch: meta.producer_epoch,
         coordinator_epoch: COORDINATOR_EPOCH,
         control,
-    };
-    let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
-    let broker = broker.clone();
-    let written =
-        tokio::task::spawn_blocking(move || append_markers(&broker, &partitions, &marker))
-            .await
-            .map_err(|e| TxnError::Storage(format!("marker writer failed: {e}")))??;
-    let syncs = written
-        .into_iter()
-        .map(|(partition, end)| tokio::task::spawn_blocking(move || sync_marker(&partition, end)));
-    for synced in futures::future::join_all(syncs).await {
-        synced.map_err(|e| TxnError::Storage(format!("marker sync failed: {e}")))??;
     }
-    Ok(())
 }
 
 /// Appends `marker` to each partition; returns each partition written with the end offset
@@ -665,8 +950,8 @@ fn append_markers(
     broker: &Broker,
     partitions: &[(String, i32)],
     marker: &TxnMarker,
-) -> Result<Vec<(Arc<crate::topics::Partition>, i64)>, TxnError> {
-    let mut written = Vec::with_capacity(partitions.len());
+) -> Result<Vec<Written>, TxnError> {
+    let mut written: Vec<Written> = Vec::with_capacity(partitions.len());
     for (topic, index) in partitions {
         let Some(partition) = broker.topics.partition(topic, *index) else {
             tracing::warn!(
@@ -676,34 +961,95 @@ fn append_markers(
             );
             continue;
         };
-        match partition.log.append_marker(marker) {
-            Ok(outcome) => written.push((partition, outcome.last_offset + 1)),
-            Err(freshet_log::LogError::InvalidProducerEpoch { current, .. }) => {
-                // A newer epoch already closed this producer's transaction here.
-                tracing::warn!(
-                    topic,
-                    partition = index,
-                    current,
-                    "marker skipped: the producer moved to a newer epoch"
-                );
-            }
-            Err(error) => {
-                return Err(TxnError::Storage(format!(
-                    "writing a marker to {topic}-{index}: {error}"
-                )))
-            }
+        if let Some(end) = append_marker(&partition, marker, topic)? {
+            written.push(((topic.clone(), *index), partition, end));
         }
         if written.len() == 1 && partitions.len() > 1 && crate::failpoint::armed(MARKER_CRASH_POINT)
         {
-            sync_marker(&written[0].0, written[0].1)?;
+            sync_marker(&written[0].1, written[0].2)?;
             crate::failpoint::hit(MARKER_CRASH_POINT);
         }
     }
     Ok(written)
 }
 
+/// [`append_markers`] on an async worker: appends `marker` where that is a plain write;
+/// returns what it wrote and the partitions left for a blocking thread.
+fn try_append_markers(
+    broker: &Broker,
+    partitions: &[(String, i32)],
+    marker: &TxnMarker,
+) -> Result<(Vec<Written>, Vec<PartitionName>), TxnError> {
+    let (mut written, mut blocked) = (Vec::with_capacity(partitions.len()), Vec::new());
+    for (topic, index) in partitions {
+        let Some(partition) = broker.topics.partition(topic, *index) else {
+            tracing::warn!(
+                topic,
+                partition = index,
+                "no marker for a partition that no longer exists"
+            );
+            continue;
+        };
+        match partition.log.try_append_marker(marker) {
+            Ok(Some(outcome)) => {
+                written.push(((topic.clone(), *index), partition, outcome.last_offset + 1))
+            }
+            Ok(None) => blocked.push((topic.clone(), *index)),
+            // Skipped (a newer epoch closed it here) or an error, as on the blocking path.
+            Err(error) => {
+                append_error(&partition, topic, error)?;
+            }
+        }
+    }
+    Ok((written, blocked))
+}
+
+/// Appends `marker` to one partition; returns the offset after it, or `None` when a newer
+/// epoch of the producer already closed its transaction there.
+fn append_marker(
+    partition: &crate::topics::Partition,
+    marker: &TxnMarker,
+    topic: &str,
+) -> Result<Option<i64>, TxnError> {
+    match partition.log.append_marker(marker) {
+        Ok(outcome) => Ok(Some(outcome.last_offset + 1)),
+        Err(error) => append_error(partition, topic, error),
+    }
+}
+
+/// A refused marker: skipped (`Ok(None)`) when a newer epoch of the producer already closed
+/// its transaction in the partition, an error otherwise.
+fn append_error(
+    partition: &crate::topics::Partition,
+    topic: &str,
+    error: freshet_log::LogError,
+) -> Result<Option<i64>, TxnError> {
+    match error {
+        freshet_log::LogError::InvalidProducerEpoch { current, .. } => {
+            tracing::warn!(
+                topic,
+                partition = partition.index,
+                current,
+                "marker skipped: the producer moved to a newer epoch"
+            );
+            Ok(None)
+        }
+        error => Err(TxnError::Storage(format!(
+            "writing a marker to {topic}-{}: {error}",
+            partition.index
+        ))),
+    }
+}
+
 /// Crash point between the first marker of a transaction and the others.
 const MARKER_CRASH_POINT: &str = "txn-after-first-marker";
+/// Crash point of a transaction completed without its markers reaching the disk.
+const MARKERS_LOST_CRASH_POINT: &str = "txn-markers-lost";
+
+/// How long appended markers wait for another fsync of their partition (the next produce's
+/// group commit, usually within a millisecond or two) before one is forced for them, so the
+/// high watermark passes them even when nothing else is written.
+const MARKER_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Blocks until `partition` is durable up to `end` (a marker just written).
 fn sync_marker(partition: &crate::topics::Partition, end: i64) -> Result<(), TxnError> {
@@ -711,6 +1057,116 @@ fn sync_marker(partition: &crate::topics::Partition, end: i64) -> Result<(), Txn
         .log
         .wait_durable(end)
         .map_err(|e| TxnError::Storage(format!("syncing a marker: {e}")))
+}
+
+fn lock_unflushed(unflushed: &Mutex<Vec<Written>>) -> std::sync::MutexGuard<'_, Vec<Written>> {
+    unflushed.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The marker plan of `prepared`: each partition's topic id and log end offset now, before
+/// any of its markers (every record of the transaction was acknowledged before EndTxn).
+fn plan_markers(broker: &Broker, prepared: &TxnMetadata, commit: bool) -> MarkerPlan {
+    let partitions = prepared
+        .partitions
+        .iter()
+        .filter_map(|(topic, index)| {
+            let found = broker.topics.get(topic)?;
+            let partition = found.partition(*index)?;
+            Some(PlannedMarker {
+                topic: topic.clone(),
+                partition: *index,
+                topic_id: found.id.to_string(),
+                end_offset: partition.log.log_end_offset(),
+                marker_end: -1,
+            })
+        })
+        .collect();
+    MarkerPlan {
+        producer_id: prepared.producer_id,
+        producer_epoch: prepared.producer_epoch,
+        commit,
+        partitions,
+        needs_repair: false,
+    }
+}
+
+/// The partition a planned marker is for, unless its topic is gone (or was created again).
+fn planned_partition(
+    broker: &Broker,
+    planned: &PlannedMarker,
+) -> Option<Arc<crate::topics::Partition>> {
+    let topic = broker.topics.get(&planned.topic)?;
+    if topic.id.to_string() != planned.topic_id {
+        return None;
+    }
+    topic.partition(planned.partition).cloned()
+}
+
+/// Whether every marker `plan` appended is durable already (the high watermark is the durable
+/// end of a partition).
+fn planned_markers_durable(broker: &Broker, plan: &MarkerPlan) -> bool {
+    plan.partitions
+        .iter()
+        .filter(|p| p.marker_end >= 0)
+        .all(|planned| {
+            planned_partition(broker, planned)
+                .is_none_or(|partition| partition.log.high_watermark() >= planned.marker_end)
+        })
+}
+
+/// Blocks until every marker `plan` appended is durable.
+fn wait_planned_markers(broker: &Broker, plan: &MarkerPlan) -> Result<(), TxnError> {
+    for planned in plan.partitions.iter().filter(|p| p.marker_end >= 0) {
+        if let Some(partition) = planned_partition(broker, planned) {
+            if partition.log.high_watermark() < planned.marker_end {
+                sync_marker(&partition, planned.marker_end)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Recovery's half of a marker plan: writes the planned marker into each partition where the
+/// producer still has a transaction open that started below the planned end offset (the
+/// planned transaction, whose marker the crash lost or that was never written), and waits
+/// until they are durable. A partition where it is closed gets nothing; so does one where the
+/// open transaction started at or after that end: that is the producer's next transaction,
+/// whose state the crash lost (the hanging-transaction scan aborts it), and closing it with
+/// this outcome would commit records nobody committed.
+fn repair_markers(broker: &Broker, plan: &MarkerPlan) -> Result<(), TxnError> {
+    let marker = TxnMarker {
+        producer_id: plan.producer_id,
+        producer_epoch: plan.producer_epoch,
+        coordinator_epoch: COORDINATOR_EPOCH,
+        control: if plan.commit {
+            ControlType::Commit
+        } else {
+            ControlType::Abort
+        },
+    };
+    for planned in &plan.partitions {
+        let Some(partition) = planned_partition(broker, planned) else {
+            continue;
+        };
+        let open_below_end = partition.log.producers().iter().any(|producer| {
+            producer.producer_id == plan.producer_id
+                && (0..planned.end_offset).contains(&producer.current_txn_start_offset)
+        });
+        if !open_below_end {
+            continue;
+        }
+        tracing::info!(
+            topic = %planned.topic,
+            partition = planned.partition,
+            producer_id = plan.producer_id,
+            commit = plan.commit,
+            "writing a transaction marker lost in a crash"
+        );
+        if let Some(end) = append_marker(&partition, &marker, &planned.topic)? {
+            sync_marker(&partition, end)?;
+        }
+    }
+    Ok(())
 }
 
 /// Commits or drops the offsets the transaction committed to its groups, durably. Called
@@ -740,9 +1196,12 @@ fn abort_hanging_transactions(broker: &Broker) -> Vec<i64> {
             for producer in partition.log.producers() {
                 let open = producer.current_txn_start_offset >= 0;
                 if !open
-                    || broker
-                        .transactions
-                        .holds(producer.producer_id, &topic.name, partition.index)
+                    || broker.transactions.holds(
+                        producer.producer_id,
+                        &topic.name,
+                        partition.index,
+                        producer.current_txn_start_offset,
+                    )
                 {
                     continue;
                 }

@@ -11,7 +11,9 @@
 //!
 //! Prepare states are durable before any marker is written, so a crash between markers is
 //! finished at the next start (`TxnCoordinator::recover`); the client's EndTxn is answered
-//! once the prepare state is durable. An id idle for `--transactional-id-expiration-ms` goes
+//! once the prepare state is durable. The prepare records a [`MarkerPlan`] that every later
+//! state keeps until the markers are durable, so the completed state need not be synced for
+//! recovery to find markers a machine crash lost. An id idle for `--transactional-id-expiration-ms` goes
 //! to `Dead`: its frame in the state log is a tombstone, and the id is forgotten.
 
 use std::collections::BTreeSet;
@@ -75,6 +77,55 @@ pub struct TxnMetadata {
     /// When the transaction in progress started (its first AddPartitions), or -1.
     pub txn_start_ms: i64,
     pub last_update_ms: i64,
+    /// The markers of the id's last prepared transaction, from its prepare until they are
+    /// known durable (see [`MarkerPlan`]). Absent in states written before plans existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markers: Option<MarkerPlan>,
+}
+
+/// Where a prepared transaction's markers go and which open transaction each closes. The
+/// prepare that decides the outcome is fsynced, but the markers and the completed state are
+/// not fsynced before the id's next transaction starts (they become durable with the next
+/// fsync of their partition, usually the next transaction's own data): so every state written
+/// from the prepare on carries the plan, and recovery writes a planned marker again into any
+/// partition that still holds the planned transaction open. The plan is replaced only by the
+/// next prepare, after its markers are durable, so a state on disk never lacks the plan of a
+/// transaction whose markers may not be.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkerPlan {
+    /// The producer id and epoch the markers carry (the id's may have moved on since).
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub partitions: Vec<PlannedMarker>,
+    /// Set while recovery has not managed to write the markers (in memory only).
+    #[serde(skip)]
+    pub(crate) needs_repair: bool,
+}
+
+/// One partition of a [`MarkerPlan`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedMarker {
+    pub topic: String,
+    pub partition: i32,
+    /// The topic's id: a topic deleted and created again under the same name is another log,
+    /// which this plan must not touch.
+    pub topic_id: String,
+    /// The partition's log end offset at the prepare. Every record of the transaction lies
+    /// below it; the next transaction of the producer starts above the marker, so at or
+    /// after it. An open transaction starting below it is the planned one.
+    pub end_offset: i64,
+    /// The offset after the marker once it is appended, -1 before (or when none was needed).
+    pub marker_end: i64,
+}
+
+impl MarkerPlan {
+    /// Whether recovery could not write this plan's markers yet (an I/O error at the start):
+    /// until it can, the id may not start another transaction, whose records would join the
+    /// planned transaction left open in a partition.
+    pub fn needs_repair(&self) -> bool {
+        self.needs_repair
+    }
 }
 
 /// Why a transactional request is refused; each maps to the Kafka error clients expect.
@@ -123,6 +174,7 @@ impl TxnMetadata {
             groups: BTreeSet::new(),
             txn_start_ms: -1,
             last_update_ms: now_ms,
+            markers: None,
         }
     }
 
@@ -150,6 +202,13 @@ impl TxnMetadata {
         if self.state.is_prepared() {
             return Err(TxnError::Concurrent);
         }
+        if self.markers.as_ref().is_some_and(MarkerPlan::needs_repair) {
+            return Err(TxnError::Storage(
+                "the markers of the previous transaction could not be written at the start; \
+                 the broker retries periodically"
+                    .to_owned(),
+            ));
+        }
         let mut next = self.clone();
         if self.state.is_idle() {
             next.partitions.clear();
@@ -175,7 +234,8 @@ impl TxnMetadata {
         next
     }
 
-    /// The completed state once every marker is written.
+    /// The completed state once every marker is written. It keeps the marker plan: the
+    /// markers may not be durable yet.
     pub fn completed(&self, now_ms: i64) -> TxnMetadata {
         let mut next = self.clone();
         next.state = match self.state {

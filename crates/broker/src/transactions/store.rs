@@ -31,6 +31,10 @@ const REWRITE_MIN_FRAMES: usize = 1024;
 /// unless a transaction spans tens of thousands of partitions).
 const MAX_FRAME_BYTES: usize = 64 << 20;
 
+/// Crash point (never aborts by itself): frames written without a sync are dropped, as a
+/// machine crash may drop them, for a test that then kills the process.
+const UNSYNCED_LOST_CRASH_POINT: &str = "txn-state-unsynced-lost";
+
 /// When a write must be durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sync {
@@ -108,6 +112,10 @@ impl TxnStore {
 
     /// Appends `meta`, durably at once or with the next durable write.
     pub fn write(&self, meta: &TxnMetadata, sync: Sync) -> io::Result<()> {
+        if sync == Sync::Later && crate::failpoint::armed(UNSYNCED_LOST_CRASH_POINT) {
+            // The crash test's machine crash, which would lose this unsynced frame.
+            return Ok(());
+        }
         let frame = self.append(meta)?;
         if sync == Sync::Now {
             self.sync_through(frame)?;
@@ -115,13 +123,40 @@ impl TxnStore {
         Ok(())
     }
 
-    /// Appends `meta` and returns its frame's number.
-    fn append(&self, meta: &TxnMetadata) -> io::Result<u64> {
-        let mut store = self.lock_file();
+    /// [`TxnStore::write`] of a [`Sync::Later`] frame for a caller on an async worker: appends
+    /// only when that is a plain write to the page cache (nobody holds the file, no rewrite
+    /// is due) and returns whether it did; otherwise the caller writes on a blocking thread.
+    pub fn try_write_later(&self, meta: &TxnMetadata) -> io::Result<bool> {
+        if crate::failpoint::armed(UNSYNCED_LOST_CRASH_POINT) {
+            return Ok(true);
+        }
+        let mut store = match self.file.try_lock() {
+            Ok(store) => store,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+        };
+        if store.frames + 1 >= REWRITE_MIN_FRAMES
+            && store.frames + 1 > REWRITE_FACTOR * store.live.len().max(1)
+        {
+            return Ok(false);
+        }
+        Self::append_locked(&mut store, meta)?;
+        Ok(true)
+    }
+
+    /// Appends `meta`'s frame to the file under its lock.
+    fn append_locked(store: &mut StoreFile, meta: &TxnMetadata) -> io::Result<u64> {
         (&*store.file).write_all(&encode_frame(meta))?;
         store.frames += 1;
         store.appended += 1;
         remember(&mut store.live, meta);
+        Ok(store.appended)
+    }
+
+    /// Appends `meta` and returns its frame's number.
+    fn append(&self, meta: &TxnMetadata) -> io::Result<u64> {
+        let mut store = self.lock_file();
+        Self::append_locked(&mut store, meta)?;
         if store.frames >= REWRITE_MIN_FRAMES && store.frames > REWRITE_FACTOR * store.live.len() {
             self.rewrite(&mut store)?;
         }
@@ -245,6 +280,45 @@ mod tests {
             .expect("a");
         assert_eq!((a.producer_epoch, a.state), (1, TxnState::Ongoing));
         assert_eq!(states.len(), 2);
+    }
+
+    #[test]
+    fn frames_written_on_the_async_path_and_plans_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (store, _) = TxnStore::open(dir.path()).expect("open");
+            let mut planned = meta("a", 2);
+            planned.state = TxnState::CompleteCommit;
+            planned.markers = Some(super::super::state::MarkerPlan {
+                producer_id: 7,
+                producer_epoch: 2,
+                commit: true,
+                partitions: vec![super::super::state::PlannedMarker {
+                    topic: "t".to_owned(),
+                    partition: 1,
+                    topic_id: "id".to_owned(),
+                    end_offset: 10,
+                    marker_end: 11,
+                }],
+                needs_repair: false,
+            });
+            assert!(store.try_write_later(&planned).expect("write"));
+            store.write(&meta("b", 0), Sync::Now).expect("sync");
+        }
+        let (_, states) = TxnStore::open(dir.path()).expect("reopen");
+        let a = states
+            .iter()
+            .find(|m| m.transactional_id == "a")
+            .expect("a");
+        let plan = a.markers.as_ref().expect("the plan");
+        assert_eq!((plan.partitions[0].end_offset, plan.commit), (10, true));
+    }
+
+    #[test]
+    fn a_state_written_before_marker_plans_reads_without_one() {
+        let old = br#"{"transactional_id":"a","producer_id":7,"producer_epoch":1,"timeout_ms":60000,"state":"PrepareCommit","partitions":[["t",0]],"groups":[],"txn_start_ms":1,"last_update_ms":2}"#;
+        let meta: TxnMetadata = serde_json::from_slice(old).expect("decode");
+        assert_eq!((meta.state, meta.markers), (TxnState::PrepareCommit, None));
     }
 
     #[test]

@@ -393,7 +393,9 @@ async fn a_producer_whose_unsynced_transaction_state_was_lost_is_fenced() {
         end_txn(&mut client, 3, "forgotten", producer, true).await,
         0
     );
-    // DescribeTransactions waits for the commit's markers and completed state.
+    // DescribeTransactions waits for the commit's markers and completed state. Neither is
+    // fsynced on its own, but another fsync may take them to disk: cutting the state log
+    // here is one of the states a machine crash can leave.
     assert_eq!(describe(&mut client, "forgotten").await.1, "CompleteCommit");
     let state_log = broker.data_dir().join("transactions").join("state.log");
     let synced_len = std::fs::metadata(&state_log).expect("state log").len();

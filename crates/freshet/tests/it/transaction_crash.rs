@@ -219,3 +219,126 @@ fn offsets_committed_with_a_transaction_cut_between_its_markers_are_committed_af
         sorted(output)
     );
 }
+
+/// Whether the broker logged a line containing `text`, within `WAIT` (recovery runs in the
+/// background once the broker listens).
+fn logged(broker: &BrokerProcess, text: &str) -> bool {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if broker
+            .lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|line| line.contains(text))
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The markers of an EndTxn already answered are not fsynced before the id's next transaction
+/// may start; a machine crash can lose them while the completed state reaches the disk. The
+/// `txn-markers-lost` crash point plays that crash: no marker is written, the completed
+/// state is made durable, the process dies. Recovery must write the markers from the plan the
+/// state keeps: the commit is then visible exactly once, and the abort never.
+#[test]
+fn markers_lost_after_the_answer_are_written_again_after_the_restart() {
+    for commit in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let crashing =
+            BrokerProcess::start(dir.path(), &[("FRESHET_FAILPOINT", "txn-markers-lost")]);
+        let topic = "txn-crash-lost-markers";
+        let first = values(if commit { "committed" } else { "aborted" }, 30);
+        let producer = transactional_producer(&crashing.addr, "crash-lost-markers");
+        producer.begin_transaction().expect("begin");
+        send_all(&producer, topic, &first);
+        if commit {
+            producer.commit_transaction(WAIT).expect("commit");
+        } else {
+            producer.abort_transaction(WAIT).expect("abort");
+        }
+        let status = crashing.wait_for_exit(WAIT);
+        assert!(
+            !status.success(),
+            "the broker should have died after EndTxn"
+        );
+        drop(producer);
+
+        let broker = BrokerProcess::start(dir.path(), &[]);
+        assert!(
+            logged(&broker, "writing a transaction marker lost in a crash"),
+            "recovery should have written the lost markers from the plan"
+        );
+        let next = values("next", 6);
+        let producer = transactional_producer(&broker.addr, "crash-lost-markers");
+        producer.begin_transaction().expect("begin");
+        send_all(&producer, topic, &next);
+        producer.commit_transaction(WAIT).expect("commit");
+        let expected = if commit {
+            first.into_iter().chain(next).collect()
+        } else {
+            next
+        };
+        assert_eq!(read_committed(&broker.addr, topic), sorted(expected));
+        assert!(
+            !logged_now(&broker, "held open without a coordinator state"),
+            "the planned transaction must not be left to the hanging-transaction scan"
+        );
+    }
+}
+
+/// Whether the broker has logged a line containing `text` so far.
+fn logged_now(broker: &BrokerProcess, text: &str) -> bool {
+    broker
+        .lines
+        .lock()
+        .expect("lines")
+        .iter()
+        .any(|line| line.contains(text))
+}
+
+/// The completed state and the next transaction's AddPartitionsToTxn state are not fsynced
+/// either: a machine crash can leave the committed transaction's prepared state as the last
+/// one on disk while the partitions hold its markers and, after them, the next transaction's
+/// acknowledged records. The `txn-state-unsynced-lost` crash point drops unsynced state
+/// frames as that crash would; SIGKILL does the rest. Recovery must not close the next
+/// transaction with the committed one's marker: it is aborted (nobody committed it) and its
+/// producer fenced.
+#[test]
+fn the_next_transaction_is_not_committed_with_the_prepared_one_after_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = "txn-crash-next";
+    let (committed, cut, after) = (values("kept", 12), values("cut", 12), values("after", 6));
+    {
+        let crashing = BrokerProcess::start(
+            dir.path(),
+            &[("FRESHET_FAILPOINT", "txn-state-unsynced-lost")],
+        );
+        let producer = transactional_producer(&crashing.addr, "crash-next");
+        producer.begin_transaction().expect("begin");
+        send_all(&producer, topic, &committed);
+        producer.commit_transaction(WAIT).expect("commit");
+        producer.begin_transaction().expect("begin");
+        // Acknowledged, so durable, and after the committed transaction's markers.
+        send_all(&producer, topic, &cut);
+        crashing.kill();
+    }
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    assert_eq!(
+        read_committed(&broker.addr, topic),
+        sorted(committed.clone())
+    );
+    let producer = transactional_producer(&broker.addr, "crash-next");
+    producer.begin_transaction().expect("begin");
+    send_all(&producer, topic, &after);
+    producer.commit_transaction(WAIT).expect("commit");
+    assert_eq!(
+        read_committed(&broker.addr, topic),
+        sorted(committed.into_iter().chain(after).collect())
+    );
+}

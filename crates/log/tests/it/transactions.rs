@@ -397,3 +397,36 @@ fn retention_never_deletes_an_open_transaction() {
     );
     assert!(log.last_stable_offset() >= log.log_start_offset());
 }
+
+#[test]
+fn a_marker_tried_from_an_async_worker_is_written_only_when_nothing_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), LogConfig::default());
+    append_durable(
+        &log,
+        &transactional_batch(producer(1, 0, 0), &[("k", "t1")]),
+    );
+    log.close().expect("close");
+    drop(log);
+    // After a clean shutdown the first write removes the clean-shutdown marker (a directory
+    // fsync): not a plain write.
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(
+        log.try_append_marker(&marker(1, 0, ControlType::Commit))
+            .expect("try"),
+        None
+    );
+    assert_eq!(log.last_stable_offset(), 0, "nothing was written");
+    end_txn(&log, marker(1, 0, ControlType::Commit));
+    append_durable(
+        &log,
+        &transactional_batch(producer(1, 0, 1), &[("k", "t2")]),
+    );
+    let written = log
+        .try_append_marker(&marker(1, 0, ControlType::Abort))
+        .expect("try")
+        .expect("a plain write");
+    assert_eq!(written.base_offset, 3);
+    log.wait_durable(written.last_offset + 1).expect("durable");
+    assert_eq!(consumer_view(&log), vec!["t1"]);
+}
