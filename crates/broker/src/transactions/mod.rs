@@ -944,6 +944,23 @@ fn marker_of(meta: &TxnMetadata, control: ControlType) -> TxnMarker {
     }
 }
 
+/// The partition a marker goes to; `None` (logged) once the topic or partition is gone.
+fn marker_partition(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+) -> Option<std::sync::Arc<crate::topics::Partition>> {
+    let partition = broker.topics.partition(topic, index);
+    if partition.is_none() {
+        tracing::warn!(
+            topic,
+            partition = index,
+            "no marker for a partition that no longer exists"
+        );
+    }
+    partition
+}
+
 /// Appends `marker` to each partition; returns each partition written with the end offset
 /// that must become durable.
 fn append_markers(
@@ -953,12 +970,7 @@ fn append_markers(
 ) -> Result<Vec<Written>, TxnError> {
     let mut written: Vec<Written> = Vec::with_capacity(partitions.len());
     for (topic, index) in partitions {
-        let Some(partition) = broker.topics.partition(topic, *index) else {
-            tracing::warn!(
-                topic,
-                partition = index,
-                "no marker for a partition that no longer exists"
-            );
+        let Some(partition) = marker_partition(broker, topic, *index) else {
             continue;
         };
         if let Some(end) = append_marker(&partition, marker, topic)? {
@@ -982,12 +994,7 @@ fn try_append_markers(
 ) -> Result<(Vec<Written>, Vec<PartitionName>), TxnError> {
     let (mut written, mut blocked) = (Vec::with_capacity(partitions.len()), Vec::new());
     for (topic, index) in partitions {
-        let Some(partition) = broker.topics.partition(topic, *index) else {
-            tracing::warn!(
-                topic,
-                partition = index,
-                "no marker for a partition that no longer exists"
-            );
+        let Some(partition) = marker_partition(broker, topic, *index) else {
             continue;
         };
         match partition.log.try_append_marker(marker) {

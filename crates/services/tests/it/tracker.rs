@@ -31,16 +31,28 @@ fn config(node: &str) -> TrackerConfig {
 /// `count` events from `ips` distinct IPv4 addresses starting at `first_ip`, keyed by IP,
 /// spread over two minutes and all error codes. Returns the IPs sent.
 async fn send_events(broker: &TestBroker, first_ip: u32, ips: u32, count: u32) -> HashSet<String> {
+    send_keyed_events(broker, first_ip, ips, count, |_, ip| ip.to_string()).await
+}
+
+/// [`send_events`] with each record's key chosen by `key` from its number and address.
+async fn send_keyed_events(
+    broker: &TestBroker,
+    first_ip: u32,
+    ips: u32,
+    count: u32,
+    key: impl Fn(u32, &str) -> String,
+) -> HashSet<String> {
     let ips: Vec<String> = (0..count)
         .map(|i| std::net::Ipv4Addr::from(first_ip + i % ips).to_string())
         .collect();
     let values: Vec<String> = (0..count)
         .map(|i| event_json(1_726_667_940 + i64::from(i % 120), &ips[i as usize], i % 11))
         .collect();
-    let records = ips
+    let keys: Vec<String> = (0..count).map(|i| key(i, &ips[i as usize])).collect();
+    let records = keys
         .iter()
         .zip(&values)
-        .map(|(ip, value)| FutureRecord::to(TOPIC).key(ip).payload(value));
+        .map(|(key, value)| FutureRecord::to(TOPIC).key(key).payload(value));
     send_all(&broker.producer(&[]), records).await;
     ips.into_iter().collect()
 }
@@ -271,18 +283,8 @@ async fn two_workers_of_one_node_count_addresses_shared_by_partitions_exactly() 
     const FIRST_IP: u32 = 0x0F00_0000;
     let broker = TestBroker::start().await;
     broker.create_topic(TOPIC, 3, &[]).await;
-    let ips: Vec<String> = (0..EVENTS)
-        .map(|i| std::net::Ipv4Addr::from(FIRST_IP + i % IPS).to_string())
-        .collect();
-    let values: Vec<String> = (0..EVENTS)
-        .map(|i| event_json(1_726_667_940 + i64::from(i % 120), &ips[i as usize], i % 11))
-        .collect();
-    let keys: Vec<String> = (0..EVENTS).map(|i| format!("record-{i}")).collect();
-    let records = keys
-        .iter()
-        .zip(&values)
-        .map(|(key, value)| FutureRecord::to(TOPIC).key(key).payload(value));
-    send_all(&broker.producer(&[]), records).await;
+    // Keyed by record, not by address: an address lands in several partitions.
+    send_keyed_events(&broker, FIRST_IP, IPS, EVENTS, |i, _| format!("record-{i}")).await;
     let tracker = Tracker::start(
         &KafkaConfig::new(broker.bootstrap()),
         TrackerConfig {
