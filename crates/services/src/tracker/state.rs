@@ -72,9 +72,9 @@ impl Views {
     /// recording in `new` where each address was not there before. Each set is filled in
     /// one run, in address order: inserting event by event alternated between up to eleven
     /// code sets and missed the cache at each switch. `scratch` is reused between batches.
-    pub fn insert_events(
+    pub fn insert_events<'a>(
         &mut self,
-        events: &[&DeviceEvent],
+        events: impl Iterator<Item = &'a DeviceEvent> + Clone,
         new: &mut Views,
         scratch: &mut Vec<(i64, IpAddr)>,
     ) {
@@ -82,7 +82,7 @@ impl Views {
         let hour = |e: &DeviceEvent| e.time_ms.div_euclid(HOUR_MS) * HOUR_MS;
         let code = |e: &DeviceEvent| i64::from(e.error_code);
         insert_grouped(
-            events,
+            events.clone(),
             minute,
             &mut self.minutes,
             &mut new.minutes,
@@ -90,7 +90,7 @@ impl Views {
             |k| k,
         );
         insert_grouped(
-            events,
+            events.clone(),
             hour,
             &mut self.hours,
             &mut new.hours,
@@ -199,8 +199,8 @@ impl Sets {
 
 /// Inserts each event's address into the set `key_of` picks, one set after the other (keys
 /// ascending, addresses ascending within a key, since `events` are in address order).
-fn insert_grouped<K: Ord + Copy>(
-    events: &[&DeviceEvent],
+fn insert_grouped<'a, K: Ord + Copy>(
+    events: impl Iterator<Item = &'a DeviceEvent>,
     key_of: impl Fn(&DeviceEvent) -> i64,
     sets: &mut BTreeMap<K, DistinctIps>,
     new: &mut BTreeMap<K, DistinctIps>,
@@ -208,7 +208,7 @@ fn insert_grouped<K: Ord + Copy>(
     to_key: impl Fn(i64) -> K,
 ) {
     scratch.clear();
-    scratch.extend(events.iter().map(|e| (key_of(e), e.ip)));
+    scratch.extend(events.map(|e| (key_of(e), e.ip)));
     // Stable: addresses stay in order within a key.
     scratch.sort_by_key(|(key, _)| *key);
     for group in scratch.chunk_by(|a, b| a.0 == b.0) {
@@ -568,13 +568,21 @@ mod tests {
         }
         let (mut batched, mut new_batched) = (Views::default(), Views::default());
         let mut scratch = Vec::new();
-        batched.insert_events(&sorted[..250], &mut new_batched, &mut scratch);
-        batched.insert_events(&sorted[250..], &mut new_batched, &mut scratch);
+        batched.insert_events(
+            sorted[..250].iter().copied(),
+            &mut new_batched,
+            &mut scratch,
+        );
+        batched.insert_events(
+            sorted[250..].iter().copied(),
+            &mut new_batched,
+            &mut scratch,
+        );
         assert_eq!(batched, one_by_one);
         assert_eq!(new_batched, new_one);
         // A second pass adds nothing, and leaves no empty set in the delta.
         let mut nothing = Views::default();
-        batched.insert_events(&sorted, &mut nothing, &mut scratch);
+        batched.insert_events(sorted.iter().copied(), &mut nothing, &mut scratch);
         assert!(nothing.is_empty());
     }
 

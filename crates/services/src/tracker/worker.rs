@@ -331,6 +331,7 @@ impl TrackerContext {
             let views: HashMap<i32, SharedViews> = state
                 .partitions
                 .iter()
+                .filter(|(id, _)| live.contains_key(id))
                 .map(|(id, p)| (*id, p.views.clone()))
                 .collect();
             (live, views)
@@ -488,6 +489,15 @@ impl TrackerContext {
     /// A record of the checkpoint topic.
     fn send(&self, record: BaseRecord<'_, [u8], [u8]>) {
         crate::kafka::enqueue(&self.producer, record);
+    }
+
+    /// A tombstone for `key` in the state topic.
+    fn send_tombstone(&self, key: &str) {
+        self.send(
+            BaseRecord::<[u8], [u8]>::to(&self.shared.checkpoint_topic)
+                .partition(0)
+                .key(key.as_bytes()),
+        );
     }
 
     /// A record of the dead-letter topic.
@@ -658,11 +668,7 @@ impl TrackerContext {
                 .filter(|k| !current.contains(k.as_str()))
                 .collect();
             for key in &superseded {
-                self.send(
-                    BaseRecord::<[u8], [u8]>::to(&self.shared.checkpoint_topic)
-                        .partition(0)
-                        .key(key.as_bytes()),
-                );
+                self.send_tombstone(key);
             }
             tracing::debug!(
                 partition = id,
@@ -697,11 +703,7 @@ impl TrackerContext {
             .map(|(id, _)| heartbeat_key(id))
             .collect();
         for key in &stale {
-            self.send(
-                BaseRecord::<[u8], [u8]>::to(&self.shared.checkpoint_topic)
-                    .partition(0)
-                    .key(key.as_bytes()),
-            );
+            self.send_tombstone(key);
         }
     }
 
@@ -788,12 +790,7 @@ impl TrackerContext {
 
     /// A tombstone for this node's heartbeat: the others stop listing it at once.
     fn say_goodbye(&self) {
-        let key = heartbeat_key(&self.shared.node_id);
-        self.send(
-            BaseRecord::<[u8], [u8]>::to(&self.shared.checkpoint_topic)
-                .partition(0)
-                .key(key.as_bytes()),
-        );
+        self.send_tombstone(&heartbeat_key(&self.shared.node_id));
         self.flush();
     }
 
@@ -929,10 +926,9 @@ fn count_views(
         let Some(shared) = views.get(&id) else {
             continue;
         };
-        let events: Vec<&DeviceEvent> = run.iter().map(|(_, event)| event).collect();
         let mut views = shared.lock().unwrap_or_else(|e| e.into_inner());
         let new = &mut pending.entry(id).or_default().views;
-        views.insert_events(&events, new, scratch);
+        views.insert_events(run.iter().map(|(_, event)| event), new, scratch);
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use freshet_services::event::{DEVICE_EVENTS_DLQ, REASON_HEADER};
-use freshet_services::tracker::view::Granularity;
+use freshet_services::tracker::view::{ErrorCodeCount, Granularity};
 use freshet_services::tracker::{Tracker, TrackerConfig};
 use freshet_services::KafkaConfig;
 use freshet_testkit::raw::{assert_compressed_with, RawClient};
@@ -119,18 +119,7 @@ async fn counts_exactly_and_dead_letters_invalid_events_with_reasons() {
     assert_eq!(got, expected_windows);
     let codes = handle.error_codes();
     assert_eq!(codes.len(), 11);
-    for code in &codes {
-        let expected = (0..3000u32)
-            .filter(|i| i % 11 == u32::from(code.error_code))
-            .map(|i| i % 500)
-            .collect::<HashSet<_>>()
-            .len() as u64;
-        assert_eq!(
-            code.distinct_ips, expected,
-            "error code {}",
-            code.error_code
-        );
-    }
+    assert_error_codes(&codes, 500, 3000);
 
     let dead = read_dead_letters(&broker, invalid.len()).await;
     let payloads: HashSet<Vec<u8>> = dead.iter().map(|(_, payload)| payload.clone()).collect();
@@ -162,6 +151,23 @@ async fn counts_exactly_and_dead_letters_invalid_events_with_reasons() {
         assert_eq!(matching, 1, "one reason mentions {expected:?}: {dead:?}");
     }
     stop(tracker).await;
+}
+
+/// Event `i` of [`send_keyed_events`] has error code `i % 11` and address number `i % ips`:
+/// each code's distinct count is the addresses of its events.
+fn assert_error_codes(codes: &[ErrorCodeCount], ips: u32, count: u32) {
+    for code in codes {
+        let expected = (0..count)
+            .filter(|i| i % 11 == u32::from(code.error_code))
+            .map(|i| i % ips)
+            .collect::<HashSet<_>>()
+            .len() as u64;
+        assert_eq!(
+            code.distinct_ips, expected,
+            "error code {}",
+            code.error_code
+        );
+    }
 }
 
 fn expected_minute_windows(first_ip: u32, ips: u32, count: u32) -> HashMap<i64, u64> {
@@ -317,17 +323,6 @@ async fn two_workers_of_one_node_count_addresses_shared_by_partitions_exactly() 
         .map(|w| (w.start_ms, w.distinct_ips))
         .collect();
     assert_eq!(got, expected_minute_windows(FIRST_IP, IPS, EVENTS));
-    for code in handle.error_codes() {
-        let expected = (0..EVENTS)
-            .filter(|i| i % 11 == u32::from(code.error_code))
-            .map(|i| i % IPS)
-            .collect::<HashSet<_>>()
-            .len() as u64;
-        assert_eq!(
-            code.distinct_ips, expected,
-            "error code {}",
-            code.error_code
-        );
-    }
+    assert_error_codes(&handle.error_codes(), IPS, EVENTS);
     stop(tracker).await;
 }
