@@ -13,11 +13,10 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfig, FromClientConfigAndContext};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
-use rdkafka::{ClientContext, Message, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message};
 mod error;
 mod probe;
 
@@ -146,7 +145,7 @@ impl KafkaConfig {
     /// checkpoints it: offsets are never committed or stored automatically, a partition with
     /// no checkpoint starts at its beginning, and the group notices a silent member after
     /// `session_timeout` (at least 6 s, the broker's minimum).
-    pub(crate) fn stateful_group_config(
+    pub fn stateful_group_config(
         &self,
         role: &str,
         group: &str,
@@ -477,46 +476,17 @@ fn with_default_port(server: &str) -> String {
     }
 }
 
-/// The body of a `ConsumerContext::rebalance` for services that keep state per partition
-/// (eager protocol): `on_revoke` runs before partitions are given up, `on_assign` may set each
-/// assigned partition's start offset before the assignment is applied.
-pub(crate) fn rebalance_with<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    err: RDKafkaRespErr,
-    tpl: &mut TopicPartitionList,
-    on_assign: impl FnOnce(&mut TopicPartitionList),
-    on_revoke: impl FnOnce(),
-) {
-    let result = match err {
-        RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-            on_assign(tpl);
-            consumer.assign(tpl)
-        }
-        RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-            on_revoke();
-            consumer.unassign()
-        }
-        other => {
-            tracing::error!(error = ?other, "rebalance failed");
-            consumer.unassign()
-        }
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "applying a rebalance");
-    }
-}
-
 /// A producer context that counts failed deliveries, so a service can refuse to checkpoint
 /// past records that never arrived.
 #[derive(Debug, Default)]
-pub(crate) struct DeliveryCounter {
+pub struct DeliveryCounter {
     /// Which service's records, for the log.
     what: &'static str,
     failures: AtomicU64,
 }
 
 impl DeliveryCounter {
-    pub(crate) fn new(what: &'static str) -> Self {
+    pub fn new(what: &'static str) -> Self {
         DeliveryCounter {
             what,
             failures: AtomicU64::new(0),
@@ -524,7 +494,7 @@ impl DeliveryCounter {
     }
 
     /// Failed deliveries so far (and records that could not be enqueued).
-    pub(crate) fn failures(&self) -> u64 {
+    pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::SeqCst)
     }
 }

@@ -9,6 +9,9 @@
 //! - [`kafka`]: client settings shared by every service, topic creation, and the check that a
 //!   broker answers at the bootstrap servers ([`kafka::wait_for_broker`]); their failures are
 //!   [`ClientError`]s.
+//! - [`checkpointed`]: the consumer loop every stateful service runs (the tracker's workers,
+//!   the guard's blocker): state per input partition, checkpointed only after what its
+//!   records caused is acknowledged, rewound on a failed delivery, resumed on assignment.
 //! - [`generator`]: the device-event generator (`freshet generate`, `GET /start`) and the job
 //!   registry the HTTP API reads progress from.
 //! - [`tracker`]: tracker nodes counting distinct device IPs exactly, per node and globally,
@@ -32,6 +35,7 @@
 //! [`full_message`](error::full_message) adds why. Validation errors are text: the message
 //! is all there is to them.
 
+pub mod checkpointed;
 pub mod cluster;
 pub mod error;
 pub mod event;

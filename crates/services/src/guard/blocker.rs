@@ -16,10 +16,9 @@
 //! without a valid one is ignored, and the partition resumes from the newest complete, signed
 //! checkpoint (or replays from the beginning, which is slower, never wrong).
 //!
-//! Rebalances are handled in `BlockerContext::rebalance`, called by librdkafka inside
-//! `poll` on the worker thread: revoked partitions are checkpointed first; assigned ones
-//! resume from their newest checkpoint's offset and state (the group's committed offsets only
-//! serve lag tools).
+//! The loop (polling, checkpoints after the block records they cover are acknowledged,
+//! rewinds, rebalances) is the services' shared [checkpointed consumer](crate::checkpointed);
+//! this module is what the blocker keeps per partition and how it writes and resumes it.
 //!
 //! The checkpoint format, its fencing and its reader are in [`super::checkpoints`].
 
@@ -27,13 +26,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::Message;
 
 use super::attempts::Attempt;
 use super::blocks::BlockEntry;
@@ -45,14 +43,12 @@ use super::rules::{Change, PartitionState, Rules};
 use super::secret::GuardSecret;
 use super::stats::RejectionCounts;
 use super::GuardError;
+use crate::checkpointed::{self, Checkpointing, NextOffset, Stateful, StatefulConsumer};
 use crate::error::full_message;
 use crate::event::{ORIGIN_HEADER, REASON_HEADER};
 use crate::kafka::{CreateClient, DeliveryCounter};
 use crate::KafkaConfig;
 
-/// Messages polled per round before block records are sent.
-const BATCH: usize = 16_384;
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// The producer's request limit: dead-lettered copies of `login-attempts` records are as
 /// large as that topic allows (an operator may have raised its limit).
 const PRODUCER_MAX_MESSAGE_BYTES: usize = (16 << 20) + 4096;
@@ -132,8 +128,9 @@ impl Blocker {
     }
 }
 
+/// The blocker's thread: the shared checkpointed-consumer loop over [`BlockerState`].
 struct Worker {
-    consumer: BaseConsumer<BlockerContext>,
+    consumer: StatefulConsumer<BlockerState>,
     stopping: Arc<AtomicBool>,
 }
 
@@ -152,19 +149,19 @@ impl Worker {
         let session_timeout = config.session_timeout;
         let topic = config.attempts_topic.clone();
         let group = config.group.clone();
-        let context = BlockerContext {
+        let state = BlockerState {
             kafka: kafka.clone(),
             config,
             producer,
             stats,
             owned: Mutex::new(Owned::default()),
         };
-        let consumer: BaseConsumer<BlockerContext> = kafka
+        let consumer: StatefulConsumer<BlockerState> = kafka
             .stateful_group_config("guard-blocker", &group, session_timeout)
             // Attempts are ~150 bytes: large fetches keep the prefetch queue full, so the
             // worker never waits on a round trip between batches.
             .set("max.partition.fetch.bytes", (8 << 20).to_string())
-            .create_client_with(context)?;
+            .create_client_with(Checkpointing::new(state))?;
         consumer
             .subscribe(&[&topic])
             .map_err(GuardError::kafka(format!("subscribing to {topic}")))?;
@@ -172,40 +169,14 @@ impl Worker {
     }
 
     fn run(self) {
-        let context = self.consumer.context();
-        let interval = context.config.checkpoint_interval;
-        let mut last_checkpoint = Instant::now();
-        while !self.stopping.load(Ordering::SeqCst) {
-            self.poll_batch(context);
-            context.send_changes();
-            if last_checkpoint.elapsed() >= interval {
-                context.checkpoint(&self.consumer);
-                last_checkpoint = Instant::now();
-            }
-        }
-        // Closing the consumer revokes its partitions, which writes the last checkpoint.
-        drop(self.consumer);
+        let interval = self.consumer.context().service().config.checkpoint_interval;
+        checkpointed::run(self.consumer, &self.stopping, interval);
         tracing::info!("blocker stopped");
-    }
-
-    fn poll_batch(&self, context: &BlockerContext) {
-        let mut timeout = Duration::from_millis(100);
-        for _ in 0..BATCH {
-            match self.consumer.poll(timeout) {
-                Some(Ok(message)) => context.process(&message),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consuming login attempts");
-                    return;
-                }
-                None => return,
-            }
-            timeout = Duration::ZERO;
-        }
     }
 }
 
 /// The partitions this worker owns. Only the worker thread touches it (rebalance callbacks
-/// run inside its `poll`); the mutex is for the `&self` context API.
+/// run inside its `poll`); the mutex is for the `&self` API.
 #[derive(Default)]
 struct Owned {
     partitions: HashMap<i32, PartitionState>,
@@ -215,10 +186,10 @@ struct Owned {
     claims: HashMap<i32, Claim>,
     /// Block changes not yet sent, the newest per user.
     changes: HashMap<String, Change>,
-    failures_seen: u64,
 }
 
-struct BlockerContext {
+/// The blocker's state and outputs, run by the checkpointed-consumer loop.
+struct BlockerState {
     kafka: KafkaConfig,
     config: BlockerConfig,
     producer: ThreadedProducer<DeliveryCounter>,
@@ -226,28 +197,15 @@ struct BlockerContext {
     owned: Mutex<Owned>,
 }
 
-impl ClientContext for BlockerContext {}
+impl Stateful for BlockerState {
+    type Sent = Vec<Written>;
 
-impl ConsumerContext for BlockerContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        crate::kafka::rebalance_with(
-            consumer,
-            err,
-            tpl,
-            |tpl| self.on_assign(tpl),
-            || self.on_revoke(consumer),
-        );
+    fn input_topic(&self) -> &str {
+        &self.config.attempts_topic
     }
-}
 
-impl BlockerContext {
-    fn owned(&self) -> MutexGuard<'_, Owned> {
-        self.owned.lock().unwrap_or_else(|e| e.into_inner())
+    fn producers(&self) -> Vec<&ThreadedProducer<DeliveryCounter>> {
+        vec![&self.producer]
     }
 
     /// Applies one record to its partition's state, in offset order.
@@ -283,6 +241,130 @@ impl BlockerContext {
         }
     }
 
+    fn after_batch(&self, _: &StatefulConsumer<Self>) {
+        self.send_changes();
+    }
+
+    fn before_checkpoint(&self) {
+        self.send_changes();
+    }
+
+    /// The block records of every attempt processed so far are acknowledged now; the state
+    /// of each owned partition that moved follows, signed.
+    fn send_checkpoints(&self) -> Vec<Written> {
+        let processed = self.stats.processed.load(Ordering::SeqCst);
+        self.stats.acknowledged.store(processed, Ordering::SeqCst);
+        self.write_snapshots()
+    }
+
+    /// Remembers the acknowledged states (what a failed checkpoint later rewinds to) and
+    /// tombstones the chunks they supersede.
+    fn acknowledged(
+        &self,
+        consumer: &StatefulConsumer<Self>,
+        written: Vec<Written>,
+    ) -> Vec<NextOffset> {
+        self.stats
+            .checkpoints
+            .fetch_add(written.len() as u64, Ordering::Relaxed);
+        let mut owned = self.owned();
+        let mut offsets = Vec::new();
+        let mut superseded = Vec::new();
+        for write in written {
+            if let Some(state) = owned.partitions.get(&write.partition) {
+                offsets.push((write.partition, state.next_offset));
+            }
+            if let Some(claim) = owned.claims.get_mut(&write.partition) {
+                let keys = claim.acknowledged(write.generation, write.keys);
+                superseded.extend(keys.into_iter().map(|key| (write.partition, key)));
+            }
+            owned.committed.insert(write.partition, write.state);
+        }
+        drop(owned);
+        self.tombstone(consumer, superseded);
+        offsets
+    }
+
+    /// None of these checkpoints counts: each partition's next one goes to the same slot
+    /// under a newer generation, and the keys these filled are tombstoned later.
+    fn not_acknowledged(&self, _: Vec<Written>) {}
+
+    /// Every owned partition goes back to its last checkpoint, so its block records are
+    /// written again.
+    fn rewind(&self) -> Vec<NextOffset> {
+        let mut owned = self.owned();
+        owned.changes.clear();
+        let ids: Vec<i32> = owned.partitions.keys().copied().collect();
+        let mut offsets = Vec::with_capacity(ids.len());
+        for id in ids {
+            let state = owned
+                .committed
+                .get(&id)
+                .and_then(|bytes| serde_json::from_slice::<PartitionState>(bytes).ok())
+                .unwrap_or_default();
+            offsets.push((id, state.next_offset));
+            owned.partitions.insert(id, state);
+        }
+        offsets
+    }
+
+    /// Each partition resumes from its newest checkpoint (offset and state), and is claimed
+    /// with an epoch above every one read for it.
+    fn assign(&self, _: &StatefulConsumer<Self>, ids: &[i32]) -> Vec<NextOffset> {
+        let wanted: HashSet<i32> = ids.iter().copied().collect();
+        let mut loaded = match read_checkpoints(&self.kafka, &self.config, &wanted) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // Starting from the beginning instead is slower, never wrong: the rules are
+                // idempotent per attempt and block records are overwritten with the same.
+                // (The claim is then epoch 1: readers may prefer an older owner's checkpoint
+                // to this one's, which again only means replaying more.)
+                tracing::error!(
+                    error = %full_message(&e),
+                    "cannot read blocker checkpoints; replaying"
+                );
+                HashMap::new()
+            }
+        };
+        let mut owned = self.owned();
+        let mut offsets = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let resumed = loaded.remove(&id).unwrap_or_default();
+            let (state, bytes) = match resumed.newest {
+                Some((state, bytes)) => (state, Some(bytes)),
+                None => (PartitionState::default(), None),
+            };
+            let claim = Claim::new(resumed.epoch, resumed.keys);
+            tracing::info!(
+                partition = id,
+                offset = state.next_offset,
+                epoch = claim.epoch,
+                "login-attempts partition assigned"
+            );
+            offsets.push((id, state.next_offset));
+            owned.partitions.insert(id, state);
+            owned.claims.insert(id, claim);
+            if let Some(bytes) = bytes {
+                owned.committed.insert(id, bytes);
+            }
+        }
+        offsets
+    }
+
+    fn revoke(&self, _: bool) {
+        let mut owned = self.owned();
+        owned.partitions.clear();
+        owned.committed.clear();
+        owned.claims.clear();
+        owned.changes.clear();
+        tracing::info!("login-attempts partitions revoked");
+    }
+}
+
+impl BlockerState {
+    fn owned(&self) -> MutexGuard<'_, Owned> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner())
+    }
     /// The record's attempt if the guard wrote it; otherwise why not, as a rejection and the
     /// reason for the dead-letter record.
     fn admit(&self, message: &BorrowedMessage<'_>) -> Result<Attempt, (Rejection, String)> {
@@ -352,67 +434,6 @@ impl BlockerContext {
         crate::kafka::enqueue(&self.producer, record);
     }
 
-    /// Waits until everything sent is acknowledged; false if anything failed.
-    fn flush(&self) -> bool {
-        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
-            tracing::error!(error = %e, "blocker records not acknowledged in time");
-            return false;
-        }
-        let failures = self.producer.context().failures();
-        let mut owned = self.owned();
-        let ok = failures == owned.failures_seen;
-        owned.failures_seen = failures;
-        ok
-    }
-
-    /// Writes the state of every owned partition that moved, after its block records are
-    /// acknowledged, then tombstones the chunks it supersedes. On failure, rewinds the owned
-    /// partitions to their last checkpoint.
-    fn checkpoint(&self, consumer: &BaseConsumer<Self>) -> bool {
-        self.send_changes();
-        let processed = self.stats.processed.load(Ordering::SeqCst);
-        if !self.flush() {
-            self.rewind(consumer);
-            return false;
-        }
-        self.stats.acknowledged.store(processed, Ordering::SeqCst);
-        let written = self.write_snapshots();
-        if !self.flush() {
-            // None of these checkpoints counts: each partition's next one goes to the same
-            // slot under a newer generation, and the keys these filled are tombstoned later.
-            self.rewind(consumer);
-            return false;
-        }
-        self.stats
-            .checkpoints
-            .fetch_add(written.len() as u64, Ordering::Relaxed);
-        let mut owned = self.owned();
-        let mut offsets = TopicPartitionList::new();
-        let mut superseded = Vec::new();
-        for write in written {
-            if let Some(state) = owned.partitions.get(&write.partition) {
-                let _ = offsets.add_partition_offset(
-                    &self.config.attempts_topic,
-                    write.partition,
-                    Offset::Offset(state.next_offset),
-                );
-            }
-            if let Some(claim) = owned.claims.get_mut(&write.partition) {
-                let keys = claim.acknowledged(write.generation, write.keys);
-                superseded.extend(keys.into_iter().map(|key| (write.partition, key)));
-            }
-            owned.committed.insert(write.partition, write.state);
-        }
-        drop(owned);
-        self.tombstone(superseded);
-        if offsets.count() > 0 {
-            if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
-                tracing::debug!(error = %e, "committing blocker offsets");
-            }
-        }
-        true
-    }
-
     /// Sends, signed, the chunks of a checkpoint of each owned partition that changed since
     /// its last one; returns what was sent.
     fn write_snapshots(&self) -> Vec<Written> {
@@ -459,35 +480,6 @@ impl BlockerContext {
         out
     }
 
-    /// Tombstones checkpoint keys that a newer, acknowledged checkpoint superseded. Those not
-    /// acknowledged are tried again after the partition's next checkpoint.
-    fn tombstone(&self, keys: Vec<(i32, String)>) {
-        if keys.is_empty() {
-            return;
-        }
-        for (_, key) in &keys {
-            // Forgetting a checkpoint only makes the partition replay: tombstones are unsigned.
-            self.send(
-                BaseRecord::<[u8], [u8]>::to(&self.config.checkpoint_topic)
-                    .partition(0)
-                    .key(key.as_bytes()),
-            );
-        }
-        if self.flush() {
-            return;
-        }
-        tracing::warn!(
-            keys = keys.len(),
-            "superseded blocker checkpoint chunks not tombstoned; retrying after the next checkpoint"
-        );
-        let mut owned = self.owned();
-        for (partition, key) in keys {
-            if let Some(claim) = owned.claims.get_mut(&partition) {
-                claim.live.insert(key);
-            }
-        }
-    }
-
     /// The pruned state of each owned partition that changed since its last checkpoint.
     fn take_snapshots(&self) -> Vec<(i32, Vec<u8>)> {
         let mut owned = self.owned();
@@ -516,82 +508,33 @@ impl BlockerContext {
         out
     }
 
-    /// After a failed delivery: every owned partition restarts from its last checkpoint, so
-    /// its block records are written again.
-    fn rewind(&self, consumer: &BaseConsumer<Self>) {
-        let mut owned = self.owned();
-        owned.changes.clear();
-        let ids: Vec<i32> = owned.partitions.keys().copied().collect();
-        for id in ids {
-            let state = owned
-                .committed
-                .get(&id)
-                .and_then(|bytes| serde_json::from_slice::<PartitionState>(bytes).ok())
-                .unwrap_or_default();
-            let offset = start_offset(state.next_offset);
-            owned.partitions.insert(id, state);
-            let topic = &self.config.attempts_topic;
-            if let Err(e) = consumer.seek(topic, id, offset, Duration::from_secs(5)) {
-                tracing::error!(error = %e, partition = id, "rewinding after a failed checkpoint");
-            }
+    /// Tombstones checkpoint keys that a newer, acknowledged checkpoint superseded. Those not
+    /// acknowledged are tried again after the partition's next checkpoint.
+    fn tombstone(&self, consumer: &StatefulConsumer<Self>, keys: Vec<(i32, String)>) {
+        if keys.is_empty() {
+            return;
         }
-        tracing::warn!("blocker checkpoint failed; owned partitions rewound to their last one");
-    }
-
-    /// Partitions arrive: each resumes from its newest checkpoint (offset and state), and is
-    /// claimed with an epoch above every one read for it.
-    fn on_assign(&self, tpl: &mut TopicPartitionList) {
-        let ids: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        let wanted: HashSet<i32> = ids.iter().copied().collect();
-        let mut loaded = match read_checkpoints(&self.kafka, &self.config, &wanted) {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                // Starting from the beginning instead is slower, never wrong: the rules are
-                // idempotent per attempt and block records are overwritten with the same.
-                // (The claim is then epoch 1: readers may prefer an older owner's checkpoint
-                // to this one's, which again only means replaying more.)
-                tracing::error!(
-                    error = %full_message(&e),
-                    "cannot read blocker checkpoints; replaying"
-                );
-                HashMap::new()
-            }
-        };
-        let mut owned = self.owned();
-        for id in ids {
-            let resumed = loaded.remove(&id).unwrap_or_default();
-            let (state, bytes) = match resumed.newest {
-                Some((state, bytes)) => (state, Some(bytes)),
-                None => (PartitionState::default(), None),
-            };
-            let topic = &self.config.attempts_topic;
-            if let Err(e) = tpl.set_partition_offset(topic, id, start_offset(state.next_offset)) {
-                tracing::error!(error = %e, partition = id, "setting the start offset");
-            }
-            let claim = Claim::new(resumed.epoch, resumed.keys);
-            tracing::info!(
-                partition = id,
-                offset = state.next_offset,
-                epoch = claim.epoch,
-                "login-attempts partition assigned"
+        for (_, key) in &keys {
+            // Forgetting a checkpoint only makes the partition replay: tombstones are unsigned.
+            self.send(
+                BaseRecord::<[u8], [u8]>::to(&self.config.checkpoint_topic)
+                    .partition(0)
+                    .key(key.as_bytes()),
             );
-            owned.partitions.insert(id, state);
-            owned.claims.insert(id, claim);
-            if let Some(bytes) = bytes {
-                owned.committed.insert(id, bytes);
+        }
+        if consumer.context().flush() {
+            return;
+        }
+        tracing::warn!(
+            keys = keys.len(),
+            "superseded blocker checkpoint chunks not tombstoned; retrying after the next checkpoint"
+        );
+        let mut owned = self.owned();
+        for (partition, key) in keys {
+            if let Some(claim) = owned.claims.get_mut(&partition) {
+                claim.live.insert(key);
             }
         }
-    }
-
-    /// Partitions leave: checkpoint them, then forget them.
-    fn on_revoke(&self, consumer: &BaseConsumer<Self>) {
-        self.checkpoint(consumer);
-        let mut owned = self.owned();
-        owned.partitions.clear();
-        owned.committed.clear();
-        owned.claims.clear();
-        owned.changes.clear();
-        tracing::info!("login-attempts partitions revoked");
     }
 }
 
@@ -602,12 +545,4 @@ struct Written {
     keys: BTreeSet<String>,
     /// The state's JSON, what later checkpoints are compared with.
     state: Vec<u8>,
-}
-
-fn start_offset(next_offset: i64) -> Offset {
-    if next_offset == 0 {
-        Offset::Beginning
-    } else {
-        Offset::Offset(next_offset)
-    }
 }

@@ -1,10 +1,10 @@
 //! The worker: a consumer-group member on the input topic. It counts events into its
 //! partitions' sets, dead-letters invalid ones and checkpoints owned partitions.
 //!
-//! Rebalances are handled in [`TrackerContext::rebalance`], which librdkafka calls from inside
-//! `poll` on this same thread: before partitions are revoked, everything polled so far is
-//! applied and checkpointed; when partitions are assigned, each starts at its newest
-//! checkpoint's offset (not the group's committed offset, which only serves lag tools).
+//! The loop (polling, checkpoints after the dead letters they cover are acknowledged, rewinds,
+//! rebalances) is the services' shared [checkpointed consumer](crate::checkpointed); this
+//! module is what a worker does with its partitions' events and how it writes and resumes
+//! their checkpoints.
 //!
 //! A partition stuck on a batch that cannot be read ([`stalls`](super::stalls)) is stepped
 //! past: the batch becomes one dead-letter record with the reason, and one rejection.
@@ -15,11 +15,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::{Message, Offset};
 
 use super::checkpoint::{
     encode_chunks, encode_heartbeat, heartbeat_key, ChunkHeader, Claim, Encoded,
@@ -28,6 +27,7 @@ use super::stalls::{self, Progress};
 use super::state::{LiveCounters, SetKind, Sets, SharedViews};
 use super::stats::BatchTally;
 use super::{node_seen_window, now_ms, Shared, TrackerError};
+use crate::checkpointed::{self, Checkpointing, NextOffset, Stateful, StatefulConsumer};
 use crate::cluster::view::SkippedBatch;
 use crate::event::{
     parse_event, DeviceEvent, InvalidEvent, InvalidKind, ORIGIN_HEADER, ORIGIN_LAST_OFFSET_HEADER,
@@ -36,10 +36,6 @@ use crate::event::{
 use crate::kafka::{CreateClient, DeliveryCounter};
 use crate::KafkaConfig;
 
-/// Events parsed before they are applied under one lock.
-const BATCH: usize = 16_384;
-/// How long a checkpoint may wait for the cluster to acknowledge it.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node that gained partitions waits for its follower to read the newest
 /// checkpoints. Resuming from an older checkpoint is still exact, only slower.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,11 +54,7 @@ pub(super) struct Worker {
     shared: Arc<Shared>,
     /// Which of the node's workers this is; worker 0 also writes the node's heartbeat.
     index: usize,
-    consumer: BaseConsumer<TrackerContext>,
-    /// Runs the raw-protocol probe of a stalled partition from this thread.
-    probe_runtime: tokio::runtime::Runtime,
-    /// The cluster settings with the probe's own client id.
-    probe_kafka: KafkaConfig,
+    consumer: StatefulConsumer<TrackerContext>,
 }
 
 impl Worker {
@@ -87,30 +79,31 @@ impl Worker {
             .set("compression.type", "none")
             .set("linger.ms", "2")
             .create_client_with(DeliveryCounter::new("tracker dead-letter"))?;
+        let probe_runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(TrackerError::ProbeRuntime)?;
         let context = TrackerContext {
             shared: shared.clone(),
             producer,
             dead_letters,
             leads: index == 0,
             owner: Mutex::new(Owner::default()),
+            stalls: Mutex::new(StallWatch::default()),
+            probe_runtime,
+            probe_kafka: kafka.for_role("tracker-probe"),
         };
-        let consumer: BaseConsumer<TrackerContext> =
+        let consumer: StatefulConsumer<TrackerContext> =
             input_consumer_config(kafka, &shared.config.group, shared.config.session_timeout)
-                .create_client_with(context)?;
+                .create_client_with(Checkpointing::new(context))?;
         let input = &shared.config.input_topic;
         consumer
             .subscribe(&[input])
             .map_err(TrackerError::kafka(format!("subscribing to {input}")))?;
-        let probe_runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(TrackerError::ProbeRuntime)?;
         Ok(Worker {
             shared,
             index,
             consumer,
-            probe_runtime,
-            probe_kafka: kafka.for_role("tracker-probe"),
         })
     }
 
@@ -119,93 +112,28 @@ impl Worker {
     }
 
     pub(super) fn run(self) {
-        let context = self.consumer.context().clone();
         let interval = self.shared.config.checkpoint_interval;
-        let mut last_checkpoint = Instant::now();
-        let mut progress = Progress::default();
-        let mut last_stall_check = Instant::now();
-        while !self.shared.stopping.load(Ordering::SeqCst) {
-            self.poll_batch(&context);
-            context.apply_batch();
-            self.shared.work.sample_rate(Instant::now());
-            if last_stall_check.elapsed() >= STALL_CHECK_EVERY {
-                self.step_past_unreadable(&context, &mut progress);
-                last_stall_check = Instant::now();
-            }
-            if last_checkpoint.elapsed() >= interval {
-                context.checkpoint(&self.consumer);
-                last_checkpoint = Instant::now();
-            }
-        }
-        // Closing the consumer revokes its partitions, which writes the last checkpoint.
-        drop(self.consumer);
+        let context = checkpointed::run(self.consumer, &self.shared.stopping, interval);
         // The last worker to stop says the node left.
         if self.shared.workers_running.fetch_sub(1, Ordering::SeqCst) == 1 {
-            context.say_goodbye();
+            context.service().say_goodbye();
+            context.flush();
             tracing::info!(node = %self.shared.node_id, "tracker node stopped");
         }
     }
+}
 
-    /// Probes the owned partitions that have records to read but stopped moving, and steps
-    /// past the batch one is stuck on when that batch cannot be read.
-    fn step_past_unreadable(&self, context: &TrackerContext, progress: &mut Progress) {
-        let topic = &self.shared.config.input_topic;
-        let own = context.own_partitions();
-        let positions: Vec<(i32, i64)> = self
-            .shared
-            .state()
-            .live_positions()
-            .into_iter()
-            .filter(|(id, _)| own.contains(id))
-            .collect();
-        for (partition, offset) in progress.stalled(&positions, Instant::now()) {
-            match stalls::has_records_after(&self.consumer, topic, partition, offset) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                // The cluster does not answer: no point asking about the other partitions
-                // now (each would wait out the timeout); they come up again.
-                Err(e) => {
-                    tracing::debug!(error = %e, partition, "no watermarks for a stall check");
-                    break;
-                }
-            }
-            let probed = stalls::probe(
-                &self.consumer,
-                &self.probe_runtime,
-                &self.probe_kafka,
-                topic,
-                partition,
-                offset,
-            );
-            match probed {
-                Ok(Some(skipped)) => context.step_past(&self.consumer, partition, skipped),
-                Ok(None) => {
-                    tracing::info!(
-                        partition,
-                        offset,
-                        "partition is slow, but its next batch reads fine"
-                    );
-                }
-                Err(reason) => {
-                    tracing::warn!(partition, offset, %reason, "cannot probe a stalled partition");
-                }
-            }
-        }
-    }
+/// When the owned partitions were last checked for a stall, and how each had moved.
+struct StallWatch {
+    progress: Progress,
+    last_check: Instant,
+}
 
-    /// Polls up to [`BATCH`] messages, waiting at most 100 ms for the first.
-    fn poll_batch(&self, context: &TrackerContext) {
-        let mut timeout = Duration::from_millis(100);
-        for _ in 0..BATCH {
-            match self.consumer.poll(timeout) {
-                Some(Ok(message)) => context.push(parse(&message)),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consuming device events");
-                    return;
-                }
-                None => return,
-            }
-            timeout = Duration::ZERO;
+impl Default for StallWatch {
+    fn default() -> Self {
+        StallWatch {
+            progress: Progress::default(),
+            last_check: Instant::now(),
         }
     }
 }
@@ -255,11 +183,9 @@ struct Owner {
     checkpointed: HashMap<i32, i64>,
     /// What this node wrote to the state topic per owned partition.
     written: HashMap<i32, Written>,
-    /// Delivery failures already handled.
-    failures_seen: u64,
 }
 
-pub(super) struct TrackerContext {
+struct TrackerContext {
     shared: Arc<Shared>,
     /// Checkpoints and heartbeats (lz4).
     producer: ThreadedProducer<DeliveryCounter>,
@@ -269,24 +195,166 @@ pub(super) struct TrackerContext {
     /// stale ones and shrinks the sets of partitions no worker of this node owns.
     leads: bool,
     owner: Mutex<Owner>,
+    stalls: Mutex<StallWatch>,
+    /// Runs the raw-protocol probe of a stalled partition from this thread.
+    probe_runtime: tokio::runtime::Runtime,
+    /// The cluster settings with the probe's own client id.
+    probe_kafka: KafkaConfig,
 }
 
-impl ClientContext for TrackerContext {}
+impl Stateful for TrackerContext {
+    type Sent = Vec<Outgoing>;
 
-impl ConsumerContext for TrackerContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        crate::kafka::rebalance_with(
-            consumer,
-            err,
-            tpl,
-            |tpl| self.on_assign(consumer, tpl),
-            || self.on_revoke(consumer),
-        );
+    fn input_topic(&self) -> &str {
+        &self.shared.config.input_topic
+    }
+
+    fn producers(&self) -> Vec<&ThreadedProducer<DeliveryCounter>> {
+        vec![&self.dead_letters, &self.producer]
+    }
+
+    /// Parses the event now, outside any lock; it is counted with its batch.
+    fn process(&self, message: &BorrowedMessage<'_>) {
+        let parsed = parse(message);
+        self.owner().batch.push(parsed);
+    }
+
+    fn after_batch(&self, consumer: &StatefulConsumer<Self>) {
+        self.apply_batch();
+        self.shared.work.sample_rate(Instant::now());
+        let mut stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
+        if stalls.last_check.elapsed() >= STALL_CHECK_EVERY {
+            self.step_past_unreadable(consumer, &mut stalls.progress);
+            stalls.last_check = Instant::now();
+        }
+    }
+
+    fn before_checkpoint(&self) {
+        self.apply_batch();
+    }
+
+    /// A checkpoint (a delta, or a snapshot when one is due) for every owned partition that
+    /// changed, and the node's heartbeat after them.
+    fn send_checkpoints(&self) -> Vec<Outgoing> {
+        let outgoing = self.take_checkpoints();
+        for checkpoint in &outgoing {
+            for (key, value) in &checkpoint.encoded.records {
+                self.send(
+                    BaseRecord::to(&self.shared.checkpoint_topic)
+                        .partition(0)
+                        .key(key.as_bytes())
+                        .payload(value.as_slice()),
+                );
+            }
+        }
+        if self.leads {
+            self.send_heartbeat();
+        }
+        outgoing
+    }
+
+    /// For each snapshot, tombstones for the records it supersedes.
+    fn acknowledged(&self, _: &StatefulConsumer<Self>, outgoing: Vec<Outgoing>) -> Vec<NextOffset> {
+        self.shared.work.checkpoints_written(outgoing.len());
+        self.supersede(&outgoing);
+        if self.leads {
+            self.forget_stale_nodes();
+            self.shrink_sets();
+        }
+        outgoing
+            .iter()
+            .map(|checkpoint| (checkpoint.header.partition, checkpoint.header.offset))
+            .collect()
+    }
+
+    /// Which chunks arrived is unknown; their IPs go into the next checkpoint again (a
+    /// union, so a repeat is harmless).
+    fn not_acknowledged(&self, outgoing: Vec<Outgoing>) {
+        self.restore_after_failure(outgoing);
+    }
+
+    /// Every owned partition goes back to its newest checkpoint, with that checkpoint's
+    /// counters, so dead-letter records and counters are redone.
+    fn rewind(&self) -> Vec<NextOffset> {
+        let mut owner = self.owner();
+        owner.batch.clear();
+        let own: HashSet<i32> = owner.written.keys().copied().collect();
+        let mut state = self.shared.state();
+        let mut offsets = Vec::with_capacity(own.len());
+        for (id, partition) in state.partitions.iter_mut() {
+            if partition.live.is_none() || !own.contains(id) {
+                continue;
+            }
+            let resume = partition.resume_point();
+            partition.live = Some(resume);
+            owner.checkpointed.remove(id);
+            offsets.push((*id, resume.next_offset));
+        }
+        offsets
+    }
+
+    /// Each partition resumes from its newest checkpoint (offset and counters).
+    fn assign(&self, consumer: &StatefulConsumer<Self>, partitions: &[i32]) -> Vec<NextOffset> {
+        self.wait_for_follower(consumer);
+        let mut owner = self.owner();
+        let mut state = self.shared.state();
+        let mut offsets = Vec::with_capacity(partitions.len());
+        for &id in partitions {
+            let partition = state.partition(id);
+            let resume = partition.resume_point();
+            partition.live = Some(resume);
+            partition.resumed_from = Some(resume.next_offset);
+            // A claim above every one read: from this node's first checkpoint on, readers
+            // ignore whoever wrote the partition before (a zombie included). That first
+            // checkpoint is due at the next tick, since nothing is marked checkpointed.
+            let epoch = partition.claim.as_ref().map_or(0, |c| c.epoch) + 1;
+            partition.claim = Some(Claim {
+                epoch,
+                node: self.shared.node_id.clone(),
+            });
+            owner.checkpointed.remove(&id);
+            owner.written.insert(
+                id,
+                Written {
+                    epoch,
+                    generation: 0,
+                    next_index: 1,
+                    keys: BTreeSet::new(),
+                    stored_bytes: partition.stored_bytes(),
+                    snapshot_bytes: partition.serialized_size(),
+                    snapshot_due: false,
+                },
+            );
+            offsets.push((id, resume.next_offset));
+            tracing::info!(
+                partition = id,
+                offset = resume.next_offset,
+                "partition assigned"
+            );
+        }
+        state.recount_node();
+        offsets
+    }
+
+    /// Stops owning the partitions. If their checkpoint failed, their pending IPs stay, in
+    /// case they come back to this node.
+    fn revoke(&self, checkpointed: bool) {
+        let mut owner = self.owner();
+        let own: HashSet<i32> = owner.written.keys().copied().collect();
+        owner.batch.clear();
+        owner.checkpointed.clear();
+        owner.written.clear();
+        if checkpointed {
+            owner.pending.clear();
+        }
+        let mut state = self.shared.state();
+        for id in &own {
+            if let Some(partition) = state.partitions.get_mut(id) {
+                partition.live = None;
+            }
+        }
+        state.recount_node();
+        tracing::info!(partitions = ?own, "partitions revoked");
     }
 }
 
@@ -300,8 +368,51 @@ impl TrackerContext {
         self.owner().written.keys().copied().collect()
     }
 
-    fn push(&self, parsed: Parsed) {
-        self.owner().batch.push(parsed);
+    /// Probes the owned partitions that have records to read but stopped moving, and steps
+    /// past the batch one is stuck on when that batch cannot be read.
+    fn step_past_unreadable(&self, consumer: &StatefulConsumer<Self>, progress: &mut Progress) {
+        let topic = &self.shared.config.input_topic;
+        let own = self.own_partitions();
+        let positions: Vec<(i32, i64)> = self
+            .shared
+            .state()
+            .live_positions()
+            .into_iter()
+            .filter(|(id, _)| own.contains(id))
+            .collect();
+        for (partition, offset) in progress.stalled(&positions, Instant::now()) {
+            match stalls::has_records_after(consumer, topic, partition, offset) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                // The cluster does not answer: no point asking about the other partitions
+                // now (each would wait out the timeout); they come up again.
+                Err(e) => {
+                    tracing::debug!(error = %e, partition, "no watermarks for a stall check");
+                    break;
+                }
+            }
+            let probed = stalls::probe(
+                consumer,
+                &self.probe_runtime,
+                &self.probe_kafka,
+                topic,
+                partition,
+                offset,
+            );
+            match probed {
+                Ok(Some(skipped)) => self.step_past(consumer, partition, skipped),
+                Ok(None) => {
+                    tracing::info!(
+                        partition,
+                        offset,
+                        "partition is slow, but its next batch reads fine"
+                    );
+                }
+                Err(reason) => {
+                    tracing::warn!(partition, offset, %reason, "cannot probe a stalled partition");
+                }
+            }
+        }
     }
 
     /// Counts the polled events into the sets and dead-letters the invalid ones.
@@ -424,7 +535,7 @@ impl TrackerContext {
     /// Steps past a batch the consumer cannot read: seeks after it, then counts it as one
     /// rejection and dead-letters it. Nothing happens when the partition moved meanwhile, or
     /// when the seek fails (the partition stays stalled and is probed again).
-    fn step_past(&self, consumer: &BaseConsumer<Self>, partition: i32, skipped: SkippedBatch) {
+    fn step_past(&self, consumer: &StatefulConsumer<Self>, partition: i32, skipped: SkippedBatch) {
         let topic = &self.shared.config.input_topic;
         let still_there = self
             .shared
@@ -503,47 +614,6 @@ impl TrackerContext {
     /// A record of the dead-letter topic.
     fn send_dead_letter(&self, record: BaseRecord<'_, [u8], [u8]>) {
         crate::kafka::enqueue(&self.dead_letters, record);
-    }
-
-    /// Writes a checkpoint (a delta, or a snapshot when one is due) for every owned partition
-    /// that changed, after the dead-letter records it covers are acknowledged; then, for each
-    /// snapshot, tombstones for the records it supersedes. Returns false when it failed, in
-    /// which case the owned partitions were rewound to their last checkpoint.
-    fn checkpoint(&self, consumer: &BaseConsumer<Self>) -> bool {
-        self.apply_batch();
-        if !self.flush() {
-            self.rewind(consumer);
-            return false;
-        }
-        let outgoing = self.take_checkpoints();
-        for checkpoint in &outgoing {
-            for (key, value) in &checkpoint.encoded.records {
-                self.send(
-                    BaseRecord::to(&self.shared.checkpoint_topic)
-                        .partition(0)
-                        .key(key.as_bytes())
-                        .payload(value.as_slice()),
-                );
-            }
-        }
-        if self.leads {
-            self.send_heartbeat();
-        }
-        if !self.flush() {
-            // Which chunks arrived is unknown; their IPs go into the next checkpoint again
-            // (a union, so a repeat is harmless).
-            self.restore_after_failure(outgoing);
-            self.rewind(consumer);
-            return false;
-        }
-        self.shared.work.checkpoints_written(outgoing.len());
-        self.commit_offsets(consumer, &outgoing);
-        self.supersede(&outgoing);
-        if self.leads {
-            self.forget_stale_nodes();
-            self.shrink_sets();
-        }
-        true
     }
 
     /// Takes the checkpoint of every owned partition that changed: a snapshot of its sets
@@ -707,66 +777,6 @@ impl TrackerContext {
         }
     }
 
-    /// Waits until every record sent so far, dead letters and checkpoints, is acknowledged;
-    /// false if any failed.
-    fn flush(&self) -> bool {
-        for producer in [&self.dead_letters, &self.producer] {
-            if let Err(e) = producer.flush(FLUSH_TIMEOUT) {
-                tracing::error!(error = %e, "tracker records not acknowledged in time");
-                return false;
-            }
-        }
-        let failures = self.dead_letters.context().failures() + self.producer.context().failures();
-        let mut owner = self.owner();
-        let ok = failures == owner.failures_seen;
-        owner.failures_seen = failures;
-        ok
-    }
-
-    /// After a failed delivery: restart every owned partition from its newest checkpoint,
-    /// with that checkpoint's counters, so dead-letter records and counters are redone.
-    fn rewind(&self, consumer: &BaseConsumer<Self>) {
-        let mut owner = self.owner();
-        owner.batch.clear();
-        let own: HashSet<i32> = owner.written.keys().copied().collect();
-        let mut state = self.shared.state();
-        for (id, partition) in state.partitions.iter_mut() {
-            if partition.live.is_none() || !own.contains(id) {
-                continue;
-            }
-            let resume = partition.resume_point();
-            partition.live = Some(resume);
-            owner.checkpointed.remove(id);
-            let offset = start_offset(resume.next_offset);
-            let topic = &self.shared.config.input_topic;
-            if let Err(e) = consumer.seek(topic, *id, offset, Duration::from_secs(5)) {
-                tracing::error!(error = %e, partition = id, "rewinding after a failed checkpoint");
-            }
-        }
-        tracing::warn!("checkpoint failed; owned partitions rewound to their last checkpoint");
-    }
-
-    /// Commits the checkpointed offsets to the group, so lag tools see the tracker's progress.
-    fn commit_offsets(&self, consumer: &BaseConsumer<Self>, outgoing: &[Outgoing]) {
-        if outgoing.is_empty() {
-            return;
-        }
-        let mut offsets = TopicPartitionList::new();
-        for Outgoing { header, .. } in outgoing {
-            let added = offsets.add_partition_offset(
-                &self.shared.config.input_topic,
-                header.partition,
-                Offset::Offset(header.offset),
-            );
-            if added.is_err() {
-                return;
-            }
-        }
-        if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
-            tracing::debug!(error = %e, "committing tracker offsets");
-        }
-    }
-
     /// Every partition's, owned or followed: this tick is what tells a set that stopped
     /// growing, whoever feeds it.
     fn shrink_sets(&self) {
@@ -791,79 +801,11 @@ impl TrackerContext {
     /// A tombstone for this node's heartbeat: the others stop listing it at once.
     fn say_goodbye(&self) {
         self.send_tombstone(&heartbeat_key(&self.shared.node_id));
-        self.flush();
-    }
-
-    /// Partitions arrive: resume each from its newest checkpoint (offset and counters).
-    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        self.wait_for_follower(consumer);
-        let topic = self.shared.config.input_topic.clone();
-        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        let mut owner = self.owner();
-        let mut state = self.shared.state();
-        for id in partitions {
-            let partition = state.partition(id);
-            let resume = partition.resume_point();
-            partition.live = Some(resume);
-            partition.resumed_from = Some(resume.next_offset);
-            // A claim above every one read: from this node's first checkpoint on, readers
-            // ignore whoever wrote the partition before (a zombie included). That first
-            // checkpoint is due at the next tick, since nothing is marked checkpointed.
-            let epoch = partition.claim.as_ref().map_or(0, |c| c.epoch) + 1;
-            partition.claim = Some(Claim {
-                epoch,
-                node: self.shared.node_id.clone(),
-            });
-            owner.checkpointed.remove(&id);
-            owner.written.insert(
-                id,
-                Written {
-                    epoch,
-                    generation: 0,
-                    next_index: 1,
-                    keys: BTreeSet::new(),
-                    stored_bytes: partition.stored_bytes(),
-                    snapshot_bytes: partition.serialized_size(),
-                    snapshot_due: false,
-                },
-            );
-            if let Err(e) = tpl.set_partition_offset(&topic, id, start_offset(resume.next_offset)) {
-                tracing::error!(error = %e, partition = id, "setting the start offset");
-            }
-            tracing::info!(
-                partition = id,
-                offset = resume.next_offset,
-                "partition assigned"
-            );
-        }
-        state.recount_node();
-    }
-
-    /// Partitions leave: checkpoint everything counted, then stop owning them. If the
-    /// checkpoint failed, their pending IPs stay, in case they come back to this node.
-    fn on_revoke(&self, consumer: &BaseConsumer<Self>) {
-        let own = self.own_partitions();
-        let written = self.checkpoint(consumer);
-        let mut owner = self.owner();
-        owner.batch.clear();
-        owner.checkpointed.clear();
-        owner.written.clear();
-        if written {
-            owner.pending.clear();
-        }
-        let mut state = self.shared.state();
-        for id in &own {
-            if let Some(partition) = state.partitions.get_mut(id) {
-                partition.live = None;
-            }
-        }
-        state.recount_node();
-        tracing::info!(partitions = ?own, "partitions revoked");
     }
 
     /// Waits until the follower has applied the checkpoint topic up to its current end, so a
     /// gained partition resumes from the newest checkpoint.
-    fn wait_for_follower(&self, consumer: &BaseConsumer<Self>) {
+    fn wait_for_follower(&self, consumer: &StatefulConsumer<Self>) {
         let topic = &self.shared.checkpoint_topic;
         let end = match consumer.fetch_watermarks(topic, 0, Duration::from_secs(5)) {
             Ok((_, high)) => high,
@@ -902,14 +844,6 @@ pub fn input_consumer_config(
         .set("max.partition.fetch.bytes", (4 << 20).to_string())
         .set("fetch.max.bytes", (16 << 20).to_string());
     config
-}
-
-fn start_offset(next_offset: i64) -> Offset {
-    if next_offset == 0 {
-        Offset::Beginning
-    } else {
-        Offset::Offset(next_offset)
-    }
 }
 
 /// Adds the batch's events (sorted by partition) to their partitions' views, taking each

@@ -3,6 +3,7 @@
 //! `cargo test` and the target directory small. Run one area with a filter, e.g.
 //! `cargo test -p freshet-services --test it generator::`.
 
+mod checkpointed;
 mod common;
 mod generator;
 mod guard_blocker;
