@@ -35,6 +35,7 @@
 //! [`full_message`](error::full_message) adds why. Validation errors are text: the message
 //! is all there is to them.
 
+mod binary;
 pub mod checkpointed;
 pub mod cluster;
 pub mod error;

@@ -46,6 +46,7 @@ use super::mac::{self, Canonical, MAC_HEADER};
 use super::rules::PartitionState;
 use super::secret::GuardSecret;
 use super::GuardError;
+use crate::binary::Reader;
 use crate::kafka::CreateClient;
 use crate::KafkaConfig;
 
@@ -148,29 +149,19 @@ impl ChunkHeader {
 
     /// The header of a chunk value and the state bytes after it; `None` if it is not one.
     pub fn decode(value: &[u8]) -> Option<(ChunkHeader, &[u8])> {
-        if value.len() < CHUNK_HEADER_BYTES || !value.starts_with(CHUNK_MAGIC) {
+        let mut r = Reader::new(value);
+        if r.bytes(CHUNK_MAGIC.len()).ok()? != CHUNK_MAGIC {
             return None;
         }
-        let (header, state) = value.split_at(CHUNK_HEADER_BYTES);
-        let u64_at = |at: usize| {
-            let mut bytes = [0; 8];
-            bytes.copy_from_slice(&header[at..at + 8]);
-            u64::from_le_bytes(bytes)
-        };
-        let u32_at = |at: usize| {
-            let mut bytes = [0; 4];
-            bytes.copy_from_slice(&header[at..at + 4]);
-            u32::from_le_bytes(bytes)
-        };
         let header = ChunkHeader {
-            epoch: u64_at(4),
-            writer: u64_at(12),
-            generation: u64_at(20),
-            chunk: u32_at(28),
-            count: u32_at(32),
-            state_len: u64_at(36),
+            epoch: r.u64().ok()?,
+            writer: r.u64().ok()?,
+            generation: r.u64().ok()?,
+            chunk: r.u32().ok()?,
+            count: r.u32().ok()?,
+            state_len: r.u64().ok()?,
         };
-        Some((header, state))
+        Some((header, r.rest()))
     }
 }
 

@@ -57,6 +57,7 @@ use freshet_distinct::DistinctIps;
 
 use super::state::SetKind;
 use super::TrackerError;
+use crate::binary::{Reader, Truncated};
 
 const MAGIC: &[u8; 4] = b"FTC1";
 /// A delta of earlier versions: read, never written.
@@ -321,14 +322,14 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Record>, Tracke
 
 fn decode_heartbeat(node: &str, value: &[u8]) -> Result<Record, TrackerError> {
     let mut r = Reader::new(value);
-    r.header(KIND_HEARTBEAT)?;
+    read_header(&mut r, KIND_HEARTBEAT)?;
     let written_at_ms = r.i64()?;
     let count = r.u32()? as usize;
     if count > r.remaining() / 4 {
         return Err(bad("heartbeat partition count exceeds the record"));
     }
     let partitions = (0..count).map(|_| r.i32()).collect::<Result<_, _>>()?;
-    r.end()?;
+    expect_end(&r)?;
     Ok(Record::Heartbeat {
         node: node.into(),
         written_at_ms,
@@ -338,7 +339,7 @@ fn decode_heartbeat(node: &str, value: &[u8]) -> Result<Record, TrackerError> {
 
 fn decode_chunk(value: &[u8]) -> Result<Record, TrackerError> {
     let mut r = Reader::new(value);
-    let kind = r.kind()?;
+    let kind = read_kind(&mut r)?;
     let partition = r.i32()?;
     let header = match kind {
         KIND_CHUNK => {
@@ -377,7 +378,7 @@ fn decode_chunk(value: &[u8]) -> Result<Record, TrackerError> {
         let set = DistinctIps::deserialize(r.bytes(len)?).map_err(TrackerError::CheckpointSet)?;
         sections.push((kind, set));
     }
-    r.end()?;
+    expect_end(&r)?;
     Ok(Record::Chunk { header, sections })
 }
 
@@ -402,7 +403,7 @@ fn chunk_header(
         events: r.u64()?,
         rejected: r.u64()?,
         written_at_ms: r.i64()?,
-        node: r.string()?,
+        node: read_node(r)?,
     })
 }
 
@@ -410,82 +411,40 @@ fn bad(reason: &'static str) -> TrackerError {
     TrackerError::Checkpoint(reason)
 }
 
-/// Bounds-checked little-endian reader.
-struct Reader<'a> {
-    bytes: &'a [u8],
+/// The magic, then the record kind.
+fn read_kind(r: &mut Reader<'_>) -> Result<u8, TrackerError> {
+    if r.bytes(4)? != MAGIC {
+        return Err(bad("not a tracker checkpoint record (bad magic)"));
+    }
+    Ok(r.u8()?)
 }
 
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes }
+/// The magic and a record kind that must be `kind`.
+fn read_header(r: &mut Reader<'_>, kind: u8) -> Result<(), TrackerError> {
+    if read_kind(r)? != kind {
+        return Err(bad("record kind does not match its key"));
     }
+    Ok(())
+}
 
-    fn remaining(&self) -> usize {
-        self.bytes.len()
-    }
+/// A node id: its UTF-8 length as a u16, then the bytes.
+fn read_node(r: &mut Reader<'_>) -> Result<String, TrackerError> {
+    let len = usize::from(r.u16()?);
+    let bytes = r.bytes(len)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| bad("node id is not UTF-8"))
+}
 
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], TrackerError> {
-        if n > self.bytes.len() {
-            return Err(bad("record is truncated"));
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], TrackerError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.bytes(N)?);
-        Ok(out)
-    }
-
-    fn header(&mut self, kind: u8) -> Result<(), TrackerError> {
-        if self.kind()? != kind {
-            return Err(bad("record kind does not match its key"));
-        }
+fn expect_end(r: &Reader<'_>) -> Result<(), TrackerError> {
+    if r.remaining() == 0 {
         Ok(())
+    } else {
+        Err(bad("trailing bytes after the record"))
     }
+}
 
-    /// The magic, then the record kind.
-    fn kind(&mut self) -> Result<u8, TrackerError> {
-        if self.bytes(4)? != MAGIC {
-            return Err(bad("not a tracker checkpoint record (bad magic)"));
-        }
-        self.u8()
-    }
-
-    fn u8(&mut self) -> Result<u8, TrackerError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, TrackerError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn i32(&mut self) -> Result<i32, TrackerError> {
-        Ok(i32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, TrackerError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> Result<i64, TrackerError> {
-        Ok(i64::from_le_bytes(self.array()?))
-    }
-
-    fn string(&mut self) -> Result<String, TrackerError> {
-        let len = u16::from_le_bytes(self.array()?) as usize;
-        let bytes = self.bytes(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| bad("node id is not UTF-8"))
-    }
-
-    fn end(&self) -> Result<(), TrackerError> {
-        if self.bytes.is_empty() {
-            Ok(())
-        } else {
-            Err(bad("trailing bytes after the record"))
-        }
+impl From<Truncated> for TrackerError {
+    fn from(_: Truncated) -> Self {
+        bad("record is truncated")
     }
 }
 
