@@ -1,6 +1,7 @@
 //! Three tracker nodes as separate `freshet tracker` processes against a `freshet broker`
 //! process: every node's global count equals the ground truth, through a SIGKILL of one node
-//! mid-stream and a restart of all of them (which resume from checkpoints, not offset 0).
+//! mid-stream and a restart of all of them (which resume from checkpoints, not offset 0). One
+//! node runs two worker threads in each half: the one killed, then one after the restart.
 
 use crate::common;
 
@@ -17,10 +18,12 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 6;
 
-fn start_tracker(bootstrap: &str, node: &str) -> Daemon {
+/// A tracker node with `workers` worker threads (each a member of the group).
+fn start_tracker(bootstrap: &str, node: &str, workers: usize) -> Daemon {
     let mut command = freshet();
     command
         .args(["tracker", "--bootstrap-servers", bootstrap])
+        .args(["--tracker-workers", &workers.to_string()])
         .args(["--http-listen", "127.0.0.1:0", "--node-id", node])
         .args([
             "--checkpoint-interval-ms",
@@ -138,9 +141,9 @@ fn three_nodes_stay_exact_through_a_kill_and_a_restart() {
         &[("FRESHET_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")],
     );
     let bootstrap = broker.addr.clone();
-    let nodes: Vec<Daemon> = ["n1", "n2", "n3"]
+    let nodes: Vec<Daemon> = [("n1", 1), ("n2", 2), ("n3", 1)]
         .iter()
-        .map(|node| start_tracker(&bootstrap, node))
+        .map(|(node, workers)| start_tracker(&bootstrap, node, *workers))
         .collect();
 
     let first = generate(&bootstrap, 11, 3000, 30_000);
@@ -148,9 +151,11 @@ fn three_nodes_stay_exact_through_a_kill_and_a_restart() {
     let truth = ground_truth(&bootstrap);
     assert_eq!(first["distinct_ips"].as_u64(), Some(truth));
     wait_for_global(&nodes.iter().collect::<Vec<_>>(), truth);
-    // The group may still be settling (nodes joined one after the other).
-    wait_until("the three nodes split the partitions 2/2/2", || {
-        nodes.iter().all(|n| owned_partitions(n) == 2)
+    // The group may still be settling (nodes joined one after the other). Four members share
+    // six partitions, so a node owns one to four of them.
+    wait_until("the three nodes share all partitions", || {
+        let owned: Vec<usize> = nodes.iter().map(owned_partitions).collect();
+        owned.iter().all(|&n| n > 0) && owned.iter().sum::<usize>() == PARTITIONS as usize
     });
     // The old tracker nodes' vote fields: every node's answer includes all three nodes'
     // counts, so all three "vote" for the one exact number.
@@ -180,8 +185,8 @@ fn three_nodes_stay_exact_through_a_kill_and_a_restart() {
         counted == 30_000.0 && metrics.iter().all(|m| global(m) == Some(truth as f64))
     });
 
-    // Kill one node while a second stream is being written; the others take over its
-    // partitions from its last checkpoint.
+    // Kill the two-worker node while a second stream is being written; the others take over
+    // its partitions from its last checkpoints.
     let mut nodes = nodes;
     let victim = nodes.remove(1);
     let writer = {
@@ -207,9 +212,9 @@ fn three_nodes_stay_exact_through_a_kill_and_a_restart() {
     for node in nodes {
         node.terminate();
     }
-    let nodes: Vec<Daemon> = ["n1", "n2", "n3"]
+    let nodes: Vec<Daemon> = [("n1", 1), ("n2", 1), ("n3", 2)]
         .iter()
-        .map(|node| start_tracker(&bootstrap, node))
+        .map(|(node, workers)| start_tracker(&bootstrap, node, *workers))
         .collect();
     wait_for_global(&nodes.iter().collect::<Vec<_>>(), truth);
     let deadline = Instant::now() + Duration::from_secs(60);
