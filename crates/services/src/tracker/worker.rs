@@ -54,7 +54,7 @@ pub(super) struct Worker {
     shared: Arc<Shared>,
     /// Which of the node's workers this is; worker 0 also writes the node's heartbeat.
     index: usize,
-    consumer: StatefulConsumer<TrackerContext>,
+    consumer: StatefulConsumer<WorkerState>,
 }
 
 impl Worker {
@@ -83,7 +83,7 @@ impl Worker {
             .enable_all()
             .build()
             .map_err(TrackerError::ProbeRuntime)?;
-        let context = TrackerContext {
+        let context = WorkerState {
             shared: shared.clone(),
             producer,
             dead_letters,
@@ -93,7 +93,7 @@ impl Worker {
             probe_runtime,
             probe_kafka: kafka.for_role("tracker-probe"),
         };
-        let consumer: StatefulConsumer<TrackerContext> =
+        let consumer: StatefulConsumer<WorkerState> =
             input_consumer_config(kafka, &shared.config.group, shared.config.session_timeout)
                 .create_client_with(Checkpointing::new(context))?;
         let input = &shared.config.input_topic;
@@ -185,7 +185,8 @@ struct Owner {
     written: HashMap<i32, Written>,
 }
 
-struct TrackerContext {
+/// A worker's partitions and outputs, run by the checkpointed-consumer loop.
+struct WorkerState {
     shared: Arc<Shared>,
     /// Checkpoints and heartbeats (lz4).
     producer: ThreadedProducer<DeliveryCounter>,
@@ -202,7 +203,7 @@ struct TrackerContext {
     probe_kafka: KafkaConfig,
 }
 
-impl Stateful for TrackerContext {
+impl Stateful for WorkerState {
     type Sent = Vec<Outgoing>;
 
     fn input_topic(&self) -> &str {
@@ -358,7 +359,7 @@ impl Stateful for TrackerContext {
     }
 }
 
-impl TrackerContext {
+impl WorkerState {
     fn owner(&self) -> MutexGuard<'_, Owner> {
         self.owner.lock().unwrap_or_else(|e| e.into_inner())
     }
