@@ -21,8 +21,9 @@ const HEADER_LEN: usize = 4 + 1 + 1 + 4;
 
 /// An exact, compact, mergeable set of IP addresses.
 ///
-/// IPv4 addresses live in a Roaring bitmap of `u32`s; IPv6 addresses in a
-/// sorted vector of `u128`s (see the crate docs). IPv4-mapped IPv6 addresses
+/// IPv4 addresses live in sorted chunks of `u32`s while sparse and in Roaring
+/// bitmaps once dense; IPv6 addresses in a sorted vector of `u128`s (see the
+/// crate docs). IPv4-mapped IPv6 addresses
 /// (`::ffff:a.b.c.d`) are stored as the IPv4 address `a.b.c.d`: a device is
 /// counted once however its address was written. IPv4-compatible addresses
 /// (`::a.b.c.d`, deprecated) stay IPv6.
@@ -114,10 +115,11 @@ impl DistinctIps {
     }
 
     /// Drops spare capacity: Roaring array containers grow by doubling, so a
-    /// set built by inserts holds ~4 bytes per random IPv4 address where its
-    /// encoding (and a set restored from it) needs ~2.1. Rebuilds the bitmap
-    /// from its own encoding, so it briefly needs that much more memory; call
-    /// it after a bulk load or beside a checkpoint, not per insert.
+    /// dense set built by inserts holds ~4 bytes per random IPv4 address where
+    /// its encoding (and a set restored from it) needs ~2.1, and a sparse set's
+    /// chunks are half to completely full. Rebuilds the bitmaps from their own
+    /// encoding and repacks the chunks, so it briefly needs that much more
+    /// memory; call it after a bulk load or beside a checkpoint, not per insert.
     pub fn shrink_to_fit(&mut self) {
         self.v4.shrink_to_fit();
         self.v6.shrink_to_fit();
@@ -193,12 +195,13 @@ impl Extend<IpAddr> for DistinctIps {
     }
 }
 
-/// Decodes a portable Roaring bitmap into the per-/8 shards and insists on the
+/// Decodes a portable Roaring bitmap (into per-/8 shards, then into the form
+/// inserts would have settled on) and insists on the
 /// canonical form `serialize` writes: strictly increasing container keys, roaring's
 /// own checks (sorted arrays, bitmap cardinalities) and a byte-identical
 /// re-encoding, so a decoded set always has the invariants roaring relies on.
 ///
-/// A large set's shards are contiguous runs of containers in the input; each run
+/// The shards are contiguous runs of containers in the input; each run
 /// is re-framed as a bitmap of its own and decoded by roaring, so no combined
 /// bitmap is ever built (restoring a 10M-address set would otherwise need it
 /// twice over).
@@ -206,7 +209,7 @@ fn decode_v4(bytes: &[u8]) -> Result<V4Set, DistinctError> {
     let descriptors = container_descriptors(bytes)?;
     let count = descriptors.len();
     let len: u64 = descriptors.iter().map(|d| d.1 as u64).sum();
-    let shard_of = |key: u16| V4Set::decoded_shard_of_key(len, key);
+    let shard_of = V4Set::decoded_shard_of_key;
     let mut data_offset = 8 + 8 * count;
     let mut shards = Vec::new();
     let mut start = 0;
@@ -240,7 +243,7 @@ fn decode_v4(bytes: &[u8]) -> Result<V4Set, DistinctError> {
     if data_offset != bytes.len() {
         return Err(invalid_v4("bytes after the last container"));
     }
-    Ok(V4Set::from_decoded(len, shards))
+    Ok(V4Set::from_decoded(len, count as u64, shards))
 }
 
 fn invalid_v4(reason: &str) -> DistinctError {

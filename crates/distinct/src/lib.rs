@@ -2,11 +2,15 @@
 //!
 //! # Structures
 //!
-//! - [`DistinctIps`] is an exact set. IPv4 addresses are `u32`s in a
+//! - [`DistinctIps`] is an exact set. IPv4 addresses are `u32`s, encoded as a
 //!   [Roaring bitmap](https://roaringbitmap.org/): 10,000,000 random IPv4
 //!   addresses take about 2.1 bytes each serialised (one 2-byte entry per
 //!   address in 65,536 array containers plus 8 bytes of header per
-//!   container), see `docs/BENCHMARKS.md` for the measured in-memory size.
+//!   container). In memory a set is sorted chunks of `u32`s while it holds
+//!   few addresses per /16 (where Roaring's ~48 bytes per container would
+//!   dominate: a tracker's per-window and per-error-code sets) and Roaring
+//!   bitmaps per /8 once it is dense; see the `v4` and `sparse` modules and
+//!   `docs/BENCHMARKS.md` for the measured in-memory size.
 //!   IPv6 addresses are `u128`s in a sorted vector (16 bytes each) with a
 //!   small insert buffer, see the `v6` module. IPv4-mapped IPv6 addresses
 //!   (`::ffff:a.b.c.d`) are counted as IPv4. Sets merge by union
@@ -47,6 +51,7 @@ mod codec;
 mod error;
 pub mod hll;
 mod ips;
+mod sparse;
 mod v4;
 mod v6;
 

@@ -246,3 +246,45 @@ fn large_sets_round_trip_union_and_count() {
     assert_eq!(merged.len(), model.len() as u64 + 1);
     assert_eq!(encode(&merged).len(), merged.serialized_size());
 }
+
+/// Checkpoints in existing state topics hold the portable Roaring bitmap roaring itself
+/// writes: whatever form a set takes in memory (sorted chunks while sparse, bitmaps per /8
+/// once dense), its encoding must stay byte for byte that bitmap, and decode back.
+#[test]
+fn the_encoding_is_roarings_own_in_either_form() {
+    let mut rng = common::SplitMix64(7);
+    let spread: Vec<u32> = (0..50_000).map(|_| rng.next() as u32).collect();
+    let dense: Vec<u32> = (0..50_000u32).map(|i| 0x0a00_0000 | (i * 3)).collect();
+    let clustered: Vec<u32> = (0..50_000u32)
+        .map(|i| (i % 500) << 20 | (rng.next() as u32 & 0xff))
+        .collect();
+    for values in [spread, dense, clustered] {
+        let mut set = DistinctIps::new();
+        for v in &values {
+            set.insert(IpAddr::V4(Ipv4Addr::from(*v)));
+        }
+        let bitmap: roaring::RoaringBitmap = values.iter().copied().collect();
+        let mut roaring_bytes = Vec::new();
+        bitmap
+            .serialize_into(&mut roaring_bytes)
+            .expect("writing to a Vec<u8> cannot fail");
+        let bytes = encode(&set);
+        assert_eq!(bytes.len(), set.serialized_size());
+        assert_eq!(
+            &bytes[10..10 + roaring_bytes.len()],
+            roaring_bytes.as_slice()
+        );
+        let mut decoded = DistinctIps::deserialize(&bytes).expect("own encoding");
+        assert_eq!(decoded, set);
+        // A decoded set keeps taking inserts and unions exactly.
+        assert!(
+            decoded.insert("255.255.255.255".parse().expect("ip"))
+                != set.contains("255.255.255.255".parse().expect("ip"))
+        );
+        decoded.union_with(&set);
+        assert_eq!(
+            decoded.len(),
+            bitmap.len() + u64::from(!bitmap.contains(u32::MAX))
+        );
+    }
+}

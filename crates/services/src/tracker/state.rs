@@ -216,7 +216,15 @@ fn insert_grouped<'a, K: Ord + Copy>(
         let set = sets.entry(key).or_default();
         let had_new = new.contains_key(&key);
         let fresh = new.entry(key).or_default();
+        // Within a group addresses are in order, so an address repeated in the batch (a
+        // device's several events in one window or with one code) follows itself: only its
+        // first insert can be new.
+        let mut previous = None;
         for (_, ip) in group {
+            if previous == Some(*ip) {
+                continue;
+            }
+            previous = Some(*ip);
             if set.insert(*ip) {
                 fresh.insert(*ip);
             }

@@ -1,0 +1,257 @@
+//! The compact form of a sparse IPv4 set: its values sorted, in chunks of at most
+//! [`CHUNK`] `u32`s, with the first value of each chunk in a vector of its own.
+//!
+//! Why: a Roaring bitmap pays about 48 bytes per /16 container (its 32-byte
+//! container entry plus the smallest heap block of the container's array), so a
+//! set with a handful of addresses per /16 costs 10 bytes or more per address. At
+//! 10 M random devices each of a tracker partition's eleven error-code sets holds
+//! about 4.6 addresses per /16, and at 200 k devices every set of a partition
+//! holds less than one: Roaring spent most of their memory on headers. Here an
+//! address costs 4 bytes plus about 0.2 bytes of chunk headers once shrunk, and
+//! an insert is two binary searches over contiguous memory (the chunk firsts, then
+//! one chunk of at most 1 KiB) and a move of at most 1 KiB. A set switches to
+//! Roaring (see `v4`) when Roaring becomes the smaller form.
+
+/// Values per chunk at most. A full chunk splits into two halves, so a chunk
+/// moves at most 1 KiB on insert; an insert that splits moves the chunk headers
+/// after it (24 + 4 bytes each, a set of n random values has about n / 180).
+pub(crate) const CHUNK: usize = 256;
+
+/// Sorted, deduplicated `u32`s in chunks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sparse {
+    /// The first value of each chunk, strictly increasing.
+    firsts: Vec<u32>,
+    /// Never empty chunks, each sorted; every value of chunk `i` is below
+    /// `firsts[i + 1]`.
+    chunks: Vec<Vec<u32>>,
+}
+
+impl Sparse {
+    /// Index of the chunk `value` belongs in (0 when it is below every chunk).
+    fn chunk_of(&self, value: u32) -> usize {
+        self.firsts
+            .partition_point(|&first| first <= value)
+            .saturating_sub(1)
+    }
+
+    /// Adds `value`; true if it was not present.
+    pub(crate) fn insert(&mut self, value: u32) -> bool {
+        if self.chunks.is_empty() {
+            self.chunks.push(vec![value]);
+            self.firsts.push(value);
+            return true;
+        }
+        let mut index = self.chunk_of(value);
+        let mut position = match self.chunks[index].binary_search(&value) {
+            Ok(_) => return false,
+            Err(position) => position,
+        };
+        if self.chunks[index].len() >= CHUNK {
+            let tail = self.chunks[index].split_off(CHUNK / 2);
+            self.firsts.insert(index + 1, tail[0]);
+            self.chunks.insert(index + 1, tail);
+            if position > CHUNK / 2 {
+                index += 1;
+                position -= CHUNK / 2;
+            }
+        }
+        self.chunks[index].insert(position, value);
+        if position == 0 {
+            self.firsts[index] = value;
+        }
+        true
+    }
+
+    pub(crate) fn contains(&self, value: u32) -> bool {
+        match self.chunks.get(self.chunk_of(value)) {
+            Some(chunk) => chunk.binary_search(&value).is_ok(),
+            None => false,
+        }
+    }
+
+    /// All values in increasing order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.chunks.iter().flatten().copied()
+    }
+
+    /// Builds the set from strictly increasing values, in full chunks of exactly
+    /// their size (no spare capacity).
+    pub(crate) fn from_sorted(values: impl Iterator<Item = u32>) -> Sparse {
+        let mut set = Sparse::default();
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for value in values {
+            debug_assert!(chunk.last().is_none_or(|&last| last < value));
+            chunk.push(value);
+            if chunk.len() == CHUNK {
+                set.push_chunk(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+            }
+        }
+        if !chunk.is_empty() {
+            chunk.shrink_to_fit();
+            set.push_chunk(chunk);
+        }
+        set.firsts.shrink_to_fit();
+        set.chunks.shrink_to_fit();
+        set
+    }
+
+    fn push_chunk(&mut self, chunk: Vec<u32>) {
+        self.firsts.push(chunk[0]);
+        self.chunks.push(chunk);
+    }
+
+    /// Repacks the values into full chunks without spare capacity: a set grown by
+    /// inserts keeps its chunks between half and completely full.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        *self = Sparse::from_sorted(self.iter());
+    }
+
+    /// Number of distinct /16 prefixes (Roaring containers) among the values.
+    pub(crate) fn prefixes(&self) -> u64 {
+        count_prefixes(self.iter())
+    }
+
+    /// Size of the portable Roaring encoding of these values: a cookie and a
+    /// count, then per container a key, a cardinality, an offset and its array
+    /// (2 bytes a value, or an 8 KiB bitmap above 4,096 values).
+    pub(crate) fn serialized_size(&self) -> usize {
+        let mut size = 8;
+        let mut run: Option<(u32, usize)> = None;
+        for value in self.iter() {
+            match &mut run {
+                Some((prefix, count)) if *prefix == value >> 16 => *count += 1,
+                _ => {
+                    if let Some((_, count)) = run {
+                        size += container_size(count);
+                    }
+                    run = Some((value >> 16, 1));
+                }
+            }
+        }
+        if let Some((_, count)) = run {
+            size += container_size(count);
+        }
+        size
+    }
+}
+
+/// Encoded bytes of one container of `cardinality` values, header included.
+fn container_size(cardinality: usize) -> usize {
+    8 + if cardinality <= 4096 {
+        2 * cardinality
+    } else {
+        8192
+    }
+}
+
+/// Number of distinct /16 prefixes among increasing values.
+pub(crate) fn count_prefixes(values: impl Iterator<Item = u32>) -> u64 {
+    let mut last = None;
+    let mut count = 0;
+    for value in values {
+        let prefix = value >> 16;
+        if last != Some(prefix) {
+            count += 1;
+            last = Some(prefix);
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Checks the invariants the searches rely on.
+    fn assert_well_formed(set: &Sparse) {
+        assert_eq!(set.firsts.len(), set.chunks.len());
+        for (first, chunk) in set.firsts.iter().zip(&set.chunks) {
+            assert!(!chunk.is_empty() && chunk.len() <= CHUNK);
+            assert_eq!(*first, chunk[0]);
+            assert!(chunk.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert!(set.iter().zip(set.iter().skip(1)).all(|(a, b)| a < b));
+    }
+
+    fn values() -> impl Strategy<Value = Vec<u32>> {
+        proptest::collection::vec(
+            prop_oneof![0u32..3000, any::<u32>(), (0u32..100).prop_map(|v| v << 16)],
+            0..4000,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn inserts_behave_like_a_btree_set(values in values(), probes in values()) {
+            let mut set = Sparse::default();
+            let mut model = BTreeSet::new();
+            for v in &values {
+                prop_assert_eq!(set.insert(*v), model.insert(*v));
+            }
+            assert_well_formed(&set);
+            prop_assert!(set.iter().eq(model.iter().copied()));
+            for v in probes.iter().chain(&values) {
+                prop_assert_eq!(set.contains(*v), model.contains(v));
+            }
+            let packed = Sparse::from_sorted(model.iter().copied());
+            assert_well_formed(&packed);
+            prop_assert!(packed.iter().eq(set.iter()));
+            let mut shrunk = set.clone();
+            shrunk.shrink_to_fit();
+            assert_well_formed(&shrunk);
+            prop_assert!(shrunk.iter().eq(set.iter()));
+            // A packed set still takes inserts in the middle of full chunks.
+            for v in &probes {
+                prop_assert_eq!(shrunk.insert(*v), model.insert(*v));
+            }
+            assert_well_formed(&shrunk);
+            prop_assert!(shrunk.iter().eq(model.iter().copied()));
+        }
+
+        #[test]
+        fn serialized_size_is_roarings(values in values()) {
+            let set: Sparse = Sparse::from_sorted(values.iter().copied().collect::<BTreeSet<_>>().into_iter());
+            let bitmap = roaring::RoaringBitmap::from_iter(values.iter().copied());
+            prop_assert_eq!(set.serialized_size(), bitmap.serialized_size());
+            prop_assert_eq!(set.prefixes(), bitmap.iter().map(|v| v >> 16).collect::<BTreeSet<_>>().len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_full_chunk_splits_wherever_the_value_lands() {
+        for at in [
+            0,
+            1,
+            CHUNK / 2 - 1,
+            CHUNK / 2,
+            CHUNK / 2 + 1,
+            CHUNK - 1,
+            CHUNK,
+        ] {
+            let mut set = Sparse::from_sorted((0..CHUNK as u32).map(|v| 10 + 2 * v));
+            assert_eq!(set.chunks.len(), 1);
+            let value = 9 + 2 * at as u32;
+            assert!(set.insert(value));
+            assert!(!set.insert(value));
+            assert_eq!(set.chunks.len(), 2);
+            assert_well_formed(&set);
+            assert!(set.contains(value));
+            assert_eq!(set.iter().count(), CHUNK + 1);
+        }
+    }
+
+    #[test]
+    fn a_container_above_4096_values_is_a_bitmap_on_the_wire() {
+        let set = Sparse::from_sorted(0..5000);
+        assert_eq!(set.serialized_size(), 8 + 8 + 8192);
+        let set = Sparse::from_sorted(0..4096);
+        assert_eq!(set.serialized_size(), 8 + 8 + 2 * 4096);
+    }
+}
