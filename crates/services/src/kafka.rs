@@ -59,6 +59,10 @@ fn creation_failed(config: &ClientConfig, source: KafkaError) -> ClientError {
     }
 }
 
+/// How often a stateful service's group members heartbeat, at most (see
+/// [`KafkaConfig::stateful_group_config`]).
+const STATEFUL_HEARTBEAT_MS: u128 = 500;
+
 /// Where the Kafka cluster is, how services identify themselves to it and how they sign in.
 #[derive(Clone)]
 pub struct KafkaConfig {
@@ -143,8 +147,9 @@ impl KafkaConfig {
 
     /// A consumer-group member for a service that keeps its own per-partition state and
     /// checkpoints it: offsets are never committed or stored automatically, a partition with
-    /// no checkpoint starts at its beginning, and the group notices a silent member after
-    /// `session_timeout` (at least 6 s, the broker's minimum).
+    /// no checkpoint starts at its beginning, the group notices a silent member after
+    /// `session_timeout` (at least 6 s, the broker's minimum), and members heartbeat every
+    /// half second, so a rebalance starts within that of a member joining.
     pub fn stateful_group_config(
         &self,
         role: &str,
@@ -160,9 +165,12 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", session_ms.to_string())
+            // A member learns that the group is rebalancing at its next heartbeat, and the
+            // new member (another worker of the same node, or a node added to take load) idles
+            // until then: half a second, not Kafka's 3 s, costs two small requests a second.
             .set(
                 "heartbeat.interval.ms",
-                (session_ms / 4).min(3000).to_string(),
+                (session_ms / 4).min(STATEFUL_HEARTBEAT_MS).to_string(),
             )
             .set("fetch.wait.max.ms", "100");
         config
