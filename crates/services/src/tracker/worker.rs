@@ -322,7 +322,6 @@ impl Stateful for WorkerState {
                     next_index: 1,
                     keys: BTreeSet::new(),
                     stored_bytes: partition.stored_bytes(),
-                    snapshot_bytes: partition.serialized_size(),
                     snapshot_due: false,
                 },
             );
@@ -642,7 +641,7 @@ impl WorkerState {
                 continue;
             }
             owner.checkpointed.insert(*id, live.next_offset);
-            let snapshot = written.snapshot_due();
+            let snapshot = written.snapshot_due(partition.serialized_size());
             let header = ChunkHeader {
                 partition: *id,
                 epoch: written.epoch,
@@ -751,7 +750,6 @@ impl WorkerState {
             written.generation += 1;
             written.next_index = 1;
             written.stored_bytes = bytes;
-            written.snapshot_bytes = bytes;
             written.snapshot_due = false;
         }
     }
@@ -890,21 +888,64 @@ struct Written {
     /// The partition's bytes in the state topic as far as this node knows: what the follower
     /// had read when the partition was gained, or the newest snapshot, plus the deltas since.
     stored_bytes: u64,
-    /// Bytes of the newest snapshot; before the first, of the sets when gained.
-    snapshot_bytes: u64,
     /// The last snapshot attempt failed.
     snapshot_due: bool,
 }
 
 impl Written {
-    /// A snapshot once the deltas since the last one weigh half of it: after compaction the
-    /// topic holds at most about one and a half snapshots per partition (two while a new
-    /// snapshot's tombstones wait for the cleaner), and the state is rewritten once per half
-    /// its size of new data, so each byte of delta costs at most two more bytes of snapshot.
-    /// (Triggering at a whole snapshot's worth of deltas measured 2.5 snapshots in the
-    /// topic: windows that rolled meanwhile make the last snapshot larger than the live state.)
-    fn snapshot_due(&self) -> bool {
-        let snapshot = self.snapshot_bytes.max(MIN_SNAPSHOT_BYTES);
-        self.snapshot_due || self.stored_bytes >= snapshot + snapshot / 2
+    /// A snapshot once the partition's records in the state topic weigh one and a half times
+    /// what a snapshot of its live sets would (`live_bytes`): after compaction the topic holds
+    /// at most about one and a half snapshots per partition (two while a new snapshot's
+    /// tombstones wait for the cleaner). Measured against the live sets, not the last
+    /// snapshot: while the sets only grow, deltas are live data and rewriting them as a
+    /// snapshot gains nothing (it cost a whole snapshot at nearly every checkpoint early in a
+    /// count); once windows roll, what they held is dead weight and counts towards the next.
+    fn snapshot_due(&self, live_bytes: u64) -> bool {
+        let live = live_bytes.max(MIN_SNAPSHOT_BYTES);
+        self.snapshot_due || self.stored_bytes >= live + live / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(stored_bytes: u64) -> Written {
+        Written {
+            epoch: 1,
+            generation: 0,
+            next_index: 1,
+            keys: BTreeSet::new(),
+            stored_bytes,
+            snapshot_due: false,
+        }
+    }
+
+    #[test]
+    fn sets_that_only_grew_are_not_rewritten_as_a_snapshot() {
+        // Ten megabytes of deltas holding ten megabytes of live sets: nothing in the topic is
+        // dead, so a snapshot would only rewrite it.
+        assert!(!written(10 << 20).snapshot_due(10 << 20));
+        assert!(!written(15 << 20).snapshot_due(10 << 20 | 1));
+    }
+
+    #[test]
+    fn a_snapshot_is_due_once_the_topic_holds_half_the_live_state_again_in_dead_weight() {
+        assert!(written(15 << 20).snapshot_due(10 << 20));
+        // Windows rolled out: the live sets shrank below what the topic holds.
+        assert!(written(4 << 20).snapshot_due(2 << 20));
+    }
+
+    #[test]
+    fn small_partitions_count_as_the_minimum_snapshot() {
+        assert!(!written(MIN_SNAPSHOT_BYTES).snapshot_due(1));
+        assert!(written(MIN_SNAPSHOT_BYTES * 3 / 2).snapshot_due(1));
+    }
+
+    #[test]
+    fn a_failed_snapshot_is_tried_again_whatever_the_sizes() {
+        let mut written = written(0);
+        written.snapshot_due = true;
+        assert!(written.snapshot_due(10 << 20));
     }
 }
