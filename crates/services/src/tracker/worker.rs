@@ -83,7 +83,7 @@ impl Worker {
             .enable_all()
             .build()
             .map_err(TrackerError::ProbeRuntime)?;
-        let context = WorkerState {
+        let state = WorkerState {
             shared: shared.clone(),
             producer,
             dead_letters,
@@ -95,7 +95,7 @@ impl Worker {
         };
         let consumer: StatefulConsumer<WorkerState> =
             input_consumer_config(kafka, &shared.config.group, shared.config.session_timeout)
-                .create_client_with(Checkpointing::new(context))?;
+                .create_client_with(Checkpointing::new(state))?;
         let input = &shared.config.input_topic;
         consumer
             .subscribe(&[input])
