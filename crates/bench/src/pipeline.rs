@@ -10,7 +10,8 @@
 //! A count only counts when it is exact: the tracker must report every generated event and
 //! exactly as many distinct addresses as the generator acknowledged, or the benchmark fails.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -203,6 +204,67 @@ struct Counted {
     partitions_owned: usize,
 }
 
+/// The bare consumers' times on a topic: one consumer alone, and one per tracker worker.
+struct BareTimes {
+    one: CountTime,
+    per_worker: Option<CountTime>,
+}
+
+/// What bare consumers reading one topic together have seen.
+#[derive(Default)]
+struct BareRead {
+    seen: AtomicU64,
+    first: OnceLock<Instant>,
+    last: OnceLock<Instant>,
+}
+
+impl BareRead {
+    /// Records seen per addition to the shared count: an addition per record would make the
+    /// consumers' threads contend on it, which the tracker's workers never do.
+    const TALLY: u64 = 1024;
+
+    /// Polls until the consumers together have seen `events` records, or `deadline`.
+    fn read_all(
+        &self,
+        consumer: &BaseConsumer,
+        events: u64,
+        deadline: Instant,
+    ) -> anyhow::Result<()> {
+        let mut unseen = 0u64;
+        while self.seen.load(Ordering::Relaxed) < events {
+            match consumer.poll(Duration::from_millis(10)) {
+                Some(Ok(_)) => {
+                    self.first.get_or_init(Instant::now);
+                    unseen += 1;
+                    if unseen == Self::TALLY {
+                        self.tally(&mut unseen, events);
+                    }
+                }
+                Some(Err(e)) => bail!("{e}"),
+                None if Instant::now() > deadline => {
+                    bail!(
+                        "read {} of {events} records in time",
+                        self.seen.load(Ordering::Relaxed)
+                    )
+                }
+                None => self.tally(&mut unseen, events),
+            }
+        }
+        Ok(())
+    }
+
+    fn tally(&self, unseen: &mut u64, events: u64) {
+        if *unseen == 0 {
+            return;
+        }
+        let seen = self.seen.fetch_add(*unseen, Ordering::Relaxed) + *unseen;
+        *unseen = 0;
+        if seen >= events {
+            self.last.get_or_init(Instant::now);
+        }
+    }
+}
+
 /// How long a tracker took to count a topic exactly.
 #[derive(Debug)]
 struct CountTime {
@@ -254,6 +316,9 @@ impl<'a> Bench<'a> {
 
     /// Generate, then count with and without views; each tracker gets a topic of its own
     /// with the same events (same seed).
+    /// Per views setting: a filled topic, counted by a tracker node with one worker per
+    /// partition. With views, the same topic is also read by bare consumers (the issue's
+    /// anchor) and counted with one and with two workers.
     fn throughput_runs(&self) -> anyhow::Result<()> {
         for views in [Views::On, Views::Off] {
             let topic = self.fresh_topic("events")?;
@@ -265,41 +330,49 @@ impl<'a> Bench<'a> {
             );
             let truth = Truth::of(&summary);
             let bare = match views {
-                Views::On => Some(self.bare_consumer_time(&topic, truth.events)?),
+                Views::On => Some(self.bare_consumer_runs(&topic, truth.events)?),
                 Views::Off => None,
             };
-            let mut tracker = self.start_tracker(&topic, views, &["--tracker-workers", "2"])?;
-            let spawned = tracker.spawned;
-            let time = wait_exact(
-                &mut tracker,
-                spawned,
-                &mut || Ok(Some(truth)),
-                &format!("tracker ({})", views.label()),
-            )?;
-            drop(tracker);
+            let workers = self.workers_per_partition();
+            let time = self.workers_time(&topic, truth, views, workers)?;
             self.report_count(
                 &format!("tracker ({}) from spawn", views.label()),
                 truth,
                 &time,
             );
             if let Some(bare) = bare {
-                let name = "bare consumer (tracker settings) from creation";
-                self.report_count(name, truth, &bare);
+                self.report_count("bare consumer from creation", truth, &bare.one);
+                if let Some(per_worker) = &bare.per_worker {
+                    let name = format!("{workers} bare consumers from creation");
+                    self.report_count(&name, truth, per_worker);
+                }
                 self.report_tracker_vs_bare(truth.events, &time, &bare);
-                let one_worker = self.one_worker_time(&topic, truth)?;
-                self.report_count("tracker (views, 1 worker) from spawn", truth, &one_worker);
-                self.report_workers(truth.events, one_worker.total, time.total);
+                let one = self.workers_time(&topic, truth, views, 1)?;
+                self.report_count("tracker (views, 1 worker) from spawn", truth, &one);
+                let two = self.workers_time(&topic, truth, views, 2)?;
+                self.report_count("tracker (views, 2 workers) from spawn", truth, &two);
+                self.report_workers(truth.events, &one, &two, (workers, &time));
             }
             self.delete_topic(&topic);
         }
         Ok(())
     }
 
+    /// Worker threads of the main tracker runs: one per partition, the most that helps (each
+    /// worker is a group member, and members beyond the partitions get none). Fewer leave
+    /// one worker with more partitions than the others, counting alone at the end. A node
+    /// runs at most 64.
+    fn workers_per_partition(&self) -> u32 {
+        u32::try_from(self.args.partitions.clamp(1, 64)).unwrap_or(1)
+    }
+
     /// A tracker that already joined its group on an empty topic; then the generator starts,
     /// and the clock runs from its start until the tracker's count is exact.
     fn end_to_end_run(&self) -> anyhow::Result<()> {
         let topic = self.fresh_topic("e2e")?;
-        let mut tracker = self.start_tracker(&topic, Views::On, &[])?;
+        let workers = self.workers_per_partition().to_string();
+        let extra = ["--tracker-workers", workers.as_str()];
+        let mut tracker = self.start_tracker(&topic, Views::On, &extra)?;
         self.wait_joined(&mut tracker)?;
         let params = generator_params(&topic, self.args.events, self.args.devices);
         let started = Instant::now();
@@ -425,96 +498,148 @@ impl<'a> Bench<'a> {
     /// `events` records of `topic` doing nothing with them: the rate the tracker is compared
     /// with. It joins a group of its own, so the tracker still reads everything afterwards.
     /// Also timed from its first record to its last, like the tracker's count from its first.
-    fn bare_consumer_time(&self, topic: &str, events: u64) -> anyhow::Result<CountTime> {
-        let group = format!("{}-bare", tracker_group(topic));
-        let started = Instant::now();
-        let consumer: BaseConsumer = freshet_services::tracker::input_consumer_config(
-            &self.kafka(),
-            &group,
-            Duration::from_secs(10),
-        )
-        .create()
-        .context("creating the bare consumer")?;
-        consumer.subscribe(&[topic])?;
-        let bar = progress(events, "bare consumer");
-        let limit = Duration::from_secs(60 + events / SLOWEST_EVENTS_PER_S);
-        let mut seen = 0u64;
-        let mut first = None;
-        while seen < events {
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(_)) => {
-                    first.get_or_insert_with(Instant::now);
-                    seen += 1;
-                }
-                Some(Err(e)) => bail!("bare consumer on {topic}: {e}"),
-                None if started.elapsed() > limit => {
-                    bail!(
-                        "bare consumer read {seen} of {events} records in {} s",
-                        limit.as_secs()
-                    )
-                }
-                None => {}
-            }
-            if seen.is_multiple_of(65_536) {
-                bar.set_position(seen);
-            }
-        }
-        let total = started.elapsed();
-        bar.finish_and_clear();
-        let from_first = first.map(|first| (first.elapsed(), events.saturating_sub(1)));
-        Ok(CountTime { total, from_first })
+    /// One bare consumer reading the whole topic, then (with more than one partition) one per
+    /// tracker worker, in a group of their own, reading it together.
+    fn bare_consumer_runs(&self, topic: &str, events: u64) -> anyhow::Result<BareTimes> {
+        let one = self.bare_consumers_time(topic, events, 1)?;
+        let workers = self.workers_per_partition();
+        let per_worker = match workers {
+            1 => None,
+            n => Some(self.bare_consumers_time(topic, events, n)?),
+        };
+        Ok(BareTimes { one, per_worker })
     }
 
-    /// The same count with one worker thread, in a group of its own so it reads everything
-    /// again.
-    fn one_worker_time(&self, topic: &str, truth: Truth) -> anyhow::Result<CountTime> {
-        let group = format!("{}-1w", tracker_group(topic));
-        let mut tracker =
-            self.start_tracker_in(topic, &group, Views::On, &["--tracker-workers", "1"])?;
+    /// Time for `consumers` consumers in one new group, on the tracker's consumer settings and
+    /// each on a thread of its own, to read `events` records of `topic` doing nothing with
+    /// them: from their creation, and from the first record, until the last.
+    fn bare_consumers_time(
+        &self,
+        topic: &str,
+        events: u64,
+        consumers: u32,
+    ) -> anyhow::Result<CountTime> {
+        let group = format!("{}-bare-{consumers}", tracker_group(topic));
+        let started = Instant::now();
+        let read = BareRead::default();
+        let bar = progress(events, "bare consumers");
+        let limit = Duration::from_secs(60 + events / SLOWEST_EVENTS_PER_S);
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let readers: Vec<_> = (0..consumers)
+                .map(|_| {
+                    let consumer: BaseConsumer = freshet_services::tracker::input_consumer_config(
+                        &self.kafka(),
+                        &group,
+                        Duration::from_secs(10),
+                    )
+                    .create()
+                    .context("creating a bare consumer")?;
+                    consumer.subscribe(&[topic])?;
+                    let read = &read;
+                    Ok(scope.spawn(move || read.read_all(&consumer, events, started + limit)))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            while !readers.iter().all(|r| r.is_finished()) {
+                bar.set_position(read.seen.load(Ordering::Relaxed));
+                std::thread::sleep(POLL);
+            }
+            for reader in readers {
+                reader
+                    .join()
+                    .map_err(|_| anyhow!("a bare consumer thread panicked"))?
+                    .with_context(|| format!("bare consumers on {topic}"))?;
+            }
+            Ok(())
+        })?;
+        bar.finish_and_clear();
+        let last = *read.last.get().context("the bare consumers' last record")?;
+        let from_first = read
+            .first
+            .get()
+            .map(|first| (last - *first, events.saturating_sub(1)));
+        Ok(CountTime {
+            total: last - started,
+            from_first,
+        })
+    }
+
+    /// The time for `workers` worker threads (views on) to count `topic` exactly, in a group
+    /// of their own so they read everything again.
+    fn workers_time(
+        &self,
+        topic: &str,
+        truth: Truth,
+        views: Views,
+        workers: u32,
+    ) -> anyhow::Result<CountTime> {
+        let group = format!("{}-{workers}w", tracker_group(topic));
+        let workers_arg = workers.to_string();
+        let extra = ["--tracker-workers", workers_arg.as_str()];
+        let mut tracker = self.start_tracker_in(topic, &group, views, &extra)?;
         let spawned = tracker.spawned;
-        let time = wait_exact(
-            &mut tracker,
-            spawned,
-            &mut || Ok(Some(truth)),
-            "tracker (1 worker)",
-        )?;
+        let what = format!("tracker ({workers} workers)");
+        let time = wait_exact(&mut tracker, spawned, &mut || Ok(Some(truth)), &what)?;
         drop(tracker);
         self.delete_topics_best_effort(&[&format!("freshet.tracker.{group}.{topic}")]);
         Ok(time)
     }
 
-    /// The rates with one and two worker threads (views on, from spawn to exact).
-    fn report_workers(&self, events: u64, one: Duration, two: Duration) {
-        let (one, two) = (per_second(events, one), per_second(events, two));
+    /// The rates with one, two and one worker per partition (views on, from spawn to exact).
+    fn report_workers(
+        &self,
+        events: u64,
+        one: &CountTime,
+        two: &CountTime,
+        all: (u32, &CountTime),
+    ) {
+        let (workers, all) = all;
+        let rate = |time: &CountTime| per_second(events, time.total);
+        let (one, two, all) = (rate(one), rate(two), rate(all));
         let ratio = two / one.max(1.0);
+        let all_ratio = all / one.max(1.0);
         println!("{:<34} {ratio:.2}", "2 workers / 1 worker");
+        println!(
+            "{:<34} {all_ratio:.2}",
+            format!("{workers} workers / 1 worker")
+        );
         if self.args.json {
             println!(
                 "{}",
                 serde_json::json!({"bench": "pipeline tracker worker threads", "events": events,
                     "one_worker_events_per_s": one, "two_workers_events_per_s": two,
-                    "ratio": ratio})
+                    "ratio": ratio, "workers_per_partition": workers,
+                    "workers_per_partition_events_per_s": all,
+                    "workers_per_partition_ratio": all_ratio})
             );
         }
     }
 
-    /// The tracker's rate (views on, from spawn to exact) against the bare consumer's (from
-    /// creation to the last record), both including their start and group join; and the
-    /// same from each one's first record (the tracker's first nonzero count) to its last,
-    /// which leaves out the tracker's process start and both group joins.
-    fn report_tracker_vs_bare(&self, events: u64, tracker: &CountTime, bare: &CountTime) {
+    /// The tracker's rate (views on, from spawn to exact) against one bare consumer's (from
+    /// creation to the last record), both including their start and group join; the same
+    /// from each one's first record (the tracker's first nonzero count) to its last, which
+    /// leaves out the tracker's process start and both group joins; and against as many bare
+    /// consumers as the tracker has workers, the stricter anchor.
+    fn report_tracker_vs_bare(&self, events: u64, tracker: &CountTime, bare: &BareTimes) {
         let tracker_rate = per_second(events, tracker.total);
-        let bare_rate = per_second(events, bare.total);
+        let bare_rate = per_second(events, bare.one.total);
         let ratio = tracker_rate / bare_rate.max(1.0);
         let steady_rate = |time: &CountTime| time.from_first.map(|(span, n)| per_second(n, span));
-        let (tracker_steady, bare_steady) = (steady_rate(tracker), steady_rate(bare));
+        let (tracker_steady, bare_steady) = (steady_rate(tracker), steady_rate(&bare.one));
         let steady_ratio = tracker_steady
             .zip(bare_steady)
             .map(|(tracker, bare)| tracker / bare.max(1.0));
+        let per_worker_rate = bare
+            .per_worker
+            .as_ref()
+            .map(|t| per_second(events, t.total));
+        let per_worker_ratio = per_worker_rate.map(|rate| tracker_rate / rate.max(1.0));
+        let shown = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}"));
         println!(
-            "{:<34} {ratio:.2} (target at least {TARGET_TRACKER_VS_BARE}); from first records {}",
+            "{:<34} {ratio:.2} (target at least {TARGET_TRACKER_VS_BARE}); from first records {}; \
+             against one bare consumer per worker {}",
             "tracker / bare consumer",
-            steady_ratio.map_or("-".to_string(), |r| format!("{r:.2}"))
+            shown(steady_ratio),
+            shown(per_worker_ratio),
         );
         if self.args.json {
             println!(
@@ -523,9 +648,12 @@ impl<'a> Bench<'a> {
                     "events": events, "tracker_events_per_s": tracker_rate,
                     "bare_consumer_events_per_s": bare_rate, "ratio": ratio,
                     "target": TARGET_TRACKER_VS_BARE,
+                    "tracker_workers": self.workers_per_partition(),
                     "tracker_from_first_events_per_s": tracker_steady,
                     "bare_consumer_from_first_events_per_s": bare_steady,
-                    "ratio_from_first": steady_ratio})
+                    "ratio_from_first": steady_ratio,
+                    "bare_consumers_one_per_worker_events_per_s": per_worker_rate,
+                    "ratio_one_bare_consumer_per_worker": per_worker_ratio})
             );
         }
     }

@@ -43,7 +43,7 @@ impl Sparse {
             return true;
         }
         let mut index = self.chunk_of(value);
-        let mut position = match self.chunks[index].binary_search(&value) {
+        let mut position = match self.search(index, value) {
             Ok(_) => return false,
             Err(position) => position,
         };
@@ -64,9 +64,35 @@ impl Sparse {
     }
 
     pub(crate) fn contains(&self, value: u32) -> bool {
-        match self.chunks.get(self.chunk_of(value)) {
-            Some(chunk) => chunk.binary_search(&value).is_ok(),
-            None => false,
+        !self.chunks.is_empty() && self.search(self.chunk_of(value), value).is_ok()
+    }
+
+    /// Where `value` is (`Ok`) or belongs (`Err`) in chunk `index`.
+    ///
+    /// Not a plain binary search: a chunk is a kilobyte of its own, rarely in cache, and a
+    /// binary search over 256 values touches five of its cache lines before it narrows to
+    /// one, each a miss; that was three quarters of the tracker's insert time. Device
+    /// addresses spread evenly, so the position interpolated between the chunk's first
+    /// value and the next chunk's lands on or beside the right line. A gallop from there
+    /// keeps the search exact, and logarithmic however the values spread.
+    fn search(&self, index: usize, value: u32) -> Result<usize, usize> {
+        let chunk = &self.chunks[index];
+        let first = self.firsts[index];
+        if value <= first {
+            return if value == first { Ok(0) } else { Err(0) };
+        }
+        // Past the last chunk nothing bounds it from above but its own last value.
+        let end = match self.firsts.get(index + 1) {
+            Some(&next) => u64::from(next),
+            None => u64::from(chunk[chunk.len() - 1]) + 1,
+        };
+        let span = end.saturating_sub(u64::from(first)).max(1);
+        let offset = u64::from(value - first) * chunk.len() as u64 / span;
+        let guess = usize::try_from(offset).map_or(chunk.len() - 1, |g| g.min(chunk.len() - 1));
+        let position = lower_bound_near(chunk, value, guess);
+        match chunk.get(position) {
+            Some(&found) if found == value => Ok(position),
+            _ => Err(position),
         }
     }
 
@@ -134,6 +160,42 @@ impl Sparse {
         }
         size
     }
+}
+
+/// The first index of `sorted` whose value is at least `value` (its length if none),
+/// searched from `guess` outwards in doubling steps, then by bisection between the last
+/// two steps.
+fn lower_bound_near(sorted: &[u32], value: u32, guess: usize) -> usize {
+    // The answer lies in lo..=hi.
+    let (lo, hi) = if sorted[guess] < value {
+        let mut lo = guess + 1;
+        let mut step = 1;
+        loop {
+            let probe = guess + step;
+            if probe >= sorted.len() {
+                break (lo, sorted.len());
+            }
+            if sorted[probe] >= value {
+                break (lo, probe);
+            }
+            lo = probe + 1;
+            step *= 2;
+        }
+    } else {
+        let mut hi = guess;
+        let mut step = 1;
+        loop {
+            let Some(probe) = guess.checked_sub(step) else {
+                break (0, hi);
+            };
+            if sorted[probe] < value {
+                break (probe + 1, hi);
+            }
+            hi = probe;
+            step *= 2;
+        }
+    };
+    lo + sorted[lo..hi].partition_point(|&v| v < value)
 }
 
 /// Encoded bytes of one container of `cardinality` values, header included.
@@ -221,6 +283,21 @@ mod tests {
             let bitmap = roaring::RoaringBitmap::from_iter(values.iter().copied());
             prop_assert_eq!(set.serialized_size(), bitmap.serialized_size());
             prop_assert_eq!(set.prefixes(), bitmap.iter().map(|v| v >> 16).collect::<BTreeSet<_>>().len() as u64);
+        }
+    }
+
+    #[test]
+    fn the_search_from_a_guess_finds_the_lower_bound_from_anywhere() {
+        let sorted: Vec<u32> = (0..100).map(|v| 3 * v + 1).collect();
+        for value in 0..310 {
+            let expected = sorted.partition_point(|&v| v < value);
+            for guess in 0..sorted.len() {
+                assert_eq!(
+                    lower_bound_near(&sorted, value, guess),
+                    expected,
+                    "{value} from {guess}"
+                );
+            }
         }
     }
 

@@ -37,7 +37,7 @@ use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::kafka::DeliveryCounter;
+use crate::kafka::{wait_delivered, DeliveryCounter};
 
 /// Records polled per round before [`Stateful::after_batch`].
 pub const BATCH: usize = 16_384;
@@ -132,8 +132,8 @@ impl<S: Stateful> Checkpointing<S> {
     pub fn flush(&self) -> bool {
         let producers = self.service.producers();
         for producer in &producers {
-            if let Err(e) = producer.flush(FLUSH_TIMEOUT) {
-                tracing::error!(error = %e, "records not acknowledged in time");
+            if !wait_delivered(producer, FLUSH_TIMEOUT) {
+                tracing::error!(timeout = ?FLUSH_TIMEOUT, "records not acknowledged in time");
                 return false;
             }
         }
@@ -144,6 +144,7 @@ impl<S: Stateful> Checkpointing<S> {
     /// Checkpoints every owned partition that changed, once what its records caused is
     /// acknowledged. False when a delivery failed; the owned partitions were then rewound.
     pub fn checkpoint(&self, consumer: &StatefulConsumer<S>) -> bool {
+        let started = Instant::now();
         self.service.before_checkpoint();
         if !self.flush() {
             self.rewind(consumer);
@@ -157,6 +158,12 @@ impl<S: Stateful> Checkpointing<S> {
         }
         let offsets = self.service.acknowledged(consumer, sent);
         self.commit(consumer, &offsets);
+        tracing::debug!(
+            topic = self.service.input_topic(),
+            partitions = offsets.len(),
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "checkpoint acknowledged"
+        );
         true
     }
 
