@@ -132,7 +132,7 @@ impl<S: Stateful> Checkpointing<S> {
     pub fn flush(&self) -> bool {
         let producers = self.service.producers();
         for producer in &producers {
-            if !wait_delivered(producer, FLUSH_TIMEOUT) {
+            if !wait_delivered(*producer, FLUSH_TIMEOUT) {
                 tracing::error!(timeout = ?FLUSH_TIMEOUT, "records not acknowledged in time");
                 return false;
             }

@@ -527,9 +527,9 @@ const DELIVERY_CHECK_EVERY: Duration = Duration::from_millis(1);
 /// `timeout` passed first.
 ///
 /// Not `Producer::flush`: rdkafka's flush waits for the producer's events in slices of up to
-/// 100 ms, but a `ThreadedProducer`'s own thread takes those events, so each flush with
-/// anything in flight took 100 ms even when the cluster answered in one.
-pub fn wait_delivered(producer: &ThreadedProducer<DeliveryCounter>, timeout: Duration) -> bool {
+/// 100 ms, but a `ThreadedProducer`'s (or `FutureProducer`'s) own thread takes those events,
+/// so each flush with anything in flight took 100 ms even when the cluster answered in one.
+pub fn wait_delivered<C: ProducerContext>(producer: &impl Producer<C>, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while producer.in_flight_count() > 0 {
         if Instant::now() >= deadline {

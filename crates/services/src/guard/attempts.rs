@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
 use super::mac::{self, Canonical, Rejection};
@@ -246,8 +246,8 @@ impl AttemptPublisher {
 
     /// Waits (at most `timeout`) for queued attempts to be delivered. Blocking.
     pub fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.producer.flush(timeout) {
-            tracing::warn!(error = %e, "login attempts still queued at shutdown");
+        if !crate::kafka::wait_delivered(&self.producer, timeout) {
+            tracing::warn!(?timeout, "login attempts still queued at shutdown");
         }
     }
 }
