@@ -67,7 +67,7 @@ use secret::GuardSecret;
 use stats::{BlockerMetrics, GuardMetrics, LoginCounters};
 use store::Store;
 
-use crate::kafka::{ensure_topic, TopicSpec};
+use crate::kafka::TopicSpec;
 use crate::KafkaConfig;
 pub use error::GuardError;
 
@@ -170,10 +170,7 @@ pub async fn ensure_topics(kafka: &KafkaConfig, config: &GuardConfig) -> Result<
             configs: &[],
         },
     ];
-    for spec in &specs {
-        ensure_topic(kafka, spec).await?;
-    }
-    Ok(())
+    Ok(crate::kafka::ensure_topics(kafka, &specs).await?)
 }
 
 /// How a login ended.

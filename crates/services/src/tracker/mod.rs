@@ -51,7 +51,7 @@ use freshet_os::clock::now_ms;
 use freshet_timestamp::NormalizedTs;
 
 use crate::event::{DEVICE_EVENTS, DEVICE_EVENTS_DLQ};
-use crate::kafka::{ensure_topic, TopicSpec};
+use crate::kafka::TopicSpec;
 use crate::KafkaConfig;
 pub use error::TrackerError;
 pub use state::WindowLimits;
@@ -263,10 +263,7 @@ async fn ensure_topics(
             configs: STATE_TOPIC_CONFIGS,
         },
     ];
-    for spec in &specs {
-        ensure_topic(kafka, spec).await?;
-    }
-    Ok(())
+    Ok(crate::kafka::ensure_topics(kafka, &specs).await?)
 }
 
 /// How long a node counts as seen after its last heartbeat.
