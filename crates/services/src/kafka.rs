@@ -440,7 +440,10 @@ pub async fn ensure_topic(kafka: &KafkaConfig, spec: &TopicSpec<'_>) -> Result<(
 
 /// [`ensure_topic`] for several topics, with one client and one request: a service starts
 /// that much sooner (each admin client connects and reads metadata before its request).
-pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec<'_>]) -> Result<(), ClientError> {
+pub async fn ensure_topics(
+    kafka: &KafkaConfig,
+    specs: &[TopicSpec<'_>],
+) -> Result<(), ClientError> {
     let admin = kafka.admin()?;
     let topics: Vec<NewTopic<'_>> = specs
         .iter()
@@ -456,7 +459,11 @@ pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec<'_>]) -> Resu
         .create_topics(&topics, &options)
         .await
         .map_err(|source| ClientError::CreateTopic {
-            topic: specs.iter().map(|spec| spec.name).collect::<Vec<_>>().join(", "),
+            topic: specs
+                .iter()
+                .map(|spec| spec.name)
+                .collect::<Vec<_>>()
+                .join(", "),
             source,
         })?;
     for result in results {
@@ -540,6 +547,8 @@ const DELIVERY_CHECK_EVERY: Duration = Duration::from_millis(1);
 /// Not `Producer::flush`: rdkafka's flush waits for the producer's events in slices of up to
 /// 100 ms, but a `ThreadedProducer`'s (or `FutureProducer`'s) own thread takes those events,
 /// so each flush with anything in flight took 100 ms even when the cluster answered in one.
+/// Unlike a flush, this does not hurry the last batch: it goes out after the producer's
+/// `linger.ms` (1-5 ms for the services).
 pub fn wait_delivered<C: ProducerContext>(producer: &impl Producer<C>, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while producer.in_flight_count() > 0 {

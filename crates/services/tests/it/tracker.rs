@@ -223,14 +223,18 @@ async fn two_nodes_split_partitions_and_both_know_the_global_count() {
     // took every partition, and a rebalance moves some of them while both already know
     // every address.
     let b_handle = b.handle();
-    eventually(&a.handle(), "the partitions split between the nodes", |a_handle| {
-        let (ua, ub) = (a_handle.unique_ips(), b_handle.unique_ips());
-        !ua.partitions_owned.is_empty()
+    eventually(
+        &a.handle(),
+        "the partitions split between the nodes",
+        |a_handle| {
+            let (ua, ub) = (a_handle.unique_ips(), b_handle.unique_ips());
+            !ua.partitions_owned.is_empty()
             && !ub.partitions_owned.is_empty()
             && ua.partitions_owned.len() + ub.partitions_owned.len() == 4
             // Keyed by IP, so the partitions' sets are disjoint and the node counts add up.
             && ua.node_count + ub.node_count == sent.len() as u64
-    })
+        },
+    )
     .await;
     eventually(&a.handle(), "both nodes seen", |h| {
         h.unique_ips().nodes_seen.len() == 2
