@@ -315,10 +315,9 @@ impl<'a> Bench<'a> {
     }
 
     /// Generate, then count with and without views; each tracker gets a topic of its own
-    /// with the same events (same seed).
-    /// Per views setting: a filled topic, counted by a tracker node with one worker per
-    /// partition. With views, the same topic is also read by bare consumers (the issue's
-    /// anchor) and counted with one and with two workers.
+    /// with the same events (same seed), and runs one worker per partition. With views, the
+    /// same topic is also read by bare consumers (the anchor) and counted with one
+    /// and with two workers.
     fn throughput_runs(&self) -> anyhow::Result<()> {
         for views in [Views::On, Views::Off] {
             let topic = self.fresh_topic("events")?;
@@ -493,13 +492,8 @@ impl<'a> Bench<'a> {
         join_generator(worker, events)
     }
 
-    /// How long a consumer with the tracker worker's settings
-    /// ([`freshet_services::tracker::input_consumer_config`]) takes, from its creation, to read
-    /// `events` records of `topic` doing nothing with them: the rate the tracker is compared
-    /// with. It joins a group of its own, so the tracker still reads everything afterwards.
-    /// Also timed from its first record to its last, like the tracker's count from its first.
-    /// One bare consumer reading the whole topic, then (with more than one partition) one per
-    /// tracker worker, in a group of their own, reading it together.
+    /// The rates the tracker is compared with: one bare consumer reading the whole topic,
+    /// then (with more than one partition) one per tracker worker reading it together.
     fn bare_consumer_runs(&self, topic: &str, events: u64) -> anyhow::Result<BareTimes> {
         let one = self.bare_consumers_time(topic, events, 1)?;
         let workers = self.workers_per_partition();
@@ -510,9 +504,11 @@ impl<'a> Bench<'a> {
         Ok(BareTimes { one, per_worker })
     }
 
-    /// Time for `consumers` consumers in one new group, on the tracker's consumer settings and
-    /// each on a thread of its own, to read `events` records of `topic` doing nothing with
-    /// them: from their creation, and from the first record, until the last.
+    /// How long `consumers` consumers with the tracker worker's settings
+    /// ([`freshet_services::tracker::input_consumer_config`]), each on a thread of its own,
+    /// take to read `events` records of `topic` together, doing nothing with them: from
+    /// their creation, and from the first record, until the last. They join a group of their
+    /// own, so the trackers still read everything afterwards.
     fn bare_consumers_time(
         &self,
         topic: &str,
@@ -577,7 +573,7 @@ impl<'a> Bench<'a> {
         let extra = ["--tracker-workers", workers_arg.as_str()];
         let mut tracker = self.start_tracker_in(topic, &group, views, &extra)?;
         let spawned = tracker.spawned;
-        let what = format!("tracker ({workers} workers)");
+        let what = format!("tracker (workers: {workers})");
         let time = wait_exact(&mut tracker, spawned, &mut || Ok(Some(truth)), &what)?;
         drop(tracker);
         self.delete_topics_best_effort(&[&format!("freshet.tracker.{group}.{topic}")]);
