@@ -153,9 +153,7 @@ fn apply_record(state: &mut NodeState, record: Record, shared: &Shared) {
                 }
                 let partition = state.partition(header.partition);
                 // Shrunk by the worker's checkpoint tick, which sees every partition.
-                partition
-                    .views()
-                    .retain_windows(shared.config.window_limits);
+                partition.retain_windows(shared.config.window_limits);
             }
             let partition = state.partition(header.partition);
             let newer = partition.checkpoint.as_ref().is_none_or(|meta| {

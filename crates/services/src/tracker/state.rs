@@ -138,9 +138,11 @@ impl Views {
 
     /// Drops the oldest windows beyond the limits, so a long-running node's memory follows
     /// the number of devices, not the running time.
-    pub fn retain_windows(&mut self, limits: WindowLimits) {
-        trim_oldest(&mut self.minutes, limits.minutes);
-        trim_oldest(&mut self.hours, limits.hours);
+    /// Drops the oldest windows beyond `limits`; true if any was dropped.
+    pub fn retain_windows(&mut self, limits: WindowLimits) -> bool {
+        let minutes = trim_oldest(&mut self.minutes, limits.minutes);
+        let hours = trim_oldest(&mut self.hours, limits.hours);
+        minutes || hours
     }
 
     /// Addresses in all the views together (an address in several sets counts in each).
@@ -247,10 +249,13 @@ fn insert_keyed<K: Ord + Copy>(
     }
 }
 
-fn trim_oldest(windows: &mut BTreeMap<i64, DistinctIps>, keep: usize) {
+/// Drops the oldest windows until `keep` are left; true if any was dropped.
+fn trim_oldest(windows: &mut BTreeMap<i64, DistinctIps>, keep: usize) -> bool {
+    let dropped = windows.len() > keep;
     while windows.len() > keep {
         windows.pop_first();
     }
+    dropped
 }
 
 /// How many event-time windows each partition keeps.
@@ -315,9 +320,25 @@ pub struct PartitionState {
     shrunk_len: u64,
     /// Total size of the sets at the previous [`maybe_shrink`](Self::maybe_shrink).
     checked_len: u64,
+    /// How many times [`retain_windows`](Self::retain_windows) dropped windows. Otherwise the
+    /// sets only grow, so a size measured since the last drop is a floor of their size now.
+    window_drops: u64,
 }
 
 impl PartitionState {
+    /// Drops the oldest windows beyond `limits`, counting the times it dropped any.
+    pub fn retain_windows(&mut self, limits: WindowLimits) {
+        let dropped = self.views().retain_windows(limits);
+        if dropped {
+            self.window_drops += 1;
+        }
+    }
+
+    /// How many times windows were dropped: see [`retain_windows`](Self::retain_windows).
+    pub fn window_drops(&self) -> u64 {
+        self.window_drops
+    }
+
     pub fn events(&self) -> u64 {
         match (&self.live, &self.checkpoint) {
             (Some(live), _) => live.events,
@@ -635,6 +656,26 @@ mod tests {
         state.partition(0).live = None;
         state.recount_node();
         assert_eq!(state.node, 0);
+    }
+
+    #[test]
+    fn a_partition_counts_the_times_it_dropped_windows() {
+        let mut partition = PartitionState::default();
+        let limits = WindowLimits {
+            minutes: 2,
+            hours: 1,
+        };
+        let mut new = Views::default();
+        for minute in 0..2 {
+            let event = event("1.2.3.4", minute * MINUTE_MS, 0);
+            partition.views().insert_event(&event, &mut new);
+        }
+        partition.retain_windows(limits);
+        assert_eq!(partition.window_drops(), 0, "nothing beyond the limits");
+        let event = event("1.2.3.4", 2 * MINUTE_MS, 0);
+        partition.views().insert_event(&event, &mut new);
+        partition.retain_windows(limits);
+        assert_eq!(partition.window_drops(), 1);
     }
 
     #[test]

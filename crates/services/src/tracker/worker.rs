@@ -323,6 +323,7 @@ impl Stateful for WorkerState {
                     keys: BTreeSet::new(),
                     stored_bytes: partition.stored_bytes(),
                     snapshot_due: false,
+                    live_floor: None,
                 },
             );
             offsets.push((id, resume.next_offset));
@@ -633,7 +634,7 @@ impl WorkerState {
             let (Some(live), Some(written)) = (partition.live, owner.written.get_mut(id)) else {
                 continue;
             };
-            partition.views().retain_windows(window_limits);
+            partition.retain_windows(window_limits);
             let mut delta = owner.pending.remove(id).unwrap_or_default();
             delta.retain_windows(window_limits);
             let unchanged = owner.checkpointed.get(id) == Some(&live.next_offset);
@@ -641,7 +642,8 @@ impl WorkerState {
                 continue;
             }
             owner.checkpointed.insert(*id, live.next_offset);
-            let snapshot = written.snapshot_due(partition.serialized_size());
+            let snapshot =
+                written.snapshot_due(partition.window_drops(), || partition.serialized_size());
             let header = ChunkHeader {
                 partition: *id,
                 epoch: written.epoch,
@@ -890,6 +892,18 @@ struct Written {
     stored_bytes: u64,
     /// The last snapshot attempt failed.
     snapshot_due: bool,
+    /// The size of a snapshot of the partition's live sets when last measured, which spares
+    /// the measuring at most checkpoints (see [`Written::snapshot_due`]).
+    live_floor: Option<LiveFloor>,
+}
+
+/// A size a snapshot of a partition's live sets had, and the partition's
+/// [`window_drops`](super::state::PartitionState::window_drops) then: until windows are dropped
+/// again the sets only grow, so their size stays at least `bytes`.
+#[derive(Debug, Clone, Copy)]
+struct LiveFloor {
+    window_drops: u64,
+    bytes: u64,
 }
 
 impl Written {
@@ -900,9 +914,35 @@ impl Written {
     /// snapshot: while the sets only grow, deltas are live data and rewriting them as a
     /// snapshot gains nothing (it cost a whole snapshot at nearly every checkpoint early in a
     /// count); once windows roll, what they held is dead weight and counts towards the next.
-    fn snapshot_due(&self, live_bytes: u64) -> bool {
+    ///
+    /// `live_bytes` walks every set of the partition, under the node's lock, so it runs only
+    /// when the last measure cannot decide: while no window was dropped since (the partition
+    /// is at `window_drops` still) and the topic holds less than one and a half times that
+    /// measure, it holds less than one and a half times the live sets too, which only grew.
+    fn snapshot_due(&mut self, window_drops: u64, live_bytes: impl FnOnce() -> u64) -> bool {
+        if self.snapshot_due {
+            return true;
+        }
+        let floor = match self.live_floor {
+            Some(floor) if floor.window_drops == window_drops => floor.bytes,
+            _ => 0,
+        };
+        if !self.outweighs(floor) {
+            return false;
+        }
+        let bytes = live_bytes();
+        self.live_floor = Some(LiveFloor {
+            window_drops,
+            bytes,
+        });
+        self.outweighs(bytes)
+    }
+
+    /// Whether the partition's records in the state topic weigh one and a half times a
+    /// snapshot of `live_bytes` (at least [`MIN_SNAPSHOT_BYTES`]).
+    fn outweighs(&self, live_bytes: u64) -> bool {
         let live = live_bytes.max(MIN_SNAPSHOT_BYTES);
-        self.snapshot_due || self.stored_bytes >= live + live / 2
+        self.stored_bytes >= live + live / 2
     }
 }
 
@@ -918,34 +958,57 @@ mod tests {
             keys: BTreeSet::new(),
             stored_bytes,
             snapshot_due: false,
+            live_floor: None,
         }
+    }
+
+    /// Whether a snapshot is due with live sets of `live` bytes, measured afresh.
+    fn due(stored_bytes: u64, live: u64) -> bool {
+        written(stored_bytes).snapshot_due(0, || live)
     }
 
     #[test]
     fn sets_that_only_grew_are_not_rewritten_as_a_snapshot() {
         // Ten megabytes of deltas holding ten megabytes of live sets: nothing in the topic is
         // dead, so a snapshot would only rewrite it.
-        assert!(!written(10 << 20).snapshot_due(10 << 20));
-        assert!(!written(15 << 20).snapshot_due(10 << 20 | 1));
+        assert!(!due(10 << 20, 10 << 20));
+        assert!(!due(15 << 20, 10 << 20 | 1));
     }
 
     #[test]
     fn a_snapshot_is_due_once_the_topic_holds_half_the_live_state_again_in_dead_weight() {
-        assert!(written(15 << 20).snapshot_due(10 << 20));
+        assert!(due(15 << 20, 10 << 20));
         // Windows rolled out: the live sets shrank below what the topic holds.
-        assert!(written(4 << 20).snapshot_due(2 << 20));
+        assert!(due(4 << 20, 2 << 20));
     }
 
     #[test]
     fn small_partitions_count_as_the_minimum_snapshot() {
-        assert!(!written(MIN_SNAPSHOT_BYTES).snapshot_due(1));
-        assert!(written(MIN_SNAPSHOT_BYTES * 3 / 2).snapshot_due(1));
+        assert!(!due(MIN_SNAPSHOT_BYTES, 1));
+        assert!(due(MIN_SNAPSHOT_BYTES * 3 / 2, 1));
     }
 
     #[test]
     fn a_failed_snapshot_is_tried_again_whatever_the_sizes() {
         let mut written = written(0);
         written.snapshot_due = true;
-        assert!(written.snapshot_due(10 << 20));
+        assert!(written.snapshot_due(0, || 10 << 20));
+    }
+
+    #[test]
+    fn the_sets_are_measured_only_when_the_last_measure_cannot_decide() {
+        let mut written = written(10 << 20);
+        assert!(!written.snapshot_due(0, || 10 << 20));
+        // More deltas, still under one and a half times the last measure: no walk, no
+        // snapshot.
+        written.stored_bytes = 14 << 20;
+        assert!(!written.snapshot_due(0, || unreachable!("the last measure decides")));
+        // Past it, the sets are measured again: they grew, so still no snapshot.
+        written.stored_bytes = 16 << 20;
+        assert!(!written.snapshot_due(0, || 12 << 20));
+        assert!(!written.snapshot_due(0, || unreachable!("the last measure decides")));
+        // Windows were dropped since: the sets may have shrunk, so they are measured, and
+        // smaller now, they make the snapshot due.
+        assert!(written.snapshot_due(1, || 8 << 20));
     }
 }
