@@ -136,9 +136,8 @@ impl Views {
             .chain(self.codes.iter().map(|(k, s)| (SetKind::Code(*k), s)))
     }
 
-    /// Drops the oldest windows beyond the limits, so a long-running node's memory follows
-    /// the number of devices, not the running time.
-    /// Drops the oldest windows beyond `limits`; true if any was dropped.
+    /// Drops the oldest windows beyond `limits`, so a long-running node's memory follows the
+    /// number of devices, not the running time; true if any was dropped.
     pub fn retain_windows(&mut self, limits: WindowLimits) -> bool {
         let minutes = trim_oldest(&mut self.minutes, limits.minutes);
         let hours = trim_oldest(&mut self.hours, limits.hours);
