@@ -104,7 +104,7 @@ impl Default for TrackerConfig {
 
 /// One worker by default, the least memory: each worker's consumer prefetches up to 32 MiB.
 /// For speed, run one worker per partition the node owns: on the 2-core machine of
-/// docs/BENCHMARKS.md three workers on three partitions counted 1.75 times as fast as one,
+/// docs/BENCHMARKS.md three workers on three partitions counted 1.5-1.9 times as fast as one,
 /// while two workers gained 1.0-1.4 (the one with two partitions counts alone at the end).
 pub const DEFAULT_WORKERS: usize = 1;
 
