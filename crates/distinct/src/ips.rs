@@ -67,6 +67,29 @@ impl DistinctIps {
         }
     }
 
+    /// Adds every address of `ips`, in any order, pushing those not in the set before onto
+    /// `new` (once each). Faster than [`DistinctIps::insert`] one by one for a batch: the
+    /// IPv4 addresses are sorted and merged into the set's chunks a chunk at a time.
+    pub fn insert_all(&mut self, ips: &[IpAddr], new: &mut Vec<IpAddr>) {
+        let mut v4 = Vec::with_capacity(ips.len());
+        for &ip in ips {
+            match key(ip) {
+                Key::V4(v) => v4.push(v),
+                Key::V6(v) => {
+                    if self.v6.insert(v) {
+                        new.push(ip);
+                    }
+                }
+            }
+        }
+        // Already in order when the caller sorted the batch: then this is one pass.
+        v4.sort_unstable();
+        v4.dedup();
+        let mut added = Vec::new();
+        self.v4.insert_sorted(&v4, &mut added);
+        new.extend(added.into_iter().map(|v| IpAddr::V4(Ipv4Addr::from(v))));
+    }
+
     /// Whether `ip` is in the set.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match key(ip) {

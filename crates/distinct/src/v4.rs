@@ -133,6 +133,24 @@ impl V4Set {
         new
     }
 
+    /// Adds strictly increasing `values`, pushing those not present before onto `new`.
+    pub(crate) fn insert_sorted(&mut self, values: &[u32], new: &mut Vec<u32>) {
+        let before = new.len();
+        match &mut self.form {
+            Form::Sparse { set, .. } => set.insert_sorted(values, new),
+            Form::Dense(shards) => {
+                new.extend(
+                    values
+                        .iter()
+                        .copied()
+                        .filter(|&v| shards[shard_of(v)].insert(v)),
+                );
+            }
+        }
+        self.len += (new.len() - before) as u64;
+        self.check_form();
+    }
+
     pub(crate) fn contains(&self, value: u32) -> bool {
         match &self.form {
             Form::Sparse { set, .. } => set.contains(value),

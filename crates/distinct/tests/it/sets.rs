@@ -65,6 +65,21 @@ proptest! {
     }
 
     #[test]
+    fn batch_inserts_report_exactly_the_new_addresses(batches in proptest::collection::vec(proptest::collection::vec(ip(), 0..1500), 1..5)) {
+        let mut set = DistinctIps::new();
+        let mut model = HashSet::new();
+        for batch in batches {
+            let mut new = Vec::new();
+            set.insert_all(&batch, &mut new);
+            let expected: HashSet<IpAddr> = batch.iter().map(|ip| canonical(*ip)).filter(|ip| !model.contains(ip)).collect();
+            prop_assert_eq!(new.len(), expected.len(), "each new address once");
+            prop_assert_eq!(new.into_iter().collect::<HashSet<_>>(), expected.clone());
+            model.extend(expected);
+            assert_matches(&set, &model);
+        }
+    }
+
+    #[test]
     fn union_is_the_model_union(a in proptest::collection::vec(ip(), 0..2000), b in proptest::collection::vec(ip(), 0..2000)) {
         let mut left: DistinctIps = a.iter().copied().collect();
         let right: DistinctIps = b.iter().copied().collect();

@@ -464,10 +464,13 @@ impl WorkerState {
                 *partition_live = counters;
             }
         }
-        for (id, event) in valid.drain(..) {
+        for run in valid.chunk_by(|a, b| a.0 == b.0) {
+            let id = run[0].0;
+            let ips: Vec<IpAddr> = run.iter().map(|(_, event)| event.ip).collect();
             let pending = owner.pending.entry(id).or_default();
-            state.insert_ip(id, event.ip, &mut pending.all);
+            state.insert_ips(id, &ips, &mut pending.all);
         }
+        valid.clear();
         drop(state);
         owner.batch = batch;
         owner.valid = valid;
@@ -839,14 +842,12 @@ pub fn input_consumer_config(
     // and left 409 MB resident; a 32 MiB queue with 4 MiB fetches, 13.2 s and 181 MB (the
     // fetcher stopped whenever 100,000 messages were queued, so it ping-ponged with the
     // worker); the same queue kept filling by a high `queued.min.messages`, 7.2 s and 339 MB.
-    // That ping-pong was `fetch.queue.backoff.ms`: once the queue passes its bound, librdkafka
-    // postpones the partition's next fetch by that long (1 s by default) however fast the
-    // queue drains. At 10 ms, one worker counted 10 M events at 856 K/s instead of 554-609 K,
-    // and a consumer doing nothing read them at 2.6 M/s instead of 0.72-0.94 M.
+    // That ping-pong was `fetch.queue.backoff.ms` (see `KafkaConfig::reader_config`, which
+    // sets it to 10 ms): at 10 ms, one worker counted 10 M events at 856 K/s instead of
+    // 554-609 K.
     config
         .set("queued.min.messages", "1000000")
         .set("queued.max.messages.kbytes", "32768")
-        .set("fetch.queue.backoff.ms", "10")
         .set("max.partition.fetch.bytes", (4 << 20).to_string())
         .set("fetch.max.bytes", (16 << 20).to_string());
     config
