@@ -145,6 +145,26 @@ impl KafkaConfig {
         config
     }
 
+    /// A consumer that reads from the beginning and never commits: a follower of a state or
+    /// block topic (assigned its partitions, `group` only because librdkafka needs one), and
+    /// the base of [`KafkaConfig::stateful_group_config`].
+    ///
+    /// `fetch.queue.backoff.ms` is librdkafka's pause before fetching a partition again once
+    /// its local queue passed `queued.min.messages` or `queued.max.messages.kbytes`: 1 s by
+    /// default, however soon the queue drains. Any reader behind by more than a queue (a
+    /// follower at start-up, a service catching up) then idled most of each second: a
+    /// consumer doing nothing read 10 M records at 0.72-0.94 M/s with it and 2.6 M/s at 10 ms.
+    pub fn reader_config(&self, role: &str, group: &str) -> ClientConfig {
+        let mut config = self.client_config(role);
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.queue.backoff.ms", "10");
+        config
+    }
+
     /// A consumer-group member for a service that keeps its own per-partition state and
     /// checkpoints it: offsets are never committed or stored automatically, a partition with
     /// no checkpoint starts at its beginning, the group notices a silent member after
@@ -157,13 +177,9 @@ impl KafkaConfig {
         session_timeout: Duration,
     ) -> ClientConfig {
         let session_ms = session_timeout.as_millis().max(6000);
-        let mut config = self.client_config(role);
+        let mut config = self.reader_config(role, group);
         config
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
             .set("session.timeout.ms", session_ms.to_string())
             // A member learns that the group is rebalancing at its next heartbeat, and the
             // new member (another worker of the same node, or a node added to take load) idles

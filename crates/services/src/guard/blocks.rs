@@ -315,11 +315,7 @@ impl BlocksFollower {
 /// commits: every login node needs every block.
 fn assigned_consumer(kafka: &KafkaConfig, topic: &str) -> Result<BaseConsumer, GuardError> {
     let consumer: BaseConsumer = kafka
-        .client_config("guard-blocks")
-        .set("group.id", "freshet-guard-blocks")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest")
+        .reader_config("guard-blocks", "freshet-guard-blocks")
         .set("fetch.wait.max.ms", "50")
         .create_client()?;
     let metadata = consumer

@@ -420,11 +420,10 @@ pub(super) fn read_checkpoints(
     wanted: &HashSet<i32>,
 ) -> Result<HashMap<i32, Resumed>, GuardError> {
     let consumer: BaseConsumer = kafka
-        .client_config("guard-checkpoints")
-        .set("group.id", format!("{}-checkpoints", config.group))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest")
+        .reader_config(
+            "guard-checkpoints",
+            &format!("{}-checkpoints", config.group),
+        )
         .set(
             "fetch.message.max.bytes",
             LEGACY_CHECKPOINT_FETCH_BYTES.to_string(),

@@ -30,11 +30,7 @@ impl Follower {
         // commits, so it leaves no trace on the cluster.
         let group = format!("{}-follower", shared.config.group);
         let consumer: BaseConsumer = kafka
-            .client_config("tracker-follower")
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .set("auto.offset.reset", "earliest")
+            .reader_config("tracker-follower", &group)
             .set("fetch.wait.max.ms", "100")
             .create_client()?;
         let topic = &shared.checkpoint_topic;
