@@ -527,6 +527,7 @@ impl<'a> Bench<'a> {
                         &self.kafka(),
                         &group,
                         Duration::from_secs(10),
+                        consumers as usize,
                     )
                     .create()
                     .context("creating a bare consumer")?;

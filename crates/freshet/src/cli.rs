@@ -546,11 +546,12 @@ pub struct TrackerArgs {
     #[arg(long, env = "FRESHET_HOUR_WINDOWS", default_value_t = 48)]
     pub hour_windows: usize,
     /// Worker threads of this node, each a consumer-group member counting the partitions
-    /// the group gives it, with up to 32 MiB of prefetched records. Fastest at one per
-    /// partition the node owns (workers that split the partitions unevenly leave one counting
-    /// alone at the end); beyond that, extra workers get no partitions.
+    /// the group gives it; they share 32 MiB of prefetched records (8 MiB each at least).
+    /// Default: one per core. Fastest at one per partition the node owns (workers that split
+    /// the partitions unevenly leave one counting alone at the end); beyond that, extra
+    /// workers get no partitions.
     #[arg(long, env = "FRESHET_TRACKER_WORKERS",
-          default_value_t = freshet_services::tracker::DEFAULT_WORKERS,
+          default_value_t = freshet_services::tracker::default_workers(),
           value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
     pub tracker_workers: usize,
 }

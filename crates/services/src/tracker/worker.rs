@@ -93,9 +93,13 @@ impl Worker {
             probe_runtime,
             probe_kafka: kafka.for_role("tracker-probe"),
         };
-        let consumer: StatefulConsumer<WorkerState> =
-            input_consumer_config(kafka, &shared.config.group, shared.config.session_timeout)
-                .create_client_with(Checkpointing::new(state))?;
+        let consumer: StatefulConsumer<WorkerState> = input_consumer_config(
+            kafka,
+            &shared.config.group,
+            shared.config.session_timeout,
+            shared.config.workers,
+        )
+        .create_client_with(Checkpointing::new(state))?;
         let input = &shared.config.input_topic;
         consumer
             .subscribe(&[input])
@@ -829,12 +833,20 @@ impl WorkerState {
     }
 }
 
+/// Records a node's workers prefetch together, KiB: librdkafka's queue bound, divided
+/// between the workers.
+const NODE_PREFETCH_KIB: usize = 32 << 10;
+/// A worker's share at least: two of its 4 MiB partition fetches.
+const WORKER_PREFETCH_KIB_AT_LEAST: usize = 8 << 10;
+
 /// The settings of the worker's consumer on the input topic. Public so the pipeline benchmark
 /// can compare the tracker with a consumer that does nothing, on the same settings.
+/// `workers` is the node's worker count: they share one prefetch budget.
 pub fn input_consumer_config(
     kafka: &KafkaConfig,
     group: &str,
     session_timeout: Duration,
+    workers: usize,
 ) -> rdkafka::ClientConfig {
     let mut config = kafka.stateful_group_config("tracker", group, session_timeout);
     // Prefetch trades memory for speed: librdkafka's buffers are C allocations that glibc
@@ -847,7 +859,12 @@ pub fn input_consumer_config(
     // 554-609 K.
     config
         .set("queued.min.messages", "1000000")
-        .set("queued.max.messages.kbytes", "32768")
+        .set(
+            "queued.max.messages.kbytes",
+            (NODE_PREFETCH_KIB / workers.max(1))
+                .max(WORKER_PREFETCH_KIB_AT_LEAST)
+                .to_string(),
+        )
         .set("max.partition.fetch.bytes", (4 << 20).to_string())
         .set("fetch.max.bytes", (16 << 20).to_string());
     config
