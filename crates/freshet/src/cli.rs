@@ -552,7 +552,9 @@ pub struct TrackerArgs {
     /// workers get no partitions.
     #[arg(long, env = "FRESHET_TRACKER_WORKERS",
           default_value_t = freshet_services::tracker::default_workers(),
-          value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+          value_parser = clap::value_parser!(u16)
+              .range(1..=freshet_services::tracker::MAX_WORKERS as i64)
+              .map(usize::from))]
     pub tracker_workers: usize,
 }
 

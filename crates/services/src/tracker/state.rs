@@ -217,8 +217,8 @@ fn insert_grouped<'a, K: Ord + Copy>(
         let set = sets.entry(key).or_default();
         let had_new = new.contains_key(&key);
         let fresh = new.entry(key).or_default();
-        // Within a group addresses are in order (the sort is stable), which is what makes
-        // the batch insert one merge per chunk.
+        // Within a group addresses are in order (the sort is stable), so the batch insert's
+        // own sort finds them sorted.
         let ips: Vec<IpAddr> = group.iter().map(|(_, ip)| *ip).collect();
         let mut added = Vec::new();
         set.insert_all(&ips, &mut added);
