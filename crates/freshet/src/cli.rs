@@ -539,12 +539,15 @@ pub struct TrackerArgs {
     /// keeps only the overall set, about a quarter of the memory.
     #[arg(long, env = "FRESHET_TRACKER_VIEWS", default_value_t = true, action = clap::ArgAction::Set)]
     pub tracker_views: bool,
-    /// Minute windows kept per partition.
-    #[arg(long, env = "FRESHET_MINUTE_WINDOWS", default_value_t = 120)]
-    pub minute_windows: usize,
-    /// Hour windows kept per partition.
-    #[arg(long, env = "FRESHET_HOUR_WINDOWS", default_value_t = 48)]
-    pub hour_windows: usize,
+    /// Minute windows kept per partition (at least 1). A minute is dropped with its hour at
+    /// the latest, whatever this allows.
+    #[arg(long, env = "FRESHET_MINUTE_WINDOWS", default_value_t = 120,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub minute_windows: u32,
+    /// Hour windows kept per partition (at least 1).
+    #[arg(long, env = "FRESHET_HOUR_WINDOWS", default_value_t = 48,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub hour_windows: u32,
     /// Worker threads of this node, each a consumer-group member counting the partitions
     /// the group gives it; they share 32 MiB of prefetched records (8 MiB each at least).
     /// Default: one per core. Fastest at one per partition the node owns (workers that split
@@ -570,8 +573,8 @@ impl TrackerArgs {
             session_timeout: Duration::from_millis(self.session_timeout_ms),
             views: self.tracker_views,
             window_limits: WindowLimits {
-                minutes: self.minute_windows,
-                hours: self.hour_windows,
+                minutes: self.minute_windows as usize,
+                hours: self.hour_windows as usize,
             },
             node_id: self.node_id.clone(),
             workers: self.tracker_workers,

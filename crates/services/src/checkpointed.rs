@@ -39,8 +39,13 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::kafka::{wait_delivered, DeliveryCounter};
 
-/// Records polled per round before [`Stateful::after_batch`].
-pub const BATCH: usize = 16_384;
+/// Records polled per round before [`Stateful::after_batch`]. A round ends early when no
+/// record is waiting, so this bounds only a backlog's rounds. Large because the tracker's
+/// sets take a round's addresses sorted, in one pass per set: the more a round brings, the
+/// more land in each chunk of a set at once (per event, the views' inserts took 0.64 of the
+/// time at 65,536 that they took at 16,384; docs/BENCHMARKS.md, "Hour inserts from the
+/// minutes, and rounds of 65,536 records").
+pub const BATCH: usize = 65_536;
 /// How long a checkpoint may wait for the cluster to acknowledge what was sent.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the first poll of a round waits for a record.

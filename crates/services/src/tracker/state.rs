@@ -61,10 +61,13 @@ impl Views {
     /// it was not there before (the delta the next checkpoint carries).
     pub fn insert_event(&mut self, event: &DeviceEvent, new: &mut Views) {
         let ip = event.ip;
-        let minute = event.time_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
-        let hour = event.time_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        insert_keyed(&mut self.minutes, &mut new.minutes, minute, ip);
-        insert_keyed(&mut self.hours, &mut new.hours, hour, ip);
+        insert_keyed(
+            &mut self.minutes,
+            &mut new.minutes,
+            minute_of(event.time_ms),
+            ip,
+        );
+        insert_keyed(&mut self.hours, &mut new.hours, hour_of(event.time_ms), ip);
         insert_keyed(&mut self.codes, &mut new.codes, event.error_code, ip);
     }
 
@@ -72,39 +75,87 @@ impl Views {
     /// recording in `new` where each address was not there before. Each set is filled in
     /// one run, in address order: inserting event by event alternated between up to eleven
     /// code sets and missed the cache at each switch. `scratch` is reused between batches.
+    ///
+    /// An hour that exists gets only the addresses new to its minutes: every minute's set is
+    /// a subset of its hour's (each insert into a minute goes into its hour as well, and
+    /// [`retain_windows`](Self::retain_windows) drops a minute no later than its hour), so an
+    /// address already in its minute is in its hour. Most events repeat an address within
+    /// its minute, so this spares most of the hour inserts.
     pub fn insert_events<'a>(
         &mut self,
         events: impl Iterator<Item = &'a DeviceEvent> + Clone,
         new: &mut Views,
-        scratch: &mut Vec<(i64, IpAddr)>,
+        scratch: &mut InsertScratch,
     ) {
-        let minute = |e: &DeviceEvent| e.time_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
-        let hour = |e: &DeviceEvent| e.time_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        let code = |e: &DeviceEvent| i64::from(e.error_code);
-        insert_grouped(
-            events.clone(),
-            minute,
+        let InsertScratch {
+            pairs,
+            ips,
+            added,
+            new_in_minutes,
+            by_code,
+        } = scratch;
+        pairs.clear();
+        pairs.extend(events.clone().map(|e| (minute_of(e.time_ms), e.ip)));
+        new_in_minutes.clear();
+        insert_pairs(
+            pairs,
             &mut self.minutes,
             &mut new.minutes,
-            scratch,
-            |k| k,
+            (ips, added),
+            Some(new_in_minutes),
         );
-        insert_grouped(
-            events.clone(),
-            hour,
-            &mut self.hours,
-            &mut new.hours,
-            scratch,
-            |k| k,
+
+        pairs.clear();
+        let mut known_hour = None;
+        for event in events.clone() {
+            let hour = hour_of(event.time_ms);
+            // Events of a batch mostly share an hour: ask the map once per run of them.
+            let exists = match known_hour {
+                Some((key, exists)) if key == hour => exists,
+                _ => {
+                    let exists = self.hours.contains_key(&hour);
+                    known_hour = Some((hour, exists));
+                    exists
+                }
+            };
+            if !exists {
+                pairs.push((hour, event.ip));
+            }
+        }
+        pairs.extend(
+            new_in_minutes
+                .iter()
+                .map(|&(minute, ip)| (hour_of(minute), ip))
+                .filter(|(hour, _)| self.hours.contains_key(hour)),
         );
-        insert_grouped(
-            events,
-            code,
-            &mut self.codes,
-            &mut new.codes,
-            scratch,
-            |k| u8::try_from(k).unwrap_or(u8::MAX),
-        );
+        insert_pairs(pairs, &mut self.hours, &mut new.hours, (ips, added), None);
+
+        // Codes are few and small: a list per code in one pass, addresses staying in order,
+        // instead of sorting the pairs.
+        for list in by_code.iter_mut() {
+            list.clear();
+        }
+        for event in events {
+            let code = usize::from(event.error_code);
+            if by_code.len() <= code {
+                by_code.resize_with(code + 1, Vec::new);
+            }
+            by_code[code].push(event.ip);
+        }
+        for (code, list) in by_code.iter().enumerate() {
+            if list.is_empty() {
+                continue;
+            }
+            let code = u8::try_from(code).unwrap_or(u8::MAX);
+            added.clear();
+            self.codes.entry(code).or_default().insert_all(list, added);
+            if !added.is_empty() {
+                new.codes
+                    .entry(code)
+                    .or_default()
+                    .insert_all(added, &mut Vec::new());
+            }
+        }
     }
 
     /// The set of `kind`, created empty if missing; `None` for [`SetKind::All`], which is not
@@ -138,10 +189,18 @@ impl Views {
 
     /// Drops the oldest windows beyond `limits`, so a long-running node's memory follows the
     /// number of devices, not the running time; true if any was dropped.
+    ///
+    /// A minute goes no later than its hour: [`insert_events`](Self::insert_events) relies
+    /// on every minute's set being a subset of its hour's, which a minute outliving its hour
+    /// would break once an event recreated the hour.
     pub fn retain_windows(&mut self, limits: WindowLimits) -> bool {
-        let minutes = trim_oldest(&mut self.minutes, limits.minutes);
-        let hours = trim_oldest(&mut self.hours, limits.hours);
-        minutes || hours
+        let mut dropped = trim_oldest(&mut self.minutes, limits.minutes).is_some();
+        if let Some(newest_dropped_hour) = trim_oldest(&mut self.hours, limits.hours) {
+            dropped = true;
+            let kept_from = newest_dropped_hour + HOUR_MS;
+            self.minutes.retain(|&start, _| start >= kept_from);
+        }
+        dropped
     }
 
     /// Addresses in all the views together (an address in several sets counts in each).
@@ -198,36 +257,46 @@ impl Sets {
     }
 }
 
-/// Inserts each event's address into the set `key_of` picks, one set after the other (keys
-/// ascending, addresses ascending within a key, since `events` are in address order).
-fn insert_grouped<'a, K: Ord + Copy>(
-    events: impl Iterator<Item = &'a DeviceEvent>,
-    key_of: impl Fn(&DeviceEvent) -> i64,
-    sets: &mut BTreeMap<K, DistinctIps>,
-    new: &mut BTreeMap<K, DistinctIps>,
-    scratch: &mut Vec<(i64, IpAddr)>,
-    to_key: impl Fn(i64) -> K,
+/// Inserts each `(window start, address)` of `pairs` into the window's set, one window
+/// after the other (ascending), recording in `new` the addresses each set lacked, and in
+/// `added_out`, if given, the same as `(window start, address)`.
+fn insert_pairs(
+    pairs: &mut [(i64, IpAddr)],
+    sets: &mut BTreeMap<i64, DistinctIps>,
+    new: &mut BTreeMap<i64, DistinctIps>,
+    (ips, added): (&mut Vec<IpAddr>, &mut Vec<IpAddr>),
+    mut added_out: Option<&mut Vec<(i64, IpAddr)>>,
 ) {
-    scratch.clear();
-    scratch.extend(events.map(|e| (key_of(e), e.ip)));
-    // Stable: addresses stay in order within a key.
-    scratch.sort_by_key(|(key, _)| *key);
-    for group in scratch.chunk_by(|a, b| a.0 == b.0) {
-        let key = to_key(group[0].0);
-        let set = sets.entry(key).or_default();
-        let had_new = new.contains_key(&key);
-        let fresh = new.entry(key).or_default();
-        // Within a group addresses are in order (the sort is stable), so the batch insert's
-        // own sort finds them sorted.
-        let ips: Vec<IpAddr> = group.iter().map(|(_, ip)| *ip).collect();
-        let mut added = Vec::new();
-        set.insert_all(&ips, &mut added);
-        fresh.insert_all(&added, &mut Vec::new());
+    // Stable: addresses the caller gave in order stay in order within a window, which the
+    // batch insert's own sort then finds sorted.
+    pairs.sort_by_key(|(start, _)| *start);
+    for group in pairs.chunk_by(|a, b| a.0 == b.0) {
+        let start = group[0].0;
+        ips.clear();
+        ips.extend(group.iter().map(|(_, ip)| *ip));
+        added.clear();
+        sets.entry(start).or_default().insert_all(ips, added);
         // A delta carries only sets with something new.
-        if !had_new && fresh.is_empty() {
-            new.remove(&key);
+        if added.is_empty() {
+            continue;
+        }
+        new.entry(start)
+            .or_default()
+            .insert_all(added, &mut Vec::new());
+        if let Some(out) = added_out.as_deref_mut() {
+            out.extend(added.iter().map(|&ip| (start, ip)));
         }
     }
+}
+
+/// Buffers [`Views::insert_events`] reuses from one batch to the next.
+#[derive(Debug, Default)]
+pub struct InsertScratch {
+    pairs: Vec<(i64, IpAddr)>,
+    ips: Vec<IpAddr>,
+    added: Vec<IpAddr>,
+    new_in_minutes: Vec<(i64, IpAddr)>,
+    by_code: Vec<Vec<IpAddr>>,
 }
 
 fn insert_keyed<K: Ord + Copy>(
@@ -241,16 +310,27 @@ fn insert_keyed<K: Ord + Copy>(
     }
 }
 
-/// Drops the oldest windows until `keep` are left; true if any was dropped.
-fn trim_oldest(windows: &mut BTreeMap<i64, DistinctIps>, keep: usize) -> bool {
-    let dropped = windows.len() > keep;
-    while windows.len() > keep {
-        windows.pop_first();
-    }
-    dropped
+/// Start of the minute window `time_ms` falls in.
+fn minute_of(time_ms: i64) -> i64 {
+    time_ms.div_euclid(MINUTE_MS) * MINUTE_MS
 }
 
-/// How many event-time windows each partition keeps.
+/// Start of the hour window `time_ms` falls in.
+fn hour_of(time_ms: i64) -> i64 {
+    time_ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+/// Drops the oldest windows until `keep` are left; the start of the newest it dropped.
+fn trim_oldest(windows: &mut BTreeMap<i64, DistinctIps>, keep: usize) -> Option<i64> {
+    let mut newest_dropped = None;
+    while windows.len() > keep {
+        newest_dropped = windows.pop_first().map(|(start, _)| start);
+    }
+    newest_dropped
+}
+
+/// How many event-time windows each partition keeps; at least one of each (the CLI
+/// refuses 0), since a minute is dropped with its hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowLimits {
     pub minutes: usize,
@@ -589,7 +669,7 @@ mod tests {
             one_by_one.insert_event(event, &mut new_one);
         }
         let (mut batched, mut new_batched) = (Views::default(), Views::default());
-        let mut scratch = Vec::new();
+        let mut scratch = InsertScratch::default();
         batched.insert_events(
             sorted[..250].iter().copied(),
             &mut new_batched,
@@ -669,6 +749,54 @@ mod tests {
         partition.views().insert_event(&event, &mut new);
         partition.retain_windows(limits);
         assert_eq!(partition.window_drops(), 1);
+    }
+
+    #[test]
+    fn a_minute_goes_with_its_hour_whatever_the_minute_limit() {
+        let mut views = Views::default();
+        let mut new = Views::default();
+        // One minute in each of three hours: three minutes span them.
+        for hour in 0..3 {
+            views.insert_event(&event("1.2.3.4", hour * HOUR_MS, 0), &mut new);
+        }
+        views.retain_windows(WindowLimits {
+            minutes: 120,
+            hours: 2,
+        });
+        assert_eq!(
+            views.hours.keys().copied().collect::<Vec<_>>(),
+            vec![HOUR_MS, 2 * HOUR_MS]
+        );
+        assert_eq!(
+            views.minutes.keys().copied().collect::<Vec<_>>(),
+            vec![HOUR_MS, 2 * HOUR_MS]
+        );
+    }
+
+    #[test]
+    fn an_hour_recreated_after_its_drop_gets_every_address_of_the_batch() {
+        let limits = WindowLimits {
+            minutes: 120,
+            hours: 1,
+        };
+        let (mut batched, mut one_by_one) = (Views::default(), Views::default());
+        let mut new = Views::default();
+        let mut scratch = InsertScratch::default();
+        let early = [event("1.1.1.1", 0, 0), event("2.2.2.2", 0, 0)];
+        let later = event("3.3.3.3", HOUR_MS, 0);
+        for views in [&mut batched, &mut one_by_one] {
+            views.insert_events(early.iter().chain([&later]), &mut new, &mut scratch);
+            views.retain_windows(limits);
+        }
+        // Late events for the dropped hour: it comes back holding exactly what they bring.
+        let late = [event("1.1.1.1", 1_000, 0), event("2.2.2.2", 2_000, 0)];
+        batched.insert_events(late[..1].iter(), &mut new, &mut scratch);
+        batched.insert_events(late[1..].iter(), &mut new, &mut scratch);
+        for event in &late {
+            one_by_one.insert_event(event, &mut new);
+        }
+        assert_eq!(batched, one_by_one);
+        assert_eq!(batched.hours.get(&0).map(DistinctIps::len), Some(2));
     }
 
     #[test]

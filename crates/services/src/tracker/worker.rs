@@ -24,7 +24,7 @@ use super::checkpoint::{
     encode_chunks, encode_heartbeat, heartbeat_key, ChunkHeader, Claim, Encoded,
 };
 use super::stalls::{self, Progress};
-use super::state::{LiveCounters, SetKind, Sets, SharedViews};
+use super::state::{InsertScratch, LiveCounters, SetKind, Sets, SharedViews};
 use super::stats::BatchTally;
 use super::{node_seen_window, now_ms, Shared, TrackerError};
 use crate::checkpointed::{self, Checkpointing, NextOffset, Stateful, StatefulConsumer};
@@ -179,8 +179,8 @@ struct Owner {
     batch: Vec<Parsed>,
     /// The batch's valid events, sorted for inserting; empty between batches.
     valid: Vec<(i32, DeviceEvent)>,
-    /// Scratch for grouping a batch's view inserts per set.
-    view_keys: Vec<(i64, IpAddr)>,
+    /// Buffers for grouping a batch's view inserts per set.
+    view_scratch: InsertScratch,
     /// IPs new to each set since the partition's last successful checkpoint.
     pending: HashMap<i32, Sets>,
     /// Input offset of the last checkpoint written per owned partition.
@@ -456,7 +456,7 @@ impl WorkerState {
         valid.sort_unstable_by_key(|(partition, event)| (*partition, event.ip));
         if self.shared.config.views {
             let owner = &mut *owner;
-            count_views(&valid, &views, &mut owner.pending, &mut owner.view_keys);
+            count_views(&valid, &views, &mut owner.pending, &mut owner.view_scratch);
         }
         // Counters and overall sets move together, under the node's lock: whoever reads the
         // event count also sees the addresses those events brought.
@@ -877,7 +877,7 @@ fn count_views(
     valid: &[(i32, DeviceEvent)],
     views: &HashMap<i32, SharedViews>,
     pending: &mut HashMap<i32, Sets>,
-    scratch: &mut Vec<(i64, IpAddr)>,
+    scratch: &mut InsertScratch,
 ) {
     for run in valid.chunk_by(|a, b| a.0 == b.0) {
         let id = run[0].0;
