@@ -160,18 +160,26 @@ impl DistinctIps {
         HEADER_LEN + self.v4.serialized_size() + 8 + 16 * self.v6.len() as usize
     }
 
+    /// A bound on [`serialized_size`](Self::serialized_size) from the set's length alone,
+    /// without walking it: each IPv4 address at most in a container of its own (2 bytes,
+    /// plus 8 of container header), each IPv6 one 16 bytes.
+    pub fn serialized_size_at_most(&self) -> usize {
+        let v4 = self.v4.len() as usize;
+        HEADER_LEN + 8 + 10 * v4 + 8 + 16 * self.v6.len() as usize
+    }
+
     /// Appends the encoding described in the crate docs to `out`.
     pub fn serialize(&self, out: &mut Vec<u8>) {
-        out.reserve(self.serialized_size());
         out.extend_from_slice(&SET_MAGIC);
         out.extend_from_slice(&[SET_VERSION, 0]);
-        let v4_len = u32::try_from(self.v4.serialized_size())
+        // The bitmap's length goes before it: written once the bitmap is, rather than
+        // measured by a walk of the set of its own.
+        let length_at = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        self.v4.serialize_into(out);
+        let v4_len = u32::try_from(out.len() - length_at - 4)
             .expect("a Roaring bitmap of u32 serialises to < 4 GiB (at most ~537 MB)");
-        out.extend_from_slice(&v4_len.to_le_bytes());
-        self.v4
-            .to_bitmap()
-            .serialize_into(&mut *out)
-            .expect("writing to a Vec<u8> cannot fail");
+        out[length_at..length_at + 4].copy_from_slice(&v4_len.to_le_bytes());
         out.extend_from_slice(&self.v6.len().to_le_bytes());
         for v in self.v6.iter() {
             out.extend_from_slice(&v.to_be_bytes());

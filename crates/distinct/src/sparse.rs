@@ -206,25 +206,74 @@ impl Sparse {
     /// count, then per container a key, a cardinality, an offset and its array
     /// (2 bytes a value, or an 8 KiB bitmap above 4,096 values).
     pub(crate) fn serialized_size(&self) -> usize {
-        let mut size = 8;
-        let mut run: Option<(u32, usize)> = None;
-        for value in self.iter() {
-            match &mut run {
-                Some((prefix, count)) if *prefix == value >> 16 => *count += 1,
-                _ => {
-                    if let Some((_, count)) = run {
-                        size += container_size(count);
-                    }
-                    run = Some((value >> 16, 1));
+        8 + self
+            .containers()
+            .map(|(_, count)| container_size(count))
+            .sum::<usize>()
+    }
+
+    /// Appends the portable Roaring encoding of these values: byte for byte what
+    /// `RoaringBitmap::serialize_into` writes for them, without building the bitmap
+    /// (which cost a copy of the set and a walk of its own at every checkpoint).
+    pub(crate) fn serialize_into(&self, out: &mut Vec<u8>) {
+        let containers: Vec<(u16, usize)> = self.containers().collect();
+        out.reserve(
+            8 + containers
+                .iter()
+                .map(|&(_, n)| container_size(n))
+                .sum::<usize>(),
+        );
+        out.extend_from_slice(&NO_RUN_CONTAINERS_COOKIE.to_le_bytes());
+        out.extend_from_slice(&(containers.len() as u32).to_le_bytes());
+        for &(key, count) in &containers {
+            out.extend_from_slice(&key.to_le_bytes());
+            // At most 65,536 values share a prefix, so the cardinality less one fits.
+            out.extend_from_slice(&((count - 1) as u16).to_le_bytes());
+        }
+        let mut offset = 8 + 8 * containers.len();
+        for &(_, count) in &containers {
+            out.extend_from_slice(&(offset as u32).to_le_bytes());
+            offset += container_size(count) - 8;
+        }
+        let mut values = self.iter();
+        for &(_, count) in &containers {
+            let container = values.by_ref().take(count);
+            if count <= ARRAY_LIMIT {
+                for value in container {
+                    out.extend_from_slice(&(value as u16).to_le_bytes());
+                }
+            } else {
+                let mut words = [0u64; 1024];
+                for value in container {
+                    let low = value & 0xffff;
+                    words[(low >> 6) as usize] |= 1 << (low & 63);
+                }
+                for word in words {
+                    out.extend_from_slice(&word.to_le_bytes());
                 }
             }
         }
-        if let Some((_, count)) = run {
-            size += container_size(count);
-        }
-        size
+    }
+
+    /// The Roaring containers the values fall in: each /16 prefix with its count, in order.
+    fn containers(&self) -> impl Iterator<Item = (u16, usize)> + '_ {
+        let mut values = self.chunks.iter().flat_map(|chunk| chunk.iter()).peekable();
+        std::iter::from_fn(move || {
+            let first = *values.next()?;
+            let prefix = first >> 16;
+            let mut count = 1;
+            while values.next_if(|&&v| v >> 16 == prefix).is_some() {
+                count += 1;
+            }
+            Some(((prefix) as u16, count))
+        })
     }
 }
+
+/// The first word of a portable Roaring bitmap without run containers.
+const NO_RUN_CONTAINERS_COOKIE: u32 = 12346;
+/// Values a Roaring array container holds at most; above, a container is a bitmap.
+const ARRAY_LIMIT: usize = 4096;
 
 /// Pushes onto `missing` the values of increasing `values` that increasing `sorted` lacks.
 /// A linear walk, not a search per value: the chunk is rarely in cache, and a binary
@@ -315,7 +364,7 @@ fn lower_bound_near(sorted: &[u32], value: u32, guess: usize) -> usize {
 
 /// Encoded bytes of one container of `cardinality` values, header included.
 fn container_size(cardinality: usize) -> usize {
-    8 + if cardinality <= 4096 {
+    8 + if cardinality <= ARRAY_LIMIT {
         2 * cardinality
     } else {
         8192
@@ -419,6 +468,10 @@ mod tests {
             let set: Sparse = Sparse::from_sorted(values.iter().copied().collect::<BTreeSet<_>>().into_iter());
             let bitmap = roaring::RoaringBitmap::from_iter(values.iter().copied());
             prop_assert_eq!(set.serialized_size(), bitmap.serialized_size());
+            let (mut ours, mut roarings) = (Vec::new(), Vec::new());
+            set.serialize_into(&mut ours);
+            bitmap.serialize_into(&mut roarings).expect("to a Vec");
+            prop_assert_eq!(ours, roarings);
             prop_assert_eq!(set.prefixes(), bitmap.iter().map(|v| v >> 16).collect::<BTreeSet<_>>().len() as u64);
         }
     }
@@ -484,5 +537,17 @@ mod tests {
         assert_eq!(set.serialized_size(), 8 + 8 + 8192);
         let set = Sparse::from_sorted(0..4096);
         assert_eq!(set.serialized_size(), 8 + 8 + 2 * 4096);
+        for values in [0..4096, 0..4097, 70_000..200_000] {
+            let set = Sparse::from_sorted(values.clone());
+            let mut ours = Vec::new();
+            set.serialize_into(&mut ours);
+            let mut roarings = Vec::new();
+            roaring::RoaringBitmap::from_sorted_iter(values)
+                .expect("sorted")
+                .serialize_into(&mut roarings)
+                .expect("to a Vec");
+            assert_eq!(ours, roarings);
+            assert_eq!(ours.len(), set.serialized_size());
+        }
     }
 }

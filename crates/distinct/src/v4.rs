@@ -265,7 +265,18 @@ impl V4Set {
         }
     }
 
-    /// The set as one Roaring bitmap (for the wire format).
+    /// Appends the set's portable Roaring encoding (the wire format).
+    pub(crate) fn serialize_into(&self, out: &mut Vec<u8>) {
+        match &self.form {
+            Form::Sparse { set, .. } => set.serialize_into(out),
+            Form::Dense(_) => self
+                .to_bitmap()
+                .serialize_into(out)
+                .expect("writing to a Vec<u8> cannot fail"),
+        }
+    }
+
+    /// The set as one Roaring bitmap.
     pub(crate) fn to_bitmap(&self) -> RoaringBitmap {
         // Values come in increasing order, so this only appends containers.
         RoaringBitmap::from_sorted_iter(self.iter()).expect("the set iterates in increasing order")

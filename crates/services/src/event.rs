@@ -270,14 +270,17 @@ mod fast {
         /// A string without escapes or control characters.
         fn string(&mut self) -> Option<&'a [u8]> {
             self.expect(b'"')?;
-            let start = self.at;
-            loop {
-                match self.next()? {
-                    b'"' => return Some(&self.bytes[start..self.at - 1]),
-                    b'\\' | 0..=0x1f => return None,
-                    _ => {}
-                }
+            let rest = &self.bytes[self.at..];
+            // One scan for the three bytes that end the fast path's strings, not a step of the
+            // parser per byte: parsing is a seventh of the tracker's time.
+            let end = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            if rest[end] != b'"' {
+                return None;
             }
+            self.at += end + 1;
+            Some(&rest[..end])
         }
 
         /// A JSON integer without sign, fraction or exponent, below 1000.

@@ -111,6 +111,7 @@ proptest! {
         let set: DistinctIps = ips.into_iter().collect();
         let bytes = encode(&set);
         prop_assert_eq!(bytes.len(), set.serialized_size());
+        prop_assert!(set.serialized_size() <= set.serialized_size_at_most());
         prop_assert_eq!(DistinctIps::deserialize(&bytes), Ok(set.clone()));
         let mut shrunk = set.clone();
         shrunk.shrink_to_fit();
@@ -285,6 +286,7 @@ fn the_encoding_is_roarings_own_in_either_form() {
             .expect("writing to a Vec<u8> cannot fail");
         let bytes = encode(&set);
         assert_eq!(bytes.len(), set.serialized_size());
+        assert!(set.serialized_size() <= set.serialized_size_at_most());
         assert_eq!(
             &bytes[10..10 + roaring_bytes.len()],
             roaring_bytes.as_slice()

@@ -219,17 +219,21 @@ fn encode_sections<'a>(sets: impl IntoIterator<Item = (SetKind, &'a DistinctIps)
             continue;
         }
         for piece in split(set) {
-            let mut section = Vec::with_capacity(13 + piece.serialized_size());
             let (tag, key) = match kind {
                 SetKind::All => (0u8, 0i64),
                 SetKind::Minute(start) => (1, start),
                 SetKind::Hour(start) => (2, start),
                 SetKind::Code(code) => (3, i64::from(code)),
             };
+            let mut section = Vec::new();
             section.push(tag);
             section.extend_from_slice(&key.to_le_bytes());
-            section.extend_from_slice(&(piece.serialized_size() as u32).to_le_bytes());
+            // The set's length goes first: written once the set is, rather than measured by
+            // a walk of its own.
+            section.extend_from_slice(&0u32.to_le_bytes());
             piece.serialize(&mut section);
+            let length = (section.len() - 13) as u32;
+            section[9..13].copy_from_slice(&length.to_le_bytes());
             out.push(section);
         }
     }
@@ -239,7 +243,11 @@ fn encode_sections<'a>(sets: impl IntoIterator<Item = (SetKind, &'a DistinctIps)
 /// A set small enough for one chunk is itself; a larger one is cut into pieces of at most
 /// [`MAX_CHUNK_BYTES`] / 16 addresses (16 bytes is the largest an address takes).
 fn split(set: &DistinctIps) -> Vec<std::borrow::Cow<'_, DistinctIps>> {
-    if set.serialized_size() + 64 <= MAX_CHUNK_BYTES {
+    // Most sets are far below a chunk: a bound from their length spares the walk that
+    // measures them exactly.
+    if set.serialized_size_at_most() + 64 <= MAX_CHUNK_BYTES
+        || set.serialized_size() + 64 <= MAX_CHUNK_BYTES
+    {
         return vec![std::borrow::Cow::Borrowed(set)];
     }
     let per_piece = MAX_CHUNK_BYTES / 16 - 64;
@@ -293,6 +301,17 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 /// Decodes a record; `None` for a key this version does not know (a newer writer's record
 /// type), so old nodes skip it instead of failing.
 pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Record>, TrackerError> {
+    decode_with(key, value, |_| true)
+}
+
+/// [`decode`], leaving a chunk's sections out (and unread) when `wants_sections` says no
+/// for its header: decoding sets is most of a record's cost, and a node reading back its
+/// own checkpoints has their addresses already.
+pub fn decode_with(
+    key: &[u8],
+    value: Option<&[u8]>,
+    wants_sections: impl FnOnce(&ChunkHeader) -> bool,
+) -> Result<Option<Record>, TrackerError> {
     let key = std::str::from_utf8(key).map_err(|_| bad("key is not UTF-8"))?;
     if let Some(node) = key.strip_prefix("n/") {
         return match value {
@@ -307,7 +326,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Record>, Tracke
         // A compacted-away delta: nothing to apply.
         None => Ok(None),
         Some(value) => {
-            let record = decode_chunk(value)?;
+            let record = decode_chunk(value, wants_sections)?;
             match &record {
                 Record::Chunk { header, .. }
                     if key_partition(key.as_bytes()) != Some(header.partition) =>
@@ -337,7 +356,10 @@ fn decode_heartbeat(node: &str, value: &[u8]) -> Result<Record, TrackerError> {
     })
 }
 
-fn decode_chunk(value: &[u8]) -> Result<Record, TrackerError> {
+fn decode_chunk(
+    value: &[u8],
+    wants_sections: impl FnOnce(&ChunkHeader) -> bool,
+) -> Result<Record, TrackerError> {
     let mut r = Reader::new(value);
     let kind = read_kind(&mut r)?;
     let partition = r.i32()?;
@@ -354,6 +376,12 @@ fn decode_chunk(value: &[u8]) -> Result<Record, TrackerError> {
         }
         _ => return Err(bad("record kind does not match its key")),
     };
+    if !wants_sections(&header) {
+        return Ok(Record::Chunk {
+            header,
+            sections: Vec::new(),
+        });
+    }
     let count = r.u32()? as usize;
     if count > r.remaining() / 13 {
         return Err(bad("section count exceeds the record"));

@@ -453,7 +453,7 @@ impl WorkerState {
             (live, views)
         };
         self.admit(&mut live, &mut batch, &mut valid);
-        valid.sort_unstable_by_key(|(partition, event)| (*partition, event.ip));
+        valid.sort_unstable_by_key(|(partition, event)| sort_key(*partition, event.ip));
         if self.shared.config.views {
             let owner = &mut *owner;
             count_views(&valid, &views, &mut owner.pending, &mut owner.view_scratch);
@@ -868,6 +868,19 @@ pub fn input_consumer_config(
         .set("max.partition.fetch.bytes", (4 << 20).to_string())
         .set("fetch.max.bytes", (16 << 20).to_string());
     config
+}
+
+/// The order a batch is counted in: by partition, then IPv4 addresses ascending. The order
+/// within a partition is for speed only (the sets take addresses in any order, and are
+/// fastest in increasing order), so IPv6 addresses sort by their first 32 bits, among the
+/// IPv4 ones: one `u64` compares faster than the `(i32, IpAddr)` it stands for, which was
+/// 5% of the tracker's time.
+fn sort_key(partition: i32, ip: IpAddr) -> u64 {
+    let address = match ip {
+        IpAddr::V4(v4) => v4.to_bits(),
+        IpAddr::V6(v6) => (v6.to_bits() >> 96) as u32,
+    };
+    (u64::from(partition as u32) << 32) | u64::from(address)
 }
 
 /// Adds the batch's events (sorted by partition) to their partitions' views, taking each
