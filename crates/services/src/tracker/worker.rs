@@ -225,6 +225,10 @@ impl Stateful for WorkerState {
     }
 
     fn after_batch(&self, consumer: &StatefulConsumer<Self>) {
+        let idle = self.owner().batch.is_empty();
+        if idle {
+            self.owner().release_buffers();
+        }
         self.apply_batch();
         self.shared.work.sample_rate(Instant::now());
         let mut stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
@@ -360,6 +364,17 @@ impl Stateful for WorkerState {
         }
         state.recount_node();
         tracing::info!(partitions = ?own, "partitions revoked");
+    }
+}
+
+impl Owner {
+    /// Frees the buffers a round of up to [`BATCH`](crate::checkpointed::BATCH) records
+    /// grows (about 10 MB): kept while records flow, so rounds do not allocate them again,
+    /// and given back once a round finds none, so an idle node's memory is its sets'.
+    fn release_buffers(&mut self) {
+        self.batch = Vec::new();
+        self.valid = Vec::new();
+        self.view_scratch = InsertScratch::default();
     }
 }
 
