@@ -642,6 +642,10 @@ mod tests {
         }
     }
 
+    fn starts(windows: &BTreeMap<i64, DistinctIps>) -> Vec<i64> {
+        windows.keys().copied().collect()
+    }
+
     #[test]
     fn views_record_only_what_is_new_in_each_set() {
         let mut views = Views::default();
@@ -763,14 +767,8 @@ mod tests {
             minutes: 120,
             hours: 2,
         });
-        assert_eq!(
-            views.hours.keys().copied().collect::<Vec<_>>(),
-            vec![HOUR_MS, 2 * HOUR_MS]
-        );
-        assert_eq!(
-            views.minutes.keys().copied().collect::<Vec<_>>(),
-            vec![HOUR_MS, 2 * HOUR_MS]
-        );
+        assert_eq!(starts(&views.hours), vec![HOUR_MS, 2 * HOUR_MS]);
+        assert_eq!(starts(&views.minutes), vec![HOUR_MS, 2 * HOUR_MS]);
     }
 
     #[test]
@@ -810,9 +808,6 @@ mod tests {
             minutes: 2,
             hours: 1,
         });
-        assert_eq!(
-            views.minutes.keys().copied().collect::<Vec<_>>(),
-            vec![3 * MINUTE_MS, 4 * MINUTE_MS]
-        );
+        assert_eq!(starts(&views.minutes), vec![3 * MINUTE_MS, 4 * MINUTE_MS]);
     }
 }
