@@ -405,8 +405,10 @@ impl<'a> Bench<'a> {
 
     /// Resident memory per distinct address, with and without views.
     fn memory_runs(&self) -> anyhow::Result<()> {
+        let workers = memory_run_workers().to_string();
+        let extra = ["--tracker-workers", workers.as_str()];
         for views in [Views::On, Views::Off] {
-            let idle = self.idle_resident_bytes(views)?;
+            let idle = self.idle_resident_bytes(views, &extra)?;
             let topic = self.fresh_topic("memory")?;
             let summary = self.generate(&topic, self.args.distinct, self.args.distinct, true)?;
             let label = format!("memory ({})", views.label());
@@ -416,7 +418,7 @@ impl<'a> Bench<'a> {
                 &summary,
             );
             let truth = Truth::of(&summary);
-            let mut tracker = self.start_tracker(&topic, views, &[])?;
+            let mut tracker = self.start_tracker(&topic, views, &extra)?;
             let spawned = tracker.spawned;
             wait_exact(&mut tracker, spawned, &mut || Ok(Some(truth)), &label)?;
             let counted = tracker.resident_bytes()?;
@@ -425,16 +427,17 @@ impl<'a> Bench<'a> {
             let settled = tracker.resident_bytes()?;
             drop(tracker);
             let target = views.bytes_per_address_target();
-            self.report_memory(&label, target, truth.distinct, idle, (counted, settled));
+            let rss = (counted, settled);
+            self.report_memory(&label, target, truth.distinct, idle, rss, &workers);
             self.delete_topic(&topic);
         }
         Ok(())
     }
 
     /// A tracker's resident memory after joining its group on an empty topic and idling.
-    fn idle_resident_bytes(&self, views: Views) -> anyhow::Result<u64> {
+    fn idle_resident_bytes(&self, views: Views, extra: &[&str]) -> anyhow::Result<u64> {
         let topic = self.fresh_topic("idle")?;
-        let mut tracker = self.start_tracker(&topic, views, &[])?;
+        let mut tracker = self.start_tracker(&topic, views, extra)?;
         self.wait_joined(&mut tracker)?;
         std::thread::sleep(IDLE_SETTLE);
         tracker.check_running()?;
@@ -770,14 +773,22 @@ impl<'a> Bench<'a> {
 
     /// Reports resident memory per distinct address against `target`: `rss` when the count
     /// was exact and after it settled, less the `idle` tracker's.
-    fn report_memory(&self, name: &str, target: f64, distinct: u64, idle: u64, rss: (u64, u64)) {
+    fn report_memory(
+        &self,
+        name: &str,
+        target: f64,
+        distinct: u64,
+        idle: u64,
+        rss: (u64, u64),
+        workers: &str,
+    ) {
         let (counted, settled) = rss;
         let per_address = |rss: u64| rss.saturating_sub(idle) as f64 / distinct.max(1) as f64;
         let mb = |bytes: u64| bytes as f64 / 1e6;
         println!(
-            "{name:<34} {distinct} distinct IPv4: RSS {:.1} MB when exact, {:.1} MB {} s later, \
-             idle {:.1} MB => {:.2} / {:.2} B per address ({:.2} x the {target} B target, \
-             settled)",
+            "{name:<34} {distinct} distinct IPv4, {workers} workers: RSS {:.1} MB when exact, \
+             {:.1} MB {} s later, idle {:.1} MB => {:.2} / {:.2} B per address ({:.2} x the \
+             {target} B target, settled)",
             mb(counted),
             mb(settled),
             CHECKPOINT_SETTLE.as_secs(),
@@ -790,6 +801,7 @@ impl<'a> Bench<'a> {
             println!(
                 "{}",
                 serde_json::json!({"bench": format!("pipeline {name}"), "distinct_ips": distinct,
+                    "tracker_workers": workers.parse::<u64>().ok(),
                     "idle_rss_bytes": idle, "rss_bytes_exact": counted,
                     "rss_bytes_settled": settled,
                     "bytes_per_address_exact": per_address(counted),
@@ -799,6 +811,16 @@ impl<'a> Bench<'a> {
             );
         }
     }
+}
+
+/// The worker count a memory run's tracker gets: what `FRESHET_TRACKER_WORKERS` says, as the
+/// tracker itself would read it, else the tracker's default for this machine. Passed
+/// explicitly so the record can say it.
+fn memory_run_workers() -> usize {
+    std::env::var("FRESHET_TRACKER_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(freshet_services::tracker::default_workers)
 }
 
 fn per_second(events: u64, elapsed: Duration) -> f64 {
