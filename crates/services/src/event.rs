@@ -454,8 +454,6 @@ mod tests {
         }
     }
 
-    /// Event text in the shapes devices send, with optional oddities the fast path must
-    /// either read exactly like serde_json or leave to it.
     proptest::proptest! {
         #[test]
         fn the_string_scan_finds_the_first_quote_backslash_or_control_byte(
@@ -476,6 +474,8 @@ mod tests {
         }
     }
 
+    /// Event text in the shapes devices send, with optional oddities the fast path must
+    /// either read exactly like serde_json or leave to it.
     fn event_text() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         let ts = prop_oneof![
