@@ -245,7 +245,7 @@ mod fast {
         })
     }
 
-    /// Index of the first byte that ends a fast-path string: `"`, `\\` or a control
+    /// Index of the first byte that ends a fast-path string: `"`, `\` or a control
     /// character. Eight bytes at a time: parsing is a seventh of the tracker's time, and most
     /// of it was this scan, a byte per step.
     pub(super) fn string_end(bytes: &[u8]) -> Option<usize> {
