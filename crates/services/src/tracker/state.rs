@@ -147,14 +147,7 @@ impl Views {
                 continue;
             }
             let code = u8::try_from(code).unwrap_or(u8::MAX);
-            added.clear();
-            self.codes.entry(code).or_default().insert_all(list, added);
-            if !added.is_empty() {
-                new.codes
-                    .entry(code)
-                    .or_default()
-                    .insert_all(added, &mut Vec::new());
-            }
+            insert_into(&mut self.codes, &mut new.codes, code, list, added);
         }
     }
 
@@ -274,18 +267,29 @@ fn insert_pairs(
         let start = group[0].0;
         ips.clear();
         ips.extend(group.iter().map(|(_, ip)| *ip));
-        added.clear();
-        sets.entry(start).or_default().insert_all(ips, added);
-        // A delta carries only sets with something new.
-        if added.is_empty() {
-            continue;
-        }
-        new.entry(start)
-            .or_default()
-            .insert_all(added, &mut Vec::new());
+        insert_into(sets, new, start, ips, added);
         if let Some(out) = added_out.as_deref_mut() {
             out.extend(added.iter().map(|&ip| (start, ip)));
         }
+    }
+}
+
+/// Inserts `ips` into the set of `key`, leaving in `added` those it lacked; they go to the
+/// delta's set of `key` too, created only then (a delta carries only sets with something
+/// new).
+fn insert_into<K: Ord + Copy>(
+    sets: &mut BTreeMap<K, DistinctIps>,
+    new: &mut BTreeMap<K, DistinctIps>,
+    key: K,
+    ips: &[IpAddr],
+    added: &mut Vec<IpAddr>,
+) {
+    added.clear();
+    sets.entry(key).or_default().insert_all(ips, added);
+    if !added.is_empty() {
+        new.entry(key)
+            .or_default()
+            .insert_all(added, &mut Vec::new());
     }
 }
 
