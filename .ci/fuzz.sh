@@ -8,6 +8,10 @@
 # target crashes (panic, abort, out-of-memory, an input taking over 10 s) and prints the input
 # that did it; inputs are kept under FUZZ_ARTIFACTS (default target/fuzz-artifacts).
 #
+# Usage: `bash .ci/fuzz.sh` builds the targets (if needed) and runs them; `bash .ci/fuzz.sh build`
+# only builds. .ci/run builds at the lowest CPU priority while the client suites, which mostly
+# wait on I/O, run; the run at the end then finds the targets built.
+#
 # Environment:
 #   FRESHET_FUZZ_SECONDS    run time per target (default 60)
 #   FRESHET_FUZZ_TARGETS    targets to run (default "request_frame record_batch decompress")
@@ -35,6 +39,8 @@ SECONDS_PER_TARGET="${FRESHET_FUZZ_SECONDS:-60}"
 read -r -a TARGETS <<<"${FRESHET_FUZZ_TARGETS:-request_frame record_batch decompress}"
 SANITIZER="${FRESHET_FUZZ_SANITIZER:-address}"
 ARTIFACTS="${FUZZ_ARTIFACTS:-${CARGO_TARGET_DIR:-$ROOT/target}/fuzz-artifacts}"
+PHASE="${1:-run}"
+case "$PHASE" in build | run) ;; *) echo "usage: $0 [build]" >&2; exit 2 ;; esac
 started=$(date +%s)
 
 # --- tools ---------------------------------------------------------------------------
@@ -65,6 +71,7 @@ for target in "${TARGETS[@]}"; do
 done
 built=$(date +%s)
 log "tools and build took $((built - started)) s"
+[[ "$PHASE" == build ]] && exit 0
 
 # --- run -----------------------------------------------------------------------------
 scratch="$(mktemp -d)"

@@ -3,7 +3,8 @@
 # own /api/openapi.json. Fails on any finding (a 5xx, a status or body the spec does not list,
 # valid data refused, invalid data accepted, a deleted resource still served, ...).
 #
-#   bash .ci/schemathesis.sh
+#   bash .ci/schemathesis.sh                  install (if needed) and run
+#   bash .ci/schemathesis.sh --install-only   install schemathesis and stop (.ci/run does this early)
 #
 # Builds nothing: the binary is $FRESHET_BIN (default target/release/freshet). Installs
 # schemathesis (pinned) into .ci/venv-schemathesis. Freshet gets a temporary data dir and free
@@ -32,14 +33,6 @@ LOG_PREFIX=schemathesis
 # shellcheck source=lib.sh
 source "$ROOT/.ci/lib.sh"
 
-# --- freshet binary ----------------------------------------------------------------------
-FRESHET_BIN="${FRESHET_BIN:-$ROOT/target/release/freshet}"
-if [[ ! -x "$FRESHET_BIN" ]]; then
-    log "freshet binary not found or not executable: $FRESHET_BIN"
-    log "build it first (cargo build --release -p freshet) or set FRESHET_BIN"
-    exit 2
-fi
-
 # --- schemathesis in its own venv --------------------------------------------------------
 PYTHON_BOOT="${PYTHON:-python3}"
 if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
@@ -62,6 +55,15 @@ if [[ "$("$VENV/bin/schemathesis" --version 2>/dev/null || true)" != *" $SCHEMAT
         "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 log "$("$VENV/bin/schemathesis" --version)"
+if [[ "${1:-}" == --install-only ]]; then exit 0; fi
+
+# --- freshet binary ----------------------------------------------------------------------
+FRESHET_BIN="${FRESHET_BIN:-$ROOT/target/release/freshet}"
+if [[ ! -x "$FRESHET_BIN" ]]; then
+    log "freshet binary not found or not executable: $FRESHET_BIN"
+    log "build it first (cargo build --release -p freshet) or set FRESHET_BIN"
+    exit 2
+fi
 
 # --- freshet up on free ports --------------------------------------------------------------
 WORK="$(mktemp -d)"
