@@ -163,21 +163,19 @@ fn parse_ip(field: Option<&str>) -> Result<IpAddr, String> {
 }
 
 fn parse_time(field: Option<&RawTimestamp<'_>>) -> Result<i64, String> {
-    let normalized = match field.ok_or_else(|| "missing field timestamp".to_string())? {
-        RawTimestamp::Str(s) => freshet_timestamp::normalize(s.as_ref()),
+    let millis = match field.ok_or_else(|| "missing field timestamp".to_string())? {
+        RawTimestamp::Str(s) => freshet_timestamp::unix_millis(s.as_ref()),
         RawTimestamp::Number(n) => {
             if let Some(i) = n.as_i64() {
-                freshet_timestamp::normalize(i)
+                freshet_timestamp::unix_millis(i)
             } else if let Some(u) = n.as_u64() {
-                freshet_timestamp::normalize(u)
+                freshet_timestamp::unix_millis(u)
             } else {
-                freshet_timestamp::normalize(n.as_f64().unwrap_or(f64::NAN))
+                freshet_timestamp::unix_millis(n.as_f64().unwrap_or(f64::NAN))
             }
         }
     };
-    normalized
-        .map(|ts| ts.unix_millis())
-        .map_err(|e| format!("timestamp: {e}"))
+    millis.map_err(|e| format!("timestamp: {e}"))
 }
 
 fn parse_error_code(field: Option<&serde_json::Number>) -> Result<u8, String> {
@@ -204,6 +202,8 @@ fn clip(text: &str) -> &str {
 /// error). About four times faster than serde_json on generator events, which is most of
 /// the tracker's parsing time.
 mod fast {
+    use std::net::{IpAddr, Ipv4Addr};
+
     use super::{DeviceEvent, MAX_ERROR_CODE};
 
     pub(super) fn parse(bytes: &[u8]) -> Option<DeviceEvent> {
@@ -234,15 +234,44 @@ mod fast {
         if p.at != bytes.len() {
             return None;
         }
-        let ip = std::str::from_utf8(ip?).ok()?.parse().ok()?;
+        let ip = match ipv4(ip?) {
+            Some(v4) => IpAddr::V4(v4),
+            None => std::str::from_utf8(ip?).ok()?.parse().ok()?,
+        };
         let ts = std::str::from_utf8(ts?).ok()?;
-        let time_ms = freshet_timestamp::normalize(ts).ok()?.unix_millis();
+        let time_ms = freshet_timestamp::unix_millis(ts).ok()?;
         let error_code = u8::try_from(code?).ok().filter(|c| *c <= MAX_ERROR_CODE)?;
         Some(DeviceEvent {
             ip,
             time_ms,
             error_code,
         })
+    }
+
+    /// A dotted-quad IPv4 address, accepting exactly what `Ipv4Addr`'s `FromStr` accepts (four
+    /// decimal octets of one to three digits, at most 255, no leading zero); `None` for
+    /// anything else, IPv6 included, which the caller then parses with the standard library.
+    /// Straight from the bytes: the UTF-8 check and the standard parser together took a
+    /// twentieth of the tracker's time.
+    pub(super) fn ipv4(bytes: &[u8]) -> Option<Ipv4Addr> {
+        let mut octets = [0u8; 4];
+        let mut parts = bytes.split(|&b| b == b'.');
+        for octet in &mut octets {
+            let part = parts.next()?;
+            let leading_zero = part.len() > 1 && part[0] == b'0';
+            if part.is_empty() || part.len() > 3 || leading_zero {
+                return None;
+            }
+            let mut value = 0u16;
+            for &b in part {
+                if !b.is_ascii_digit() {
+                    return None;
+                }
+                value = value * 10 + u16::from(b - b'0');
+            }
+            *octet = u8::try_from(value).ok()?;
+        }
+        parts.next().is_none().then_some(Ipv4Addr::from(octets))
     }
 
     /// Index of the first byte that ends a fast-path string: `"`, `\` or a control
@@ -455,6 +484,17 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn the_ipv4_fast_path_accepts_exactly_what_the_standard_parser_does(
+            text in "[0-9.]{0,18}|([0-9]{1,4}\\.){3}[0-9]{1,4}|[0-9a-f:.]{0,12}"
+        ) {
+            proptest::prop_assert_eq!(
+                fast::ipv4(text.as_bytes()),
+                text.parse::<std::net::Ipv4Addr>().ok(),
+                "{:?}", text
+            );
+        }
+
         #[test]
         fn the_string_scan_finds_the_first_quote_backslash_or_control_byte(
             bytes in proptest::collection::vec(

@@ -168,21 +168,41 @@ impl AsRef<str> for NormalizedTs {
 
 /// Normalises one timestamp; see the crate docs for the accepted forms.
 pub fn normalize<'a>(input: impl Into<TsInput<'a>>) -> Result<NormalizedTs, TimestampError> {
-    let ms = match input.into() {
-        TsInput::Str(s) => return normalize_str(s.as_bytes()),
-        TsInput::Int(n) => epoch::from_integer(n < 0, n.unsigned_abs())?,
-        TsInput::UInt(n) => epoch::from_integer(false, n)?,
-        TsInput::Float(f) => epoch::from_float(f)?,
-    };
-    Ok(from_unix_ms(ms))
+    match input.into() {
+        // ISO fields go straight to the normalised form, not through milliseconds.
+        TsInput::Str(s) if matches!(string_form(s.as_bytes())?, StringForm::Iso) => {
+            Ok(NormalizedTs(iso::parse(s.as_bytes())?.format()))
+        }
+        other => unix_millis(other).map(from_unix_ms),
+    }
 }
 
-/// Normalises a string: ISO 8601 when its fifth byte is `-`, otherwise a decimal epoch number.
-fn normalize_str(s: &[u8]) -> Result<NormalizedTs, TimestampError> {
+/// The instant of one timestamp in Unix milliseconds: `normalize(input)?.unix_millis()`,
+/// with the same errors, without writing the normalised form and reading it back.
+pub fn unix_millis<'a>(input: impl Into<TsInput<'a>>) -> Result<i64, TimestampError> {
+    match input.into() {
+        TsInput::Str(s) => match string_form(s.as_bytes())? {
+            StringForm::Iso => Ok(iso::parse(s.as_bytes())?.to_unix_ms()),
+            StringForm::Epoch => epoch::from_decimal(s.as_bytes()),
+        },
+        TsInput::Int(n) => epoch::from_integer(n < 0, n.unsigned_abs()),
+        TsInput::UInt(n) => epoch::from_integer(false, n),
+        TsInput::Float(f) => epoch::from_float(f),
+    }
+}
+
+/// How a string is read.
+enum StringForm {
+    Iso,
+    Epoch,
+}
+
+/// ISO 8601 when the fifth byte is `-`, otherwise a decimal epoch number.
+fn string_form(s: &[u8]) -> Result<StringForm, TimestampError> {
     match s {
         [] => Err(TimestampError::new(ErrorKind::Empty)),
-        [_, _, _, _, b'-', ..] => Ok(NormalizedTs(iso::parse(s)?.format())),
-        [b'0'..=b'9' | b'-', ..] => Ok(from_unix_ms(epoch::from_decimal(s)?)),
+        [_, _, _, _, b'-', ..] => Ok(StringForm::Iso),
+        [b'0'..=b'9' | b'-', ..] => Ok(StringForm::Epoch),
         _ => Err(TimestampError::unexpected(
             "a digit (ISO 8601 date or epoch number)",
             s,

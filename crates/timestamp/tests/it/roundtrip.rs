@@ -3,7 +3,7 @@
 //! with jiff's RFC 3339 rendering of the same instant at millisecond precision (`{:.3}`, which
 //! truncates).
 
-use freshet_timestamp::{normalize, TsInput};
+use freshet_timestamp::{normalize, unix_millis, TsInput};
 use jiff::tz::{Offset, TimeZone};
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -16,8 +16,20 @@ fn expected(ts: Timestamp) -> String {
     format!("{ts:.3}")
 }
 
+/// The normalised form, or the error; checks on the way that `unix_millis` gives the same
+/// instant (or the same error) as the normalised form does.
 fn normalized(input: TsInput<'_>) -> String {
-    match normalize(input) {
+    let result = normalize(input);
+    let millis = unix_millis(input).map_err(|e| e.to_string());
+    assert_eq!(
+        millis,
+        result
+            .as_ref()
+            .map(|ts| ts.unix_millis())
+            .map_err(|e| e.to_string()),
+        "unix_millis disagrees with normalize on {input:?}"
+    );
+    match result {
         Ok(ts) => ts.to_string(),
         Err(e) => format!("error: {e}"),
     }
@@ -143,6 +155,13 @@ proptest! {
     ) {
         let text = format!("{f}");
         prop_assert_eq!(normalized(TsInput::Float(f)), normalized(TsInput::Str(&text)), "input {}", text);
+    }
+
+    #[test]
+    fn any_short_text_gets_the_same_instant_or_error_from_both_entry_points(
+        text in "[-0-9T :.,Zz+]{0,32}"
+    ) {
+        normalized(TsInput::Str(&text));
     }
 
     #[test]
