@@ -8,6 +8,8 @@
 //! assert_eq!(normalize(1726668850124_i64).unwrap().as_str(), "2024-09-18T14:14:10.124Z");
 //! assert_eq!(normalize(TsInput::Float(1726667942.5)).unwrap().as_str(), "2024-09-18T13:59:02.500Z");
 //! assert_eq!(normalize("2023-02-30T00:00:00Z").unwrap_err().to_string(), "February 30 does not exist in 2023 at byte 8");
+//! // The same instant as a number, for code that only computes with it:
+//! assert_eq!(freshet_timestamp::unix_millis("2024-09-18T16:14:10.124+02:00").unwrap(), 1726668850124);
 //! ```
 //!
 //! # Accepted forms
