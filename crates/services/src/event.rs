@@ -234,9 +234,10 @@ mod fast {
         if p.at != bytes.len() {
             return None;
         }
-        let ip = match ipv4(ip?) {
+        let ip = ip?;
+        let ip = match ipv4(ip) {
             Some(v4) => IpAddr::V4(v4),
-            None => std::str::from_utf8(ip?).ok()?.parse().ok()?,
+            None => std::str::from_utf8(ip).ok()?.parse().ok()?,
         };
         let ts = std::str::from_utf8(ts?).ok()?;
         let time_ms = freshet_timestamp::unix_millis(ts).ok()?;
