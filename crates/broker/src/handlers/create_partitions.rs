@@ -13,37 +13,39 @@ pub async fn handle(
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let registry = &ctx.broker.topics;
-    let mut results = Vec::with_capacity(request.topics.len());
-    for topic in request.topics {
-        let outcome = match registry.get(&topic.name) {
-            _ if !ctx.may_on_topic(Operation::Alter, &topic.name) => {
-                Err(TopicError::NotAuthorized(topic.name.to_string(), "alter"))
-            }
-            None => Err(TopicError::Unknown(topic.name.to_string())),
-            Some(existing) if request.validate_only => {
-                let current = existing.partitions.len() as i32;
-                if topic.count <= current || topic.count > MAX_PARTITIONS {
-                    Err(TopicError::InvalidPartitions(
+    let results = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let outcome = match registry.get(&topic.name) {
+                _ if !ctx.may_on_topic(Operation::Alter, &topic.name) => {
+                    Err(TopicError::NotAuthorized(topic.name.to_string(), "alter"))
+                }
+                None => Err(TopicError::Unknown(topic.name.to_string())),
+                Some(existing) if request.validate_only => {
+                    let current = existing.partitions.len() as i32;
+                    if topic.count <= current || topic.count > MAX_PARTITIONS {
+                        Err(TopicError::InvalidPartitions(
                             topic.count,
                             format!("topic has {current} partitions; the new count must be larger and at most {MAX_PARTITIONS}"),
                         ))
-                } else {
-                    Ok(())
+                    } else {
+                        Ok(())
+                    }
                 }
+                Some(_) => ctx
+                    .broker
+                    .add_partitions(&topic.name, topic.count)
+                    .map(|_| ()),
+            };
+            let result = CreatePartitionsTopicResult::default().with_name(topic.name);
+            match outcome {
+                Ok(()) => result,
+                Err(e) => result
+                    .with_error_code(e.error_code())
+                    .with_error_message(Some(str_bytes(e.to_string()))),
             }
-            Some(_) => {
-                let (name, count) = (topic.name.to_string(), topic.count);
-                ctx.off_runtime(move |broker| broker.add_partitions(&name, count).map(|_| ()))
-                    .await
-            }
-        };
-        let result = CreatePartitionsTopicResult::default().with_name(topic.name);
-        results.push(match outcome {
-            Ok(()) => result,
-            Err(e) => result
-                .with_error_code(e.error_code())
-                .with_error_message(Some(str_bytes(e.to_string()))),
-        });
-    }
+        })
+        .collect();
     CreatePartitionsResponse::default().with_results(results)
 }

@@ -11,34 +11,36 @@ use super::{str_bytes, RequestContext};
 use crate::topics::{TopicConfigs, TopicError};
 
 pub async fn handle(ctx: &RequestContext, request: CreateTopicsRequest) -> CreateTopicsResponse {
-    let mut results = Vec::with_capacity(request.topics.len());
-    for topic in request.topics {
-        results.push(create_one(ctx, topic, request.validate_only).await);
-    }
+    let results = request
+        .topics
+        .into_iter()
+        .map(|topic| create_one(ctx, topic, request.validate_only))
+        .collect();
     CreateTopicsResponse::default().with_topics(results)
 }
 
-async fn create_one(
+fn create_one(
     ctx: &RequestContext,
     topic: CreatableTopic,
     validate_only: bool,
 ) -> CreatableTopicResult {
     let name = topic.name.clone();
     let result = CreatableTopicResult::default().with_name(name.clone());
-    let outcome = match authorize(ctx, &name).and_then(|()| validate(ctx, &topic)) {
-        Err(e) => Err(e),
-        Ok((partitions, configs)) if validate_only => ctx
-            .broker
-            .topics
-            .validate_new_topic(&name, partitions, &configs)
-            .map(|()| (partitions, configs, None)),
-        Ok((partitions, configs)) => {
-            let (creating, kept) = (name.to_string(), configs.clone());
-            ctx.off_runtime(move |broker| broker.create_topic(&creating, partitions, kept))
-                .await
-                .map(|created| (partitions, configs, Some(created.id)))
-        }
-    };
+    let outcome = authorize(ctx, &name)
+        .and_then(|()| validate(ctx, &topic))
+        .and_then(|(partitions, configs)| {
+            if validate_only {
+                ctx.broker
+                    .topics
+                    .validate_new_topic(&name, partitions, &configs)?;
+                Ok((partitions, configs, None))
+            } else {
+                let created = ctx
+                    .broker
+                    .create_topic(&name, partitions, configs.clone())?;
+                Ok((partitions, configs, Some(created.id)))
+            }
+        });
     match outcome {
         Ok((partitions, configs, id)) => {
             let mut result = result;

@@ -107,9 +107,7 @@ async fn delete_by_id(
 async fn delete_by_name(ctx: &RequestContext, name: TopicName) -> DeletableTopicResult {
     let result = DeletableTopicResult::default().with_name(Some(name.clone()));
     let deleted = if ctx.may_on_topic(Operation::Delete, &name) {
-        let deleting = name.to_string();
-        ctx.off_runtime(move |broker| broker.topics.delete(&deleting))
-            .await
+        ctx.broker.topics.delete(&name)
     } else {
         Err(TopicError::NotAuthorized(name.to_string(), "delete"))
     };

@@ -2,9 +2,11 @@
 //!
 //! With a `transactional.id` the transaction coordinator answers: the id's producer id with a
 //! new epoch, fencing older producers of the same id and aborting what they left open (see
-//! `crate::transactions`). Without one, an idempotent producer gets a fresh id at epoch 0, or,
-//! when it sends the id and epoch it has (KIP-360, v3+), the same id with the next epoch, which
-//! lets it start its sequence numbers over after an error without losing its identity.
+//! `crate::transactions`). Without one, an idempotent producer always gets a new id at epoch
+//! 0, also when it sends the id and epoch it has (KIP-360, v3+: librdkafka's "epoch bump"
+//! after a sequence error), as Kafka's coordinator answers. The same id with the next epoch,
+//! which Freshet answered before, had each partition judge the new epoch's batches against
+//! whatever the old epoch left there; a new id starts every partition afresh.
 
 use freshet_security::acl::{Operation, ResourceType};
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
@@ -12,7 +14,6 @@ use kafka_protocol::ResponseError;
 
 use super::transactions::fenced_error;
 use super::RequestContext;
-use crate::transactions::LAST_USABLE_EPOCH;
 
 pub async fn handle(
     ctx: &RequestContext,
@@ -27,7 +28,7 @@ pub async fn handle(
         .then_some((request.producer_id.0, request.producer_epoch));
     match transactional_id {
         Some(id) => init_transactional(ctx, &id, request.transaction_timeout_ms, current).await,
-        None => init_idempotent(ctx, current).await,
+        None => init_idempotent(ctx).await,
     }
 }
 
@@ -56,20 +57,12 @@ async fn init_transactional(
     }
 }
 
-async fn init_idempotent(
-    ctx: &RequestContext,
-    current: Option<(i64, i16)>,
-) -> InitProducerIdResponse {
+async fn init_idempotent(ctx: &RequestContext) -> InitProducerIdResponse {
     // Kafka (KIP-679): IdempotentWrite on the cluster, or Write on any topic.
     let may_write = ctx.may_on_cluster(Operation::IdempotentWrite)
         || ctx.may_on_any(Operation::Write, ResourceType::Topic);
     if !may_write {
         return error(ResponseError::ClusterAuthorizationFailed);
-    }
-    if let Some((producer_id, epoch)) = current.filter(|&(_, epoch)| epoch < LAST_USABLE_EPOCH) {
-        return InitProducerIdResponse::default()
-            .with_producer_id(producer_id.into())
-            .with_producer_epoch(epoch + 1);
     }
     let broker = ctx.broker.clone();
     match tokio::task::spawn_blocking(move || broker.producer_ids.allocate()).await {

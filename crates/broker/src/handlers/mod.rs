@@ -97,21 +97,6 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// Runs topic-changing file work (directories, files, fsyncs: seconds for hundreds of
-    /// partitions on a slow disk) on tokio's blocking pool, so that the runtime keeps serving
-    /// every other connection meanwhile.
-    pub async fn off_runtime<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Broker) -> Result<T, crate::topics::TopicError> + Send + 'static,
-    ) -> Result<T, crate::topics::TopicError> {
-        let broker = self.broker.clone();
-        match tokio::task::spawn_blocking(move || work(&broker)).await {
-            Ok(outcome) => outcome,
-            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-            Err(cancelled) => Err(std::io::Error::other(cancelled.to_string()).into()),
-        }
-    }
-
     /// Whether the request's principal may do `operation` on the named resource. Without
     /// `--authorizer acl` everything is allowed.
     pub fn may(&self, operation: Operation, resource_type: ResourceType, name: &str) -> bool {

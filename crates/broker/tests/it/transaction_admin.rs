@@ -177,6 +177,39 @@ async fn txn_start_offsets(client: &mut RawClient, partition: i32) -> Vec<(i64, 
         .collect()
 }
 
+/// Kafka answers every InitProducerId without a transactional id with a new producer id at
+/// epoch 0, also when the client sends the id and epoch it has (librdkafka's epoch bump after
+/// a sequence error): the bumped producer's batches are then never judged against what its
+/// old epoch left in a partition.
+#[tokio::test]
+async fn an_idempotent_producer_asking_again_gets_a_new_id_at_epoch_0() {
+    let broker = TestBroker::start().await;
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let first: InitProducerIdResponse = client
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        )
+        .await
+        .expect("init");
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    let bump: InitProducerIdResponse = client
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_producer_id(first.producer_id)
+                .with_producer_epoch(first.producer_epoch),
+        )
+        .await
+        .expect("bump");
+    assert_eq!((bump.error_code, bump.producer_epoch), (0, 0));
+    assert_ne!(bump.producer_id, first.producer_id, "a new producer id");
+}
+
 #[tokio::test]
 async fn a_transaction_step_by_step_with_its_errors_and_admin_views() {
     let broker = TestBroker::start().await;
