@@ -23,6 +23,11 @@
 //!   checkpointed first, then forgotten ([`Stateful::revoke`]).
 //! - **Stopping**: closing the consumer revokes its partitions, which writes the last
 //!   checkpoint.
+//! - **A producer that failed for good** (librdkafka's fatal error: an idempotent producer
+//!   whose sequence numbers the cluster refuses, which nothing it sends afterwards will
+//!   change) ends the loop's round: its consumer leaves the group without a
+//!   checkpoint, and the service is built anew, with new producers, and rejoins. Its
+//!   partitions resume from their last acknowledged checkpoints, as after any rebalance.
 //!
 //! Everything runs on the thread that calls [`run`], the rebalance callbacks included, so a
 //! service's state needs a lock only for the `&self` API and for whoever else reads it.
@@ -52,6 +57,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long a rewind's seek may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`run`] waits before building a service again after a build failed.
+const REBUILD_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The consumer a stateful service runs on.
 pub type StatefulConsumer<S> = BaseConsumer<Checkpointing<S>>;
@@ -144,6 +151,15 @@ impl<S: Stateful> Checkpointing<S> {
         }
         let failures: u64 = producers.iter().map(|p| p.context().failures()).sum();
         failures == self.failures_seen.swap(failures, Ordering::SeqCst)
+    }
+
+    /// Why one of the service's producers failed for good, if one did.
+    pub fn failed_producer(&self) -> Option<String> {
+        self.service
+            .producers()
+            .iter()
+            .find_map(|producer| producer.client().fatal_error())
+            .map(|(code, reason)| format!("{reason} ({code:?})"))
     }
 
     /// Checkpoints every owned partition that changed, once what its records caused is
@@ -251,26 +267,79 @@ impl<S: Stateful> ConsumerContext for Checkpointing<S> {
     }
 }
 
+/// Why a round of the loop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ended {
+    /// `stopping` was set; the last checkpoint was written on leaving.
+    Stopped,
+    /// A producer failed for good, for this reason; the consumer left without a checkpoint.
+    ProducerFailed(String),
+}
+
 /// Runs the loop until `stopping` is set, checkpointing every `interval`, then closes the
-/// consumer, which checkpoints and revokes its partitions. Returns the context, for what the
-/// service does after it left the group.
-pub fn run<S: Stateful>(
-    consumer: StatefulConsumer<S>,
+/// consumer, which checkpoints and revokes its partitions. Returns the context of the last
+/// consumer, for what the service does after it left the group.
+///
+/// When one of the service's producers failed for good (see the module docs), `rebuild`
+/// builds the consumer, its service and their producers anew, and the loop goes on with them;
+/// a failed build is tried again every [`REBUILD_BACKOFF`].
+pub fn run<S: Stateful, E: std::fmt::Display>(
+    first: StatefulConsumer<S>,
+    mut rebuild: impl FnMut() -> Result<StatefulConsumer<S>, E>,
     stopping: &AtomicBool,
     interval: Duration,
 ) -> Arc<Checkpointing<S>> {
+    let mut consumer = first;
+    loop {
+        let (context, ended) = run_round(consumer, stopping, interval);
+        let Ended::ProducerFailed(reason) = ended else {
+            return context;
+        };
+        let topic = context.service.input_topic();
+        tracing::error!(
+            topic,
+            %reason,
+            "a producer failed for good; rejoining with new clients from the last checkpoints"
+        );
+        consumer = loop {
+            if stopping.load(Ordering::SeqCst) {
+                return context;
+            }
+            match rebuild() {
+                Ok(consumer) => break consumer,
+                Err(error) => {
+                    tracing::error!(topic, %error, "cannot build the service again; retrying");
+                    std::thread::sleep(REBUILD_BACKOFF);
+                }
+            }
+        };
+    }
+}
+
+/// The loop with one consumer, until `stopping` is set or a producer failed for good.
+fn run_round<S: Stateful>(
+    consumer: StatefulConsumer<S>,
+    stopping: &AtomicBool,
+    interval: Duration,
+) -> (Arc<Checkpointing<S>>, Ended) {
     let context = consumer.context().clone();
     let mut last_checkpoint = Instant::now();
     while !stopping.load(Ordering::SeqCst) {
         poll_batch(&consumer);
         context.service.after_batch(&consumer);
         if last_checkpoint.elapsed() >= interval {
-            context.checkpoint(&consumer);
+            let checkpointed = context.checkpoint(&consumer);
             last_checkpoint = Instant::now();
+            if let Some(reason) = (!checkpointed).then(|| context.failed_producer()).flatten() {
+                // Leaving revokes the partitions; their checkpoint fails at once (the flush
+                // sees the fatal error), so they are forgotten, not checkpointed.
+                drop(consumer);
+                return (context, Ended::ProducerFailed(reason));
+            }
         }
     }
     drop(consumer);
-    context
+    (context, Ended::Stopped)
 }
 
 /// Hands up to [`BATCH`] records to the service, waiting at most [`POLL_TIMEOUT`] for the

@@ -558,7 +558,8 @@ impl ProducerContext for DeliveryCounter {
 const DELIVERY_CHECK_EVERY: Duration = Duration::from_millis(1);
 
 /// Waits until every record given to `producer` is acknowledged or has failed; false when
-/// `timeout` passed first.
+/// `timeout` passed first, or at once when the producer failed for good (librdkafka's fatal
+/// error), since what it still holds will then never be acknowledged.
 ///
 /// Not `Producer::flush`: rdkafka's flush waits for the producer's events in slices of up to
 /// 100 ms, but a `ThreadedProducer`'s (or `FutureProducer`'s) own thread takes those events,
@@ -568,7 +569,7 @@ const DELIVERY_CHECK_EVERY: Duration = Duration::from_millis(1);
 pub fn wait_delivered<C: ProducerContext>(producer: &impl Producer<C>, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while producer.in_flight_count() > 0 {
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || producer.client().fatal_error().is_some() {
             return false;
         }
         std::thread::sleep(DELIVERY_CHECK_EVERY);

@@ -50,6 +50,36 @@ pub fn encoded_batch(records: &[(Option<&str>, &str)], compression: Compression)
     buf.freeze()
 }
 
+/// One uncompressed v2 batch of `count` key-less records as the idempotent producer
+/// `producer_id` at `epoch` would send them, sequence numbers from `base_sequence`: a forged
+/// batch, for tests of what a producer does when someone else wrote under its identity.
+pub fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, count: usize) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: base_sequence + i as i32,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(format!("forged {i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode batch");
+    buf.freeze()
+}
+
 /// One uncompressed v2 batch of key-less `values`.
 pub fn values_batch(values: &[&str]) -> Bytes {
     let records: Vec<(Option<&str>, &str)> = values.iter().map(|value| (None, *value)).collect();

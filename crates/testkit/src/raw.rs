@@ -105,6 +105,36 @@ impl RawClient {
         code.ok_or_else(|| anyhow::anyhow!("the produce response names no partition"))
     }
 
+    /// The idempotent producers DescribeProducers (v0) lists for `partition` of `topic`:
+    /// `(producer id, epoch, last sequence)` each.
+    pub async fn producers(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> anyhow::Result<Vec<(i64, i16, i32)>> {
+        use kafka_protocol::messages::describe_producers_request::TopicRequest;
+        use kafka_protocol::messages::{
+            DescribeProducersRequest, DescribeProducersResponse, TopicName,
+        };
+        let request = DescribeProducersRequest::default()
+            .with_topics(vec![TopicRequest::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_indexes(vec![partition])]);
+        let response: DescribeProducersResponse =
+            self.call(ApiKey::DescribeProducers, 0, &request).await?;
+        let answer = response
+            .topics
+            .first()
+            .and_then(|topic| topic.partitions.first())
+            .ok_or_else(|| anyhow::anyhow!("the response names no partition"))?;
+        anyhow::ensure!(answer.error_code == 0, "error {}", answer.error_code);
+        Ok(answer
+            .active_producers
+            .iter()
+            .map(|p| (p.producer_id.0, p.producer_epoch as i16, p.last_sequence))
+            .collect())
+    }
+
     /// Fetches `partition` of `topic` from `offset` (Fetch v12, not waiting for data, up to
     /// `max_bytes`): the partition's error code, high watermark and record bytes, exactly as
     /// the broker stored them.

@@ -130,6 +130,9 @@ impl Blocker {
 
 /// The blocker's thread: the shared checkpointed-consumer loop over [`BlockerState`].
 struct Worker {
+    kafka: KafkaConfig,
+    config: BlockerConfig,
+    stats: Arc<BlockerStats>,
     consumer: StatefulConsumer<BlockerState>,
     stopping: Arc<AtomicBool>,
 }
@@ -141,38 +144,61 @@ impl Worker {
         stopping: Arc<AtomicBool>,
         stats: Arc<BlockerStats>,
     ) -> Result<Worker, GuardError> {
-        let producer: ThreadedProducer<DeliveryCounter> = kafka
-            .durable_producer_config("guard-blocker")
-            .set("linger.ms", "2")
-            .set("message.max.bytes", PRODUCER_MAX_MESSAGE_BYTES.to_string())
-            .create_client_with(DeliveryCounter::new("blocker"))?;
-        let session_timeout = config.session_timeout;
-        let topic = config.attempts_topic.clone();
-        let group = config.group.clone();
-        let state = BlockerState {
+        Ok(Worker {
             kafka: kafka.clone(),
+            consumer: member(kafka, config.clone(), stats.clone())?,
             config,
-            producer,
             stats,
-            owned: Mutex::new(Owned::default()),
-        };
-        let consumer: StatefulConsumer<BlockerState> = kafka
-            .stateful_group_config("guard-blocker", &group, session_timeout)
-            // Attempts are ~150 bytes: large fetches keep the prefetch queue full, so the
-            // worker never waits on a round trip between batches.
-            .set("max.partition.fetch.bytes", (8 << 20).to_string())
-            .create_client_with(Checkpointing::new(state))?;
-        consumer
-            .subscribe(&[&topic])
-            .map_err(GuardError::kafka(format!("subscribing to {topic}")))?;
-        Ok(Worker { consumer, stopping })
+            stopping,
+        })
     }
 
     fn run(self) {
-        let interval = self.consumer.context().service().config.checkpoint_interval;
-        checkpointed::run(self.consumer, &self.stopping, interval);
+        let Worker {
+            kafka,
+            config,
+            stats,
+            consumer,
+            stopping,
+        } = self;
+        let interval = config.checkpoint_interval;
+        let rebuild = || member(&kafka, config.clone(), stats.clone());
+        checkpointed::run(consumer, rebuild, &stopping, interval);
         tracing::info!("blocker stopped");
     }
+}
+
+/// The blocker's group member: its state, its producer and its consumer, subscribed.
+fn member(
+    kafka: &KafkaConfig,
+    config: BlockerConfig,
+    stats: Arc<BlockerStats>,
+) -> Result<StatefulConsumer<BlockerState>, GuardError> {
+    let producer: ThreadedProducer<DeliveryCounter> = kafka
+        .durable_producer_config("guard-blocker")
+        .set("linger.ms", "2")
+        .set("message.max.bytes", PRODUCER_MAX_MESSAGE_BYTES.to_string())
+        .create_client_with(DeliveryCounter::new("blocker"))?;
+    let session_timeout = config.session_timeout;
+    let topic = config.attempts_topic.clone();
+    let group = config.group.clone();
+    let state = BlockerState {
+        kafka: kafka.clone(),
+        config,
+        producer,
+        stats,
+        owned: Mutex::new(Owned::default()),
+    };
+    let consumer: StatefulConsumer<BlockerState> = kafka
+        .stateful_group_config("guard-blocker", &group, session_timeout)
+        // Attempts are ~150 bytes: large fetches keep the prefetch queue full, so the
+        // worker never waits on a round trip between batches.
+        .set("max.partition.fetch.bytes", (8 << 20).to_string())
+        .create_client_with(Checkpointing::new(state))?;
+    consumer
+        .subscribe(&[&topic])
+        .map_err(GuardError::kafka(format!("subscribing to {topic}")))?;
+    Ok(consumer)
 }
 
 /// The partitions this worker owns. Only the worker thread touches it (rebalance callbacks

@@ -51,6 +51,7 @@ const STALE_HEARTBEAT_WINDOWS: u32 = 10;
 const SEEK_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct Worker {
+    kafka: KafkaConfig,
     shared: Arc<Shared>,
     /// Which of the node's workers this is; worker 0 also writes the node's heartbeat.
     index: usize,
@@ -63,51 +64,11 @@ impl Worker {
         shared: Arc<Shared>,
         index: usize,
     ) -> Result<Self, TrackerError> {
-        // Checkpoints and heartbeats: the tracker's own state, read back only by tracker
-        // nodes (librdkafka, which always has lz4) and the topic API (which reads every
-        // codec). lz4 keeps the compacted topic, which keeps every delta, small.
-        let producer: ThreadedProducer<DeliveryCounter> = kafka
-            .durable_producer_config("tracker")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "2")
-            .create_client_with(DeliveryCounter::new("tracker"))?;
-        // Dead letters are for people and their tools, any Kafka client: uncompressed, as
-        // Kafka's producers send by default, since kafkajs and kafka-python cannot read lz4
-        // without an extra package.
-        let dead_letters: ThreadedProducer<DeliveryCounter> = kafka
-            .durable_producer_config("tracker")
-            .set("compression.type", "none")
-            .set("linger.ms", "2")
-            .create_client_with(DeliveryCounter::new("tracker dead-letter"))?;
-        let probe_runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(TrackerError::ProbeRuntime)?;
-        let state = WorkerState {
-            shared: shared.clone(),
-            producer,
-            dead_letters,
-            leads: index == 0,
-            owner: Mutex::new(Owner::default()),
-            stalls: Mutex::new(StallWatch::default()),
-            probe_runtime,
-            probe_kafka: kafka.for_role("tracker-probe"),
-        };
-        let consumer: StatefulConsumer<WorkerState> = input_consumer_config(
-            kafka,
-            &shared.config.group,
-            shared.config.session_timeout,
-            shared.config.workers,
-        )
-        .create_client_with(Checkpointing::new(state))?;
-        let input = &shared.config.input_topic;
-        consumer
-            .subscribe(&[input])
-            .map_err(TrackerError::kafka(format!("subscribing to {input}")))?;
         Ok(Worker {
+            kafka: kafka.clone(),
+            consumer: member(kafka, &shared, index)?,
             shared,
             index,
-            consumer,
         })
     }
 
@@ -116,15 +77,72 @@ impl Worker {
     }
 
     pub(super) fn run(self) {
-        let interval = self.shared.config.checkpoint_interval;
-        let context = checkpointed::run(self.consumer, &self.shared.stopping, interval);
+        let Worker {
+            kafka,
+            shared,
+            index,
+            consumer,
+        } = self;
+        let interval = shared.config.checkpoint_interval;
+        let rebuild = || member(&kafka, &shared, index);
+        let context = checkpointed::run(consumer, rebuild, &shared.stopping, interval);
         // The last worker to stop says the node left.
-        if self.shared.workers_running.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if shared.workers_running.fetch_sub(1, Ordering::SeqCst) == 1 {
             context.service().say_goodbye();
             context.flush();
-            tracing::info!(node = %self.shared.node_id, "tracker node stopped");
+            tracing::info!(node = %shared.node_id, "tracker node stopped");
         }
     }
+}
+
+/// A worker's group member: its state, its producers and its consumer, subscribed.
+fn member(
+    kafka: &KafkaConfig,
+    shared: &Arc<Shared>,
+    index: usize,
+) -> Result<StatefulConsumer<WorkerState>, TrackerError> {
+    // Checkpoints and heartbeats: the tracker's own state, read back only by tracker
+    // nodes (librdkafka, which always has lz4) and the topic API (which reads every
+    // codec). lz4 keeps the compacted topic, which keeps every delta, small.
+    let producer: ThreadedProducer<DeliveryCounter> = kafka
+        .durable_producer_config("tracker")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "2")
+        .create_client_with(DeliveryCounter::new("tracker"))?;
+    // Dead letters are for people and their tools, any Kafka client: uncompressed, as
+    // Kafka's producers send by default, since kafkajs and kafka-python cannot read lz4
+    // without an extra package.
+    let dead_letters: ThreadedProducer<DeliveryCounter> = kafka
+        .durable_producer_config("tracker")
+        .set("compression.type", "none")
+        .set("linger.ms", "2")
+        .create_client_with(DeliveryCounter::new("tracker dead-letter"))?;
+    let probe_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(TrackerError::ProbeRuntime)?;
+    let state = WorkerState {
+        shared: shared.clone(),
+        producer,
+        dead_letters,
+        leads: index == 0,
+        owner: Mutex::new(Owner::default()),
+        stalls: Mutex::new(StallWatch::default()),
+        probe_runtime,
+        probe_kafka: kafka.for_role("tracker-probe"),
+    };
+    let consumer: StatefulConsumer<WorkerState> = input_consumer_config(
+        kafka,
+        &shared.config.group,
+        shared.config.session_timeout,
+        shared.config.workers,
+    )
+    .create_client_with(Checkpointing::new(state))?;
+    let input = &shared.config.input_topic;
+    consumer
+        .subscribe(&[input])
+        .map_err(TrackerError::kafka(format!("subscribing to {input}")))?;
+    Ok(consumer)
 }
 
 /// When the owned partitions were last checked for a stall, and how each had moved.

@@ -12,6 +12,8 @@ use std::time::Duration;
 use freshet_services::checkpointed::{self, Checkpointing, NextOffset, Stateful, StatefulConsumer};
 use freshet_services::kafka::DeliveryCounter;
 use freshet_services::KafkaConfig;
+use freshet_testkit::batches::idempotent_batch;
+use freshet_testkit::raw::RawClient;
 use freshet_testkit::TestBroker;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
@@ -41,6 +43,8 @@ struct Seen {
     live: Mutex<HashMap<i32, Sum>>,
     /// Records processed, repeats after a rewind included.
     processed: AtomicU64,
+    /// Times the loop built the summer anew after its producer failed for good.
+    rebuilds: AtomicU64,
 }
 
 impl Seen {
@@ -185,26 +189,16 @@ struct Member {
 impl Member {
     fn start(kafka: &KafkaConfig, interval: Duration) -> Member {
         let seen = Arc::new(Seen::default());
-        let summer = Summer {
-            kafka: kafka.clone(),
-            producer: kafka
-                .durable_producer_config("summer")
-                .set("linger.ms", "2")
-                .create_with_context(DeliveryCounter::new("summer"))
-                .expect("producer"),
-            seen: seen.clone(),
-            committed: Mutex::default(),
-            sent_too_large: Mutex::default(),
-        };
-        let consumer: StatefulConsumer<Summer> = kafka
-            .stateful_group_config("summer", GROUP, Duration::from_secs(6))
-            .create_with_context(Checkpointing::new(summer))
-            .expect("consumer");
-        consumer.subscribe(&[INPUT]).expect("subscribed");
+        let consumer = summer(kafka, &seen);
         let stopping = Arc::new(AtomicBool::new(false));
         let flag = stopping.clone();
+        let (kafka, shared) = (kafka.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
-            checkpointed::run(consumer, &flag, interval);
+            let rebuild = || {
+                shared.rebuilds.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(summer(&kafka, &shared))
+            };
+            checkpointed::run(consumer, rebuild, &flag, interval);
         });
         Member {
             seen,
@@ -219,6 +213,27 @@ impl Member {
             .await
             .expect("joined");
     }
+}
+
+/// A summer's consumer, subscribed, with a new producer; what it sums shows in `seen`.
+fn summer(kafka: &KafkaConfig, seen: &Arc<Seen>) -> StatefulConsumer<Summer> {
+    let summer = Summer {
+        kafka: kafka.clone(),
+        producer: kafka
+            .durable_producer_config("summer")
+            .set("linger.ms", "2")
+            .create_with_context(DeliveryCounter::new("summer"))
+            .expect("producer"),
+        seen: seen.clone(),
+        committed: Mutex::default(),
+        sent_too_large: Mutex::default(),
+    };
+    let consumer: StatefulConsumer<Summer> = kafka
+        .stateful_group_config("summer", GROUP, Duration::from_secs(6))
+        .create_with_context(Checkpointing::new(summer))
+        .expect("consumer");
+    consumer.subscribe(&[INPUT]).expect("subscribed");
+    consumer
 }
 
 /// Every record of `topic`'s partitions, as text, from the beginning to its current end.
@@ -360,4 +375,58 @@ async fn a_failed_delivery_rewinds_to_the_last_checkpoint_so_every_consequence_a
         .map(|sum| sum.expect("next,total"))
         .sum();
     assert_eq!(sums, 820, "the newest checkpoints hold the exact sums");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_producer_that_failed_for_good_is_built_anew_and_its_partitions_resume_from_their_checkpoints(
+) {
+    let (broker, kafka) = setup().await;
+    send_numbers(&broker, (1..=20).map(|n| n.to_string())).await;
+    let member = Member::start(&kafka, Duration::from_millis(200));
+    let seen = member.seen.clone();
+    wait_until("1..=20 summed", || seen.total() == 210).await;
+
+    // Someone writes under the member's producer identity: the batch after the member's last
+    // one in the echo topic. The member's next batch there is then out of order at the head
+    // of its requests, which librdkafka takes as a desynchronised producer: a fatal error.
+    let mut client = RawClient::connect(broker.addr).await.expect("connect");
+    let mut owner = None;
+    for _ in 0..100 {
+        owner = client.producers(OUTPUT, 0).await.expect("producers").pop();
+        if owner.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (producer_id, epoch, last_sequence) = owner.expect("the member's producer wrote echoes");
+    // 997 records: no batch of the member's can look like a retry of this one.
+    let forged = idempotent_batch(producer_id, epoch, last_sequence + 1, 997);
+    assert_eq!(client.produce(OUTPUT, 0, forged).await.expect("forge"), 0);
+
+    send_numbers(&broker, (21..=40).map(|n| n.to_string())).await;
+    wait_until("the summer was built anew and summed 1..=40", || {
+        seen.rebuilds.load(Ordering::SeqCst) == 1 && seen.total() == 820
+    })
+    .await;
+    member.stop().await;
+
+    let echoed: HashSet<String> = read_all(&kafka, OUTPUT)
+        .into_iter()
+        .map(|(_, value)| value)
+        .collect();
+    let missing: Vec<i32> = (1..=40)
+        .filter(|n| !echoed.contains(&n.to_string()))
+        .collect();
+    assert!(missing.is_empty(), "echoes missing: {missing:?}");
+    let sums: i64 = read_all(&kafka, CHECKPOINTS)
+        .into_iter()
+        .collect::<HashMap<_, _>>()
+        .values()
+        .filter_map(|value| {
+            value
+                .split_once(',')
+                .and_then(|(_, sum)| sum.parse::<i64>().ok())
+        })
+        .sum();
+    assert_eq!(sums, 820, "the new producer wrote the exact sums");
 }
