@@ -282,7 +282,7 @@ enum Ended {
 ///
 /// When one of the service's producers failed for good (see the module docs), `rebuild`
 /// builds the consumer, its service and their producers anew, and the loop goes on with them;
-/// a failed build is tried again every [`REBUILD_BACKOFF`].
+/// a failed build is tried again every second.
 pub fn run<S: Stateful, E: std::fmt::Display>(
     first: StatefulConsumer<S>,
     mut rebuild: impl FnMut() -> Result<StatefulConsumer<S>, E>,
