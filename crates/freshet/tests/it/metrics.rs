@@ -173,8 +173,12 @@ fn freshet_up_reports_what_its_broker_tracker_and_guard_did() {
         r#"{"user": "alice", "pass": "correct1horse"}"#,
     );
     assert_eq!(refused.status, 423, "{refused:?}");
+    // The node's two workers may still be rebalancing (at a 0 ms initial delay the first
+    // forms the group alone and the second joins later); the node count is over the
+    // partitions it owns, so wait until it owns all three again.
     let after = scrape_until(&api, "a checkpoint of the counted events", |m| {
         m.value("freshet_tracker_checkpoints_total", &[]) > 0.0
+            && m.value("freshet_tracker_partitions_owned", &[]) == 3.0
     });
 
     // The broker: every record produced, once; the tracker read them all back.
