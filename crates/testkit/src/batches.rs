@@ -41,22 +41,37 @@ pub fn encoded_batch(records: &[(Option<&str>, &str)], compression: Compression)
             headers: Default::default(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode batch");
-    buf.freeze()
+    encode_records(&records, compression)
 }
 
-/// One uncompressed v2 batch of `count` key-less records as the idempotent producer
-/// `producer_id` at `epoch` would send them, sequence numbers from `base_sequence`: a forged
-/// batch, for tests of what a producer does when someone else wrote under its identity.
+/// One uncompressed v2 batch of `count` key-less records (values `v0`, `v1`, ...) as the
+/// idempotent producer `producer_id` at `epoch` would send them, sequence numbers from
+/// `base_sequence`: for tests of what the broker or a producer does when someone else wrote
+/// under that identity.
 pub fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, count: usize) -> Bytes {
+    producer_batch(false, producer_id, epoch, base_sequence, count)
+}
+
+/// [`idempotent_batch`] inside the producer's transaction.
+pub fn transactional_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    count: usize,
+) -> Bytes {
+    producer_batch(true, producer_id, epoch, base_sequence, count)
+}
+
+fn producer_batch(
+    transactional: bool,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    count: usize,
+) -> Bytes {
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,
@@ -67,16 +82,22 @@ pub fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, count:
             sequence: base_sequence + i as i32,
             timestamp: 1_700_000_000_000,
             key: None,
-            value: Some(Bytes::from(format!("forged {i}"))),
+            value: Some(Bytes::from(format!("v{i}"))),
             headers: Default::default(),
         })
         .collect();
+    encode_records(&records, Compression::None)
+}
+
+/// `records` encoded as v2 record batches (a new batch wherever `offset - sequence` changes),
+/// compressed with `compression`.
+pub fn encode_records(records: &[Record], compression: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     let options = RecordEncodeOptions {
         version: 2,
-        compression: Compression::None,
+        compression,
     };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode batch");
+    RecordBatchEncoder::encode(&mut buf, records, &options).expect("encode batch");
     buf.freeze()
 }
 

@@ -3,7 +3,8 @@
 //! DescribeProducers), writes outside a transaction refused, and recovery of a partition
 //! whose transaction the coordinator lost.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use freshet_testkit::batches::transactional_batch;
 use freshet_testkit::raw::RawClient;
 use freshet_testkit::TestBroker;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -12,9 +13,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 
 const TOPIC: &str = "txn-admin";
@@ -25,35 +24,6 @@ fn s(text: &str) -> StrBytes {
 
 fn txn_id(id: &str) -> TransactionalId {
     TransactionalId(s(id))
-}
-
-/// One transactional batch of `count` records from `producer` at `epoch`, sequence from
-/// `sequence`.
-fn txn_batch(producer: i64, epoch: i16, sequence: i32, count: usize) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: producer,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: sequence + i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode batch");
-    buf.freeze()
 }
 
 async fn produce(client: &mut RawClient, partition: i32, records: Bytes) -> i16 {
@@ -236,7 +206,12 @@ async fn a_transaction_step_by_step_with_its_errors_and_admin_views() {
     assert_eq!(describe(&mut client, "admin").await.1, "Empty");
 
     // Writing before the partition is added is refused and opens nothing.
-    let early = produce(&mut client, 0, txn_batch(producer.0, producer.1, 0, 2)).await;
+    let early = produce(
+        &mut client,
+        0,
+        transactional_batch(producer.0, producer.1, 0, 2),
+    )
+    .await;
     assert_eq!(early, ResponseError::InvalidTxnState.code());
 
     let refused = add_partitions(
@@ -266,11 +241,21 @@ async fn a_transaction_step_by_step_with_its_errors_and_admin_views() {
         (0, "Ongoing", vec![0, 2])
     );
     assert_eq!(
-        produce(&mut client, 0, txn_batch(producer.0, producer.1, 0, 3)).await,
+        produce(
+            &mut client,
+            0,
+            transactional_batch(producer.0, producer.1, 0, 3)
+        )
+        .await,
         0
     );
     assert_eq!(
-        produce(&mut client, 1, txn_batch(producer.0, producer.1, 0, 1)).await,
+        produce(
+            &mut client,
+            1,
+            transactional_batch(producer.0, producer.1, 0, 1)
+        )
+        .await,
         ResponseError::InvalidTxnState.code(),
         "partition 1 is not part of the transaction"
     );
@@ -375,7 +360,12 @@ async fn a_transaction_the_coordinator_lost_is_aborted_at_start() {
     let producer = (producer.producer_id.0, producer.producer_epoch);
     add_partitions(&mut client, "lost", producer, &[(TOPIC, &[0])]).await;
     assert_eq!(
-        produce(&mut client, 0, txn_batch(producer.0, producer.1, 0, 2)).await,
+        produce(
+            &mut client,
+            0,
+            transactional_batch(producer.0, producer.1, 0, 2)
+        )
+        .await,
         0
     );
     let (values, lso) = read_committed(&mut client).await;
@@ -419,7 +409,12 @@ async fn a_producer_whose_unsynced_transaction_state_was_lost_is_fenced() {
     let producer = (init.producer_id.0, init.producer_epoch);
     add_partitions(&mut client, "forgotten", producer, &[(TOPIC, &[0])]).await;
     assert_eq!(
-        produce(&mut client, 0, txn_batch(producer.0, producer.1, 0, 2)).await,
+        produce(
+            &mut client,
+            0,
+            transactional_batch(producer.0, producer.1, 0, 2)
+        )
+        .await,
         0
     );
     assert_eq!(
@@ -437,7 +432,12 @@ async fn a_producer_whose_unsynced_transaction_state_was_lost_is_fenced() {
     // own; its records are durable once acknowledged.
     add_partitions(&mut client, "forgotten", producer, &[(TOPIC, &[0])]).await;
     assert_eq!(
-        produce(&mut client, 0, txn_batch(producer.0, producer.1, 2, 3)).await,
+        produce(
+            &mut client,
+            0,
+            transactional_batch(producer.0, producer.1, 2, 3)
+        )
+        .await,
         0
     );
     drop(client);

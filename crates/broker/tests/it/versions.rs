@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use freshet_broker::listener::SecurityProtocol;
 use freshet_security::scram::Mechanism;
 use freshet_security::users::UserStore;
@@ -32,9 +32,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, TimestampType};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
@@ -72,13 +70,7 @@ fn batch(records: &[(Option<&str>, i64)], compression: Compression) -> Bytes {
             headers: Default::default(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode batch");
-    buf.freeze()
+    freshet_testkit::batches::encode_records(&records, compression)
 }
 
 async fn connect(broker: &TestBroker) -> RawClient {

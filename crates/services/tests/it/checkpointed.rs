@@ -278,6 +278,19 @@ fn read_all(kafka: &KafkaConfig, topic: &str) -> Vec<(String, String)> {
     records
 }
 
+/// The sum of every partition's newest checkpoint.
+fn checkpointed_total(kafka: &KafkaConfig) -> i64 {
+    read_all(kafka, CHECKPOINTS)
+        .into_iter()
+        .collect::<HashMap<_, _>>()
+        .values()
+        .map(|value| {
+            let (_, sum) = value.split_once(',').expect("next,total");
+            sum.parse::<i64>().expect("a sum")
+        })
+        .sum()
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().expect("no test thread panicked holding it")
 }
@@ -363,18 +376,11 @@ async fn a_failed_delivery_rewinds_to_the_last_checkpoint_so_every_consequence_a
         };
         assert!(echoed.contains(&expected), "the echo of {expected} arrived");
     }
-    let sums: i64 = read_all(&kafka, CHECKPOINTS)
-        .into_iter()
-        .collect::<HashMap<_, _>>()
-        .values()
-        .map(|value| {
-            value
-                .split_once(',')
-                .and_then(|(_, sum)| sum.parse::<i64>().ok())
-        })
-        .map(|sum| sum.expect("next,total"))
-        .sum();
-    assert_eq!(sums, 820, "the newest checkpoints hold the exact sums");
+    assert_eq!(
+        checkpointed_total(&kafka),
+        820,
+        "the newest checkpoints hold the exact sums"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -418,15 +424,9 @@ async fn a_producer_that_failed_for_good_is_built_anew_and_its_partitions_resume
         .filter(|n| !echoed.contains(&n.to_string()))
         .collect();
     assert!(missing.is_empty(), "echoes missing: {missing:?}");
-    let sums: i64 = read_all(&kafka, CHECKPOINTS)
-        .into_iter()
-        .collect::<HashMap<_, _>>()
-        .values()
-        .filter_map(|value| {
-            value
-                .split_once(',')
-                .and_then(|(_, sum)| sum.parse::<i64>().ok())
-        })
-        .sum();
-    assert_eq!(sums, 820, "the new producer wrote the exact sums");
+    assert_eq!(
+        checkpointed_total(&kafka),
+        820,
+        "the new producer wrote the exact sums"
+    );
 }
