@@ -105,13 +105,13 @@ impl RawClient {
         code.ok_or_else(|| anyhow::anyhow!("the produce response names no partition"))
     }
 
-    /// The idempotent producers DescribeProducers (v0) lists for `partition` of `topic`:
-    /// `(producer id, epoch, last sequence)` each.
+    /// The idempotent producers DescribeProducers (v0) lists for `partition` of `topic`.
     pub async fn producers(
         &mut self,
         topic: &str,
         partition: i32,
-    ) -> anyhow::Result<Vec<(i64, i16, i32)>> {
+    ) -> anyhow::Result<Vec<kafka_protocol::messages::describe_producers_response::ProducerState>>
+    {
         use kafka_protocol::messages::describe_producers_request::TopicRequest;
         use kafka_protocol::messages::{
             DescribeProducersRequest, DescribeProducersResponse, TopicName,
@@ -128,11 +128,7 @@ impl RawClient {
             .and_then(|topic| topic.partitions.first())
             .ok_or_else(|| anyhow::anyhow!("the response names no partition"))?;
         anyhow::ensure!(answer.error_code == 0, "error {}", answer.error_code);
-        Ok(answer
-            .active_producers
-            .iter()
-            .map(|p| (p.producer_id.0, p.producer_epoch as i16, p.last_sequence))
-            .collect())
+        Ok(answer.active_producers.clone())
     }
 
     /// Fetches `partition` of `topic` from `offset` (Fetch v12, not waiting for data, up to

@@ -8,7 +8,6 @@ use freshet_testkit::batches::transactional_batch;
 use freshet_testkit::raw::RawClient;
 use freshet_testkit::TestBroker;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
-use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -133,15 +132,9 @@ async fn describe(client: &mut RawClient, id: &str) -> (i16, String, Vec<i32>) {
 }
 
 async fn txn_start_offsets(client: &mut RawClient, partition: i32) -> Vec<(i64, i64)> {
-    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
-        .with_name(TopicName(s(TOPIC)))
-        .with_partition_indexes(vec![partition])]);
-    let response: DescribeProducersResponse = client
-        .call(ApiKey::DescribeProducers, 0, &request)
-        .await
-        .expect("describe producers");
-    response.topics[0].partitions[0]
-        .active_producers
+    let producers = client.producers(TOPIC, partition).await;
+    producers
+        .expect("describe producers")
         .iter()
         .map(|p| (p.producer_id.0, p.current_txn_start_offset))
         .collect()

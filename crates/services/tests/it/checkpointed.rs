@@ -390,23 +390,28 @@ async fn a_producer_that_failed_for_good_is_built_anew_and_its_partitions_resume
     send_numbers(&broker, (1..=20).map(|n| n.to_string())).await;
     let member = Member::start(&kafka, Duration::from_millis(200));
     let seen = member.seen.clone();
-    wait_until("1..=20 summed", || seen.total() == 210).await;
+    // A checkpoint is written only once every echo before it is acknowledged: from then on
+    // the member, with nothing to read, sends nothing, and its last sequence number holds.
+    wait_until("1..=20 summed and checkpointed", || {
+        seen.total() == 210 && checkpointed_total(&kafka) == 210
+    })
+    .await;
 
     // Someone writes under the member's producer identity: the batch after the member's last
     // one in the echo topic. The member's next batch there is then out of order at the head
     // of its requests, which librdkafka takes as a desynchronised producer: a fatal error.
     let mut client = RawClient::connect(broker.addr).await.expect("connect");
-    let mut owner = None;
-    for _ in 0..100 {
-        owner = client.producers(OUTPUT, 0).await.expect("producers").pop();
-        if owner.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (producer_id, epoch, last_sequence) = owner.expect("the member's producer wrote echoes");
+    let producers = client.producers(OUTPUT, 0).await.expect("producers");
+    let [owner] = producers.as_slice() else {
+        panic!("one producer, the member's, wrote echoes: {producers:?}");
+    };
     // 997 records: no batch of the member's can look like a retry of this one.
-    let forged = idempotent_batch(producer_id, epoch, last_sequence + 1, 997);
+    let forged = idempotent_batch(
+        owner.producer_id.0,
+        i16::try_from(owner.producer_epoch).expect("an epoch"),
+        owner.last_sequence + 1,
+        997,
+    );
     assert_eq!(client.produce(OUTPUT, 0, forged).await.expect("forge"), 0);
 
     send_numbers(&broker, (21..=40).map(|n| n.to_string())).await;
