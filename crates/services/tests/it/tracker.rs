@@ -131,6 +131,11 @@ async fn counts_exactly_and_dead_letters_invalid_events_with_reasons() {
     let mut client = RawClient::connect(broker.addr).await.expect("connect");
     let dead_batches = client.batches(DEVICE_EVENTS_DLQ, 0).await.expect("fetch");
     assert_compressed_with(&dead_batches, 0);
+    // Counts show before the checkpoint that covers them is acknowledged.
+    eventually(&handle, "a checkpoint acknowledged", |h| {
+        h.metrics().checkpoints_written > 0
+    })
+    .await;
     let checkpoint_batches = client
         .batches(&config("n1").checkpoint_topic(), 0)
         .await
