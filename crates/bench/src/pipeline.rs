@@ -47,9 +47,12 @@ const SEED: u64 = 42;
 const POLL: Duration = Duration::from_millis(20);
 /// How long an idle tracker runs after joining its group before its baseline is read.
 const IDLE_SETTLE: Duration = Duration::from_secs(1);
-/// How long after counting the resident memory is read again: checkpoints move live sets
-/// into compact checkpointed ones, so memory settles a few checkpoint intervals later.
+/// How long after the checkpoints cover every event the resident memory is read again: the
+/// checkpointed deltas are freed by then, and the allocators have handed their pages back
+/// (mimalloc purges after 1 s, the heap trimmer runs every 2 s).
 const CHECKPOINT_SETTLE: Duration = Duration::from_secs(3);
+/// Longest wait for the checkpoints to cover every event once the count is exact.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(60);
 /// Slowest counting rate still waited for, so a stuck tracker fails the run instead of
 /// hanging it.
 const SLOWEST_EVENTS_PER_S: u64 = 20_000;
@@ -424,6 +427,10 @@ impl<'a> Bench<'a> {
             let spawned = tracker.spawned;
             wait_exact(&mut tracker, spawned, &mut || Ok(Some(truth)), &label)?;
             let counted = tracker.resident_bytes()?;
+            // Until a checkpoint covers the last events their deltas are still held, and a
+            // fixed wait after the count would read memory sometimes before and sometimes
+            // after they are freed.
+            wait_checkpointed(&mut tracker, truth.events, &label)?;
             std::thread::sleep(CHECKPOINT_SETTLE);
             tracker.check_running()?;
             let settled = tracker.resident_bytes()?;
@@ -789,8 +796,8 @@ impl<'a> Bench<'a> {
         let mb = |bytes: u64| bytes as f64 / 1e6;
         println!(
             "{name:<34} {distinct} distinct IPv4, {workers} workers: RSS {:.1} MB when exact, \
-             {:.1} MB {} s later, idle {:.1} MB => {:.2} / {:.2} B per address ({:.2} x the \
-             {target} B target, settled)",
+             {:.1} MB {} s after the checkpoints covered it, idle {:.1} MB => {:.2} / {:.2} B \
+             per address ({:.2} x the {target} B target, settled)",
             mb(counted),
             mb(settled),
             CHECKPOINT_SETTLE.as_secs(),
@@ -894,6 +901,45 @@ fn poll_counted(tracker: &FreshetChild) -> Option<Counted> {
         distinct: json["global_count"].as_u64()?,
         partitions_owned: json["partitions_owned"].as_array()?.len(),
     })
+}
+
+/// Waits until the tracker's checkpoints cover `events` input records (its partitions'
+/// checkpoint offsets add up to them: every record of the memory runs' topics is an event).
+fn wait_checkpointed(tracker: &mut FreshetChild, events: u64, label: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + CHECKPOINT_WAIT;
+    loop {
+        tracker.check_running()?;
+        let checkpointed = checkpointed_offsets(tracker);
+        if checkpointed.is_some_and(|offsets| offsets >= events) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{label}: {} s after the count was exact the tracker's checkpoints cover {} of \
+                 {events} events",
+                CHECKPOINT_WAIT.as_secs(),
+                checkpointed.map_or_else(|| "an unknown number".to_string(), |n| n.to_string())
+            );
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The sum of the tracker's partitions' checkpoint offsets, or `None` while its API does not
+/// answer.
+fn checkpointed_offsets(tracker: &FreshetChild) -> Option<u64> {
+    let (status, body) = http_get(&tracker.addr, "/api/v1/tracker/partitions").ok()?;
+    if status != 200 {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let partitions = json["partitions"].as_array()?;
+    Some(
+        partitions
+            .iter()
+            .map(|p| p["checkpoint_offset"].as_u64().unwrap_or(0))
+            .sum(),
+    )
 }
 
 /// Polls the tracker until it reports exactly the truth, which `truth` yields once known
