@@ -5,7 +5,6 @@ mod cli;
 mod generate;
 mod guard;
 mod health;
-mod heap;
 mod logdump;
 mod metrics;
 mod principals;
@@ -59,7 +58,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Up(_) | Command::Tracker(_) | Command::Guard(_) | Command::Broker(_)
     );
     if long_running {
-        heap::spawn_trimmer();
+        freshet_os::heap::spawn_trimmer();
     }
     match command {
         Command::Up(args) => run::up(args),

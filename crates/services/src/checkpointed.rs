@@ -329,6 +329,9 @@ fn run_round<S: Stateful>(
         context.service.after_batch(&consumer);
         if last_checkpoint.elapsed() >= interval {
             let checkpointed = context.checkpoint(&consumer);
+            // The checkpoint freed its deltas on this thread; only this thread can give
+            // their pages back (see `freshet_os::heap`).
+            freshet_os::heap::release_this_threads_free_pages();
             last_checkpoint = Instant::now();
             if let Some(reason) = (!checkpointed).then(|| context.failed_producer()).flatten() {
                 // Leaving revokes the partitions; their checkpoint fails at once (the flush

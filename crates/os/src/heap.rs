@@ -1,7 +1,7 @@
 //! Hands the pages the allocators keep after a burst back to the kernel: glibc's (behind
 //! librdkafka) and mimalloc's (behind every Rust allocation).
 //!
-//! Rust allocations in this binary go through mimalloc, but librdkafka (C) allocates with
+//! Rust allocations in the `freshet` binary go through mimalloc, but librdkafka (C) allocates with
 //! glibc's `malloc`: one small op per fetched message, and a tracker catching up keeps up to a
 //! million of them queued. Once they are consumed and freed, glibc keeps the pages in its
 //! arenas for reuse, so the process stays at its high-water mark: a tracker that had counted
@@ -20,6 +20,18 @@
 //! `mi_collect(true)` every few seconds. A call walks the free chunks of every arena (a few milliseconds for
 //! hundreds of megabytes); pages freed while consuming are soon faulted back in, which costs
 //! far less than the memory it returns when a node goes quiet.
+//!
+//! The trimmer cannot reach pages that another thread's heap still holds: mimalloc gives a
+//! page that became empty back only when the thread that owns it next collects. A tracker
+//! worker frees each checkpoint's deltas and encoded records once they are acknowledged, and
+//! when its input goes quiet it allocates nothing more, so those pages stayed resident. Each
+//! worker now collects its own heap after every checkpoint
+//! ([`release_this_threads_free_pages`], called by the services' checkpointed loop): at 10 M
+//! distinct addresses a tracker's settled memory went from 20.4 to 18.0 B per address with
+//! views and from 6.9 to 5.3 without (means over 11 and 5 runs, docs/BENCHMARKS.md).
+//!
+//! This module holds the workspace's only `unsafe` code: three calls into C that take no
+//! pointers.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +39,7 @@ use std::time::{Duration, Instant};
 /// enough that the arena walks cost nothing measurable.
 const TRIM_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Starts the thread that trims glibc's heap every [`TRIM_INTERVAL`]; it lives as long as the
+/// Starts the thread that trims glibc's heap every 2 s (`TRIM_INTERVAL`); it lives as long as the
 /// process. Does nothing where the C allocator is not glibc's.
 pub fn spawn_trimmer() {
     if !cfg!(all(target_os = "linux", target_env = "gnu")) {
@@ -62,4 +74,15 @@ fn trim() -> bool {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() -> bool {
     false
+}
+
+/// Hands the pages the calling thread's mimalloc heap holds empty back to mimalloc (which
+/// returns them to the kernel after its purge delay). For a thread that frees a burst and
+/// then idles; a no-op where mimalloc is not the global allocator (tests), since its own
+/// heap is then empty.
+#[allow(unsafe_code)]
+pub fn release_this_threads_free_pages() {
+    // SAFETY: `mi_collect` takes no pointers; with `force = false` it frees the calling
+    // thread's delayed frees and empty pages, which mimalloc allows at any time.
+    unsafe { libmimalloc_sys::mi_collect(false) };
 }
