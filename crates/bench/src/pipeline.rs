@@ -890,11 +890,7 @@ fn join_generator(worker: Generator, events: u64) -> anyhow::Result<GeneratorSum
 
 /// The tracker's counters, or `None` while its API does not answer.
 fn poll_counted(tracker: &FreshetChild) -> Option<Counted> {
-    let (status, body) = http_get(&tracker.addr, "/api/v1/unique-ips").ok()?;
-    if status != 200 {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let json = tracker_json(tracker, "/api/v1/unique-ips")?;
     Some(Counted {
         events: json["events_counted"].as_u64()?,
         rejected: json["events_rejected"].as_u64()?,
@@ -928,11 +924,7 @@ fn wait_checkpointed(tracker: &mut FreshetChild, events: u64, label: &str) -> an
 /// The sum of the tracker's partitions' checkpoint offsets, or `None` while its API does not
 /// answer.
 fn checkpointed_offsets(tracker: &FreshetChild) -> Option<u64> {
-    let (status, body) = http_get(&tracker.addr, "/api/v1/tracker/partitions").ok()?;
-    if status != 200 {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let json = tracker_json(tracker, "/api/v1/tracker/partitions")?;
     let partitions = json["partitions"].as_array()?;
     Some(
         partitions
@@ -940,6 +932,15 @@ fn checkpointed_offsets(tracker: &FreshetChild) -> Option<u64> {
             .map(|p| p["checkpoint_offset"].as_u64().unwrap_or(0))
             .sum(),
     )
+}
+
+/// The JSON body of a GET of the tracker's API at `path`, or `None` unless it answered 200.
+fn tracker_json(tracker: &FreshetChild, path: &str) -> Option<serde_json::Value> {
+    let (status, body) = http_get(&tracker.addr, path).ok()?;
+    if status != 200 {
+        return None;
+    }
+    serde_json::from_str(&body).ok()
 }
 
 /// Polls the tracker until it reports exactly the truth, which `truth` yields once known
