@@ -38,12 +38,12 @@ pub struct DistinctIps {
 impl Eq for DistinctIps {}
 
 /// Where an address is stored.
-enum Key {
+pub(crate) enum Key {
     V4(u32),
     V6(u128),
 }
 
-fn key(ip: IpAddr) -> Key {
+pub(crate) fn key(ip: IpAddr) -> Key {
     match ip {
         IpAddr::V4(v4) => Key::V4(u32::from(v4)),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

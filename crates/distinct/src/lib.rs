@@ -16,6 +16,12 @@
 //!   (`::ffff:a.b.c.d`) are counted as IPv4. Sets merge by union
 //!   ([`DistinctIps::union_with`]), so per-partition sets give the exact
 //!   global count.
+//! - [`TaggedIps`] is an exact set with a `u32` tag beside each address (2 bytes
+//!   inline for tags below 65,535): what a tracker partition needs to keep an
+//!   address once with the views it belongs to, instead of once per view. At
+//!   10 M random IPv4 over three sets it takes 4.9-5.1 bytes per address
+//!   resident against [`DistinctIps`]' 3.5-3.8 (`examples/tagged_memory.rs`).
+//!   In memory only; it has no wire format of its own.
 //! - [`HyperLogLog`] is a fixed-size estimate (2^p one-byte registers, 16 KiB
 //!   at the default p = 14) with relative standard error 1.04 / sqrt(2^p) ≈
 //!   0.81% at p = 14 (so ~99.7% of estimates within ±2.4%). Linear counting
@@ -52,9 +58,11 @@ mod error;
 pub mod hll;
 mod ips;
 mod sparse;
+mod tagged;
 mod v4;
 mod v6;
 
 pub use error::DistinctError;
 pub use hll::{hash_ip, HyperLogLog};
 pub use ips::{DistinctIps, SET_MAGIC, SET_VERSION};
+pub use tagged::TaggedIps;
