@@ -4,7 +4,8 @@
 //! which per-window and per-error-code views each address belongs to. As separate sets
 //! those views stored every address three more times (about 13 bytes per address at 10 M
 //! random devices). Stored here, an address is kept once and its memberships are a tag
-//! beside it (an id the caller interns), 2 bytes for the first 65,535 tag values.
+//! beside it (an id the caller interns), 2 bytes for the first 65,535 tag values. The
+//! tracker does not use it yet: docs/BENCHMARKS.md ("Shared view storage") has the plan.
 //!
 //! # Layout
 //!
