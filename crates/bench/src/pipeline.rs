@@ -47,10 +47,16 @@ const SEED: u64 = 42;
 const POLL: Duration = Duration::from_millis(20);
 /// How long an idle tracker runs after joining its group before its baseline is read.
 const IDLE_SETTLE: Duration = Duration::from_secs(1);
-/// How long after the checkpoints cover every event the resident memory is read again: the
-/// checkpointed deltas are freed by then, and the allocators have handed their pages back
-/// (mimalloc purges after 1 s, the heap trimmer runs every 2 s).
+/// Once the checkpoints cover every event, resident memory is read every `SETTLE_STEP` until
+/// `SETTLED_SAMPLES` readings in a row agree within 1%, at least `CHECKPOINT_SETTLE` and at
+/// most `SETTLE_WAIT` after: the checkpointed deltas are freed by then, and the allocators
+/// hand their pages back over a few seconds (mimalloc purges after 1 s, the heap trimmer runs
+/// every 2 s, a snapshot due at the last checkpoint frees its buffers once acknowledged). A
+/// fixed 3 s read the memory before the trimmer's pass in some runs and after it in others.
 const CHECKPOINT_SETTLE: Duration = Duration::from_secs(3);
+const SETTLE_STEP: Duration = Duration::from_secs(1);
+const SETTLED_SAMPLES: usize = 3;
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
 /// Longest wait for the checkpoints to cover every event once the count is exact.
 const CHECKPOINT_WAIT: Duration = Duration::from_secs(60);
 /// Slowest counting rate still waited for, so a stuck tracker fails the run instead of
@@ -431,13 +437,17 @@ impl<'a> Bench<'a> {
             // fixed wait after the count would read memory sometimes before and sometimes
             // after they are freed.
             wait_checkpointed(&mut tracker, truth.events, &label)?;
-            std::thread::sleep(CHECKPOINT_SETTLE);
-            tracker.check_running()?;
-            let settled = tracker.resident_bytes()?;
+            let settled = wait_settled(&mut tracker)?;
             drop(tracker);
             let target = views.bytes_per_address_target();
-            let rss = (counted, settled);
-            self.report_memory(&label, target, truth.distinct, idle, rss, &workers);
+            self.report_memory(
+                &label,
+                target,
+                truth.distinct,
+                idle,
+                (counted, settled),
+                &workers,
+            );
             self.delete_topic(&topic);
         }
         Ok(())
@@ -788,19 +798,25 @@ impl<'a> Bench<'a> {
         target: f64,
         distinct: u64,
         idle: u64,
-        rss: (u64, u64),
+        rss: (u64, Settled),
         workers: &str,
     ) {
-        let (counted, settled) = rss;
+        let (
+            counted,
+            Settled {
+                rss: settled,
+                after,
+            },
+        ) = rss;
         let per_address = |rss: u64| rss.saturating_sub(idle) as f64 / distinct.max(1) as f64;
         let mb = |bytes: u64| bytes as f64 / 1e6;
         println!(
             "{name:<34} {distinct} distinct IPv4, {workers} workers: RSS {:.1} MB when exact, \
-             {:.1} MB {} s after the checkpoints covered it, idle {:.1} MB => {:.2} / {:.2} B \
-             per address ({:.2} x the {target} B target, settled)",
+             {:.1} MB settled {:.0} s after the checkpoints covered it, idle {:.1} MB => {:.2} / \
+             {:.2} B per address ({:.2} x the {target} B target, settled)",
             mb(counted),
             mb(settled),
-            CHECKPOINT_SETTLE.as_secs(),
+            after.as_secs_f64(),
             mb(idle),
             per_address(counted),
             per_address(settled),
@@ -813,12 +829,41 @@ impl<'a> Bench<'a> {
                     "tracker_workers": workers.parse::<u64>().ok(),
                     "idle_rss_bytes": idle, "rss_bytes_exact": counted,
                     "rss_bytes_settled": settled,
+                    "settled_after_s": after.as_secs_f64(),
                     "bytes_per_address_exact": per_address(counted),
                     "bytes_per_address_settled": per_address(settled),
                     "target_bytes_per_address": target,
                     "ratio_to_target": per_address(settled) / target})
             );
         }
+    }
+}
+
+/// A tracker's resident memory once it has stopped falling (see [`SETTLE_STEP`]).
+struct Settled {
+    rss: u64,
+    /// Time from the checkpoints covering every event to the reading.
+    after: Duration,
+}
+
+fn wait_settled(tracker: &mut FreshetChild) -> anyhow::Result<Settled> {
+    let started = Instant::now();
+    std::thread::sleep(CHECKPOINT_SETTLE - SETTLE_STEP * (SETTLED_SAMPLES as u32 - 1));
+    let mut recent: Vec<u64> = Vec::new();
+    loop {
+        tracker.check_running()?;
+        recent.push(tracker.resident_bytes()?);
+        let last = recent[recent.len().saturating_sub(SETTLED_SAMPLES)..].to_vec();
+        let (low, high) = (last.iter().min(), last.iter().max());
+        let agree = matches!((low, high), (Some(&l), Some(&h)) if h - l <= h / 100);
+        if (last.len() == SETTLED_SAMPLES && agree) || started.elapsed() >= SETTLE_WAIT {
+            let rss = *recent.last().unwrap_or(&0);
+            return Ok(Settled {
+                rss,
+                after: started.elapsed(),
+            });
+        }
+        std::thread::sleep(SETTLE_STEP);
     }
 }
 

@@ -199,6 +199,60 @@ impl DistinctIps {
     }
 }
 
+/// The size [`DistinctIps::serialize`] would write for a set, counted from its addresses
+/// without building it: for a set kept in another form (a tracker's view, which lives as tags
+/// beside its partition's addresses).
+#[derive(Debug, Clone, Default)]
+pub struct EncodedSize {
+    /// IPv4 containers closed so far, and their data bytes.
+    containers: usize,
+    data: usize,
+    /// The open container: its key (the top 16 bits) and how many addresses it has.
+    open: Option<(u16, usize)>,
+    v6: usize,
+}
+
+impl EncodedSize {
+    /// Counts the next address. Addresses must come in [`DistinctIps::iter`]'s order (IPv4
+    /// increasing, then IPv6 increasing), each once.
+    pub fn add(&mut self, ip: IpAddr) {
+        match key(ip) {
+            Key::V4(v) => {
+                let container = (v >> 16) as u16;
+                match &mut self.open {
+                    Some((open, count)) if *open == container => *count += 1,
+                    _ => {
+                        self.close();
+                        self.open = Some((container, 1));
+                    }
+                }
+            }
+            Key::V6(_) => self.v6 += 1,
+        }
+    }
+
+    /// Whether no address was counted.
+    pub fn is_empty(&self) -> bool {
+        self.containers == 0 && self.open.is_none() && self.v6 == 0
+    }
+
+    /// What [`DistinctIps::serialized_size`] says for the addresses counted.
+    pub fn bytes(&self) -> usize {
+        let mut all = self.clone();
+        all.close();
+        // Roaring: cookie and count, then a descriptor and an offset per container.
+        let v4 = 8 + 8 * all.containers + all.data;
+        HEADER_LEN + v4 + 8 + 16 * all.v6
+    }
+
+    fn close(&mut self) {
+        if let Some((_, count)) = self.open.take() {
+            self.containers += 1;
+            self.data += container_bytes(count);
+        }
+    }
+}
+
 impl FromIterator<IpAddr> for DistinctIps {
     /// Sorts the IPv4 addresses first, so building a large set costs a sort, not
     /// one insert per address.

@@ -64,5 +64,5 @@ mod v6;
 
 pub use error::DistinctError;
 pub use hll::{hash_ip, HyperLogLog};
-pub use ips::{DistinctIps, SET_MAGIC, SET_VERSION};
+pub use ips::{DistinctIps, EncodedSize, SET_MAGIC, SET_VERSION};
 pub use tagged::TaggedIps;

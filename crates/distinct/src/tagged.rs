@@ -24,6 +24,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 
 use crate::ips::{key, Key};
 use crate::DistinctIps;
@@ -34,28 +35,16 @@ const MAX_BLOCK: usize = 1024;
 const WIDE: u32 = u16::MAX as u32;
 const SHARDS: usize = 256;
 
-fn entry(low: u16, inline_tag: u16) -> u32 {
-    (u32::from(low) << 16) | u32::from(inline_tag)
-}
-
-fn low_of(entry: u32) -> u16 {
-    (entry >> 16) as u16
-}
-
-fn inline_tag_of(entry: u32) -> u16 {
-    entry as u16
-}
-
 fn prefix16(value: u32) -> u32 {
     value >> 16
 }
 
-/// Up to [`MAX_BLOCK`] addresses of one /16: a range of its shard's `data`.
+/// Up to [`MAX_BLOCK`] addresses of one /16: a range of its shard's slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Block {
     /// The smallest address the block may hold; its top 16 bits are the block's /16.
     first: u32,
-    /// Where its entries start in the shard's `data`.
+    /// Where its addresses start in the shard's slots.
     start: u32,
     len: u16,
     /// Slots reserved from `start`, so most inserts need not move the block.
@@ -63,16 +52,162 @@ struct Block {
 }
 
 impl Block {
-    fn range(&self) -> std::ops::Range<usize> {
+    fn range(&self) -> Range<usize> {
         self.start as usize..self.start as usize + usize::from(self.len)
     }
 
-    fn address(&self, entry: u32) -> u32 {
-        (prefix16(self.first) << 16) | u32::from(low_of(entry))
+    fn address(&self, low: u16) -> u32 {
+        (prefix16(self.first) << 16) | u32::from(low)
     }
 }
 
-/// The IPv4 addresses of one /8. All its blocks' entries share one vector, so a block costs
+/// The inline tags of a shard: a byte each while every tag in the shard fits one, two bytes
+/// from the first that does not. A node with a few dozen memberships pays one byte per
+/// address for them.
+#[derive(Debug, Clone)]
+enum Tags {
+    Narrow(Vec<u8>),
+    Wide(Vec<u16>),
+}
+
+impl Default for Tags {
+    fn default() -> Self {
+        Tags::Narrow(Vec::new())
+    }
+}
+
+impl Tags {
+    fn get(&self, i: usize) -> u16 {
+        match self {
+            Tags::Narrow(tags) => u16::from(tags[i]),
+            Tags::Wide(tags) => tags[i],
+        }
+    }
+
+    fn set(&mut self, i: usize, tag: u16) {
+        if let Tags::Narrow(tags) = self {
+            match u8::try_from(tag) {
+                Ok(narrow) => return tags[i] = narrow,
+                Err(_) => *self = Tags::Wide(tags.iter().map(|&t| u16::from(t)).collect()),
+            }
+        }
+        if let Tags::Wide(tags) = self {
+            tags[i] = tag;
+        }
+    }
+
+    /// An empty vector of the same width with room for `capacity`.
+    fn empty_like(&self, capacity: usize) -> Tags {
+        match self {
+            Tags::Narrow(_) => Tags::Narrow(Vec::with_capacity(capacity)),
+            Tags::Wide(_) => Tags::Wide(Vec::with_capacity(capacity)),
+        }
+    }
+
+    /// Appends `other[range]` (of the same width or narrower) and pads to `to` slots.
+    fn extend_padded(&mut self, other: &Tags, range: Range<usize>, to: usize) {
+        match (self, other) {
+            (Tags::Narrow(tags), Tags::Narrow(from)) => {
+                tags.extend_from_slice(&from[range]);
+                tags.resize(to, 0);
+            }
+            (Tags::Wide(tags), Tags::Wide(from)) => {
+                tags.extend_from_slice(&from[range]);
+                tags.resize(to, 0);
+            }
+            (Tags::Wide(tags), Tags::Narrow(from)) => {
+                tags.extend(from[range].iter().map(|&t| u16::from(t)));
+                tags.resize(to, 0);
+            }
+            (narrow @ Tags::Narrow(_), wide @ Tags::Wide(_)) => {
+                narrow.widen();
+                narrow.extend_padded(wide, range, to);
+            }
+        }
+    }
+
+    fn widen(&mut self) {
+        if let Tags::Narrow(tags) = self {
+            *self = Tags::Wide(tags.iter().map(|&t| u16::from(t)).collect());
+        }
+    }
+
+    fn copy_within(&mut self, src: Range<usize>, dest: usize) {
+        match self {
+            Tags::Narrow(tags) => tags.copy_within(src, dest),
+            Tags::Wide(tags) => tags.copy_within(src, dest),
+        }
+    }
+
+    fn reserve_exact(&mut self, more: usize) {
+        match self {
+            Tags::Narrow(tags) => tags.reserve_exact(more),
+            Tags::Wide(tags) => tags.reserve_exact(more),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Tags::Narrow(tags) => tags.capacity(),
+            Tags::Wide(tags) => 2 * tags.capacity(),
+        }
+    }
+}
+
+/// A shard's slots: the low 16 bits of each address, and its inline tag.
+#[derive(Debug, Clone, Default)]
+struct Slots {
+    lows: Vec<u16>,
+    tags: Tags,
+}
+
+impl Slots {
+    fn len(&self) -> usize {
+        self.lows.len()
+    }
+
+    fn with_capacity_like(&self, capacity: usize) -> Slots {
+        Slots {
+            lows: Vec::with_capacity(capacity),
+            tags: self.tags.empty_like(capacity),
+        }
+    }
+
+    /// Appends `from[range]` and pads with free slots to `cap` in all.
+    fn extend_padded(&mut self, from: &Slots, range: Range<usize>, cap: usize) {
+        let to = self.len() + cap;
+        self.lows.extend_from_slice(&from.lows[range.clone()]);
+        self.lows.resize(to, 0);
+        self.tags.extend_padded(&from.tags, range, to);
+    }
+
+    /// Moves `src` to start at `dest`.
+    fn copy_within(&mut self, src: Range<usize>, dest: usize) {
+        self.lows.copy_within(src.clone(), dest);
+        self.tags.copy_within(src, dest);
+    }
+
+    fn set(&mut self, i: usize, low: u16, tag: u16) {
+        self.lows[i] = low;
+        self.tags.set(i, tag);
+    }
+
+    /// Room for `more` slots, growing by a quarter at a time: doubling left up to half of a
+    /// large shard's vectors unused.
+    fn reserve(&mut self, more: usize) {
+        if self.lows.capacity() - self.lows.len() < more {
+            let more = more.max(self.len() / 4);
+            self.lows.reserve_exact(more);
+            self.tags.reserve_exact(more);
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        2 * self.lows.capacity() + self.tags.heap_bytes()
+    }
+}
+
+/// The IPv4 addresses of one /8. All its blocks share one pair of vectors, so a block costs
 /// 12 bytes of header and no allocation of its own: per-block vectors cost 24 bytes each and,
 /// grown one insert at a time, left the allocator's pages half empty (measured: 7.0 bytes per
 /// address resident for 4.6 in use, with mimalloc).
@@ -80,10 +215,10 @@ impl Block {
 struct Shard {
     /// In address order.
     blocks: Vec<Block>,
-    /// `low 16 bits of the address << 16 | inline tag` for every block, strictly increasing
-    /// within a block; blocks that outgrew their slots moved to the end and left holes.
-    data: Vec<u32>,
-    /// Slots of `data` no block uses: compacted away once they are a quarter of it.
+    /// Strictly increasing lows within a block; blocks that outgrew their slots moved to the
+    /// end and left holes.
+    slots: Slots,
+    /// Slots no block uses: compacted away once they are a quarter of them.
     unused: usize,
 }
 
@@ -100,15 +235,13 @@ impl Shard {
     }
 
     fn find(&self, block: usize, low: u16) -> Result<usize, usize> {
-        self.data[self.blocks[block].range()].binary_search_by_key(&low, |&e| low_of(e))
+        self.slots.lows[self.blocks[block].range()].binary_search(&low)
     }
 
     fn get(&self, value: u32) -> Option<u16> {
         let home = self.home(value)?;
         let at = self.find(home, value as u16).ok()?;
-        Some(inline_tag_of(
-            self.data[self.blocks[home].start as usize + at],
-        ))
+        Some(self.slots.tags.get(self.blocks[home].start as usize + at))
     }
 
     /// Sets the inline tag of `value` to `tag_of(the one it has)`, adding it if missing;
@@ -117,90 +250,81 @@ impl Shard {
         let low = value as u16;
         let Some(home) = self.home(value) else {
             let at = self.blocks.partition_point(|b| b.first <= value);
-            self.add_block(at, value, entry(low, tag_of(None)));
+            self.add_block(at, value, tag_of(None));
             return None;
         };
         match self.find(home, low) {
             Ok(at) => {
-                let slot = &mut self.data[self.blocks[home].start as usize + at];
-                let before = inline_tag_of(*slot);
-                *slot = entry(low, tag_of(Some(before)));
+                let slot = self.blocks[home].start as usize + at;
+                let before = self.slots.tags.get(slot);
+                self.slots.tags.set(slot, tag_of(Some(before)));
                 Some(before)
             }
             Err(at) => {
                 let block = &mut self.blocks[home];
                 block.first = block.first.min(value);
-                self.insert_at(home, at, entry(low, tag_of(None)));
+                self.insert_at(home, at, low, tag_of(None));
                 None
             }
         }
     }
 
-    fn add_block(&mut self, at: usize, first: u32, packed: u32) {
-        let start = self.append(&[packed], 1);
+    fn add_block(&mut self, at: usize, first: u32, tag: u16) {
+        self.slots.reserve(1);
+        let start = self.slots.len();
+        let empty = self.slots.with_capacity_like(0);
+        self.slots.extend_padded(&empty, 0..0, 1);
+        self.slots.set(start, first as u16, tag);
         let block = Block {
             first,
-            start,
+            start: slot_index(start),
             len: 1,
             cap: 1,
         };
         self.blocks.insert(at, block);
     }
 
-    /// Inserts `packed` at position `at` of block `index`.
-    fn insert_at(&mut self, index: usize, at: usize, packed: u32) {
+    /// Inserts `(low, tag)` at position `at` of block `index`.
+    fn insert_at(&mut self, index: usize, at: usize, low: u16, tag: u16) {
         if self.blocks[index].len == self.blocks[index].cap {
             self.make_room(index);
         }
         let block = &mut self.blocks[index];
         let range = block.range();
-        self.data
+        self.slots
             .copy_within(range.start + at..range.end, range.start + at + 1);
-        self.data[range.start + at] = packed;
+        self.slots.set(range.start + at, low, tag);
         block.len += 1;
         if usize::from(block.len) > MAX_BLOCK {
             self.split(index);
         }
     }
 
-    /// Gives a full block a quarter more slots: in place if it ends `data`, else at the end
-    /// of `data`, leaving its old slots unused.
+    /// Gives a full block a quarter more slots: in place if it ends the slots, else at their
+    /// end, leaving its old slots unused.
     fn make_room(&mut self, index: usize) {
         let block = self.blocks[index];
         let cap = usize::from(block.cap);
         let new_cap = (cap + cap / 4 + 1).min(MAX_BLOCK + 1);
         let start = block.start as usize;
-        if start + cap == self.data.len() {
-            self.grow_data(new_cap - cap);
-            self.data.resize(start + new_cap, 0);
+        if start + cap == self.slots.len() {
+            self.slots.reserve(new_cap - cap);
+            let empty = self.slots.with_capacity_like(0);
+            self.slots.extend_padded(&empty, 0..0, new_cap - cap);
         } else {
-            if (self.unused + cap) * 4 > self.data.len() {
+            if (self.unused + cap) * 4 > self.slots.len() {
                 // Every block, this one included, then has a free slot.
                 self.compact(|len| len / 8 + 1);
                 return;
             }
-            let entries = self.data[block.range()].to_vec();
-            self.blocks[index].start = self.append(&entries, new_cap);
+            self.slots.reserve(new_cap);
+            let moved_to = self.slots.len();
+            let from = self.slots.clone_range(block.range());
+            self.slots.extend_padded(&from, 0..from.len(), new_cap);
+            self.blocks[index].start = slot_index(moved_to);
             self.unused += cap;
         }
         self.blocks[index].cap = new_cap as u16;
-    }
-
-    /// Appends `entries` with room for `cap` in all; where they start.
-    fn append(&mut self, entries: &[u32], cap: usize) -> u32 {
-        self.grow_data(cap);
-        let start = self.data.len();
-        self.data.extend_from_slice(entries);
-        self.data.resize(start + cap, 0);
-        u32::try_from(start).expect("a /8 holds at most 2^24 addresses")
-    }
-
-    /// Reserves room for `more` slots, growing by a quarter at a time: doubling left up to
-    /// half of a large shard's vector unused.
-    fn grow_data(&mut self, more: usize) {
-        if self.data.capacity() - self.data.len() < more {
-            self.data.reserve_exact(more.max(self.data.len() / 4));
-        }
     }
 
     /// Splits a block that outgrew [`MAX_BLOCK`] in two, each keeping its slots.
@@ -209,7 +333,7 @@ impl Shard {
         let half = block.len / 2;
         let upper_start = block.start + u32::from(half);
         let upper = Block {
-            first: block.address(self.data[upper_start as usize]),
+            first: block.address(self.slots.lows[upper_start as usize]),
             start: upper_start,
             len: block.len - half,
             cap: block.cap - half,
@@ -219,35 +343,38 @@ impl Shard {
         self.blocks.insert(index + 1, upper);
     }
 
-    /// Rewrites `data` with the blocks in order, each with `spare(len)` free slots.
+    /// Rewrites the slots with the blocks in order, each with `spare(len)` free slots.
     fn compact(&mut self, spare: impl Fn(usize) -> usize) {
         let room = |b: &Block| (usize::from(b.len) + spare(usize::from(b.len))).min(MAX_BLOCK + 1);
-        let mut data = Vec::with_capacity(self.blocks.iter().map(room).sum());
+        let mut slots = self
+            .slots
+            .with_capacity_like(self.blocks.iter().map(room).sum());
         for block in &mut self.blocks {
             let cap = room(block);
-            let start = data.len();
-            data.extend_from_slice(&self.data[block.range()]);
-            data.resize(start + cap, 0);
-            block.start = start as u32;
+            let start = slots.len();
+            slots.extend_padded(&self.slots, block.range(), cap);
+            block.start = slot_index(start);
             block.cap = cap as u16;
         }
-        self.data = data;
+        self.slots = slots;
         self.unused = 0;
     }
 
     fn iter(&self) -> impl Iterator<Item = (u32, u16)> + '_ {
         self.blocks.iter().flat_map(move |block| {
-            self.data[block.range()]
-                .iter()
-                .map(move |&e| (block.address(e), inline_tag_of(e)))
+            block
+                .range()
+                .map(move |i| (block.address(self.slots.lows[i]), self.slots.tags.get(i)))
         })
     }
 
-    /// Every entry's address and a mutable reference to the entry.
-    fn for_each_mut(&mut self, mut visit: impl FnMut(u32, &mut u32)) {
+    /// Replaces each address's inline tag with `retag(address, inline tag)`.
+    fn retag(&mut self, mut retag: impl FnMut(u32, u16) -> u16) {
         for block in &self.blocks {
-            for slot in &mut self.data[block.range()] {
-                visit(block.address(*slot), slot);
+            for i in block.range() {
+                let address = block.address(self.slots.lows[i]);
+                let tag = retag(address, self.slots.tags.get(i));
+                self.slots.tags.set(i, tag);
             }
         }
     }
@@ -259,8 +386,21 @@ impl Shard {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.blocks.capacity() * std::mem::size_of::<Block>() + self.data.capacity() * 4
+        self.blocks.capacity() * std::mem::size_of::<Block>() + self.slots.heap_bytes()
     }
+}
+
+impl Slots {
+    /// A copy of `range`, for moving a block within the same vectors.
+    fn clone_range(&self, range: Range<usize>) -> Slots {
+        let mut copy = self.with_capacity_like(range.len());
+        copy.extend_padded(self, range.clone(), range.len());
+        copy
+    }
+}
+
+fn slot_index(index: usize) -> u32 {
+    u32::try_from(index).expect("a /8 holds at most 2^24 addresses")
 }
 
 /// An exact set of IP addresses, each with a `u32` tag. See the module docs.
@@ -347,16 +487,16 @@ impl TaggedIps {
         let before = std::mem::take(&mut self.wide);
         let Self { shards, wide, .. } = self;
         for shard in shards.iter_mut() {
-            shard.for_each_mut(|address, slot| {
-                let tag = match u32::from(inline_tag_of(*slot)) {
+            shard.retag(|address, inline| {
+                let tag = match u32::from(inline) {
                     WIDE => before[&address],
                     inline => inline,
                 };
                 let after = retag(tag);
-                *slot = entry(low_of(*slot), inline_of(after));
                 if after >= WIDE {
                     wide.insert(address, after);
                 }
+                inline_of(after)
             });
         }
         for tag in self.v6.values_mut() {
@@ -527,6 +667,19 @@ mod tests {
         let listed: Vec<(u32, u32)> = set.iter_v4().collect();
         let expected: Vec<(u32, u32)> = model.into_iter().collect();
         assert_eq!(listed, expected);
+    }
+
+    #[test]
+    fn a_shard_keeps_a_byte_per_tag_until_one_needs_two() {
+        let ops: Vec<(u32, u32)> = (0..3000u32).map(|i| (i * 977, i % 256)).collect();
+        let (mut set, mut model) = apply(&ops);
+        assert!(matches!(set.shards[0].slots.tags, Tags::Narrow(_)));
+        set.upsert(v4(5), |_| 300);
+        model.insert(5, 300);
+        assert!(matches!(set.shards[0].slots.tags, Tags::Wide(_)));
+        set.shrink_to_fit();
+        let expected: Vec<(u32, u32)> = model.into_iter().collect();
+        assert_eq!(set.iter_v4().collect::<Vec<_>>(), expected);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use freshet_distinct::{DistinctError, DistinctIps};
+use freshet_distinct::{DistinctError, DistinctIps, EncodedSize};
 use proptest::prelude::*;
 
 use crate::common;
@@ -50,6 +50,16 @@ fn assert_matches(set: &DistinctIps, model: &HashSet<IpAddr>) {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn encoded_size_counts_what_serialize_writes(ips in proptest::collection::vec(ip(), 0..6000)) {
+        let set: DistinctIps = ips.into_iter().collect();
+        let mut size = EncodedSize::default();
+        set.iter().for_each(|ip| size.add(ip));
+        prop_assert_eq!(size.is_empty(), set.is_empty());
+        prop_assert_eq!(size.bytes(), set.serialized_size());
+        prop_assert_eq!(size.bytes(), encode(&set).len());
+    }
 
     #[test]
     fn behaves_like_a_hash_set(ips in proptest::collection::vec(ip(), 0..3000), probes in proptest::collection::vec(ip(), 0..50)) {
@@ -304,4 +314,15 @@ fn the_encoding_is_roarings_own_in_either_form() {
             bitmap.len() + u64::from(!bitmap.contains(u32::MAX))
         );
     }
+}
+
+#[test]
+fn encoded_size_counts_bitmap_containers() {
+    // 70,000 consecutive addresses: one full /16 (a bitmap container) and part of the next.
+    let set: DistinctIps = (0..70_000u32)
+        .map(|v| IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + v)))
+        .collect();
+    let mut size = EncodedSize::default();
+    set.iter().for_each(|ip| size.add(ip));
+    assert_eq!(size.bytes(), encode(&set).len());
 }

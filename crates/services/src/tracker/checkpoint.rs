@@ -51,6 +51,7 @@
 //! partitions as i32s. A tombstone (no value) says the node left, or that a node's heartbeat
 //! stopped long ago and another node cleared it.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 
 use freshet_distinct::DistinctIps;
@@ -170,9 +171,9 @@ impl Encoded {
 /// Splits a partition's sets (the new IPs of a delta, or all of them for a snapshot), given as
 /// [`Sets::sections`](super::state::Sets::sections), into chunk records, all carrying `header` (the last one flagged final).
 /// Empty sets still give one final chunk, so the offset advances.
-pub fn encode_chunks<'a>(
+pub fn encode_chunks<S: Borrow<DistinctIps>>(
     header: &ChunkHeader,
-    sets: impl IntoIterator<Item = (SetKind, &'a DistinctIps)>,
+    sets: impl IntoIterator<Item = (SetKind, S)>,
 ) -> Encoded {
     let sections = encode_sections(sets);
     let mut chunks: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
@@ -212,9 +213,12 @@ pub fn encode_chunks<'a>(
 }
 
 /// Each set as one or more sections no larger than a chunk.
-fn encode_sections<'a>(sets: impl IntoIterator<Item = (SetKind, &'a DistinctIps)>) -> Vec<Vec<u8>> {
+fn encode_sections<S: Borrow<DistinctIps>>(
+    sets: impl IntoIterator<Item = (SetKind, S)>,
+) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for (kind, set) in sets {
+        let set = set.borrow();
         if set.is_empty() {
             continue;
         }

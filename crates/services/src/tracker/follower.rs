@@ -32,6 +32,8 @@ impl Follower {
         let consumer: BaseConsumer = kafka
             .reader_config("tracker-follower", &group)
             .set("fetch.wait.max.ms", "100")
+            .set("queued.max.messages.kbytes", "8192")
+            .set("fetch.max.bytes", (8 << 20).to_string())
             .create_client()?;
         let topic = &shared.checkpoint_topic;
         let mut assignment = TopicPartitionList::new();
@@ -151,9 +153,8 @@ fn apply_record(state: &mut NodeState, record: Record, shared: &Shared) {
                         state.apply_section(header.partition, *kind, set);
                     }
                 }
-                let partition = state.partition(header.partition);
                 // Shrunk by the worker's checkpoint tick, which sees every partition.
-                partition.retain_windows(shared.config.window_limits);
+                state.retain_windows(header.partition, shared.config.window_limits);
             }
             let partition = state.partition(header.partition);
             let newer = partition.checkpoint.as_ref().is_none_or(|meta| {

@@ -36,6 +36,7 @@
 pub mod checkpoint;
 mod error;
 mod follower;
+pub mod membership;
 mod stalls;
 pub mod state;
 pub mod stats;
@@ -180,11 +181,12 @@ impl Tracker {
             .node_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let views = config.views;
         let shared = Arc::new(Shared {
             node_id,
             config,
             checkpoint_topic,
-            state: Mutex::new(NodeState::default()),
+            state: Mutex::new(NodeState::new(views)),
             follower_position: AtomicI64::new(0),
             lag: AtomicI64::new(-1),
             stopping: AtomicBool::new(false),
@@ -366,23 +368,19 @@ impl TrackerHandle {
     /// Distinct IPs per event-time window, newest first, at most `limit` windows.
     pub fn windows(&self, granularity: Granularity, limit: usize) -> Vec<WindowCount> {
         let state = self.shared.state();
-        let keys = state.keys(|views| match granularity {
-            Granularity::Minute => views.minutes.keys().map(|k| SetKind::Minute(*k)).collect(),
-            Granularity::Hour => views.hours.keys().map(|k| SetKind::Hour(*k)).collect(),
-        });
-        keys.into_iter()
+        let present = state.views_present();
+        let (starts, kind): (_, fn(i64) -> SetKind) = match granularity {
+            Granularity::Minute => (present.minutes, SetKind::Minute),
+            Granularity::Hour => (present.hours, SetKind::Hour),
+        };
+        starts
+            .into_iter()
             .rev()
             .take(limit)
-            .filter_map(|kind| {
-                let start_ms = match kind {
-                    SetKind::Minute(start) | SetKind::Hour(start) => start,
-                    _ => return None,
-                };
-                Some(WindowCount {
-                    start: format_ms(start_ms),
-                    start_ms,
-                    distinct_ips: state.union_len(|_, _| true, kind),
-                })
+            .map(|start_ms| WindowCount {
+                start: format_ms(start_ms),
+                start_ms,
+                distinct_ips: state.view_count(kind(start_ms)),
             })
             .collect()
     }
@@ -391,14 +389,12 @@ impl TrackerHandle {
     pub fn error_codes(&self) -> Vec<ErrorCodeCount> {
         let state = self.shared.state();
         state
-            .keys(|views| views.codes.keys().map(|c| SetKind::Code(*c)).collect())
+            .views_present()
+            .codes
             .into_iter()
-            .filter_map(|kind| match kind {
-                SetKind::Code(code) => Some(ErrorCodeCount {
-                    error_code: code,
-                    distinct_ips: state.union_len(|_, _| true, kind),
-                }),
-                _ => None,
+            .map(|code| ErrorCodeCount {
+                error_code: code,
+                distinct_ips: state.view_count(SetKind::Code(code)),
             })
             .collect()
     }
@@ -411,14 +407,14 @@ impl TrackerHandle {
             .map(|(id, p)| PartitionStatus {
                 partition: *id,
                 owned: p.live.is_some(),
-                distinct_ips: p.all.len(),
+                distinct_ips: p.addresses.len(),
                 checkpoint_offset: p.checkpoint.as_ref().map(|c| c.offset),
                 checkpoint_node: p.checkpoint.as_ref().map(|c| c.node.clone()),
                 resumed_from: p.resumed_from,
                 events: p.events(),
                 rejected: p.rejected(),
                 state_bytes: p.stored_bytes(),
-                snapshot_bytes: p.serialized_size(),
+                snapshot_bytes: p.serialized_size(&state.memberships),
                 checkpoint_epoch: p.checkpoint.as_ref().map(|c| c.epoch),
             })
             .collect()

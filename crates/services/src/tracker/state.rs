@@ -1,19 +1,24 @@
-//! A node's state: for every input partition, the exact sets of IPs seen and the newest
-//! checkpoint, plus the node registry and the global HyperLogLog.
+//! A node's state: for every input partition, the exact set of IPs seen with the views each
+//! is in, and the newest checkpoint, plus the node registry and the global HyperLogLog.
 //!
-//! All sets only ever grow by union, so applying the same IPs twice (a checkpoint this node
-//! wrote itself and reads back, a partition replayed after a crash) never changes a count.
-//! Counters (events, rejected) are not idempotent; they come from the newest checkpoint of a
-//! partition plus, on its owner, the events processed since.
+//! With views on, a partition keeps each address once ([`TaggedIps`]) with a tag naming the
+//! minute, hour and error-code views it is in ([`Memberships`], shared by the node's
+//! partitions). Without views, a plain [`DistinctIps`].
+//!
+//! Memberships only ever grow, except when a window is dropped for good, so applying the same
+//! IPs twice (a checkpoint this node wrote itself and reads back, a partition replayed after a
+//! crash) never changes a count. Counters (events, rejected) are not idempotent; they come
+//! from the newest checkpoint of a partition plus, on its owner, the events processed since.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use freshet_distinct::{DistinctIps, HyperLogLog};
+use freshet_distinct::{DistinctIps, EncodedSize, HyperLogLog, TaggedIps};
 
 use super::checkpoint::Claim;
+use super::membership::{EventSlots, Memberships};
 use crate::event::{DeviceEvent, MAX_ERROR_CODE};
 
 /// Number of error codes (0..=10).
@@ -21,9 +26,8 @@ pub const ERROR_CODES: usize = MAX_ERROR_CODE as usize + 1;
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// A partition's per-window and per-error-code sets. In a node they sit behind a lock of
-/// their own ([`SharedViews`]), so the worker that owns the partition fills them without the
-/// node's lock: three of the four inserts of an event.
+/// Per-window and per-error-code sets, as a checkpoint carries them: the IPs new to each view
+/// since the last checkpoint (a delta), or all of them (a snapshot).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Views {
     /// Minute window start (Unix ms) → IPs with events in it.
@@ -31,9 +35,6 @@ pub struct Views {
     pub hours: BTreeMap<i64, DistinctIps>,
     pub codes: BTreeMap<u8, DistinctIps>,
 }
-
-/// A partition's views, shared by the node's threads.
-pub type SharedViews = Arc<Mutex<Views>>;
 
 /// All of a partition's sets, or the IPs new to each since a checkpoint: what a checkpoint
 /// carries.
@@ -44,7 +45,7 @@ pub struct Sets {
 }
 
 /// Which of the sets a section of a checkpoint belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SetKind {
     All,
     Minute(i64),
@@ -58,96 +59,21 @@ impl Views {
     }
 
     /// Adds the event's IP to its minute, hour and error-code sets and records in `new` where
-    /// it was not there before (the delta the next checkpoint carries).
+    /// it was not there before.
     pub fn insert_event(&mut self, event: &DeviceEvent, new: &mut Views) {
-        let ip = event.ip;
-        insert_keyed(
-            &mut self.minutes,
-            &mut new.minutes,
-            minute_of(event.time_ms),
-            ip,
-        );
-        insert_keyed(&mut self.hours, &mut new.hours, hour_of(event.time_ms), ip);
-        insert_keyed(&mut self.codes, &mut new.codes, event.error_code, ip);
+        for kind in event_views(event) {
+            if self.get_mut(kind).is_some_and(|set| set.insert(event.ip)) {
+                if let Some(set) = new.get_mut(kind) {
+                    set.insert(event.ip);
+                }
+            }
+        }
     }
 
-    /// Adds a batch of events (in address order) to their minute, hour and error-code sets,
-    /// recording in `new` where each address was not there before. Each set is filled in
-    /// one run, in address order: inserting event by event alternated between up to eleven
-    /// code sets and missed the cache at each switch. `scratch` is reused between batches.
-    ///
-    /// An hour that exists gets only the addresses new to its minutes: every minute's set is
-    /// a subset of its hour's (each insert into a minute goes into its hour as well, and
-    /// [`retain_windows`](Self::retain_windows) drops a minute no later than its hour), so an
-    /// address already in its minute is in its hour. Most events repeat an address within
-    /// its minute, so this spares most of the hour inserts.
-    pub fn insert_events<'a>(
-        &mut self,
-        events: impl Iterator<Item = &'a DeviceEvent> + Clone,
-        new: &mut Views,
-        scratch: &mut InsertScratch,
-    ) {
-        let InsertScratch {
-            pairs,
-            ips,
-            added,
-            new_in_minutes,
-            by_code,
-        } = scratch;
-        pairs.clear();
-        pairs.extend(events.clone().map(|e| (minute_of(e.time_ms), e.ip)));
-        new_in_minutes.clear();
-        insert_pairs(
-            pairs,
-            &mut self.minutes,
-            &mut new.minutes,
-            (ips, added),
-            Some(new_in_minutes),
-        );
-
-        pairs.clear();
-        let mut known_hour = None;
-        for event in events.clone() {
-            let hour = hour_of(event.time_ms);
-            // Events of a batch mostly share an hour: ask the map once per run of them.
-            let exists = match known_hour {
-                Some((key, exists)) if key == hour => exists,
-                _ => {
-                    let exists = self.hours.contains_key(&hour);
-                    known_hour = Some((hour, exists));
-                    exists
-                }
-            };
-            if !exists {
-                pairs.push((hour, event.ip));
-            }
-        }
-        pairs.extend(
-            new_in_minutes
-                .iter()
-                .map(|&(minute, ip)| (hour_of(minute), ip))
-                .filter(|(hour, _)| self.hours.contains_key(hour)),
-        );
-        insert_pairs(pairs, &mut self.hours, &mut new.hours, (ips, added), None);
-
-        // Codes are few and small: a list per code in one pass, addresses staying in order,
-        // instead of sorting the pairs.
-        for list in by_code.iter_mut() {
-            list.clear();
-        }
-        for event in events {
-            let code = usize::from(event.error_code);
-            if by_code.len() <= code {
-                by_code.resize_with(code + 1, Vec::new);
-            }
-            by_code[code].push(event.ip);
-        }
-        for (code, list) in by_code.iter().enumerate() {
-            if list.is_empty() {
-                continue;
-            }
-            let code = u8::try_from(code).unwrap_or(u8::MAX);
-            insert_into(&mut self.codes, &mut new.codes, code, list, added);
+    /// Adds `ips` to the set of `kind` (nothing for [`SetKind::All`], which is not a view).
+    pub fn add_all(&mut self, kind: SetKind, ips: &[IpAddr]) {
+        if let Some(set) = self.get_mut(kind) {
+            set.insert_all(ips, &mut Vec::new());
         }
     }
 
@@ -180,43 +106,17 @@ impl Views {
             .chain(self.codes.iter().map(|(k, s)| (SetKind::Code(*k), s)))
     }
 
-    /// Drops the oldest windows beyond `limits`, so a long-running node's memory follows the
-    /// number of devices, not the running time; true if any was dropped.
-    ///
-    /// A minute goes no later than its hour: [`insert_events`](Self::insert_events) relies
-    /// on every minute's set being a subset of its hour's, which a minute outliving its hour
-    /// would break once an event recreated the hour.
-    pub fn retain_windows(&mut self, limits: WindowLimits) -> bool {
-        let mut dropped = trim_oldest(&mut self.minutes, limits.minutes).is_some();
-        if let Some(newest_dropped_hour) = trim_oldest(&mut self.hours, limits.hours) {
-            dropped = true;
-            let kept_from = newest_dropped_hour + HOUR_MS;
-            self.minutes.retain(|&start, _| start >= kept_from);
-        }
-        dropped
-    }
-
-    /// Addresses in all the views together (an address in several sets counts in each).
-    pub fn total_len(&self) -> u64 {
-        self.sections().map(|(_, set)| set.len()).sum()
-    }
-
-    /// Bytes the views take serialised.
-    pub fn serialized_size(&self) -> u64 {
-        self.sections()
-            .map(|(_, set)| set.serialized_size() as u64)
-            .sum()
-    }
-
-    /// Releases the slack that growing sets keep (Roaring arrays double as they grow).
-    pub fn shrink_to_fit(&mut self) {
-        for set in self
-            .minutes
-            .values_mut()
-            .chain(self.hours.values_mut())
-            .chain(self.codes.values_mut())
-        {
-            set.shrink_to_fit();
+    /// Drops the oldest windows beyond `limits`, as [`ViewKeys::trim`] does for a partition.
+    pub fn retain_windows(&mut self, limits: WindowLimits) {
+        let mut keys = ViewKeys::default();
+        keys.minutes.extend(self.minutes.keys());
+        keys.hours.extend(self.hours.keys());
+        for kind in keys.trim(limits) {
+            match kind {
+                SetKind::Minute(start) => self.minutes.remove(&start),
+                SetKind::Hour(start) => self.hours.remove(&start),
+                SetKind::All | SetKind::Code(_) => None,
+            };
         }
     }
 }
@@ -250,67 +150,86 @@ impl Sets {
     }
 }
 
-/// Inserts each `(window start, address)` of `pairs` into the window's set, one window
-/// after the other (ascending), recording in `new` the addresses each set lacked, and in
-/// `added_out`, if given, the same as `(window start, address)`.
-fn insert_pairs(
-    pairs: &mut [(i64, IpAddr)],
-    sets: &mut BTreeMap<i64, DistinctIps>,
-    new: &mut BTreeMap<i64, DistinctIps>,
-    (ips, added): (&mut Vec<IpAddr>, &mut Vec<IpAddr>),
-    mut added_out: Option<&mut Vec<(i64, IpAddr)>>,
-) {
-    // Stable: addresses the caller gave in order stay in order within a window, which the
-    // batch insert's own sort then finds sorted.
-    pairs.sort_by_key(|(start, _)| *start);
-    for group in pairs.chunk_by(|a, b| a.0 == b.0) {
-        let start = group[0].0;
-        ips.clear();
-        ips.extend(group.iter().map(|(_, ip)| *ip));
-        insert_into(sets, new, start, ips, added);
-        if let Some(out) = added_out.as_deref_mut() {
-            out.extend(added.iter().map(|&ip| (start, ip)));
+/// The views an event puts its address in.
+fn event_views(event: &DeviceEvent) -> [SetKind; 3] {
+    [
+        SetKind::Minute(minute_of(event.time_ms)),
+        SetKind::Hour(hour_of(event.time_ms)),
+        SetKind::Code(event.error_code),
+    ]
+}
+
+/// The views a partition has addresses in: what window limits trim, and what the window and
+/// code counts list.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ViewKeys {
+    pub minutes: BTreeSet<i64>,
+    pub hours: BTreeSet<i64>,
+    pub codes: BTreeSet<u8>,
+}
+
+impl ViewKeys {
+    pub fn insert(&mut self, kind: SetKind) {
+        match kind {
+            SetKind::All => {}
+            SetKind::Minute(start) => {
+                self.minutes.insert(start);
+            }
+            SetKind::Hour(start) => {
+                self.hours.insert(start);
+            }
+            SetKind::Code(code) => {
+                self.codes.insert(code);
+            }
         }
     }
-}
 
-/// Inserts `ips` into the set of `key`, leaving in `added` those it lacked; they go to the
-/// delta's set of `key` too, created only then (a delta carries only sets with something
-/// new).
-fn insert_into<K: Ord + Copy>(
-    sets: &mut BTreeMap<K, DistinctIps>,
-    new: &mut BTreeMap<K, DistinctIps>,
-    key: K,
-    ips: &[IpAddr],
-    added: &mut Vec<IpAddr>,
-) {
-    added.clear();
-    sets.entry(key).or_default().insert_all(ips, added);
-    if !added.is_empty() {
-        new.entry(key)
-            .or_default()
-            .insert_all(added, &mut Vec::new());
+    pub fn contains(&self, kind: SetKind) -> bool {
+        match kind {
+            SetKind::All => false,
+            SetKind::Minute(start) => self.minutes.contains(&start),
+            SetKind::Hour(start) => self.hours.contains(&start),
+            SetKind::Code(code) => self.codes.contains(&code),
+        }
     }
-}
 
-/// Buffers [`Views::insert_events`] reuses from one batch to the next.
-#[derive(Debug, Default)]
-pub struct InsertScratch {
-    pairs: Vec<(i64, IpAddr)>,
-    ips: Vec<IpAddr>,
-    added: Vec<IpAddr>,
-    new_in_minutes: Vec<(i64, IpAddr)>,
-    by_code: Vec<Vec<IpAddr>>,
-}
+    /// Every view: minutes, hours, then codes, each in order.
+    pub fn iter(&self) -> impl Iterator<Item = SetKind> + '_ {
+        let minutes = self.minutes.iter().map(|&s| SetKind::Minute(s));
+        let hours = self.hours.iter().map(|&s| SetKind::Hour(s));
+        minutes
+            .chain(hours)
+            .chain(self.codes.iter().map(|&c| SetKind::Code(c)))
+    }
 
-fn insert_keyed<K: Ord + Copy>(
-    sets: &mut BTreeMap<K, DistinctIps>,
-    new: &mut BTreeMap<K, DistinctIps>,
-    key: K,
-    ip: IpAddr,
-) {
-    if sets.entry(key).or_default().insert(ip) {
-        new.entry(key).or_default().insert(ip);
+    /// Adds every view of `other`.
+    pub fn extend(&mut self, other: &ViewKeys) {
+        self.minutes.extend(&other.minutes);
+        self.hours.extend(&other.hours);
+        self.codes.extend(&other.codes);
+    }
+
+    /// Removes the oldest windows beyond `limits` and returns them, so a long-running node's
+    /// memory follows the number of devices, not the running time. A minute goes no later
+    /// than its hour: a minute outliving its hour would be a view the hour's counts do not
+    /// cover.
+    pub fn trim(&mut self, limits: WindowLimits) -> Vec<SetKind> {
+        let mut dropped = Vec::new();
+        while self.minutes.len() > limits.minutes {
+            dropped.extend(self.minutes.pop_first().map(SetKind::Minute));
+        }
+        let mut newest_dropped_hour = None;
+        while self.hours.len() > limits.hours {
+            newest_dropped_hour = self.hours.pop_first();
+            dropped.extend(newest_dropped_hour.map(SetKind::Hour));
+        }
+        if let Some(hour) = newest_dropped_hour {
+            let kept_from = hour + HOUR_MS;
+            while self.minutes.first().is_some_and(|&start| start < kept_from) {
+                dropped.extend(self.minutes.pop_first().map(SetKind::Minute));
+            }
+        }
+        dropped
     }
 }
 
@@ -322,15 +241,6 @@ fn minute_of(time_ms: i64) -> i64 {
 /// Start of the hour window `time_ms` falls in.
 fn hour_of(time_ms: i64) -> i64 {
     time_ms.div_euclid(HOUR_MS) * HOUR_MS
-}
-
-/// Drops the oldest windows until `keep` are left; the start of the newest it dropped.
-fn trim_oldest(windows: &mut BTreeMap<i64, DistinctIps>, keep: usize) -> Option<i64> {
-    let mut newest_dropped = None;
-    while windows.len() > keep {
-        newest_dropped = windows.pop_first().map(|(start, _)| start);
-    }
-    newest_dropped
 }
 
 /// How many event-time windows each partition keeps; at least one of each (the CLI
@@ -373,14 +283,76 @@ pub struct LiveCounters {
     pub rejected: u64,
 }
 
+/// Every address a partition has seen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Addresses {
+    /// Without views: the plain set, the smallest form.
+    Plain(DistinctIps),
+    /// With views: each address once, tagged with the id of its [`Memberships`].
+    Tagged(TaggedIps),
+}
+
+impl Default for Addresses {
+    fn default() -> Self {
+        Addresses::Plain(DistinctIps::new())
+    }
+}
+
+impl Addresses {
+    pub fn new(views: bool) -> Self {
+        if views {
+            Addresses::Tagged(TaggedIps::new())
+        } else {
+            Addresses::Plain(DistinctIps::new())
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            Addresses::Plain(set) => set.len(),
+            Addresses::Tagged(set) => set.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.tag(ip).is_some()
+    }
+
+    /// The membership id of `ip` (0, no views, in a plain set), if the partition has it.
+    fn tag(&self, ip: IpAddr) -> Option<u32> {
+        match self {
+            Addresses::Plain(set) => set.contains(ip).then_some(0),
+            Addresses::Tagged(set) => set.get(ip),
+        }
+    }
+
+    /// The addresses as a plain set: borrowed, or built from the tagged one.
+    pub fn to_plain(&self) -> Cow<'_, DistinctIps> {
+        match self {
+            Addresses::Plain(set) => Cow::Borrowed(set),
+            Addresses::Tagged(set) => Cow::Owned(set.to_distinct()),
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        match self {
+            Addresses::Plain(set) => set.shrink_to_fit(),
+            Addresses::Tagged(set) => set.shrink_to_fit(),
+        }
+    }
+}
+
 /// One input partition as this node knows it.
 #[derive(Debug, Default)]
 pub struct PartitionState {
-    /// Every IP seen in the partition: guarded by the node's lock with every other
-    /// partition's, since the exact global count needs them all at each new IP.
-    pub all: DistinctIps,
-    /// The per-window and per-code sets, under their own lock (taken after the node's).
-    pub views: SharedViews,
+    /// Every IP seen in the partition, with the views each is in.
+    pub addresses: Addresses,
+    /// The views the partition has addresses in.
+    pub present: ViewKeys,
     pub checkpoint: Option<CheckpointMeta>,
     /// Present while this node owns the partition.
     pub live: Option<LiveCounters>,
@@ -392,25 +364,24 @@ pub struct PartitionState {
     /// Keys of this partition's records in the state topic that no tombstone has removed
     /// yet, with their sizes: what a snapshot makes obsolete.
     pub stored: BTreeMap<String, u64>,
-    /// Total size of the sets when they were last shrunk.
+    /// Number of addresses when the set was last shrunk.
     shrunk_len: u64,
-    /// Total size of the sets at the previous [`maybe_shrink`](Self::maybe_shrink).
+    /// Number of addresses at the previous [`maybe_shrink`](Self::maybe_shrink).
     checked_len: u64,
-    /// How many times [`retain_windows`](Self::retain_windows) dropped windows. Otherwise the
+    /// How many times windows were dropped ([`NodeState::retain_windows`]). Otherwise the
     /// sets only grow, so a size measured since the last drop is a floor of their size now.
     window_drops: u64,
 }
 
 impl PartitionState {
-    /// Drops the oldest windows beyond `limits`, counting the times it dropped any.
-    pub fn retain_windows(&mut self, limits: WindowLimits) {
-        let dropped = self.views().retain_windows(limits);
-        if dropped {
-            self.window_drops += 1;
+    pub fn new(views: bool) -> Self {
+        PartitionState {
+            addresses: Addresses::new(views),
+            ..PartitionState::default()
         }
     }
 
-    /// How many times windows were dropped: see [`retain_windows`](Self::retain_windows).
+    /// How many times windows were dropped: see [`NodeState::retain_windows`].
     pub fn window_drops(&self) -> u64 {
         self.window_drops
     }
@@ -431,33 +402,61 @@ impl PartitionState {
         }
     }
 
-    /// Shrinks the sets once they have grown by a quarter since the last time, or once they
-    /// stop growing: growing Roaring arrays keep up to twice the memory they need, shrinking
-    /// at every change would rebuild millions of entries per checkpoint, and sets that
-    /// settled with their slack would keep it for good (a quarter of the settled memory at
-    /// 10 M addresses).
+    /// Shrinks the set once it has grown by a quarter since the last time, or once it stops
+    /// growing: growing sets keep spare room (Roaring arrays up to twice what they need, a
+    /// tagged set's blocks a quarter), shrinking at every change would rebuild millions of
+    /// entries per checkpoint, and a set that settled with its slack would keep it for good.
     pub fn maybe_shrink(&mut self) {
-        let mut views = lock_views(&self.views);
-        let len = self.all.len() + views.total_len();
+        let len = self.addresses.len();
         let grew_a_quarter = len >= 4096 && len >= self.shrunk_len + self.shrunk_len / 4;
         let settled = len != self.shrunk_len && len == self.checked_len;
         if grew_a_quarter || settled {
-            self.all.shrink_to_fit();
-            views.shrink_to_fit();
+            self.addresses.shrink_to_fit();
             self.shrunk_len = len;
         }
         self.checked_len = len;
     }
 
-    /// The partition's views, locked. Callers holding the node's lock may take it; nobody
-    /// holding it takes the node's lock.
-    pub fn views(&self) -> MutexGuard<'_, Views> {
-        lock_views(&self.views)
+    /// Bytes a snapshot of the partition's sets takes (before chunk headers): its sections'
+    /// encodings, counted in one pass over the addresses without building them.
+    pub fn serialized_size(&self, memberships: &Memberships) -> u64 {
+        let set = match &self.addresses {
+            Addresses::Plain(set) => return set.serialized_size() as u64,
+            Addresses::Tagged(set) => set,
+        };
+        let mut all = EncodedSize::default();
+        let mut views = vec![EncodedSize::default(); memberships.slots()];
+        let mut slots_of: Vec<Option<Vec<u32>>> = vec![None; memberships.len()];
+        for (ip, id) in set.iter() {
+            all.add(ip);
+            let slots =
+                slots_of[id as usize].get_or_insert_with(|| memberships.slots_in(id).collect());
+            for &slot in slots.iter() {
+                views[slot as usize].add(ip);
+            }
+        }
+        let sections = std::iter::once(&all).chain(views.iter().filter(|v| !v.is_empty()));
+        sections.map(|size| size.bytes() as u64).sum()
     }
 
-    /// Bytes a snapshot of the partition's sets takes (before chunk headers).
-    pub fn serialized_size(&self) -> u64 {
-        self.all.serialized_size() as u64 + self.views().serialized_size()
+    /// The partition's sets as a snapshot carries them: every address, then each view's, each
+    /// built when the caller gets to it.
+    pub fn sections<'a>(
+        &'a self,
+        memberships: &'a Memberships,
+    ) -> impl Iterator<Item = (SetKind, Cow<'a, DistinctIps>)> + 'a {
+        let views = match &self.addresses {
+            Addresses::Tagged(set) => Some(set),
+            Addresses::Plain(_) => None,
+        };
+        let view_sections = views.into_iter().flat_map(move |set| {
+            self.present.iter().map(move |kind| {
+                let slot = memberships.slot_of(kind);
+                let members = set.select(|id| slot.is_some_and(|s| memberships.has(id, s)));
+                (kind, Cow::Owned(members))
+            })
+        });
+        std::iter::once((SetKind::All, self.addresses.to_plain())).chain(view_sections)
     }
 
     /// Bytes of this partition's records in the state topic, as far as this node has read.
@@ -487,11 +486,22 @@ pub struct NodeHeartbeat {
     pub written_at_ms: i64,
 }
 
-/// Everything a node knows. Guarded by one mutex: the consumer thread takes it once per batch
-/// of events, the checkpoint follower once per record.
+/// Everything a node knows. Guarded by one mutex: each worker takes it once per batch of
+/// events, the checkpoint follower once per record.
 #[derive(Debug, Default)]
 pub struct NodeState {
+    /// Whether partitions keep views (the tracker's `--tracker-views`).
+    pub views: bool,
     pub partitions: BTreeMap<i32, PartitionState>,
+    /// The views every partition's addresses are tagged with.
+    pub memberships: Memberships,
+    /// Exact distinct IPs per view (by slot) across all partitions, kept up to date by every
+    /// insert like [`global`](Self::global).
+    view_counts: Vec<u64>,
+    /// Addresses seen in more than one partition. Only their view gains need a look at the
+    /// other partitions: an address one partition alone has is new to a view's union exactly
+    /// when it is new to that partition's view. Empty for an input topic keyed by device.
+    shared: DistinctIps,
     /// Estimate of the global count, fed with every new IP seen live or in a checkpoint.
     pub hll: HyperLogLog,
     pub nodes: HashMap<String, NodeHeartbeat>,
@@ -499,44 +509,273 @@ pub struct NodeState {
     pub newest_checkpoint_ms: Option<i64>,
     /// Partitions of the input topic, from metadata.
     pub partitions_total: u32,
-    /// Exact distinct IPs in the union of all partitions' `all` sets, kept up to date by
-    /// every insert (see [`NodeState::insert_ips`]).
+    /// Exact distinct IPs in the union of all partitions' addresses, kept up to date by every
+    /// insert (see [`NodeState::insert_ips`]).
     pub global: u64,
     /// The same over the partitions this node owns; recomputed when ownership changes.
     pub node: u64,
 }
 
+/// What an insert changed for one address in its partition.
+struct Gain {
+    ip: IpAddr,
+    /// Its membership before, `None` if the address is new to the partition.
+    before: Option<u32>,
+    after: u32,
+}
+
 impl NodeState {
-    pub fn partition(&mut self, partition: i32) -> &mut PartitionState {
-        self.partitions.entry(partition).or_default()
+    pub fn new(views: bool) -> Self {
+        NodeState {
+            views,
+            ..NodeState::default()
+        }
     }
 
-    /// Adds `ips` to partition `id`'s overall set (recording the new ones in `pending`) and
+    pub fn partition(&mut self, partition: i32) -> &mut PartitionState {
+        let views = self.views;
+        self.partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionState::new(views))
+    }
+
+    /// Counts a batch of partition `id`'s valid events into its sets, recording in `pending`
+    /// what was new to each (the delta the next checkpoint carries). Fastest with the events in
+    /// address order.
+    pub fn insert_events<'a>(
+        &mut self,
+        id: i32,
+        events: impl Iterator<Item = &'a DeviceEvent>,
+        pending: &mut Sets,
+    ) {
+        if !self.views {
+            let ips: Vec<IpAddr> = events.map(|event| event.ip).collect();
+            return self.insert_ips(id, &ips, &mut pending.all);
+        }
+        let mut gains = Vec::new();
+        let mut slots = SlotCache::default();
+        self.partition(id);
+        let Some(partition) = self.partitions.get_mut(&id) else {
+            return;
+        };
+        let Addresses::Tagged(set) = &mut partition.addresses else {
+            return;
+        };
+        let memberships = &mut self.memberships;
+        for event in events {
+            let event_slots = slots.of(event, memberships, &mut partition.present);
+            let mut change = None;
+            let before = set.upsert(event.ip, |before| {
+                let (after, added) = memberships.with_event(before.unwrap_or(0), event_slots);
+                change = Some((after, added));
+                after
+            });
+            if let Some((after, added)) = change {
+                if before.is_none() || added != 0 {
+                    gains.push(Gain {
+                        ip: event.ip,
+                        before,
+                        after,
+                    });
+                }
+            }
+        }
+        self.count_gains(id, &gains, pending);
+    }
+
+    /// Adds `ips` to partition `id`'s addresses (recording the new ones in `pending`) and
     /// keeps the global and node counts exact: an IP new to its partition counts globally
     /// only if no other partition has it. Sets never shrink, so the counts never go wrong.
     /// Fastest with the addresses in increasing order (see [`DistinctIps::insert_all`]).
     pub fn insert_ips(&mut self, id: i32, ips: &[IpAddr], pending: &mut DistinctIps) {
-        let partition = self.partitions.entry(id).or_default();
+        let partition = self.partition(id);
         let owned = partition.live.is_some();
-        let mut added = Vec::new();
-        partition.all.insert_all(ips, &mut added);
+        let added = match &mut partition.addresses {
+            Addresses::Plain(set) => {
+                let mut added = Vec::new();
+                set.insert_all(ips, &mut added);
+                added
+            }
+            Addresses::Tagged(set) => {
+                let gains: Vec<Gain> = ips
+                    .iter()
+                    .filter(|&&ip| set.insert(ip))
+                    .map(|&ip| Gain {
+                        ip,
+                        before: None,
+                        after: 0,
+                    })
+                    .collect();
+                let mut delta = Sets::default();
+                self.count_gains(id, &gains, &mut delta);
+                return pending.union_with(&delta.all);
+            }
+        };
         pending.insert_all(&added, &mut Vec::new());
         for ip in added {
             self.count_new_ip(id, ip, owned);
         }
     }
 
-    /// Adds a checkpoint section to partition `id`. The overall set goes address by address
-    /// so the counts stay exact; the views are plain unions.
+    /// Adds a checkpoint section to partition `id`: its addresses, and with views the
+    /// memberships of a view's section, counting what is new as a live insert would.
     pub fn apply_section(&mut self, id: i32, kind: SetKind, set: &DistinctIps) {
-        if let Some(view) = self.partition(id).views().get_mut(kind) {
-            view.union_with(set);
+        if kind == SetKind::All {
+            let ips: Vec<IpAddr> = set.iter().collect();
+            return self.insert_ips(id, &ips, &mut DistinctIps::new());
+        }
+        if !self.views {
             return;
         }
-        let owned = self.partition(id).live.is_some();
+        let slot = self.memberships.slot(kind);
+        self.partition(id).present.insert(kind);
+        let Some(PartitionState {
+            addresses: Addresses::Tagged(tagged),
+            ..
+        }) = self.partitions.get_mut(&id)
+        else {
+            return;
+        };
+        let memberships = &mut self.memberships;
+        let mut gains = Vec::new();
         for ip in set.iter() {
-            if self.partition(id).all.insert(ip) {
-                self.count_new_ip(id, ip, owned);
+            let mut after = 0;
+            let before = tagged.upsert(ip, |before| {
+                after = memberships.with_slot(before.unwrap_or(0), slot);
+                after
+            });
+            if before != Some(after) {
+                gains.push(Gain { ip, before, after });
+            }
+        }
+        self.count_gains(id, &gains, &mut Sets::default());
+    }
+
+    /// Drops partition `id`'s oldest windows beyond `limits`: their views leave its addresses'
+    /// memberships, and their counts are recounted over the partitions that still have them.
+    pub fn retain_windows(&mut self, id: i32, limits: WindowLimits) {
+        let Some(partition) = self.partitions.get_mut(&id) else {
+            return;
+        };
+        let dropped = partition.present.trim(limits);
+        if dropped.is_empty() {
+            return;
+        }
+        partition.window_drops += 1;
+        let slots: Vec<u32> = dropped
+            .iter()
+            .filter_map(|&kind| self.memberships.slot_of(kind))
+            .collect();
+        if let Addresses::Tagged(set) = &mut partition.addresses {
+            let memberships = &mut self.memberships;
+            let mut without: HashMap<u32, u32> = HashMap::new();
+            set.retag(|id| {
+                *without
+                    .entry(id)
+                    .or_insert_with(|| memberships.without(id, &slots))
+            });
+        }
+        for kind in dropped {
+            self.recount_view(kind);
+        }
+        if self.memberships.compaction_due() {
+            self.compact_memberships();
+        }
+    }
+
+    /// The count of `kind` after a partition dropped it: over those that still have it, or
+    /// gone with its slot when none does.
+    fn recount_view(&mut self, kind: SetKind) {
+        let holders: Vec<&TaggedIps> = self
+            .partitions
+            .values()
+            .filter(|p| p.present.contains(kind))
+            .filter_map(|p| match &p.addresses {
+                Addresses::Tagged(set) => Some(set),
+                Addresses::Plain(_) => None,
+            })
+            .collect();
+        let slot = self.memberships.slot_of(kind);
+        let Some(slot) = slot else {
+            return;
+        };
+        let count = if holders.is_empty() {
+            self.memberships.release(kind);
+            0
+        } else {
+            let memberships = &self.memberships;
+            TaggedIps::union_len(&holders, |id| memberships.has(id, slot))
+        };
+        *slot_count(&mut self.view_counts, slot) = count;
+    }
+
+    /// Forgets the memberships no address has any more and renumbers the rest.
+    fn compact_memberships(&mut self) {
+        let partitions = &self.partitions;
+        let renumbered = self.memberships.compact(|visit| {
+            for partition in partitions.values() {
+                if let Addresses::Tagged(set) = &partition.addresses {
+                    set.iter().for_each(|(_, id)| visit(id));
+                }
+            }
+        });
+        for partition in self.partitions.values_mut() {
+            if let Addresses::Tagged(set) = &mut partition.addresses {
+                set.retag(|id| renumbered[id as usize]);
+            }
+        }
+    }
+
+    /// Counts what partition `id` gained: a new address in the global, node and HyperLogLog
+    /// counts unless another partition has it; a view new to an address in the view's count
+    /// unless another partition has the address in it. Records the gains in `pending`.
+    fn count_gains(&mut self, id: i32, gains: &[Gain], pending: &mut Sets) {
+        let owned = self.partitions.get(&id).is_some_and(|p| p.live.is_some());
+        let mut new_ips = Vec::new();
+        let mut new_views: Vec<(u32, IpAddr)> = Vec::new();
+        let mut others = Vec::new();
+        for gain in gains {
+            let new_address = gain.before.is_none();
+            others.clear();
+            let mut in_owned_other = false;
+            if new_address || self.shared.contains(gain.ip) {
+                for (other, p) in &self.partitions {
+                    if *other == id {
+                        continue;
+                    }
+                    if let Some(tag) = p.addresses.tag(gain.ip) {
+                        others.push(tag);
+                        in_owned_other |= p.live.is_some();
+                    }
+                }
+            }
+            if new_address {
+                new_ips.push(gain.ip);
+                self.hll.insert(gain.ip);
+                self.global += u64::from(others.is_empty());
+                self.node += u64::from(owned && !in_owned_other);
+                if !others.is_empty() {
+                    self.shared.insert(gain.ip);
+                }
+            }
+            let before = gain.before.unwrap_or(0);
+            for slot in self.memberships.slots_in(gain.after) {
+                if self.memberships.has(before, slot) {
+                    continue;
+                }
+                new_views.push((slot, gain.ip));
+                if !others.iter().any(|&tag| self.memberships.has(tag, slot)) {
+                    *slot_count(&mut self.view_counts, slot) += 1;
+                }
+            }
+        }
+        pending.all.insert_all(&new_ips, &mut Vec::new());
+        // Stable: each view's addresses stay in the order the batch had them.
+        new_views.sort_by_key(|(slot, _)| *slot);
+        for run in new_views.chunk_by(|a, b| a.0 == b.0) {
+            if let Some(view) = self.memberships.view(run[0].0) {
+                let ips: Vec<IpAddr> = run.iter().map(|(_, ip)| *ip).collect();
+                pending.views.add_all(view, &ips);
             }
         }
     }
@@ -545,7 +784,7 @@ impl NodeState {
         self.hll.insert(ip);
         let elsewhere = |owned_only: bool| {
             self.partitions.iter().any(|(other, p)| {
-                *other != id && (!owned_only || p.live.is_some()) && p.all.contains(ip)
+                *other != id && (!owned_only || p.live.is_some()) && p.addresses.contains(ip)
             })
         };
         if !elsewhere(false) {
@@ -590,47 +829,109 @@ impl NodeState {
         nodes
     }
 
-    /// Exact distinct IPs in the union of the selected partitions' sets of one kind.
+    /// Exact distinct IPs in the union of the selected partitions' sets of one kind, by a
+    /// pass over them (the node keeps the counts over all partitions up to date:
+    /// [`global`](Self::global), [`view_count`](Self::view_count)).
     pub fn union_len(&self, select: impl Fn(&i32, &PartitionState) -> bool, kind: SetKind) -> u64 {
-        let selected: Vec<&PartitionState> = self
-            .partitions
-            .iter()
-            .filter(|(id, p)| select(id, p))
-            .map(|(_, p)| p)
-            .collect();
-        if kind == SetKind::All {
-            let sets: Vec<&DistinctIps> = selected.iter().map(|p| &p.all).collect();
-            return DistinctIps::union_len(&sets);
+        let selected = self.partitions.iter().filter(|(id, p)| select(id, p));
+        let mut plain = Vec::new();
+        let mut tagged = Vec::new();
+        for (_, p) in selected {
+            match &p.addresses {
+                Addresses::Plain(set) if kind == SetKind::All => plain.push(set),
+                Addresses::Plain(_) => {}
+                Addresses::Tagged(set) => tagged.push(set),
+            }
         }
-        let views: Vec<MutexGuard<'_, Views>> = selected.iter().map(|p| p.views()).collect();
-        let sets: Vec<&DistinctIps> = views.iter().filter_map(|v| v.get(kind)).collect();
-        DistinctIps::union_len(&sets)
+        let in_view = |id: u32| match kind {
+            SetKind::All => true,
+            view => self
+                .memberships
+                .slot_of(view)
+                .is_some_and(|slot| self.memberships.has(id, slot)),
+        };
+        DistinctIps::union_len(&plain) + TaggedIps::union_len(&tagged, in_view)
     }
 
-    /// Every window start (or error code) present in any partition's views.
-    pub fn keys(&self, pick: impl Fn(&Views) -> Vec<SetKind>) -> Vec<SetKind> {
-        let mut keys: Vec<SetKind> = self
-            .partitions
-            .values()
-            .flat_map(|p| pick(&p.views()))
-            .collect();
-        keys.sort_by_key(set_kind_order);
-        keys.dedup();
+    /// Exact distinct IPs in view `kind` across all partitions.
+    pub fn view_count(&self, kind: SetKind) -> u64 {
+        let slot = self.memberships.slot_of(kind);
+        slot.and_then(|s| self.view_counts.get(s as usize).copied())
+            .unwrap_or(0)
+    }
+
+    /// Every view some partition has addresses in.
+    pub fn views_present(&self) -> ViewKeys {
+        let mut keys = ViewKeys::default();
+        for partition in self.partitions.values() {
+            keys.extend(&partition.present);
+        }
         keys
     }
 }
 
-/// A poisoned lock still holds sets that only ever grew: still valid.
-fn lock_views(views: &SharedViews) -> MutexGuard<'_, Views> {
-    views.lock().unwrap_or_else(|e| e.into_inner())
+/// The count of `slot` in `counts`, which grows to have it.
+fn slot_count(counts: &mut Vec<u64>, slot: u32) -> &mut u64 {
+    let slot = slot as usize;
+    if counts.len() <= slot {
+        counts.resize(slot + 1, 0);
+    }
+    &mut counts[slot]
 }
 
-fn set_kind_order(kind: &SetKind) -> (u8, i64) {
-    match *kind {
-        SetKind::All => (0, 0),
-        SetKind::Minute(start) => (1, start),
-        SetKind::Hour(start) => (2, start),
-        SetKind::Code(code) => (3, i64::from(code)),
+/// The slots of a batch's views, looked up once per view: events of a batch mostly share their
+/// minute and hour, and there are eleven codes.
+#[derive(Default)]
+struct SlotCache {
+    minute: Option<(i64, u32)>,
+    hour: Option<(i64, u32)>,
+    codes: Vec<Option<u32>>,
+}
+
+impl SlotCache {
+    /// The slots of `event`'s views, registering them (and their presence in the partition)
+    /// the first time.
+    fn of(
+        &mut self,
+        event: &DeviceEvent,
+        memberships: &mut Memberships,
+        present: &mut ViewKeys,
+    ) -> EventSlots {
+        let mut slot = |kind: SetKind| {
+            present.insert(kind);
+            memberships.slot(kind)
+        };
+        let minute = minute_of(event.time_ms);
+        let minute_slot = match self.minute {
+            Some((start, slot)) if start == minute => slot,
+            _ => {
+                let s = slot(SetKind::Minute(minute));
+                self.minute = Some((minute, s));
+                s
+            }
+        };
+        let hour = hour_of(event.time_ms);
+        let hour_slot = match self.hour {
+            Some((start, slot)) if start == hour => slot,
+            _ => {
+                let s = slot(SetKind::Hour(hour));
+                self.hour = Some((hour, s));
+                s
+            }
+        };
+        let code = usize::from(event.error_code);
+        if self.codes.len() <= code {
+            self.codes.resize(code + 1, None);
+        }
+        let code_slot = match self.codes[code] {
+            Some(s) => s,
+            None => {
+                let s = slot(SetKind::Code(event.error_code));
+                self.codes[code] = Some(s);
+                s
+            }
+        };
+        [minute_slot, hour_slot, code_slot]
     }
 }
 
@@ -646,8 +947,48 @@ mod tests {
         }
     }
 
-    fn starts(windows: &BTreeMap<i64, DistinctIps>) -> Vec<i64> {
-        windows.keys().copied().collect()
+    fn insert(state: &mut NodeState, partition: i32, events: &[DeviceEvent], pending: &mut Sets) {
+        let mut sorted: Vec<&DeviceEvent> = events.iter().collect();
+        sorted.sort_by_key(|e| e.ip);
+        state.insert_events(partition, sorted.into_iter(), pending);
+    }
+
+    /// Events over three partitions, four hours of minutes and eleven codes; most addresses
+    /// are in more than one partition.
+    fn mixed_events() -> Vec<(i32, DeviceEvent)> {
+        (0..3000u32)
+            .map(|i| {
+                // 400 addresses, each seen about seven times, in any partition.
+                let ip = format!("10.{}.{}.{}", i % 3, (i % 400) / 97, i % 97);
+                let time_ms = i64::from(i % 17) * 13 * MINUTE_MS + i64::from(i % 5) * 1000;
+                ((i * 7 % 11) as i32 % 3, event(&ip, time_ms, (i % 11) as u8))
+            })
+            .collect()
+    }
+
+    /// The model: per partition separate sets, filled event by event.
+    fn model(events: &[(i32, DeviceEvent)], limits: WindowLimits) -> BTreeMap<i32, Sets> {
+        let mut sets: BTreeMap<i32, Sets> = BTreeMap::new();
+        for (partition, event) in events {
+            let sets = sets.entry(*partition).or_default();
+            sets.all.insert(event.ip);
+            sets.views.insert_event(event, &mut Views::default());
+        }
+        for sets in sets.values_mut() {
+            sets.retain_windows(limits);
+        }
+        sets
+    }
+
+    fn model_count(model: &BTreeMap<i32, Sets>, kind: SetKind) -> u64 {
+        let sets: Vec<&DistinctIps> = model
+            .values()
+            .filter_map(|s| match kind {
+                SetKind::All => Some(&s.all),
+                view => s.views.get(view),
+            })
+            .collect();
+        DistinctIps::union_len(&sets)
     }
 
     #[test]
@@ -663,142 +1004,208 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_fills_the_views_as_its_events_one_by_one_would() {
-        let events: Vec<DeviceEvent> = (0..500u32)
-            .map(|i| {
-                let ip = format!("10.0.{}.{}", i % 7, i % 250);
-                event(&ip, i64::from(i % 5) * 50_000_000, (i % 11) as u8)
-            })
-            .collect();
-        let mut sorted: Vec<&DeviceEvent> = events.iter().collect();
-        sorted.sort_by_key(|e| e.ip);
-        let (mut one_by_one, mut new_one) = (Views::default(), Views::default());
-        for event in &sorted {
-            one_by_one.insert_event(event, &mut new_one);
+    fn tagged_views_count_as_separate_sets_would_across_partitions() {
+        let events = mixed_events();
+        let limits = WindowLimits {
+            minutes: 6,
+            hours: 2,
+        };
+        let mut state = NodeState::new(true);
+        let mut deltas: BTreeMap<i32, Sets> = BTreeMap::new();
+        for batch in events.chunks(250) {
+            for partition in 0..3 {
+                let run: Vec<DeviceEvent> = batch
+                    .iter()
+                    .filter(|(p, _)| *p == partition)
+                    .map(|(_, e)| *e)
+                    .collect();
+                insert(
+                    &mut state,
+                    partition,
+                    &run,
+                    deltas.entry(partition).or_default(),
+                );
+            }
         }
-        let (mut batched, mut new_batched) = (Views::default(), Views::default());
-        let mut scratch = InsertScratch::default();
-        batched.insert_events(
-            sorted[..250].iter().copied(),
-            &mut new_batched,
-            &mut scratch,
-        );
-        batched.insert_events(
-            sorted[250..].iter().copied(),
-            &mut new_batched,
-            &mut scratch,
-        );
-        assert_eq!(batched, one_by_one);
-        assert_eq!(new_batched, new_one);
-        // A second pass adds nothing, and leaves no empty set in the delta.
-        let mut nothing = Views::default();
-        batched.insert_events(sorted.iter().copied(), &mut nothing, &mut scratch);
-        assert!(nothing.is_empty());
+        let unlimited = WindowLimits {
+            minutes: usize::MAX,
+            hours: usize::MAX,
+        };
+        // Before any drop, the deltas hold exactly the model's sets.
+        assert_eq!(deltas, model(&events, unlimited));
+        for partition in 0..3 {
+            state.retain_windows(partition, limits);
+        }
+        let expected = model(&events, limits);
+        assert_eq!(state.global, model_count(&expected, SetKind::All));
+        let mut kinds = ViewKeys::default();
+        for sets in expected.values() {
+            kinds.minutes.extend(sets.views.minutes.keys());
+            kinds.hours.extend(sets.views.hours.keys());
+            kinds.codes.extend(sets.views.codes.keys());
+        }
+        assert_eq!(state.views_present(), kinds);
+        assert!(kinds.minutes.len() <= 6 && !kinds.minutes.is_empty());
+        for kind in kinds.iter() {
+            let count = model_count(&expected, kind);
+            assert_eq!(state.view_count(kind), count, "{kind:?}");
+            assert_eq!(state.union_len(|_, _| true, kind), count, "{kind:?}");
+        }
     }
 
     #[test]
-    fn union_len_across_partitions_counts_shared_ips_once() {
-        let mut state = NodeState::default();
-        let mut scratch = Sets::default();
-        for (p, ip) in [(0, "1.1.1.1"), (0, "2.2.2.2"), (1, "2.2.2.2"), (1, "::1")] {
-            let event = event(ip, 0, 0);
-            state.insert_ips(p, &[event.ip], &mut scratch.all);
-            state
-                .partition(p)
-                .views()
-                .insert_event(&event, &mut scratch.views);
+    fn a_snapshot_applied_elsewhere_rebuilds_the_same_sets() {
+        let events = mixed_events();
+        let mut state = NodeState::new(true);
+        for partition in 0..3 {
+            let run: Vec<DeviceEvent> = events
+                .iter()
+                .filter(|(p, _)| *p == partition)
+                .map(|(_, e)| *e)
+                .collect();
+            insert(&mut state, partition, &run, &mut Sets::default());
         }
-        assert_eq!(state.union_len(|_, _| true, SetKind::All), 3);
-        assert_eq!(state.union_len(|id, _| *id == 1, SetKind::All), 2);
-        assert_eq!(state.union_len(|_, _| true, SetKind::Minute(0)), 3);
-        assert_eq!(state.union_len(|_, _| true, SetKind::Minute(60_000)), 0);
+        let mut follower = NodeState::new(true);
+        for (id, partition) in &state.partitions {
+            let mut bytes = 0;
+            for (kind, set) in partition.sections(&state.memberships) {
+                bytes += set.serialized_size() as u64;
+                follower.apply_section(*id, kind, &set);
+            }
+            assert_eq!(bytes, partition.serialized_size(&state.memberships));
+        }
+        assert_eq!(follower.global, state.global);
+        assert_eq!(follower.views_present(), state.views_present());
+        for kind in state.views_present().iter() {
+            assert_eq!(
+                follower.view_count(kind),
+                state.view_count(kind),
+                "{kind:?}"
+            );
+        }
+        for (id, partition) in &state.partitions {
+            let theirs = &follower.partitions[id];
+            assert_eq!(theirs.addresses.to_plain(), partition.addresses.to_plain());
+            let mine: Vec<_> = partition.sections(&state.memberships).collect();
+            let applied: Vec<_> = theirs.sections(&follower.memberships).collect();
+            assert_eq!(applied, mine);
+        }
+    }
+
+    #[test]
+    fn unused_memberships_are_compacted_away_without_changing_a_count() {
+        let mut state = NodeState::new(true);
+        let limits = WindowLimits {
+            minutes: 64,
+            hours: 2,
+        };
+        // Twenty devices, each seen in about half the minutes: nearly every address gets a
+        // membership of its own each minute, and rolling windows leave the old ones unused.
+        let mut events = Vec::new();
+        for minute in 0..600i64 {
+            let run: Vec<DeviceEvent> = (0..20u64)
+                .filter(|i| {
+                    (i.wrapping_mul(0x9E37_79B9) ^ (minute as u64 * 2_654_435_761)) % 3 != 0
+                })
+                .map(|i| event(&format!("10.0.0.{i}"), minute * MINUTE_MS, 0))
+                .collect();
+            insert(&mut state, 0, &run, &mut Sets::default());
+            state.retain_windows(0, limits);
+            events.extend(run.into_iter().map(|e| (0, e)));
+            assert!(
+                state.memberships.len() < 4096,
+                "ids compacted: {}",
+                state.memberships.len()
+            );
+        }
+        let expected = model(&events, limits);
+        for kind in state.views_present().iter() {
+            let count = model_count(&expected, kind);
+            assert_eq!(state.view_count(kind), count, "{kind:?}");
+            assert_eq!(state.union_len(|_, _| true, kind), count, "{kind:?}");
+        }
+        assert_eq!(state.views_present().minutes.len(), 64);
     }
 
     #[test]
     fn global_and_node_counts_follow_every_insert() {
-        let mut state = NodeState::default();
-        state.partition(0).live = Some(LiveCounters::default());
-        let mut pending = DistinctIps::new();
-        for (p, ip) in [
-            (0, "1.1.1.1"),
-            (0, "1.1.1.1"),
-            (1, "1.1.1.1"),
-            (1, "2.2.2.2"),
-        ] {
-            state.insert_ips(p, &[ip.parse().expect("ip")], &mut pending);
+        for views in [false, true] {
+            let mut state = NodeState::new(views);
+            state.partition(0).live = Some(LiveCounters::default());
+            let mut pending = DistinctIps::new();
+            for (p, ip) in [
+                (0, "1.1.1.1"),
+                (0, "1.1.1.1"),
+                (1, "1.1.1.1"),
+                (1, "2.2.2.2"),
+            ] {
+                state.insert_ips(p, &[ip.parse().expect("ip")], &mut pending);
+            }
+            assert_eq!((state.global, state.node), (2, 1));
+            let mut section = DistinctIps::new();
+            section.insert("3.3.3.3".parse().expect("ip"));
+            section.insert("2.2.2.2".parse().expect("ip"));
+            state.apply_section(0, SetKind::All, &section);
+            assert_eq!((state.global, state.node), (3, 3));
+            assert_eq!(state.global, state.union_len(|_, _| true, SetKind::All));
+            state.partition(0).live = None;
+            state.recount_node();
+            assert_eq!(state.node, 0);
         }
-        assert_eq!((state.global, state.node), (2, 1));
-        let mut section = DistinctIps::new();
-        section.insert("3.3.3.3".parse().expect("ip"));
-        section.insert("2.2.2.2".parse().expect("ip"));
-        state.apply_section(0, SetKind::All, &section);
-        assert_eq!((state.global, state.node), (3, 3));
-        assert_eq!(state.global, state.union_len(|_, _| true, SetKind::All));
-        state.partition(0).live = None;
-        state.recount_node();
-        assert_eq!(state.node, 0);
     }
 
     #[test]
     fn a_partition_counts_the_times_it_dropped_windows() {
-        let mut partition = PartitionState::default();
+        let mut state = NodeState::new(true);
         let limits = WindowLimits {
             minutes: 2,
             hours: 1,
         };
-        let mut new = Views::default();
         for minute in 0..2 {
-            let event = event("1.2.3.4", minute * MINUTE_MS, 0);
-            partition.views().insert_event(&event, &mut new);
+            insert(
+                &mut state,
+                0,
+                &[event("1.2.3.4", minute * MINUTE_MS, 0)],
+                &mut Sets::default(),
+            );
         }
-        partition.retain_windows(limits);
-        assert_eq!(partition.window_drops(), 0, "nothing beyond the limits");
-        let event = event("1.2.3.4", 2 * MINUTE_MS, 0);
-        partition.views().insert_event(&event, &mut new);
-        partition.retain_windows(limits);
-        assert_eq!(partition.window_drops(), 1);
+        state.retain_windows(0, limits);
+        assert_eq!(
+            state.partitions[&0].window_drops(),
+            0,
+            "nothing beyond the limits"
+        );
+        insert(
+            &mut state,
+            0,
+            &[event("1.2.3.4", 2 * MINUTE_MS, 0)],
+            &mut Sets::default(),
+        );
+        state.retain_windows(0, limits);
+        assert_eq!(state.partitions[&0].window_drops(), 1);
+        assert_eq!(state.view_count(SetKind::Minute(0)), 0);
+        assert_eq!(
+            state.memberships.slot_of(SetKind::Minute(0)),
+            None,
+            "slot released"
+        );
     }
 
     #[test]
     fn a_minute_goes_with_its_hour_whatever_the_minute_limit() {
-        let mut views = Views::default();
-        let mut new = Views::default();
+        let mut keys = ViewKeys::default();
         // One minute in each of three hours: three minutes span them.
         for hour in 0..3 {
-            views.insert_event(&event("1.2.3.4", hour * HOUR_MS, 0), &mut new);
+            keys.insert(SetKind::Minute(hour * HOUR_MS));
+            keys.insert(SetKind::Hour(hour * HOUR_MS));
         }
-        views.retain_windows(WindowLimits {
+        let dropped = keys.trim(WindowLimits {
             minutes: 120,
             hours: 2,
         });
-        assert_eq!(starts(&views.hours), vec![HOUR_MS, 2 * HOUR_MS]);
-        assert_eq!(starts(&views.minutes), vec![HOUR_MS, 2 * HOUR_MS]);
-    }
-
-    #[test]
-    fn an_hour_recreated_after_its_drop_gets_every_address_of_the_batch() {
-        let limits = WindowLimits {
-            minutes: 120,
-            hours: 1,
-        };
-        let (mut batched, mut one_by_one) = (Views::default(), Views::default());
-        let mut new = Views::default();
-        let mut scratch = InsertScratch::default();
-        let early = [event("1.1.1.1", 0, 0), event("2.2.2.2", 0, 0)];
-        let later = event("3.3.3.3", HOUR_MS, 0);
-        for views in [&mut batched, &mut one_by_one] {
-            views.insert_events(early.iter().chain([&later]), &mut new, &mut scratch);
-            views.retain_windows(limits);
-        }
-        // Late events for the dropped hour: it comes back holding exactly what they bring.
-        let late = [event("1.1.1.1", 1_000, 0), event("2.2.2.2", 2_000, 0)];
-        batched.insert_events(late[..1].iter(), &mut new, &mut scratch);
-        batched.insert_events(late[1..].iter(), &mut new, &mut scratch);
-        for event in &late {
-            one_by_one.insert_event(event, &mut new);
-        }
-        assert_eq!(batched, one_by_one);
-        assert_eq!(batched.hours.get(&0).map(DistinctIps::len), Some(2));
+        assert_eq!(dropped, vec![SetKind::Hour(0), SetKind::Minute(0)]);
+        assert_eq!(Vec::from_iter(keys.hours), vec![HOUR_MS, 2 * HOUR_MS]);
+        assert_eq!(Vec::from_iter(keys.minutes), vec![HOUR_MS, 2 * HOUR_MS]);
     }
 
     #[test]
@@ -812,6 +1219,7 @@ mod tests {
             minutes: 2,
             hours: 1,
         });
-        assert_eq!(starts(&views.minutes), vec![3 * MINUTE_MS, 4 * MINUTE_MS]);
+        let starts: Vec<i64> = views.minutes.keys().copied().collect();
+        assert_eq!(starts, vec![3 * MINUTE_MS, 4 * MINUTE_MS]);
     }
 }

@@ -24,7 +24,7 @@ use super::checkpoint::{
     encode_chunks, encode_heartbeat, heartbeat_key, ChunkHeader, Claim, Encoded,
 };
 use super::stalls::{self, Progress};
-use super::state::{InsertScratch, LiveCounters, SetKind, Sets, SharedViews};
+use super::state::{LiveCounters, Sets};
 use super::stats::BatchTally;
 use super::{node_seen_window, now_ms, Shared, TrackerError};
 use crate::checkpointed::{self, Checkpointing, NextOffset, Stateful, StatefulConsumer};
@@ -197,8 +197,6 @@ struct Owner {
     batch: Vec<Parsed>,
     /// The batch's valid events, sorted for inserting; empty between batches.
     valid: Vec<(i32, DeviceEvent)>,
-    /// Buffers for grouping a batch's view inserts per set.
-    view_scratch: InsertScratch,
     /// IPs new to each set since the partition's last successful checkpoint.
     pending: HashMap<i32, Sets>,
     /// Input offset of the last checkpoint written per owned partition.
@@ -392,7 +390,6 @@ impl Owner {
     fn release_buffers(&mut self) {
         self.batch = Vec::new();
         self.valid = Vec::new();
-        self.view_scratch = InsertScratch::default();
     }
 }
 
@@ -468,7 +465,7 @@ impl WorkerState {
         }
         let mut batch = std::mem::take(&mut owner.batch);
         let mut valid = std::mem::take(&mut owner.valid);
-        let (mut live, views) = {
+        let mut live = {
             let state = self.shared.state();
             // This worker's partitions only: the others' counters are their workers' to move.
             let live: HashMap<i32, LiveCounters> = state
@@ -477,22 +474,12 @@ impl WorkerState {
                 .filter(|(id, _)| owner.written.contains_key(id))
                 .filter_map(|(id, p)| p.live.map(|live| (*id, live)))
                 .collect();
-            let views: HashMap<i32, SharedViews> = state
-                .partitions
-                .iter()
-                .filter(|(id, _)| live.contains_key(id))
-                .map(|(id, p)| (*id, p.views.clone()))
-                .collect();
-            (live, views)
+            live
         };
         self.admit(&mut live, &mut batch, &mut valid);
         valid.sort_unstable_by_key(|(partition, event)| sort_key(*partition, event.ip));
-        if self.shared.config.views {
-            let owner = &mut *owner;
-            count_views(&valid, &views, &mut owner.pending, &mut owner.view_scratch);
-        }
-        // Counters and overall sets move together, under the node's lock: whoever reads the
-        // event count also sees the addresses those events brought.
+        // Counters and sets move together, under the node's lock: whoever reads the event
+        // count also sees the addresses those events brought.
         let mut state = self.shared.state();
         for (id, counters) in live {
             if let Some(partition_live) =
@@ -503,9 +490,8 @@ impl WorkerState {
         }
         for run in valid.chunk_by(|a, b| a.0 == b.0) {
             let id = run[0].0;
-            let ips: Vec<IpAddr> = run.iter().map(|(_, event)| event.ip).collect();
             let pending = owner.pending.entry(id).or_default();
-            state.insert_ips(id, &ips, &mut pending.all);
+            state.insert_events(id, run.iter().map(|(_, event)| event), pending);
         }
         valid.clear();
         drop(state);
@@ -670,11 +656,15 @@ impl WorkerState {
         let window_limits = self.shared.config.window_limits;
         let written_at_ms = now_ms();
         let mut outgoing = Vec::new();
-        for (id, partition) in state.partitions.iter_mut() {
+        let mine: Vec<i32> = owner.written.keys().copied().collect();
+        for id in mine {
+            state.retain_windows(id, window_limits);
+        }
+        let state = &*state;
+        for (id, partition) in &state.partitions {
             let (Some(live), Some(written)) = (partition.live, owner.written.get_mut(id)) else {
                 continue;
             };
-            partition.retain_windows(window_limits);
             let mut delta = owner.pending.remove(id).unwrap_or_default();
             delta.retain_windows(window_limits);
             let unchanged = owner.checkpointed.get(id) == Some(&live.next_offset);
@@ -682,8 +672,9 @@ impl WorkerState {
                 continue;
             }
             owner.checkpointed.insert(*id, live.next_offset);
-            let snapshot =
-                written.snapshot_due(partition.window_drops(), || partition.serialized_size());
+            let snapshot = written.snapshot_due(partition.window_drops(), || {
+                partition.serialized_size(&state.memberships)
+            });
             let header = ChunkHeader {
                 partition: *id,
                 epoch: written.epoch,
@@ -700,11 +691,8 @@ impl WorkerState {
                 node: self.shared.node_id.clone(),
             };
             let checkpoint = if snapshot {
-                let views = partition.views();
-                let sections =
-                    std::iter::once((SetKind::All, &partition.all)).chain(views.sections());
                 Outgoing {
-                    encoded: encode_chunks(&header, sections),
+                    encoded: encode_chunks(&header, partition.sections(&state.memberships)),
                     header,
                     delta: None,
                 }
@@ -914,26 +902,6 @@ fn sort_key(partition: i32, ip: IpAddr) -> u64 {
         IpAddr::V6(v6) => (v6.to_bits() >> 96) as u32,
     };
     (u64::from(partition as u32) << 32) | u64::from(address)
-}
-
-/// Adds the batch's events (sorted by partition) to their partitions' views, taking each
-/// partition's views lock once and not the node's: workers count their views at the same
-/// time, and only the overall set, which the exact global count needs, waits for the node.
-fn count_views(
-    valid: &[(i32, DeviceEvent)],
-    views: &HashMap<i32, SharedViews>,
-    pending: &mut HashMap<i32, Sets>,
-    scratch: &mut InsertScratch,
-) {
-    for run in valid.chunk_by(|a, b| a.0 == b.0) {
-        let id = run[0].0;
-        let Some(shared) = views.get(&id) else {
-            continue;
-        };
-        let mut views = shared.lock().unwrap_or_else(|e| e.into_inner());
-        let new = &mut pending.entry(id).or_default().views;
-        views.insert_events(run.iter().map(|(_, event)| event), new, scratch);
-    }
 }
 
 /// One partition's checkpoint on its way to the state topic.
