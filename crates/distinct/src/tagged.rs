@@ -4,20 +4,19 @@
 //! which per-window and per-error-code views each address belongs to. As separate sets
 //! those views stored every address three more times (about 13 bytes per address at 10 M
 //! random devices). Stored here, an address is kept once and its memberships are a tag
-//! beside it (an id the caller interns), 2 bytes for the first 65,535 tag values. The
-//! tracker does not use it yet: docs/BENCHMARKS.md ("Shared view storage") has the plan.
+//! beside it (an id the caller interns): one byte while every tag of its /8 fits one, two up
+//! to 65,534.
 //!
 //! # Layout
 //!
 //! IPv4 addresses are split per /8 into shards; a shard is a sorted vector of blocks, each
-//! holding up to [`MAX_BLOCK`] addresses of one /16 as packed `u32` entries, the low 16
-//! bits of the address above a 16-bit tag. Sorting the entries sorts the addresses. A
-//! block that grows past [`MAX_BLOCK`] splits in two, so an insert moves at most a few
-//! kilobytes even in a /16 full of devices. The blocks of a shard share one vector (see
-//! [`Shard`]). At 10 M random addresses over three sets a block holds about 51 addresses:
-//! 4 bytes each plus the block's 12-byte header.
+//! holding up to [`MAX_BLOCK`] addresses of one /16 as the low 16 bits of each, in order,
+//! with their tags beside them. A block that grows past [`MAX_BLOCK`] splits in two, so an insert moves at most a few
+//! kilobytes even in a /16 full of devices. The blocks of a shard share one vector of lows and
+//! one of tags (see [`Shard`]). At 10 M random addresses over three sets a block holds about
+//! 51 addresses: 3 bytes each with one-byte tags, plus the block's 12-byte header.
 //!
-//! A tag of [`WIDE`] or more does not fit 16 bits: the entry holds [`WIDE`] and the tag
+//! A tag of [`WIDE`] or more does not fit 16 bits: the slot holds [`WIDE`] and the tag
 //! sits in a side map keyed by the address. IPv6 addresses (rare in device fleets) sit in a
 //! `BTreeMap`. IPv4-mapped IPv6 addresses count as IPv4, as in [`DistinctIps`].
 

@@ -65,7 +65,9 @@ pub fn map_large_blocks_individually() {
     // allocations come from, and glibc takes its own lock for it.
     let applied = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
     if applied != 1 {
-        tracing::warn!("glibc refused a fixed mmap threshold; large freed blocks may stay resident");
+        tracing::warn!(
+            "glibc refused a fixed mmap threshold; large freed blocks may stay resident"
+        );
     }
 }
 

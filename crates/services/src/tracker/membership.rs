@@ -23,9 +23,10 @@ use super::state::SetKind;
 /// words are trimmed, so equal sets are equal slices.
 type Bits = Box<[u64]>;
 
-/// Transitions remembered before the tables are cleared: bounds their memory when
-/// memberships are many (devices seen in scattered windows).
-const MAX_REMEMBERED: usize = 1 << 20;
+/// Transitions remembered before the tables are cleared: bounds their memory (about 2 MB)
+/// when memberships are many (devices seen in scattered windows). A few dozen memberships
+/// take a few hundred transitions.
+const MAX_REMEMBERED: usize = 1 << 16;
 
 /// The views an event puts its address in: its minute's, hour's and code's slots.
 pub type EventSlots = [u32; 3];

@@ -6,8 +6,8 @@
 //! - A **worker** thread (`worker`) is a member of one consumer group on the input topic
 //!   (`device-events`). It validates each event ([`crate::event::parse_event`]), sends
 //!   rejected ones to the dead-letter topic with the reason in a header, and adds valid ones to
-//!   its partition's exact sets ([`state::Sets`]): all IPs, per minute and hour of event time,
-//!   per error code.
+//!   its partition's exact set of addresses ([`state::Addresses`]), each tagged with the views
+//!   it is in: its minutes and hours of event time, its error codes ([`membership`]).
 //! - Every checkpoint interval (and when it loses partitions or stops) the worker writes each
 //!   owned partition's **delta** (IPs new to a set since its last checkpoint) together with the
 //!   input offset it covers to the compacted state topic ([`checkpoint`]), after the
