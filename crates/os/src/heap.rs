@@ -56,7 +56,7 @@ const TRIM_INTERVAL: Duration = Duration::from_secs(2);
 /// glibc blocks of at least this size get a mapping of their own, returned when freed.
 const MMAP_THRESHOLD: libc::c_int = 1 << 20;
 
-/// Fixes glibc's mmap threshold at [`MMAP_THRESHOLD`] (see the module docs). Call it first
+/// Fixes glibc's mmap threshold at 1 MiB (`MMAP_THRESHOLD`; see the module docs). Call it first
 /// thing, before the C libraries allocate. Does nothing where the C allocator is not glibc's.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
