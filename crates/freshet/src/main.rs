@@ -58,6 +58,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Up(_) | Command::Tracker(_) | Command::Guard(_) | Command::Broker(_)
     );
     if long_running {
+        freshet_os::heap::map_large_blocks_individually();
         freshet_os::heap::spawn_trimmer();
     }
     match command {

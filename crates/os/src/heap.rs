@@ -30,19 +30,16 @@
 //! distinct addresses a tracker's settled memory went from 20.4 to 18.0 B per address with
 //! views and from 6.9 to 5.3 without (means over 11 and 5 runs, docs/BENCHMARKS.md).
 //!
-//! Large glibc blocks (librdkafka's fetch responses, produced batches, the copies of a
-//! tracker's 1 MB state records) are the other part. glibc serves a block of 128 KiB or more
-//! with a mapping of its own, returned to the kernel when freed, but raises that threshold to
-//! the size of each such block freed (up to 32 MiB), after which large blocks come from the
-//! arenas and, freed, stay there in pieces `malloc_trim` cannot return. The long-running
-//! commands fix the threshold at 1 MiB ([`map_large_blocks_individually`]). Settled memory of
-//! a tracker at 10 M distinct addresses with views went from 5.9-9.9 B per address (five runs)
-//! to 3.9-4.2 (seven runs, 1 MiB and 128 KiB), without views from 4.3-6.7 to 3.2-3.7
-//! (docs/BENCHMARKS.md). Blocks above 1 MiB cost a mapping and fresh pages each: the generator,
-//! which produces such batches continuously, lost about 10% of its rate with the threshold set
-//! in its process, so the commands that only produce (`freshet generate`, the benches) leave
-//! glibc as it is; `freshet up`, whose API also runs the generator, takes that cost for the
-//! memory of the services beside it.
+//! Large glibc blocks are the other part. glibc serves a block of 128 KiB or more with a
+//! mapping of its own, returned to the kernel when freed, but raises that threshold to the size
+//! of each such block freed, up to 32 MiB. Once librdkafka's large blocks had raised it, they
+//! came from the arenas and, freed, stayed resident: `malloc_trim` did not return them. The
+//! long-running commands fix the threshold at 16 MiB ([`map_large_blocks_individually`]), as
+//! `MALLOC_MMAP_THRESHOLD_` would. Settled memory of a tracker at 10 M distinct addresses with
+//! views went from 5.9-12.4 B per address without a fixed threshold to 3.9-4.7 with one
+//! (128 KiB, 1, 4 or 16 MiB gave the same; docs/BENCHMARKS.md). The highest of them keeps
+//! the blocks below it (fetch responses, produced batches) recycled in the arenas instead of
+//! freshly mapped and zeroed each time.
 //!
 //! This module holds the workspace's only `unsafe` code: four calls into C that take no
 //! pointers.
@@ -54,9 +51,9 @@ use std::time::{Duration, Instant};
 const TRIM_INTERVAL: Duration = Duration::from_secs(2);
 
 /// glibc blocks of at least this size get a mapping of their own, returned when freed.
-const MMAP_THRESHOLD: libc::c_int = 1 << 20;
+const MMAP_THRESHOLD: libc::c_int = 16 << 20;
 
-/// Fixes glibc's mmap threshold at 1 MiB (`MMAP_THRESHOLD`; see the module docs). Call it first
+/// Fixes glibc's mmap threshold at 16 MiB (`MMAP_THRESHOLD`; see the module docs). Call it first
 /// thing, before the C libraries allocate. Does nothing where the C allocator is not glibc's.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]

@@ -32,6 +32,8 @@ impl Follower {
         let consumer: BaseConsumer = kafka
             .reader_config("tracker-follower", &group)
             .set("fetch.wait.max.ms", "100")
+            // State records are at most 1 MB: librdkafka's default 64 MiB of prefetch only
+            // held the node's own snapshots in memory a while longer.
             .set("queued.max.messages.kbytes", "8192")
             .set("fetch.max.bytes", (8 << 20).to_string())
             .create_client()?;
