@@ -870,6 +870,18 @@ impl NodeState {
     }
 }
 
+/// The slot `cache` holds for window `start`, else `slot()`'s, cached.
+fn cached(cache: &mut Option<(i64, u32)>, start: i64, slot: impl FnOnce() -> u32) -> u32 {
+    match *cache {
+        Some((cached_start, cached_slot)) if cached_start == start => cached_slot,
+        _ => {
+            let fresh = slot();
+            *cache = Some((start, fresh));
+            fresh
+        }
+    }
+}
+
 /// The count of `slot` in `counts`, which grows to have it.
 fn slot_count(counts: &mut Vec<u64>, slot: u32) -> &mut u64 {
     let slot = slot as usize;
@@ -902,23 +914,9 @@ impl SlotCache {
             memberships.slot(kind)
         };
         let minute = minute_of(event.time_ms);
-        let minute_slot = match self.minute {
-            Some((start, slot)) if start == minute => slot,
-            _ => {
-                let s = slot(SetKind::Minute(minute));
-                self.minute = Some((minute, s));
-                s
-            }
-        };
+        let minute_slot = cached(&mut self.minute, minute, || slot(SetKind::Minute(minute)));
         let hour = hour_of(event.time_ms);
-        let hour_slot = match self.hour {
-            Some((start, slot)) if start == hour => slot,
-            _ => {
-                let s = slot(SetKind::Hour(hour));
-                self.hour = Some((hour, s));
-                s
-            }
-        };
+        let hour_slot = cached(&mut self.hour, hour, || slot(SetKind::Hour(hour)));
         let code = usize::from(event.error_code);
         if self.codes.len() <= code {
             self.codes.resize(code + 1, None);
