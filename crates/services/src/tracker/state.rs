@@ -964,6 +964,15 @@ mod tests {
             .collect()
     }
 
+    /// The events of `partition`, in order.
+    fn events_of(events: &[(i32, DeviceEvent)], partition: i32) -> Vec<DeviceEvent> {
+        events
+            .iter()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, e)| *e)
+            .collect()
+    }
+
     /// The model: per partition separate sets, filled event by event.
     fn model(events: &[(i32, DeviceEvent)], limits: WindowLimits) -> BTreeMap<i32, Sets> {
         let mut sets: BTreeMap<i32, Sets> = BTreeMap::new();
@@ -1012,11 +1021,7 @@ mod tests {
         let mut deltas: BTreeMap<i32, Sets> = BTreeMap::new();
         for batch in events.chunks(250) {
             for partition in 0..3 {
-                let run: Vec<DeviceEvent> = batch
-                    .iter()
-                    .filter(|(p, _)| *p == partition)
-                    .map(|(_, e)| *e)
-                    .collect();
+                let run = events_of(batch, partition);
                 insert(
                     &mut state,
                     partition,
@@ -1056,11 +1061,7 @@ mod tests {
         let events = mixed_events();
         let mut state = NodeState::new(true);
         for partition in 0..3 {
-            let run: Vec<DeviceEvent> = events
-                .iter()
-                .filter(|(p, _)| *p == partition)
-                .map(|(_, e)| *e)
-                .collect();
+            let run = events_of(&events, partition);
             insert(&mut state, partition, &run, &mut Sets::default());
         }
         let mut follower = NodeState::new(true);
